@@ -1,0 +1,300 @@
+"""Typed project file.
+
+One YAML file declares the data sources, entities, label, optional treatment, sensitive
+attributes, PII columns, and the settings of each stage. It is loaded into pydantic models
+by :meth:`ProjectConfig.load`; every validation error is reported with its YAML path, the
+value seen and a fix, e.g.::
+
+    examples/retail/insight.yaml: label.column: 'churn' is not a column of source 'labels'
+    (columns: customer_id, label_time, churned). Fix: set label.column to one of them.
+
+Paths in the file are relative to the file's folder; ``{workspace}`` expands to the
+workspace root, so sample data can live with the rest of the local state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from engine.errors import ConfigError
+from engine.features.views import FeatureView
+
+_IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    """A table the project reads: a CSV or Parquet file (or folder of Parquet files)."""
+
+    path: str
+    format: Literal["parquet", "csv"] = "parquet"
+    entity: str | None = Field(default=None, description="Entity whose key this table carries.")
+    event_time: str | None = Field(
+        default=None, description="Event-time column; omit for static tables."
+    )
+    columns: dict[str, Literal["int", "double", "string", "timestamp", "bool"]] = Field(
+        default_factory=dict, description="Declared columns and types (checked on read)."
+    )
+
+
+class EntityConfig(_Model):
+    key: str = Field(pattern=_IDENT)
+
+
+class LabelConfig(_Model):
+    source: str
+    column: str
+    event_time: str
+
+
+class TreatmentConfig(_Model):
+    source: str
+    column: str
+    outcome: str
+
+
+class SampleConfig(_Model):
+    """Synthetic data the engine generates for this project (``insight data generate``)."""
+
+    generator: Literal["retail"] = "retail"
+    customers: int = Field(default=4000, ge=50, le=50_000_000)
+    days: int = Field(default=300, ge=120, le=3650)
+    seed: int = 7
+    output: str = "{workspace}/data/retail"
+
+
+class FeaturesConfig(_Model):
+    views: list[FeatureView] = Field(min_length=1)
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    shuffle_partitions: int = Field(default=4, ge=1)
+
+
+class TrainConfig(_Model):
+    model_name: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]+$")
+    num_samples: int = Field(default=4, ge=1, le=1000)
+    max_concurrent: int = Field(default=2, ge=1)
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    num_boost_round: int = Field(default=60, ge=1)
+    valid_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="Latest fraction of label times held out."
+    )
+    search_space: dict[str, list[float]] = Field(
+        default_factory=lambda: {
+            "max_depth": [2, 6],
+            "eta": [0.03, 0.3],
+            "subsample": [0.6, 1.0],
+            "min_child_weight": [1, 10],
+        },
+        description="Parameter -> [low, high]; integers for max_depth.",
+    )
+    seed: int = 0
+    until: dt.date | None = Field(
+        default=None, description="Train on label times up to this date (inclusive)."
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Feature columns the model must not use."
+    )
+
+    @field_validator("search_space")
+    @classmethod
+    def _ranges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
+        for name, bounds in v.items():
+            if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+                raise ValueError(f"'{name}' must be [low, high] with low <= high, got {bounds}")
+        return v
+
+
+class ServeConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
+    route_prefix: str = "/"
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    max_rows_per_request: int = Field(default=1000, ge=1)
+
+
+class DriftConfig(_Model):
+    psi_bins: int = Field(default=10, ge=2, le=1000)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    ks_alpha: float = Field(default=0.01, gt=0, lt=1)
+    current_from: dt.date | None = Field(
+        default=None, description="Label times from this date form the current window."
+    )
+
+
+class ProjectConfig(_Model):
+    """The whole project file. Use :meth:`load`."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    workspace: str = ".insight"
+    sources: dict[str, SourceConfig]
+    entities: dict[str, EntityConfig]
+    label: LabelConfig
+    treatment: TreatmentConfig | None = None
+    sensitive: list[str] = Field(default_factory=list)
+    pii: list[str] = Field(default_factory=list)
+    sample: SampleConfig | None = None
+    features: FeaturesConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    # Set by load(): folder of the project file, for relative paths. Not part of the YAML.
+    base_dir: str = Field(default=".", exclude=True)
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> ProjectConfig:
+        for name, src in self.sources.items():
+            if src.entity is not None and src.entity not in self.entities:
+                raise _ref_error(f"sources.{name}.entity", src.entity, "entity", self.entities)
+        if self.label.source not in self.sources:
+            raise _ref_error("label.source", self.label.source, "source", self.sources)
+        if self.treatment is not None and self.treatment.source not in self.sources:
+            raise _ref_error("treatment.source", self.treatment.source, "source", self.sources)
+        _check_declared(self, "label.column", self.label.source, self.label.column)
+        _check_declared(self, "label.event_time", self.label.source, self.label.event_time)
+        if self.treatment is not None:
+            _check_declared(self, "treatment.column", self.treatment.source, self.treatment.column)
+            _check_declared(
+                self, "treatment.outcome", self.treatment.source, self.treatment.outcome
+            )
+        names: dict[str, str] = {}
+        for i, view in enumerate(self.features.views):
+            if view.source not in self.sources:
+                raise _ref_error(f"features.views.{i}.source", view.source, "source", self.sources)
+            if self.sources[view.source].entity is None:
+                raise ValueError(
+                    f"features.views.{i}.source: source '{view.source}' declares no entity. "
+                    "Fix: add 'entity:' to the source so its rows can be keyed."
+                )
+            static = self.sources[view.source].event_time is None
+            if static and (view.aggregates or view.latest or view.recency or view.ttl):
+                raise ValueError(
+                    f"features.views.{i} ('{view.name}'): aggregates/latest/recency/ttl need an "
+                    f"event-time column, and source '{view.source}' has none. Fix: set "
+                    f"sources.{view.source}.event_time or keep only 'columns'."
+                )
+            for col in view.columns + list(view.latest):
+                _check_declared(self, f"features.views.{i}.columns", view.source, col)
+            for feat in view.feature_names():
+                if feat in names:
+                    raise ValueError(
+                        f"features.views.{i}: feature '{feat}' is also produced by view "
+                        f"'{names[feat]}'. Fix: rename one of them."
+                    )
+                names[feat] = view.name
+        for col in self.sensitive:
+            if col not in names:
+                raise ValueError(
+                    f"sensitive: '{col}' is not a feature of any view (features: "
+                    f"{', '.join(names)}). Fix: add it to a view's columns."
+                )
+        for entry in self.pii:
+            src, _, col = entry.partition(".")
+            if src not in self.sources or not col:
+                raise ValueError(
+                    f"pii: '{entry}' must be 'source.column' with a declared source "
+                    f"(sources: {', '.join(self.sources)})."
+                )
+            _check_declared(self, "pii", src, col)
+        return self
+
+    def feature_names(self) -> list[str]:
+        return [f for v in self.features.views for f in v.feature_names()]
+
+    def pii_columns(self, source: str) -> list[str]:
+        return [e.split(".", 1)[1] for e in self.pii if e.split(".", 1)[0] == source]
+
+    # ---- loading ---------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | Path) -> ProjectConfig:
+        """Load and validate a project file; raise :class:`ConfigError` naming the YAML path.
+
+        Examples
+        --------
+        >>> cfg = ProjectConfig.load("examples/retail/insight.yaml")  # doctest: +SKIP
+        >>> cfg.label.column  # doctest: +SKIP
+        'churned'
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(
+                f"project file '{p}' does not exist. Fix: pass --project PATH to an insight.yaml "
+                "(the example is examples/retail/insight.yaml)."
+            )
+        try:
+            raw = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{p}: the top level must be a mapping with keys such as 'name', 'sources', "
+                f"'entities', 'label'; got {type(raw).__name__}."
+            )
+        raw["base_dir"] = str(p.resolve().parent)
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise ConfigError(format_validation_error(p, exc)) from None
+
+    # ---- paths -----------------------------------------------------------------------
+
+    def workspace_root(self, override: str | Path | None = None) -> Path:
+        """Workspace root: an explicit override, else ``workspace`` relative to the cwd."""
+        return Path(override if override is not None else self.workspace).resolve()
+
+    def resolve_path(self, path: str, workspace: Path) -> Path:
+        """Expand ``{workspace}`` and make a source path absolute (relative to the file)."""
+        expanded = path.replace("{workspace}", str(workspace))
+        p = Path(expanded)
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    def entity_key(self, entity: str) -> str:
+        return self.entities[entity].key
+
+
+def _ref_error(where: str, value: str, kind: str, known: dict[str, Any]) -> ValueError:
+    choices = ", ".join(sorted(known)) or "(none declared)"
+    return ValueError(
+        f"{where}: unknown {kind} '{value}' (declared: {choices}). "
+        f"Fix: declare it under '{kind}s:' or use one of the declared names."
+    )
+
+
+def _check_declared(cfg: ProjectConfig, where: str, source: str, column: str) -> None:
+    cols = cfg.sources[source].columns
+    if cols and column not in cols:
+        raise ValueError(
+            f"{where}: '{column}' is not a declared column of source '{source}' "
+            f"(columns: {', '.join(cols)}). Fix: use one of them or declare it."
+        )
+
+
+def format_validation_error(path: Path, exc: ValidationError) -> str:
+    """Render pydantic errors as 'file: yaml.path: problem (got value). Fix: ...' lines."""
+    lines = [f"{path}: {exc.error_count()} problem(s) in the project file:"]
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        kind = err["type"]
+        got = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "missing":
+            fix = f"add '{loc}'"
+            lines.append(f"  {loc}: required field is missing. Fix: {fix}.")
+        elif kind == "extra_forbidden":
+            lines.append(
+                f"  {loc}: unknown field (got {got!r}). Fix: remove it or check its spelling."
+            )
+        elif "Fix:" in msg:
+            lines.append(f"  {loc}: {msg}")
+        else:
+            lines.append(f"  {loc}: {msg} (got {got!r}). Fix: correct this value.")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""Checking and reading the project's tables.
+
+Checks run on file metadata (pyarrow) before any Spark session starts: a missing file or a
+column of the wrong type is reported with the source, the column, what was found and a fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine.config import ProjectConfig, SourceConfig
+from engine.errors import DataError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+_ACCEPT = {
+    "int": (pa.types.is_integer,),
+    "double": (pa.types.is_floating, pa.types.is_integer, pa.types.is_decimal),
+    "string": (pa.types.is_string, pa.types.is_large_string),
+    "timestamp": (pa.types.is_timestamp, pa.types.is_date),
+    "bool": (pa.types.is_boolean,),
+}
+
+
+def source_path(cfg: ProjectConfig, name: str, workspace: Path) -> Path:
+    return cfg.resolve_path(cfg.sources[name].path, workspace)
+
+
+def read_schema(src: SourceConfig, path: Path) -> pa.Schema:
+    if src.format == "parquet":
+        if path.is_dir():
+            files = sorted(path.rglob("*.parquet"))
+            if not files:
+                raise DataError(f"'{path}' is a folder with no .parquet files.")
+            return pq.read_schema(files[0])
+        return pq.read_schema(path)
+    with pacsv.open_csv(path) as reader:
+        return reader.schema
+
+
+def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None = None) -> None:
+    """Raise DataError naming the first problem in the declared sources (no Spark)."""
+    problems: list[str] = []
+    for name in names or list(cfg.sources):
+        src = cfg.sources[name]
+        path = source_path(cfg, name, workspace)
+        if not path.exists():
+            hint = (
+                "run `insight data generate` first"
+                if cfg.sample and "{workspace}" in src.path
+                else "fix sources." + name + ".path"
+            )
+            problems.append(f"source '{name}': file '{path}' does not exist. Fix: {hint}.")
+            continue
+        schema = read_schema(src, path)
+        fields = {f.name: f.type for f in schema}
+        needed = dict(src.columns)
+        for role, col in (("event_time", src.event_time),):
+            if col and col not in needed:
+                needed[col] = "timestamp"
+        if src.entity:
+            key = cfg.entity_key(src.entity)
+            needed.setdefault(key, "int")
+        for col, want in needed.items():
+            if col not in fields:
+                problems.append(
+                    f"source '{name}': column '{col}' is missing from '{path.name}' "
+                    f"(found: {', '.join(fields)}). Fix: add it or correct sources.{name}."
+                )
+            elif not any(check(fields[col]) for check in _ACCEPT[want]):
+                problems.append(
+                    f"source '{name}': column '{col}' is {fields[col]} in '{path.name}', "
+                    f"expected {want}. Fix: cast it in the source or declare `{col}: "
+                    f"{_declare_as(fields[col])}`."
+                )
+    if problems:
+        raise DataError("\n".join(problems))
+
+
+def _declare_as(t: pa.DataType) -> str:
+    for name, checks in _ACCEPT.items():
+        if name != "double" and any(c(t) for c in checks):
+            return name
+    return "double" if pa.types.is_floating(t) else str(t)
+
+
+def fingerprint(path: Path) -> str:
+    """Content hash of a file or folder of files (sha256 over names and bytes)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def read_source(
+    spark: SparkSession, cfg: ProjectConfig, name: str, workspace: Path, pii_key: bytes
+) -> DataFrame:
+    """Read a source as a Spark DataFrame with PII columns replaced by their keyed hash."""
+    from engine.pii import spark_hmac
+
+    src = cfg.sources[name]
+    path = str(source_path(cfg, name, workspace))
+    if src.format == "parquet":
+        df = spark.read.parquet(path)
+    else:
+        df = spark.read.option("header", True).option("inferSchema", True).csv(path)
+    for col in cfg.pii_columns(name):
+        df = df.withColumn(col, spark_hmac(df[col], pii_key))
+    if src.event_time:
+        df = df.withColumn(src.event_time, df[src.event_time].cast("timestamp_ntz"))
+    return df

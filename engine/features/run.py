@@ -1,0 +1,123 @@
+"""The features stage: check sources, build the training table on Spark, commit a snapshot."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from engine.config import ProjectConfig
+from engine.data.sources import check_sources, fingerprint, read_source, source_path
+from engine.features import snapshot as snap
+from engine.features.build import build_training_table
+from engine.features.spark import get_spark
+from engine.pii import key_fingerprint, load_key
+from engine.workspace import Workspace
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@contextlib.contextmanager
+def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
+    """A Spark session for this project that is stopped (JVM included) on exit."""
+    spark = get_spark(
+        cfg.features.spark_master,
+        driver_memory=cfg.features.spark_driver_memory,
+        shuffle_partitions=cfg.features.shuffle_partitions,
+        local_dir=ws.scratch / "spark",
+    )
+    try:
+        yield spark
+    finally:
+        spark.stop()
+        # Stop the py4j gateway too, so no JVM outlives the command.
+        from pyspark import SparkContext
+
+        gw = getattr(SparkContext, "_gateway", None)
+        if gw is not None:
+            with contextlib.suppress(Exception):
+                gw.shutdown()
+            SparkContext._gateway = None
+            SparkContext._jvm = None
+
+
+def used_sources(cfg: ProjectConfig) -> list[str]:
+    names = [cfg.label.source] + [v.source for v in cfg.features.views]
+    return list(dict.fromkeys(names))
+
+
+def plan_snapshot(cfg: ProjectConfig, ws: Workspace) -> tuple[str, dict[str, str], bytes]:
+    """Check the sources and compute the snapshot id, without starting Spark."""
+    names = used_sources(cfg)
+    check_sources(cfg, ws.root, names)
+    key = load_key(ws.root)
+    fps = {n: fingerprint(source_path(cfg, n, ws.root)) for n in names}
+    return snap.snapshot_id(cfg, fps, key_fingerprint(key)), fps, key
+
+
+def build_snapshot(
+    cfg: ProjectConfig, ws: Workspace, spark: SparkSession | None = None
+) -> tuple[snap.Snapshot, bool]:
+    """Build (or reuse) the snapshot for the current sources and spec.
+
+    Returns the snapshot and whether it already existed (then Spark is not started).
+    """
+    sid, fps, key = plan_snapshot(cfg, ws)
+    existing = [s for s in snap.list_snapshots(ws, cfg.name) if s.id == sid]
+    if existing:
+        return existing[0], True
+    if spark is None:
+        with spark_session(cfg, ws) as s:
+            return _build(cfg, ws, s, sid, fps, key), False
+    return _build(cfg, ws, spark, sid, fps, key), False
+
+
+def _build(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    spark: SparkSession,
+    sid: str,
+    fps: dict[str, str],
+    key: bytes,
+) -> snap.Snapshot:
+    from pyspark.sql import functions as F
+
+    sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
+    table = build_training_table(cfg, sources)
+    lab_src = cfg.sources[cfg.label.source]
+    assert lab_src.entity is not None
+    ent, lt = cfg.entity_key(lab_src.entity), cfg.label.event_time
+    tmp = snap.temp_dir(ws, cfg.name, sid)
+    try:
+        table.orderBy(lt, ent).write.parquet(str(tmp))
+        written = spark.read.parquet(str(tmp))
+        row = written.agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.min(lt).alias("t_min"),
+            F.max(lt).alias("t_max"),
+            # Order-independent content hash: sum of per-row 64-bit hashes.
+            F.sum(F.xxhash64(*written.columns).cast("decimal(38,0)")).alias("h"),
+        ).first()
+        assert row is not None
+        manifest = {
+            "snapshot_id": sid,
+            "project": cfg.name,
+            "entity": ent,
+            "label_time": lt,
+            "label": cfg.label.column,
+            "features": cfg.feature_names(),
+            "views": {v.name: v.spec_hash() for v in cfg.features.views},
+            "schema": [[f.name, f.dataType.simpleString()] for f in written.schema.fields],
+            "rows": int(row["rows"]),
+            "event_time_range": [str(row["t_min"]), str(row["t_max"])],
+            "sources": {n: {"fingerprint": fp} for n, fp in fps.items()},
+            "content_hash": format(int(row["h"] or 0) % (1 << 128), "032x"),
+            "pii_hashed": list(cfg.pii),
+        }
+        return snap.commit(tmp, manifest)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
