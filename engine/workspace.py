@@ -11,6 +11,7 @@ Everything the engine writes on one machine goes under one root (``.insight/`` b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -71,8 +72,10 @@ class Workspace:
 
     def ray_temp_dir(self) -> Path:
         """A short private temp dir for Ray (its socket paths must stay under 107 bytes)."""
-        base = Path(tempfile.gettempdir())
-        d = Path(tempfile.mkdtemp(prefix="insray-", dir=base))
+        # Named after the workspace, so leftover processes of this workspace are findable.
+        digest = hashlib.sha256(str(self.root).encode()).hexdigest()[:8]
+        d = Path(tempfile.gettempdir()) / f"insray-{digest}"
+        d.mkdir(parents=True, exist_ok=True)
         return d
 
     def clean(self) -> bool:

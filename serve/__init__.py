@@ -1,0 +1,1 @@
+"""The Ray Serve application: ``serve run serve.app:app`` or ``serve deploy serve/config.yaml``."""

@@ -1,0 +1,257 @@
+"""The ``insight`` command: a thin typer app over the library.
+
+It parses, calls the library, prints, and exits non-zero on failure. A problem the user
+can fix (bad project file, missing data, missing model) prints one clear message, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.table import Table
+
+from engine.config import ProjectConfig
+from engine.console import console, stage
+from engine.errors import InsightError
+from engine.workspace import Workspace
+
+DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+
+app = typer.Typer(
+    help="Insight Engine: Spark features -> Ray Tune training -> MLflow registry -> Ray Serve "
+    "-> drift monitoring.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Sample data.", no_args_is_help=True)
+features_app = typer.Typer(help="Feature snapshots (Spark).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(features_app, name="features")
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project file. Default: ./insight.yaml if present, else the retail example.",
+    ),
+]
+WorkspaceOpt = Annotated[
+    Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: .insight).")
+]
+AddressOpt = Annotated[
+    str | None, typer.Option("--address", help="Ray cluster address (default: a local cluster).")
+]
+
+
+def _load(project: Path | None, workspace: Path | None) -> tuple[ProjectConfig, Workspace]:
+    if project is None:
+        project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
+    cfg = ProjectConfig.load(project)
+    return cfg, Workspace(cfg.workspace_root(workspace)).ensure()
+
+
+@app.command()
+def demo(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    size: Annotated[
+        str | None, typer.Option(help="Sample size: tiny, small, medium, large, xlarge.")
+    ] = None,
+    address: AddressOpt = None,
+) -> None:
+    """Run the whole loop once: data, features, training, serving over HTTP, drift."""
+    from jobs.demo import run_demo
+
+    cfg, ws = _load(project, workspace)
+    run_demo(cfg, ws, size=size, address=address)
+
+
+@app.command()
+def validate(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Check the project file and the declared sources (no Spark, no Ray)."""
+    from engine.data.sources import check_sources
+
+    cfg, ws = _load(project, workspace)
+    check_sources(cfg, ws.root)
+    console.print(
+        f"[green]ok[/]: project '{cfg.name}', {len(cfg.sources)} sources, "
+        f"{len(cfg.feature_names())} features"
+    )
+
+
+@data_app.command("generate")
+def data_generate(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    size: Annotated[str | None, typer.Option(help="tiny, small, medium, large, xlarge.")] = None,
+) -> None:
+    """Generate the project's sample data (deterministic, with ground truth)."""
+    from engine.pipeline import stage_data
+
+    cfg, ws = _load(project, workspace)
+    with stage("sample data"):
+        out = stage_data(cfg, ws, size)
+    console.print(json.dumps({k: out[k] for k in ("path", "rows", "campaign", "drift")}, indent=2))
+
+
+@features_app.command("build")
+def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """Build the training table on Spark and commit an immutable snapshot."""
+    from engine.pipeline import stage_features
+
+    cfg, ws = _load(project, workspace)
+    with stage("features on Spark"):
+        s, reused = stage_features(cfg, ws)
+    console.print(f"snapshot {s.id} ({'reused' if reused else 'built'}): {s.path}")
+
+
+@features_app.command("list")
+def features_list(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+    """List the project's snapshots, oldest first."""
+    from engine.features.snapshot import list_snapshots
+
+    cfg, ws = _load(project, workspace)
+    t = Table("id", "created", "rows", "label times")
+    for s in list_snapshots(ws, cfg.name):
+        m = s.manifest
+        t.add_row(s.id, m["created_at"][:19], f"{m['rows']:,}", " .. ".join(m["event_time_range"]))
+    console.print(t)
+
+
+@features_app.command("show")
+def features_show(
+    snapshot: Annotated[str | None, typer.Argument(help="Snapshot id (default: newest).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Print a snapshot's manifest."""
+    from engine.features.snapshot import find
+
+    cfg, ws = _load(project, workspace)
+    console.print_json(json.dumps(find(ws, cfg.name, snapshot).manifest))
+
+
+@app.command()
+def train(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
+    address: AddressOpt = None,
+) -> None:
+    """Ray Tune search on a snapshot; the best model is registered as @champion."""
+    from engine.pipeline import stage_train
+    from engine.raycluster import start_ray, stop_ray
+
+    cfg, ws = _load(project, workspace)
+    with stage("Ray Tune search"):
+        start_ray(ws, address=address)
+        try:
+            r = stage_train(cfg, ws, snapshot)
+        finally:
+            stop_ray()
+    console.print(
+        f"registered {r.model_name} v{r.version} @{r.alias}: valid AUC "
+        f"{r.best_metrics['valid_auc']:.4f} ({r.trials} trials, parent run {r.parent_run_id})"
+    )
+
+
+@app.command()
+def serve(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to serve.")] = "champion",
+    address: AddressOpt = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Start, answer one health check, shut down.")
+    ] = False,
+) -> None:
+    """Serve the model on 127.0.0.1 (Ctrl-C stops it)."""
+    import time
+
+    from engine.raycluster import start_ray, stop_ray
+    from serve.control import serve_down, serve_up
+
+    cfg, ws = _load(project, workspace)
+    start_ray(ws, address=address)
+    try:
+        ep = serve_up(cfg, ws, alias=alias)
+        console.print(f"serving {cfg.train.model_name}@{alias} at {ep.url} (docs: {ep.url}/docs)")
+        if not once:
+            console.print("Ctrl-C to stop")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve_down()
+        stop_ray()
+
+
+@app.command()
+def drift(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
+) -> None:
+    """KS + PSI per feature: training window vs current window (Numba kernels)."""
+    from engine.pipeline import stage_drift
+
+    cfg, ws = _load(project, workspace)
+    r = stage_drift(cfg, ws, snapshot)
+    t = Table("feature", "KS", "p-value", "PSI", "drifted")
+    for c in r.columns:
+        t.add_row(
+            c.column, f"{c.ks_statistic:.3f}", f"{c.ks_pvalue:.2g}", f"{c.psi:.3f}",
+            "yes" if c.drifted else "no",
+        )
+    console.print(t)
+    console.print(f"drifted: {', '.join(r.drifted) or 'none'}; report: {r.report_path}")
+
+
+@app.command()
+def clean(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+) -> None:
+    """Delete the workspace (MLflow db, artifacts, snapshots, data, reports)."""
+    if project is None:
+        project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
+    cfg = ProjectConfig.load(project)
+    ws = Workspace(cfg.workspace_root(workspace))
+    if not ws.root.exists():
+        console.print(f"nothing to clean: {ws.root} does not exist")
+        return
+    if not yes and not typer.confirm(f"delete {ws.root}?"):
+        raise typer.Exit(1)
+    ws.clean()
+    console.print(f"removed {ws.root}")
+
+
+def main() -> None:
+    """Console-script entry point: user errors become one message and a non-zero exit."""
+    try:
+        app(standalone_mode=False)
+    except InsightError as exc:
+        console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

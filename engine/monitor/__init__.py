@@ -1,0 +1,1 @@
+"""Monitoring: drift checks now; concept drift, alerts and retrain triggers later."""

@@ -1,0 +1,45 @@
+"""MLflow setup for a workspace: sqlite tracking + registry, local artifact store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+from engine.workspace import Workspace
+
+
+def setup_mlflow(ws: Workspace, experiment: str) -> str:
+    """Point MLflow at the workspace and return the experiment id (created if missing)."""
+    import mlflow
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # "Failed to resolve installed pip version": harmless, requirements are explicit.
+    logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_registry_uri(ws.tracking_uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is not None:
+        return str(exp.experiment_id)
+    return str(mlflow.create_experiment(experiment, artifact_location=ws.artifacts.as_uri()))
+
+
+def code_version() -> str:
+    """The git commit of the engine's checkout, or 'unknown' outside a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
