@@ -117,10 +117,15 @@ def _psi_from_edges(
 
 
 def psi_edges(ref_sorted: NDArray[np.float64], bins: int) -> NDArray[np.float64]:
-    """Inner bin edges: the reference's i/bins quantiles (lower order statistic), unique."""
+    """Inner bin edges: the reference's i/bins quantiles, unique.
+
+    Quantiles are inverted-CDF (``np.quantile(method="inverted_cdf")``): the smallest value
+    with ECDF >= i/bins, i.e. order statistic ceil(i*n/bins), in exact integer arithmetic.
+    Pinned by tests/test_kernels_drift.py::test_psi_matches_reference.
+    """
     n = ref_sorted.size
-    pos = (np.arange(1, bins) * n) // bins
-    pos = np.clip(pos - 1, 0, n - 1)
+    i = np.arange(1, bins, dtype=np.int64)
+    pos = np.clip((i * n + bins - 1) // bins - 1, 0, n - 1)
     return np.unique(ref_sorted[pos])
 
 

@@ -1,0 +1,47 @@
+# Two commands: `make demo` and `make test`. Each bootstraps the environment first:
+# uv (installed with pip if missing) syncs .venv from uv.lock, using this machine's Python.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.synced
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+export UV_PYTHON_DOWNLOADS := never
+export RAY_USAGE_STATS_ENABLED := 0
+export MLFLOW_DISABLE_TELEMETRY := true
+
+.PHONY: demo test bench env lint typecheck unit clean help
+
+help:
+	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
+	@echo "make test   set up .venv and run lint, type check and the test suite"
+	@echo "make bench  run every benchmark and write benchmarks/RESULTS.md"
+
+env: $(STAMP)
+
+$(STAMP): uv.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
+		{ echo "installing uv with pip"; $(PYTHON) -m pip install --quiet uv; }
+	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
+	@touch $@
+
+demo: env
+	$(VENV)/bin/insight demo
+
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: env
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(VENV)/bin/pytest
+
+unit: env
+	$(VENV)/bin/pytest -m "not spark and not ray and not serve and not slow"
+
+bench: env
+	$(VENV)/bin/python benchmarks/run.py
+
+clean:
+	rm -rf .insight
