@@ -209,7 +209,10 @@ def drift(
     t = Table("feature", "KS", "p-value", "PSI", "drifted")
     for c in r.columns:
         t.add_row(
-            c.column, f"{c.ks_statistic:.3f}", f"{c.ks_pvalue:.2g}", f"{c.psi:.3f}",
+            c.column,
+            f"{c.ks_statistic:.3f}",
+            f"{c.ks_pvalue:.2g}",
+            f"{c.psi:.3f}",
             "yes" if c.drifted else "no",
         )
     console.print(t)

@@ -89,10 +89,10 @@ class TrainConfig(_Model):
     )
     search_space: dict[str, list[float]] = Field(
         default_factory=lambda: {
-            "max_depth": [2, 6],
+            "max_depth": [2.0, 6.0],
             "eta": [0.03, 0.3],
             "subsample": [0.6, 1.0],
-            "min_child_weight": [1, 10],
+            "min_child_weight": [1.0, 10.0],
         },
         description="Parameter -> [low, high]; integers for max_depth.",
     )
@@ -197,13 +197,13 @@ class ProjectConfig(_Model):
                     f"{', '.join(names)}). Fix: add it to a view's columns."
                 )
         for entry in self.pii:
-            src, _, col = entry.partition(".")
-            if src not in self.sources or not col:
+            src_name, _, col = entry.partition(".")
+            if src_name not in self.sources or not col:
                 raise ValueError(
                     f"pii: '{entry}' must be 'source.column' with a declared source "
                     f"(sources: {', '.join(self.sources)})."
                 )
-            _check_declared(self, "pii", src, col)
+            _check_declared(self, "pii", src_name, col)
         return self
 
     def feature_names(self) -> list[str]:

@@ -51,6 +51,4 @@ def spark_hmac(col: Column, key: bytes) -> Column:
     ipad = bytes(b ^ 0x36 for b in k)
     opad = bytes(b ^ 0x5C for b in k)
     inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(col.cast("string"), "UTF-8")), 256))
-    return F.when(col.isNull(), F.lit(None)).otherwise(
-        F.sha2(F.concat(F.lit(opad), inner), 256)
-    )
+    return F.when(col.isNull(), F.lit(None)).otherwise(F.sha2(F.concat(F.lit(opad), inner), 256))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -43,9 +44,10 @@ def start_ray(
         log_to_driver=False,
         _node_ip_address="127.0.0.1",
         configure_logging=True,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
     )
-    return {"address": ctx.address_info.get("gcs_address"), "started": True}
+    info = getattr(ctx, "address_info", {})
+    return {"address": info.get("gcs_address"), "started": True}
 
 
 def stop_ray() -> None:

@@ -16,7 +16,7 @@ from fastapi import FastAPI, HTTPException
 from ray import serve
 from ray.serve import Application
 
-from serve.schemas import ModelInfo, PredictRequest, PredictResponse, Prediction
+from serve.schemas import ModelInfo, Prediction, PredictRequest, PredictResponse
 
 api = FastAPI(title="Insight Engine", version="0.1.0")
 
@@ -64,8 +64,9 @@ class ModelServer:
     def _matrix(self, rows: list[dict[str, Any]]) -> np.ndarray:
         if len(rows) > self.max_rows:
             raise HTTPException(
-                413, f"{len(rows)} rows in one request; the limit is {self.max_rows}. "
-                "Fix: split the request."
+                413,
+                f"{len(rows)} rows in one request; the limit is {self.max_rows}. "
+                "Fix: split the request.",
             )
         x = np.full((len(rows), len(self.index)), np.nan)
         for i, row in enumerate(rows):
@@ -103,7 +104,7 @@ class ModelServer:
 
 def build_app(args: dict[str, Any]) -> Application:
     """Application builder for ``serve run serve.app:build_app tracking_uri=... model=...``."""
-    return ModelServer.bind(
+    return ModelServer.bind(  # type: ignore[attr-defined]
         str(args["tracking_uri"]),
         str(args["model"]),
         str(args.get("alias", "champion")),

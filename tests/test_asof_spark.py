@@ -45,9 +45,16 @@ def _random_tables(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return labels, feats
 
 
-def _spark_result(spark: Any, labels: pd.DataFrame, feats: pd.DataFrame, ttl: dt.timedelta | None) -> pd.DataFrame:
+def _spark_result(
+    spark: Any, labels: pd.DataFrame, feats: pd.DataFrame, ttl: dt.timedelta | None
+) -> pd.DataFrame:
     out = asof_join(
-        spark.createDataFrame(labels), spark.createDataFrame(feats), "eid", "lt", "ft", ttl,
+        spark.createDataFrame(labels),
+        spark.createDataFrame(feats),
+        "eid",
+        "lt",
+        "ft",
+        ttl,
         feature_time_alias="matched_ft",
     ).toPandas()
     return out.sort_values("row").reset_index(drop=True)
@@ -66,11 +73,19 @@ def test_matches_duckdb_and_pandas(spark: Any, seed: int) -> None:
         "SELECT l.row, f.x, f.s, f.ft AS matched_ft FROM labels l "
         "ASOF LEFT JOIN feats f ON l.eid = f.eid AND l.lt >= f.ft ORDER BY l.row"
     ).df()
-    pdm = pd.merge_asof(
-        labels.sort_values("lt"),
-        feats.assign(matched_ft=feats["ft"]).sort_values("ft"),
-        left_on="lt", right_on="ft", by="eid", direction="backward", allow_exact_matches=True,
-    ).sort_values("row").reset_index(drop=True)
+    pdm = (
+        pd.merge_asof(
+            labels.sort_values("lt"),
+            feats.assign(matched_ft=feats["ft"]).sort_values("ft"),
+            left_on="lt",
+            right_on="ft",
+            by="eid",
+            direction="backward",
+            allow_exact_matches=True,
+        )
+        .sort_values("row")
+        .reset_index(drop=True)
+    )
 
     for ref in (ddb, pdm):
         np.testing.assert_array_equal(ours["matched_ft"].isna(), ref["matched_ft"].isna())
@@ -79,7 +94,9 @@ def test_matches_duckdb_and_pandas(spark: Any, seed: int) -> None:
             ours["matched_ft"].to_numpy()[both].astype("datetime64[us]"),
             ref["matched_ft"].to_numpy()[both].astype("datetime64[us]"),
         )
-        np.testing.assert_allclose(ours["x"].to_numpy(float), ref["x"].to_numpy(float), equal_nan=True)
+        np.testing.assert_allclose(
+            ours["x"].to_numpy(float), ref["x"].to_numpy(float), equal_nan=True
+        )
         assert ours["s"].fillna("<none>").tolist() == ref["s"].fillna("<none>").tolist()
     # Never a future row.
     hit = ours["matched_ft"].notna()
@@ -91,10 +108,18 @@ def test_ttl_hides_stale_rows(spark: Any, seed: int) -> None:
     labels, feats = _random_tables(seed)
     ttl = dt.timedelta(hours=24)
     ours = _spark_result(spark, labels, feats, ttl)
-    pdm = pd.merge_asof(
-        labels.sort_values("lt"), feats.assign(matched_ft=feats["ft"]).sort_values("ft"),
-        left_on="lt", right_on="ft", by="eid", tolerance=pd.Timedelta(ttl),
-    ).sort_values("row").reset_index(drop=True)
+    pdm = (
+        pd.merge_asof(
+            labels.sort_values("lt"),
+            feats.assign(matched_ft=feats["ft"]).sort_values("ft"),
+            left_on="lt",
+            right_on="ft",
+            by="eid",
+            tolerance=pd.Timedelta(ttl),
+        )
+        .sort_values("row")
+        .reset_index(drop=True)
+    )
     np.testing.assert_array_equal(ours["matched_ft"].isna(), pdm["matched_ft"].isna())
     np.testing.assert_allclose(ours["x"].to_numpy(float), pdm["x"].to_numpy(float), equal_nan=True)
 
@@ -102,7 +127,9 @@ def test_ttl_hides_stale_rows(spark: Any, seed: int) -> None:
 def test_same_time_duplicates_resolve_deterministically(spark: Any) -> None:
     t = pd.Timestamp("2025-01-02")
     labels = pd.DataFrame({"eid": [1], "lt": [t], "row": [0]})
-    feats = pd.DataFrame({"eid": [1, 1, 1], "ft": [t, t, t - pd.Timedelta(hours=1)], "x": [2.0, 5.0, 9.0]})
+    feats = pd.DataFrame(
+        {"eid": [1, 1, 1], "ft": [t, t, t - pd.Timedelta(hours=1)], "x": [2.0, 5.0, 9.0]}
+    )
     results = set()
     for parts in (1, 2, 3):
         df = spark.createDataFrame(feats.sample(frac=1, random_state=parts)).repartition(parts)
@@ -112,8 +139,12 @@ def test_same_time_duplicates_resolve_deterministically(spark: Any) -> None:
 
 
 def test_bad_arguments_are_named(spark: Any) -> None:
-    labels = spark.createDataFrame(pd.DataFrame({"eid": [1], "lt": [pd.Timestamp("2025-01-01")], "x": [1]}))
-    feats = spark.createDataFrame(pd.DataFrame({"eid": [1], "ft": [pd.Timestamp("2025-01-01")], "x": [2]}))
+    labels = spark.createDataFrame(
+        pd.DataFrame({"eid": [1], "lt": [pd.Timestamp("2025-01-01")], "x": [1]})
+    )
+    feats = spark.createDataFrame(
+        pd.DataFrame({"eid": [1], "ft": [pd.Timestamp("2025-01-01")], "x": [2]})
+    )
     with pytest.raises(ValueError, match=r"feature columns \['x'\] also exist in labels"):
         asof_join(labels, feats, "eid", "lt", "ft")
     with pytest.raises(ValueError, match="'when' is not in labels"):

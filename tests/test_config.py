@@ -61,7 +61,9 @@ def test_workspace_placeholder_and_relative_paths(tmp_path: Path) -> None:
             ["features.views.1.aggregates.0.windows", "'7x' is not a duration", "'7d'"],
         ),
         (
-            lambda d: d["features"]["views"][1]["aggregates"][1].update(windows=["7d", "30d"], name="amount_sum"),
+            lambda d: d["features"]["views"][1]["aggregates"][1].update(
+                windows=["7d", "30d"], name="amount_sum"
+            ),
             ["'amount_sum' is used for 2 windows", "{w}"],
         ),
         (
@@ -71,15 +73,15 @@ def test_workspace_placeholder_and_relative_paths(tmp_path: Path) -> None:
         (lambda d: d.update(sensitive=["sex"]), ["sensitive", "'sex'", "Fix"]),
         (lambda d: d.update(pii=["email"]), ["pii", "'email'", "source.column"]),
         (
-            lambda d: d["features"]["views"][0].update(aggregates=[{"name": "n", "function": "count", "windows": ["7d"]}]),
+            lambda d: d["features"]["views"][0].update(
+                aggregates=[{"name": "n", "function": "count", "windows": ["7d"]}]
+            ),
             ["need an event-time column", "customers"],
         ),
         (lambda d: d["serve"].update(port=70000), ["serve.port", "70000"]),
     ],
 )
-def test_errors_name_path_value_and_fix(
-    tmp_path: Path, mutate: Any, expected: list[str]
-) -> None:
+def test_errors_name_path_value_and_fix(tmp_path: Path, mutate: Any, expected: list[str]) -> None:
     d = _example()
     mutate(d)
     with pytest.raises(ConfigError) as err:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
 import hashlib
+import hmac
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +55,21 @@ def test_snapshot_values_equal_pandas(
     ref = _brute_force(tiny_ws)
     j = ours.merge(ref, on=["customer_id", "label_time"], suffixes=("", "_ref"))
     assert len(j) == len(ref) > 100
-    for col in ["txn_count_7d", "txn_count_90d", "amount_sum_30d", "amount_mean_30d",
-                "app_share_30d", "last_amount", "days_since_last_txn"]:
+    for col in [
+        "txn_count_7d",
+        "txn_count_90d",
+        "amount_sum_30d",
+        "amount_mean_30d",
+        "app_share_30d",
+        "last_amount",
+        "days_since_last_txn",
+    ]:
         np.testing.assert_allclose(j[col], j[f"{col}_ref"], rtol=1e-9, atol=1e-6, err_msg=col)
     cust = pd.read_parquet(tiny_ws.data / "retail" / "customers.parquet").set_index("customer_id")
-    tenure = (ours["label_time"].dt.normalize() - cust.loc[ours["customer_id"], "signup_time"].dt.normalize().to_numpy()).dt.days
+    tenure = (
+        ours["label_time"].dt.normalize()
+        - cust.loc[ours["customer_id"], "signup_time"].dt.normalize().to_numpy()
+    ).dt.days
     np.testing.assert_array_equal(ours["tenure_days"].to_numpy(), tenure.to_numpy())
 
 
@@ -81,7 +91,11 @@ def test_failed_build_leaves_nothing(
 ) -> None:
     bad = example_cfg.model_copy(deep=True)
     view = bad.features.views[1].model_copy(update={"derived": {"oops": "no_such_column + 1"}})
-    bad = bad.model_copy(update={"features": bad.features.model_copy(update={"views": [bad.features.views[0], view]})})
+    bad = bad.model_copy(
+        update={
+            "features": bad.features.model_copy(update={"views": [bad.features.views[0], view]})
+        }
+    )
     before = set(snap.snapshot_root(tiny_ws, bad.name).iterdir())
     with pytest.raises(Exception, match="no_such_column"):
         build_snapshot(bad, tiny_ws, spark)

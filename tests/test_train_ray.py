@@ -25,7 +25,9 @@ def test_search_tracks_every_trial_and_registers_champion(
     ws = Workspace(ray_local.root.parent / "train-ws").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
     cfg = example_cfg.model_copy(
-        update={"train": example_cfg.train.model_copy(update={"num_samples": 3, "num_boost_round": 20})}
+        update={
+            "train": example_cfg.train.model_copy(update={"num_samples": 3, "num_boost_round": 20})
+        }
     )
     r = stage_train(cfg, ws, tiny_snapshot.id, show_progress=False)
     assert r.trials == 3 and r.errored == 0

@@ -66,7 +66,9 @@ class RetailParams:
         return END - np.timedelta64(DRIFT_DAYS, "D")
 
 
-def _customers(p: RetailParams, rng: np.random.Generator) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+def _customers(
+    p: RetailParams, rng: np.random.Generator
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     n = p.customers
     ids = np.arange(1, n + 1, dtype=np.int64)
     gender = np.where(rng.random(n) < 0.5, "F", "M")
@@ -99,7 +101,9 @@ def _customers(p: RetailParams, rng: np.random.Generator) -> tuple[pd.DataFrame,
     return df, latent
 
 
-def _transactions(p: RetailParams, rng: np.random.Generator, lat: dict[str, np.ndarray]) -> pd.DataFrame:
+def _transactions(
+    p: RetailParams, rng: np.random.Generator, lat: dict[str, np.ndarray]
+) -> pd.DataFrame:
     lo = np.clip(lat["signup_day"], 0.0, p.days)
     hi = np.clip(lat["churn_day"], 0.0, p.days)
     active = np.maximum(hi - lo, 0.0)
@@ -189,7 +193,9 @@ def _campaign(
     return df, truth
 
 
-def generate_retail(params: RetailParams, out_dir: Path, *, force: bool = False) -> dict[str, object]:
+def generate_retail(
+    params: RetailParams, out_dir: Path, *, force: bool = False
+) -> dict[str, object]:
     """Generate the retail tables into ``out_dir`` and return the ground truth.
 
     Idempotent: if ``out_dir`` already holds data for the same parameters it is reused.
@@ -204,10 +210,10 @@ def generate_retail(params: RetailParams, out_dir: Path, *, force: bool = False)
     out_dir = Path(out_dir)
     truth_path = out_dir / "ground_truth.json"
     if truth_path.is_file() and not force:
-        truth = json.loads(truth_path.read_text())
-        if truth.get("params") == asdict(params):
-            truth["reused"] = True
-            return truth
+        cached: dict[str, object] = json.loads(truth_path.read_text())
+        if cached.get("params") == asdict(params):
+            cached["reused"] = True
+            return cached
 
     rng = np.random.default_rng(params.seed)
     cust, lat = _customers(params, rng)

@@ -62,9 +62,8 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
         schema = read_schema(src, path)
         fields = {f.name: f.type for f in schema}
         needed = dict(src.columns)
-        for role, col in (("event_time", src.event_time),):
-            if col and col not in needed:
-                needed[col] = "timestamp"
+        if src.event_time and src.event_time not in needed:
+            needed[src.event_time] = "timestamp"
         if src.entity:
             key = cfg.entity_key(src.entity)
             needed.setdefault(key, "int")

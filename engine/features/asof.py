@@ -76,9 +76,9 @@ def asof_join(
     lab_cols = [c for c in labels.columns if c != entity]
     # One schema for both sides: label columns null on feature rows and vice versa.
     feat_struct_type = features.select(payload.alias("p")).schema["p"].dataType
-    lab_struct_type = labels.select(F.struct(*[F.col(c) for c in lab_cols]).alias("l")).schema[
-        "l"
-    ].dataType
+    lab_struct_type = (
+        labels.select(F.struct(*[F.col(c) for c in lab_cols]).alias("l")).schema["l"].dataType
+    )
     lab_side = labels.select(
         F.col(entity),
         F.col(label_time).cast("timestamp_ntz").alias("__t"),

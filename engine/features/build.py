@@ -99,9 +99,7 @@ def build_view(
     return out.select(key, label_time, *view.feature_names())
 
 
-def build_training_table(
-    cfg: ProjectConfig, sources: dict[str, DataFrame]
-) -> DataFrame:
+def build_training_table(cfg: ProjectConfig, sources: dict[str, DataFrame]) -> DataFrame:
     """Labels with every view's features attached, point-in-time correct."""
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None  # validated by ProjectConfig

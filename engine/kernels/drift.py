@@ -96,7 +96,10 @@ def ks_2samp(ref: ArrayLike, cur: ArrayLike) -> KSResult:
 
 @njit(cache=True, nogil=True)
 def _psi_from_edges(
-    ref_sorted: NDArray[np.float64], cur: NDArray[np.float64], edges: NDArray[np.float64], eps: float
+    ref_sorted: NDArray[np.float64],
+    cur: NDArray[np.float64],
+    edges: NDArray[np.float64],
+    eps: float,
 ) -> float:
     k = edges.size + 1
     rc = np.zeros(k)

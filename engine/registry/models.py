@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from engine.errors import StateError
-from engine.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,9 @@ def resolve(name: str, alias: str) -> ModelRef:
             "Fix: run `insight train` first (or check train.model_name)."
         ) from None
     tags = dict(mv.tags)
-    return ModelRef(name, str(mv.version), alias, mv.run_id or "", json.loads(tags["features"]), tags)
+    return ModelRef(
+        name, str(mv.version), alias, mv.run_id or "", json.loads(tags["features"]), tags
+    )
 
 
 def load_booster(ref: ModelRef) -> Any:

@@ -54,7 +54,9 @@ def train_xgboost(
             r = epoch + 1
             if r % every == 0 and r < rounds:
                 v = evals_log["valid"]
-                tune.report({"round": r, "valid_auc": v["auc"][-1], "valid_logloss": v["logloss"][-1]})
+                tune.report(
+                    {"round": r, "valid_auc": v["auc"][-1], "valid_logloss": v["logloss"][-1]}
+                )
             return False
 
     evals_result: dict[str, Any] = {}

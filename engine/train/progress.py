@@ -23,7 +23,13 @@ class RichTrialProgress(Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, progress=None, task=None)
 
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         self.progress = Progress(
             TextColumn("[bold]tune[/] trials"),
             BarColumn(),

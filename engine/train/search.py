@@ -84,7 +84,7 @@ def run_search(
         ),
     )
     results = tuner.fit()
-    errored = sum(1 for r in results if r.error is not None)
+    errored = sum(1 for i in range(len(results)) if results[i].error is not None)
     try:
         best = results.get_best_result(metric=METRIC, mode="max", scope="last")
     except RuntimeError as exc:

@@ -1,0 +1,69 @@
+"""`make bench`: run every benchmarks/bench_*.py, then write benchmarks/RESULTS.md.
+
+Each script runs in its own process (its own warm-up and memory). ``--smoke`` passes
+``--smoke`` on (what the test suite does, into a temp folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def render(results: Path, out: Path) -> None:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (benchmarks/run.py) from benchmarks/results/*.json. Ratio = "
+        "reference time / engine time (above 1: the engine is faster). Both run in one process "
+        "on the same data; `equal` says the answers agree.",
+        "",
+        "| benchmark | case | engine (s) | reference | reference (s) | ratio | equal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in sorted(results.glob("*.json")):
+        doc = json.loads(f.read_text())
+        if doc.get("smoke"):
+            continue
+        for c in doc["cases"]:
+            lines.append(
+                f"| {doc['benchmark']} | {c['case']} | {c['engine_s']:.4f} | {c['reference']} | "
+                f"{c['reference_s']:.4f} | {c['ratio']:.2f}x | {c['equal']} |"
+            )
+    notes = HERE / "NOTES.md"
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
+    tmp = out.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--results", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    failed = []
+    for script in sorted(HERE.glob("bench_*.py")):
+        out = args.results / f"{script.stem}{'.smoke' if args.smoke else ''}.json"
+        cmd = [sys.executable, "-m", f"benchmarks.{script.stem}", "--out", str(out)]
+        cmd += ["--smoke"] if args.smoke else []
+        print(f"== {script.name}", flush=True)
+        if subprocess.run(cmd, cwd=HERE.parent, check=False).returncode != 0:
+            failed.append(script.name)
+    if not args.smoke:
+        render(args.results, HERE / "RESULTS.md")
+        print(f"table: {HERE / 'RESULTS.md'}")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
