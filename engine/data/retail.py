@@ -48,7 +48,14 @@ CHANNEL_P = np.array([0.45, 0.35, 0.20])
 CHANNEL_P_DRIFT = np.array([0.30, 0.20, 0.50])
 REGIONS = np.array(["north", "south", "east", "west"])
 
-SIZES: dict[str, int] = {"tiny": 600, "small": 4_000, "medium": 100_000, "large": 1_000_000}
+# Customers per size; transactions are ~15x customers (large: ~15M rows, xlarge: ~45M).
+SIZES: dict[str, int] = {
+    "tiny": 600,
+    "small": 4_000,
+    "medium": 100_000,
+    "large": 1_000_000,
+    "xlarge": 3_000_000,
+}
 
 
 @dataclass(frozen=True)
