@@ -113,6 +113,39 @@ def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -
     console.print(f"snapshot {s.id} ({'reused' if reused else 'built'}): {s.path}")
 
 
+@features_app.command("materialize")
+def features_materialize(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="ISO time (default: now, UTC).")
+    ] = None,
+) -> None:
+    """Write the online table: latest feature values per entity, as of one time."""
+    import datetime as dt
+
+    from engine.errors import ConfigError
+    from engine.features.online import OnlineTable, materialize
+    from engine.features.run import spark_session
+    from engine.features.snapshot import find
+
+    cfg, ws = _load(project, workspace)
+    when = None
+    if as_of is not None:
+        try:
+            when = dt.datetime.fromisoformat(as_of)
+        except ValueError:
+            raise ConfigError(
+                f"--as-of '{as_of}' is not an ISO date/time. Fix: e.g. --as-of 2026-01-01T00:00"
+            ) from None
+    s = find(ws, cfg.name, snapshot)
+    with stage("online table on Spark"), spark_session(cfg, ws) as spark:
+        path = materialize(cfg, ws, spark, s.id, when)
+    t = OnlineTable.load(path)
+    console.print(f"online table: {len(t.frame):,} entities as of {t.as_of} -> {path}")
+
+
 @features_app.command("list")
 def features_list(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
     """List the project's snapshots, oldest first."""

@@ -73,14 +73,56 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
                     f"source '{name}': column '{col}' is missing from '{path.name}' "
                     f"(found: {', '.join(fields)}). Fix: add it or correct sources.{name}."
                 )
+            elif (
+                src.format == "parquet"
+                and pa.types.is_timestamp(fields[col])
+                and fields[col].unit == "ns"
+            ):
+                problems.append(
+                    f"source '{name}': column '{col}' is {fields[col]} in '{path.name}'; Spark "
+                    "cannot read nanosecond Parquet timestamps. Fix: rewrite the file with "
+                    "microseconds, e.g. pandas `df.to_parquet(path, coerce_timestamps='us', "
+                    "allow_truncated_timestamps=True)`."
+                )
             elif not any(check(fields[col]) for check in _ACCEPT[want]):
                 problems.append(
                     f"source '{name}': column '{col}' is {fields[col]} in '{path.name}', "
                     f"expected {want}. Fix: cast it in the source or declare `{col}: "
                     f"{_declare_as(fields[col])}`."
                 )
+        problems += _check_views(cfg, name, fields, path)
     if problems:
         raise DataError("\n".join(problems))
+
+
+def _check_views(
+    cfg: ProjectConfig, name: str, fields: dict[str, pa.DataType], path: Path
+) -> list[str]:
+    """Columns each view reads from this source exist and have a usable type."""
+    out = []
+    for i, view in enumerate(cfg.features.views):
+        if view.source != name:
+            continue
+        for col, role in view.source_columns().items():
+            where = f"feature view '{view.name}' (features.views.{i})"
+            if col not in fields:
+                out.append(
+                    f"{where}: column '{col}' is not in source '{name}' ({path.name}; columns: "
+                    f"{', '.join(fields)}). Fix: correct the column name in the view."
+                )
+                continue
+            t = fields[col]
+            numeric = pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+            if role == "numeric" and not numeric:
+                out.append(
+                    f"{where}: column '{col}' is {t} in source '{name}', but sum/mean need a "
+                    f"number. Fix: cast it in the source, or use count/count_distinct."
+                )
+            if role == "orderable" and not (
+                numeric or pa.types.is_timestamp(t) or pa.types.is_string(t)
+            ):
+                out.append(f"{where}: column '{col}' is {t}; min/max need numbers, text or times.")
+    return out
 
 
 def _declare_as(t: pa.DataType) -> str:

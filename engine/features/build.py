@@ -22,6 +22,11 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
 EV_T = "__ev_t"
+FT_PREFIX = "__ft__"  # hidden column: the event time a feature was computed from
+
+
+def ft_col(feature: str) -> str:
+    return f"{FT_PREFIX}{feature}"
 
 
 def _interval(text: str) -> Column:
@@ -49,6 +54,8 @@ def _agg_columns(agg: Aggregate, label_time: str) -> list[Column]:
             "count_distinct": lambda v=v: F.count_distinct(v),
         }[agg.function]()
         out.append(col.cast("double").alias(name))
+        # Leakage guard: the latest event time that fed this feature (null if none did).
+        out.append(F.max(F.when(cond, F.col(EV_T))).alias(ft_col(name)))
     return out
 
 
@@ -60,7 +67,11 @@ def build_view(
     label_time: str,
     event_time: str | None,
 ) -> DataFrame:
-    """Features of one view for each distinct (key, label_time) in ``keys``."""
+    """Features of one view for each distinct (key, label_time) in ``keys``.
+
+    Besides the features, time-based features come with a hidden ``__ft__<name>`` column
+    holding the event time they were computed from (for the leakage guard).
+    """
     from pyspark.sql import functions as F
 
     if event_time is None:  # static table: plain join on the key
@@ -92,11 +103,14 @@ def build_view(
                 F.col("__last_t").cast("timestamp")
             )
             last = last.withColumn(view.recency, (secs / F.lit(86_400_000_000.0)).cast("double"))
+        for name in [*latest.values(), *([view.recency] if view.recency else [])]:
+            last = last.withColumn(ft_col(name), F.col("__last_t"))
         last = last.drop("__last_t")
         out = out.join(last, on=[key, label_time], how="left")
     for name, expr in view.derived.items():
         out = out.withColumn(name, F.expr(expr))
-    return out.select(key, label_time, *view.feature_names())
+    hidden = [c for c in out.columns if c.startswith(FT_PREFIX)]
+    return out.select(key, label_time, *view.feature_names(), *hidden)
 
 
 def build_training_table(cfg: ProjectConfig, sources: dict[str, DataFrame]) -> DataFrame:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from engine.config import ProjectConfig
 from engine.data.sources import check_sources, fingerprint, read_source, source_path
 from engine.features import snapshot as snap
-from engine.features.build import build_training_table
+from engine.features.build import FT_PREFIX, build_training_table
+from engine.features.checks import leakage_report, raise_on_failures, run_expectations
 from engine.features.spark import get_spark
 from engine.pii import key_fingerprint, load_key
-from engine.workspace import Workspace
+from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -89,8 +92,23 @@ def _build(
     assert lab_src.entity is not None
     ent, lt = cfg.entity_key(lab_src.entity), cfg.label.event_time
     tmp = snap.temp_dir(ws, cfg.name, sid)
+    table = table.persist()
     try:
-        table.orderBy(lt, ent).write.parquet(str(tmp))
+        # Checks first: nothing is written unless the table is leak-free and as expected.
+        leakage = leakage_report(table, lt)
+        results = run_expectations(cfg, table, ent, lt)
+        report = ws.reports / f"validation-{sid}.json"
+        atomic_write_text(
+            report,
+            json.dumps(
+                {"snapshot_id": sid, "expectations": [asdict(r) for r in results]},
+                indent=2,
+                default=str,
+            ),
+        )
+        raise_on_failures(results, str(report))
+        visible = [c for c in table.columns if not c.startswith(FT_PREFIX)]
+        table.select(*visible).orderBy(lt, ent).write.parquet(str(tmp))
         written = spark.read.parquet(str(tmp))
         row = written.agg(
             F.count(F.lit(1)).alias("rows"),
@@ -114,6 +132,8 @@ def _build(
             "sources": {n: {"fingerprint": fp} for n, fp in fps.items()},
             "content_hash": format(int(row["h"] or 0) % (1 << 128), "032x"),
             "pii_hashed": list(cfg.pii),
+            "leakage": leakage,
+            "expectations": {"checked": len(results), "report": str(report)},
         }
         return snap.commit(tmp, manifest)
     except BaseException:
@@ -121,3 +141,5 @@ def _build(
 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        table.unpersist()

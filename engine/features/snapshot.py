@@ -25,7 +25,7 @@ from engine.config import ProjectConfig
 from engine.errors import StateError
 from engine.workspace import Workspace, atomic_write_text
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,18 @@ def list_snapshots(ws: Workspace, project: str) -> list[Snapshot]:
     return sorted(out, key=lambda s: s.manifest["created_at"])
 
 
+STALE_TMP_S = 6 * 3600
+
+
 def temp_dir(ws: Workspace, project: str, sid: str) -> Path:
+    """A fresh hidden build folder; sweeps ones a killed build left hours ago."""
+    import time
+
     root = snapshot_root(ws, project)
     root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob(".tmp-*"):
+        if time.time() - old.stat().st_mtime > STALE_TMP_S:
+            shutil.rmtree(old, ignore_errors=True)
     return root / f".tmp-{sid}-{uuid.uuid4().hex[:8]}"
 
 

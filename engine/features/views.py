@@ -77,6 +77,27 @@ class Aggregate(_Model):
         return [(self.name.replace("{w}", w), w) for w in self.windows]
 
 
+class Expectation(_Model):
+    """A check on one feature column of the built table, run before the snapshot commits."""
+
+    column: str
+    max_null_rate: float | None = Field(default=None, ge=0, le=1)
+    min: float | None = None
+    max: float | None = None
+    dtype: Literal["double", "int", "bigint", "string", "timestamp_ntz", "boolean"] | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Expectation:
+        if self.max_null_rate is None and self.min is None and self.max is None and not self.dtype:
+            raise ValueError(
+                f"expectation on '{self.column}' checks nothing. Fix: set max_null_rate, "
+                "min, max or dtype."
+            )
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max} for '{self.column}'")
+        return self
+
+
 class FeatureView(_Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     source: str
@@ -86,6 +107,7 @@ class FeatureView(_Model):
     recency: str | None = None
     derived: dict[str, str] = Field(default_factory=dict)
     ttl: str | None = None
+    expect: list[Expectation] = Field(default_factory=list)
 
     @field_validator("ttl")
     @classmethod
@@ -93,6 +115,30 @@ class FeatureView(_Model):
         if v is not None:
             parse_duration(v)
         return v
+
+    @model_validator(mode="after")
+    def _expect_known(self) -> FeatureView:
+        names = self.feature_names()
+        for e in self.expect:
+            if e.column not in names:
+                raise ValueError(
+                    f"view '{self.name}': expectation on '{e.column}', which the view does not "
+                    f"produce (features: {', '.join(names)}). Fix: use one of them."
+                )
+        return self
+
+    def source_columns(self) -> dict[str, str]:
+        """Source columns the view reads, with the role that constrains their type."""
+        need: dict[str, str] = {c: "any" for c in self.columns}
+        need |= {c: "any" for c in self.latest}
+        for a in self.aggregates:
+            if a.column and a.function in {"sum", "mean"}:
+                need[a.column] = "numeric"
+            elif a.column and a.function in {"min", "max"}:
+                need.setdefault(a.column, "orderable")
+            elif a.column:
+                need.setdefault(a.column, "any")
+        return need
 
     def feature_names(self) -> list[str]:
         names = list(self.columns) + list(self.latest.values())
