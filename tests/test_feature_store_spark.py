@@ -29,7 +29,8 @@ pytestmark = pytest.mark.spark
 def _copy_ws(src: Workspace, dst: Path) -> Workspace:
     ws = Workspace(dst).ensure()
     shutil.copytree(src.data, ws.data, dirs_exist_ok=True)
-    shutil.copytree(src.root / "secrets", ws.root / "secrets", dirs_exist_ok=True)
+    if (src.root / "secrets").is_dir():
+        shutil.copytree(src.root / "secrets", ws.root / "secrets", dirs_exist_ok=True)
     return ws
 
 
