@@ -11,6 +11,17 @@ sample statistic.
   differ by less than 1e-2 for en >= 100, pinned in tests/test_kernels_drift.py).
 - :func:`psi`: population stability index over ``bins`` quantile bins of the reference.
   Empty-bin proportions are floored at ``PSI_EPS`` (1e-4) so the log stays finite.
+- :func:`wasserstein`: 1-Wasserstein distance, as ``scipy.stats.wasserstein_distance``.
+- :func:`jensen_shannon`: Jensen-Shannon *distance* between the histograms of both samples
+  on ``bins`` equal-width bins over their joint range (``scipy.spatial.distance.jensenshannon``
+  of ``np.histogram`` counts), base 2 by default so it lies in [0, 1].
+- :func:`chi2`: chi-square test of homogeneity on category codes (2 x K table of counts,
+  no continuity correction), as ``scipy.stats.chi2_contingency(..., correction=False)``;
+  categories seen on one side only are part of the table.
+
+Exact KS p-values (``method="exact"``, the default for n*m <= 1e6) count lattice paths:
+the probability mass of paths that first leave the band |i/n - j/m| < d is accumulated
+directly, so small p-values keep their relative precision.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from engine.kernels._checks import as_float_1d
+from engine.kernels._checks import as_codes, as_float_1d
+from engine.kernels.special import chi2_sf
 
 PSI_EPS = 1e-4
 
@@ -79,8 +91,51 @@ def ks_2samp_sorted(a: NDArray[np.float64], b: NDArray[np.float64]) -> KSResult:
     return KSResult(d, ks_pvalue(d, a.size, b.size))
 
 
-def ks_2samp(ref: ArrayLike, cur: ArrayLike) -> KSResult:
+@njit(cache=True)
+def _ks_exact_sf(n: int, m: int, h: int) -> float:
+    """P(max |i*m - j*n| >= h) over uniformly random lattice paths (0,0) -> (n,m)."""
+    if h <= 0:
+        return 1.0
+    prob = np.zeros(m + 1)
+    prob[0] = 1.0
+    out = 0.0
+    for i in range(n + 1):
+        for j in range(m + 1):
+            p = prob[j]
+            if p == 0.0:
+                continue
+            if i == n and j == m:
+                continue
+            a = n - i  # steps left in the first sample
+            b = m - j
+            tot = a + b
+            if a > 0:  # step i -> i+1: the value of prob[j] for row i+1
+                if abs((i + 1) * m - j * n) >= h:
+                    out += p * a / tot
+                    stay_i = 0.0
+                else:
+                    stay_i = p * a / tot
+            else:
+                stay_i = 0.0
+            if b > 0:
+                if abs(i * m - (j + 1) * n) >= h:
+                    out += p * b / tot
+                else:
+                    prob[j + 1] += p * b / tot
+            prob[j] = stay_i  # becomes row i+1's mass at column j
+    return min(out, 1.0)
+
+
+def ks_pvalue_exact(d: float, n: int, m: int) -> float:
+    h = round(d * n * m)
+    return float(_ks_exact_sf(n, m, h))
+
+
+def ks_2samp(ref: ArrayLike, cur: ArrayLike, method: str = "auto") -> KSResult:
     """Two-sample Kolmogorov-Smirnov test.
+
+    ``method``: "exact" (lattice-path count, scipy's 'exact'), "asymp" (Kolmogorov limit
+    with en = n*m/(n+m)) or "auto" (exact when n*m <= 1e6).
 
     Examples
     --------
@@ -89,9 +144,14 @@ def ks_2samp(ref: ArrayLike, cur: ArrayLike) -> KSResult:
     >>> round(r.statistic, 2)
     0.5
     """
+    if method not in ("auto", "exact", "asymp"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'asymp', got {method!r}.")
     a, _ = as_float_1d(ref, "ref")
     b, _ = as_float_1d(cur, "cur")
-    return ks_2samp_sorted(np.sort(a), np.sort(b))
+    res = ks_2samp_sorted(np.sort(a), np.sort(b))
+    if method == "exact" or (method == "auto" and a.size * b.size <= 1_000_000):
+        return KSResult(res.statistic, ks_pvalue_exact(res.statistic, a.size, b.size))
+    return res
 
 
 @njit(cache=True, nogil=True)
@@ -156,3 +216,119 @@ def psi(ref: ArrayLike, cur: ArrayLike, bins: int = 10) -> float:
 
 def psi_sorted(ref_sorted: NDArray[np.float64], cur: NDArray[np.float64], bins: int) -> float:
     return float(_psi_from_edges(ref_sorted, cur, psi_edges(ref_sorted, bins), PSI_EPS))
+
+
+@njit(cache=True, nogil=True)
+def _wasserstein_sorted(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    """Integral of |F_a - F_b| over the merged support, for sorted a and b."""
+    n, m = a.size, b.size
+    i = 0
+    j = 0
+    total = 0.0
+    prev = a[0] if a[0] < b[0] else b[0]
+    while i < n or j < m:
+        v = a[i] if (j >= m or (i < n and a[i] <= b[j])) else b[j]
+        total += abs(i / n - j / m) * (v - prev)
+        while i < n and a[i] == v:
+            i += 1
+        while j < m and b[j] == v:
+            j += 1
+        prev = v
+    return total
+
+
+def wasserstein_sorted(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    return float(_wasserstein_sorted(a, b))
+
+
+def wasserstein(ref: ArrayLike, cur: ArrayLike) -> float:
+    """1-Wasserstein (earth mover's) distance between two samples.
+
+    Examples
+    --------
+    >>> wasserstein([0.0, 1.0, 3.0], [5.0, 6.0, 8.0])
+    5.0
+    """
+    a, _ = as_float_1d(ref, "ref")
+    b, _ = as_float_1d(cur, "cur")
+    return wasserstein_sorted(np.sort(a), np.sort(b))
+
+
+@njit(cache=True, nogil=True)
+def _js_counts(p: NDArray[np.float64], q: NDArray[np.float64], log_base: float) -> float:
+    sp = p.sum()
+    sq = q.sum()
+    total = 0.0
+    for k in range(p.size):
+        pk = p[k] / sp
+        qk = q[k] / sq
+        mk = 0.5 * (pk + qk)
+        if pk > 0.0:
+            total += 0.5 * pk * math.log(pk / mk)
+        if qk > 0.0:
+            total += 0.5 * qk * math.log(qk / mk)
+    return math.sqrt(max(total, 0.0) / log_base)
+
+
+def jensen_shannon_counts(ref_counts: ArrayLike, cur_counts: ArrayLike, base: float = 2.0) -> float:
+    """Jensen-Shannon distance between two count (or probability) vectors."""
+    p = np.ascontiguousarray(ref_counts, dtype=np.float64)
+    q = np.ascontiguousarray(cur_counts, dtype=np.float64)
+    if p.shape != q.shape or p.ndim != 1:
+        raise ValueError(f"count vectors must be 1-D of one length, got {p.shape} and {q.shape}.")
+    if (p < 0).any() or (q < 0).any() or p.sum() <= 0 or q.sum() <= 0:
+        raise ValueError("counts must be non-negative with a positive total on each side.")
+    return float(_js_counts(p, q, math.log(base)))
+
+
+def jensen_shannon(ref: ArrayLike, cur: ArrayLike, bins: int = 30, base: float = 2.0) -> float:
+    """Jensen-Shannon distance of the two samples' histograms (equal-width, joint range)."""
+    if not isinstance(bins, int | np.integer) or bins < 1:
+        raise ValueError(f"'bins' must be a positive integer, got {bins!r}.")
+    a, _ = as_float_1d(ref, "ref")
+    b, _ = as_float_1d(cur, "cur")
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    edges = np.histogram_bin_edges(np.array([lo, hi]), bins=bins)
+    p = np.histogram(a, edges)[0].astype(np.float64)
+    q = np.histogram(b, edges)[0].astype(np.float64)
+    return float(_js_counts(p, q, math.log(base)))
+
+
+class Chi2Result(NamedTuple):
+    statistic: float
+    pvalue: float
+    dof: int
+
+
+def chi2_counts(ref_counts: ArrayLike, cur_counts: ArrayLike) -> Chi2Result:
+    """Chi-square homogeneity test on a 2 x K table of counts (categories absent on both
+    sides are dropped; one category left gives statistic 0, p-value 1)."""
+    r = np.asarray(ref_counts, dtype=np.float64)
+    c = np.asarray(cur_counts, dtype=np.float64)
+    keep = (r + c) > 0
+    r, c = r[keep], c[keep]
+    k = r.size
+    if k <= 1:
+        return Chi2Result(0.0, 1.0, 0)
+    nr, nc = r.sum(), c.sum()
+    total = nr + nc
+    col = r + c
+    er, ec = col * nr / total, col * nc / total
+    stat = float(np.sum((r - er) ** 2 / er) + np.sum((c - ec) ** 2 / ec))
+    return Chi2Result(stat, float(chi2_sf(stat, float(k - 1))), k - 1)
+
+
+def chi2(ref_codes: ArrayLike, cur_codes: ArrayLike) -> Chi2Result:
+    """Chi-square test that two samples of category codes (ints >= 0) share a distribution.
+
+    Negative codes mark missing values and are dropped (counted by the report).
+
+    Examples
+    --------
+    >>> chi2([0, 0, 1, 1], [0, 0, 1, 1]).statistic
+    0.0
+    """
+    a, _ = as_codes(ref_codes, "ref_codes")
+    b, _ = as_codes(cur_codes, "cur_codes")
+    k = int(max(a.max(), b.max())) + 1
+    return chi2_counts(np.bincount(a, minlength=k), np.bincount(b, minlength=k))
