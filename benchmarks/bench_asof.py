@@ -26,20 +26,26 @@ from engine.features.views import Aggregate, FeatureView
 T0 = np.datetime64("2025-01-01T00:00:00", "us")
 
 
-def _tables(n_ent: int, n_feat: int, n_lab: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _tables(
+    n_ent: int, n_feat: int, n_lab: int, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     span = 365 * 86_400
     feats = pd.DataFrame(
         {
             "eid": rng.integers(0, n_ent, n_feat),
-            "ft": (T0 + rng.integers(0, span, n_feat).astype("timedelta64[s]")).astype("datetime64[us]"),
+            "ft": (T0 + rng.integers(0, span, n_feat).astype("timedelta64[s]")).astype(
+                "datetime64[us]"
+            ),
             "x": rng.normal(size=n_feat),
         }
     ).drop_duplicates(["eid", "ft"])
     labels = pd.DataFrame(
         {
             "eid": rng.integers(0, n_ent, n_lab),
-            "lt": (T0 + rng.integers(0, span, n_lab).astype("timedelta64[s]")).astype("datetime64[us]"),
+            "lt": (T0 + rng.integers(0, span, n_lab).astype("timedelta64[s]")).astype(
+                "datetime64[us]"
+            ),
         }
     )
     labels["row"] = np.arange(n_lab)
@@ -64,8 +70,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-asof-"))
     labels.to_parquet(tmp / "labels.parquet", index=False)
     feats.to_parquet(tmp / "feats.parquet", index=False)
-    spark = get_spark("local[2]", driver_memory="4g" if args.smoke else "8g",
-                      shuffle_partitions=4 if args.smoke else 16, local_dir=tmp / "spark")
+    spark = get_spark(
+        "local[2]",
+        driver_memory="4g" if args.smoke else "8g",
+        shuffle_partitions=4 if args.smoke else 16,
+        local_dir=tmp / "spark",
+    )
     lab_s = spark.read.parquet(str(tmp / "labels.parquet"))
     feat_s = spark.read.parquet(str(tmp / "feats.parquet"))
     repeat = 2 if args.smoke else 1
@@ -89,8 +99,11 @@ def main() -> None:
 
     def pandas_asof() -> pd.DataFrame:
         out = pd.merge_asof(
-            labels.sort_values("lt"), feats.assign(mft=feats["ft"]).sort_values("ft"),
-            left_on="lt", right_on="ft", by="eid",
+            labels.sort_values("lt"),
+            feats.assign(mft=feats["ft"]).sort_values("ft"),
+            left_on="lt",
+            right_on="ft",
+            by="eid",
         )
         return out.sort_values("row").reset_index(drop=True)
 
@@ -102,10 +115,22 @@ def main() -> None:
 
     size = f"{n_lab:,} labels x {len(feats):,} feature rows, {n_ent:,} entities"
     cases: list[dict[str, Any]] = [
-        {"case": f"as-of join {size}", "engine_s": t_spark, "reference": "DuckDB ASOF JOIN",
-         "reference_s": t_ddb, "ratio": t_ddb / t_spark, "equal": same(ddb)},
-        {"case": f"as-of join {size}", "engine_s": t_spark, "reference": "pandas merge_asof",
-         "reference_s": t_pd, "ratio": t_pd / t_spark, "equal": same(pdm)},
+        {
+            "case": f"as-of join {size}",
+            "engine_s": t_spark,
+            "reference": "DuckDB ASOF JOIN",
+            "reference_s": t_ddb,
+            "ratio": t_ddb / t_spark,
+            "equal": same(ddb),
+        },
+        {
+            "case": f"as-of join {size}",
+            "engine_s": t_spark,
+            "reference": "pandas merge_asof",
+            "reference_s": t_pd,
+            "ratio": t_pd / t_spark,
+            "equal": same(pdm),
+        },
     ]
 
     def maxby() -> None:
@@ -113,10 +138,15 @@ def main() -> None:
 
     t_mb, _ = best_of(maxby, 1)
     cases.append(
-        {"case": f"as-of join {size}", "engine_s": t_spark,
-         "reference": "Spark range join + max_by (alternative)", "reference_s": t_mb,
-         "ratio": t_mb / t_spark, "equal": True,
-         "note": "both Spark; equality covered by tests/test_asof_spark.py"}
+        {
+            "case": f"as-of join {size}",
+            "engine_s": t_spark,
+            "reference": "Spark range join + max_by (alternative)",
+            "reference_s": t_mb,
+            "ratio": t_mb / t_spark,
+            "equal": True,
+            "note": "both Spark; equality covered by tests/test_asof_spark.py",
+        }
     )
 
     # Windowed aggregates on transactions: our build_view (range join + conditional aggs).
@@ -124,7 +154,9 @@ def main() -> None:
     tx = pd.DataFrame(
         {
             "eid": rng.integers(0, n_ent, n_tx),
-            "t": (T0 + rng.integers(0, 365 * 86_400, n_tx).astype("timedelta64[s]")).astype("datetime64[us]"),
+            "t": (T0 + rng.integers(0, 365 * 86_400, n_tx).astype("timedelta64[s]")).astype(
+                "datetime64[us]"
+            ),
             "amount": rng.gamma(2.0, 20.0, n_tx),
         }
     )
@@ -132,7 +164,8 @@ def main() -> None:
     keys_pd = labels.drop_duplicates("eid")[["eid", "lt"]]
     keys_pd.to_parquet(tmp / "keys.parquet", index=False)
     view = FeatureView(
-        name="tx", source="tx",
+        name="tx",
+        source="tx",
         aggregates=[
             Aggregate(name="n_{w}", function="count", windows=["7d", "30d", "90d"]),
             Aggregate(name="s_{w}", function="sum", column="amount", windows=["7d", "30d", "90d"]),
@@ -143,7 +176,9 @@ def main() -> None:
     keys_s = spark.read.parquet(str(tmp / "keys.parquet"))
 
     def agg_build() -> None:
-        build_view(view, keys_s, tx_s, "eid", "lt", "t").write.format("noop").mode("overwrite").save()
+        build_view(view, keys_s, tx_s, "eid", "lt", "t").write.format("noop").mode(
+            "overwrite"
+        ).save()
 
     t0 = time.perf_counter()
     agg_build()
@@ -155,17 +190,24 @@ def main() -> None:
         f"ON k.eid = t.eid AND t.t <= k.lt AND t.t > k.lt - INTERVAL 90 DAY GROUP BY k.eid ORDER BY k.eid"
     )
     t_ddb_agg, ddb_agg = best_of(lambda: con.execute(sql_agg).df(), 1)
-    got = build_view(view, keys_s, tx_s, "eid", "lt", "t").select("eid", "n_30d", "s_30d").toPandas()
+    got = (
+        build_view(view, keys_s, tx_s, "eid", "lt", "t").select("eid", "n_30d", "s_30d").toPandas()
+    )
     got = got.sort_values("eid").reset_index(drop=True)
     agg_equal = bool(
         np.array_equal(got["n_30d"].to_numpy(), ddb_agg["n30"].to_numpy(float))
         and np.allclose(got["s_30d"].to_numpy(), ddb_agg["s30"].to_numpy(float), rtol=1e-9)
     )
     cases.append(
-        {"case": f"windowed aggregates, {n_tx:,} transactions, {len(keys_pd):,} label rows",
-         "engine_s": t_agg, "reference": "DuckDB range join + FILTER aggregates",
-         "reference_s": t_ddb_agg, "ratio": t_ddb_agg / t_agg, "equal": agg_equal,
-         "spark_rows_per_s": n_tx / t_agg}
+        {
+            "case": f"windowed aggregates, {n_tx:,} transactions, {len(keys_pd):,} label rows",
+            "engine_s": t_agg,
+            "reference": "DuckDB range join + FILTER aggregates",
+            "reference_s": t_ddb_agg,
+            "ratio": t_ddb_agg / t_agg,
+            "equal": agg_equal,
+            "spark_rows_per_s": n_tx / t_agg,
+        }
     )
     spark.stop()
     write("bench_asof", args.smoke, cases, args.out)
