@@ -1,0 +1,209 @@
+"""Reference sketches: a reference reduced once to a small summary saved with the model, so
+drift against it is one pass over the current data.
+
+Numeric sketch: the reference's ``fine_bins`` inverted-CDF quantiles as edges, with the
+exact reference counts ``< edge`` and ``<= edge``, plus the PSI edges (a subset of the fine
+edges) and the reference's PSI bin counts. One pass over the current sample bins every
+value (a binary search) and notes whether it sits exactly on an edge. Then:
+
+- PSI is exact (the same edges and counts as :func:`engine.kernels.drift.psi`);
+- KS is bracketed: ``ks_low`` is the exact ECDF gap at every edge and just below it; the
+  true statistic lies in ``[ks_low, ks_low + ks_err]`` where ``ks_err`` is the largest
+  reference mass strictly between two consecutive edges (<= 1/fine_bins + 1/n for a
+  continuous reference). Pinned by tests/test_kernels_sketch.py.
+
+Categorical sketch: the reference's counts per category code (chi-square and JS are exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numba
+from numba import njit, prange
+from numpy.typing import ArrayLike, NDArray
+
+from engine.kernels._checks import as_codes, as_float_1d
+from engine.kernels.drift import PSI_EPS, Chi2Result, chi2_counts, jensen_shannon_counts, ks_pvalue
+
+
+def _quantile_positions(n: int, bins: int) -> NDArray[np.int64]:
+    i = np.arange(1, bins, dtype=np.int64)
+    return np.clip((i * n + bins - 1) // bins - 1, 0, n - 1)
+
+
+@dataclass(frozen=True)
+class NumericSketch:
+    n: int
+    edges: list[float]
+    le: list[int]  # reference count <= edge
+    lt: list[int]  # reference count < edge
+    psi_edges: list[float]
+    psi_counts: list[int]
+    nan: int
+
+    @classmethod
+    def from_sample(cls, ref: ArrayLike, fine_bins: int = 1000, psi_bins: int = 10) -> NumericSketch:
+        if fine_bins % psi_bins:
+            raise ValueError(
+                f"fine_bins ({fine_bins}) must be a multiple of psi_bins ({psi_bins}) so the "
+                "PSI edges are fine edges. Fix: e.g. fine_bins=1000, psi_bins=10."
+            )
+        a, nan = as_float_1d(ref, "ref")
+        a = np.sort(a)
+        edges = np.unique(a[_quantile_positions(a.size, fine_bins)])
+        psi_edges = np.unique(a[_quantile_positions(a.size, psi_bins)])
+        le = np.searchsorted(a, edges, side="right")
+        lt = np.searchsorted(a, edges, side="left")
+        psi_counts = np.bincount(np.searchsorted(psi_edges, a, side="left"), minlength=psi_edges.size + 1)
+        return cls(
+            int(a.size), edges.tolist(), le.tolist(), lt.tolist(), psi_edges.tolist(),
+            psi_counts.tolist(), nan,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NumericSketch:
+        return cls(**d)
+
+
+@njit(cache=True, nogil=True)
+def _bin_chunk(
+    cur: NDArray[np.float64],
+    edges: NDArray[np.float64],
+    grid_start: NDArray[np.int64],
+    lo_v: float,
+    scale: float,
+    inner: NDArray[np.int64],
+    atom: NDArray[np.int64],
+) -> int:
+    """Bin a chunk: a uniform grid gives each value a start edge (all edges before it are
+    smaller), then a short forward scan finds the first edge >= value."""
+    k = edges.size
+    g = grid_start.size
+    nan = 0
+    for t in range(cur.size):
+        x = cur[t]
+        if x != x:
+            nan += 1
+            continue
+        if x <= edges[0]:
+            i = 0
+        elif x > edges[k - 1]:
+            i = k
+        else:
+            cell = int((x - lo_v) * scale)
+            if cell >= g:
+                cell = g - 1
+            i = grid_start[cell]
+            # (x - lo) * scale may round across a cell boundary: step back if needed.
+            while i > 0 and edges[i - 1] >= x:
+                i -= 1
+            while edges[i] < x:
+                i += 1
+        if i < k and edges[i] == x:
+            atom[i] += 1
+        else:
+            inner[i] += 1
+    return nan
+
+
+@njit(cache=True, parallel=True)
+def _bin_pass(
+    cur: NDArray[np.float64],
+    edges: NDArray[np.float64],
+    grid_start: NDArray[np.int64],
+    lo_v: float,
+    scale: float,
+    n_chunks: int,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    k = edges.size
+    inner = np.zeros((n_chunks, k + 1), dtype=np.int64)
+    atom = np.zeros((n_chunks, k + 1), dtype=np.int64)
+    nans = np.zeros(n_chunks, dtype=np.int64)
+    step = (cur.size + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        lo = c * step
+        hi = min(cur.size, lo + step)
+        if lo < hi:
+            nans[c] = _bin_chunk(cur[lo:hi], edges, grid_start, lo_v, scale, inner[c], atom[c])
+    return inner.sum(axis=0), atom.sum(axis=0), int(nans.sum())
+
+
+def _grid(edges: NDArray[np.float64], cells: int) -> tuple[NDArray[np.int64], float, float]:
+    lo_v, hi_v = float(edges[0]), float(edges[-1])
+    if hi_v <= lo_v:
+        return np.zeros(1, dtype=np.int64), lo_v, 0.0
+    scale = cells / (hi_v - lo_v)
+    starts = lo_v + np.arange(cells) / scale
+    return np.searchsorted(edges, starts, side="left").astype(np.int64), lo_v, scale
+
+
+@dataclass(frozen=True)
+class SketchDrift:
+    ks_low: float
+    ks_err: float
+    ks_pvalue: float
+    psi: float
+    n_cur: int
+    nan_cur: int
+
+
+def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
+    """KS bracket and exact PSI of ``cur`` against a reference sketch, in one pass."""
+    x = np.ascontiguousarray(cur, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"'cur' must be 1-D, got shape {x.shape}.")
+    edges = np.asarray(sk.edges)
+    grid, lo_v, scale = _grid(edges, 8 * edges.size)
+    chunks = max(1, min(numba.get_num_threads() * 4, x.size // 65_536))
+    inner, atom, nan = _bin_pass(x, edges, grid, lo_v, scale, chunks)
+    # PSI edges are fine edges: a value's PSI bin follows from its fine bin.
+    psi_e = np.asarray(sk.psi_edges)
+    psi_lt = np.searchsorted(psi_e, edges, side="left")  # PSI edges < e_j
+    psi_le = np.searchsorted(psi_e, edges, side="right")  # PSI edges <= e_j
+    inner_to = np.concatenate(([0], psi_le))  # inner values of bin j lie above e_{j-1}
+    psi_c = np.bincount(inner_to, weights=inner, minlength=psi_e.size + 1)
+    psi_c += np.bincount(psi_lt, weights=atom[:-1], minlength=psi_e.size + 1)
+    m = int(x.size - nan)
+    if m == 0:
+        raise ValueError(f"'cur' has no finite values ({nan} NaN).")
+    n = sk.n
+    le, lt = np.asarray(sk.le, dtype=np.float64), np.asarray(sk.lt, dtype=np.float64)
+    # Bin j < k holds values in (e_{j-1}, e_j) ("inner") or equal to e_j ("atom");
+    # bin k holds values above the last edge. Current ECDF just below and at each edge:
+    ci, ca = np.cumsum(inner[:-1]), np.cumsum(atom[:-1])
+    below = ci + ca - atom[:-1]
+    at = ci + ca
+    ks_low = float(max(np.abs(lt / n - below / m).max(), np.abs(le / n - at / m).max()))
+    # Reference mass strictly between consecutive edges (and in the two tails).
+    inner_ref = np.concatenate(([lt[0]], lt[1:] - le[:-1], [n - le[-1]]))
+    ks_err = float(inner_ref.max() / n)
+    p = np.maximum(np.asarray(sk.psi_counts) / n, PSI_EPS)
+    q = np.maximum(psi_c / m, PSI_EPS)
+    return SketchDrift(
+        ks_low, ks_err, ks_pvalue(ks_low, n, m), float(np.sum((q - p) * np.log(q / p))), m, int(nan)
+    )
+
+
+@dataclass(frozen=True)
+class CategoricalSketch:
+    counts: list[int]
+
+    @classmethod
+    def from_codes(cls, codes: ArrayLike, n_categories: int | None = None) -> CategoricalSketch:
+        a, _ = as_codes(codes, "codes")
+        k = max(int(a.max()) + 1, n_categories or 0)
+        return cls(np.bincount(a, minlength=k).tolist())
+
+    def drift(self, cur_codes: ArrayLike) -> tuple[Chi2Result, float]:
+        b, _ = as_codes(cur_codes, "cur_codes")
+        k = max(len(self.counts), int(b.max()) + 1)
+        r = np.zeros(k)
+        r[: len(self.counts)] = self.counts
+        c = np.bincount(b, minlength=k)
+        return chi2_counts(r, c), jensen_shannon_counts(r, c)
