@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
@@ -45,7 +45,9 @@ class NumericSketch:
     nan: int
 
     @classmethod
-    def from_sample(cls, ref: ArrayLike, fine_bins: int = 1000, psi_bins: int = 10) -> NumericSketch:
+    def from_sample(
+        cls, ref: ArrayLike, fine_bins: int = 1000, psi_bins: int = 10
+    ) -> NumericSketch:
         if fine_bins % psi_bins:
             raise ValueError(
                 f"fine_bins ({fine_bins}) must be a multiple of psi_bins ({psi_bins}) so the "
@@ -57,10 +59,17 @@ class NumericSketch:
         psi_edges = np.unique(a[_quantile_positions(a.size, psi_bins)])
         le = np.searchsorted(a, edges, side="right")
         lt = np.searchsorted(a, edges, side="left")
-        psi_counts = np.bincount(np.searchsorted(psi_edges, a, side="left"), minlength=psi_edges.size + 1)
+        psi_counts = np.bincount(
+            np.searchsorted(psi_edges, a, side="left"), minlength=psi_edges.size + 1
+        )
         return cls(
-            int(a.size), edges.tolist(), le.tolist(), lt.tolist(), psi_edges.tolist(),
-            psi_counts.tolist(), nan,
+            int(a.size),
+            edges.tolist(),
+            le.tolist(),
+            lt.tolist(),
+            psi_edges.tolist(),
+            psi_counts.tolist(),
+            nan,
         )
 
     def to_dict(self) -> dict[str, Any]:

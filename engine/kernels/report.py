@@ -1,0 +1,242 @@
+"""Drift report over a table: one method per column, chosen by type and size.
+
+Defaults follow Evidently's data-drift preset, which NannyML's univariate defaults resemble:
+
+| column | reference rows <= 1000 | reference rows > 1000 |
+|---|---|---|
+| numeric | KS test, drift if p < alpha | Wasserstein distance / std(ref), drift if >= 0.1 |
+| categorical | chi-square test, drift if p < alpha | Jensen-Shannon distance (base 2), drift if >= 0.1 |
+
+Every numeric column also gets KS (statistic, p-value), Wasserstein and PSI from the same
+sort; every categorical column gets chi-square and JS. ``correction`` ("bonferroni" or
+"bh", Benjamini-Hochberg) adjusts the p-values of the columns decided by a test.
+Numeric columns are sorted once each, in parallel threads across columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.kernels.drift import (
+    _js_counts,
+    _ks_sorted,
+    _psi_from_edges,
+    _wasserstein_sorted,
+    chi2_counts,
+    ks_pvalue,
+    psi_edges,
+)
+
+Method = Literal["auto", "ks", "wasserstein", "chi2", "jensen_shannon"]
+SMALL_N = 1000
+DISTANCE_THRESHOLD = 0.1
+
+
+@dataclass(frozen=True)
+class ColumnReport:
+    column: str
+    kind: Literal["numeric", "categorical"]
+    method: str
+    value: float  # the statistic the decision uses (p-value or distance)
+    threshold: float
+    drifted: bool
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    wasserstein_normed: float | None
+    psi: float | None
+    chi2_pvalue: float | None
+    jensen_shannon: float | None
+    n_ref: int
+    n_cur: int
+    missing_ref: int
+    missing_cur: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _numeric_column(
+    ra: NDArray[np.float64], ca: NDArray[np.float64], bins: int
+) -> tuple[float, float, float, float, int, int]:
+    """KS D, Wasserstein, PSI and std(ref) from one sort of each side; NaN dropped.
+
+    NumPy's sort (vectorized, releases the GIL) beats Numba's quicksort ~3x here; the
+    walks are ``nogil`` Numba, so columns run in parallel threads.
+    """
+    a = np.sort(ra[~np.isnan(ra)])
+    b = np.sort(ca[~np.isnan(ca)])
+    if a.size == 0 or b.size == 0:
+        return 0.0, 0.0, 0.0, 0.0, int(a.size), int(b.size)
+    d = float(_ks_sorted(a, b))
+    w = float(_wasserstein_sorted(a, b))
+    p = float(_psi_from_edges(a, b, psi_edges(a, bins), 1e-4))
+    return d, w, p, float(a.std()), int(a.size), int(b.size)
+
+
+def _adjust(p: NDArray[np.float64], how: str | None) -> NDArray[np.float64]:
+    if how is None or p.size == 0:
+        return p
+    if how == "bonferroni":
+        return np.minimum(p * p.size, 1.0)
+    if how == "bh":
+        order = np.argsort(p)
+        ranked = p[order] * p.size / np.arange(1, p.size + 1)
+        adj = np.minimum.accumulate(ranked[::-1])[::-1]
+        out = np.empty_like(p)
+        out[order] = np.minimum(adj, 1.0)
+        return out
+    raise ValueError(f"correction must be None, 'bonferroni' or 'bh', got {how!r}.")
+
+
+def _is_categorical(x: NDArray[Any]) -> bool:
+    return x.dtype.kind in "OUSb"
+
+
+def _codes(
+    ref: NDArray[Any], cur: NDArray[Any]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], int, int, int]:
+    def missing(x: NDArray[Any]) -> NDArray[np.bool_]:
+        if x.dtype.kind == "O":
+            return np.array([v is None or (isinstance(v, float) and v != v) for v in x], dtype=bool)
+        return np.zeros(x.size, dtype=bool)
+
+    mr, mc = missing(ref), missing(cur)
+    both = np.concatenate([ref[~mr].astype(str), cur[~mc].astype(str)])
+    cats, inv = np.unique(both, return_inverse=True)
+    nr = int((~mr).sum())
+    return inv[:nr], inv[nr:], int(mr.sum()), int(mc.sum()), cats.size
+
+
+def report(
+    ref_table: Mapping[str, Any],
+    cur_table: Mapping[str, Any],
+    columns: list[str] | None = None,
+    *,
+    method: Method = "auto",
+    alpha: float = 0.05,
+    distance_threshold: float = DISTANCE_THRESHOLD,
+    psi_bins: int = 10,
+    correction: Literal["bonferroni", "bh"] | None = None,
+    categorical: list[str] | None = None,
+) -> list[ColumnReport]:
+    """Drift per column between two tables (mappings of column name -> 1-D array).
+
+    A pandas DataFrame works as is. Columns of object/string/bool dtype, and those named in
+    ``categorical``, are categorical; the rest numeric.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> r = report({"x": rng.normal(size=5000)}, {"x": rng.normal(1, 1, 5000)})
+    >>> r[0].method, r[0].drifted
+    ('wasserstein', True)
+    """
+    cols = list(columns if columns is not None else ref_table.keys())
+    missing = [c for c in cols if c not in cur_table or c not in ref_table]
+    if missing:
+        raise ValueError(f"columns {missing} are not in both tables. Fix: pass columns=[...].")
+    cat_set = set(categorical or [])
+    arrays = {c: (np.asarray(ref_table[c]), np.asarray(cur_table[c])) for c in cols}
+    num = [c for c in cols if c not in cat_set and not _is_categorical(arrays[c][0])]
+    cat = [c for c in cols if c not in num]
+    out: dict[str, ColumnReport] = {}
+    if num:
+        pairs = [
+            (np.asarray(arrays[c][0], dtype=np.float64), np.asarray(arrays[c][1], dtype=np.float64))
+            for c in num
+        ]
+        for c, (ra, ca) in zip(num, pairs, strict=True):
+            if np.isinf(ra).any() or np.isinf(ca).any():
+                raise ValueError(f"column '{c}' holds infinite values. Fix: clip or drop them.")
+        with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
+            stats = list(pool.map(lambda rc: _numeric_column(rc[0], rc[1], psi_bins), pairs))
+        for i, c in enumerate(num):
+            d_i, w_i, p_i, s_i, n, m = stats[i]
+            if n == 0 or m == 0:
+                raise ValueError(
+                    f"column '{c}': no finite values in {'reference' if n == 0 else 'current'}."
+                )
+            p = ks_pvalue(d_i, n, m)
+            # A constant reference has std 0: normalize by 1 instead of dividing by zero.
+            w = w_i / s_i if s_i > 0 else w_i
+            use = method if method != "auto" else ("ks" if n <= SMALL_N else "wasserstein")
+            if use not in ("ks", "wasserstein"):
+                raise ValueError(f"method '{method}' does not apply to numeric column '{c}'.")
+            value, thr = (p, alpha) if use == "ks" else (w, distance_threshold)
+            out[c] = ColumnReport(
+                c,
+                "numeric",
+                use,
+                value,
+                thr,
+                False,
+                d_i,
+                p,
+                w,
+                p_i,
+                None,
+                None,
+                n,
+                m,
+                int(arrays[c][0].size - n),
+                int(arrays[c][1].size - m),
+            )
+    for c in cat:
+        a, b, mr, mc, k = _codes(*arrays[c])
+        if a.size == 0 or b.size == 0:
+            raise ValueError(f"column '{c}': no non-missing values on one side.")
+        rc, cc = (
+            np.bincount(a, minlength=k).astype(float),
+            np.bincount(b, minlength=k).astype(float),
+        )
+        ch = chi2_counts(rc, cc)
+        js = float(_js_counts(rc, cc, np.log(2.0)))
+        use = method if method != "auto" else ("chi2" if a.size <= SMALL_N else "jensen_shannon")
+        if use not in ("chi2", "jensen_shannon"):
+            raise ValueError(f"method '{method}' does not apply to categorical column '{c}'.")
+        value, thr = (ch.pvalue, alpha) if use == "chi2" else (js, distance_threshold)
+        out[c] = ColumnReport(
+            c,
+            "categorical",
+            use,
+            value,
+            thr,
+            False,
+            None,
+            None,
+            None,
+            None,
+            ch.pvalue,
+            js,
+            int(a.size),
+            int(b.size),
+            mr,
+            mc,
+        )
+    tested = [c for c in cols if out[c].method in ("ks", "chi2")]
+    adj = _adjust(np.array([out[c].value for c in tested]), correction)
+    for c, p in zip(tested, adj, strict=True):
+        out[c] = _with(out[c], value=float(p))
+    return [
+        _with(
+            out[c],
+            drifted=bool(
+                out[c].value < out[c].threshold
+                if out[c].method in ("ks", "chi2")
+                else out[c].value >= out[c].threshold
+            ),
+        )
+        for c in cols
+    ]
+
+
+def _with(r: ColumnReport, **kw: Any) -> ColumnReport:
+    return ColumnReport(**{**asdict(r), **kw})
