@@ -102,16 +102,16 @@ def _is_categorical(x: NDArray[Any]) -> bool:
 def _codes(
     ref: NDArray[Any], cur: NDArray[Any]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64], int, int, int]:
-    def missing(x: NDArray[Any]) -> NDArray[np.bool_]:
-        if x.dtype.kind == "O":
-            return np.array([v is None or (isinstance(v, float) and v != v) for v in x], dtype=bool)
-        return np.zeros(x.size, dtype=bool)
+    """Shared category codes for both sides; None/NaN are missing (dropped, counted).
 
-    mr, mc = missing(ref), missing(cur)
-    both = np.concatenate([ref[~mr].astype(str), cur[~mc].astype(str)])
-    cats, inv = np.unique(both, return_inverse=True)
-    nr = int((~mr).sum())
-    return inv[:nr], inv[nr:], int(mr.sum()), int(mc.sum()), cats.size
+    pandas.factorize (hash-based) is ~10x faster than np.unique on strings; it is the one
+    non-NumPy import in the kernels, kept local to this table-level wrapper.
+    """
+    import pandas as pd
+
+    codes, cats = pd.factorize(np.concatenate([ref, cur]), use_na_sentinel=True)
+    a, b = codes[: ref.size], codes[ref.size :]
+    return a[a >= 0], b[b >= 0], int((a < 0).sum()), int((b < 0).sum()), len(cats)
 
 
 def report(
