@@ -15,10 +15,10 @@ Numeric columns are sorted once each, in parallel threads across columns.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numba
 import numpy as np
@@ -33,6 +33,15 @@ from engine.kernels.drift import (
     ks_pvalue,
     psi_edges,
 )
+
+
+class Table(Protocol):
+    """Column name -> 1-D array: a dict of arrays or a pandas DataFrame."""
+
+    def keys(self) -> Iterable[Any]: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __contains__(self, key: object, /) -> bool: ...
+
 
 Method = Literal["auto", "ks", "wasserstein", "chi2", "jensen_shannon"]
 SMALL_N = 1000
@@ -115,8 +124,8 @@ def _codes(
 
 
 def report(
-    ref_table: Mapping[str, Any],
-    cur_table: Mapping[str, Any],
+    ref_table: Table,
+    cur_table: Table,
     columns: list[str] | None = None,
     *,
     method: Method = "auto",
