@@ -21,7 +21,7 @@ env: $(STAMP)
 $(STAMP): uv.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		{ echo "installing uv with pip"; $(PYTHON) -m pip install --quiet uv; }
-	$(UV) sync --frozen --python "$$(command -v $(PYTHON))"
+	$(UV) sync --frozen
 	@touch $@
 
 demo: env
