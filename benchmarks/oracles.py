@@ -129,10 +129,10 @@ def _chi2_ref(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def _uplift_ours(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> tuple[float, float]:
-    from engine.kernels.uplift import ate, qini_auc, uplift_auc
+    from engine.kernels.uplift import uplift_metrics
 
-    ate(y, t)
-    return qini_auc(y, t, s), uplift_auc(y, t, s)
+    m = uplift_metrics(y, t, s)
+    return m.qini_auc, m.uplift_auc
 
 
 def _uplift_ref(y: np.ndarray, t: np.ndarray, s: np.ndarray) -> tuple[float, float]:

@@ -8,7 +8,16 @@ import warnings
 import numpy as np
 import pytest
 
-from engine.kernels.uplift import ate, bootstrap_ci, qini_auc, qini_band, qini_curve, uplift_auc
+from engine.kernels.uplift import (
+    ate,
+    bootstrap_ci,
+    qini_auc,
+    qini_band,
+    qini_curve,
+    uplift_auc,
+    uplift_curve,
+    uplift_metrics,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -36,6 +45,43 @@ def test_qini_and_uplift_auc_match_sklift(seed: int) -> None:
     x_ref, v_ref = sk_qini_curve(y, s, t)
     np.testing.assert_allclose(x_ours, x_ref)
     np.testing.assert_allclose(v_ours, v_ref, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_uplift_metrics_equals_the_separate_calls_and_sklift(seed: int) -> None:
+    y, t, s = _data(seed, 2000)
+    m = uplift_metrics(y, t, s, alpha=0.1)
+    assert m.ate == pytest.approx(tuple(ate(y, t, alpha=0.1)), abs=1e-12)
+    assert m.qini_auc == pytest.approx(qini_auc(y, t, s), abs=1e-12)
+    assert m.uplift_auc == pytest.approx(uplift_auc(y, t, s), abs=1e-12)
+    assert m.qini_auc == pytest.approx(qini_auc_score(y, s, t), abs=1e-9)
+    assert m.uplift_auc == pytest.approx(uplift_auc_score(y, s, t), abs=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_perfect_curves_counted_from_cells_match_sklift_on_skewed_cells(seed: int) -> None:
+    """The perfect curves come from the 2x2 cell counts, not a sort: check the branches
+    (control responders above or below treated non-responders) and missing cells."""
+    rng = np.random.default_rng(seed)
+    n = 500
+    t = (rng.random(n) < rng.uniform(0.05, 0.95)).astype(int)
+    y = (rng.random(n) < rng.uniform(0.02, 0.98)).astype(int)
+    if seed % 4 == 0:
+        y[t == 1] = 1  # no treated non-responders
+    t[:2], y[:2] = [0, 1], [0, 0]  # keep both groups and both outcomes present
+    s = rng.normal(size=n)
+    assert qini_auc(y, t, s) == pytest.approx(qini_auc_score(y, s, t), abs=1e-9)
+    assert uplift_auc(y, t, s) == pytest.approx(uplift_auc_score(y, s, t), abs=1e-9)
+
+
+def test_uplift_curve_matches_sklift() -> None:
+    from sklift.metrics import uplift_curve as sk_uplift_curve
+
+    y, t, s = _data(3)
+    x, v = uplift_curve(y, t, s)
+    xr, vr = sk_uplift_curve(y, s, t)
+    np.testing.assert_allclose(x, xr)
+    np.testing.assert_allclose(v, vr, atol=1e-9)
 
 
 def test_ate_matches_welch_by_hand(seed: int) -> None:
@@ -92,3 +138,11 @@ def test_edge_cases_are_clear_errors() -> None:
         ate([1.0, np.nan, 0.0, 1.0], [1, 0, 1, 0])
     with pytest.raises(ValueError, match="at least 2 rows"):
         ate([1, 0, 1], [1, 0, 0])
+    with pytest.raises(ValueError, match=r"y must be 0/1 for this metric, got values \[2.0\]"):
+        uplift_metrics([1, 0, 2, 1], [1, 0, 1, 0], [0.1, 0.2, 0.3, 0.4])
+    with pytest.raises(ValueError, match="score holds NaN"):
+        qini_auc([1, 0, 0, 1], [1, 0, 1, 0], [0.1, np.nan, 0.3, 0.4])
+    with pytest.raises(ValueError, match="one length"):
+        uplift_auc([1, 0, 0, 1], [1, 0, 1, 0], [0.1, 0.3, 0.4])
+    with pytest.raises(ValueError, match="zero area"):
+        qini_auc([0, 0, 0, 0], [1, 0, 1, 0], [0.1, 0.2, 0.3, 0.4])

@@ -12,6 +12,7 @@ per row); these functions return scikit-uplift's definition.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from statistics import NormalDist
 from typing import NamedTuple
 
@@ -26,9 +27,7 @@ class Interval(NamedTuple):
     high: float
 
 
-def _check(
-    y: ArrayLike, t: ArrayLike, binary_y: bool = False
-) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+def _check(y: ArrayLike, t: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     ya = np.asarray(y, dtype=np.float64)
     ta = np.asarray(t)
     if ya.ndim != 1 or ta.shape != ya.shape:
@@ -37,8 +36,6 @@ def _check(
         raise ValueError("y holds NaN. Fix: drop rows with unknown outcomes first.")
     if not np.isin(ta, (0, 1)).all():
         raise ValueError(f"t must be 0/1, got values {np.unique(ta)[:5].tolist()}.")
-    if binary_y and not np.isin(ya, (0.0, 1.0)).all():
-        raise ValueError("y must be 0/1 for this metric.")
     t_int = ta.astype(np.int64)
     n1 = int(t_int.sum())
     if n1 == 0 or n1 == t_int.size:
@@ -131,19 +128,157 @@ def bootstrap_ci(
     return Interval(est, float(lo), float(hi))
 
 
+@njit(cache=True, nogil=True)
+def _cells(y: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Counts of the 2x2 (t, y) cells in one pass; -1 in cell 0 flags a non-0/1 value."""
+    c = np.zeros(4, dtype=np.int64)
+    for i in range(y.size):
+        yi, ti = y[i], t[i]
+        if (yi != 0.0 and yi != 1.0) or (ti != 0.0 and ti != 1.0):
+            c[0] = -1
+            return c
+        c[int(2.0 * ti + yi)] += 1
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _partition(
+    score: NDArray[np.float64],
+    y: NDArray[np.float64],
+    t: NDArray[np.float64],
+    starts: NDArray[np.int64],
+) -> NDArray[np.float64]:
+    """Scores grouped by (t, y) cell: cell k occupies ``starts[k]:starts[k+1]``."""
+    out = np.empty(score.size)
+    pos = starts[:4].copy()
+    for i in range(score.size):
+        k = int(2.0 * t[i] + y[i])
+        out[pos[k]] = score[i]
+        pos[k] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _merge_groups(
+    buf: NDArray[np.float64], starts: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Walk the four ascending per-cell runs from their tops (scores descending) and emit
+    cumulative (rows, treated, treated responders, control responders) at each distinct
+    score. Order within ties is irrelevant: points sit only at distinct scores."""
+    n = buf.size
+    n_all = np.empty(n)
+    n_tr = np.empty(n)
+    y_tr = np.empty(n)
+    y_ct = np.empty(n)
+    p = starts[1:5].copy()  # one past the next unread (largest remaining) score per cell
+    a = 0.0
+    b = 0.0
+    c = 0.0
+    d = 0.0
+    g = 0
+    while True:
+        v = -np.inf
+        any_left = False
+        for k in range(4):
+            if p[k] > starts[k] and (not any_left or buf[p[k] - 1] > v):
+                v = buf[p[k] - 1]
+                any_left = True
+        if not any_left:
+            break
+        for k in range(4):
+            m = 0
+            while p[k] > starts[k] and buf[p[k] - 1] == v:
+                p[k] -= 1
+                m += 1
+            a += m
+            if k >= 2:
+                b += m
+                if k == 3:
+                    c += m
+            elif k == 1:
+                d += m
+        n_all[g] = a
+        n_tr[g] = b
+        y_tr[g] = c
+        y_ct[g] = d
+        g += 1
+    return n_all[:g], n_tr[:g], y_tr[:g], y_ct[:g]
+
+
 def _groups(
-    y: NDArray[np.float64], t: NDArray[np.int64], score: NDArray[np.float64]
+    y: NDArray[np.float64],
+    t: NDArray[np.float64],
+    score: NDArray[np.float64],
+    cells: NDArray[np.int64] | None = None,
 ) -> tuple[NDArray[np.float64], ...]:
-    """Cumulative counts at each distinct score, scores descending."""
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    yo, to = y[order], t[order].astype(np.float64)
-    last = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    n_all = (last + 1).astype(np.float64)
-    n_tr = np.cumsum(to)[last]
-    y_tr = np.cumsum(yo * to)[last]
-    y_ct = np.cumsum(yo * (1 - to))[last]
-    return n_all, n_tr, y_tr, y_ct
+    """Cumulative counts at each distinct score, scores descending.
+
+    The scores are split by (t, y) cell and each part is sorted by value (NumPy's
+    vectorized sort, no argsort and no gathers), then the four runs are merged: about
+    2x faster than one argsort of the scores with random reads of y and t.
+    """
+    if cells is None:
+        cells = _cells(y, t)
+    starts = np.zeros(5, dtype=np.int64)
+    np.cumsum(cells, out=starts[1:])
+    buf = _partition(score, y, t, starts)
+    parts = [buf[starts[k] : starts[k + 1]] for k in range(4)]
+    if buf.size < 200_000:
+        for part in parts:
+            part.sort()
+    else:  # NumPy's sort releases the GIL: sort the cells in two threads, in place
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(np.ndarray.sort, sorted(parts, key=len, reverse=True)))
+    return _merge_groups(buf, starts)
+
+
+@njit(cache=True, nogil=True)
+def _curve_areas(
+    n_all: NDArray[np.float64],
+    n_tr: NDArray[np.float64],
+    y_tr: NDArray[np.float64],
+    y_ct: NDArray[np.float64],
+) -> tuple[float, float]:
+    """Trapezoidal areas under the Qini and the uplift curve (each starting at (0, 0)), in
+    one pass over the groups: the same points as ``_qini_points``/``_uplift_points``."""
+    aq = 0.0
+    au = 0.0
+    x0 = 0.0
+    q0 = 0.0
+    u0 = 0.0
+    for i in range(n_all.size):
+        nc = n_all[i] - n_tr[i]
+        q = y_tr[i] - (y_ct[i] * (n_tr[i] / nc) if nc != 0 else 0.0)
+        rt = y_tr[i] / n_tr[i] if n_tr[i] != 0 else 0.0
+        rc = y_ct[i] / nc if nc != 0 else 0.0
+        u = (rt - rc) * n_all[i]
+        dx = n_all[i] - x0
+        aq += dx * (q + q0) / 2.0
+        au += dx * (u + u0) / 2.0
+        x0 = n_all[i]
+        q0 = q
+        u0 = u
+    return aq, au
+
+
+def _groups_from_cells(
+    cells: NDArray[np.int64], value: tuple[float, float, float, float]
+) -> tuple[NDArray[np.float64], ...]:
+    """The same cumulative counts when the score is a function of the (t, y) cell only, as
+    for the perfect curves: at most four distinct scores, so counting replaces sorting."""
+    out: list[list[float]] = [[], [], [], []]
+    a = b = c = d = 0.0
+    for v in sorted({value[k] for k in range(4) if cells[k] > 0}, reverse=True):
+        for k in range(4):
+            if cells[k] > 0 and value[k] == v:
+                ti, yi = divmod(k, 2)
+                a += cells[k]
+                b += cells[k] * ti
+                c += cells[k] * yi * ti
+                d += cells[k] * yi * (1 - ti)
+        for lst, x in zip(out, (a, b, c, d), strict=True):
+            lst.append(x)
+    return tuple(np.asarray(lst, dtype=np.float64) for lst in out)
 
 
 def _start_at_zero(
@@ -177,54 +312,117 @@ def _trapz(x: NDArray[np.float64], v: NDArray[np.float64]) -> float:
     return float(np.sum((x[1:] - x[:-1]) * (v[1:] + v[:-1]) / 2.0))
 
 
-def _normalized(
-    actual: tuple[NDArray[np.float64], NDArray[np.float64]],
-    perfect: tuple[NDArray[np.float64], NDArray[np.float64]],
+def _normalized_area(
+    area: float, perfect: tuple[NDArray[np.float64], NDArray[np.float64]]
 ) -> float:
     xp, vp = perfect
     base = _trapz(np.array([0.0, xp[-1]]), np.array([0.0, vp[-1]]))
     denom = _trapz(xp, vp) - base
     if denom == 0:
         raise ValueError("the perfect curve has zero area over the baseline; the AUC is undefined.")
-    return (_trapz(*actual) - base) / denom
+    return (area - base) / denom
+
+
+class UpliftMetrics(NamedTuple):
+    ate: Interval
+    qini_auc: float
+    uplift_auc: float
+
+
+def _binary_inputs(
+    y: ArrayLike, t: ArrayLike, score: ArrayLike
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.int64]]:
+    """0/1 outcome, 0/1 treatment, finite score of one length; the 2x2 cell counts."""
+    ya = np.ascontiguousarray(y, dtype=np.float64)
+    ta = np.ascontiguousarray(t, dtype=np.float64)
+    s = np.ascontiguousarray(score, dtype=np.float64)
+    if ya.ndim != 1 or ta.shape != ya.shape or s.shape != ya.shape:
+        raise ValueError(
+            f"y, t and score must be 1-D of one length, got {ya.shape}, {ta.shape}, {s.shape}."
+        )
+    cells = _cells(ya, ta)
+    if cells[0] < 0:
+        bad_y = np.unique(ya[(ya != 0) & (ya != 1)])[:5].tolist()
+        if bad_y:
+            raise ValueError(f"y must be 0/1 for this metric, got values {bad_y}.")
+        raise ValueError(f"t must be 0/1, got values {np.unique(ta)[:5].tolist()}.")
+    n1 = int(cells[2] + cells[3])
+    if n1 == 0 or n1 == ya.size:
+        raise ValueError(
+            f"need both treated and control rows, got {n1} treated of {ya.size}. "
+            "An effect is undefined when one group is empty."
+        )
+    if not np.isfinite(s).all():
+        raise ValueError("score holds NaN or infinite values. Fix: impute or drop those rows.")
+    return ya, ta, s, cells
+
+
+# Perfect-curve scores per (t, y) cell, cells ordered (0,0), (0,1), (1,0), (1,1).
+_QINI_PERFECT = (0.0, -1.0, 0.0, 1.0)  # y*t - y*(1-t)
+
+
+def _uplift_perfect(cells: NDArray[np.int64]) -> tuple[float, float, float, float]:
+    # scikit-uplift: 2*(y == t) + (y if control responders > treated non-responders else t)
+    by_y = cells[1] > cells[2]
+    return (2.0, 1.0 if by_y else 0.0, 0.0 if by_y else 1.0, 3.0)
+
+
+def _ate_cells(cells: NDArray[np.int64], alpha: float) -> Interval:
+    n0, n1 = float(cells[0] + cells[1]), float(cells[2] + cells[3])
+    if n1 < 2 or n0 < 2:
+        raise ValueError("each group needs at least 2 rows for a variance.")
+    p0, p1 = cells[1] / n0, cells[3] / n1
+    est = float(p1 - p0)
+    se = math.sqrt(p1 * (1 - p1) / (n1 - 1) + p0 * (1 - p0) / (n0 - 1))
+    z = NormalDist().inv_cdf(1 - alpha / 2)
+    return Interval(est, est - z * se, est + z * se)
 
 
 def qini_curve(
     y: ArrayLike, t: ArrayLike, score: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Qini curve points (rows targeted, incremental responders), as scikit-uplift's."""
-    ya, ta = _check(y, t, binary_y=True)
-    return _qini_points(_groups(ya, ta, np.asarray(score, dtype=np.float64)))
+    ya, ta, s, _ = _binary_inputs(y, t, score)
+    return _qini_points(_groups(ya, ta, s))
 
 
 def uplift_curve(
     y: ArrayLike, t: ArrayLike, score: ArrayLike
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    ya, ta = _check(y, t, binary_y=True)
-    return _uplift_points(_groups(ya, ta, np.asarray(score, dtype=np.float64)))
+    """Uplift curve points (rows targeted, uplift x rows), as scikit-uplift's."""
+    ya, ta, s, _ = _binary_inputs(y, t, score)
+    return _uplift_points(_groups(ya, ta, s))
 
 
 def qini_auc(y: ArrayLike, t: ArrayLike, score: ArrayLike) -> float:
     """Normalized area under the Qini curve (scikit-uplift ``qini_auc_score``)."""
-    ya, ta = _check(y, t, binary_y=True)
-    s = np.asarray(score, dtype=np.float64)
-    if s.shape != ya.shape or np.isnan(s).any():
-        raise ValueError("score must be 1-D, the length of y, without NaN.")
-    perfect = ya * ta - ya * (1 - ta)
-    return _normalized(_qini_points(_groups(ya, ta, s)), _qini_points(_groups(ya, ta, perfect)))
+    ya, ta, s, cells = _binary_inputs(y, t, score)
+    aq, _ = _curve_areas(*_groups(ya, ta, s, cells))
+    return _normalized_area(aq, _qini_points(_groups_from_cells(cells, _QINI_PERFECT)))
 
 
 def uplift_auc(y: ArrayLike, t: ArrayLike, score: ArrayLike) -> float:
     """Normalized area under the uplift curve (scikit-uplift ``uplift_auc_score``)."""
-    ya, ta = _check(y, t, binary_y=True)
-    s = np.asarray(score, dtype=np.float64)
-    if s.shape != ya.shape or np.isnan(s).any():
-        raise ValueError("score must be 1-D, the length of y, without NaN.")
-    cr = np.sum((ya == 1) & (ta == 0))
-    tn = np.sum((ya == 0) & (ta == 1))
-    summand = ya if cr > tn else ta.astype(np.float64)
-    perfect = 2.0 * (ya == ta) + summand
-    return _normalized(_uplift_points(_groups(ya, ta, s)), _uplift_points(_groups(ya, ta, perfect)))
+    ya, ta, s, cells = _binary_inputs(y, t, score)
+    _, au = _curve_areas(*_groups(ya, ta, s, cells))
+    return _normalized_area(au, _uplift_points(_groups_from_cells(cells, _uplift_perfect(cells))))
+
+
+def uplift_metrics(
+    y: ArrayLike, t: ArrayLike, score: ArrayLike, alpha: float = 0.05
+) -> UpliftMetrics:
+    """ATE with its Welch CI, Qini AUC and uplift AUC from one validation pass and one sort.
+
+    Equal to ``ate``, ``qini_auc`` and ``uplift_auc`` called one by one (tested), at about a
+    third of the cost: the actual curve's groups are shared, the perfect curves are counted
+    from the 2x2 cells, and the ATE of a 0/1 outcome follows from the same cells.
+    """
+    ya, ta, s, cells = _binary_inputs(y, t, score)
+    aq, au = _curve_areas(*_groups(ya, ta, s, cells))
+    qini = _normalized_area(aq, _qini_points(_groups_from_cells(cells, _QINI_PERFECT)))
+    perfect_u = _groups_from_cells(cells, _uplift_perfect(cells))
+    upl = _normalized_area(au, _uplift_points(perfect_u))
+    return UpliftMetrics(_ate_cells(cells, alpha), qini, upl)
 
 
 def qini_band(
@@ -240,8 +438,7 @@ def qini_band(
 
     Returns (fraction, low, high); curves are rescaled to the original row count.
     """
-    ya, ta = _check(y, t, binary_y=True)
-    s = np.asarray(score, dtype=np.float64)
+    ya, ta, s, _ = _binary_inputs(y, t, score)
     rng = np.random.default_rng(seed)
     frac = np.linspace(0.0, 1.0, points)
     curves = np.empty((n_boot, points))
