@@ -94,6 +94,39 @@ def test_sketch_brackets_ks_and_psi_is_exact(seed: int) -> None:
     assert d.psi == pytest.approx(psi(a, b, 10), rel=1e-12, abs=1e-15)
 
 
+def test_sketch_binning_equals_searchsorted(seed: int) -> None:
+    """The grid-table binning is exact: the same counts as a binary search, for values on,
+    one ulp either side of, and far outside the edges, large offsets and NaN."""
+    from engine.kernels.sketch import _bin_pass
+
+    rng = np.random.default_rng(seed)
+    offset = [0.0, 1e9, -3e5][seed % 3]
+    a = offset + rng.standard_t(3, size=5000) * [1.0, 1e-3, 10.0][seed % 3]
+    if seed % 4 == 1:
+        a = a.round(2)
+    sk = NumericSketch.from_sample(a, [100, 1000][seed % 2], 10)
+    edges, (code, lo_v, scale) = sk.binning
+    on = rng.choice(edges, 3000)
+    b = np.concatenate(
+        [
+            offset + rng.standard_t(3, size=20_000) * [1.0, 1e-3, 10.0][seed % 3],
+            on,
+            np.nextafter(on, np.inf),
+            np.nextafter(on, -np.inf),
+            [np.nan, edges[0] - 1e6, edges[-1] + 1e6],
+        ]
+    )
+    rng.shuffle(b)
+    inner, atom, nan = _bin_pass(b, edges, code, lo_v, scale, 3)
+    x = b[~np.isnan(b)]
+    i = np.searchsorted(edges, x, side="left")
+    is_atom = (i < edges.size) & (edges[np.minimum(i, edges.size - 1)] == x)
+    k = edges.size + 1
+    np.testing.assert_array_equal(inner, np.bincount(i[~is_atom], minlength=k))
+    np.testing.assert_array_equal(atom, np.bincount(i[is_atom], minlength=k))
+    assert nan == 1
+
+
 def test_categorical_sketch(seed: int) -> None:
     rng = np.random.default_rng(seed)
     a, b = rng.integers(0, 4, 1000), rng.integers(0, 5, 800)
