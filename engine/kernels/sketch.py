@@ -79,7 +79,7 @@ class NumericSketch:
     @cached_property
     def binning(
         self,
-    ) -> tuple[NDArray[np.float64], tuple[NDArray[np.int16] | NDArray[np.int32], float, float]]:
+    ) -> tuple[NDArray[np.float64], tuple[NDArray[np.signedinteger[Any]], float, float]]:
         """Edges as an array and the cell table, built once per sketch object."""
         edges = np.asarray(self.edges, dtype=np.float64)
         return edges, _grid(edges, CELLS_PER_BIN * edges.size)
@@ -93,7 +93,7 @@ class NumericSketch:
 def _bin_chunk(
     cur: NDArray[np.float64],
     edges: NDArray[np.float64],
-    code: NDArray[np.int16] | NDArray[np.int32],
+    code: NDArray[np.signedinteger[Any]],
     lo_v: float,
     scale: float,
     hist: NDArray[np.int64],
@@ -132,7 +132,7 @@ def _bin_chunk(
 def _bin_pass(
     cur: NDArray[np.float64],
     edges: NDArray[np.float64],
-    code: NDArray[np.int16] | NDArray[np.int32],
+    code: NDArray[np.signedinteger[Any]],
     lo_v: float,
     scale: float,
     n_chunks: int,
@@ -155,7 +155,7 @@ CELLS_PER_BIN = 128
 
 def _grid(
     edges: NDArray[np.float64], cells: int
-) -> tuple[NDArray[np.int16] | NDArray[np.int32], float, float]:
+) -> tuple[NDArray[np.signedinteger[Any]], float, float]:
     """The cell table of :func:`_bin_chunk`. A cell is "clean" when no edge lies within
     ``margin`` of it, where ``margin`` bounds the rounding of ``(x - lo) * scale``; clean
     cells map straight to their bin, the others to a scan start."""
