@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numba
 import numpy as np
@@ -169,7 +169,7 @@ def _grid(
     first = np.searchsorted(edges, starts[:-1] - margin, side="left")
     upto = np.searchsorted(edges, starts[1:] + margin, side="right")
     code = np.where(upto == first, first, -first - 1).astype(dtype)
-    return code, lo_v, scale
+    return cast(NDArray[np.signedinteger[Any]], code), lo_v, scale
 
 
 @dataclass(frozen=True)
