@@ -33,7 +33,9 @@ app = typer.Typer(
 data_app = typer.Typer(help="Sample data.", no_args_is_help=True)
 features_app = typer.Typer(help="Feature snapshots (Spark).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+models_app = typer.Typer(help="Model registry: aliases, cards, the gate.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+app.add_typer(models_app, name="models")
 
 ProjectOpt = Annotated[
     Path | None,
@@ -178,21 +180,39 @@ def train(
     workspace: WorkspaceOpt = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
     address: AddressOpt = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Resume the newest interrupted search.")
+    ] = False,
 ) -> None:
-    """Ray Tune search on a snapshot; the best model is registered as @champion."""
+    """Ray Tune search on a snapshot; the best model is registered as @challenger with a
+    model card. `insight models gate` decides whether it becomes @champion."""
     from engine.pipeline import stage_train
     from engine.raycluster import start_ray, stop_ray
 
     cfg, ws = _load(project, workspace)
-    with stage("Ray Tune search"):
+    with stage("Ray Tune search" + (" (resumed)" if resume else "")):
         start_ray(ws, address=address)
         try:
-            r = stage_train(cfg, ws, snapshot)
+            r = stage_train(cfg, ws, snapshot, resume=resume, faults=_fault_env())
         finally:
             stop_ray()
+    a = r.test_auc
     console.print(
-        f"registered {r.model_name} v{r.version} @{r.alias}: valid AUC "
-        f"{r.best_metrics['valid_auc']:.4f} ({r.trials} trials, parent run {r.parent_run_id})"
+        f"{r.trials} trials ({r.errored} errored, {r.stopped_early} stopped early); best "
+        f"{r.family} valid AUC {r.best_metrics['valid_auc']:.4f}\n"
+        f"registered {r.model_name} v{r.version} @{r.alias}: test AUC {a['estimate']:.4f} "
+        f"(95% CI {a['low']:.4f}-{a['high']:.4f}, {r.test_rows} rows)"
+    )
+    if r.uplift:
+        u = r.uplift
+        console.print(
+            f"uplift: ATE {u['ate']['estimate']:+.4f} ({u['ate']['low']:+.4f}.."
+            f"{u['ate']['high']:+.4f}); best {u['best']} Qini AUC "
+            f"{u['best_qini']['estimate']:.4f}"
+        )
+    console.print(
+        f"next: insight models card {r.model_name} --version {r.version}; "
+        f"insight models gate   (Tune results: {r.experiment_path})"
     )
 
 
@@ -272,6 +292,142 @@ def clean(
     console.print(f"removed {ws.root}")
 
 
+def _registry(project: Path | None, workspace: Path | None) -> tuple[ProjectConfig, Workspace]:
+    from engine.tracking import setup_mlflow
+
+    cfg, ws = _load(project, workspace)
+    setup_mlflow(ws, cfg.name)
+    return cfg, ws
+
+
+NameArg = Annotated[
+    str | None, typer.Argument(help="Registered model name (default: train.model_name).")
+]
+
+
+def _fault_env() -> dict[str, object] | None:
+    """Fault-injection knobs from the environment, for tests that kill or interrupt a
+    search mid-run (tests/test_train_faults.py). Unset in normal use."""
+    import os
+
+    delay = os.environ.get("INSIGHT_FAULT_ROUND_DELAY_S")
+    return {"round_delay_s": float(delay)} if delay else None
+
+
+@models_app.command("list")
+def models_list(
+    name: NameArg = None, project: ProjectOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """Versions of a registered model with their aliases."""
+    from engine.registry.models import list_versions
+
+    cfg, _ = _registry(project, workspace)
+    t = Table("version", "aliases", "family", "test AUC", "valid AUC", "snapshot")
+    for r in list_versions(name or cfg.train.model_name):
+        t.add_row(
+            r["version"],
+            ", ".join(r["aliases"]),
+            r["family"],
+            r["test_auc"],
+            r["valid_auc"],
+            r["snapshot_id"],
+        )
+    console.print(t)
+
+
+@models_app.command("show")
+def models_show(
+    name: NameArg = None,
+    which: Annotated[str, typer.Option("--alias", help="Alias or version number.")] = "champion",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """One version: its tags (lineage) and URI."""
+    from engine.registry.models import find
+
+    cfg, _ = _registry(project, workspace)
+    ref = find(name or cfg.train.model_name, which)
+    console.print_json(
+        json.dumps({"uri": ref.uri, "version": ref.version, "run_id": ref.run_id, "tags": ref.tags})
+    )
+
+
+@models_app.command("promote")
+def models_promote(
+    name: NameArg = None,
+    version: Annotated[
+        str, typer.Option(help="Version to promote (default: @challenger).")
+    ] = "challenger",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Make a version the champion without the gate (the old champion becomes @previous)."""
+    from engine.registry.models import find, promote
+
+    cfg, _ = _registry(project, workspace)
+    n = name or cfg.train.model_name
+    r = promote(n, find(n, version).version, reason="manual promote")
+    console.print(f"{n}: champion v{r['champion']} (previous: v{r['previous']})")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    name: NameArg = None, project: ProjectOpt = None, workspace: WorkspaceOpt = None
+) -> None:
+    """Restore the prior champion in one step."""
+    from engine.registry.models import rollback
+
+    cfg, _ = _registry(project, workspace)
+    n = name or cfg.train.model_name
+    r = rollback(n)
+    console.print(f"{n}: champion v{r['champion']} restored (v{r['demoted']} demoted)")
+
+
+@models_app.command("card")
+def models_card(
+    name: NameArg = None,
+    version: Annotated[str, typer.Option(help="Alias or version number.")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the card's JSON.")] = False,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Render a version's model card (stored as MLflow artifacts under card/)."""
+    from rich.markdown import Markdown
+
+    from engine.registry.card import load_card, render_markdown
+    from engine.registry.models import find
+
+    cfg, _ = _registry(project, workspace)
+    ref = find(name or cfg.train.model_name, version)
+    card = load_card(ref.run_id)
+    if as_json:
+        print(json.dumps(card, indent=2))
+    else:
+        console.print(Markdown(render_markdown(card)))
+
+
+@models_app.command("gate")
+def models_gate(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but do not promote.")] = False,
+) -> None:
+    """May @challenger replace @champion? Prints every check; promotes only on pass."""
+    from engine.registry.gate import run_gate
+
+    cfg, ws = _registry(project, workspace)
+    g = run_gate(cfg, ws, promote=not dry_run)
+    t = Table("check", "result", "detail")
+    for c in g.checks:
+        t.add_row(c.name, "[green]pass[/]" if c.passed else "[red]FAIL[/]", c.detail)
+    console.print(t)
+    verdict = "PASS" if g.passed else "FAIL"
+    tail = f": v{g.challenger} promoted to @champion" if g.promoted else ""
+    console.print(f"verdict {verdict}{tail}" + (" (dry run)" if dry_run and g.passed else ""))
+    if not g.passed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point: user errors become one message and a non-zero exit."""
     try:
@@ -287,6 +443,23 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as exc:  # a bug, not the user's input: one line, traceback to a file
+        import os
+        import tempfile
+        import traceback
+
+        if os.environ.get("INSIGHT_DEBUG"):
+            raise
+        fd, path = tempfile.mkstemp(prefix="insight-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as f:
+            traceback.print_exc(file=f)
+        console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"This is a bug in Insight Engine, not in your input. Traceback: {path} "
+            "(or rerun with INSIGHT_DEBUG=1).",
+            soft_wrap=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

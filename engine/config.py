@@ -78,6 +78,44 @@ class FeaturesConfig(_Model):
     shuffle_partitions: int = Field(default=4, ge=1)
 
 
+def _default_families() -> dict[str, dict[str, list[float]]]:
+    return {
+        "xgboost": {
+            "max_depth": [2.0, 6.0],
+            "eta": [0.03, 0.3],
+            "subsample": [0.6, 1.0],
+            "min_child_weight": [1.0, 10.0],
+        },
+        "logreg": {"C": [0.001, 10.0]},
+    }
+
+
+class GateConfig(_Model):
+    """When a challenger may replace the champion (``insight models gate``)."""
+
+    auc_margin: float = Field(
+        default=0.01,
+        ge=0,
+        description="Pass if the paired CI of AUC(challenger) - AUC(champion) has its lower "
+        "bound >= -margin (non-inferiority on the same test rows).",
+    )
+    max_fairness_shift: float = Field(
+        default=0.05,
+        ge=0,
+        description="Fail if a demographic-parity difference moves by more than this.",
+    )
+    fairness_metric: Literal[
+        "demographic_parity_difference",
+        "equal_opportunity_difference",
+        "equalized_odds_difference",
+    ] = "demographic_parity_difference"
+    qini_not_worse: bool = Field(
+        default=True, description="Uplift: challenger Qini upper CI bound >= champion Qini."
+    )
+    n_boot: int = Field(default=300, ge=50, le=10_000)
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+
+
 class TrainConfig(_Model):
     model_name: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]+$")
     num_samples: int = Field(default=4, ge=1, le=1000)
@@ -85,16 +123,23 @@ class TrainConfig(_Model):
     cpus_per_trial: float = Field(default=1.0, gt=0)
     num_boost_round: int = Field(default=60, ge=1)
     valid_fraction: float = Field(
-        default=0.25, gt=0, lt=1, description="Latest fraction of label times held out."
+        default=0.25, gt=0, lt=1, description="Label times held out for validation (search)."
     )
-    search_space: dict[str, list[float]] = Field(
-        default_factory=lambda: {
-            "max_depth": [2.0, 6.0],
-            "eta": [0.03, 0.3],
-            "subsample": [0.6, 1.0],
-            "min_child_weight": [1.0, 10.0],
-        },
-        description="Parameter -> [low, high]; integers for max_depth.",
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="Latest label times held out for the model card."
+    )
+    families: dict[str, dict[str, list[float]]] = Field(
+        default_factory=_default_families,
+        description="Model family -> {parameter: [low, high]}; integers for max_depth.",
+    )
+    searcher: Literal["optuna", "random"] = "optuna"
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_rounds: int = Field(default=10, ge=1, description="ASHA: rounds before any stop.")
+    checkpoint_every: int = Field(default=10, ge=1, description="Rounds between checkpoints.")
+    max_failures: int = Field(default=2, ge=0, description="Retries per failed trial.")
+    uplift_learners: list[Literal["t_learner", "x_learner"]] = Field(
+        default_factory=lambda: ["t_learner", "x_learner"],  # type: ignore[arg-type]
+        description="Meta-learners fitted when the project has a treatment.",
     )
     seed: int = 0
     until: dt.date | None = Field(
@@ -103,13 +148,23 @@ class TrainConfig(_Model):
     exclude: list[str] = Field(
         default_factory=list, description="Feature columns the model must not use."
     )
+    gate: GateConfig = Field(default_factory=GateConfig)
 
-    @field_validator("search_space")
+    @field_validator("families")
     @classmethod
-    def _ranges(cls, v: dict[str, list[float]]) -> dict[str, list[float]]:
-        for name, bounds in v.items():
-            if len(bounds) != 2 or not bounds[0] <= bounds[1]:
-                raise ValueError(f"'{name}' must be [low, high] with low <= high, got {bounds}")
+    def _ranges(cls, v: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, list[float]]]:
+        from engine.train.families import FAMILIES
+
+        if not v:
+            raise ValueError("at least one model family is needed")
+        for fam, space in v.items():
+            if fam not in FAMILIES:
+                raise ValueError(f"unknown model family '{fam}'; known: {sorted(FAMILIES)}")
+            for name, bounds in space.items():
+                if len(bounds) != 2 or not bounds[0] <= bounds[1]:
+                    raise ValueError(
+                        f"'{fam}.{name}' must be [low, high] with low <= high, got {bounds}"
+                    )
         return v
 
 

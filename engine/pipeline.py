@@ -54,15 +54,21 @@ class TrainResult:
     model_name: str
     version: str
     alias: str
+    family: str
     snapshot_id: str
     parent_run_id: str
     trials: int
     errored: int
+    stopped_early: int
     best_metrics: dict[str, float]
     best_config: dict[str, Any]
     features: list[str]
     train_rows: int
     valid_rows: int
+    test_rows: int
+    test_auc: dict[str, float]
+    uplift: dict[str, Any] | None
+    experiment_path: str
 
 
 def stage_train(
@@ -70,64 +76,153 @@ def stage_train(
     ws: Workspace,
     snapshot_id: str | None = None,
     *,
-    alias: str = "champion",
+    alias: str = "challenger",
     show_progress: bool = True,
+    resume: bool = False,
+    faults: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Tune search on the connected Ray cluster; the winner is registered under ``alias``."""
+    """Tune search on the connected Ray cluster. The winner is registered under ``alias``
+    with lineage tags and a model card; ``insight models gate`` decides on promotion.
+
+    ``faults`` is for fault-injection tests only: ``{"pid_dir": ..., "round_delay_s": ...}``.
+    """
     import mlflow
 
-    from engine.registry.models import register_booster
+    from engine.registry.card import build_card, log_card
+    from engine.registry.models import load_scorer, register_model
     from engine.tracking import code_version, setup_mlflow
     from engine.train.dataset import load_training_set
-    from engine.train.search import run_search
+    from engine.train.search import pending_search, resume_search, run_search
 
+    exp = setup_mlflow(ws, cfg.name)
+    pending = pending_search(ws, cfg.name) if resume else None
+    if resume and pending is None:
+        raise StateError(
+            f"no interrupted search of '{cfg.name}' under {ws.tune}. Fix: run `insight train` "
+            "without --resume."
+        )
+    if pending is not None:
+        st = json.loads((pending / "insight-search.json").read_text())
+        snapshot_id = st["snapshot_id"]
     s = snap.find(ws, cfg.name, snapshot_id)
     ts = load_training_set(cfg, s)
-    exp = setup_mlflow(ws, cfg.name)
     t0, t1 = ts.time_range
     tags = {"snapshot_id": s.id, "code_version": code_version(), "project": cfg.name}
-    with mlflow.start_run(experiment_id=exp, run_name=f"search-{s.id[:8]}", tags=tags) as run:
+    if pending is not None:
+        run_ctx = mlflow.start_run(run_id=st["parent_run_id"])
+    else:
+        run_ctx = mlflow.start_run(experiment_id=exp, run_name=f"search-{s.id[:8]}", tags=tags)
+    with run_ctx as run:
         parent = run.info.run_id
-        out = run_search(
-            cfg,
-            ws,
-            ts,
-            experiment_id=exp,
-            parent_run_id=parent,
-            tags=tags,
-            show_progress=show_progress,
-        )
+        if pending is not None:
+            out = resume_search(cfg, ws, ts, pending, faults)
+        else:
+            out = run_search(
+                cfg,
+                ws,
+                ts,
+                experiment_id=exp,
+                parent_run_id=parent,
+                tags=tags,
+                show_progress=show_progress,
+                faults=faults,
+            )
         mlflow.log_params({f"best.{k}": v for k, v in out.best_config.items()})
         mlflow.log_metrics({f"best.{k}": v for k, v in out.best_metrics.items()})
-        mlflow.log_metrics({"trials": out.trials, "trials_errored": out.errored})
+        mlflow.log_metrics(
+            {
+                "trials": out.trials,
+                "trials_errored": out.errored,
+                "trials_stopped_early": out.stopped_early,
+            }
+        )
+        uplift = None
+        if cfg.treatment is not None and cfg.train.uplift_learners:
+            from engine.train.uplift import run_uplift_search, uplift_data
+
+            ud = uplift_data(cfg, ts, s.read_pandas(), ws.root)
+            uplift = run_uplift_search(
+                cfg,
+                ud,
+                experiment_id=exp,
+                parent_run_id=parent,
+                tags=tags,
+                tracking_uri=ws.tracking_uri,
+            )
+            mlflow.log_metrics(
+                {
+                    "uplift.best_qini_auc": uplift["best_qini"]["estimate"],
+                    "uplift.ate": uplift["ate"]["estimate"],
+                }
+            )
         x_valid, _ = ts.xy("valid")
-        ref = register_booster(
+        ref = register_model(
             model_name=cfg.train.model_name,
-            model_path=str(out.model_path),
+            family=out.family,
+            model_dir=out.model_dir,
             x_example=x_valid.head(20),
             tags={
                 **tags,
                 "parent_run_id": parent,
                 "train_time_range": json.dumps([t0, t1]),
                 "split_time": str(ts.split_time),
+                "test_time": str(ts.test_time),
                 "threshold": str(cfg.serve.threshold),
                 "valid_auc": f"{out.best_metrics.get('valid_auc', float('nan')):.6f}",
             },
             alias=alias,
         )
+        card = build_card(
+            cfg=cfg,
+            ts=ts,
+            scorer=load_scorer(ref),
+            model={
+                "name": ref.name,
+                "version": ref.version,
+                "family": out.family,
+                "params": out.best_config,
+                "parent_run_id": parent,
+                "run_id": ref.run_id,
+                "code_version": tags["code_version"],
+                "threshold": cfg.serve.threshold,
+            },
+            search={
+                "trials": out.trials,
+                "errored": out.errored,
+                "stopped_early": out.stopped_early,
+                "searcher": cfg.train.searcher,
+                "scheduler": cfg.train.scheduler,
+                "valid_auc": out.best_metrics.get("valid_auc"),
+            },
+            uplift=uplift,
+            n_boot=cfg.train.gate.n_boot,
+        )
+        log_card(card, ref.run_id)
+        from mlflow.tracking import MlflowClient
+
+        test_auc = card["metrics"]["auc"]
+        MlflowClient().set_model_version_tag(
+            ref.name, ref.version, "test_auc", f"{test_auc['estimate']:.6f}"
+        )
     return TrainResult(
         model_name=ref.name,
         version=ref.version,
         alias=alias,
+        family=out.family,
         snapshot_id=s.id,
         parent_run_id=parent,
         trials=out.trials,
         errored=out.errored,
+        stopped_early=out.stopped_early,
         best_metrics=out.best_metrics,
         best_config=out.best_config,
         features=ref.features,
         train_rows=len(ts.train),
         valid_rows=len(ts.valid),
+        test_rows=len(ts.test),
+        test_auc=test_auc,
+        uplift=uplift,
+        experiment_path=str(out.experiment_path),
     )
 
 

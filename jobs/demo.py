@@ -69,17 +69,37 @@ def run_demo(
     try:
         with stage("3/6 Ray Tune search, tracked in MLflow"):
             start_ray(ws, address=address)
-            tr = pipeline.stage_train(cfg, ws, s.id, alias="champion")
+            tr = pipeline.stage_train(cfg, ws, s.id)
             console.print(
-                f"{tr.trials} trials ({tr.errored} errored) on {tr.train_rows:,} train / "
-                f"{tr.valid_rows:,} validation rows; best valid AUC "
-                f"[bold]{tr.best_metrics['valid_auc']:.4f}[/] with {tr.best_config}"
+                f"{tr.trials} trials ({tr.errored} errored, {tr.stopped_early} stopped early "
+                f"by ASHA) on {tr.train_rows:,} train / {tr.valid_rows:,} validation rows; "
+                f"best valid AUC [bold]{tr.best_metrics['valid_auc']:.4f}[/] with "
+                f"{tr.best_config}"
             )
+            a = tr.test_auc
             console.print(
-                f"registered [bold]{tr.model_name}[/] version {tr.version} as @{tr.alias} "
-                f"(parent run {tr.parent_run_id})"
+                f"registered [bold]{tr.model_name}[/] version {tr.version} as @{tr.alias}: "
+                f"test AUC {a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f}) on "
+                f"{tr.test_rows:,} rows; model card logged (parent run {tr.parent_run_id})"
             )
-            summary["model"] = f"models:/{tr.model_name}@{tr.alias} (version {tr.version})"
+            if tr.uplift:
+                u = tr.uplift
+                console.print(
+                    f"uplift: campaign ATE {u['ate']['estimate']:+.4f} "
+                    f"({u['ate']['low']:+.4f}..{u['ate']['high']:+.4f}); best learner "
+                    f"{u['best']} Qini AUC {u['best_qini']['estimate']:.4f}"
+                )
+            from engine.registry.gate import run_gate
+
+            g = run_gate(cfg, ws)
+            for chk in g.checks:
+                console.print(f"gate {chk.name}: {'pass' if chk.passed else 'FAIL'} - {chk.detail}")
+            console.print(
+                f"gate verdict: {'pass' if g.passed else 'fail'}"
+                + (f"; v{g.challenger} promoted to @champion" if g.promoted else "")
+            )
+            summary["model"] = f"models:/{tr.model_name}@champion"
+            summary["card"] = f"insight models card {tr.model_name} --version {tr.version}"
 
         with stage("4/6 Ray Serve on 127.0.0.1, real HTTP"):
             ep = serve_up(cfg, ws, alias="champion")

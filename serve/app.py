@@ -34,12 +34,12 @@ class ModelServer:
     ) -> None:
         import mlflow
 
-        from engine.registry.models import load_booster, resolve
+        from engine.registry.models import load_scorer, resolve
 
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
         self.ref = resolve(model_name, alias)
-        self.booster = load_booster(self.ref)
+        self.scorer = load_scorer(self.ref)  # probabilities, never class labels
         self.threshold = threshold
         self.max_rows = max_rows
         self.index = {f: i for i, f in enumerate(self.ref.features)}
@@ -89,9 +89,7 @@ class ModelServer:
 
     @api.post("/predict", response_model=PredictResponse)
     def predict(self, req: PredictRequest) -> PredictResponse:
-        from engine.registry.models import predict_proba
-
-        scores = predict_proba(self.booster, self.ref.features, self._matrix(req.rows))
+        scores = self.scorer.proba(self._matrix(req.rows))
         return PredictResponse(
             model=self.ref.name,
             version=self.ref.version,

@@ -1,8 +1,14 @@
-"""Training on a real local Ray cluster, tracked in a real MLflow (sqlite) registry."""
+"""Training on a real local Ray cluster, tracked in a real MLflow (sqlite) registry:
+search over two families with Optuna + ASHA, the uplift learners, the model card, the
+registry aliases and the promotion gate."""
 
 from __future__ import annotations
 
+import json
+import pickle
 import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,52 +21,206 @@ from engine.workspace import Workspace
 pytestmark = [pytest.mark.ray, pytest.mark.spark]
 
 
-def test_search_tracks_every_trial_and_registers_champion(
+@pytest.fixture(scope="module")
+def trained(
     example_cfg: ProjectConfig, tiny_ws: Workspace, tiny_snapshot: Any, ray_local: Workspace
-) -> None:
+) -> tuple[ProjectConfig, Workspace, Any]:
     from engine.pipeline import stage_train
-    from engine.registry.models import load_booster, predict_proba, resolve
-    from engine.train.dataset import load_training_set
 
     ws = Workspace(ray_local.root.parent / "train-ws").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
+    shutil.copytree(tiny_ws.data, ws.data, dirs_exist_ok=True)  # the campaign source
     cfg = example_cfg.model_copy(
         update={
-            "train": example_cfg.train.model_copy(update={"num_samples": 3, "num_boost_round": 20})
+            "workspace": str(ws.root),
+            "train": example_cfg.train.model_copy(
+                update={"num_samples": 5, "num_boost_round": 30, "grace_rounds": 5}
+            ),
         }
     )
     r = stage_train(cfg, ws, tiny_snapshot.id, show_progress=False)
-    assert r.trials == 3 and r.errored == 0
-    assert 0.6 < r.best_metrics["valid_auc"] <= 1.0
-    assert "gender" not in r.features, "sensitive attributes are never model inputs"
+    return cfg, ws, r
 
-    client = MlflowClient(ws.tracking_uri)
-    exp = client.get_experiment_by_name(cfg.name)
-    runs = client.search_runs([exp.experiment_id])
-    children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == r.parent_run_id]
-    assert len(children) == 3
-    for child in children:
-        assert child.info.status == "FINISHED"
-        assert child.data.tags["snapshot_id"] == tiny_snapshot.id
-        assert {"max_depth", "eta", "subsample", "min_child_weight"} <= set(child.data.params)
-        hist = client.get_metric_history(child.info.run_id, "valid_auc")
-        assert len(hist) >= 5 and hist[-1].step == 20, "per-round metrics with their round"
-    best_child = max(children, key=lambda c: c.data.metrics["valid_auc"])
-    assert best_child.data.metrics["valid_auc"] == pytest.approx(r.best_metrics["valid_auc"])
 
+def _client(ws: Workspace) -> MlflowClient:
     import mlflow
 
     mlflow.set_tracking_uri(ws.tracking_uri)
     mlflow.set_registry_uri(ws.tracking_uri)
-    ref = resolve(cfg.train.model_name, "champion")
-    assert ref.version == r.version and ref.tags["snapshot_id"] == tiny_snapshot.id
-    assert ref.tags["parent_run_id"] == r.parent_run_id
-    booster = load_booster(ref)
-    ts = load_training_set(cfg, tiny_snapshot)
-    x, y = ts.xy("valid")
-    p = predict_proba(booster, ref.features, x.to_numpy())
-    assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
-    assert not np.array_equal(np.unique(p), np.array([0.0, 1.0])), "probabilities, not labels"
+    return MlflowClient(ws.tracking_uri)
+
+
+def test_search_tracks_every_trial_under_one_parent(
+    trained: tuple[ProjectConfig, Workspace, Any], tiny_snapshot: Any
+) -> None:
+    cfg, ws, r = trained
+    assert r.trials == 5 and r.errored == 0
+    assert r.alias == "challenger"
+    assert 0.6 < r.best_metrics["valid_auc"] <= 1.0
+    assert "gender" not in r.features, "sensitive attributes are never model inputs"
+    client = _client(ws)
+    exp = client.get_experiment_by_name(cfg.name)
+    runs = client.search_runs([exp.experiment_id], max_results=500)
+    children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == r.parent_run_id]
+    search = [c for c in children if c.data.params.get("family") in ("xgboost", "logreg")]
+    uplift = [c for c in children if c.data.params.get("family") == "uplift"]
+    assert len(search) == 5
+    assert {c.data.params["family"] for c in search} == {"xgboost", "logreg"}, (
+        "points_to_evaluate measures every family"
+    )
+    assert len(uplift) == 4, "learners x depths"
+    for child in search:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["snapshot_id"] == tiny_snapshot.id
+        assert child.data.tags["code_version"]
+        hist = client.get_metric_history(child.info.run_id, "valid_auc")
+        if child.data.params["family"] == "xgboost":
+            assert {"max_depth", "eta", "subsample", "min_child_weight"} <= set(child.data.params)
+            steps = [h.step for h in hist]
+            assert steps == list(range(1, len(steps) + 1)), "one valid_auc per boosting round"
+            assert len(steps) in (5, 15, 30), "ASHA stops only at its rungs (grace 5, rf 3)"
+        else:
+            assert "C" in child.data.params and len(hist) == 1
+    full = [c for c in search if c.data.metrics.get("round") == 30]
+    best = max(full, key=lambda c: c.data.metrics["valid_auc"])
+    assert best.data.metrics["valid_auc"] == pytest.approx(r.best_metrics["valid_auc"])
+    assert r.stopped_early == sum(1 for c in search if c.data.metrics["round"] < 30)
+
+
+def test_registered_challenger_scores_probabilities_with_lineage(
+    trained: tuple[ProjectConfig, Workspace, Any], tiny_snapshot: Any
+) -> None:
     from sklearn.metrics import roc_auc_score
 
+    from engine.registry.models import load_scorer, resolve
+    from engine.train.dataset import load_training_set
+
+    cfg, ws, r = trained
+    _client(ws)
+    ref = resolve(cfg.train.model_name, "challenger")
+    assert ref.version == r.version and ref.family == r.family
+    assert ref.tags["snapshot_id"] == tiny_snapshot.id
+    assert ref.tags["parent_run_id"] == r.parent_run_id
+    t0, t1 = json.loads(ref.tags["train_time_range"])
+    ts = load_training_set(cfg, tiny_snapshot)
+    assert (t0, t1) == ts.time_range
+    assert ts.train[ts.time_col].max() < ts.valid[ts.time_col].min(), "split by time"
+    assert ts.valid[ts.time_col].max() < ts.test[ts.time_col].min()
+    scorer = load_scorer(ref)
+    x, y = ts.xy("valid")
+    p = scorer.proba(x.to_numpy())
+    assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
+    assert np.unique(p).size > 2, "probabilities, not class labels"
     assert roc_auc_score(y, p) == pytest.approx(r.best_metrics["valid_auc"], abs=1e-6)
+    mv = _client(ws).get_model_version(ref.name, ref.version)
+    from mlflow.models import get_model_info
+
+    info = get_model_info(ref.uri)
+    assert info.signature is not None and len(info.signature.inputs.inputs) == len(ref.features)
+    assert mv.run_id == ref.run_id
+
+
+def test_model_card_numbers_match_independent_references(
+    trained: tuple[ProjectConfig, Workspace, Any], tiny_snapshot: Any
+) -> None:
+    from fairlearn.metrics import demographic_parity_difference
+    from sklearn.metrics import roc_auc_score
+
+    from engine.registry.card import CARD_MD, SHAP_PNG, load_card
+    from engine.registry.models import load_scorer, resolve
+    from engine.train.dataset import load_training_set
+
+    cfg, ws, r = trained
+    client = _client(ws)
+    ref = resolve(cfg.train.model_name, "challenger")
+    card = load_card(ref.run_id)
+    names = {a.path for a in client.list_artifacts(ref.run_id, "card")}
+    assert {f"card/{CARD_MD}", f"card/{SHAP_PNG}", "card/model_card.json"} <= names
+    ts = load_training_set(cfg, tiny_snapshot)
+    p = load_scorer(ref).proba(ts.test[ref.features].astype(float).to_numpy())
+    y = ts.test[ts.label].to_numpy()
+    m = card["metrics"]
+    assert m["auc"]["estimate"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert m["auc"]["low"] < m["auc"]["estimate"] < m["auc"]["high"]
+    dp = demographic_parity_difference(
+        y, (p >= cfg.serve.threshold).astype(int), sensitive_features=ts.test["gender"]
+    )
+    g = m["fairness"]["gender"]["demographic_parity_difference"]
+    assert g["value"] == pytest.approx(dp, abs=1e-12) and g["low"] <= g["value"] <= g["high"]
+    assert 0 <= m["calibration"]["ece"] < 1 and len(m["calibration"]["bins"]) >= 5
+    assert set(card["shap_importance"]) == set(ref.features)
+    assert card["training_data"]["snapshot_id"] == tiny_snapshot.id
+    assert card["limitations"], "limitations are stated"
+    u = card["uplift"]
+    assert u is not None and {"t_learner", "x_learner"} <= {k.split("(")[0] for k in u["learners"]}
+    assert u["ate"]["low"] <= u["ate"]["estimate"] <= u["ate"]["high"]
+
+
+def _register_copy(cfg: ProjectConfig, ws: Workspace, ts: Any, *, shuffle_labels: bool) -> str:
+    """A logistic-regression challenger, fitted on true or shuffled labels."""
+    import mlflow
+
+    from engine.registry.models import register_model
+    from engine.train.families import logreg
+
+    x, y = ts.xy("train")
+    if shuffle_labels:
+        y = np.random.default_rng(0).permutation(y)
+    model = logreg.pipeline({"C": 1.0}, 0).fit(x, y)
+    d = Path(tempfile.mkdtemp(dir=ws.scratch))
+    (d / "model.pkl").write_bytes(pickle.dumps(model))
+    exp = mlflow.get_experiment_by_name(cfg.name)
+    with mlflow.start_run(experiment_id=exp.experiment_id):
+        ref = register_model(
+            model_name=cfg.train.model_name,
+            family="logreg",
+            model_dir=d,
+            x_example=x.head(5),
+            tags={"snapshot_id": ts.snapshot_id},
+            alias="challenger",
+        )
+    return ref.version
+
+
+def test_gate_no_champion_then_fail_then_pass_and_rollback(
+    trained: tuple[ProjectConfig, Workspace, Any], tiny_snapshot: Any
+) -> None:
+    from engine.errors import StateError
+    from engine.registry import models
+    from engine.registry.gate import run_gate
+    from engine.train.dataset import load_training_set
+
+    cfg, ws, r = trained
+    _client(ws)
+    name = cfg.train.model_name
+    first = run_gate(cfg, ws)
+    assert first.passed and first.promoted and first.champion is None
+    assert models.resolve(name, "champion").version == r.version
+
+    ts = load_training_set(cfg, tiny_snapshot)
+    bad = _register_copy(cfg, ws, ts, shuffle_labels=True)
+    g = run_gate(cfg, ws)
+    auc = next(c for c in g.checks if c.name == "auc")
+    assert not g.passed and not g.promoted and not auc.passed
+    assert auc.numbers["difference"]["high"] < 0, "a label-shuffled model is clearly worse"
+    assert models.resolve(name, "champion").version == r.version, "a fail promotes nothing"
+    assert models.resolve(name, "challenger").version == bad
+
+    good = _register_copy(cfg, ws, ts, shuffle_labels=False)
+    g2 = run_gate(cfg.model_copy(deep=True), ws)
+    auc2 = next(c for c in g2.checks if c.name == "auc")
+    fair = [c for c in g2.checks if c.name.startswith("fairness:")]
+    assert fair and all("moves" in c.detail for c in fair)
+    expect = auc2.numbers["difference"]["low"] >= -cfg.train.gate.auc_margin
+    assert auc2.passed == expect
+    if g2.passed:
+        assert models.resolve(name, "champion").version == good
+        assert models.resolve(name, "previous").version == r.version
+        back = models.rollback(name)
+        assert back["champion"] == r.version and back["demoted"] == good
+        assert models.resolve(name, "champion").version == r.version
+    else:  # not promoted by the gate: promote by hand, then roll back
+        models.promote(name, good)
+        assert models.rollback(name)["champion"] == r.version
+    with pytest.raises(StateError, match="no earlier champion"):
+        models.rollback(name)

@@ -1,18 +1,26 @@
-"""Registering the search winner and loading models by alias.
+"""The model registry (MLflow): registering search winners, aliases, loading by alias.
 
-The XGBoost *Booster* is logged (not the sklearn wrapper): a pyfunc ``predict`` of an
-``XGBClassifier`` returns class labels, the Booster returns probabilities (STACK.md).
+Aliases: ``challenger`` (newest trained), ``champion`` (serving), ``previous`` (the champion
+before the current one). Every promotion is appended to the registered model's
+``champion_history`` tag, so ``rollback`` can restore the prior champion in one step, and
+again for the one before.
+
+XGBoost models are logged as the *Booster* (not the sklearn wrapper): a pyfunc ``predict``
+of an ``XGBClassifier`` returns class labels, the Booster returns probabilities (STACK.md).
+The engine always scores through :class:`engine.train.families.Scorer` (probabilities),
+and applies the decision threshold explicitly.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from engine.errors import StateError
+
+ALIASES = ("champion", "challenger", "previous")
 
 
 @dataclass(frozen=True)
@@ -28,70 +36,198 @@ class ModelRef:
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
 
+    @property
+    def family(self) -> str:
+        return self.tags.get("family", "xgboost")
 
-def register_booster(
+
+def _client() -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient()
+
+
+def register_model(
     *,
     model_name: str,
-    model_path: str,
+    family: str,
+    model_dir: str | Path,
     x_example: Any,
     tags: dict[str, str],
     alias: str,
 ) -> ModelRef:
-    """Log the Booster in the active MLflow run, register it and point ``alias`` at it."""
+    """Log the model in the active MLflow run (signature, input example), register it and
+    point ``alias`` at the new version."""
     import mlflow
-    import xgboost as xgb
     from mlflow.models import infer_signature
-    from mlflow.tracking import MlflowClient
 
-    booster = xgb.Booster()
-    booster.load_model(model_path)
+    from engine.train.families import family as fam
+
     features = list(x_example.columns)
-    proba = booster.predict(xgb.DMatrix(x_example, feature_names=features))
-    info = mlflow.xgboost.log_model(
-        booster,
-        name="model",
-        signature=infer_signature(x_example, proba),
-        input_example=x_example.head(3),
-        # Explicit requirements: inferring them costs ~7 s per log (STACK.md).
-        pip_requirements=[f"xgboost=={xgb.__version__}", f"mlflow=={mlflow.__version__}"],
-        registered_model_name=model_name,
-        model_format="json",
-    )
-    client = MlflowClient()
+    scorer = fam(family).load(model_dir, features)
+    proba = scorer.proba(x_example.to_numpy(dtype="float64"))
+    common: dict[str, Any] = {
+        "name": "model",
+        "signature": infer_signature(x_example, proba),
+        "input_example": x_example.head(3),
+        "registered_model_name": model_name,
+    }
+    if family == "xgboost":
+        import xgboost as xgb
+
+        info = mlflow.xgboost.log_model(
+            scorer.booster,  # type: ignore[attr-defined]
+            # Explicit requirements: inferring them costs ~7 s per log (STACK.md).
+            pip_requirements=[f"xgboost=={xgb.__version__}", f"mlflow=={mlflow.__version__}"],
+            model_format="json",
+            **common,
+        )
+    else:
+        import sklearn
+
+        info = mlflow.sklearn.log_model(
+            scorer.model,  # type: ignore[attr-defined]
+            # skops (MLflow's safe default format) loads only listed types: ours are these.
+            skops_trusted_types=["numpy.dtype"],
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"mlflow=={mlflow.__version__}",
+            ],
+            **common,
+        )
+    client = _client()
     version = str(info.registered_model_version)
-    all_tags = {**tags, "features": json.dumps(features)}
+    all_tags = {**tags, "family": family, "features": json.dumps(features)}
     for k, v in all_tags.items():
         client.set_model_version_tag(model_name, version, k, v)
     client.set_registered_model_alias(model_name, alias, version)
-    run_id = info.run_id or ""
-    return ModelRef(model_name, version, alias, run_id, features, all_tags)
+    return ModelRef(model_name, version, alias, info.run_id or "", features, all_tags)
 
 
-def resolve(name: str, alias: str) -> ModelRef:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    try:
-        mv = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise StateError(
-            f"no model '{name}' with alias '{alias}' in the registry. "
-            "Fix: run `insight train` first (or check train.model_name)."
-        ) from None
+def _ref(name: str, mv: Any, alias: str | None) -> ModelRef:
     tags = dict(mv.tags)
     return ModelRef(
         name, str(mv.version), alias, mv.run_id or "", json.loads(tags["features"]), tags
     )
 
 
-def load_booster(ref: ModelRef) -> Any:
+def resolve(name: str, alias: str) -> ModelRef:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = _client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        raise StateError(
+            f"no model '{name}' with alias '{alias}' in the registry. "
+            "Fix: run `insight train` first (or check train.model_name)."
+        ) from None
+    return _ref(name, mv, alias)
+
+
+def get_version(name: str, version: str) -> ModelRef:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = _client().get_model_version(name, version)
+    except MlflowException:
+        raise StateError(f"model '{name}' has no version '{version}'.") from None
+    return _ref(name, mv, None)
+
+
+def find(name: str, alias_or_version: str) -> ModelRef:
+    """``champion``/``challenger``/``previous`` or a version number."""
+    if alias_or_version.isdigit():
+        return get_version(name, alias_or_version)
+    return resolve(name, alias_or_version)
+
+
+def try_resolve(name: str, alias: str) -> ModelRef | None:
+    try:
+        return resolve(name, alias)
+    except StateError:
+        return None
+
+
+def list_versions(name: str) -> list[dict[str, Any]]:
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    try:
+        rm = client.get_registered_model(name)
+    except MlflowException:
+        raise StateError(f"no registered model '{name}'. Fix: run `insight train` first.") from None
+    by_version: dict[str, list[str]] = {}
+    for alias, v in (rm.aliases or {}).items():
+        by_version.setdefault(str(v), []).append(alias)
+    out = []
+    for mv in client.search_model_versions(f"name='{name}'"):
+        t = dict(mv.tags)
+        out.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(by_version.get(str(mv.version), [])),
+                "family": t.get("family", ""),
+                "test_auc": t.get("test_auc", ""),
+                "valid_auc": t.get("valid_auc", ""),
+                "snapshot_id": t.get("snapshot_id", ""),
+                "created": mv.creation_timestamp,
+            }
+        )
+    return sorted(out, key=lambda r: int(r["version"]), reverse=True)
+
+
+def _history(name: str) -> list[str]:
+    rm = _client().get_registered_model(name)
+    return list(json.loads((rm.tags or {}).get("champion_history", "[]")))
+
+
+def promote(name: str, version: str, reason: str = "") -> dict[str, str | None]:
+    """Make ``version`` the champion; the old champion becomes ``previous``."""
+    client = _client()
+    get_version(name, version)  # exists?
+    old = try_resolve(name, "champion")
+    if old is not None and old.version == version:
+        raise StateError(f"version {version} of '{name}' is already the champion.")
+    hist = [*_history(name), version]
+    client.set_registered_model_tag(name, "champion_history", json.dumps(hist))
+    client.set_registered_model_alias(name, "champion", version)
+    if old is not None:
+        client.set_registered_model_alias(name, "previous", old.version)
+    client.set_model_version_tag(name, version, "promoted_reason", reason or "manual")
+    return {"champion": version, "previous": old.version if old else None}
+
+
+def rollback(name: str) -> dict[str, str | None]:
+    """Restore the prior champion: one step back in ``champion_history``."""
+    client = _client()
+    hist = _history(name)
+    if len(hist) < 2:
+        raise StateError(
+            f"'{name}' has no earlier champion to roll back to (history: {hist or 'empty'})."
+        )
+    demoted, restored = hist[-1], hist[-2]
+    hist = hist[:-1]
+    client.set_registered_model_tag(name, "champion_history", json.dumps(hist))
+    client.set_registered_model_alias(name, "champion", restored)
+    if len(hist) >= 2:
+        client.set_registered_model_alias(name, "previous", hist[-2])
+    else:
+        client.delete_registered_model_alias(name, "previous")
+    client.set_model_version_tag(name, demoted, "rolled_back", "true")
+    return {
+        "champion": restored,
+        "demoted": demoted,
+        "previous": hist[-2] if len(hist) >= 2 else None,
+    }
+
+
+def load_scorer(ref: ModelRef) -> Any:
+    """The model behind ``ref`` as a Scorer (probabilities of the positive class)."""
     import mlflow
 
-    return mlflow.xgboost.load_model(ref.uri)
+    from engine.train.families.logreg import LogRegScorer
+    from engine.train.families.xgboost import XGBScorer
 
-
-def predict_proba(booster: Any, features: list[str], rows: np.ndarray) -> np.ndarray:
-    import xgboost as xgb
-
-    return np.asarray(booster.predict(xgb.DMatrix(rows, feature_names=features)), dtype=np.float64)
+    if ref.family == "xgboost":
+        return XGBScorer(mlflow.xgboost.load_model(ref.uri), ref.features)
+    return LogRegScorer(mlflow.sklearn.load_model(ref.uri), ref.features)

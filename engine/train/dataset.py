@@ -19,18 +19,23 @@ class TrainingSet:
     features: list[str]
     train: pd.DataFrame
     valid: pd.DataFrame
+    test: pd.DataFrame
     label: str
     time_col: str
-    split_time: pd.Timestamp
+    split_time: pd.Timestamp  # first validation label time
+    test_time: pd.Timestamp  # first test label time
+
+    def part(self, name: str) -> pd.DataFrame:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
 
     def xy(self, part: str) -> tuple[pd.DataFrame, np.ndarray]:
-        df = self.train if part == "train" else self.valid
+        df = self.part(part)
         # Models see float64 inputs only: one dtype for training, signature and serving.
         return df[self.features].astype("float64"), df[self.label].to_numpy(dtype=np.float64)
 
     @property
     def time_range(self) -> tuple[str, str]:
-        t = pd.concat([self.train[self.time_col], self.valid[self.time_col]])
+        t = pd.concat([self.part(p)[self.time_col] for p in ("train", "valid", "test")])
         return str(t.min()), str(t.max())
 
 
@@ -45,26 +50,39 @@ def model_features(cfg: ProjectConfig, df: pd.DataFrame) -> list[str]:
 
 
 def load_training_set(cfg: ProjectConfig, snap: Snapshot) -> TrainingSet:
-    """Labeled rows up to ``train.until``, split by time: the latest label times validate."""
+    """Labeled rows up to ``train.until``, split by label time, never at random:
+    oldest -> train, then ``valid_fraction`` of label times -> valid (the search), the
+    latest ``test_fraction`` -> test (model card and promotion gate, never searched on)."""
     df = snap.read_pandas()
     lt, y = cfg.label.event_time, cfg.label.column
     df = df[df[y].notna()]
     if cfg.train.until is not None:
         df = df[df[lt] < pd.Timestamp(cfg.train.until + dt.timedelta(days=1))]
     times = np.sort(df[lt].unique())
-    if times.size < 2:
+    if times.size < 3:
         raise DataError(
             f"the training set has {times.size} distinct label time(s) (rows: {len(df)}); a "
-            "time split needs at least 2. Fix: widen train.until or add labels."
+            "train/valid/test split by time needs at least 3. Fix: widen train.until or add "
+            "labels."
         )
+    n_test = max(1, round(times.size * cfg.train.test_fraction))
     n_valid = max(1, round(times.size * cfg.train.valid_fraction))
-    split = pd.Timestamp(times[times.size - n_valid])
+    if n_test + n_valid >= times.size:
+        raise DataError(
+            f"{times.size} label times cannot give {n_valid} validation and {n_test} test "
+            "times and leave any for training. Fix: lower train.valid_fraction or "
+            "train.test_fraction."
+        )
+    test_t = pd.Timestamp(times[times.size - n_test])
+    split = pd.Timestamp(times[times.size - n_test - n_valid])
     feats = model_features(cfg, df)
-    train, valid = df[df[lt] < split], df[df[lt] >= split]
-    for part, name in ((train, "train"), (valid, "validation")):
+    train = df[df[lt] < split]
+    valid = df[(df[lt] >= split) & (df[lt] < test_t)]
+    test = df[df[lt] >= test_t]
+    for part, name in ((train, "train"), (valid, "validation"), (test, "test")):
         if part[y].nunique() < 2:
             raise DataError(
                 f"the {name} split has a single label value ({part[y].unique().tolist()}). "
-                "Fix: more data or a different train.valid_fraction."
+                "Fix: more data or different train.valid_fraction / test_fraction."
             )
-    return TrainingSet(snap.id, feats, train, valid, y, lt, split)
+    return TrainingSet(snap.id, feats, train, valid, test, y, lt, split, test_t)

@@ -1,32 +1,134 @@
-"""The train stage: a Ray Tune search over XGBoost, every trial tracked in MLflow."""
+"""The train stage's search: Ray Tune over the model families, every trial tracked in MLflow.
+
+- Searcher: Optuna (TPE) over one space holding ``family`` and each family's parameters;
+  the first trials evaluate each family once (``points_to_evaluate``) so the baseline is
+  always measured. ``searcher: random`` uses Tune's random search instead.
+- Scheduler: ASHA on ``valid_auc`` with ``round`` (boosting rounds) as its time attribute.
+- Concurrency: ``max_concurrent`` trials of ``cpus_per_trial`` CPUs; actors are reused.
+- Failures: ``FailureConfig(max_failures)`` retries a failed trial from its last checkpoint;
+  an interrupted search resumes with ``resume_search`` (``insight train --resume``).
+"""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine.config import ProjectConfig
-from engine.errors import InsightError
+from engine.errors import InsightError, StateError
 from engine.train.dataset import TrainingSet
-from engine.train.families import train_xgboost, xgboost_space
+from engine.train.families import FAMILIES, tune_space
 from engine.train.progress import RichTrialProgress
 from engine.train.tracking import MLflowTrialCallback
-from engine.workspace import Workspace
+from engine.workspace import Workspace, atomic_write_text
 
 METRIC = "valid_auc"
+STATE_FILE = "insight-search.json"
+
+
+class SearchInterrupted(InsightError):
+    exit_code = 130
 
 
 @dataclass
 class SearchOutcome:
     best_config: dict[str, Any]
     best_metrics: dict[str, float]
-    model_path: Path
+    family: str
+    model_dir: Path
     trials: int
     errored: int
+    stopped_early: int
     trial_runs: dict[str, str]
-    storage: Path
+    experiment_path: Path
+
+
+def _dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
+    """The one Tune trainable: hands the trial to its family's ``train``."""
+    FAMILIES[config["family"]].train(config, data)
+
+
+def _data(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) -> dict[str, Any]:
+    tc = cfg.train
+    x_tr, y_tr = ts.xy("train")
+    x_va, y_va = ts.xy("valid")
+    return {
+        "x_train": x_tr,
+        "y_train": y_tr,
+        "x_valid": x_va,
+        "y_valid": y_va,
+        "num_boost_round": tc.num_boost_round,
+        "checkpoint_every": tc.checkpoint_every,
+        "nthread": max(1, int(tc.cpus_per_trial)),
+        "seed": tc.seed,
+        **(faults or {}),
+    }
+
+
+def _trainable(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) -> Any:
+    from ray import tune
+
+    return tune.with_resources(
+        tune.with_parameters(_dispatch, data=_data(cfg, ts, faults)),
+        {"cpu": cfg.train.cpus_per_trial},
+    )
+
+
+def _searcher(cfg: ProjectConfig) -> Any:
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    tc = cfg.train
+    if tc.searcher == "random":
+        return BasicVariantGenerator(random_state=tc.seed, max_concurrent=tc.max_concurrent)
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    first = _first_points(tc.families)[: tc.num_samples]
+    return ConcurrencyLimiter(
+        OptunaSearch(
+            points_to_evaluate=first,
+            sampler=optuna.samplers.TPESampler(seed=tc.seed),
+        ),
+        max_concurrent=tc.max_concurrent,
+    )
+
+
+def _first_points(families: dict[str, dict[str, list[float]]]) -> list[dict[str, Any]]:
+    """One starting point per family (the middle of each range), flattened the way
+    OptunaSearch flattens the space (``family/param``): every family is measured at
+    least once, whatever the sampler prefers later."""
+    from engine.train.families import log_uniform_names
+
+    mid: dict[str, Any] = {}
+    for fam, spec in families.items():
+        for name, (lo, hi) in spec.items():
+            if name in {"max_depth", "min_child_weight", "max_iter"} and float(lo).is_integer():
+                v: Any = round((lo + hi) / 2)
+            elif name in log_uniform_names() and lo > 0:
+                v = float((lo * hi) ** 0.5)
+            else:
+                v = (lo + hi) / 2
+            mid[f"{fam}/{name}"] = v
+    return [{"family": f, **mid} for f in sorted(families)]
+
+
+def _scheduler(cfg: ProjectConfig) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    tc = cfg.train
+    if tc.scheduler == "fifo" or tc.num_boost_round <= tc.grace_rounds:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="round",
+        max_t=tc.num_boost_round,
+        grace_period=tc.grace_rounds,
+        reduction_factor=3,
+    )
 
 
 def run_search(
@@ -39,56 +141,115 @@ def run_search(
     tags: dict[str, str],
     verbose: int = 0,
     show_progress: bool = True,
+    faults: dict[str, Any] | None = None,
 ) -> SearchOutcome:
     """Run the search on the Ray cluster this process is connected to."""
     from ray import tune
 
     tc = cfg.train
-    x_tr, y_tr = ts.xy("train")
-    x_va, y_va = ts.xy("valid")
-    data = {
-        "x_train": x_tr,
-        "y_train": y_tr,
-        "x_valid": x_va,
-        "y_valid": y_va,
-        "num_boost_round": tc.num_boost_round,
-        "nthread": max(1, int(tc.cpus_per_trial)),
-        "seed": tc.seed,
+    name = f"{cfg.name}-{parent_run_id[:8]}"
+    exp_path = ws.tune.resolve() / name
+    exp_path.mkdir(parents=True, exist_ok=True)
+    state = {
+        "parent_run_id": parent_run_id,
+        "experiment_id": experiment_id,
+        "snapshot_id": ts.snapshot_id,
+        "tags": tags,
+        "status": "running",
     }
-    trainable = tune.with_resources(
-        tune.with_parameters(train_xgboost, data=data), {"cpu": tc.cpus_per_trial}
+    atomic_write_text(exp_path / STATE_FILE, json.dumps(state, indent=2))
+    callback = MLflowTrialCallback(
+        ws.tracking_uri, experiment_id, parent_run_id, tags, runs_file=exp_path / "runs.json"
     )
-    callback = MLflowTrialCallback(ws.tracking_uri, experiment_id, parent_run_id, tags)
-    storage = ws.tune.resolve()
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
+    callbacks: list[Any] = [callback]
+    if show_progress:
+        callbacks.append(RichTrialProgress(tc.num_samples, METRIC))
     tuner = tune.Tuner(
-        trainable,
-        param_space=xgboost_space(tc.search_space),
+        _trainable(cfg, ts, faults),
+        param_space=tune_space(tc.families),
         tune_config=tune.TuneConfig(
             metric=METRIC,
             mode="max",
             num_samples=tc.num_samples,
-            search_alg=BasicVariantGenerator(
-                random_state=tc.seed, max_concurrent=tc.max_concurrent
-            ),
+            search_alg=_searcher(cfg),
+            scheduler=_scheduler(cfg),
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
-            name=f"{cfg.name}-{parent_run_id[:8]}",
-            storage_path=str(storage),
-            callbacks=[callback]
-            + ([RichTrialProgress(tc.num_samples, METRIC)] if show_progress else []),
+            name=name,
+            storage_path=str(ws.tune.resolve()),
+            callbacks=callbacks,
             verbose=verbose,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            failure_config=tune.FailureConfig(max_failures=tc.max_failures),
         ),
     )
-    results = tuner.fit()
+    return _outcome(tuner.fit(), ws, exp_path, callback, tc.num_samples)
+
+
+def pending_search(ws: Workspace, project: str) -> Path | None:
+    """The newest search of ``project`` that did not finish, or None."""
+    found = []
+    for f in ws.tune.glob(f"{project}-*/{STATE_FILE}"):
+        st = json.loads(f.read_text())
+        if st.get("status") != "finished":
+            found.append((f.stat().st_mtime, f.parent))
+    return max(found)[1] if found else None
+
+
+def resume_search(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    ts: TrainingSet,
+    exp_path: Path,
+    faults: dict[str, Any] | None = None,
+) -> SearchOutcome:
+    """Resume an interrupted search: finished trials are kept, unfinished and errored ones
+    continue from their last checkpoint, MLflow runs are reused."""
+    from ray import tune
+
+    if not tune.Tuner.can_restore(str(exp_path)):
+        raise StateError(
+            f"{exp_path} holds no restorable Tune experiment. Fix: run `insight train` "
+            "without --resume to start a new search."
+        )
+    st = json.loads((exp_path / STATE_FILE).read_text())
+    tuner = tune.Tuner.restore(
+        str(exp_path), trainable=_trainable(cfg, ts, faults), resume_errored=True
+    )
+    cb = MLflowTrialCallback(
+        ws.tracking_uri,
+        st["experiment_id"],
+        st["parent_run_id"],
+        st["tags"],
+        runs_file=exp_path / "runs.json",
+    )
+    return _outcome(tuner.fit(), ws, exp_path, cb, cfg.train.num_samples)
+
+
+def _outcome(
+    results: Any, ws: Workspace, exp_path: Path, cb: MLflowTrialCallback, num_samples: int
+) -> SearchOutcome:
     errored = sum(1 for i in range(len(results)) if results[i].error is not None)
-    try:
-        best = results.get_best_result(metric=METRIC, mode="max", scope="last")
-    except RuntimeError as exc:
-        raise InsightError(f"no trial finished ({errored} errored): {exc}") from None
+    ended = results.num_terminated + results.num_errors
+    if ended < len(results) or len(results) < num_samples:
+        raise SearchInterrupted(
+            f"the search was interrupted with {ended} of {num_samples} trials ended; its "
+            f"state is saved in {exp_path}. Fix: `insight train --resume` continues it "
+            "(finished trials are kept, the others restart from their last checkpoint)."
+        )
+    rounds = [r.metrics.get("round", 0) for r in results if r.metrics]
+    full = max(rounds) if rounds else 0
+    # The model registered must be the one the metric describes: among trials that ran the
+    # full budget (their last checkpoint is their final model), the best last valid_auc.
+    done = [
+        r
+        for r in results
+        if r.error is None and r.metrics and r.metrics.get("round") == full and r.checkpoint
+    ]
+    if not done:
+        raise InsightError(f"no trial finished ({errored} errored of {len(results)}).")
+    best = max(done, key=lambda r: float(r.metrics[METRIC]))
     if best.checkpoint is None:
         raise InsightError("the best trial left no checkpoint; cannot register its model.")
     local = Path(tempfile.mkdtemp(prefix="best-", dir=ws.scratch))
@@ -96,14 +257,22 @@ def run_search(
     metrics = {
         k: float(v)
         for k, v in (best.metrics or {}).items()
-        if k in {"valid_auc", "valid_logloss", "train_auc", "best_valid_auc"}
+        if k in {"valid_auc", "valid_logloss", "round"}
     }
+    st_path = exp_path / STATE_FILE
+    st = json.loads(st_path.read_text())
+    st["status"] = "finished"
+    atomic_write_text(st_path, json.dumps(st, indent=2))
+    config = dict(best.config or {})
+    fam = str(config["family"])
     return SearchOutcome(
-        best_config=dict(best.config or {}),
+        best_config={"family": fam, **config.get(fam, {})},
         best_metrics=metrics,
-        model_path=local / "model.json",
+        family=fam,
+        model_dir=local,
         trials=len(results),
         errored=errored,
-        trial_runs=dict(callback.runs),
-        storage=storage,
+        stopped_early=sum(1 for r in rounds if r < full),
+        trial_runs=cb.load_runs(),
+        experiment_path=exp_path,
     )

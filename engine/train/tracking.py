@@ -7,12 +7,16 @@ the sqlite backend never sees concurrent writers from trial processes.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
+
+from engine.workspace import atomic_write_text
 
 _SKIP = {
     "time_this_iter_s",
@@ -27,17 +31,45 @@ _SKIP = {
 
 
 class MLflowTrialCallback(Callback):
+    """Tune pickles callbacks with the experiment, so the client is built lazily and the
+    trial -> run map is also kept in ``runs_file`` (a resumed search reuses the runs)."""
+
     def __init__(
-        self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: dict[str, str]
+        self,
+        tracking_uri: str,
+        experiment_id: str,
+        parent_run_id: str,
+        tags: dict[str, str],
+        runs_file: Path | None = None,
     ) -> None:
-        self.client = MlflowClient(tracking_uri)
+        self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
         self.tags = tags
-        self.runs: dict[str, str] = {}
+        self.runs_file = runs_file
+        self.runs: dict[str, str] = self.load_runs()
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_client"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _client=None)
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def load_runs(self) -> dict[str, str]:
+        if self.runs_file is not None and self.runs_file.exists():
+            return dict(json.loads(self.runs_file.read_text()))
+        return dict(getattr(self, "runs", {}))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         if trial.trial_id in self.runs:  # restarted after a failure: same run
+            self.client.set_tag(self.runs[trial.trial_id], "restarted", "true")
             return
         tags = {
             "mlflow.parentRunId": self.parent_run_id,
@@ -48,7 +80,13 @@ class MLflowTrialCallback(Callback):
             self.experiment_id, run_name=f"trial-{trial.trial_id}", tags=tags
         )
         self.runs[trial.trial_id] = run.info.run_id
-        params = [Param(k, str(v)) for k, v in sorted(trial.config.items())]
+        if self.runs_file is not None:
+            atomic_write_text(self.runs_file, json.dumps(self.runs, indent=2))
+        cfg = dict(trial.config)
+        fam = cfg.get("family")
+        own = cfg.get(fam) if isinstance(cfg.get(fam), dict) else None
+        flat = own if own is not None else {k: v for k, v in cfg.items() if k != "family"}
+        params = [Param("family", str(fam))] + [Param(k, str(v)) for k, v in sorted(flat.items())]
         self.client.log_batch(run.info.run_id, params=params)
 
     def on_trial_result(

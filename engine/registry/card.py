@@ -1,0 +1,289 @@
+"""Model cards: data first (JSON), rendered to Markdown, stored as MLflow artifacts.
+
+A card records what a model is and where it fails: intended use, training data and
+lineage, test-split metrics with bootstrap CIs, calibration, fairness differentials per
+sensitive attribute with CIs, uplift when the project has a treatment, global SHAP
+importance (with a plot), and known limitations derived from the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.config import ProjectConfig
+from engine.kernels.fairness import fairness
+from engine.kernels.metrics import auc_bootstrap
+from engine.train.dataset import TrainingSet
+
+CARD_JSON = "model_card.json"
+CARD_MD = "model_card.md"
+SHAP_PNG = "shap_importance.png"
+
+
+def evaluate(
+    scorer: Any, ts: TrainingSet, cfg: ProjectConfig, *, n_boot: int = 300, seed: int = 0
+) -> dict[str, Any]:
+    """Test-split metrics of one model: the numbers a card and the gate use."""
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    test = ts.test
+    x = test[scorer.features].astype("float64").to_numpy()
+    y = test[ts.label].to_numpy(dtype=np.float64)
+    p = scorer.proba(x)
+    thr = cfg.serve.threshold
+    a = auc_bootstrap(y, p, n_boot=n_boot, alpha=cfg.train.gate.alpha, seed=seed)
+    pred = (p >= thr).astype(int)
+    out: dict[str, Any] = {
+        "rows": len(test),
+        "positive_rate": float(y.mean()),
+        "auc": {"estimate": a.estimate, "low": a.low, "high": a.high},
+        "logloss": float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "brier": float(brier_score_loss(y, p)),
+        "threshold": thr,
+        "accuracy_at_threshold": float((pred == y).mean()),
+        "selection_rate": float(pred.mean()),
+        "calibration": calibration(y, p),
+        "fairness": {},
+    }
+    for attr in cfg.sensitive:
+        if attr not in test:
+            continue
+        g = test[attr].astype(str).to_numpy()
+        if len(set(g)) < 2:
+            continue
+        res: dict[str, Any] = {}
+        for metric in (
+            "demographic_parity_difference",
+            "equal_opportunity_difference",
+            "equalized_odds_difference",
+        ):
+            f = fairness(y.astype(int), pred, g, metric, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
+            res[metric] = {"value": f.value, "low": f.low, "high": f.high}
+            res["by_group"] = f.by_group
+        out["fairness"][attr] = res
+    return out
+
+
+def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability table over score deciles and the expected calibration error."""
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(0, edges.size - 2))
+    rows = []
+    ece = 0.0
+    for b in range(max(1, edges.size - 1)):
+        m = idx == b
+        if not m.any():
+            continue
+        mp, my = float(p[m].mean()), float(y[m].mean())
+        ece += m.mean() * abs(mp - my)
+        rows.append({"bin": b, "rows": int(m.sum()), "mean_score": mp, "observed_rate": my})
+    return {"ece": float(ece), "bins": rows}
+
+
+def shap_importance(scorer: Any, x: pd.DataFrame, max_rows: int = 500) -> dict[str, float]:
+    """Mean |SHAP value| per feature on up to ``max_rows`` test rows (TreeExplainer for
+    XGBoost, LinearExplainer on the standardized inputs for the logistic baseline)."""
+    import shap
+
+    sample = x.sample(min(max_rows, len(x)), random_state=0).to_numpy(dtype=np.float64)
+    if scorer.family == "xgboost":
+        vals = shap.TreeExplainer(scorer.booster).shap_values(sample)
+    else:
+        pre = scorer.model[:-1]
+        z = pre.transform(pd.DataFrame(sample, columns=scorer.features))
+        vals = shap.LinearExplainer(scorer.model[-1], z).shap_values(z)
+    imp = np.abs(np.asarray(vals)).mean(axis=0)
+    return dict(sorted(zip(scorer.features, map(float, imp), strict=True), key=lambda kv: -kv[1]))
+
+
+def _plot(importance: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = list(importance.items())[:15][::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#3b7dd8")
+    ax.set_xlabel("mean |SHAP value| (log-odds)")
+    ax.set_title("Global feature importance (test split)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
+    """Known limitations, stated from the card's own numbers."""
+    m = card["metrics"]
+    out = [
+        f"Trained on label times {card['training_data']['time_range'][0]} to "
+        f"{card['training_data']['time_range'][1]}; behaviour after that is not measured here.",
+        "Numeric features only; categorical attributes are not model inputs.",
+    ]
+    if m["rows"] < 1000:
+        out.append(f"The test split is small ({m['rows']} rows): CIs are wide.")
+    if m["calibration"]["ece"] > 0.05:
+        out.append(
+            f"Scores are not well calibrated (ECE {m['calibration']['ece']:.3f}); do not read "
+            "them as probabilities without recalibration."
+        )
+    for attr, res in m["fairness"].items():
+        dp = res["demographic_parity_difference"]
+        if dp["value"] > cfg.train.gate.max_fairness_shift:
+            out.append(
+                f"Selection rates differ across '{attr}' by {dp['value']:.3f} "
+                f"(CI {dp['low']:.3f}-{dp['high']:.3f}) at threshold {m['threshold']}."
+            )
+    if card.get("uplift") is None and cfg.treatment is not None:
+        out.append("No uplift model accompanies this version.")
+    return out
+
+
+def build_card(
+    *,
+    cfg: ProjectConfig,
+    ts: TrainingSet,
+    scorer: Any,
+    model: dict[str, Any],
+    search: dict[str, Any],
+    uplift: dict[str, Any] | None,
+    n_boot: int = 300,
+) -> dict[str, Any]:
+    metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed)
+    x_test = ts.test[scorer.features].astype("float64")
+    card: dict[str, Any] = {
+        "card_version": 1,
+        "model": model,
+        "intended_use": (
+            f"Rank customers of project '{cfg.name}' by risk of '{cfg.label.column}' at the "
+            f"label time, from point-in-time features; decisions use threshold "
+            f"{cfg.serve.threshold}. Not for decisions about individuals on sensitive "
+            f"attributes ({', '.join(cfg.sensitive) or 'none declared'}), which are never inputs."
+        ),
+        "training_data": {
+            "snapshot_id": ts.snapshot_id,
+            "time_range": list(ts.time_range),
+            "split": {
+                "valid_from": str(ts.split_time),
+                "test_from": str(ts.test_time),
+                "rows": {p: len(ts.part(p)) for p in ("train", "valid", "test")},
+                "how": "by label time, never at random",
+            },
+            "features": scorer.features,
+            "label": ts.label,
+        },
+        "search": search,
+        "metrics": metrics,
+        "uplift": uplift,
+        "shap_importance": shap_importance(scorer, x_test),
+    }
+    card["limitations"] = limitations(card, cfg)
+    return card
+
+
+def _ci(d: dict[str, Any]) -> str:
+    est = d["estimate"] if "estimate" in d else d["value"]
+    if d.get("low") is None:
+        return f"{est:.4f}"
+    return f"{est:.4f} ({d['low']:.4f}-{d['high']:.4f})"
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    m, td, mod = card["metrics"], card["training_data"], card["model"]
+    lines = [
+        f"# Model card: {mod['name']} v{mod['version']} ({mod['family']})",
+        "",
+        "## Intended use",
+        card["intended_use"],
+        "",
+        "## Training data and lineage",
+        f"- snapshot: `{td['snapshot_id']}`; label times {td['time_range'][0]} to "
+        f"{td['time_range'][1]}",
+        f"- split by label time: valid from {td['split']['valid_from']}, test from "
+        f"{td['split']['test_from']}; rows {td['split']['rows']}",
+        f"- parent run: `{mod.get('parent_run_id', '')}`; code version "
+        f"`{mod.get('code_version', '')}`",
+        f"- features ({len(td['features'])}): {', '.join(td['features'])}",
+        "",
+        "## Metrics on the test split (95% bootstrap CI)",
+        "| metric | value |",
+        "|---|---|",
+        f"| ROC AUC | {_ci(m['auc'])} |",
+        f"| log loss | {m['logloss']:.4f} |",
+        f"| Brier | {m['brier']:.4f} |",
+        f"| accuracy at {m['threshold']} | {m['accuracy_at_threshold']:.4f} |",
+        f"| selection rate | {m['selection_rate']:.4f} |",
+        f"| rows / positive rate | {m['rows']} / {m['positive_rate']:.3f} |",
+        "",
+        f"## Calibration (ECE {m['calibration']['ece']:.4f})",
+        "| decile | rows | mean score | observed rate |",
+        "|---|---|---|---|",
+        *[
+            f"| {b['bin']} | {b['rows']} | {b['mean_score']:.3f} | {b['observed_rate']:.3f} |"
+            for b in m["calibration"]["bins"]
+        ],
+        "",
+        "## Fairness (differences across groups, 95% bootstrap CI)",
+    ]
+    if not m["fairness"]:
+        lines.append("No sensitive attribute with two or more groups in the test split.")
+    for attr, res in m["fairness"].items():
+        lines.append(f"### {attr}")
+        for k in (
+            "demographic_parity_difference",
+            "equal_opportunity_difference",
+            "equalized_odds_difference",
+        ):
+            lines.append(f"- {k}: {_ci(res[k])}")
+        for grp, rates in res["by_group"].items():
+            lines.append(f"- group `{grp}`: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    lines += ["", "## Uplift"]
+    u = card.get("uplift")
+    if u:
+        lines.append(f"- campaign ATE: {_ci(u['ate'])} on {u['rows']} held-out rows")
+        for name, r in u["learners"].items():
+            lines.append(
+                f"- {name}: Qini AUC {_ci(r['qini_auc'])}, uplift AUC {r['uplift_auc']:.4f}"
+            )
+        lines.append(f"- best learner: {u['best']}")
+    else:
+        lines.append("None for this model.")
+    lines += [
+        "",
+        "## Global SHAP importance (mean |SHAP|, test split)",
+        f"![importance]({SHAP_PNG})",
+        "",
+        *[f"- {k}: {v:.4f}" for k, v in list(card["shap_importance"].items())[:10]],
+        "",
+        "## Known limitations",
+        *[f"- {x}" for x in card["limitations"]],
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def log_card(card: dict[str, Any], run_id: str) -> None:
+    """Card JSON, Markdown and SHAP plot as artifacts of the model's run (``card/``)."""
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, CARD_JSON).write_text(json.dumps(card, indent=2, default=str))
+        Path(d, CARD_MD).write_text(render_markdown(card))
+        _plot(card["shap_importance"], Path(d, SHAP_PNG))
+        MlflowClient().log_artifacts(run_id, d, artifact_path="card")
+
+
+def load_card(run_id: str) -> dict[str, Any]:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as d:
+        p = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=f"card/{CARD_JSON}", dst_path=d
+        )
+        return dict(json.loads(Path(p).read_text()))
