@@ -130,7 +130,7 @@ def test_model_card_numbers_match_independent_references(
     from engine.registry.models import load_scorer, resolve
     from engine.train.dataset import load_training_set
 
-    cfg, ws, r = trained
+    cfg, ws, _ = trained
     client = _client(ws)
     ref = resolve(cfg.train.model_name, "challenger")
     card = load_card(ref.run_id)
