@@ -54,7 +54,16 @@ class MLflowTrialCallback(Callback):
         return {k: v for k, v in self.__dict__.items() if k != "_client"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        # Tuner.restore unpickles the callback saved when the search began: the file,
+        # written on every new run, is the source of truth for the trial -> run map.
         self.__dict__.update(state, _client=None)
+        self.runs = {**self.runs, **self.load_runs()}
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {"runs": dict(self.runs)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.runs = {**state.get("runs", {}), **self.load_runs()}
 
     @property
     def client(self) -> MlflowClient:
@@ -63,8 +72,9 @@ class MLflowTrialCallback(Callback):
         return self._client
 
     def load_runs(self) -> dict[str, str]:
-        if self.runs_file is not None and self.runs_file.exists():
-            return dict(json.loads(self.runs_file.read_text()))
+        f: Path | None = getattr(self, "runs_file", None)
+        if f is not None and f.exists():
+            return dict(json.loads(f.read_text()))
         return dict(getattr(self, "runs", {}))
 
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
