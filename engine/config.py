@@ -149,6 +149,21 @@ class TrainConfig(_Model):
         default_factory=list, description="Feature columns the model must not use."
     )
     gate: GateConfig = Field(default_factory=GateConfig)
+    backend: Literal["tune", "ray_train"] = Field(
+        default="tune",
+        description="tune: the search (one process per trial). ray_train: one data-parallel "
+        "XGBoost over `workers` Ray Train workers, for data larger than one worker.",
+    )
+    workers: int = Field(default=2, ge=1, description="ray_train: data-parallel workers.")
+    distributed_params: dict[str, float] = Field(
+        default_factory=lambda: {
+            "max_depth": 4,
+            "eta": 0.1,
+            "subsample": 0.9,
+            "min_child_weight": 3,
+        },
+        description="ray_train: XGBoost parameters (e.g. the best of a search on a sample).",
+    )
 
     @field_validator("families")
     @classmethod

@@ -114,7 +114,24 @@ def stage_train(
         run_ctx = mlflow.start_run(experiment_id=exp, run_name=f"search-{s.id[:8]}", tags=tags)
     with run_ctx as run:
         parent = run.info.run_id
-        if pending is not None:
+        if cfg.train.backend == "ray_train" and pending is None:
+            from engine.train.distributed import train_distributed
+            from engine.train.search import SearchOutcome
+
+            d = train_distributed(cfg, ws, ts, s.path, f"{cfg.name}-dist-{parent[:8]}")
+            mlflow.log_params({"backend": "ray_train", "workers": d.workers})
+            out = SearchOutcome(
+                best_config={"family": "xgboost", **d.params},
+                best_metrics=d.metrics,
+                family="xgboost",
+                model_dir=d.model_dir,
+                trials=1,
+                errored=0,
+                stopped_early=0,
+                trial_runs={},
+                experiment_path=ws.tune / f"{cfg.name}-dist-{parent[:8]}",
+            )
+        elif pending is not None:
             out = resume_search(cfg, ws, ts, pending, faults)
         else:
             out = run_search(
@@ -190,8 +207,9 @@ def stage_train(
                 "trials": out.trials,
                 "errored": out.errored,
                 "stopped_early": out.stopped_early,
-                "searcher": cfg.train.searcher,
-                "scheduler": cfg.train.scheduler,
+                "backend": cfg.train.backend,
+                "searcher": cfg.train.searcher if cfg.train.backend == "tune" else None,
+                "scheduler": cfg.train.scheduler if cfg.train.backend == "tune" else None,
                 "valid_auc": out.best_metrics.get("valid_auc"),
             },
             uplift=uplift,

@@ -91,7 +91,6 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(
     assert r.trials == 3 and r.errored == 0, "all trials accounted for, none lost"
 
     client = MlflowClient(ws.tracking_uri)
-    run_id = r.best_config and None  # noqa: F841 - readability: runs come from the map below
     exp = client.get_experiment_by_name(cfg.name)
     runs = client.search_runs([exp.experiment_id], max_results=100)
     children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == r.parent_run_id]
