@@ -20,7 +20,7 @@ from typing import Any
 from engine.config import ProjectConfig
 from engine.errors import InsightError, StateError
 from engine.train.dataset import TrainingSet
-from engine.train.families import FAMILIES, tune_space
+from engine.train.families import dispatch, tune_space
 from engine.train.progress import RichTrialProgress
 from engine.train.tracking import MLflowTrialCallback
 from engine.workspace import Workspace, atomic_write_text
@@ -46,11 +46,6 @@ class SearchOutcome:
     experiment_path: Path
 
 
-def _dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
-    """The one Tune trainable: hands the trial to its family's ``train``."""
-    FAMILIES[config["family"]].train(config, data)
-
-
 def _data(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) -> dict[str, Any]:
     tc = cfg.train
     x_tr, y_tr = ts.xy("train")
@@ -62,6 +57,7 @@ def _data(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) ->
         "y_valid": y_va,
         "num_boost_round": tc.num_boost_round,
         "checkpoint_every": tc.checkpoint_every,
+        "report_every": tc.report_every,
         "nthread": max(1, int(tc.cpus_per_trial)),
         "seed": tc.seed,
         **(faults or {}),
@@ -72,7 +68,7 @@ def _trainable(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | Non
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(_dispatch, data=_data(cfg, ts, faults)),
+        tune.with_parameters(dispatch, data=_data(cfg, ts, faults)),
         {"cpu": cfg.train.cpus_per_trial},
     )
 

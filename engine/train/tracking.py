@@ -110,8 +110,15 @@ class MLflowTrialCallback(Callback):
         metrics = [
             Metric(k, float(v), ts, step)
             for k, v in result.items()
-            if k not in _SKIP and isinstance(v, int | float) and not isinstance(v, bool)
+            if k not in _SKIP
+            and isinstance(v, int | float)
+            and not isinstance(v, bool)
+            and not (k == "valid_auc" and "valid_auc_rounds" in result)
         ]
+        # Trials report every few rounds with the per-round curve since the last report:
+        # MLflow still gets one valid_auc point per boosting round.
+        for r, auc in result.get("valid_auc_rounds") or []:
+            metrics.append(Metric("valid_auc", float(auc), ts, int(r)))
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 

@@ -29,6 +29,13 @@ class Scorer(Protocol):
     def proba(self, rows: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 
+def dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
+    """The one Tune trainable: hands the trial to its family's ``train``. It lives here,
+    not in ``engine.train.search``, so a trial worker imports only the families (NumPy,
+    XGBoost, scikit-learn), not MLflow and the driver's modules: seconds per worker."""
+    FAMILIES[config["family"]].train(config, data)
+
+
 def family(name: str) -> ModuleType:
     if name not in FAMILIES:
         raise KeyError(f"unknown model family '{name}'; known: {sorted(FAMILIES)}")

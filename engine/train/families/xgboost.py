@@ -69,19 +69,33 @@ def train(config: dict[str, Any], data: dict[str, Any]) -> None:
             booster.load_model(str(Path(d) / "model.json"))
             start = json.loads((Path(d) / "state.json").read_text())["round"]
 
+    report_every = int(data.get("report_every") or 0) or max(1, rounds // 40)
+    pending: list[list[float]] = []  # (round, valid_auc) since the last report
+
     class _Report(xgb.callback.TrainingCallback):
+        """Every round's validation AUC is kept; a report goes to Tune every
+        ``report_every`` rounds (and at checkpoints and the end) carrying the rounds since
+        the last one. Each report costs the Tune driver a few ms of CPU: one per round made
+        2 parallel trials no faster than 1 on this 2-CPU machine (benchmarks/NOTES.md)."""
+
         def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
             if delay:
                 time.sleep(delay)
             r = start + epoch + 1
             v = evals_log["valid"]
+            pending.append([r, float(v["auc"][-1])])
+            ckpt = r == rounds or r % every == 0
+            if not ckpt and r % report_every:
+                return False
             m = {
                 "round": r,
                 "valid_auc": float(v["auc"][-1]),
                 "valid_logloss": float(v["logloss"][-1]),
                 "resumed_from_round": start,
+                "valid_auc_rounds": list(pending),
             }
-            if r == rounds or r % every == 0:
+            pending.clear()
+            if ckpt:
                 with tempfile.TemporaryDirectory() as d:
                     model.save_model(str(Path(d) / "model.json"))
                     Path(d, "state.json").write_text(json.dumps({"round": r, "family": NAME}))

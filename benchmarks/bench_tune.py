@@ -1,0 +1,225 @@
+"""Ray Tune overhead and ASHA, measured: the engine's XGBoost trainable through Tune on 2
+CPUs vs the same trials run one after another in one process.
+
+- Parallel efficiency = sequential time / (Tune wall time x CPUs used), for trials of about
+  10 s and about 30 s (targets: >= 0.8 at 30 s; never slower than sequential at 10 s).
+  Ray is started once before timing; actors are reused between trials.
+- ASHA vs full budget: the same 8 sampled configurations with ASHA early stopping and
+  without; best valid AUC reached and compute spent (boosting rounds and trial seconds).
+
+The trial length is calibrated on this machine first (seconds per boosting round), so the
+same script gives ~10 s / ~30 s trials on a slower or faster box. Smoke: ~1 s trials.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._harness import parser, write
+
+CPUS = 2
+
+
+def _data(n: int, seed: int = 0) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 20))
+    logit = x[:, 0] - 0.8 * x[:, 1] + 0.5 * x[:, 2] * x[:, 3] + 0.3 * np.sin(3 * x[:, 4])
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float64)
+    cols = [f"f{i}" for i in range(20)]
+    df = pd.DataFrame(x, columns=cols)
+    cut = int(0.8 * n)
+    return {
+        "x_train": df.iloc[:cut],
+        "y_train": y[:cut],
+        "x_valid": df.iloc[cut:],
+        "y_valid": y[cut:],
+        "nthread": 1,
+        "seed": 0,
+        "checkpoint_every": 10_000,  # the bench measures scheduling, not checkpoint I/O
+    }
+
+
+def _configs(k: int, seed: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "max_depth": int(rng.integers(3, 8)),
+            "eta": float(np.exp(rng.uniform(np.log(0.02), np.log(0.3)))),
+            "subsample": float(rng.uniform(0.6, 1.0)),
+            "min_child_weight": int(rng.integers(1, 10)),
+        }
+        for _ in range(k)
+    ]
+
+
+def _sequential(data: dict[str, Any], configs: list[dict[str, Any]], rounds: int) -> list[float]:
+    """The same trials in this process, one after another: plain xgboost.train."""
+    import xgboost as xgb
+
+    from engine.train.families.xgboost import params
+
+    names = list(data["x_train"].columns)
+    dtr = xgb.DMatrix(data["x_train"], label=data["y_train"], feature_names=names)
+    dva = xgb.DMatrix(data["x_valid"], label=data["y_valid"], feature_names=names)
+    out = []
+    for c in configs:
+        res: dict[str, Any] = {}
+        xgb.train(
+            params(c, 1, 0),
+            dtr,
+            num_boost_round=rounds,
+            evals=[(dva, "valid")],
+            evals_result=res,
+            verbose_eval=False,
+        )
+        out.append(float(res["valid"]["auc"][-1]))
+    return out
+
+
+def _tune(
+    data: dict[str, Any],
+    configs: list[dict[str, Any]],
+    rounds: int,
+    storage: Path,
+    scheduler: Any = None,
+) -> tuple[float, Any]:
+    from ray import tune
+
+    from engine.train.families import dispatch
+
+    d = {**data, "num_boost_round": rounds}
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(dispatch, data=d), {"cpu": 1}),
+        param_space={
+            "family": "xgboost",
+            "xgboost": tune.grid_search(configs),
+        },
+        tune_config=tune.TuneConfig(
+            metric="valid_auc",
+            mode="max",
+            max_concurrent_trials=CPUS,
+            reuse_actors=True,
+            scheduler=scheduler,
+        ),
+        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
+    )
+    t0 = time.perf_counter()
+    results = tuner.fit()
+    return time.perf_counter() - t0, results
+
+
+def _calibrate(data: dict[str, Any], configs: list[dict[str, Any]]) -> float:
+    """Seconds per boosting round for these configs on this machine, single thread, with
+    DMatrix construction and warm-up excluded (train 10 rounds, then time 10 and 40)."""
+    _sequential(data, configs, 10)
+    t0 = time.perf_counter()
+    _sequential(data, configs, 10)
+    t10 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _sequential(data, configs, 40)
+    return max(1e-4, (time.perf_counter() - t0 - t10) / (30 * len(configs)))
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    from engine.raycluster import ray_env
+
+    ray_env()
+    n = 20_000 if args.smoke else 200_000
+    data = _data(n)
+    targets = [1.0] if args.smoke else [10.0, 30.0]
+    n_trials = 2 if args.smoke else 4
+    storage = Path(tempfile.mkdtemp(prefix="bench-tune-"))
+    ray.init(
+        num_cpus=CPUS,
+        include_dashboard=False,
+        log_to_driver=False,
+        object_store_memory=512 * 1024 * 1024,
+        _temp_dir=tempfile.mkdtemp(prefix="insray-b-", dir="/tmp"),
+    )
+    cases = []
+    try:
+        for target in targets:
+            configs = _configs(n_trials, seed=1)
+            rounds = max(10, round(target / _calibrate(data, configs)))
+            t0 = time.perf_counter()
+            seq = _sequential(data, configs, rounds)
+            t_seq = time.perf_counter() - t0
+            t_tune, res = _tune(data, configs, rounds, storage)
+            tuned = sorted(
+                float(res[i].metrics["valid_auc"]) for i in range(len(res)) if res[i].metrics
+            )
+            eff = t_seq / (t_tune * CPUS)
+            cases.append(
+                {
+                    "case": f"{n_trials} trials of ~{t_seq / n_trials:.0f} s ({rounds} rounds, "
+                    f"{n:,} rows), Tune on {CPUS} CPUs",
+                    "engine_s": t_tune,
+                    "reference": "same trials sequentially in one process",
+                    "reference_s": t_seq,
+                    "ratio": t_seq / t_tune,
+                    "parallel_efficiency": eff,
+                    # same configs, same data, same seed: the same final AUCs
+                    "equal": bool(np.allclose(sorted(seq), tuned, atol=1e-9)),
+                }
+            )
+        # ASHA vs the full budget on the same 8 sampled configurations.
+        from ray.tune.schedulers import ASHAScheduler
+
+        k = 4 if args.smoke else 8
+        configs = _configs(k, seed=2)
+        rounds = max(20, round((1.0 if args.smoke else 10.0) / _calibrate(data, configs[:2])))
+        t_full, full = _tune(data, configs, rounds, storage)
+        t_asha, asha = _tune(
+            data,
+            configs,
+            rounds,
+            storage,
+            ASHAScheduler(
+                time_attr="round",
+                max_t=rounds,
+                grace_period=max(1, rounds // 9),
+                reduction_factor=3,
+            ),
+        )
+
+        def summary(r: Any) -> tuple[float, int]:
+            best = max(float(r[i].metrics["valid_auc"]) for i in range(len(r)))
+            spent = sum(int(r[i].metrics["round"]) for i in range(len(r)))
+            return best, spent
+
+        b_full, s_full = summary(full)
+        b_asha, s_asha = summary(asha)
+        cases.append(
+            {
+                "case": f"ASHA vs full budget, {k} configs x {rounds} rounds",
+                "engine_s": t_asha,
+                "reference": "no early stopping (FIFO)",
+                "reference_s": t_full,
+                "ratio": t_full / t_asha,
+                "best_auc_asha": b_asha,
+                "best_auc_full": b_full,
+                "rounds_asha": s_asha,
+                "rounds_full": s_full,
+                "compute_fraction": s_asha / s_full,
+                # ASHA may stop the eventual winner early; record the loss, bound it loosely.
+                "equal": bool(b_asha >= b_full - 0.01),
+            }
+        )
+    finally:
+        ray.shutdown()
+    write("bench_tune", args.smoke, cases, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The train stage as a Ray job: search (or data-parallel training), MLflow tracking,
+registration as @challenger with a model card, then the promotion gate.
+
+Runs anywhere Ray runs:
+
+    python jobs/train.py                       # a private local Ray cluster
+    python jobs/train.py --address auto        # the cluster this machine belongs to
+    ray job submit --address http://127.0.0.1:8265 \\
+        --runtime-env-json '{"working_dir": ".", "excludes": [".venv", ".insight", ".git"]}' \\
+        -- python jobs/train.py --project examples/retail/insight.yaml --gate
+
+Inside ``ray job submit`` Ray sets ``RAY_ADDRESS``; the job then joins that cluster. Prints
+one JSON summary line at the end (what was registered, metrics, gate verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.config import ProjectConfig
+    from engine.errors import InsightError
+    from engine.pipeline import stage_train
+    from engine.raycluster import start_ray, stop_ray
+    from engine.workspace import Workspace
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    default = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+    ap.add_argument("--project", type=Path, default=default)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--snapshot", default=None, help="snapshot id (default: newest)")
+    ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
+    ap.add_argument("--resume", action="store_true", help="resume an interrupted search")
+    ap.add_argument("--gate", action="store_true", help="run the promotion gate afterwards")
+    args = ap.parse_args(argv)
+    try:
+        cfg = ProjectConfig.load(args.project)
+        ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
+        start_ray(ws, address=args.address)
+        try:
+            r = stage_train(cfg, ws, args.snapshot, resume=args.resume)
+        finally:
+            stop_ray()
+        out = {
+            "model": f"models:/{r.model_name}/{r.version}",
+            "alias": r.alias,
+            "family": r.family,
+            "trials": r.trials,
+            "errored": r.errored,
+            "valid_auc": r.best_metrics.get("valid_auc"),
+            "test_auc": r.test_auc,
+            "parent_run_id": r.parent_run_id,
+        }
+        if args.gate:
+            from engine.registry.gate import run_gate
+
+            g = run_gate(cfg, ws)
+            out["gate"] = {"passed": g.passed, "promoted": g.promoted}
+        print(json.dumps(out))
+        return 0
+    except InsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
