@@ -156,6 +156,37 @@ def test_model_card_numbers_match_independent_references(
     assert u["ate"]["low"] <= u["ate"]["estimate"] <= u["ate"]["high"]
 
 
+def _cli(ws: Workspace, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args, "--workspace", str(ws.root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_models_cli_lists_shows_and_renders_the_card(
+    trained: tuple[ProjectConfig, Workspace, Any],
+) -> None:
+    _, ws, r = trained
+    out = _cli(ws, "models", "list")
+    assert out.returncode == 0, out.stderr
+    assert "challenger" in out.stdout and r.family in out.stdout
+    show = _cli(ws, "models", "show", "--alias", "challenger")
+    assert show.returncode == 0 and r.parent_run_id in show.stdout
+    card = _cli(ws, "models", "card", "--version", r.version)
+    assert card.returncode == 0, card.stderr
+    for heading in ("Intended use", "Calibration", "Fairness", "Uplift", "SHAP", "limitations"):
+        assert heading in card.stdout, heading
+    missing = _cli(ws, "models", "show", "--alias", "champion")
+    assert missing.returncode != 0 and "Traceback" not in missing.stdout + missing.stderr
+    assert "no model 'retail-churn' with alias 'champion'" in missing.stdout
+
+
 def _register_copy(cfg: ProjectConfig, ws: Workspace, ts: Any, *, shuffle_labels: bool) -> str:
     """A logistic-regression challenger, fitted on true or shuffled labels."""
     import mlflow
