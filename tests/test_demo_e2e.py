@@ -45,8 +45,11 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     assert "Traceback" not in out
     for piece in (
         "snapshot",
-        "trials (0 errored)",
-        "@champion",
+        "trials (0 errored,",
+        "as @challenger: test AUC",
+        "model card logged",
+        "uplift: campaign ATE",
+        "gate verdict: pass; v1 promoted to @champion",
         "churned (truth)",
         "single-row requests",
         "demo finished",
