@@ -34,6 +34,7 @@ from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 from engine.kernels._checks import as_float_1d
+from engine.kernels._sort import sort_f64
 from engine.kernels.special import chi2_sf
 
 PSI_EPS = 1e-4
@@ -148,7 +149,7 @@ def ks_2samp(ref: ArrayLike, cur: ArrayLike, method: str = "auto") -> KSResult:
         raise ValueError(f"method must be 'auto', 'exact' or 'asymp', got {method!r}.")
     a, _ = as_float_1d(ref, "ref")
     b, _ = as_float_1d(cur, "cur")
-    res = ks_2samp_sorted(np.sort(a), np.sort(b))
+    res = ks_2samp_sorted(sort_f64(a), sort_f64(b))
     if method == "exact" or (method == "auto" and a.size * b.size <= 1_000_000):
         return KSResult(res.statistic, ks_pvalue_exact(res.statistic, a.size, b.size))
     return res
@@ -210,7 +211,7 @@ def psi(ref: ArrayLike, cur: ArrayLike, bins: int = 10) -> float:
         raise ValueError(f"'bins' must be an integer >= 2, got {bins!r}.")
     a, _ = as_float_1d(ref, "ref")
     b, _ = as_float_1d(cur, "cur")
-    a = np.sort(a)
+    a = sort_f64(a)
     return float(_psi_from_edges(a, b, psi_edges(a, bins), PSI_EPS))
 
 
@@ -251,7 +252,7 @@ def wasserstein(ref: ArrayLike, cur: ArrayLike) -> float:
     """
     a, _ = as_float_1d(ref, "ref")
     b, _ = as_float_1d(cur, "cur")
-    return wasserstein_sorted(np.sort(a), np.sort(b))
+    return wasserstein_sorted(sort_f64(a), sort_f64(b))
 
 
 @njit(cache=True, nogil=True)
