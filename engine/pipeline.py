@@ -105,7 +105,8 @@ def stage_train(
         st = json.loads((pending / "insight-search.json").read_text())
         snapshot_id = st["snapshot_id"]
     s = snap.find(ws, cfg.name, snapshot_id)
-    ts = load_training_set(cfg, s)
+    frame = s.read_pandas()  # read once: the training set and the uplift join use it
+    ts = load_training_set(cfg, s, frame)
     t0, t1 = ts.time_range
     tags = {"snapshot_id": s.id, "code_version": code_version(), "project": cfg.name}
     if pending is not None:
@@ -157,7 +158,7 @@ def stage_train(
         if cfg.treatment is not None and cfg.train.uplift_learners:
             from engine.train.uplift import run_uplift_search, uplift_data
 
-            ud = uplift_data(cfg, ts, s.read_pandas(), ws.root)
+            ud = uplift_data(cfg, ts, frame, ws.root)
             uplift = run_uplift_search(
                 cfg,
                 ud,

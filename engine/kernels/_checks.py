@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
 
@@ -30,8 +33,21 @@ def as_float_1d(x: ArrayLike, name: str) -> tuple[NDArray[np.float64], int]:
     return a, n_nan
 
 
-def as_codes(x: ArrayLike, name: str) -> tuple[NDArray[np.int64], int]:
-    """Integer category codes >= 0; negative codes (missing) dropped and counted."""
+@njit(cache=True, nogil=True)
+def _count(a: NDArray[Any], k: int) -> tuple[NDArray[np.int64], int]:
+    c = np.zeros(k, dtype=np.int64)
+    missing = 0
+    for v in a:
+        if v < 0:
+            missing += 1
+        else:
+            c[v] += 1
+    return c, missing
+
+
+def count_codes(x: ArrayLike, name: str) -> tuple[NDArray[np.int64], int]:
+    """Counts per category code (ints >= 0) and the number of missing (negative) codes, in
+    one pass over the caller's array: no copy, no mask, no compress."""
     a = np.asarray(x)
     if a.ndim != 1:
         raise ValueError(f"'{name}' must be 1-D, got shape {a.shape}.")
@@ -40,10 +56,9 @@ def as_codes(x: ArrayLike, name: str) -> tuple[NDArray[np.int64], int]:
             f"'{name}' must hold integer category codes, got dtype {a.dtype}. Fix: encode "
             "categories with np.unique(..., return_inverse=True) or pandas.factorize."
         )
-    a = a.astype(np.int64)
-    missing = a < 0
-    n_missing = int(missing.sum())
-    a = a[~missing]
-    if a.size == 0:
-        raise ValueError(f"'{name}' has no non-missing codes ({n_missing} missing).")
-    return np.ascontiguousarray(a), n_missing
+    if a.dtype.kind == "b":
+        a = a.view(np.uint8)
+    hi = int(a.max()) if a.size else -1
+    if hi < 0:
+        raise ValueError(f"'{name}' has no non-missing codes ({a.size} missing).")
+    return _count(np.ascontiguousarray(a), hi + 1)

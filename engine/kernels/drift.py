@@ -27,13 +27,13 @@ directly, so small p-values keep their relative precision.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from engine.kernels._checks import as_float_1d
+from engine.kernels._checks import as_float_1d, count_codes
 from engine.kernels._sort import sort_f64
 from engine.kernels.special import chi2_sf
 
@@ -333,34 +333,3 @@ def chi2(ref_codes: ArrayLike, cur_codes: ArrayLike) -> Chi2Result:
     rb, _ = count_codes(cur_codes, "cur_codes")
     k = max(ra.size, rb.size)
     return chi2_counts(np.pad(ra, (0, k - ra.size)), np.pad(rb, (0, k - rb.size)))
-
-
-@njit(cache=True, nogil=True)
-def _count(a: NDArray[Any], k: int) -> tuple[NDArray[np.int64], int]:
-    c = np.zeros(k, dtype=np.int64)
-    missing = 0
-    for v in a:
-        if v < 0:
-            missing += 1
-        else:
-            c[v] += 1
-    return c, missing
-
-
-def count_codes(x: ArrayLike, name: str) -> tuple[NDArray[np.int64], int]:
-    """Counts per category code (ints >= 0) and the number of missing (negative) codes, in
-    one pass over the caller's array: no copy, no mask, no compress."""
-    a = np.asarray(x)
-    if a.ndim != 1:
-        raise ValueError(f"'{name}' must be 1-D, got shape {a.shape}.")
-    if a.dtype.kind not in "iub":
-        raise TypeError(
-            f"'{name}' must hold integer category codes, got dtype {a.dtype}. Fix: encode "
-            "categories with np.unique(..., return_inverse=True) or pandas.factorize."
-        )
-    if a.dtype.kind == "b":
-        a = a.view(np.uint8)
-    hi = int(a.max()) if a.size else -1
-    if hi < 0:
-        raise ValueError(f"'{name}' has no non-missing codes ({a.size} missing).")
-    return _count(np.ascontiguousarray(a), hi + 1)

@@ -51,6 +51,16 @@ def _weighted_auc(s: NDArray[np.float64], y: NDArray[np.float64], w: NDArray[np.
     return num / (wp * wn)
 
 
+@njit(cache=True, nogil=True)
+def _resample_weights(n: int, seed: int) -> NDArray[np.float64]:
+    """One row bootstrap as multiplicities: n draws with replacement, one stream per seed."""
+    np.random.seed(seed)
+    w = np.zeros(n)
+    for _ in range(n):
+        w[np.random.randint(0, n)] += 1.0
+    return w
+
+
 @njit(cache=True, parallel=True)
 def _boot(
     s: NDArray[np.float64], y: NDArray[np.float64], n_boot: int, seed: int
@@ -58,11 +68,8 @@ def _boot(
     n = s.size
     out = np.empty(n_boot)
     for b in prange(n_boot):
-        np.random.seed(seed + b)  # one stream per resample: same seed, same CI, any threads
-        w = np.zeros(n)
-        for _ in range(n):
-            w[np.random.randint(0, n)] += 1.0
-        out[b] = _weighted_auc(s, y, w)
+        # one stream per resample: same seed, same CI, whatever the thread count
+        out[b] = _weighted_auc(s, y, _resample_weights(n, seed + b))
     return out
 
 
@@ -117,10 +124,7 @@ def _boot_paired(
     ya, yb = y[oa], y[ob]
     out = np.empty(n_boot)
     for b in prange(n_boot):
-        np.random.seed(seed + b)
-        w = np.zeros(n)
-        for _ in range(n):
-            w[np.random.randint(0, n)] += 1.0
+        w = _resample_weights(n, seed + b)
         out[b] = _weighted_auc(sa, ya, w[oa]) - _weighted_auc(sb, yb, w[ob])
     return out
 

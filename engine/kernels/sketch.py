@@ -26,7 +26,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
-from engine.kernels._checks import as_codes, as_float_1d
+from engine.kernels._checks import as_float_1d, count_codes
 from engine.kernels.drift import PSI_EPS, Chi2Result, chi2_counts, jensen_shannon_counts, ks_pvalue
 
 
@@ -224,14 +224,14 @@ class CategoricalSketch:
 
     @classmethod
     def from_codes(cls, codes: ArrayLike, n_categories: int | None = None) -> CategoricalSketch:
-        a, _ = as_codes(codes, "codes")
-        k = max(int(a.max()) + 1, n_categories or 0)
-        return cls(np.bincount(a, minlength=k).tolist())
+        counts, _ = count_codes(codes, "codes")
+        k = max(counts.size, n_categories or 0)
+        return cls(np.pad(counts, (0, k - counts.size)).tolist())
 
     def drift(self, cur_codes: ArrayLike) -> tuple[Chi2Result, float]:
-        b, _ = as_codes(cur_codes, "cur_codes")
-        k = max(len(self.counts), int(b.max()) + 1)
+        cur, _ = count_codes(cur_codes, "cur_codes")
+        k = max(len(self.counts), cur.size)
         r = np.zeros(k)
         r[: len(self.counts)] = self.counts
-        c = np.bincount(b, minlength=k)
+        c = np.pad(cur, (0, k - cur.size))
         return chi2_counts(r, c), jensen_shannon_counts(r, c)

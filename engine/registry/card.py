@@ -26,16 +26,27 @@ CARD_MD = "model_card.md"
 SHAP_PNG = "shap_importance.png"
 
 
+def scores_on_test(scorer: Any, ts: TrainingSet) -> np.ndarray:
+    """The model's probabilities on the test split."""
+    return np.asarray(scorer.proba(ts.test[scorer.features].astype("float64").to_numpy()))
+
+
 def evaluate(
-    scorer: Any, ts: TrainingSet, cfg: ProjectConfig, *, n_boot: int = 300, seed: int = 0
+    scorer: Any,
+    ts: TrainingSet,
+    cfg: ProjectConfig,
+    *,
+    n_boot: int = 300,
+    seed: int = 0,
+    scores: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Test-split metrics of one model: the numbers a card and the gate use."""
+    """Test-split metrics of one model: the numbers a card and the gate use. ``scores``:
+    the model's test-split probabilities when the caller already has them."""
     from sklearn.metrics import brier_score_loss, log_loss
 
     test = ts.test
-    x = test[scorer.features].astype("float64").to_numpy()
     y = test[ts.label].to_numpy(dtype=np.float64)
-    p = scorer.proba(x)
+    p = scores_on_test(scorer, ts) if scores is None else scores
     thr = cfg.serve.threshold
     a = auc_bootstrap(y, p, n_boot=n_boot, alpha=cfg.train.gate.alpha, seed=seed)
     pred = (p >= thr).astype(int)

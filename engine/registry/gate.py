@@ -27,7 +27,7 @@ import numpy as np
 from engine.config import ProjectConfig
 from engine.kernels.metrics import paired_auc_difference
 from engine.registry import models
-from engine.registry.card import evaluate, load_card
+from engine.registry.card import evaluate, load_card, scores_on_test
 from engine.workspace import Workspace
 
 
@@ -80,17 +80,12 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
     else:
         ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
         sc_a, sc_b = models.load_scorer(ch), models.load_scorer(champ)
-        a = evaluate(sc_a, ts, cfg, n_boot=g.n_boot, seed=cfg.train.seed)
-        b = evaluate(sc_b, ts, cfg, n_boot=g.n_boot, seed=cfg.train.seed)
+        p_a, p_b = scores_on_test(sc_a, ts), scores_on_test(sc_b, ts)
+        opts: dict[str, Any] = {"n_boot": g.n_boot, "seed": cfg.train.seed}
+        a = evaluate(sc_a, ts, cfg, scores=p_a, **opts)
+        b = evaluate(sc_b, ts, cfg, scores=p_b, **opts)
         y = ts.test[ts.label].to_numpy(dtype=np.float64)
-        d = paired_auc_difference(
-            y,
-            sc_a.proba(ts.test[sc_a.features].astype("float64").to_numpy()),
-            sc_b.proba(ts.test[sc_b.features].astype("float64").to_numpy()),
-            n_boot=g.n_boot,
-            alpha=g.alpha,
-            seed=cfg.train.seed,
-        )
+        d = paired_auc_difference(y, p_a, p_b, alpha=g.alpha, **opts)
         checks = [
             Check(
                 "auc",

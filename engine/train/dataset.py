@@ -49,11 +49,13 @@ def model_features(cfg: ProjectConfig, df: pd.DataFrame) -> list[str]:
     ]
 
 
-def load_training_set(cfg: ProjectConfig, snap: Snapshot) -> TrainingSet:
+def load_training_set(
+    cfg: ProjectConfig, snap: Snapshot, frame: pd.DataFrame | None = None
+) -> TrainingSet:
     """Labeled rows up to ``train.until``, split by label time, never at random:
     oldest -> train, then ``valid_fraction`` of label times -> valid (the search), the
     latest ``test_fraction`` -> test (model card and promotion gate, never searched on)."""
-    df = snap.read_pandas()
+    df = snap.read_pandas() if frame is None else frame  # ``frame``: already read
     lt, y = cfg.label.event_time, cfg.label.column
     df = df[df[y].notna()]
     if cfg.train.until is not None:

@@ -88,23 +88,12 @@ def uplift_data(
     return UpliftData(x[~test], t[~test], y[~test], x[test], t[test], y[test])
 
 
-def _clf(hp: dict[str, Any], seed: int) -> Any:
-    from xgboost import XGBClassifier
+def _xgb(kind: str, hp: dict[str, Any], seed: int) -> Any:
+    """An XGBoost classifier (outcome models) or regressor (X-learner effect models)."""
+    import xgboost
 
-    return XGBClassifier(
-        n_estimators=int(hp.get("n_estimators", 100)),
-        max_depth=int(hp.get("max_depth", 3)),
-        learning_rate=float(hp.get("eta", 0.1)),
-        n_jobs=1,
-        random_state=seed,
-        tree_method="hist",
-    )
-
-
-def _reg(hp: dict[str, Any], seed: int) -> Any:
-    from xgboost import XGBRegressor
-
-    return XGBRegressor(
+    cls = xgboost.XGBClassifier if kind == "classifier" else xgboost.XGBRegressor
+    return cls(
         n_estimators=int(hp.get("n_estimators", 100)),
         max_depth=int(hp.get("max_depth", 3)),
         learning_rate=float(hp.get("eta", 0.1)),
@@ -117,16 +106,16 @@ def _reg(hp: dict[str, Any], seed: int) -> Any:
 def fit_predict(learner: str, hp: dict[str, Any], d: UpliftData, seed: int) -> NDArray[np.float64]:
     """Fit ``learner`` on the training part; return uplift scores for the test part."""
     x, t, y = d.x_train.to_numpy(), d.t_train, d.y_train
-    m1 = _clf(hp, seed).fit(x[t == 1], y[t == 1])
-    m0 = _clf(hp, seed).fit(x[t == 0], y[t == 0])
+    m1 = _xgb("classifier", hp, seed).fit(x[t == 1], y[t == 1])
+    m0 = _xgb("classifier", hp, seed).fit(x[t == 0], y[t == 0])
     xt = d.x_test.to_numpy()
     if learner == "t_learner":
         return np.asarray(m1.predict_proba(xt)[:, 1] - m0.predict_proba(xt)[:, 1])
     if learner == "x_learner":
         d1 = y[t == 1] - m0.predict_proba(x[t == 1])[:, 1]
         d0 = m1.predict_proba(x[t == 0])[:, 1] - y[t == 0]
-        tau1 = _reg(hp, seed).fit(x[t == 1], d1)
-        tau0 = _reg(hp, seed).fit(x[t == 0], d0)
+        tau1 = _xgb("regressor", hp, seed).fit(x[t == 1], d1)
+        tau0 = _xgb("regressor", hp, seed).fit(x[t == 0], d0)
         e = float(t.mean())
         return np.asarray(e * tau0.predict(xt) + (1 - e) * tau1.predict(xt), dtype=np.float64)
     raise ValueError(f"unknown uplift learner '{learner}'; known: {LEARNERS}")
