@@ -176,3 +176,36 @@ def test_report_multiple_testing(how: str) -> None:
         np.minimum(raw * raw.size, 1) if how == "bonferroni" else st.false_discovery_control(raw)
     )
     np.testing.assert_allclose(adj, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_object_counts_equal_pandas_value_counts(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identity counting (engine.kernels._objects) against pandas value_counts: shared and
+    distinct objects holding equal strings, None and NaN, unseen categories on one side, and
+    the fallback to hashing when the identity table would grow past its cap."""
+    import pandas as pd
+
+    from engine.kernels import _objects
+
+    rng = np.random.default_rng(seed)
+    labels = ["a", "b", "é", "", "zz", None, np.nan] + [
+        f"v{i}" for i in range(rng.integers(1, 3000))
+    ]
+    pool = np.array(labels, dtype=object)
+    a = rng.choice(pool, int(rng.integers(0, 5000)))
+    b = rng.choice(pool[: max(3, pool.size // 2)], int(rng.integers(1, 5000)))
+    if seed % 2:  # equal strings held by different objects
+        b = np.array([v if not isinstance(v, str) else "".join(list(v)) for v in b], dtype=object)
+    if seed % 3 == 0:
+        monkeypatch.setattr(_objects, "MAX_IDENTITIES", 16)
+    rc, cc, mr, mc = _objects.object_counts(a, b)
+    both = pd.Series(np.concatenate([a, b]))
+    cats = pd.unique(both.dropna())
+    ra = pd.Series(a, dtype=object).value_counts().reindex(cats, fill_value=0).to_numpy()
+    rb = pd.Series(b, dtype=object).value_counts().reindex(cats, fill_value=0).to_numpy()
+    np.testing.assert_array_equal(rc, ra)
+    np.testing.assert_array_equal(cc, rb)
+    assert mr == int(pd.isna(pd.Series(a, dtype=object)).sum())
+    assert mc == int(pd.isna(pd.Series(b, dtype=object)).sum())

@@ -36,15 +36,48 @@ def test_psi_is_finite_and_zero_on_self(a: np.ndarray, b: np.ndarray, bins: int)
     assert psi(a, a, bins) == 0.0
 
 
+def _ks_exact_brute(n: int, m: int, d: float) -> float:
+    """P(D >= d) by enumerating every one of the C(n+m, n) interleavings (no ties)."""
+    from itertools import combinations
+
+    h = round(d * n * m)
+    hits = total = 0
+    for pos in combinations(range(n + m), n):
+        chosen = set(pos)
+        i = j = worst = 0
+        for k in range(n + m):
+            if k in chosen:
+                i += 1
+            else:
+                j += 1
+            worst = max(worst, abs(i * m - j * n))
+        hits += worst >= h
+        total += 1
+    return hits / total
+
+
 @settings(max_examples=150, deadline=None)
 @given(floats, floats)
 def test_ks_exact_pvalue_in_unit_interval(a: np.ndarray, b: np.ndarray) -> None:
     r = ks_2samp(a, b, method="exact")
     assert 0.0 <= r.pvalue <= 1.0 and 0.0 <= r.statistic <= 1.0
+    if a.size + b.size <= 14:
+        # Small samples: count the paths. scipy's n == m formula is off by up to 4e-5 here
+        # (n = m = 7, D = 1/7: every path has D >= 1/7 so p = 1; scipy gives 0.99996).
+        ref_p = _ks_exact_brute(a.size, b.size, r.statistic)
+        assert r.pvalue == pytest.approx(ref_p, rel=1e-9, abs=1e-12)
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = st.ks_2samp(a, b, method="exact")
     assert r.pvalue == pytest.approx(ref.pvalue, rel=1e-8, abs=1e-12)
+
+
+def test_ks_exact_pvalue_where_scipy_is_off() -> None:
+    a, b = np.zeros(7), np.array([0.0] * 6 + [1.0])
+    r = ks_2samp(a, b, method="exact")
+    assert r.statistic == pytest.approx(1 / 7, abs=1e-15)
+    assert r.pvalue == 1.0 == _ks_exact_brute(7, 7, 1 / 7)
 
 
 @settings(max_examples=150, deadline=None)
