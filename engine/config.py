@@ -189,12 +189,47 @@ class TrainConfig(_Model):
         return v
 
 
+class AutoscalingConfig(_Model):
+    """Replicas scale on ongoing requests per replica (Ray Serve's autoscaler)."""
+
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=2, ge=1)
+    target_ongoing_requests: float = Field(default=4, gt=0)
+    upscale_delay_s: float = Field(default=3, ge=0)
+    downscale_delay_s: float = Field(default=15, ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingConfig:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+
 class ServeConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
     route_prefix: str = "/"
     threshold: float = Field(default=0.5, gt=0, lt=1)
     max_rows_per_request: int = Field(default=1000, ge=1)
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    max_ongoing_requests: int = Field(
+        default=32, ge=1, description="Per replica; above it requests queue at the proxy."
+    )
+    replica_cpus: float = Field(default=0.25, gt=0)
+    batching: bool = True
+    max_batch_size: int = Field(default=32, ge=1)
+    batch_wait_timeout_s: float = Field(default=0.002, ge=0)
+    challenger_percent: float = Field(
+        default=0.0, ge=0, le=100, description="Share of entities the challenger answers."
+    )
+    shadow: bool = Field(
+        default=False, description="Challenger scores every row; champion answers."
+    )
+    audit_inputs: Literal["values", "hash"] = "values"
+    audit_fsync: bool = False
+    admin_token_env: str = "INSIGHT_ADMIN_TOKEN"
 
 
 class DriftConfig(_Model):

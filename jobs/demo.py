@@ -131,7 +131,7 @@ def run_demo(
                     lat.append((time.perf_counter() - t0) * 1000)
             console.print(
                 f"30 single-row requests: p50 {statistics.median(lat):.1f} ms, "
-                f"max {max(lat):.1f} ms (model {body['model']} v{body['version']})"
+                f"max {max(lat):.1f} ms (model {body['model']} v{body['predictions'][0]['version']})"
             )
             summary["endpoint"] = ep.url
             summary["predictions"] = body["predictions"]

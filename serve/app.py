@@ -1,111 +1,591 @@
 """Model endpoint on Ray Serve with a FastAPI ingress.
 
-Routes: ``POST /predict``, ``GET /healthz``, ``GET /models``, OpenAPI at ``/docs``.
-The model is loaded from the MLflow registry by alias; scores are probabilities from the
-XGBoost Booster and the decision threshold is applied here, explicitly.
+Routes: ``POST /predict`` (feature rows, or entity ids looked up in the online table),
+``POST /explain`` (SHAP values per feature, per row), ``GET /healthz``, ``GET /models``,
+OpenAPI at ``/docs``; admin routes under ``/admin`` need ``Authorization: Bearer <token>``.
+
+- Models come from the MLflow registry by alias (champion, and challenger if set); scores
+  are probabilities (never pyfunc class labels) and the decision threshold is applied here,
+  explicitly; both are in the answer and in the audit record.
+- Champion and challenger are served side by side: a row goes to the challenger when the
+  hash bucket of its entity id is below ``challenger_percent`` (sticky per entity); in shadow
+  mode the challenger scores every row and only the audit log sees it.
+- Model calls go through ``@serve.batch`` (concurrent requests on one replica share one
+  model call), unless ``batching`` is off.
+- Every answered request appends one hash-chained record to this replica's audit segment
+  before the answer leaves (engine.audit).
 """
 
 # No `from __future__ import annotations` here: Serve's ingress re-binds the methods and
 # FastAPI must resolve the request-model annotations at import time (else `req` becomes a
 # query parameter and every /predict is a 422).
+import asyncio
+import hashlib
+import hmac
+import logging
 import math
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
-from serve.schemas import ModelInfo, Prediction, PredictRequest, PredictResponse
+from serve.schemas import (
+    Deployed,
+    Explained,
+    ExplainResponse,
+    ModelsResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    TrafficChange,
+)
 
-api = FastAPI(title="Insight Engine", version="0.1.0")
+log = logging.getLogger("insight.serve")
+api = FastAPI(
+    title="Insight Engine",
+    version="0.2.0",
+    description="Churn scores from the MLflow registry, served by Ray Serve. Admin routes "
+    "need `Authorization: Bearer <INSIGHT_ADMIN_TOKEN>`.",
+)
+
+
+@api.exception_handler(ValueError)
+async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+@dataclass
+class Loaded:
+    version: str
+    ref: Any
+    scorer: Any
+    explainer: Any = None
+
+
+@dataclass
+class Active:
+    state: dict[str, Any]
+    champion: Loaded
+    challenger: Loaded | None
+
+
+DEFAULTS: dict[str, Any] = {
+    "champion_alias": "champion",
+    "challenger_alias": "challenger",
+    "threshold": 0.5,
+    "max_rows": 1000,
+    "online_path": None,
+    "admin_token_sha256": None,
+    "batching": True,
+    "max_batch_size": 32,
+    "batch_wait_timeout_s": 0.002,
+    "app": "insight",
+    "hash_entity_ids": False,
+    "audit_inputs": "values",
+    "audit_fsync": False,
+    "challenger_percent": 0.0,
+    "shadow": False,
+}
+
+
+# Helpers the class uses are defined above it: Serve pickles the deployment class by value
+# with the module globals that exist when it is defined.
+def _explain_rows(m: Loaded, x: np.ndarray) -> tuple[Any, np.ndarray]:
+    return m.explainer.explain(x), m.scorer.proba(x)
+
+
+def _cause(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)  # RayTaskError wraps the actor's exception
+    return str(cause if cause is not None else exc).strip().splitlines()[-1]
 
 
 @serve.deployment(
     name="model",
-    num_replicas=1,
     max_ongoing_requests=16,
     ray_actor_options={"num_cpus": 0.25},
+    health_check_period_s=2,
+    health_check_timeout_s=10,
+    graceful_shutdown_timeout_s=5,
 )
 @serve.ingress(api)
 class ModelServer:
-    def __init__(
-        self, tracking_uri: str, model_name: str, alias: str, threshold: float, max_rows: int
-    ) -> None:
+    def __init__(self, settings: dict[str, Any]) -> None:
         import mlflow
+        import ray
 
-        from engine.registry.models import load_scorer, resolve
+        from engine.audit import AuditWriter
+        from engine.registry.models import resolve, try_resolve
+        from serve.rollout import get_or_create
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-        self.ref = resolve(model_name, alias)
-        self.scorer = load_scorer(self.ref)  # probabilities, never class labels
-        self.threshold = threshold
-        self.max_rows = max_rows
-        self.index = {f: i for i, f in enumerate(self.ref.features)}
+        s = {**DEFAULTS, **settings}
+        self.s = s
+        mlflow.set_tracking_uri(s["tracking_uri"])
+        mlflow.set_registry_uri(s["tracking_uri"])
+        self.name = str(s["model"])
+        self.threshold = float(s["threshold"])
+        self.max_rows = int(s["max_rows"])
+        self._token = s["admin_token_sha256"]
+        self._models: dict[str, Loaded] = {}
+        self._load_lock = threading.Lock()
+        try:
+            ctx = serve.get_replica_context()
+            self.replica = str(ctx.replica_id.unique_id)
+        except Exception:  # outside Serve (unit use)
+            self.replica = uuid.uuid4().hex[:8]
+        champ = resolve(self.name, s["champion_alias"])
+        chall = try_resolve(self.name, s["challenger_alias"]) if s["challenger_alias"] else None
+        if chall is not None and chall.version == champ.version:
+            chall = None
+        initial = {
+            "champion": champ.version,
+            "challenger": chall.version if chall else None,
+            "challenger_percent": float(s["challenger_percent"]) if chall else 0.0,
+            "shadow": bool(s["shadow"]) if chall else False,
+        }
+        self.store = get_or_create(s["app"], s["rollout_path"], initial)
+        self.active = self._activate(ray.get(self.store.get.remote(), timeout=60))
+        self.online = None
+        if s["online_path"]:
+            from engine.features.online import OnlineTable
 
-    @api.get("/healthz")
-    def healthz(self) -> dict[str, str]:
-        return {"status": "ok", "model": self.ref.name, "version": self.ref.version}
+            self.online = OnlineTable.load(Path(s["online_path"]))
+        self._pii_key: bytes | None = None
+        if s["hash_entity_ids"]:
+            from engine.pii import load_key
 
-    @api.get("/models", response_model=list[ModelInfo])
-    def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                name=self.ref.name,
-                version=self.ref.version,
-                alias=self.ref.alias or "",
-                features=self.ref.features,
-                snapshot_id=self.ref.tags.get("snapshot_id"),
-                threshold=self.threshold,
+            self._pii_key = load_key(Path(s["workspace"]))
+        self.audit = AuditWriter(
+            Path(s["audit_dir"]), writer=f"replica-{self.replica}", fsync=bool(s["audit_fsync"])
+        )
+        batched: Any = self._batched
+        batched.set_max_batch_size(int(s["max_batch_size"]))
+        batched.set_batch_wait_timeout_s(float(s["batch_wait_timeout_s"]))
+        self._stop = threading.Event()
+        threading.Thread(target=self._poll, name="rollout-poll", daemon=True).start()
+
+    # ---- rollout ------------------------------------------------------------------------
+    def _load(self, version: str) -> Loaded:
+        from engine.registry.models import get_version, load_scorer
+
+        with self._load_lock:
+            if version not in self._models:
+                ref = get_version(self.name, version)
+                self._models[version] = Loaded(version, ref, load_scorer(ref))
+            return self._models[version]
+
+    def _activate(self, state: dict[str, Any]) -> Active:
+        champion = self._load(str(state["champion"]))
+        challenger = self._load(str(state["challenger"])) if state.get("challenger") else None
+        if champion.ref.features != (challenger or champion).ref.features:
+            raise ValueError(
+                f"champion v{champion.version} and challenger v{state['challenger']} take "
+                "different features; serve them as separate apps"
             )
-        ]
+        return Active(dict(state), champion, challenger)
 
-    def _matrix(self, rows: list[dict[str, Any]]) -> np.ndarray:
-        if len(rows) > self.max_rows:
-            raise HTTPException(
-                413,
-                f"{len(rows)} rows in one request; the limit is {self.max_rows}. "
-                "Fix: split the request.",
-            )
-        x = np.full((len(rows), len(self.index)), np.nan)
+    def _poll(self) -> None:
+        import ray
+
+        from serve.rollout import POLL_S
+
+        while not self._stop.wait(POLL_S):
+            try:
+                gen = int(self.active.state["generation"])
+                st = ray.get(self.store.get.remote(self.replica, os.getpid(), gen), timeout=10)
+                if int(st["generation"]) != gen:
+                    self.active = self._activate(st)  # models loaded first, then one swap
+                    log.warning(
+                        "replica %s applied rollout generation %s", self.replica, st["generation"]
+                    )
+            except Exception as exc:  # keep serving the last good state
+                log.warning("rollout poll failed: %s", exc)
+
+    def __del__(self) -> None:
+        stop = getattr(self, "_stop", None)
+        if stop is not None:
+            stop.set()
+        audit = getattr(self, "audit", None)
+        if audit is not None:
+            audit.close()
+
+    # ---- inputs -------------------------------------------------------------------------
+    def _rows_matrix(self, rows: list[dict[str, Any]], features: list[str]) -> np.ndarray:
+        index = {f: i for i, f in enumerate(features)}
+        x = np.full((len(rows), len(features)), np.nan)
         for i, row in enumerate(rows):
-            unknown = sorted(set(row) - set(self.index))
+            unknown = sorted(set(row) - set(index))
             if unknown:
                 raise HTTPException(
-                    422, f"rows[{i}]: unknown field(s) {unknown}; expected {self.ref.features}."
+                    422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {features}."
                 )
-            missing = [f for f in self.ref.features if f not in row]
+            missing = [f for f in features if f not in row]
             if missing:
                 raise HTTPException(
-                    422, f"rows[{i}]: missing field(s) {missing}; send null for an unknown value."
+                    422,
+                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value.",
                 )
             for name, v in row.items():
                 if v is not None:
-                    if not math.isfinite(float(v)):
+                    fv = float(v)
+                    if not math.isfinite(fv):
                         raise HTTPException(422, f"rows[{i}].{name}: {v} is not a finite number.")
-                    x[i, self.index[name]] = float(v)
+                    x[i, index[name]] = fv
         return x
 
+    def _inputs(
+        self, req: PredictRequest, features: list[str]
+    ) -> tuple[np.ndarray, list[str] | None]:
+        n = len(req.rows) if req.rows is not None else len(req.entities or [])
+        if n > self.max_rows:
+            raise HTTPException(
+                413,
+                f"{n} rows in one request; the limit is {self.max_rows}. Fix: split the request.",
+            )
+        if req.rows is not None:
+            ids = [str(i) for i in req.ids] if req.ids is not None else None
+            return self._rows_matrix(req.rows, features), ids
+        if self.online is None:
+            raise HTTPException(
+                503,
+                "entity lookup needs the online table, and this app has none. Fix: run "
+                "`insight features materialize`, then `insight serve up` again.",
+            )
+        ids = [str(e) for e in req.entities or []]
+        keys: list[Any] = ids
+        if self.online.frame.index.dtype.kind in "iu":  # integer keys: "17" and 17 are one id
+            keys = [int(e) if e.lstrip("-").isdigit() else e for e in ids]
+        x, missing_keys = self.online.lookup(keys, features)
+        missing = [str(m) for m in missing_keys]
+        if missing:
+            pos = [ids.index(m) for m in missing[:5]]
+            raise HTTPException(
+                404,
+                f"entities{pos}: unknown entity id(s) {missing[:5]} (not in the online table "
+                f"as of {self.online.as_of}).",
+            )
+        return x, ids
+
+    # ---- scoring ------------------------------------------------------------------------
+    def _route(self, act: Active, ids: list[str] | None, n: int, request_id: str) -> np.ndarray:
+        """True where the challenger answers the row."""
+        pct = float(act.state.get("challenger_percent") or 0.0)
+        if act.challenger is None or pct <= 0.0 or act.state.get("shadow"):
+            return np.zeros(n, dtype=bool)
+        from serve.rollout import bucket
+
+        keys = ids if ids is not None else [f"{request_id}:{i}" for i in range(n)]
+        return np.array([bucket(k, self.name) < pct for k in keys], dtype=bool)
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def _batched(self, items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
+        return self._score_many(items)
+
+    @staticmethod
+    def _score_many(items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
+        """One model call per distinct model across the items, split back per item."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        by_model: dict[str, list[int]] = {}
+        for i, (m, _) in enumerate(items):
+            by_model.setdefault(m.version, []).append(i)
+        for idx in by_model.values():
+            m = items[idx[0]][0]
+            x = np.vstack([items[i][1] for i in idx]) if len(idx) > 1 else items[idx[0]][1]
+            p = m.scorer.proba(x)
+            start = 0
+            for i in idx:
+                k = items[i][1].shape[0]
+                out[i] = p[start : start + k]
+                start += k
+        return [o if o is not None else np.empty(0) for o in out]
+
+    async def _score(self, m: Loaded, x: np.ndarray) -> np.ndarray:
+        if x.shape[0] == 0:
+            return np.empty(0)
+        if self.s["batching"]:
+            return await self._batched((m, x))
+        return self._score_many([(m, x)])[0]
+
+    def _audit_inputs(self, x: np.ndarray) -> Any:
+        if self.s["audit_inputs"] == "hash":
+            return [hashlib.sha256(r.tobytes()).hexdigest() for r in x]
+        return [[None if v != v else float(v) for v in r] for r in x]
+
+    def _audit_ids(self, ids: list[str] | None) -> list[str] | None:
+        if ids is None or self._pii_key is None:
+            return ids
+        from engine.pii import hmac_hex
+
+        return [hmac_hex(self._pii_key, i) for i in ids]
+
+    def _request_id(self, request: Request) -> str:
+        rid = request.headers.get("x-request-id", "")
+        return rid[:100] if rid else uuid.uuid4().hex
+
+    # ---- public routes ------------------------------------------------------------------
+    @api.get("/healthz")
+    def healthz(self) -> dict[str, Any]:
+        return {"status": "ok", "model": self.name, "generation": self.active.state["generation"]}
+
+    @api.get("/models", response_model=ModelsResponse)
+    def models(self) -> ModelsResponse:
+        act = self.active
+        out = []
+        for role, m in (("champion", act.champion), ("challenger", act.challenger)):
+            if m is not None:
+                out.append(
+                    Deployed(
+                        role=role,
+                        version=m.version,
+                        features=m.ref.features,
+                        snapshot_id=m.ref.tags.get("snapshot_id"),
+                        family=m.ref.family,
+                    )
+                )
+        return ModelsResponse(
+            name=self.name,
+            threshold=self.threshold,
+            challenger_percent=float(act.state.get("challenger_percent") or 0.0),
+            shadow=bool(act.state.get("shadow")),
+            generation=int(act.state["generation"]),
+            models=out,
+        )
+
     @api.post("/predict", response_model=PredictResponse)
-    def predict(self, req: PredictRequest) -> PredictResponse:
-        scores = self.scorer.proba(self._matrix(req.rows))
+    async def predict(self, req: PredictRequest, request: Request) -> PredictResponse:
+        t0 = time.perf_counter()
+        act = self.active  # one consistent state for the whole request
+        rid = self._request_id(request)
+        x, ids = self._inputs(req, act.champion.ref.features)
+        to_chal = self._route(act, ids, x.shape[0], rid)
+        scores = np.empty(x.shape[0])
+        versions = np.full(x.shape[0], act.champion.version, dtype=object)
+        shadow = None
+        if to_chal.any():
+            assert act.challenger is not None
+            ch, cc = await asyncio.gather(
+                self._score(act.champion, x[~to_chal]), self._score(act.challenger, x[to_chal])
+            )
+            scores[~to_chal], scores[to_chal] = ch, cc
+            versions[to_chal] = act.challenger.version
+        elif act.challenger is not None and act.state.get("shadow"):
+            scores, shadow = await asyncio.gather(
+                self._score(act.champion, x), self._score(act.challenger, x)
+            )
+        else:
+            scores = await self._score(act.champion, x)
+        decisions = scores >= self.threshold
+        latency_ms = (time.perf_counter() - t0) * 1000
+        rec: dict[str, Any] = {
+            "kind": "decision",
+            "route": "predict",
+            "request_id": rid,
+            "time": time.time(),
+            "model": self.name,
+            "versions": versions.tolist(),
+            "generation": act.state["generation"],
+            "ids": self._audit_ids(ids),
+            "inputs": self._audit_inputs(x),
+            "input_policy": self.s["audit_inputs"],
+            "scores": scores.tolist(),
+            "threshold": self.threshold,
+            "decisions": decisions.tolist(),
+            "latency_ms": round(latency_ms, 3),
+        }
+        if shadow is not None:
+            rec["shadow"] = {"version": act.challenger.version, "scores": shadow.tolist()}  # type: ignore[union-attr]
+        self.audit.append([rec])
         return PredictResponse(
-            model=self.ref.name,
-            version=self.ref.version,
+            request_id=rid,
+            model=self.name,
             threshold=self.threshold,
             predictions=[
-                Prediction(score=float(s), decision=bool(s >= self.threshold)) for s in scores
+                Prediction(score=float(s), decision=bool(d), version=str(v))
+                for s, d, v in zip(scores, decisions, versions, strict=True)
             ],
         )
 
+    @api.post("/explain", response_model=ExplainResponse)
+    async def explain(self, req: PredictRequest, request: Request) -> ExplainResponse:
+        from engine.explain import Explainer
+
+        t0 = time.perf_counter()
+        act = self.active
+        rid = self._request_id(request)
+        features = act.champion.ref.features
+        x, ids = self._inputs(req, features)
+        to_chal = self._route(act, ids, x.shape[0], rid)
+        out: list[Explained | None] = [None] * x.shape[0]
+        for m, mask in ((act.champion, ~to_chal), (act.challenger, to_chal)):
+            if m is None or not mask.any():
+                continue
+            if m.explainer is None:
+                m.explainer = Explainer(m.scorer)
+            xe = x[mask]
+            e, p = await asyncio.to_thread(_explain_rows, m, xe)
+            for j, i in enumerate(np.flatnonzero(mask)):
+                out[i] = Explained(
+                    score=float(p[j]),
+                    version=m.version,
+                    base_value=e.base_value,
+                    shap={f: float(v) for f, v in zip(features, e.values[j], strict=True)},
+                )
+        done = [o for o in out if o is not None]
+        self.audit.append(
+            [
+                {
+                    "kind": "decision",
+                    "route": "explain",
+                    "request_id": rid,
+                    "time": time.time(),
+                    "model": self.name,
+                    "versions": [o.version for o in done],
+                    "generation": act.state["generation"],
+                    "ids": self._audit_ids(ids),
+                    "inputs": self._audit_inputs(x),
+                    "input_policy": self.s["audit_inputs"],
+                    "scores": [o.score for o in done],
+                    "threshold": self.threshold,
+                    "decisions": [o.score >= self.threshold for o in done],
+                    "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+                }
+            ]
+        )
+        return ExplainResponse(request_id=rid, model=self.name, explanations=done)
+
+    # ---- admin routes -------------------------------------------------------------------
+    def _admin(self, request: Request) -> None:
+        if not self._token:
+            raise HTTPException(
+                401,
+                "admin routes are disabled: no admin token was configured. Fix: set "
+                "INSIGHT_ADMIN_TOKEN before `insight serve up`.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        digest = hashlib.sha256(token.strip().encode()).hexdigest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, str(self._token)):
+            raise HTTPException(
+                401,
+                "missing or wrong admin token. Fix: send 'Authorization: Bearer <token>' "
+                "with the value of INSIGHT_ADMIN_TOKEN.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    async def _wait_applied(self, generation: int, timeout_s: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reps = await self.store.replicas.remote()
+            pending = [r for r, v in reps.items() if int(v["applied"]) < generation]
+            if not pending or time.monotonic() > deadline:
+                return {
+                    "replicas": len(reps),
+                    "applied": len(reps) - len(pending),
+                    "pending": pending,
+                }
+            await asyncio.sleep(0.1)
+
+    @api.get("/admin/status")
+    async def admin_status(self, request: Request) -> dict[str, Any]:
+        self._admin(request)
+        return {
+            "state": await self.store.get.remote(),
+            "replicas": await self.store.replicas.remote(),
+        }
+
+    @api.post("/admin/traffic")
+    async def admin_traffic(self, change: TrafficChange, request: Request) -> dict[str, Any]:
+        """Change the challenger's share, shadow mode, or the challenger itself (a registry
+        version or alias). Answers once every live replica serves the new state."""
+        self._admin(request)
+        upd: dict[str, Any] = {}
+        if change.challenger is not None:
+            upd["challenger"] = await asyncio.to_thread(self._resolve_version, change.challenger)
+        if change.challenger_percent is not None:
+            upd["challenger_percent"] = float(change.challenger_percent)
+        if change.shadow is not None:
+            upd["shadow"] = change.shadow
+        if not upd:
+            raise HTTPException(
+                422, "nothing to change: send challenger_percent, shadow or challenger"
+            )
+        if "challenger" in upd:  # load before anyone routes to it
+            await asyncio.to_thread(self._load, upd["challenger"])
+        try:
+            state = await self.store.set.remote(upd)
+        except Exception as exc:
+            raise HTTPException(422, _cause(exc)) from None
+        return {"state": state, **(await self._wait_applied(int(state["generation"])))}
+
+    @api.post("/admin/promote")
+    async def admin_promote(self, request: Request) -> dict[str, Any]:
+        """The challenger becomes champion, in the registry (aliases) and in this app."""
+        from engine.registry.models import promote
+
+        self._admin(request)
+        st = await self.store.get.remote()
+        if not st.get("challenger"):
+            raise HTTPException(409, "no challenger is deployed: nothing to promote")
+        v = str(st["challenger"])
+        await asyncio.to_thread(promote, self.name, v, "promoted through the serve admin API")
+        state = await self.store.set.remote(
+            {"champion": v, "challenger": None, "challenger_percent": 0.0, "shadow": False}
+        )
+        return {"state": state, **(await self._wait_applied(int(state["generation"])))}
+
+    def _resolve_version(self, v: str) -> str:
+        from engine.registry.models import find
+
+        try:
+            return find(self.name, v).version
+        except Exception as exc:
+            raise HTTPException(404, f"challenger '{v}': {_cause(exc)}") from None
+
+
+def settings_from_args(args: dict[str, Any]) -> dict[str, Any]:
+    bools = {"batching", "hash_entity_ids", "audit_fsync", "shadow"}
+    out: dict[str, Any] = {}
+    for k, v in args.items():
+        if k.startswith("_deployment_"):
+            continue
+        out[k] = (
+            (str(v).lower() in ("1", "true", "yes")) if k in bools and isinstance(v, str) else v
+        )
+    return out
+
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Application builder for ``serve run serve.app:build_app tracking_uri=... model=...``."""
-    return ModelServer.bind(  # type: ignore[attr-defined]
-        str(args["tracking_uri"]),
-        str(args["model"]),
-        str(args.get("alias", "champion")),
-        float(args.get("threshold", 0.5)),
-        int(args.get("max_rows", 1000)),
+    """Application builder for ``serve run serve.app:build_app`` and serve/config.yaml.
+
+    ``args``: tracking_uri, model, audit_dir, rollout_path (required) and any of DEFAULTS;
+    ``autoscaling`` (dict), ``max_ongoing_requests``, ``num_cpus`` size the deployment.
+    """
+    missing = [k for k in ("tracking_uri", "model", "audit_dir", "rollout_path") if k not in args]
+    if missing:
+        raise ValueError(f"serve app args miss {missing}; see serve/config.yaml for an example")
+    opts: dict[str, Any] = {}
+    if "autoscaling" in args:
+        opts["autoscaling_config"] = dict(args["autoscaling"])
+        opts["num_replicas"] = "auto"
+    if "max_ongoing_requests" in args:
+        opts["max_ongoing_requests"] = int(args["max_ongoing_requests"])
+    if "num_cpus" in args:
+        opts["ray_actor_options"] = {"num_cpus": float(args["num_cpus"])}
+    settings = settings_from_args(
+        {
+            k: v
+            for k, v in args.items()
+            if k not in ("autoscaling", "max_ongoing_requests", "num_cpus")
+        }
     )
+    dep: Any = ModelServer.options(**opts) if opts else ModelServer  # type: ignore[attr-defined]
+    return dep.bind(settings)  # type: ignore[no-any-return]

@@ -1,33 +1,105 @@
-"""Request and response models of the HTTP API."""
+"""Request and response models of the HTTP API.
+
+Types are strict: a feature value is a JSON number or null (a string such as "1.5" or a
+boolean is a 422 naming the field); unknown top-level fields are rejected.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
+
+Value = StrictFloat | StrictInt | None
+Key = StrictStr | StrictInt
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, float | int | None]] = Field(
-        min_length=1, description="Feature values by name, one mapping per row."
+    """Either ``rows`` (feature values by name) or ``entities`` (ids looked up in the online
+    feature table). ``ids`` optionally names the entity of each row: it makes the
+    champion/challenger split sticky for ``rows`` requests and is what the audit log keeps."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"rows": [{"feature": 1.0}]}, {"entities": ["C000001"]}],
+        },
     )
+    rows: list[dict[str, Value]] | None = Field(
+        default=None, min_length=1, description="Feature values by name, one mapping per row."
+    )
+    entities: list[Key] | None = Field(
+        default=None, min_length=1, description="Entity ids to look up in the online table."
+    )
+    ids: list[Key] | None = Field(
+        default=None, min_length=1, description="Entity id per row of `rows` (optional)."
+    )
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        if (self.rows is None) == (self.entities is None):
+            raise ValueError("send exactly one of 'rows' or 'entities'")
+        if self.ids is not None:
+            if self.rows is None:
+                raise ValueError("'ids' goes with 'rows'; 'entities' are their own ids")
+            if len(self.ids) != len(self.rows):
+                raise ValueError(f"'ids' has {len(self.ids)} items for {len(self.rows)} rows")
+        return self
 
 
 class Prediction(BaseModel):
     score: float = Field(description="Probability of the positive class.")
     decision: bool = Field(description="score >= threshold")
+    version: str = Field(description="Model version that answered this row.")
 
 
 class PredictResponse(BaseModel):
+    request_id: str
     model: str
-    version: str
     threshold: float
     predictions: list[Prediction]
 
 
-class ModelInfo(BaseModel):
-    name: str
+class Explained(BaseModel):
+    score: float
     version: str
-    alias: str
+    base_value: float = Field(description="Log-odds before any feature is known.")
+    shap: dict[str, float] = Field(description="Log-odds contribution per feature.")
+
+
+class ExplainResponse(BaseModel):
+    request_id: str
+    model: str
+    explanations: list[Explained]
+
+
+class Deployed(BaseModel):
+    role: str
+    version: str
     features: list[str]
     snapshot_id: str | None
+    family: str
+
+
+class ModelsResponse(BaseModel):
+    name: str
     threshold: float
+    challenger_percent: float
+    shadow: bool
+    generation: int
+    models: list[Deployed]
+
+
+class TrafficChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    challenger_percent: float | None = Field(default=None, ge=0, le=100)
+    shadow: bool | None = None
+    challenger: StrictStr | None = Field(
+        default=None, description="Registry version or alias to serve as challenger."
+    )

@@ -1,0 +1,487 @@
+"""The Serve app over real HTTP on 127.0.0.1: a real local Ray cluster, models from a real
+MLflow (sqlite) registry, the online table written by Spark, the audit log on disk.
+
+One app serves the whole module: champion (XGBoost) and challenger (logistic baseline)
+trained on the tiny snapshot and registered under their aliases."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from engine.config import ProjectConfig
+from engine.workspace import Workspace
+
+pytestmark = [pytest.mark.ray, pytest.mark.spark, pytest.mark.serve]
+TOKEN = "test-admin-token-" + "x" * 16
+
+
+@dataclass
+class Served:
+    cfg: ProjectConfig
+    ws: Workspace
+    url: str
+    features: list[str]
+    champion: Any  # XGBScorer
+    challenger: Any  # LogRegScorer
+    versions: tuple[str, str]
+    entities: list[str]
+    table: Any  # OnlineTable
+    rows: list[dict[str, float | None]]
+
+
+def _register(
+    cfg: ProjectConfig, ws: Workspace, snap: Any
+) -> tuple[Any, Any, tuple[str, str], list[str], Any]:
+    import mlflow
+    import xgboost as xgb
+
+    from engine.registry.models import register_model
+    from engine.tracking import setup_mlflow
+    from engine.train.dataset import load_training_set
+    from engine.train.families import logreg
+
+    exp = setup_mlflow(ws, cfg.name)
+    ts = load_training_set(cfg, snap)
+    x, y = ts.xy("train")
+    tmp = ws.root / "tmp-models"
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1},
+        xgb.DMatrix(x.to_numpy(dtype=float), label=y, feature_names=list(x.columns)),
+        num_boost_round=20,
+    )
+    (tmp / "xgb").mkdir(parents=True, exist_ok=True)
+    booster.save_model(str(tmp / "xgb" / "model.json"))
+    lr = logreg.pipeline({"C": 1.0}, 0).fit(x, y)
+    (tmp / "lr").mkdir(parents=True, exist_ok=True)
+    (tmp / "lr" / "model.pkl").write_bytes(pickle.dumps(lr))
+    refs = []
+    for fam, d, alias in (("xgboost", "xgb", "champion"), ("logreg", "lr", "challenger")):
+        with mlflow.start_run(experiment_id=exp):
+            refs.append(
+                register_model(
+                    model_name=cfg.train.model_name,
+                    family=fam,
+                    model_dir=tmp / d,
+                    x_example=x.head(20),
+                    tags={"snapshot_id": snap.id},
+                    alias=alias,
+                )
+            )
+    from engine.registry.models import load_scorer
+
+    return (
+        load_scorer(refs[0]),
+        load_scorer(refs[1]),
+        (refs[0].version, refs[1].version),
+        list(x.columns),
+        ts,
+    )
+
+
+@pytest.fixture(scope="module")
+def served(
+    example_cfg: ProjectConfig,
+    tiny_ws: Workspace,
+    tiny_snapshot: Any,
+    spark: Any,
+    ray_local: Workspace,
+) -> Iterator[Served]:
+    from engine.features.online import OnlineTable, materialize
+    from serve.control import serve_down, serve_up
+
+    ws = Workspace(ray_local.root.parent / "serve-ws").ensure()
+    shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
+    shutil.copytree(tiny_ws.data, ws.data, dirs_exist_ok=True)
+    serve_cfg = example_cfg.serve.model_copy(
+        update={
+            "autoscaling": example_cfg.serve.autoscaling.model_copy(
+                update={
+                    "min_replicas": 1,
+                    "max_replicas": 2,
+                    "target_ongoing_requests": 2,
+                    "upscale_delay_s": 1,
+                    "downscale_delay_s": 3,
+                }
+            ),
+            "max_rows_per_request": 200,
+        }
+    )
+    cfg = example_cfg.model_copy(update={"workspace": str(ws.root), "serve": serve_cfg})
+    champ, chall, versions, features, ts = _register(cfg, ws, tiny_snapshot)
+    materialize(cfg, ws, spark, tiny_snapshot.id)  # type: ignore[arg-type]
+    table = OnlineTable.current(ws, cfg.name)
+    os.environ[cfg.serve.admin_token_env] = TOKEN
+    ep = serve_up(cfg, ws)
+    x_test = ts.test[features].head(50)
+    rows = [
+        {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in r.items()}
+        for r in x_test.to_dict(orient="records")
+    ]
+    try:
+        yield Served(
+            cfg,
+            ws,
+            ep.url,
+            features,
+            champ,
+            chall,
+            versions,
+            [str(i) for i in table.frame.index[:300]],
+            table,
+            rows,
+        )
+    finally:
+        serve_down()
+        os.environ.pop(cfg.serve.admin_token_env, None)
+
+
+def _admin(
+    s: Served, path: str, body: dict[str, Any] | None = None, token: str | None = TOKEN
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.request(
+        "POST" if body is not None else "GET", s.url + path, json=body, headers=headers, timeout=60
+    )
+
+
+def _matrix(rows: list[dict[str, float | None]], features: list[str]) -> np.ndarray:
+    return np.array(
+        [[np.nan if r[f] is None else r[f] for f in features] for r in rows], dtype=float
+    )
+
+
+def test_predict_rows_scores_are_probabilities_from_the_champion(served: Served) -> None:
+    s = served
+    r = httpx.post(f"{s.url}/predict", json={"rows": s.rows}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    expect = s.champion.proba(_matrix(s.rows, s.features))
+    got = np.array([p["score"] for p in body["predictions"]])
+    np.testing.assert_allclose(got, expect, rtol=1e-6)
+    assert not np.all(np.isin(got, [0.0, 1.0])), "probabilities, not class labels"
+    thr = s.cfg.serve.threshold
+    assert [p["decision"] for p in body["predictions"]] == [bool(v >= thr) for v in got]
+    assert {p["version"] for p in body["predictions"]} == {s.versions[0]}
+
+
+def test_predict_entities_uses_the_online_table(served: Served) -> None:
+    s = served
+    ids = s.entities[:20]
+    r = httpx.post(f"{s.url}/predict", json={"entities": ids}, timeout=30)
+    assert r.status_code == 200, r.text
+    x, missing = s.table.lookup([int(i) for i in ids], s.features)
+    assert not missing
+    got = np.array([p["score"] for p in r.json()["predictions"]])
+    np.testing.assert_allclose(got, s.champion.proba(x), rtol=1e-6)
+
+
+def test_explain_is_additive_and_equals_xgboost_contributions(served: Served) -> None:
+    import xgboost as xgb
+
+    s = served
+    r = httpx.post(f"{s.url}/explain", json={"rows": s.rows[:10]}, timeout=60)
+    assert r.status_code == 200, r.text
+    ex = r.json()["explanations"]
+    x = _matrix(s.rows[:10], s.features)
+    contribs = s.champion.booster.predict(
+        xgb.DMatrix(x, feature_names=s.features), pred_contribs=True
+    )
+    for e, c in zip(ex, contribs, strict=True):
+        logit = math.log(e["score"] / (1 - e["score"]))
+        assert e["base_value"] + sum(e["shap"].values()) == pytest.approx(logit, abs=1e-4)
+        np.testing.assert_allclose([e["shap"][f] for f in s.features], c[:-1], atol=1e-4)
+
+
+def test_models_docs_and_health(served: Served) -> None:
+    s = served
+    m = httpx.get(f"{s.url}/models", timeout=10).json()
+    assert [(d["role"], d["version"]) for d in m["models"]] == [
+        ("champion", s.versions[0]),
+        ("challenger", s.versions[1]),
+    ]
+    assert m["models"][0]["features"] == s.features
+    assert httpx.get(f"{s.url}/docs", timeout=10).status_code == 200
+    spec = httpx.get(f"{s.url}/openapi.json", timeout=10).json()
+    assert {"/predict", "/explain", "/models", "/healthz"} <= set(spec["paths"])
+    assert httpx.get(f"{s.url}/healthz", timeout=10).json()["status"] == "ok"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ("missing", 422, ["missing field", "send null"]),
+        ("unknown", 422, ["unknown field", "bogus"]),
+        ({"rows": [{"x": "1.5"}]}, 422, ["rows", "x"]),
+        ({"rows": [{"x": True}]}, 422, ["rows", "x"]),
+        ({"rows": []}, 422, ["rows"]),
+        ({"entities": ["no-such-customer"]}, 404, ["entities[0]", "no-such-customer"]),
+        ({"rows": [{}], "entities": ["a"]}, 422, ["exactly one"]),
+        ({"rows": [{}], "extra": 1}, 422, ["extra"]),
+        ("too_many", 413, ["201 rows", "limit is 200"]),
+        ("nonfinite", 422, ["not a finite number"]),
+    ],
+)
+def test_bad_input_gets_a_4xx_naming_the_field(
+    served: Served, body: Any, status: int, words: list[str]
+) -> None:
+    s = served
+    row = dict(s.rows[0])
+    if body == "missing":
+        row.pop(s.features[0])
+        body = {"rows": [row]}
+    elif body == "unknown":
+        body = {"rows": [{**row, "bogus": 1.0}]}
+    elif body == "too_many":
+        body = {"rows": [row] * 201}
+    elif body == "nonfinite":
+        r = httpx.post(
+            f"{s.url}/predict",
+            content=json.dumps({"rows": [{**row, s.features[0]: 12345.5}]})
+            .replace("12345.5", "1e999")
+            .encode(),
+            headers={"content-type": "application/json"},
+            timeout=10,
+        )
+        body = None
+    if body is not None:
+        r = httpx.post(f"{s.url}/predict", json=body, timeout=10)
+    assert r.status_code == status, r.text
+    text = r.text
+    for w in words:
+        assert w in text, (w, text)
+
+
+def test_admin_routes_need_the_token(served: Served) -> None:
+    s = served
+    assert _admin(s, "/admin/status", token=None).status_code == 401
+    r = _admin(s, "/admin/traffic", {"challenger_percent": 50}, token="wrong")
+    assert r.status_code == 401 and "Bearer" in r.headers.get("www-authenticate", "")
+    assert _admin(s, "/admin/status").status_code == 200
+    bad = _admin(s, "/admin/traffic", {"challenger_percent": 150})
+    assert bad.status_code == 422 and "challenger_percent" in bad.text
+
+
+class Load:
+    """Bounded load on 127.0.0.1 from a few threads: counts answers by status."""
+
+    def __init__(
+        self,
+        url: str,
+        bodies: list[dict[str, Any]],
+        threads: int = 4,
+        max_s: float = 120,
+        retries: int = 0,
+    ) -> None:
+        self.url, self.bodies, self.max_s, self.retries = url, bodies, max_s, retries
+        self.ok = 0
+        self.failed = 0
+        self.retried = 0
+        self.by_entity: dict[str, set[str]] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)
+        ]
+
+    def _run(self, k: int) -> None:
+        t_end = time.monotonic() + self.max_s
+        i = k
+        with httpx.Client(timeout=30) as c:
+            while not self.stop.is_set() and time.monotonic() < t_end:
+                body = self.bodies[i % len(self.bodies)]
+                i += len(self.threads)
+                for attempt in range(self.retries + 1):
+                    try:
+                        r = c.post(f"{self.url}/predict", json=body)
+                        if r.status_code == 200:
+                            with self.lock:
+                                self.ok += 1
+                                for e, p in zip(
+                                    body.get("entities", []), r.json()["predictions"], strict=False
+                                ):
+                                    self.by_entity.setdefault(e, set()).add(p["version"])
+                            break
+                        err = r.status_code
+                    except httpx.HTTPError as exc:
+                        err = type(exc).__name__
+                    if attempt < self.retries and (isinstance(err, str) or err >= 500):
+                        with self.lock:
+                            self.retried += 1
+                        time.sleep(0.2)
+                        continue
+                    with self.lock:
+                        self.failed += 1
+                    break
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=60)
+
+
+def _audit_decisions(s: Served) -> int:
+    from engine.audit import read_records
+
+    return sum(1 for r in read_records(s.ws.audit) if r["route"] == "predict")
+
+
+def test_split_change_under_load_is_sticky_and_loses_nothing(served: Served) -> None:
+    s = served
+    before = _audit_decisions(s)
+    bodies = [{"entities": [e]} for e in s.entities[:200]]
+    with Load(s.url, bodies, threads=4, max_s=60) as load:
+        time.sleep(3)
+        r = _admin(s, "/admin/traffic", {"challenger_percent": 50})
+        assert r.status_code == 200, r.text
+        assert r.json()["pending"] == []
+        switched = load.ok
+        time.sleep(4)
+    assert load.failed == 0
+    assert load.ok > switched > 0
+    # After the switch every entity sticks to one model; about half see the challenger.
+    from serve.rollout import bucket
+
+    with httpx.Client(timeout=30) as c:
+        first = c.post(f"{s.url}/predict", json={"entities": s.entities[:200]}).json()[
+            "predictions"
+        ]
+        again = c.post(f"{s.url}/predict", json={"entities": s.entities[:200]}).json()[
+            "predictions"
+        ]
+    assert [p["version"] for p in first] == [p["version"] for p in again]
+    expect = [
+        s.versions[1] if bucket(e, s.cfg.train.model_name) < 50 else s.versions[0]
+        for e in s.entities[:200]
+    ]
+    assert [p["version"] for p in first] == expect
+    share = sum(v == s.versions[1] for v in expect) / len(expect)
+    assert 0.35 < share < 0.65
+    # Records == successful requests (+ the two requests above).
+    assert _audit_decisions(s) - before == load.ok + 2
+    assert _admin(s, "/admin/traffic", {"challenger_percent": 0}).status_code == 200
+
+
+def test_shadow_mode_challenger_scores_champion_answers(served: Served) -> None:
+    from engine.audit import read_records
+
+    s = served
+    assert _admin(s, "/admin/traffic", {"shadow": True, "challenger_percent": 0}).status_code == 200
+    r = httpx.post(
+        f"{s.url}/predict",
+        json={"rows": s.rows[:5]},
+        headers={"x-request-id": "shadow-1"},
+        timeout=30,
+    )
+    assert {p["version"] for p in r.json()["predictions"]} == {s.versions[0]}
+    rec = [x for x in read_records(s.ws.audit) if x["request_id"] == "shadow-1"]
+    assert len(rec) == 1 and rec[0]["shadow"]["version"] == s.versions[1]
+    np.testing.assert_allclose(
+        rec[0]["shadow"]["scores"], s.challenger.proba(_matrix(s.rows[:5], s.features)), rtol=1e-6
+    )
+    assert _admin(s, "/admin/traffic", {"shadow": False}).status_code == 200
+
+
+def _replicas_running() -> int:
+    from ray import serve
+
+    app = serve.status().applications["insight"]
+    dep = app.deployments["model"]
+    return int(dep.replica_states.get("RUNNING", 0))
+
+
+def test_autoscaling_up_under_load_then_down(served: Served) -> None:
+    s = served
+    assert _replicas_running() == 1
+    bodies = [{"rows": s.rows[:50]}]
+    seen_up = False
+    with Load(s.url, bodies, threads=8, max_s=90) as load:
+        t_end = time.monotonic() + 90
+        while time.monotonic() < t_end:
+            if _replicas_running() >= 2:
+                seen_up = True
+                break
+            time.sleep(0.5)
+    assert seen_up, "no scale-up within 90 s of load"
+    assert load.failed == 0
+    t_end = time.monotonic() + 90
+    while time.monotonic() < t_end and _replicas_running() > 1:
+        time.sleep(1)
+    assert _replicas_running() == 1, "no scale-down within 90 s after the load ended"
+
+
+def test_killed_replica_is_replaced_and_answered_records_survive(served: Served) -> None:
+    from engine.audit import verify
+
+    s = served
+    before = _audit_decisions(s)
+    reps = _admin(s, "/admin/status").json()["replicas"]
+    pid = int(next(iter(reps.values()))["pid"])
+    bodies = [{"entities": [e]} for e in s.entities[:100]]
+    with Load(s.url, bodies, threads=3, max_s=120, retries=20) as load:
+        time.sleep(2)
+        os.kill(pid, signal.SIGKILL)  # a replica this test's cluster started
+        t_end = time.monotonic() + 100
+        while time.monotonic() < t_end:
+            time.sleep(1)
+            live = _admin(s, "/admin/status").json()["replicas"]
+            if (
+                live
+                and all(int(v["pid"]) != pid for v in live.values())
+                and _replicas_running() >= 1
+            ):
+                break
+        time.sleep(2)
+    print(f"kill: {load.ok} answered, {load.failed} failed after retries, {load.retried} retried")
+    assert load.failed == 0
+    assert _audit_decisions(s) - before == load.ok
+    assert verify(s.ws.audit).ok
+
+
+def test_fuzz_openapi_finds_no_5xx(served: Served) -> None:
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+
+    s = served
+    schema = schemathesis.openapi.from_url(f"{s.url}/openapi.json")
+    failures: list[str] = []
+    for op in ("/predict", "/explain", "/admin/traffic", "/models", "/healthz"):
+        for method in ("POST", "GET"):
+            try:
+                operation = schema[op][method]
+            except KeyError:
+                continue
+
+            @settings(
+                max_examples=40,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
+            @given(case=operation.as_strategy())
+            def run(case: Any, _op: str = op) -> None:
+                resp = case.call(base_url=s.url, timeout=30)
+                if resp.status_code >= 500:
+                    failures.append(f"{_op} {resp.status_code}: {resp.text[:200]} <- {case.body!r}")
+
+            run()
+    assert failures == []
