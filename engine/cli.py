@@ -297,6 +297,30 @@ def _running(ws: Workspace) -> dict[str, Any]:
     return st
 
 
+@serve_app.command("config")
+def serve_config(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    out: Annotated[Path, typer.Option(help="Where to write the Serve config YAML.")] = Path(
+        "serve-config.yaml"
+    ),
+    port: Annotated[int, typer.Option(help="HTTP port of the Serve proxy.")] = 8000,
+) -> None:
+    """Write a Serve config for this project: `serve run FILE` or `serve deploy FILE`."""
+    import yaml
+
+    from engine.workspace import atomic_write_bytes
+    from serve.control import deploy_config
+
+    cfg, ws = _load(project, workspace)
+    doc = deploy_config(cfg, ws, port=port)
+    atomic_write_bytes(out, yaml.safe_dump(doc, sort_keys=False).encode())
+    console.print(
+        f"wrote {out}\nnext: serve run {out}   (or, on a running cluster with a dashboard: "
+        f"serve deploy {out})"
+    )
+
+
 @serve_app.command("status")
 def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
     """What is deployed: versions, traffic split, replicas."""
@@ -603,7 +627,10 @@ def models_gate(
 def main() -> None:
     """Console-script entry point: user errors become one message and a non-zero exit."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # Without standalone mode click returns typer.Exit's code instead of exiting.
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except InsightError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(exc.exit_code)

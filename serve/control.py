@@ -282,3 +282,25 @@ def admin_call(
             detail = r.text
         raise InsightError(f"{method} {path} answered {r.status_code}: {detail}")
     return r.json()
+
+
+def deploy_config(
+    cfg: ProjectConfig, ws: Workspace, *, port: int = 8000, alias: str = "champion"
+) -> dict[str, Any]:
+    """A Serve config (``serve run FILE`` / ``serve deploy FILE``) for this project and
+    workspace, with absolute paths. It carries the admin token's SHA-256, never the token."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    args = app_args(cfg, ws, alias=alias)
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": cfg.serve.host, "port": port},
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": cfg.serve.route_prefix,
+                "import_path": "serve.app:build_app",
+                "runtime_env": {"env_vars": {"PYTHONPATH": repo}},
+                "args": args,
+            }
+        ],
+    }

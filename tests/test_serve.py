@@ -12,10 +12,13 @@ import os
 import pickle
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -489,3 +492,116 @@ def test_fuzz_openapi_finds_no_5xx(served: Served) -> None:
             fuzz(op, operation)
     assert len(calls) >= 100
     assert failures == []
+
+
+def test_generated_config_deploys_with_serve_run(served: Served, tmp_path: Path) -> None:
+    """`insight serve config` writes a Serve config; Ray's own `serve run` deploys it onto the
+    running cluster next to the app (another name and route), and it answers over HTTP."""
+    import subprocess
+    import sys
+
+    import ray
+    import yaml
+    from ray import serve
+
+    from serve.control import deploy_config
+
+    s = served
+    port = int(s.url.rsplit(":", 1)[1].split("/")[0])
+    doc = deploy_config(s.cfg, s.ws, port=port)
+    app = doc["applications"][0]
+    app.update(name="from-config", route_prefix="/from-config")
+    app["args"].update(app="from-config", audit_dir=str(s.ws.audit / "from-config"))
+    app["args"]["rollout_path"] = str(s.ws.root / "serve" / "rollout-from-config.json")
+    path = tmp_path / "serve-config.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    address = ray.get_runtime_context().gcs_address
+    cli = Path(sys.executable).parent / "serve"
+    r = subprocess.run(
+        [str(cli), "run", str(path), "--address", address, "--non-blocking"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    try:
+        url = f"http://127.0.0.1:{port}/from-config"
+        t_end = time.monotonic() + 120
+        while time.monotonic() < t_end:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        p = httpx.post(f"{url}/predict", json={"rows": s.rows[:3]}, timeout=30)
+        assert p.status_code == 200, p.text
+        got = [x["score"] for x in p.json()["predictions"]]
+        np.testing.assert_allclose(
+            got, s.champion.proba(_matrix(s.rows[:3], s.features)), rtol=1e-6
+        )
+    finally:
+        serve.delete("from-config")
+        from serve.control import _kill_rollout
+
+        _kill_rollout("from-config")
+
+
+INSIGHT = str(Path(sys.executable).parent / "insight")
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+
+
+def _cli(
+    ws: Workspace, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [INSIGHT, *args, "--project", str(EXAMPLE), "--workspace", str(ws.root)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_serve_up_status_traffic_promote_down(served: Served) -> None:
+    s = served
+    env = {"INSIGHT_ADMIN_TOKEN": TOKEN}
+    up = _cli(s.ws, "serve", "up", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    state = s.ws.root / "serve" / "state.json"
+    try:
+        import json
+
+        st = json.loads(state.read_text())
+        url = st["url"]
+        assert url.startswith("http://127.0.0.1:"), "loopback by default"
+        assert "serving retail-churn@champion" in up.stdout
+        r = httpx.post(f"{url}/predict", json={"rows": s.rows[:2]}, timeout=30)
+        assert r.status_code == 200 and r.json()["predictions"][0]["version"] == s.versions[0]
+        status = _cli(s.ws, "serve", "status", env=env)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "champion" in status.stdout and "challenger" in status.stdout
+        assert "live replica" in status.stdout
+        no_token = _cli(
+            s.ws, "serve", "traffic", "--percent", "30", env={"INSIGHT_ADMIN_TOKEN": "wrong"}
+        )
+        assert no_token.returncode != 0 and "401" in no_token.stdout + no_token.stderr
+        assert "Traceback" not in no_token.stdout + no_token.stderr
+        tr = _cli(s.ws, "serve", "traffic", "--percent", "30", env=env)
+        assert tr.returncode == 0 and "30%" in tr.stdout, tr.stdout + tr.stderr
+        pr = _cli(s.ws, "serve", "promote", env=env)
+        assert pr.returncode == 0 and f"v{s.versions[1]} is champion" in pr.stdout, (
+            pr.stdout + pr.stderr
+        )
+        r = httpx.post(f"{url}/predict", json={"rows": s.rows[:2]}, timeout=30)
+        assert {p["version"] for p in r.json()["predictions"]} == {s.versions[1]}
+    finally:
+        down = _cli(s.ws, "serve", "down", env=env)
+    assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
+    assert not state.exists()
+    again = _cli(s.ws, "serve", "status", env=env)
+    assert again.returncode == 1 and "not up" in again.stdout
+    # The promotion went to the registry too: put the aliases back for later tests.
+    from engine.registry.models import promote
+
+    promote(s.cfg.train.model_name, s.versions[0], "test cleanup")
