@@ -133,8 +133,25 @@ def run_demo(
                 f"30 single-row requests: p50 {statistics.median(lat):.1f} ms, "
                 f"max {max(lat):.1f} ms (model {body['model']} v{body['predictions'][0]['version']})"
             )
+            ex = httpx.post(f"{ep.url}/explain", json=one, timeout=60)
+            if ex.status_code != 200:
+                raise InsightError(f"/explain answered {ex.status_code}: {ex.text[:500]}")
+            e0 = ex.json()["explanations"][0]
+            top = sorted(e0["shap"].items(), key=lambda kv: -abs(kv[1]))[:3]
+            console.print(
+                f"/explain first row: score {e0['score']:.3f} = sigmoid(base {e0['base_value']:+.3f} "
+                f"+ SHAP); largest: " + ", ".join(f"{k} {v:+.3f}" for k, v in top)
+            )
+            from engine.audit import verify
+
+            audit = verify(ws.audit)
+            console.print(
+                f"audit log: {audit.records} records in {len(audit.segments)} hash-chained "
+                f"segment(s), {'intact' if audit.ok else 'NOT intact'} (insight audit verify)"
+            )
             summary["endpoint"] = ep.url
             summary["predictions"] = body["predictions"]
+            summary["audit"] = str(ws.audit)
 
         with stage("5/6 drift check (Numba KS + PSI), training window vs current window"):
             dr = pipeline.stage_drift(cfg, ws, s.id)
@@ -187,8 +204,10 @@ def run_demo(
     console.print(f"  feature snapshot   {summary['snapshot']}")
     console.print(f"  model              {summary['model']}")
     console.print(f"  drift report       {summary['drift_report']}")
+    console.print(f"  audit log          {summary.get('audit')}  (insight audit verify)")
     console.print("Next: open the runs with")
     console.print(f"  .venv/bin/mlflow ui --backend-store-uri {ws.tracking_uri} --host 127.0.0.1")
+    console.print("  keep a server up: insight serve up; insight serve status; insight serve down")
     console.print("  or run one stage alone: insight features | train | serve | drift --help")
     return summary
 

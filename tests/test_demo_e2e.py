@@ -52,6 +52,8 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
         "gate verdict: pass; v1 promoted to @champion",
         "churned (truth)",
         "single-row requests",
+        "/explain first row: score",
+        "segment(s), intact",
         "demo finished",
     ):
         assert piece in out, piece
