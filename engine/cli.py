@@ -247,7 +247,7 @@ def serve_up_cmd(
     """Deploy the model app on 127.0.0.1: champion (+ challenger), autoscaled, audited."""
     import time
 
-    from serve.control import admin_token, serve_down, serve_up, start_daemon
+    from serve.control import admin_token, check_servable, serve_down, serve_up, start_daemon
 
     cfg, ws = _load(project, workspace)
     token_src = (
@@ -261,6 +261,7 @@ def serve_up_cmd(
                 "[red]--address needs --foreground (the detached server owns its own local cluster)[/]"
             )
             raise typer.Exit(2)
+        check_servable(cfg, ws, alias)
         admin_token(cfg, ws, create=True)
         with console.status("starting Ray and the Serve app (about a minute)"):
             st = start_daemon(_project_path(project), ws, alias=alias)

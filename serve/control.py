@@ -113,6 +113,19 @@ def app_args(
     return args
 
 
+def check_servable(cfg: ProjectConfig, ws: Workspace, alias: str) -> None:
+    """Fail fast, before any replica starts, when the registry has nothing to serve."""
+    from engine.registry.models import resolve
+    from engine.tracking import setup_mlflow
+
+    setup_mlflow(ws, cfg.name)
+    ref = resolve(cfg.train.model_name, alias)  # StateError with the fix when missing
+    if ref.family not in ("xgboost", "logreg"):
+        raise StateError(
+            f"{ref.name} v{ref.version} is a '{ref.family}' model; serving knows xgboost and logreg."
+        )
+
+
 def wait_healthy(url: str, timeout_s: float = 180) -> None:
     import httpx
 
@@ -148,6 +161,7 @@ def serve_up(
 
     from serve.app import build_app
 
+    check_servable(cfg, ws, alias)
     sc = cfg.serve
     args = app_args(cfg, ws, alias=alias, app=app, **over)
     if fresh:
@@ -238,10 +252,13 @@ def start_daemon(
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-15:]
+            lines = log.read_text(errors="replace").strip().splitlines()
+            errors = [ln for ln in lines if ln.startswith("error: ")]
+            if errors:
+                raise InsightError(errors[-1].removeprefix("error: ") + f" (log: {log})")
             raise InsightError(
                 f"the serve daemon exited with code {proc.returncode} before answering. "
-                f"Last lines of {log}:\n" + "\n".join(tail)
+                f"Last lines of {log}:\n" + "\n".join(lines[-15:])
             )
         st = read_state(ws)
         if st is not None and st.get("ready"):

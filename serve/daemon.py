@@ -25,11 +25,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
+    from engine.errors import InsightError
     from engine.raycluster import start_ray, stop_ray
-    from serve.control import serve_down, serve_up, state_path
+    from serve.control import check_servable, serve_down, serve_up, state_path
 
-    cfg = ProjectConfig.load(a.project)
-    ws = Workspace(a.workspace).ensure()
+    try:
+        cfg = ProjectConfig.load(a.project)
+        ws = Workspace(a.workspace).ensure()
+        check_servable(cfg, ws, a.alias)
+    except InsightError as exc:
+        print(f"error: {exc}", flush=True)  # the CLI shows this line
+        return 2
     path = state_path(ws)
     info = start_ray(ws)
     try:

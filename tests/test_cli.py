@@ -67,3 +67,24 @@ def test_clean_refuses_a_folder_that_is_not_a_workspace(tmp_path: Path) -> None:
     r = _run("clean", "--yes", "--workspace", str(victim))
     assert r.returncode == 2 and "refusing to delete" in r.stdout + r.stderr
     assert (victim / "thesis.tex").exists()
+
+
+def test_serve_up_without_a_model_fails_fast_with_the_fix(tmp_path: Path) -> None:
+    r = _run("serve", "up", "--workspace", str(tmp_path / "ws"))
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode != 0
+    assert "no model 'retail-churn' with alias 'champion'" in out and "insight train" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "ws" / "serve" / "state.json").exists()
+
+
+def test_serve_status_and_down_when_not_up(tmp_path: Path) -> None:
+    s = _run("serve", "status", "--workspace", str(tmp_path / "ws"))
+    assert s.returncode == 1 and "not up" in s.stdout
+    d = _run("serve", "down", "--workspace", str(tmp_path / "ws"))
+    assert d.returncode == 0 and "was not up" in d.stdout
+
+
+def test_audit_verify_without_a_log(tmp_path: Path) -> None:
+    r = _run("audit", "verify", "--path", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and "no audit folder" in r.stdout
