@@ -115,10 +115,12 @@ def app_args(
 
 def check_servable(cfg: ProjectConfig, ws: Workspace, alias: str) -> None:
     """Fail fast, before any replica starts, when the registry has nothing to serve."""
-    from engine.registry.models import resolve
-    from engine.tracking import setup_mlflow
+    import mlflow
 
-    setup_mlflow(ws, cfg.name)
+    from engine.registry.models import resolve
+
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_registry_uri(ws.tracking_uri)
     ref = resolve(cfg.train.model_name, alias)  # StateError with the fix when missing
     if ref.family not in ("xgboost", "logreg"):
         raise StateError(
