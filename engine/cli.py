@@ -11,18 +11,24 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import click
 import typer
 from rich.table import Table
 
+from engine.cli_common import (
+    DEFAULT_PROJECT,
+    AddressOpt,
+    ProjectOpt,
+    WorkspaceOpt,
+)
+from engine.cli_common import load as _load
+from engine.cli_serve import audit_app, serve_app
 from engine.config import ProjectConfig
 from engine.console import console, stage
 from engine.errors import InsightError
 from engine.workspace import Workspace
-
-DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
 
 app = typer.Typer(
     help="Insight Engine: Spark features -> Ray Tune training -> MLflow registry -> Ray Serve "
@@ -37,36 +43,8 @@ app.add_typer(data_app, name="data")
 models_app = typer.Typer(help="Model registry: aliases, cards, the gate.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
-serve_app = typer.Typer(
-    help="The Ray Serve app: up, status, traffic, promote, down.", no_args_is_help=True
-)
 app.add_typer(serve_app, name="serve")
-audit_app = typer.Typer(
-    help="The hash-chained audit log of served decisions.", no_args_is_help=True
-)
 app.add_typer(audit_app, name="audit")
-
-ProjectOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--project",
-        "-p",
-        help="Project file. Default: ./insight.yaml if present, else the retail example.",
-    ),
-]
-WorkspaceOpt = Annotated[
-    Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: .insight).")
-]
-AddressOpt = Annotated[
-    str | None, typer.Option("--address", help="Ray cluster address (default: a local cluster).")
-]
-
-
-def _load(project: Path | None, workspace: Path | None) -> tuple[ProjectConfig, Workspace]:
-    if project is None:
-        project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
-    cfg = ProjectConfig.load(project)
-    return cfg, Workspace(cfg.workspace_root(workspace)).ensure()
 
 
 @app.command()
@@ -225,226 +203,6 @@ def train(
     )
 
 
-def _project_path(project: Path | None) -> Path:
-    if project is None:
-        project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
-    return project.resolve()
-
-
-@serve_app.command("up")
-def serve_up_cmd(
-    project: ProjectOpt = None,
-    workspace: WorkspaceOpt = None,
-    alias: Annotated[str, typer.Option(help="Registry alias of the champion.")] = "champion",
-    address: AddressOpt = None,
-    foreground: Annotated[
-        bool, typer.Option("--foreground", help="Serve in this process until Ctrl-C.")
-    ] = False,
-    once: Annotated[
-        bool, typer.Option("--once", help="Foreground: start, answer one health check, stop.")
-    ] = False,
-) -> None:
-    """Deploy the model app on 127.0.0.1: champion (+ challenger), autoscaled, audited."""
-    import time
-
-    from serve.control import admin_token, check_servable, serve_down, serve_up, start_daemon
-
-    cfg, ws = _load(project, workspace)
-    token_src = (
-        f"${cfg.serve.admin_token_env}"
-        if os.environ.get(cfg.serve.admin_token_env)
-        else str(ws.root / "secrets" / "admin.token")
-    )
-    if not (foreground or once):
-        if address:
-            console.print(
-                "[red]--address needs --foreground (the detached server owns its own local cluster)[/]"
-            )
-            raise typer.Exit(2)
-        check_servable(cfg, ws, alias)
-        admin_token(cfg, ws, create=True)
-        with console.status("starting Ray and the Serve app (about a minute)"):
-            st = start_daemon(_project_path(project), ws, alias=alias)
-        console.print(
-            f"serving {cfg.train.model_name}@{alias} at [bold]{st['url']}[/] (pid {st['pid']}; "
-            f"OpenAPI: {st['url']}/docs)\nadmin token: {token_src}\n"
-            "next: insight serve status | insight serve traffic --percent 10 | insight serve down"
-        )
-        return
-    from engine.raycluster import start_ray, stop_ray
-
-    start_ray(ws, address=address)
-    try:
-        ep = serve_up(cfg, ws, alias=alias)
-        console.print(f"serving {cfg.train.model_name}@{alias} at {ep.url} (docs: {ep.url}/docs)")
-        if not once:
-            console.print("Ctrl-C to stop")
-            while True:
-                time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve_down()
-        stop_ray()
-
-
-def _running(ws: Workspace) -> dict[str, Any]:
-    from serve.control import read_state
-
-    st = read_state(ws)
-    if st is None:
-        console.print("[red]the app is not up.[/] Fix: `insight serve up`.")
-        raise typer.Exit(1)
-    return st
-
-
-@serve_app.command("config")
-def serve_config(
-    project: ProjectOpt = None,
-    workspace: WorkspaceOpt = None,
-    out: Annotated[Path, typer.Option(help="Where to write the Serve config YAML.")] = Path(
-        "serve-config.yaml"
-    ),
-    port: Annotated[int, typer.Option(help="HTTP port of the Serve proxy.")] = 8000,
-) -> None:
-    """Write a Serve config for this project: `serve run FILE` or `serve deploy FILE`."""
-    import yaml
-
-    from engine.workspace import atomic_write_bytes
-    from serve.control import deploy_config
-
-    cfg, ws = _load(project, workspace)
-    doc = deploy_config(cfg, ws, port=port)
-    atomic_write_bytes(out, yaml.safe_dump(doc, sort_keys=False).encode())
-    console.print(
-        f"wrote {out}\nnext: serve run {out}   (or, on a running cluster with a dashboard: "
-        f"serve deploy {out})"
-    )
-
-
-@serve_app.command("status")
-def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
-    """What is deployed: versions, traffic split, replicas."""
-    import httpx
-
-    from serve.control import admin_call, admin_token
-
-    cfg, ws = _load(project, workspace)
-    st = _running(ws)
-    m = httpx.get(f"{st['url']}/models", timeout=30).json()
-    t = Table("role", "version", "family", "snapshot")
-    for d in m["models"]:
-        t.add_row(d["role"], d["version"], d["family"], str(d["snapshot_id"]))
-    console.print(f"{m['name']} at {st['url']} (pid {st['pid']}), generation {m['generation']}")
-    console.print(t)
-    console.print(
-        f"challenger share {m['challenger_percent']:g}%, shadow {'on' if m['shadow'] else 'off'}, "
-        f"threshold {m['threshold']}"
-    )
-    token = admin_token(cfg, ws)
-    if token:
-        a = admin_call(st["url"], token, "GET", "/admin/status")
-        console.print(
-            f"{len(a['replicas'])} live replica(s): "
-            + ", ".join(
-                f"{r} (pid {v['pid']}, gen {v['applied']})" for r, v in a["replicas"].items()
-            )
-        )
-
-
-@serve_app.command("down")
-def serve_down_cmd(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
-    """Stop the app started by `insight serve up` and its local Ray cluster."""
-    from serve.control import stop_daemon
-
-    _, ws = _load(project, workspace)
-    with console.status("stopping"):
-        st = stop_daemon(ws)
-    console.print("the app was not up" if st is None else f"stopped {st['url']} (pid {st['pid']})")
-
-
-@serve_app.command("traffic")
-def serve_traffic(
-    percent: Annotated[
-        float | None, typer.Option(help="Share of entities the challenger answers (0-100).")
-    ] = None,
-    shadow: Annotated[
-        bool | None, typer.Option("--shadow/--no-shadow", help="Challenger scores every row.")
-    ] = None,
-    challenger: Annotated[
-        str | None, typer.Option(help="Registry version or alias to deploy as challenger.")
-    ] = None,
-    project: ProjectOpt = None,
-    workspace: WorkspaceOpt = None,
-) -> None:
-    """Change the champion/challenger split live (no restart); needs the admin token."""
-    from serve.control import admin_call, admin_token
-
-    cfg, ws = _load(project, workspace)
-    st = _running(ws)
-    body = {
-        k: v
-        for k, v in {
-            "challenger_percent": percent,
-            "shadow": shadow,
-            "challenger": challenger,
-        }.items()
-        if v is not None
-    }
-    r = admin_call(st["url"], admin_token(cfg, ws), "POST", "/admin/traffic", body)
-    s = r["state"]
-    console.print(
-        f"generation {s['generation']}: champion v{s['champion']}, challenger "
-        f"{('v' + str(s['challenger'])) if s['challenger'] else 'none'} at "
-        f"{s['challenger_percent']:g}%, shadow {'on' if s['shadow'] else 'off'}; applied by "
-        f"{r['applied']}/{r['replicas']} replicas"
-    )
-
-
-@serve_app.command("promote")
-def serve_promote(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
-    """The served challenger becomes champion (registry and app), without a restart."""
-    from serve.control import admin_call, admin_token
-
-    cfg, ws = _load(project, workspace)
-    st = _running(ws)
-    r = admin_call(st["url"], admin_token(cfg, ws), "POST", "/admin/promote")
-    console.print(
-        f"v{r['state']['champion']} is champion (generation {r['state']['generation']}); "
-        f"applied by {r['applied']}/{r['replicas']} replicas"
-    )
-
-
-@audit_app.command("verify")
-def audit_verify(
-    project: ProjectOpt = None,
-    workspace: WorkspaceOpt = None,
-    path: Annotated[
-        Path | None, typer.Option(help="Audit folder (default: the workspace's).")
-    ] = None,
-) -> None:
-    """Check the hash chains of the audit log: any modified, removed or reordered record fails."""
-    from engine.audit import verify
-
-    if path is None:
-        _, ws = _load(project, workspace)
-        path = ws.audit
-    if not path.is_dir():
-        console.print(
-            f"[red]no audit folder at {path}[/]. Fix: pass --path or serve some requests."
-        )
-        raise typer.Exit(2)
-    res = verify(path)
-    console.print(f"{len(res.segments)} segment(s), {res.records} record(s) under {path}")
-    if res.ok:
-        console.print("[green]audit log intact[/]: every chain verifies")
-        return
-    for p in res.problems[:50]:
-        console.print(f"[red]{p}[/]")
-    console.print(f"[red]audit log NOT intact: {len(res.problems)} problem(s)[/]")
-    raise typer.Exit(1)
-
-
 @app.command()
 def drift(
     project: ProjectOpt = None,
@@ -505,7 +263,6 @@ NameArg = Annotated[
 def _fault_env() -> dict[str, object] | None:
     """Fault-injection knobs from the environment, for tests that kill or interrupt a
     search mid-run (tests/test_train_faults.py). Unset in normal use."""
-    import os
 
     delay = os.environ.get("INSIGHT_FAULT_ROUND_DELAY_S")
     return {"round_delay_s": float(delay)} if delay else None
@@ -644,7 +401,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug, not the user's input: one line, traceback to a file
-        import os
         import tempfile
         import traceback
 

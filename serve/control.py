@@ -7,8 +7,9 @@ Two ways to run it:
 - detached (``start_daemon``/``stop_daemon``): ``insight serve up`` starts ``python -m
   serve.daemon`` in its own session, which owns a local Ray cluster and the app and records
   itself in ``<workspace>/serve/state.json``; ``insight serve status`` reads that file and
-  asks the app over HTTP; ``insight serve down`` sends SIGTERM to that one process (never
-  ``ray stop``), which shuts Serve and its Ray cluster down.
+  asks the app over HTTP; ``insight serve down`` sends SIGTERM to that one process, by
+  its PID, which shuts down Serve and the Ray cluster it started; no other cluster on the
+  machine is touched.
 """
 
 from __future__ import annotations

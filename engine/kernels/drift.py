@@ -177,28 +177,32 @@ def ks_2samp(ref: ArrayLike, cur: ArrayLike, method: str = "auto") -> KSResult:
 
 
 @njit(cache=True, nogil=True)
-def _psi_from_edges(
-    ref_sorted: NDArray[np.float64],
-    cur: NDArray[np.float64],
-    edges: NDArray[np.float64],
-    eps: float,
+def _bin_counts(x: NDArray[np.float64], edges: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Counts of unsorted ``x`` per bin: bin i holds edges[i-1] < v <= edges[i]
+    (right-closed, like quantiles); one binary search per value."""
+    c = np.zeros(edges.size + 1)
+    idx = np.searchsorted(edges, x, side="left")
+    for t in range(idx.size):
+        c[idx[t]] += 1.0
+    return c
+
+
+def _sorted_bin_counts(
+    x_sorted: NDArray[np.float64], edges: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The same counts for sorted ``x``: ``bins - 1`` binary searches, not one per value."""
+    return np.diff(
+        np.searchsorted(x_sorted, edges, side="right"), prepend=0, append=x_sorted.size
+    ).astype(np.float64)
+
+
+def psi_from_counts(
+    ref_counts: ArrayLike, n_ref: int, cur_counts: ArrayLike, n_cur: int, eps: float = PSI_EPS
 ) -> float:
-    k = edges.size + 1
-    rc = np.zeros(k)
-    cc = np.zeros(k)
-    # Bin i holds values v with edges[i-1] < v <= edges[i] (right-closed, like quantiles).
-    idx_r = np.searchsorted(edges, ref_sorted, side="left")
-    for t in range(idx_r.size):
-        rc[idx_r[t]] += 1.0
-    idx_c = np.searchsorted(edges, cur, side="left")
-    for t in range(idx_c.size):
-        cc[idx_c[t]] += 1.0
-    total = 0.0
-    for i in range(k):
-        p = max(rc[i] / ref_sorted.size, eps)
-        q = max(cc[i] / cur.size, eps)
-        total += (q - p) * math.log(q / p)
-    return total
+    """``sum((q - p) * ln(q / p))`` over bins, each proportion floored at ``eps``."""
+    p = np.maximum(np.asarray(ref_counts, dtype=np.float64) / n_ref, eps)
+    q = np.maximum(np.asarray(cur_counts, dtype=np.float64) / n_cur, eps)
+    return float(np.sum((q - p) * np.log(q / p)))
 
 
 def _psi_sorted(
@@ -207,18 +211,10 @@ def _psi_sorted(
     edges: NDArray[np.float64],
     eps: float,
 ) -> float:
-    """PSI when both samples are sorted: bin counts are differences of ``bins - 1`` binary
-    searches per side (right-closed bins, as :func:`_psi_from_edges`), not one search per
-    value."""
-    rc = np.diff(
-        np.searchsorted(ref_sorted, edges, side="right"), prepend=0, append=ref_sorted.size
-    )
-    cc = np.diff(
-        np.searchsorted(cur_sorted, edges, side="right"), prepend=0, append=cur_sorted.size
-    )
-    p = np.maximum(rc / ref_sorted.size, eps)
-    q = np.maximum(cc / cur_sorted.size, eps)
-    return float(np.sum((q - p) * np.log(q / p)))
+    """PSI when both samples are sorted."""
+    rc = _sorted_bin_counts(ref_sorted, edges)
+    cc = _sorted_bin_counts(cur_sorted, edges)
+    return psi_from_counts(rc, ref_sorted.size, cc, cur_sorted.size, eps)
 
 
 def psi_edges(ref_sorted: NDArray[np.float64], bins: int) -> NDArray[np.float64]:
@@ -253,11 +249,8 @@ def psi(ref: ArrayLike, cur: ArrayLike, bins: int = 10) -> float:
     a, _ = as_float_1d(ref, "ref")
     b, _ = as_float_1d(cur, "cur")
     a = sort_f64(a)
-    return float(_psi_from_edges(a, b, psi_edges(a, bins), PSI_EPS))
-
-
-def psi_sorted(ref_sorted: NDArray[np.float64], cur: NDArray[np.float64], bins: int) -> float:
-    return float(_psi_from_edges(ref_sorted, cur, psi_edges(ref_sorted, bins), PSI_EPS))
+    e = psi_edges(a, bins)
+    return psi_from_counts(_sorted_bin_counts(a, e), a.size, _bin_counts(b, e), b.size)
 
 
 @njit(cache=True, nogil=True)

@@ -27,7 +27,13 @@ from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
 from engine.kernels._checks import as_float_1d, count_codes
-from engine.kernels.drift import PSI_EPS, Chi2Result, chi2_counts, jensen_shannon_counts, ks_pvalue
+from engine.kernels.drift import (
+    Chi2Result,
+    chi2_counts,
+    jensen_shannon_counts,
+    ks_pvalue,
+    psi_from_counts,
+)
 
 
 def _quantile_positions(n: int, bins: int) -> NDArray[np.int64]:
@@ -211,11 +217,8 @@ def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
     # Reference mass strictly between consecutive edges (and in the two tails).
     inner_ref = np.concatenate(([lt[0]], lt[1:] - le[:-1], [n - le[-1]]))
     ks_err = float(inner_ref.max() / n)
-    p = np.maximum(np.asarray(sk.psi_counts) / n, PSI_EPS)
-    q = np.maximum(psi_c / m, PSI_EPS)
-    return SketchDrift(
-        ks_low, ks_err, ks_pvalue(ks_low, n, m), float(np.sum((q - p) * np.log(q / p))), m, int(nan)
-    )
+    psi = psi_from_counts(sk.psi_counts, n, psi_c, m)
+    return SketchDrift(ks_low, ks_err, ks_pvalue(ks_low, n, m), psi, m, int(nan))
 
 
 @dataclass(frozen=True)
