@@ -23,12 +23,10 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import math
 import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,8 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
+from serve.inputs import request_inputs
+from serve.models import Active, Loaded, explain_rows, score_many
 from serve.schemas import (
     Deployed,
     Explained,
@@ -63,21 +63,6 @@ async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-@dataclass
-class Loaded:
-    version: str
-    ref: Any
-    scorer: Any
-    explainer: Any = None
-
-
-@dataclass
-class Active:
-    state: dict[str, Any]
-    champion: Loaded
-    challenger: Loaded | None
-
-
 DEFAULTS: dict[str, Any] = {
     "champion_alias": "champion",
     "challenger_alias": "challenger",
@@ -97,12 +82,8 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-# Helpers the class uses are defined above it: Serve pickles the deployment class by value
-# with the module globals that exist when it is defined.
-def _explain_rows(m: Loaded, x: np.ndarray) -> tuple[Any, np.ndarray]:
-    return m.explainer.explain(x), m.scorer.proba(x)
-
-
+# Helpers the class uses are defined above it (or imported): Serve pickles the deployment
+# class by value with the module globals that exist when it is defined.
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)  # RayTaskError wraps the actor's exception
     return str(cause if cause is not None else exc).strip().splitlines()[-1]
@@ -218,62 +199,6 @@ class ModelServer:
             audit.close()
 
     # ---- inputs -------------------------------------------------------------------------
-    def _rows_matrix(self, rows: list[dict[str, Any]], features: list[str]) -> np.ndarray:
-        index = {f: i for i, f in enumerate(features)}
-        x = np.full((len(rows), len(features)), np.nan)
-        for i, row in enumerate(rows):
-            unknown = sorted(set(row) - set(index))
-            if unknown:
-                raise HTTPException(
-                    422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {features}."
-                )
-            missing = [f for f in features if f not in row]
-            if missing:
-                raise HTTPException(
-                    422,
-                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value.",
-                )
-            for name, v in row.items():
-                if v is not None:
-                    fv = float(v)
-                    if not math.isfinite(fv):
-                        raise HTTPException(422, f"rows[{i}].{name}: {v} is not a finite number.")
-                    x[i, index[name]] = fv
-        return x
-
-    def _inputs(
-        self, req: PredictRequest, features: list[str]
-    ) -> tuple[np.ndarray, list[str] | None]:
-        n = len(req.rows) if req.rows is not None else len(req.entities or [])
-        if n > self.max_rows:
-            raise HTTPException(
-                413,
-                f"{n} rows in one request; the limit is {self.max_rows}. Fix: split the request.",
-            )
-        if req.rows is not None:
-            ids = [str(i) for i in req.ids] if req.ids is not None else None
-            return self._rows_matrix(req.rows, features), ids
-        if self.online is None:
-            raise HTTPException(
-                503,
-                "entity lookup needs the online table, and this app has none. Fix: run "
-                "`insight features materialize`, then `insight serve up` again.",
-            )
-        ids = [str(e) for e in req.entities or []]
-        keys: list[Any] = ids
-        if self.online.frame.index.dtype.kind in "iu":  # integer keys: "17" and 17 are one id
-            keys = [int(e) if e.lstrip("-").isdigit() else e for e in ids]
-        x, missing_keys = self.online.lookup(keys, features)
-        missing = [str(m) for m in missing_keys]
-        if missing:
-            pos = [ids.index(m) for m in missing[:5]]
-            raise HTTPException(
-                404,
-                f"entities{pos}: unknown entity id(s) {missing[:5]} (not in the online table "
-                f"as of {self.online.as_of}).",
-            )
-        return x, ids
-
     # ---- scoring ------------------------------------------------------------------------
     def _route(self, act: Active, ids: list[str] | None, n: int, request_id: str) -> np.ndarray:
         """True where the challenger answers the row."""
@@ -287,32 +212,14 @@ class ModelServer:
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
     async def _batched(self, items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
-        return self._score_many(items)
-
-    @staticmethod
-    def _score_many(items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
-        """One model call per distinct model across the items, split back per item."""
-        out: list[np.ndarray | None] = [None] * len(items)
-        by_model: dict[str, list[int]] = {}
-        for i, (m, _) in enumerate(items):
-            by_model.setdefault(m.version, []).append(i)
-        for idx in by_model.values():
-            m = items[idx[0]][0]
-            x = np.vstack([items[i][1] for i in idx]) if len(idx) > 1 else items[idx[0]][1]
-            p = m.scorer.proba(x)
-            start = 0
-            for i in idx:
-                k = items[i][1].shape[0]
-                out[i] = p[start : start + k]
-                start += k
-        return [o if o is not None else np.empty(0) for o in out]
+        return score_many(items)
 
     async def _score(self, m: Loaded, x: np.ndarray) -> np.ndarray:
         if x.shape[0] == 0:
             return np.empty(0)
         if self.s["batching"]:
             return await self._batched((m, x))
-        return self._score_many([(m, x)])[0]
+        return score_many([(m, x)])[0]
 
     def _audit_inputs(self, x: np.ndarray) -> Any:
         if self.s["audit_inputs"] == "hash":
@@ -329,6 +236,35 @@ class ModelServer:
     def _request_id(self, request: Request) -> str:
         rid = request.headers.get("x-request-id", "")
         return rid[:100] if rid else uuid.uuid4().hex
+
+    def _record(
+        self,
+        route: str,
+        rid: str,
+        act: Active,
+        versions: list[str],
+        ids: list[str] | None,
+        x: np.ndarray,
+        scores: list[float],
+        t0: float,
+    ) -> dict[str, Any]:
+        """One audit record per answered request (see engine.audit)."""
+        return {
+            "kind": "decision",
+            "route": route,
+            "request_id": rid,
+            "time": time.time(),
+            "model": self.name,
+            "versions": versions,
+            "generation": act.state["generation"],
+            "ids": self._audit_ids(ids),
+            "inputs": self._audit_inputs(x),
+            "input_policy": self.s["audit_inputs"],
+            "scores": scores,
+            "threshold": self.threshold,
+            "decisions": [s >= self.threshold for s in scores],
+            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
+        }
 
     # ---- public routes ------------------------------------------------------------------
     @api.get("/healthz")
@@ -364,7 +300,7 @@ class ModelServer:
         t0 = time.perf_counter()
         act = self.active  # one consistent state for the whole request
         rid = self._request_id(request)
-        x, ids = self._inputs(req, act.champion.ref.features)
+        x, ids = request_inputs(req, act.champion.ref.features, self.online, self.max_rows)
         to_chal = self._route(act, ids, x.shape[0], rid)
         scores = np.empty(x.shape[0])
         versions = np.full(x.shape[0], act.champion.version, dtype=object)
@@ -383,23 +319,7 @@ class ModelServer:
         else:
             scores = await self._score(act.champion, x)
         decisions = scores >= self.threshold
-        latency_ms = (time.perf_counter() - t0) * 1000
-        rec: dict[str, Any] = {
-            "kind": "decision",
-            "route": "predict",
-            "request_id": rid,
-            "time": time.time(),
-            "model": self.name,
-            "versions": versions.tolist(),
-            "generation": act.state["generation"],
-            "ids": self._audit_ids(ids),
-            "inputs": self._audit_inputs(x),
-            "input_policy": self.s["audit_inputs"],
-            "scores": scores.tolist(),
-            "threshold": self.threshold,
-            "decisions": decisions.tolist(),
-            "latency_ms": round(latency_ms, 3),
-        }
+        rec = self._record("predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0)
         if shadow is not None:
             rec["shadow"] = {"version": act.challenger.version, "scores": shadow.tolist()}  # type: ignore[union-attr]
         self.audit.append([rec])
@@ -421,7 +341,7 @@ class ModelServer:
         act = self.active
         rid = self._request_id(request)
         features = act.champion.ref.features
-        x, ids = self._inputs(req, features)
+        x, ids = request_inputs(req, features, self.online, self.max_rows)
         to_chal = self._route(act, ids, x.shape[0], rid)
         out: list[Explained | None] = [None] * x.shape[0]
         for m, mask in ((act.champion, ~to_chal), (act.challenger, to_chal)):
@@ -430,7 +350,7 @@ class ModelServer:
             if m.explainer is None:
                 m.explainer = Explainer(m.scorer)
             xe = x[mask]
-            e, p = await asyncio.to_thread(_explain_rows, m, xe)
+            e, p = await asyncio.to_thread(explain_rows, m, xe)
             for j, i in enumerate(np.flatnonzero(mask)):
                 out[i] = Explained(
                     score=float(p[j]),
@@ -439,25 +359,9 @@ class ModelServer:
                     shap={f: float(v) for f, v in zip(features, e.values[j], strict=True)},
                 )
         done = [o for o in out if o is not None]
+        scores = [o.score for o in done]
         self.audit.append(
-            [
-                {
-                    "kind": "decision",
-                    "route": "explain",
-                    "request_id": rid,
-                    "time": time.time(),
-                    "model": self.name,
-                    "versions": [o.version for o in done],
-                    "generation": act.state["generation"],
-                    "ids": self._audit_ids(ids),
-                    "inputs": self._audit_inputs(x),
-                    "input_policy": self.s["audit_inputs"],
-                    "scores": [o.score for o in done],
-                    "threshold": self.threshold,
-                    "decisions": [o.score >= self.threshold for o in done],
-                    "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-                }
-            ]
+            [self._record("explain", rid, act, [o.version for o in done], ids, x, scores, t0)]
         )
         return ExplainResponse(request_id=rid, model=self.name, explanations=done)
 
@@ -555,8 +459,6 @@ def settings_from_args(args: dict[str, Any]) -> dict[str, Any]:
     bools = {"batching", "hash_entity_ids", "audit_fsync", "shadow"}
     out: dict[str, Any] = {}
     for k, v in args.items():
-        if k.startswith("_deployment_"):
-            continue
         out[k] = (
             (str(v).lower() in ("1", "true", "yes")) if k in bools and isinstance(v, str) else v
         )
