@@ -92,15 +92,17 @@ class AuditWriter:
                 self._anchor()
             return len(lines)
 
-    def _anchor(self) -> None:
+    def _anchor(self, closed: bool = False) -> None:
         head = {"segment": self.segment, "seq": self._seq - 1, "hash": self._prev}
+        if closed:
+            head["closed"] = True
         atomic_write_bytes(self.head_path, _canonical(head))
         self._since_anchor = 0
 
     def close(self) -> None:
         with self._lock:
             if not self._f.closed:
-                self._anchor()
+                self._anchor(closed=True)
                 self._f.close()
 
 
@@ -109,6 +111,7 @@ class SegmentCheck:
     path: str
     records: int
     problems: list[str] = field(default_factory=list)
+    in_progress: bool = False  # a record was being written when the segment was read
 
 
 @dataclass
@@ -128,26 +131,67 @@ class VerifyResult:
         return [f"{s.path}: {p}" for s in self.segments for p in s.problems]
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if line.strip():
-                yield i, line
+def _complete_lines(data: bytes) -> tuple[list[bytes], bool]:
+    """The newline-terminated lines of ``data`` and whether a fragment follows the last one
+    (a record a live writer is still writing: its bytes may arrive in several pieces)."""
+    lines = data.split(b"\n")
+    fragment = lines.pop()  # b"" when data ends with a newline
+    return lines, bool(fragment.strip())
+
+
+def _read_head(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The head file (None if absent) or a problem if it is unreadable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    try:
+        head = json.loads(raw)
+        int(head["seq"]), str(head["hash"])
+    except (ValueError, KeyError, TypeError):
+        return None, "head file is not a valid head record: modified"
+    return dict(head), None
 
 
 def verify_segment(path: Path) -> SegmentCheck:
+    """Verify one segment as it is now, even while its writer appends to it.
+
+    The head file is read *before* the records: a writer replaces its head only after the
+    records the head names are written, so every record a head names is in the bytes read
+    after it, and a live writer can never look like truncation. A trailing fragment with
+    no newline is a record still being written: it is not judged (and not counted) unless
+    the head says the segment was closed (tests/test_explain_audit.py, the concurrency test).
+    """
     segment = path.name.removesuffix(".jsonl")
     chk = SegmentCheck(str(path), 0)
+    head, head_problem = _read_head(path.with_suffix(".head"))
+    if head_problem:
+        chk.problems.append(head_problem)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        chk.problems.append("segment file removed while it was being verified")
+        return chk
+    lines, fragment = _complete_lines(data)
+    if fragment:
+        if head is not None and head.get("closed"):
+            chk.problems.append("the last record is incomplete in a closed segment: truncated")
+        else:
+            chk.in_progress = True
     prev = genesis(segment)
     expect = 0
-    last_hash = prev
-    for lineno, line in _lines(path):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            chk.problems.append(f"line {lineno}: not JSON ({exc.msg}): record modified")
+    head_seq = int(head["seq"]) if head else -1
+    hash_at_head: str | None = None
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
-        seq = rec.get("seq")
+        try:
+            rec = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "bad UTF-8"
+            chk.problems.append(f"line {lineno}: not JSON ({msg}): record modified")
+            continue
+        seq = rec.get("seq") if isinstance(rec, dict) else None
         if not isinstance(seq, int):
             chk.problems.append(f"line {lineno}: no integer 'seq': record modified")
             continue
@@ -173,47 +217,71 @@ def verify_segment(path: Path) -> SegmentCheck:
                 f"line {lineno} (seq {seq}): 'prev' does not match the record before it"
             )
         prev = str(rec.get("hash"))
+        if seq == head_seq:
+            hash_at_head = prev
         expect = max(expect, seq + 1)
-        last_hash = prev
         chk.records += 1
-    head = path.with_suffix(".head")
-    if head.is_file():
-        h = json.loads(head.read_text())
-        if expect - 1 < h["seq"]:
+    if head is not None:
+        if expect - 1 < head_seq:
             chk.problems.append(
-                f"ends at seq {expect - 1} but its head file says seq {h['seq']}: "
-                f"{h['seq'] - expect + 1} record(s) removed from the end"
+                f"ends at seq {expect - 1} but its head file says seq {head_seq}: "
+                f"{head_seq - expect + 1} record(s) removed from the end"
             )
-        elif expect - 1 == h["seq"] and last_hash != h["hash"]:
-            chk.problems.append("last record's hash differs from the head file's: modified")
+        elif hash_at_head != head["hash"]:
+            chk.problems.append(
+                f"record seq {head_seq}'s hash differs from the head file's: modified"
+            )
     return chk
 
 
+def _listing(root: Path) -> tuple[set[Path], set[Path]]:
+    """Segment and head files under ``root``, from one walk of the folder."""
+    segs: set[Path] = set()
+    heads: set[Path] = set()
+    for p in root.rglob("*"):
+        if p.name.startswith("."):
+            continue  # atomic-write temp files
+        if p.suffix == ".jsonl":
+            segs.add(p)
+        elif p.suffix == ".head":
+            heads.add(p)
+    return segs, heads
+
+
 def segments(root: Path) -> list[Path]:
-    return sorted(root.rglob("*.jsonl"))
+    return sorted(_listing(root)[0])
 
 
 def verify(root: Path) -> VerifyResult:
-    """Check every segment under ``root``; a head file without its segment is a problem."""
-    segs = segments(root)
-    checks = [verify_segment(p) for p in segs]
-    have = {p.with_suffix(".head") for p in segs}
-    for head in sorted(root.rglob("*.head")):
-        if head not in have:
-            checks.append(
-                SegmentCheck(
-                    str(head.with_suffix(".jsonl")),
-                    0,
-                    ["segment file removed (its head file remains)"],
-                )
-            )
+    """Check every segment under ``root``, correct while writers open, append to and close
+    segments (tests/test_explain_audit.py::test_verify_is_correct_under_live_writers).
+
+    A head file without its segment is a deleted segment, but only if the segment is still
+    absent *after* the listing: a writer creates its segment before its first head, so a
+    head whose segment the listing missed belongs to a segment created during the walk,
+    and that segment is verified too.
+    """
+    segs, heads = _listing(root)
+    for head in heads:
+        seg = head.with_suffix(".jsonl")
+        if seg not in segs and seg.exists():
+            segs.add(seg)  # created while the folder was being listed
+    checks = [verify_segment(p) for p in sorted(segs)]
+    for head in sorted(heads):
+        seg = head.with_suffix(".jsonl")
+        if seg not in segs:
+            checks.append(SegmentCheck(str(seg), 0, ["segment file removed (its head file remains)"]))
     return VerifyResult(checks)
 
 
 def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str, Any]]:
-    """Records of every segment (``kind=None``: all, including segment-open markers)."""
+    """Records of every segment (``kind=None``: all, including segment-open markers).
+    A record still being written (no newline yet) is not read."""
     for p in segments(root):
-        for _, line in _lines(p):
+        lines, _ = _complete_lines(p.read_bytes())
+        for line in lines:
+            if not line.strip():
+                continue
             rec = json.loads(line)
             if kind is None or rec.get("kind") == kind:
                 yield rec

@@ -121,3 +121,68 @@ def test_audit_cli_verify(tmp_path: Path) -> None:
     f.write_text("\n".join(lines) + "\n")
     r = CliRunner().invoke(app, ["audit", "verify", "--path", str(bad)])
     assert r.exit_code == 1 and "removed" in r.output and "NOT intact" in r.output
+
+
+def test_verify_is_correct_under_live_writers(tmp_path: Path) -> None:
+    """Regression: `verify` listed the folder twice, so a segment opened and anchored
+    between the two listings was reported as deleted, and a head replaced after its
+    segment was read looked like truncation (91 of 120 false alarms before the fix)."""
+    import threading
+    import time
+
+    root = tmp_path / "audit"
+    root.mkdir()
+    stop = threading.Event()
+    written = [0] * 4
+
+    def writer(k: int) -> None:
+        while not stop.is_set():
+            w = AuditWriter(root, writer=f"w{k}", anchor_every=3)
+            for j in range(7):
+                w.append([{"kind": "decision", "request_id": f"{k}-{j}", "scores": [0.5] * 40}])
+                written[k] += 1
+            w.close()
+
+    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(4)]
+    for t in threads:
+        t.start()
+    results = []
+    deadline = time.monotonic() + 6.0
+    try:
+        while len(results) < 60 and time.monotonic() < deadline:
+            results.append(verify(root))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert len(results) >= 5 and sum(written) > 100, "writers and verifier really overlapped"
+    false_alarms = [r.problems[:3] for r in results if not r.ok]
+    assert not false_alarms, f"{len(false_alarms)} of {len(results)}: {false_alarms[:3]}"
+    final = verify(root)
+    assert final.ok and final.records == sum(written) + len(final.segments)  # + open markers
+
+
+def test_a_record_being_written_is_not_judged_until_the_segment_closes(tmp_path: Path) -> None:
+    w = AuditWriter(tmp_path / "audit", writer="live", anchor_every=2)
+    w.append([{"kind": "decision", "request_id": "r0"}, {"kind": "decision", "request_id": "r1"}])
+    with w.path.open("a") as f:  # half a record, as a live writer may leave it for a moment
+        f.write('{"kind":"decision","req')
+    live = verify(w.path.parent)
+    assert live.ok and live.segments[0].in_progress and live.records == 3
+    assert [r["request_id"] for r in read_records(w.path.parent)] == ["r0", "r1"]
+    w.close()  # the head now says closed: a fragment left in the file is truncation
+    with w.path.open("a") as f:
+        f.write('{"kind":"decision","req')
+    closed = verify(w.path.parent)
+    assert not closed.ok and any("incomplete" in p for p in closed.problems)
+
+
+def test_head_hash_is_checked_even_when_records_follow_it(tmp_path: Path) -> None:
+    w = AuditWriter(tmp_path / "audit", writer="t", anchor_every=4)
+    for i in range(6):  # head anchored at seq 3; records 4..6 follow it
+        w.append([{"kind": "decision", "request_id": f"r{i}"}])
+    head = json.loads(w.head_path.read_text())
+    assert head["seq"] < 6
+    head["hash"] = "0" * 64
+    w.head_path.write_text(json.dumps(head))
+    assert any("head file" in p for p in verify(w.path.parent).problems)
