@@ -44,7 +44,7 @@ def main() -> None:
             }
         )
 
-    from engine.kernels.uplift import bootstrap_ci
+    from engine.kernels.effects import bootstrap_ci
 
     n = 20_000 if args.smoke else 1_000_000
     n_boot = 100 if args.smoke else 1000

@@ -270,7 +270,9 @@ def verify(root: Path) -> VerifyResult:
     for head in sorted(heads):
         seg = head.with_suffix(".jsonl")
         if seg not in segs:
-            checks.append(SegmentCheck(str(seg), 0, ["segment file removed (its head file remains)"]))
+            checks.append(
+                SegmentCheck(str(seg), 0, ["segment file removed (its head file remains)"])
+            )
     return VerifyResult(checks)
 
 

@@ -383,7 +383,12 @@ def models_gate(
 
 
 def main() -> None:
-    """Console-script entry point: user errors become one message and a non-zero exit."""
+    """Console-script entry point: user errors become one message and a non-zero exit.
+
+    A usage error (unknown command or option, bad value) is the user's: click's usage
+    message and exit 2. typer vendors click (``typer._click``), so its exceptions are
+    ``typer.TyperException``s, not ``click.ClickException``s: both are caught here.
+    """
     try:
         rc = app(standalone_mode=False)
         # Without standalone mode click returns typer.Exit's code instead of exiting.
@@ -392,12 +397,16 @@ def main() -> None:
     except InsightError as exc:
         console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, click.exceptions.Abort):
         console.print("aborted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except (typer.TyperException, click.ClickException) as exc:
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(int(getattr(exc, "exit_code", 2)))
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # a bug, not the user's input: one line, traceback to a file

@@ -34,19 +34,60 @@ def test_weighted_auc_matches_sklearn_sample_weight(seed: int) -> None:
     assert ours == pytest.approx(roc_auc_score(y[keep], s[keep], sample_weight=w[keep]), abs=1e-12)
 
 
-def test_auc_bootstrap_is_reproducible_and_close_to_plain_bootstrap() -> None:
+def _scipy_bca(data: tuple[np.ndarray, ...], stat: object, seed: int) -> tuple[float, float]:
+    """scipy's BCa: its own resamples and a brute-force leave-one-out jackknife."""
+    from scipy.stats import bootstrap
+
+    r = bootstrap(
+        data,
+        stat,
+        paired=True,
+        vectorized=False,
+        n_resamples=3000,
+        method="BCa",
+        random_state=np.random.default_rng(seed),
+    )
+    return float(r.confidence_interval.low), float(r.confidence_interval.high)
+
+
+def test_auc_bootstrap_resamples_like_the_row_bootstrap_and_matches_scipy_bca() -> None:
+    from engine.kernels.metrics import _boot
+
     y, s = _data(3, 2000)
     a = auc_bootstrap(y, s, n_boot=1000, seed=5)
     assert a == auc_bootstrap(y, s, n_boot=1000, seed=5)
-    rng = np.random.default_rng(9)
-    ref = []
-    for _ in range(1000):
-        i = rng.integers(0, y.size, y.size)
-        ref.append(roc_auc_score(y[i], s[i]))
-    lo, hi = np.quantile(ref, [0.025, 0.975])
-    se = np.std(ref)
-    assert abs(a.low - lo) < 0.25 * se and abs(a.high - hi) < 0.25 * se
     assert a.low < a.estimate < a.high
+    # The resamples: our weighted walk against sklearn on plain row resamples.
+    rng = np.random.default_rng(9)
+    ref = [
+        roc_auc_score(y[i], s[i]) for i in (rng.integers(0, y.size, y.size) for _ in range(1000))
+    ]
+    o = np.argsort(s, kind="stable")
+    ours = _boot(s[o], y[o].astype(float), 1000, 5)
+    se = np.std(ref)
+    for q in (0.025, 0.5, 0.975):
+        assert abs(np.quantile(ours, q) - np.quantile(ref, q)) < 0.25 * se
+    # The interval: BCa against scipy's BCa (independent resamples and jackknife).
+    for seed in (1, 2, 4):
+        y, s = _data(seed, 500)
+        a = auc_bootstrap(y, s, n_boot=3000, seed=seed)
+        lo, hi = _scipy_bca((y, s), roc_auc_score, seed)
+        sd = (hi - lo) / 3.92
+        assert abs(a.low - lo) < 0.3 * sd and abs(a.high - hi) < 0.3 * sd, (seed, a, lo, hi)
+
+
+def test_jackknife_from_placements_equals_leave_one_out(seed: int) -> None:
+    from engine.kernels.metrics import _jackknife, _placements
+
+    y, s = _data(seed, 60)
+    o = np.argsort(s, kind="stable")
+    ys, ss = y[o].astype(float), s[o]
+    jk = _jackknife(ys, _placements(ss, ys), roc_auc_score(y, s))
+    keep = np.ones(ys.size, dtype=bool)
+    for i in range(ys.size):
+        keep[i] = False
+        assert jk[i] == pytest.approx(roc_auc_score(ys[keep], ss[keep]), abs=1e-12)
+        keep[i] = True
 
 
 def test_auc_errors_are_clear() -> None:
@@ -69,12 +110,11 @@ def test_paired_difference_matches_row_bootstrap_and_is_zero_for_one_model(seed:
     assert d.low <= d.estimate <= d.high
     same = paired_auc_difference(y, s, s, n_boot=50, seed=seed)
     assert same == (0.0, 0.0, 0.0)
-    if seed < 3:  # the plain paired row bootstrap as the reference (slow: a few seeds)
-        ref = []
-        for _ in range(400):
-            i = rng.integers(0, y.size, y.size)
-            if y[i].min() != y[i].max():
-                ref.append(roc_auc_score(y[i], s[i]) - roc_auc_score(y[i], s2[i]))
-        lo, hi = np.quantile(ref, [0.025, 0.975])
-        sd = np.std(ref)
-        assert abs(d.low - lo) < 0.35 * sd and abs(d.high - hi) < 0.35 * sd
+    if seed < 3:  # scipy's paired BCa as the reference (slow: a few seeds)
+        y, s, s2 = y[:400], s[:400], s2[:400]
+        d = paired_auc_difference(y, s, s2, n_boot=3000, seed=seed)
+        lo, hi = _scipy_bca(
+            (y, s, s2), lambda a, b, c: roc_auc_score(a, b) - roc_auc_score(a, c), seed
+        )
+        sd = (hi - lo) / 3.92
+        assert abs(d.low - lo) < 0.3 * sd and abs(d.high - hi) < 0.3 * sd, (d, lo, hi)

@@ -8,9 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from engine.kernels.uplift import (
-    ate,
-    bootstrap_ci,
+from engine.kernels.effects import ate, bootstrap_ci
+from engine.kernels.qini import (
     qini_auc,
     qini_band,
     qini_curve,

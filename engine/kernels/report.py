@@ -1,4 +1,5 @@
-"""Drift report over a table: one method per column, chosen by type and size.
+"""Drift report over a table (the drift stage uses :func:`numeric_column_stats`; the full
+report is used by the benchmarks and, next, the monitoring loop): one method per column, chosen by type and size.
 
 Defaults follow Evidently's data-drift preset, which NannyML's univariate defaults resemble:
 
@@ -18,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numba
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from engine.kernels._objects import _factorized_counts, object_counts
 from engine.kernels._sort import sort_f64
@@ -73,21 +74,39 @@ class ColumnReport:
         return asdict(self)
 
 
-def _numeric_column(
-    ra: NDArray[np.float64], ca: NDArray[np.float64], bins: int
-) -> tuple[float, float, float, float, int, int]:
-    """KS D, Wasserstein, PSI and std(ref) from one sort of each side; NaN dropped.
+class NumericStats(NamedTuple):
+    """One numeric column, reference vs current, from one sort of each side."""
 
-    The sort is ``sort_f64`` (NumPy's or a Numba radix sort, the faster on this host; both release the GIL); the
-    walks are ``nogil`` Numba, so columns run in parallel threads.
+    ks_statistic: float
+    wasserstein: float
+    psi: float
+    std_ref: float
+    n_ref: int
+    n_cur: int
+
+
+def numeric_column_stats(ref: ArrayLike, cur: ArrayLike, bins: int = 10) -> NumericStats:
+    """KS D, Wasserstein, PSI and std(ref) from one sort of each side; NaN dropped (counts
+    are of the finite values; all zero when a side has none).
+
+    The sort is ``sort_f64`` (NumPy's or a Numba radix sort, the faster on this host; both
+    release the GIL); the walks are ``nogil`` Numba, so columns run in parallel threads.
+
+    Examples
+    --------
+    >>> s = numeric_column_stats([1.0, 2.0, 3.0], [2.0, 3.0, 4.0])
+    >>> round(s.ks_statistic, 4), s.n_ref
+    (0.3333, 3)
     """
+    ra = np.asarray(ref, dtype=np.float64)
+    ca = np.asarray(cur, dtype=np.float64)
     a = sort_f64(ra[~np.isnan(ra)])
     b = sort_f64(ca[~np.isnan(ca)])
     if a.size == 0 or b.size == 0:
-        return 0.0, 0.0, 0.0, 0.0, int(a.size), int(b.size)
+        return NumericStats(0.0, 0.0, 0.0, 0.0, int(a.size), int(b.size))
     d, w = _ecdf_walk(a, b)
     p = _psi_sorted(a, b, psi_edges(a, bins), PSI_EPS)
-    return d, w, p, float(a.std()), int(a.size), int(b.size)
+    return NumericStats(d, w, p, float(a.std()), int(a.size), int(b.size))
 
 
 def _adjust(p: NDArray[np.float64], how: str | None) -> NDArray[np.float64]:
@@ -167,7 +186,7 @@ def report(
             if np.isinf(ra).any() or np.isinf(ca).any():
                 raise ValueError(f"column '{c}' holds infinite values. Fix: clip or drop them.")
         with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
-            stats = list(pool.map(lambda rc: _numeric_column(rc[0], rc[1], psi_bins), pairs))
+            stats = list(pool.map(lambda rc: numeric_column_stats(rc[0], rc[1], psi_bins), pairs))
         for i, c in enumerate(num):
             d_i, w_i, p_i, s_i, n, m = stats[i]
             if n == 0 or m == 0:

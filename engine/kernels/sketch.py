@@ -1,4 +1,5 @@
-"""Reference sketches: a reference reduced once to a small summary saved with the model, so
+"""Reference sketches (used by no stage yet: the monitoring loop is to profile each model's
+training window with them): a reference reduced once to a small summary saved with the model, so
 drift against it is one pass over the current data.
 
 Numeric sketch: the reference's ``fine_bins`` inverted-CDF quantiles as edges, with the

@@ -17,7 +17,7 @@ import pandas as pd
 
 from engine.config import DriftConfig
 from engine.kernels.drift import ks_pvalue
-from engine.kernels.report import _numeric_column
+from engine.kernels.report import numeric_column_stats
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def drift_check(
     ]
     # One sort per side and one fused walk per column (KS, PSI), columns in parallel threads.
     with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
-        stats = list(pool.map(lambda ab: _numeric_column(ab[0], ab[1], cfg.psi_bins), pairs))
+        stats = list(pool.map(lambda ab: numeric_column_stats(ab[0], ab[1], cfg.psi_bins), pairs))
     out = []
     for col, (a, b), (d, _, p, _, n, m) in zip(cols, pairs, stats, strict=True):
         if n == 0 or m == 0:

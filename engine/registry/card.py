@@ -74,8 +74,12 @@ def evaluate(
             "equal_opportunity_difference",
             "equalized_odds_difference",
         ):
-            f = fairness(y.astype(int), pred, g, metric, n_boot=n_boot, seed=seed)  # type: ignore[arg-type]
-            res[metric] = {"value": f.value, "low": f.low, "high": f.high}
+            try:
+                f = fairness(y.astype(int), pred, g, metric, alpha=cfg.train.gate.alpha)  # type: ignore[arg-type]
+            except ValueError as exc:  # e.g. a group without positives has no TPR
+                res[metric] = {"value": None, "low": None, "high": None, "undefined": str(exc)}
+                continue
+            res[metric] = {"value": f.value, "low": f.low, "high": f.high, "method": f.method}
             res["by_group"] = f.by_group
         out["fairness"][attr] = res
     return out
@@ -146,7 +150,7 @@ def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
         )
     for attr, res in m["fairness"].items():
         dp = res["demographic_parity_difference"]
-        if dp["value"] > cfg.train.gate.max_fairness_shift:
+        if dp["value"] is not None and dp["value"] > cfg.train.gate.max_fairness_shift:
             out.append(
                 f"Selection rates differ across '{attr}' by {dp['value']:.3f} "
                 f"(CI {dp['low']:.3f}-{dp['high']:.3f}) at threshold {m['threshold']}."
@@ -200,6 +204,8 @@ def build_card(
 
 def _ci(d: dict[str, Any]) -> str:
     est = d["estimate"] if "estimate" in d else d["value"]
+    if est is None:
+        return f"undefined ({d.get('undefined', 'not enough rows')})"
     if d.get("low") is None:
         return f"{est:.4f}"
     return f"{est:.4f} ({d['low']:.4f}-{d['high']:.4f})"
@@ -252,7 +258,7 @@ def render_markdown(card: dict[str, Any]) -> str:
             "equalized_odds_difference",
         ):
             lines.append(f"- {k}: {_ci(res[k])}")
-        for grp, rates in res["by_group"].items():
+        for grp, rates in res.get("by_group", {}).items():
             lines.append(f"- group `{grp}`: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
     lines += ["", "## Uplift"]
     u = card.get("uplift")

@@ -105,6 +105,16 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
         for attr in a["fairness"]:
             va = a["fairness"][attr][g.fairness_metric]["value"]
             vb = b["fairness"].get(attr, {}).get(g.fairness_metric, {}).get("value", va)
+            if va is None or vb is None:
+                checks.append(
+                    Check(
+                        f"fairness:{attr}",
+                        True,
+                        f"{g.fairness_metric} on '{attr}' is undefined on the test split "
+                        "(a group lacks the class it needs): not compared",
+                    )
+                )
+                continue
             checks.append(
                 Check(
                     f"fairness:{attr}",

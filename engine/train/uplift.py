@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 
 from engine.config import ProjectConfig
 from engine.errors import DataError
-from engine.kernels.uplift import bootstrap_ci, qini_auc, uplift_metrics
+from engine.kernels.effects import bootstrap_ci
+from engine.kernels.qini import qini_auc_bootstrap, uplift_metrics
 from engine.train.dataset import TrainingSet
 
 LEARNERS = ("t_learner", "x_learner")
@@ -130,24 +131,6 @@ def tune_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     tune.report({"qini_auc": m.qini_auc, "uplift_auc": m.uplift_auc, "round": 1})
 
 
-def qini_ci(
-    y: NDArray[np.float64], t: NDArray[np.float64], s: NDArray[np.float64], n_boot: int, seed: int
-) -> dict[str, float]:
-    """Qini AUC with a percentile bootstrap CI over held-out rows."""
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        i = rng.integers(0, y.size, y.size)
-        if t[i].min() == t[i].max() or y[i].min() == y[i].max():
-            continue
-        try:
-            vals.append(qini_auc(y[i], t[i], s[i]))
-        except ValueError:  # perfect curve with zero area in a tiny resample
-            continue
-    lo, hi = np.quantile(vals, [0.025, 0.975])
-    return {"estimate": qini_auc(y, t, s), "low": float(lo), "high": float(hi)}
-
-
 def run_uplift_search(
     cfg: ProjectConfig,
     d: UpliftData,
@@ -203,7 +186,8 @@ def run_uplift_search(
                 "uplift_auc": float(r.metrics["uplift_auc"]),
             }
     best_name = f"{cfg_best['learner']}(max_depth={cfg_best['max_depth']})"
-    by_learner[best_name]["qini_auc"] = qini_ci(d.y_test, d.t_test, s, n_boot, cfg.train.seed)
+    q = qini_auc_bootstrap(d.y_test, d.t_test, s, n_boot=n_boot, seed=cfg.train.seed)
+    by_learner[best_name]["qini_auc"] = q._asdict()
     ate = bootstrap_ci(d.y_test, d.t_test, n_boot=max(n_boot, 100), seed=cfg.train.seed)
     return {
         "rows": int(d.y_test.size),
