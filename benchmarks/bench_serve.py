@@ -178,6 +178,7 @@ def main() -> None:
             "workspace": str(ws.root),
             "max_ongoing_requests": max_ongoing,
             "num_cpus": 0.25,
+            "autoscaling": {"min_replicas": 1, "max_replicas": 1},  # one replica each
         }
 
         def deploy(name: str, batching: bool, **over: Any) -> str:

@@ -287,3 +287,56 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
             rec = json.loads(line)
             if kind is None or rec.get("kind") == kind:
                 yield rec
+
+
+# ---- what a served decision records ---------------------------------------------------
+
+
+def audit_inputs(x: Any, policy: str) -> list[Any]:
+    """The inputs as the audit log keeps them: the values (NaN as null) or, with
+    ``policy="hash"``, a SHA-256 per row of its float64 bytes."""
+    import numpy as np
+
+    a = np.asarray(x, dtype=np.float64)
+    if policy == "hash":
+        return [hashlib.sha256(r.tobytes()).hexdigest() for r in a]
+    return [[None if v != v else float(v) for v in r] for r in a.tolist()]
+
+
+def decision_record(
+    *,
+    route: str,
+    request_id: str,
+    model: str,
+    versions: list[str],
+    generation: int,
+    ids: list[str] | None,
+    inputs: list[Any],
+    input_policy: str,
+    scores: list[float],
+    threshold: float,
+    latency_ms: float,
+    shadow: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One record per answered request: what was asked (entity ids, already hashed where
+    they are PII; inputs or their hashes), what was answered (scores, the threshold and the
+    decisions it gave), by which model versions and rollout generation, how fast."""
+    rec: dict[str, Any] = {
+        "kind": "decision",
+        "route": route,
+        "request_id": request_id,
+        "time": time.time(),
+        "model": model,
+        "versions": versions,
+        "generation": generation,
+        "ids": ids,
+        "inputs": inputs,
+        "input_policy": input_policy,
+        "scores": scores,
+        "threshold": threshold,
+        "decisions": [s >= threshold for s in scores],
+        "latency_ms": round(latency_ms, 3),
+    }
+    if shadow is not None:
+        rec["shadow"] = shadow
+    return rec

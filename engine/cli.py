@@ -57,7 +57,7 @@ def demo(
     address: AddressOpt = None,
 ) -> None:
     """Run the whole loop once: data, features, training, serving over HTTP, drift."""
-    from jobs.demo import run_demo
+    from engine.stages.demo import run_demo
 
     cfg, ws = _load(project, workspace)
     run_demo(cfg, ws, size=size, address=address)
@@ -83,7 +83,7 @@ def data_generate(
     size: Annotated[str | None, typer.Option(help="tiny, small, medium, large, xlarge.")] = None,
 ) -> None:
     """Generate the project's sample data (deterministic, with ground truth)."""
-    from engine.pipeline import stage_data
+    from engine.stages.data import stage_data
 
     cfg, ws = _load(project, workspace)
     with stage("sample data"):
@@ -94,7 +94,7 @@ def data_generate(
 @features_app.command("build")
 def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
     """Build the training table on Spark and commit an immutable snapshot."""
-    from engine.pipeline import stage_features
+    from engine.stages.features import stage_features
 
     cfg, ws = _load(project, workspace)
     with stage("features on Spark"):
@@ -116,8 +116,8 @@ def features_materialize(
 
     from engine.errors import ConfigError
     from engine.features.online import OnlineTable, materialize
-    from engine.features.run import spark_session
     from engine.features.snapshot import find
+    from engine.features.spark import spark_session
 
     cfg, ws = _load(project, workspace)
     when = None
@@ -173,14 +173,14 @@ def train(
 ) -> None:
     """Ray Tune search on a snapshot; the best model is registered as @challenger with a
     model card. `insight models gate` decides whether it becomes @champion."""
-    from engine.pipeline import stage_train
     from engine.raycluster import start_ray, stop_ray
+    from engine.stages.train import stage_train
 
     cfg, ws = _load(project, workspace)
     with stage("Ray Tune search" + (" (resumed)" if resume else "")):
         start_ray(ws, address=address)
         try:
-            r = stage_train(cfg, ws, snapshot, resume=resume, faults=_fault_env())
+            r = stage_train(cfg, ws, snapshot, resume=resume)
         finally:
             stop_ray()
     a = r.test_auc
@@ -210,7 +210,7 @@ def drift(
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
 ) -> None:
     """KS + PSI per feature: training window vs current window (Numba kernels)."""
-    from engine.pipeline import stage_drift
+    from engine.stages.drift import stage_drift
 
     cfg, ws = _load(project, workspace)
     r = stage_drift(cfg, ws, snapshot)
@@ -258,14 +258,6 @@ def _registry(project: Path | None, workspace: Path | None) -> tuple[ProjectConf
 NameArg = Annotated[
     str | None, typer.Argument(help="Registered model name (default: train.model_name).")
 ]
-
-
-def _fault_env() -> dict[str, object] | None:
-    """Fault-injection knobs from the environment, for tests that kill or interrupt a
-    search mid-run (tests/test_train_faults.py). Unset in normal use."""
-
-    delay = os.environ.get("INSIGHT_FAULT_ROUND_DELAY_S")
-    return {"round_delay_s": float(delay)} if delay else None
 
 
 @models_app.command("list")

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from engine.config import ProjectConfig
+from engine.config import DEFAULT_PROJECT, ProjectConfig
 from engine.workspace import Workspace
 
-DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+__all__ = ["DEFAULT_PROJECT", "AddressOpt", "ProjectOpt", "WorkspaceOpt", "load", "project_path"]
 
 ProjectOpt = Annotated[
     Path | None,

@@ -39,7 +39,9 @@ def serve_up_cmd(
     """Deploy the model app on 127.0.0.1: champion (+ challenger), autoscaled, audited."""
     import time
 
-    from serve.control import admin_token, check_servable, serve_down, serve_up, start_daemon
+    from serve.admin import admin_token
+    from serve.daemon import start_daemon
+    from serve.deploy import check_servable, serve_down, serve_up
 
     cfg, ws = _load(project, workspace)
     token_src = (
@@ -81,7 +83,7 @@ def serve_up_cmd(
 
 
 def _running(ws: Workspace) -> dict[str, Any]:
-    from serve.control import read_state
+    from serve.daemon import read_state
 
     st = read_state(ws)
     if st is None:
@@ -103,7 +105,7 @@ def serve_config(
     import yaml
 
     from engine.workspace import atomic_write_bytes
-    from serve.control import deploy_config
+    from serve.deploy import deploy_config
 
     cfg, ws = _load(project, workspace)
     doc = deploy_config(cfg, ws, port=port)
@@ -119,7 +121,7 @@ def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> 
     """What is deployed: versions, traffic split, replicas."""
     import httpx
 
-    from serve.control import admin_call, admin_token
+    from serve.admin import admin_call, admin_token
 
     cfg, ws = _load(project, workspace)
     st = _running(ws)
@@ -147,7 +149,7 @@ def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> 
 @serve_app.command("down")
 def serve_down_cmd(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
     """Stop the app started by `insight serve up` and its local Ray cluster."""
-    from serve.control import stop_daemon
+    from serve.daemon import stop_daemon
 
     _, ws = _load(project, workspace)
     with console.status("stopping"):
@@ -197,7 +199,7 @@ def _admin(
     project: Path | None, workspace: Path | None, route: str, body: dict[str, Any] | None = None
 ) -> Any:
     """POST to an admin route of the running app with the admin token."""
-    from serve.control import admin_call, admin_token
+    from serve.admin import admin_call, admin_token
 
     cfg, ws = _load(project, workspace)
     return admin_call(_running(ws)["url"], admin_token(cfg, ws), "POST", route, body)

@@ -26,6 +26,9 @@ from engine.features.views import FeatureView
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
+# The embedded default project: what `make demo` runs when no insight.yaml is given.
+DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -79,15 +82,9 @@ class FeaturesConfig(_Model):
 
 
 def _default_families() -> dict[str, dict[str, list[float]]]:
-    return {
-        "xgboost": {
-            "max_depth": [2.0, 6.0],
-            "eta": [0.03, 0.3],
-            "subsample": [0.6, 1.0],
-            "min_child_weight": [1.0, 10.0],
-        },
-        "logreg": {"C": [0.001, 10.0]},
-    }
+    from engine.train.families import default_spaces
+
+    return default_spaces()
 
 
 class GateConfig(_Model):

@@ -1,20 +1,17 @@
-"""SHAP values per prediction, in log-odds, for every model family the registry serves.
+"""SHAP values per prediction, for every model family the registry serves.
 
-- XGBoost: XGBoost's own TreeSHAP (``predict(pred_contribs=True)``), exact and additive by
-  construction. ``shap.TreeExplainer`` (0.51) gave the same per-feature values but a base
-  value off by a constant 0.129 log-odds on a model served here (XGBoost 3.2, base_score
-  0.25, missing values), so its rows did not add up to the model's margin.
-- Logistic baseline (imputer -> scaler -> logistic regression): ``shap.LinearExplainer`` on
-  the standardized inputs with the training mean as background (the scaler centres the
-  training data, so the background mean is 0 and the base value is the intercept).
+Each family computes its own (``explainer(scorer)`` in its module under
+``engine.train.families``); this module holds what they share: the result type and the
+lookup. The values are additive in the family's ``output`` space, for every row (tested):
 
-Either way ``base_value + sum(values) == logit(score)`` for every row (tested).
+- ``log_odds`` (XGBoost, logistic regression): ``base_value + sum(values) == logit(score)``;
+- ``probability`` (random forest): ``base_value + sum(values) == score``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,36 +20,30 @@ from numpy.typing import NDArray
 @dataclass
 class Explanation:
     base_value: float
-    values: NDArray[np.float64]  # rows x features, log-odds
+    values: NDArray[np.float64]  # rows x features
+    output: str = "log_odds"  # the space the values add up in: log_odds | probability
+
+    def total(self) -> NDArray[np.float64]:
+        """base + sum of values per row: the model's output in ``output`` space."""
+        return self.base_value + self.values.sum(axis=1)
 
 
-class Explainer:
-    def __init__(self, scorer: Any) -> None:
-        self.scorer = scorer
-        self.features: list[str] = list(scorer.features)
-        self._linear: Any = None
-        if scorer.family == "xgboost":
-            self.base_value = float("nan")  # per call: the bias column of pred_contribs
-        else:
-            import shap
+class Explainer(Protocol):
+    output: str
 
-            k = len(self.features)
-            lr = scorer.model[-1]
-            self._pre = scorer.model[:-1]
-            self._linear = shap.LinearExplainer(lr, (np.zeros(k), np.eye(k)))
-            self.base_value = float(np.ravel(self._linear.expected_value)[0])
+    def explain(self, x: NDArray[np.float64]) -> Explanation: ...
 
-    def explain(self, x: NDArray[np.float64]) -> Explanation:
-        if self._linear is None:
-            import xgboost as xgb
 
-            c = self.scorer.booster.predict(
-                xgb.DMatrix(x, feature_names=self.features), pred_contribs=True
-            )
-            return Explanation(float(c[0, -1]), np.asarray(c[:, :-1], dtype=np.float64))
-        else:
-            import pandas as pd
+def explainer_for(scorer: Any) -> Explainer:
+    """The SHAP explainer of a scorer's family."""
+    from engine.train.families import family
 
-            z = self._pre.transform(pd.DataFrame(x, columns=self.features))
-            vals = self._linear.shap_values(np.asarray(z, dtype=np.float64))
-        return Explanation(self.base_value, np.asarray(vals, dtype=np.float64).reshape(len(x), -1))
+    return family(scorer.family).explainer(scorer)  # type: ignore[no-any-return]
+
+
+def to_output(score: NDArray[np.float64], output: str) -> NDArray[np.float64]:
+    """A probability in the space an explanation adds up in."""
+    if output == "probability":
+        return score
+    p = np.clip(score, 1e-15, 1 - 1e-15)
+    return np.asarray(np.log(p / (1 - p)), dtype=np.float64)

@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.config import ProjectConfig
     from engine.errors import InsightError
-    from engine.pipeline import stage_train
     from engine.raycluster import start_ray, stop_ray
+    from engine.stages.train import stage_train
     from engine.workspace import Workspace
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)

@@ -48,6 +48,7 @@ from serve.schemas import (
     PredictResponse,
     TrafficChange,
 )
+from serve.settings import ServeSettings
 
 log = logging.getLogger("insight.serve")
 api = FastAPI(
@@ -63,23 +64,7 @@ async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
 
 
-DEFAULTS: dict[str, Any] = {
-    "champion_alias": "champion",
-    "challenger_alias": "challenger",
-    "threshold": 0.5,
-    "max_rows": 1000,
-    "online_path": None,
-    "admin_token_sha256": None,
-    "batching": True,
-    "max_batch_size": 32,
-    "batch_wait_timeout_s": 0.002,
-    "app": "insight",
-    "hash_entity_ids": False,
-    "audit_inputs": "values",
-    "audit_fsync": False,
-    "challenger_percent": 0.0,
-    "shadow": False,
-}
+_DEFAULT = ServeSettings.model_fields
 
 
 # Helpers the class uses are defined above it (or imported): Serve pickles the deployment
@@ -91,15 +76,16 @@ def _cause(exc: BaseException) -> str:
 
 @serve.deployment(
     name="model",
-    max_ongoing_requests=16,
-    ray_actor_options={"num_cpus": 0.25},
+    # The same defaults as ServeSettings (and the project file): build_app sets both anyway.
+    max_ongoing_requests=_DEFAULT["max_ongoing_requests"].default,
+    ray_actor_options={"num_cpus": _DEFAULT["num_cpus"].default},
     health_check_period_s=2,
     health_check_timeout_s=10,
     graceful_shutdown_timeout_s=5,
 )
 @serve.ingress(api)
 class ModelServer:
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: ServeSettings | dict[str, Any]) -> None:
         import mlflow
         import ray
 
@@ -107,14 +93,14 @@ class ModelServer:
         from engine.registry.models import resolve, try_resolve
         from serve.rollout import get_or_create
 
-        s = {**DEFAULTS, **settings}
+        s = settings if isinstance(settings, ServeSettings) else ServeSettings.parse(settings)
         self.s = s
-        mlflow.set_tracking_uri(s["tracking_uri"])
-        mlflow.set_registry_uri(s["tracking_uri"])
-        self.name = str(s["model"])
-        self.threshold = float(s["threshold"])
-        self.max_rows = int(s["max_rows"])
-        self._token = s["admin_token_sha256"]
+        mlflow.set_tracking_uri(s.tracking_uri)
+        mlflow.set_registry_uri(s.tracking_uri)
+        self.name = s.model
+        self.threshold = s.threshold
+        self.max_rows = s.max_rows
+        self._token = s.admin_token_sha256
         self._models: dict[str, Loaded] = {}
         self._load_lock = threading.Lock()
         try:
@@ -122,34 +108,36 @@ class ModelServer:
             self.replica = str(ctx.replica_id.unique_id)
         except Exception:  # outside Serve (unit use)
             self.replica = uuid.uuid4().hex[:8]
-        champ = resolve(self.name, s["champion_alias"])
-        chall = try_resolve(self.name, s["challenger_alias"]) if s["challenger_alias"] else None
+        champ = resolve(self.name, s.champion_alias)
+        chall = try_resolve(self.name, s.challenger_alias) if s.challenger_alias else None
         if chall is not None and chall.version == champ.version:
             chall = None
         initial = {
             "champion": champ.version,
             "challenger": chall.version if chall else None,
-            "challenger_percent": float(s["challenger_percent"]) if chall else 0.0,
-            "shadow": bool(s["shadow"]) if chall else False,
+            "challenger_percent": s.challenger_percent if chall else 0.0,
+            "shadow": s.shadow if chall else False,
         }
-        self.store = get_or_create(s["app"], s["rollout_path"], initial)
+        self.store = get_or_create(s.app, s.rollout_path, initial)
         self.active = self._activate(ray.get(self.store.get.remote(), timeout=60))
         self.online = None
-        if s["online_path"]:
+        if s.online_path:
             from engine.features.online import OnlineTable
 
-            self.online = OnlineTable.load(Path(s["online_path"]))
+            self.online = OnlineTable.load(Path(s.online_path))
         self._pii_key: bytes | None = None
-        if s["hash_entity_ids"]:
+        if s.hash_entity_ids:
             from engine.pii import load_key
 
-            self._pii_key = load_key(Path(s["workspace"]))
+            if s.workspace is None:
+                raise ValueError("hash_entity_ids needs 'workspace' (where the PII key lives)")
+            self._pii_key = load_key(Path(s.workspace))
         self.audit = AuditWriter(
-            Path(s["audit_dir"]), writer=f"replica-{self.replica}", fsync=bool(s["audit_fsync"])
+            Path(s.audit_dir), writer=f"replica-{self.replica}", fsync=s.audit_fsync
         )
         batched: Any = self._batched
-        batched.set_max_batch_size(int(s["max_batch_size"]))
-        batched.set_batch_wait_timeout_s(float(s["batch_wait_timeout_s"]))
+        batched.set_max_batch_size(s.max_batch_size)
+        batched.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="rollout-poll", daemon=True).start()
 
@@ -217,14 +205,9 @@ class ModelServer:
     async def _score(self, m: Loaded, x: np.ndarray) -> np.ndarray:
         if x.shape[0] == 0:
             return np.empty(0)
-        if self.s["batching"]:
+        if self.s.batching:
             return await self._batched((m, x))
         return score_many([(m, x)])[0]
-
-    def _audit_inputs(self, x: np.ndarray) -> Any:
-        if self.s["audit_inputs"] == "hash":
-            return [hashlib.sha256(r.tobytes()).hexdigest() for r in x]
-        return [[None if v != v else float(v) for v in r] for r in x]
 
     def _audit_ids(self, ids: list[str] | None) -> list[str] | None:
         if ids is None or self._pii_key is None:
@@ -247,24 +230,24 @@ class ModelServer:
         x: np.ndarray,
         scores: list[float],
         t0: float,
+        shadow: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """One audit record per answered request (see engine.audit)."""
-        return {
-            "kind": "decision",
-            "route": route,
-            "request_id": rid,
-            "time": time.time(),
-            "model": self.name,
-            "versions": versions,
-            "generation": act.state["generation"],
-            "ids": self._audit_ids(ids),
-            "inputs": self._audit_inputs(x),
-            "input_policy": self.s["audit_inputs"],
-            "scores": scores,
-            "threshold": self.threshold,
-            "decisions": [s >= self.threshold for s in scores],
-            "latency_ms": round((time.perf_counter() - t0) * 1000, 3),
-        }
+        from engine.audit import audit_inputs, decision_record
+
+        return decision_record(
+            route=route,
+            request_id=rid,
+            model=self.name,
+            versions=versions,
+            generation=int(act.state["generation"]),
+            ids=self._audit_ids(ids),
+            inputs=audit_inputs(x, self.s.audit_inputs),
+            input_policy=self.s.audit_inputs,
+            scores=scores,
+            threshold=self.threshold,
+            latency_ms=(time.perf_counter() - t0) * 1000,
+            shadow=shadow,
+        )
 
     # ---- public routes ------------------------------------------------------------------
     @api.get("/healthz")
@@ -319,9 +302,12 @@ class ModelServer:
         else:
             scores = await self._score(act.champion, x)
         decisions = scores >= self.threshold
-        rec = self._record("predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0)
-        if shadow is not None:
-            rec["shadow"] = {"version": act.challenger.version, "scores": shadow.tolist()}  # type: ignore[union-attr]
+        shadow_rec = None
+        if shadow is not None and act.challenger is not None:
+            shadow_rec = {"version": act.challenger.version, "scores": shadow.tolist()}
+        rec = self._record(
+            "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec
+        )
         self.audit.append([rec])
         return PredictResponse(
             request_id=rid,
@@ -335,7 +321,7 @@ class ModelServer:
 
     @api.post("/explain", response_model=ExplainResponse)
     async def explain(self, req: PredictRequest, request: Request) -> ExplainResponse:
-        from engine.explain import Explainer
+        from engine.explain import explainer_for
 
         t0 = time.perf_counter()
         act = self.active
@@ -348,7 +334,7 @@ class ModelServer:
             if m is None or not mask.any():
                 continue
             if m.explainer is None:
-                m.explainer = Explainer(m.scorer)
+                m.explainer = explainer_for(m.scorer)
             xe = x[mask]
             e, p = await asyncio.to_thread(explain_rows, m, xe)
             for j, i in enumerate(np.flatnonzero(mask)):
@@ -356,6 +342,7 @@ class ModelServer:
                     score=float(p[j]),
                     version=m.version,
                     base_value=e.base_value,
+                    output=e.output,
                     shap={f: float(v) for f, v in zip(features, e.values[j], strict=True)},
                 )
         done = [o for o in out if o is not None]
@@ -455,39 +442,10 @@ class ModelServer:
             raise HTTPException(404, f"challenger '{v}': {_cause(exc)}") from None
 
 
-def settings_from_args(args: dict[str, Any]) -> dict[str, Any]:
-    bools = {"batching", "hash_entity_ids", "audit_fsync", "shadow"}
-    out: dict[str, Any] = {}
-    for k, v in args.items():
-        out[k] = (
-            (str(v).lower() in ("1", "true", "yes")) if k in bools and isinstance(v, str) else v
-        )
-    return out
-
-
-def build_app(args: dict[str, Any]) -> Application:
-    """Application builder for ``serve run serve.app:build_app`` and serve/config.yaml.
-
-    ``args``: tracking_uri, model, audit_dir, rollout_path (required) and any of DEFAULTS;
-    ``autoscaling`` (dict), ``max_ongoing_requests``, ``num_cpus`` size the deployment.
-    """
-    missing = [k for k in ("tracking_uri", "model", "audit_dir", "rollout_path") if k not in args]
-    if missing:
-        raise ValueError(f"serve app args miss {missing}; see serve/config.yaml for an example")
-    opts: dict[str, Any] = {}
-    if "autoscaling" in args:
-        opts["autoscaling_config"] = dict(args["autoscaling"])
-        opts["num_replicas"] = "auto"
-    if "max_ongoing_requests" in args:
-        opts["max_ongoing_requests"] = int(args["max_ongoing_requests"])
-    if "num_cpus" in args:
-        opts["ray_actor_options"] = {"num_cpus": float(args["num_cpus"])}
-    settings = settings_from_args(
-        {
-            k: v
-            for k, v in args.items()
-            if k not in ("autoscaling", "max_ongoing_requests", "num_cpus")
-        }
-    )
-    dep: Any = ModelServer.options(**opts) if opts else ModelServer  # type: ignore[attr-defined]
+def build_app(args: ServeSettings | dict[str, Any]) -> Application:
+    """Application builder for ``serve run serve.app:build_app`` and the config YAML that
+    ``insight serve config`` writes; ``args`` are :class:`serve.settings.ServeSettings`
+    (bad args: a ValueError naming each field)."""
+    settings = args if isinstance(args, ServeSettings) else ServeSettings.parse(args)
+    dep: Any = ModelServer.options(**settings.deployment_options())  # type: ignore[attr-defined]
     return dep.bind(settings)  # type: ignore[no-any-return]

@@ -69,8 +69,13 @@ class PredictResponse(BaseModel):
 class Explained(BaseModel):
     score: float
     version: str
-    base_value: float = Field(description="Log-odds before any feature is known.")
-    shap: dict[str, float] = Field(description="Log-odds contribution per feature.")
+    base_value: float = Field(description="The model's output before any feature is known.")
+    output: str = Field(
+        default="log_odds",
+        description="The space base_value and shap add up in: 'log_odds' (base + sum = "
+        "logit(score)) or 'probability' (base + sum = score).",
+    )
+    shap: dict[str, float] = Field(description="Contribution per feature, in `output` space.")
 
 
 class ExplainResponse(BaseModel):

@@ -53,9 +53,9 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 @pytest.fixture(scope="session")
 def tiny_snapshot(example_cfg: ProjectConfig, tiny_ws: Workspace, spark: object) -> object:
-    from engine.features.run import build_snapshot
+    from engine.stages.features import stage_features
 
-    snap, _ = build_snapshot(example_cfg, tiny_ws, spark)  # type: ignore[arg-type]
+    snap, _ = stage_features(example_cfg, tiny_ws, spark)  # type: ignore[arg-type]
     return snap
 
 

@@ -20,7 +20,7 @@ import pytest
 from engine.config import ProjectConfig
 from engine.errors import DataError
 from engine.features import snapshot as snap
-from engine.features.run import build_snapshot
+from engine.stages.features import stage_features
 from engine.workspace import Workspace
 
 pytestmark = pytest.mark.spark
@@ -55,7 +55,7 @@ def test_planted_future_row_is_never_used(
         tx_path, index=False, coerce_timestamps="us", allow_truncated_timestamps=True
     )
 
-    s, reused = build_snapshot(example_cfg, ws, spark)
+    s, reused = stage_features(example_cfg, ws, spark)
     assert not reused and s.id != tiny_snapshot.id, "new source bytes -> new snapshot"
     new, old = s.read_pandas(), tiny_snapshot.read_pandas()
     at = ["customer_id", "label_time"]
@@ -95,7 +95,7 @@ def test_failed_expectation_blocks_commit_with_report(
         update={"features": example_cfg.features.model_copy(update={"views": views})}
     )
     with pytest.raises(DataError) as err:
-        build_snapshot(cfg, ws, spark)
+        stage_features(cfg, ws, spark)
     msg = str(err.value)
     assert "view 'txn', column 'txn_count_30d': expected value <= 3.0" in msg
     assert "rows outside" in msg and "e.g. {'customer_id':" in msg

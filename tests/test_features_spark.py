@@ -13,8 +13,8 @@ import pytest
 
 from engine.config import ProjectConfig
 from engine.features import snapshot as snap
-from engine.features.run import build_snapshot
 from engine.pii import hmac_hex, load_key, spark_hmac
+from engine.stages.features import stage_features
 from engine.workspace import Workspace
 
 pytestmark = pytest.mark.spark
@@ -77,7 +77,7 @@ def test_snapshot_is_content_addressed_and_immutable(
     example_cfg: ProjectConfig, tiny_ws: Workspace, tiny_snapshot: Any, spark: Any
 ) -> None:
     files = {p: p.stat().st_mtime_ns for p in tiny_snapshot.path.iterdir()}
-    again, reused = build_snapshot(example_cfg, tiny_ws, spark)
+    again, reused = stage_features(example_cfg, tiny_ws, spark)
     assert reused and again.id == tiny_snapshot.id
     assert {p: p.stat().st_mtime_ns for p in again.path.iterdir()} == files
     m = tiny_snapshot.manifest
@@ -98,7 +98,7 @@ def test_failed_build_leaves_nothing(
     )
     before = set(snap.snapshot_root(tiny_ws, bad.name).iterdir())
     with pytest.raises(Exception, match="no_such_column"):
-        build_snapshot(bad, tiny_ws, spark)
+        stage_features(bad, tiny_ws, spark)
     assert set(snap.snapshot_root(tiny_ws, bad.name).iterdir()) == before
 
 

@@ -104,7 +104,7 @@ def served(
     ray_local: Workspace,
 ) -> Iterator[Served]:
     from engine.features.online import OnlineTable, materialize
-    from serve.control import serve_down, serve_up
+    from serve.deploy import serve_down, serve_up
 
     ws = Workspace(ray_local.root.parent / "serve-ws").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
@@ -504,7 +504,7 @@ def test_generated_config_deploys_with_serve_run(served: Served, tmp_path: Path)
     import yaml
     from ray import serve
 
-    from serve.control import deploy_config
+    from serve.deploy import deploy_config
 
     s = served
     port = int(s.url.rsplit(":", 1)[1].split("/")[0])
@@ -542,9 +542,9 @@ def test_generated_config_deploys_with_serve_run(served: Served, tmp_path: Path)
         )
     finally:
         serve.delete("from-config")
-        from serve.control import _kill_rollout
+        from serve.deploy import kill_rollout
 
-        _kill_rollout("from-config")
+        kill_rollout("from-config")
 
 
 INSIGHT = str(Path(sys.executable).parent / "insight")

@@ -19,6 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from engine.config import ProjectConfig
 from engine.workspace import Workspace
+from tests.faults import RecordPid, SlowRounds, ship_by_value
 
 pytestmark = [pytest.mark.ray, pytest.mark.spark]
 
@@ -67,7 +68,7 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(
     ray_local: Workspace,
     tmp_path: Path,
 ) -> None:
-    from engine.pipeline import stage_train
+    from engine.stages.train import stage_train
 
     ws = Workspace(tmp_path / ".insight").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
@@ -79,12 +80,13 @@ def test_killed_trial_worker_is_retried_from_its_checkpoint(
     # 5 and 10 at least, so the retry must start from round 10 or later.
     t = threading.Thread(target=_kill_first_worker, args=(pid_dir, 1.5, killed), daemon=True)
     t.start()
+    ship_by_value()
     r = stage_train(
         cfg,
         ws,
         tiny_snapshot.id,
         show_progress=False,
-        faults={"pid_dir": str(pid_dir), "round_delay_s": 0.1},
+        hooks=[RecordPid(pid_dir), SlowRounds(0.1)],
     )
     t.join(timeout=5)
     assert "pid" in killed, "the test never found a trial worker to kill"
@@ -124,14 +126,16 @@ def test_interrupted_search_resumes_with_cli(
     }
     proj = tmp_path / "insight.yaml"
     proj.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "INSIGHT_FAULT_ROUND_DELAY_S": "0.1"}
-    cmd = [sys.executable, "-m", "engine.cli", "train", "-p", str(proj)]
+    env = dict(os.environ)
+    # The real CLI with 0.1 s per boosting round hooked into its train stage (tests/faults.py).
+    cmd = [sys.executable, "-m", "tests.faults", "0.1", "train", "-p", str(proj)]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd=ROOT,
         start_new_session=True,
     )
     try:
@@ -151,7 +155,12 @@ def test_interrupted_search_resumes_with_cli(
     assert "insight train --resume" in out
 
     done = subprocess.run(
-        [*cmd, "--resume"], capture_output=True, text=True, env=env, timeout=600, check=False
+        [sys.executable, "-m", "engine.cli", "train", "-p", str(proj), "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "3 trials (0 errored" in done.stdout

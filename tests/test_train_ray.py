@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.spark]
 def trained(
     example_cfg: ProjectConfig, tiny_ws: Workspace, tiny_snapshot: Any, ray_local: Workspace
 ) -> tuple[ProjectConfig, Workspace, Any]:
-    from engine.pipeline import stage_train
+    from engine.stages.train import stage_train
 
     ws = Workspace(ray_local.root.parent / "train-ws").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
@@ -268,9 +268,9 @@ def test_ray_train_data_parallel_xgboost_with_two_workers(
     workers, the same registry output as a Tune winner."""
     from sklearn.metrics import roc_auc_score
 
-    from engine.pipeline import stage_train
     from engine.registry.card import load_card
     from engine.registry.models import load_scorer, resolve
+    from engine.stages.train import stage_train
     from engine.train.dataset import load_training_set
 
     ws = Workspace(tmp_path / ".insight").ensure()

@@ -65,7 +65,7 @@ def find(ws: Workspace, project: str, sid: str | None = None) -> Snapshot:
     if not snaps:
         raise StateError(
             f"no feature snapshot for project '{project}' under {root}. "
-            "Fix: run `insight features` first."
+            "Fix: run `insight features build` first."
         )
     if sid is None:
         return snaps[-1]
@@ -74,7 +74,7 @@ def find(ws: Workspace, project: str, sid: str | None = None) -> Snapshot:
         known = ", ".join(s.id for s in snaps)
         raise StateError(
             f"snapshot '{sid}' matches {len(hits)} snapshots of '{project}' (known: {known}). "
-            "Fix: pass a longer id or one from `insight features --list`."
+            "Fix: pass a longer id or one from `insight features list`."
         )
     return hits[0]
 

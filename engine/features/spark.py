@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from engine.config import ProjectConfig
+    from engine.workspace import Workspace
 
 
 def spark_env() -> None:
@@ -56,3 +61,27 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextlib.contextmanager
+def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
+    """A Spark session for this project that is stopped (JVM included) on exit."""
+    spark = get_spark(
+        cfg.features.spark_master,
+        driver_memory=cfg.features.spark_driver_memory,
+        shuffle_partitions=cfg.features.shuffle_partitions,
+        local_dir=ws.scratch / "spark",
+    )
+    try:
+        yield spark
+    finally:
+        spark.stop()
+        # Stop the py4j gateway too, so no JVM outlives the command.
+        from pyspark import SparkContext
+
+        gw = getattr(SparkContext, "_gateway", None)
+        if gw is not None:
+            with contextlib.suppress(Exception):
+                gw.shutdown()
+            SparkContext._gateway = None
+            SparkContext._jvm = None

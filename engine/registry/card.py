@@ -20,6 +20,7 @@ from engine.config import ProjectConfig
 from engine.kernels.fairness import fairness
 from engine.kernels.metrics import auc_bootstrap
 from engine.train.dataset import TrainingSet
+from engine.train.families import family
 
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
@@ -102,22 +103,16 @@ def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
 
 
 def shap_importance(scorer: Any, x: pd.DataFrame, max_rows: int = 500) -> dict[str, float]:
-    """Mean |SHAP value| per feature on up to ``max_rows`` test rows (TreeExplainer for
-    XGBoost, LinearExplainer on the standardized inputs for the logistic baseline)."""
-    import shap
+    """Mean |SHAP value| per feature on up to ``max_rows`` test rows, from the family's own
+    explainer (the same values ``/explain`` serves)."""
+    from engine.explain import explainer_for
 
     sample = x.sample(min(max_rows, len(x)), random_state=0).to_numpy(dtype=np.float64)
-    if scorer.family == "xgboost":
-        vals = shap.TreeExplainer(scorer.booster).shap_values(sample)
-    else:
-        pre = scorer.model[:-1]
-        z = pre.transform(pd.DataFrame(sample, columns=scorer.features))
-        vals = shap.LinearExplainer(scorer.model[-1], z).shap_values(z)
-    imp = np.abs(np.asarray(vals)).mean(axis=0)
+    imp = np.abs(explainer_for(scorer).explain(sample).values).mean(axis=0)
     return dict(sorted(zip(scorer.features, map(float, imp), strict=True), key=lambda kv: -kv[1]))
 
 
-def _plot(importance: dict[str, float], path: Path) -> None:
+def _plot(importance: dict[str, float], path: Path, output: str = "log_odds") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,7 +121,7 @@ def _plot(importance: dict[str, float], path: Path) -> None:
     items = list(importance.items())[:15][::-1]
     fig, ax = plt.subplots(figsize=(6, 0.35 * len(items) + 1))
     ax.barh([k for k, _ in items], [v for _, v in items], color="#3b7dd8")
-    ax.set_xlabel("mean |SHAP value| (log-odds)")
+    ax.set_xlabel(f"mean |SHAP value| ({output.replace('_', '-')})")
     ax.set_title("Global feature importance (test split)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -197,6 +192,8 @@ def build_card(
         "metrics": metrics,
         "uplift": uplift,
         "shap_importance": shap_importance(scorer, x_test),
+        "shap_output": family(scorer.family).OUTPUT,
+        "family_notes": family(scorer.family).card_notes(scorer),
     }
     card["limitations"] = limitations(card, cfg)
     return card
@@ -273,12 +270,13 @@ def render_markdown(card: dict[str, Any]) -> str:
         lines.append("None for this model.")
     lines += [
         "",
-        "## Global SHAP importance (mean |SHAP|, test split)",
+        f"## Global SHAP importance (mean |SHAP|, {card.get('shap_output', 'log_odds')}, test split)",
         f"![importance]({SHAP_PNG})",
         "",
         *[f"- {k}: {v:.4f}" for k, v in list(card["shap_importance"].items())[:10]],
         "",
         "## Known limitations",
+        *[f"- {x}" for x in card.get("family_notes", [])],
         *[f"- {x}" for x in card["limitations"]],
         "",
     ]
@@ -292,7 +290,7 @@ def log_card(card: dict[str, Any], run_id: str) -> None:
     with tempfile.TemporaryDirectory() as d:
         Path(d, CARD_JSON).write_text(json.dumps(card, indent=2, default=str))
         Path(d, CARD_MD).write_text(render_markdown(card))
-        _plot(card["shap_importance"], Path(d, SHAP_PNG))
+        _plot(card["shap_importance"], Path(d, SHAP_PNG), card.get("shap_output", "log_odds"))
         MlflowClient().log_artifacts(run_id, d, artifact_path="card")
 
 

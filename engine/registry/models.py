@@ -5,8 +5,7 @@ before the current one). Every promotion is appended to the registered model's
 ``champion_history`` tag, so ``rollback`` can restore the prior champion in one step, and
 again for the one before.
 
-XGBoost models are logged as the *Booster* (not the sklearn wrapper): a pyfunc ``predict``
-of an ``XGBClassifier`` returns class labels, the Booster returns probabilities (STACK.md).
+How a model is logged and loaded is its family's business (``engine.train.families``).
 The engine always scores through :class:`engine.train.families.Scorer` (probabilities),
 and applies the decision threshold explicitly.
 """
@@ -58,43 +57,21 @@ def register_model(
 ) -> ModelRef:
     """Log the model in the active MLflow run (signature, input example), register it and
     point ``alias`` at the new version."""
-    import mlflow
     from mlflow.models import infer_signature
 
-    from engine.train.families import family as fam
+    from engine.train.families import family as get_family
 
+    fam = get_family(family)
     features = list(x_example.columns)
-    scorer = fam(family).load(model_dir, features)
+    scorer = fam.load(model_dir, features)
     proba = scorer.proba(x_example.to_numpy(dtype="float64"))
-    common: dict[str, Any] = {
-        "name": "model",
-        "signature": infer_signature(x_example, proba),
-        "input_example": x_example.head(3),
-        "registered_model_name": model_name,
-    }
-    if family == "xgboost":
-        import xgboost as xgb
-
-        info = mlflow.xgboost.log_model(
-            scorer.booster,  # type: ignore[attr-defined]
-            # Explicit requirements: inferring them costs ~7 s per log (STACK.md).
-            pip_requirements=[f"xgboost=={xgb.__version__}", f"mlflow=={mlflow.__version__}"],
-            model_format="json",
-            **common,
-        )
-    else:
-        import sklearn
-
-        info = mlflow.sklearn.log_model(
-            scorer.model,  # type: ignore[attr-defined]
-            # skops (MLflow's safe default format) loads only listed types: ours are these.
-            skops_trusted_types=["numpy.dtype"],
-            pip_requirements=[
-                f"scikit-learn=={sklearn.__version__}",
-                f"mlflow=={mlflow.__version__}",
-            ],
-            **common,
-        )
+    info = fam.log_model(
+        scorer,
+        name="model",
+        signature=infer_signature(x_example, proba),
+        input_example=x_example.head(3),
+        registered_model_name=model_name,
+    )
     client = _client()
     version = str(info.registered_model_version)
     all_tags = {**tags, "family": family, "features": json.dumps(features)}
@@ -222,12 +199,7 @@ def rollback(name: str) -> dict[str, str | None]:
 
 
 def load_scorer(ref: ModelRef) -> Any:
-    """The model behind ``ref`` as a Scorer (probabilities of the positive class)."""
-    import mlflow
+    """The model behind ``ref`` as its family's Scorer (probabilities of the positive class)."""
+    from engine.train.families import family
 
-    from engine.train.families.logreg import LogRegScorer
-    from engine.train.families.xgboost import XGBScorer
-
-    if ref.family == "xgboost":
-        return XGBScorer(mlflow.xgboost.load_model(ref.uri), ref.features)
-    return LogRegScorer(mlflow.sklearn.load_model(ref.uri), ref.features)
+    return family(ref.family).load_logged(ref.uri, ref.features)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from engine.config import ProjectConfig
 from engine.errors import InsightError, StateError
 from engine.train.dataset import TrainingSet
 from engine.train.families import dispatch, tune_space
+from engine.train.hooks import TrialHook
 from engine.train.progress import RichTrialProgress
 from engine.train.tracking import MLflowTrialCallback
 from engine.workspace import Workspace, atomic_write_text
@@ -46,7 +48,7 @@ class SearchOutcome:
     experiment_path: Path
 
 
-def _data(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) -> dict[str, Any]:
+def _data(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> dict[str, Any]:
     tc = cfg.train
     x_tr, y_tr = ts.xy("train")
     x_va, y_va = ts.xy("valid")
@@ -60,15 +62,15 @@ def _data(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) ->
         "report_every": tc.report_every,
         "nthread": max(1, int(tc.cpus_per_trial)),
         "seed": tc.seed,
-        **(faults or {}),
+        "hooks": list(hooks),
     }
 
 
-def _trainable(cfg: ProjectConfig, ts: TrainingSet, faults: dict[str, Any] | None) -> Any:
+def _trainable(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> Any:
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(dispatch, data=_data(cfg, ts, faults)),
+        tune.with_parameters(dispatch, data=_data(cfg, ts, hooks)),
         {"cpu": cfg.train.cpus_per_trial},
     )
 
@@ -98,18 +100,9 @@ def _first_points(families: dict[str, dict[str, list[float]]]) -> list[dict[str,
     """One starting point per family (the middle of each range), flattened the way
     OptunaSearch flattens the space (``family/param``): every family is measured at
     least once, whatever the sampler prefers later."""
-    from engine.train.families import log_uniform_names
+    from engine.train.families import midpoint
 
-    mid: dict[str, Any] = {}
-    for fam, spec in families.items():
-        for name, (lo, hi) in spec.items():
-            if name in {"max_depth", "min_child_weight", "max_iter"} and float(lo).is_integer():
-                v: Any = round((lo + hi) / 2)
-            elif name in log_uniform_names() and lo > 0:
-                v = float((lo * hi) ** 0.5)
-            else:
-                v = (lo + hi) / 2
-            mid[f"{fam}/{name}"] = v
+    mid = {f"{fam}/{k}": v for fam, spec in families.items() for k, v in midpoint(spec).items()}
     return [{"family": f, **mid} for f in sorted(families)]
 
 
@@ -137,7 +130,7 @@ def run_search(
     tags: dict[str, str],
     verbose: int = 0,
     show_progress: bool = True,
-    faults: dict[str, Any] | None = None,
+    hooks: Sequence[TrialHook] = (),
 ) -> SearchOutcome:
     """Run the search on the Ray cluster this process is connected to."""
     from ray import tune
@@ -161,7 +154,7 @@ def run_search(
     if show_progress:
         callbacks.append(RichTrialProgress(tc.num_samples, METRIC))
     tuner = tune.Tuner(
-        _trainable(cfg, ts, faults),
+        _trainable(cfg, ts, hooks),
         param_space=tune_space(tc.families),
         tune_config=tune.TuneConfig(
             metric=METRIC,
@@ -198,7 +191,7 @@ def resume_search(
     ws: Workspace,
     ts: TrainingSet,
     exp_path: Path,
-    faults: dict[str, Any] | None = None,
+    hooks: Sequence[TrialHook] = (),
 ) -> SearchOutcome:
     """Resume an interrupted search: finished trials are kept, unfinished and errored ones
     continue from their last checkpoint, MLflow runs are reused."""
@@ -211,7 +204,7 @@ def resume_search(
         )
     st = json.loads((exp_path / STATE_FILE).read_text())
     tuner = tune.Tuner.restore(
-        str(exp_path), trainable=_trainable(cfg, ts, faults), resume_errored=True
+        str(exp_path), trainable=_trainable(cfg, ts, hooks), resume_errored=True
     )
     cb = MLflowTrialCallback(
         ws.tracking_uri,

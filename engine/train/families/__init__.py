@@ -1,23 +1,29 @@
-"""Model families the search can try: one small plugin module per family.
+"""Model families the engine can search, register, serve, explain and card.
 
-A family module defines ``NAME``, ``DEFAULT_SPACE`` (``{param: [low, high]}``),
-``space(spec) -> dict`` (Ray Tune distributions), ``train(config, data)`` (a Tune function
-trainable reporting ``valid_auc`` with ``round`` as its time attribute; its last report
-carries a checkpoint) and ``load(dir) -> Scorer``. Register a new family by adding it to
-``FAMILIES``.
+A family is one module here behind the :class:`Family` protocol, plus one line in
+``FAMILIES``; nothing else in the engine names a family. A family module defines:
+
+- ``NAME``, ``OUTPUT`` (the space its SHAP values add up in: ``log_odds`` or
+  ``probability``) and ``DEFAULT_SPACE`` (``{param: [low, high]}``);
+- ``space(spec)``: Ray Tune distributions for the search;
+- ``train(config, data)``: the Tune function trainable; it reports ``valid_auc`` with
+  ``round`` as the time attribute, its last report carries a checkpoint, and it runs the
+  trial hooks in ``data["hooks"]`` (engine.train.hooks);
+- ``fit(hp, x, y, seed=, nthread=, rounds=)``: one fit outside Tune (the refit, tests);
+- ``load(dir, features)``: the Scorer a trial checkpointed;
+- ``log_model(scorer, **common)`` / ``load_logged(uri, features)``: MLflow;
+- ``explainer(scorer)``: SHAP values per row and feature (engine.explain);
+- ``card_notes(scorer)``: what the model card says about this kind of model.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.train.families import logreg, xgboost
-
-FAMILIES: dict[str, ModuleType] = {m.NAME: m for m in (xgboost, logreg)}
+from engine.train.families import logreg, random_forest, xgboost
 
 
 class Scorer(Protocol):
@@ -29,6 +35,34 @@ class Scorer(Protocol):
     def proba(self, rows: NDArray[np.float64]) -> NDArray[np.float64]: ...
 
 
+class Family(Protocol):
+    NAME: str
+    OUTPUT: str
+    DEFAULT_SPACE: dict[str, list[float]]
+
+    def space(self, spec: dict[str, list[float]]) -> dict[str, Any]: ...
+
+    def fit(
+        self, hp: dict[str, Any], x: Any, y: Any, *, seed: int, nthread: int, rounds: int
+    ) -> Any: ...
+
+    def train(self, config: dict[str, Any], data: dict[str, Any]) -> None: ...
+
+    def load(self, directory: Any, features: list[str]) -> Any: ...
+
+    def log_model(self, scorer: Any, **common: Any) -> Any: ...
+
+    def load_logged(self, uri: str, features: list[str]) -> Any: ...
+
+    def explainer(self, scorer: Any) -> Any: ...
+
+    def card_notes(self, scorer: Any) -> list[str]: ...
+
+
+_MODULES: tuple[Family, ...] = (xgboost, logreg, random_forest)
+FAMILIES: dict[str, Family] = {m.NAME: m for m in _MODULES}
+
+
 def dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
     """The one Tune trainable: hands the trial to its family's ``train``. It lives here,
     not in ``engine.train.search``, so a trial worker imports only the families (NumPy,
@@ -36,10 +70,14 @@ def dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
     FAMILIES[config["family"]].train(config, data)
 
 
-def family(name: str) -> ModuleType:
+def family(name: str) -> Family:
     if name not in FAMILIES:
         raise KeyError(f"unknown model family '{name}'; known: {sorted(FAMILIES)}")
     return FAMILIES[name]
+
+
+def default_spaces() -> dict[str, dict[str, list[float]]]:
+    return {name: {k: list(v) for k, v in f.DEFAULT_SPACE.items()} for name, f in FAMILIES.items()}
 
 
 def tune_space(families: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
@@ -52,15 +90,32 @@ def tune_space(families: dict[str, dict[str, list[float]]]) -> dict[str, Any]:
     return space
 
 
+INTEGER_PARAMS = {"max_depth", "min_child_weight", "max_iter", "n_estimators", "min_samples_leaf"}
+
+
 def log_uniform_names() -> set[str]:
     return {"eta", "learning_rate", "lambda", "alpha", "C"}
+
+
+def midpoint(spec: dict[str, list[float]]) -> dict[str, Any]:
+    """The middle of each range (geometric for rates, rounded for integers): where the
+    search starts each family, and what the family tests fit."""
+    mid: dict[str, Any] = {}
+    for name, (lo, hi) in spec.items():
+        if name in INTEGER_PARAMS and float(lo).is_integer():
+            mid[name] = round((lo + hi) / 2)
+        elif name in log_uniform_names() and lo > 0:
+            mid[name] = float((lo * hi) ** 0.5)
+        else:
+            mid[name] = (lo + hi) / 2
+    return mid
 
 
 def range_to_tune(name: str, lo: float, hi: float) -> Any:
     """``[low, high]`` -> a Tune distribution: integers stay integers, rates are log-scaled."""
     from ray import tune
 
-    if name in {"max_depth", "min_child_weight", "max_iter"} and float(lo).is_integer():
+    if name in INTEGER_PARAMS and float(lo).is_integer():
         return tune.randint(int(lo), int(hi) + 1)
     if name in log_uniform_names() and lo > 0:
         return tune.loguniform(lo, hi)

@@ -2,14 +2,19 @@
 
 Checkpoints every ``checkpoint_every`` rounds (the Booster so far). A trial restarted after
 a failure resumes from its last checkpoint and trains only the remaining rounds.
+
+Logged to MLflow as the *Booster*, not the sklearn wrapper: a pyfunc ``predict`` of an
+``XGBClassifier`` returns class labels, the Booster returns probabilities (STACK.md).
+Explained with XGBoost's own TreeSHAP (``pred_contribs``), in log-odds: exact and additive.
+``shap.TreeExplainer`` (0.51) gave the same per-feature values but a base value off by a
+constant 0.129 log-odds on a model served here (XGBoost 3.2, base_score 0.25, missing
+values), so its rows did not add up to the model's margin.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +22,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.explain import Explanation
+from engine.train.hooks import round_done, trial_started
+
 NAME = "xgboost"
+OUTPUT = "log_odds"
 DEFAULT_SPACE: dict[str, list[float]] = {
     "max_depth": [2.0, 6.0],
     "eta": [0.03, 0.3],
@@ -43,6 +52,17 @@ def params(config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
     }
 
 
+def fit(
+    hp: dict[str, Any], x: Any, y: NDArray[np.float64], *, seed: int, nthread: int, rounds: int
+) -> XGBScorer:
+    """One fit of ``rounds`` boosting rounds with parameters ``hp`` (no Tune)."""
+    import xgboost as xgb
+
+    names = list(x.columns)
+    d = xgb.DMatrix(x, label=y, feature_names=names)
+    return XGBScorer(xgb.train(params(hp, nthread, seed), d, num_boost_round=rounds), names)
+
+
 def train(config: dict[str, Any], data: dict[str, Any]) -> None:
     import xgboost as xgb
     from ray import tune
@@ -54,12 +74,8 @@ def train(config: dict[str, Any], data: dict[str, Any]) -> None:
     dvalid = xgb.DMatrix(data["x_valid"], label=data["y_valid"], feature_names=names)
     rounds = int(data["num_boost_round"])
     every = int(data.get("checkpoint_every", 10))
-    # Fault-injection knobs (tests/test_train_faults.py): where to write this worker's pid
-    # so a test can SIGKILL it mid-trial, and a pause per round so there is a "mid".
-    pid_dir = data.get("pid_dir")
-    delay = float(data.get("round_delay_s") or 0.0)
-    if pid_dir:
-        Path(pid_dir, f"{os.getpid()}.pid").write_text(str(tune.get_context().get_trial_id()))
+    hooks = data.get("hooks") or ()
+    trial_id = trial_started(hooks)
 
     start, booster = 0, None
     ckpt = tune.get_checkpoint()
@@ -79,9 +95,8 @@ def train(config: dict[str, Any], data: dict[str, Any]) -> None:
         2 parallel trials no faster than 1 on this 2-CPU machine (benchmarks/NOTES.md)."""
 
         def after_iteration(self, model: Any, epoch: int, evals_log: dict[str, Any]) -> bool:
-            if delay:
-                time.sleep(delay)
             r = start + epoch + 1
+            round_done(hooks, trial_id, r)
             v = evals_log["valid"]
             pending.append([r, float(v["auc"][-1])])
             ckpt = r == rounds or r % every == 0
@@ -130,8 +145,55 @@ class XGBScorer:
 
 
 def load(directory: str | Path, features: list[str]) -> XGBScorer:
+    """The model a trial checkpointed."""
     import xgboost as xgb
 
     b = xgb.Booster()
     b.load_model(str(Path(directory) / "model.json"))
     return XGBScorer(b, features)
+
+
+def log_model(scorer: Any, **common: Any) -> Any:
+    """Log the Booster in the active MLflow run; ``common``: name, signature, input example,
+    registered model name. Requirements are explicit: inferring them costs ~7 s (STACK.md)."""
+    import mlflow
+    import xgboost as xgb
+
+    return mlflow.xgboost.log_model(
+        scorer.booster,
+        pip_requirements=[f"xgboost=={xgb.__version__}", f"mlflow=={mlflow.__version__}"],
+        model_format="json",
+        **common,
+    )
+
+
+def load_logged(uri: str, features: list[str]) -> XGBScorer:
+    import mlflow
+
+    return XGBScorer(mlflow.xgboost.load_model(uri), features)
+
+
+@dataclass
+class XGBExplainer:
+    scorer: XGBScorer
+    output: str = OUTPUT
+
+    def explain(self, x: NDArray[np.float64]) -> Explanation:
+        import xgboost as xgb
+
+        c = self.scorer.booster.predict(
+            xgb.DMatrix(x, feature_names=self.scorer.features), pred_contribs=True
+        )
+        return Explanation(float(c[0, -1]), np.asarray(c[:, :-1], dtype=np.float64), OUTPUT)
+
+
+def explainer(scorer: Any) -> XGBExplainer:
+    return XGBExplainer(scorer)
+
+
+def card_notes(scorer: Any) -> list[str]:
+    n = int(scorer.booster.num_boosted_rounds())
+    return [
+        f"Gradient-boosted trees (XGBoost hist, {n} rounds). Missing values follow the "
+        "branch learned in training; scores are probabilities, SHAP values log-odds."
+    ]

@@ -1,10 +1,10 @@
-"""The features stage: check sources, build the training table on Spark, commit a snapshot."""
+"""Stage: check the sources, build the point-in-time training table on Spark, validate it
+(leakage guard, expectations) and commit an immutable snapshot. A snapshot whose id (spec
+and source bytes) already exists is reused without starting Spark."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -13,36 +13,12 @@ from engine.data.sources import check_sources, fingerprint, read_source, source_
 from engine.features import snapshot as snap
 from engine.features.build import FT_PREFIX, build_training_table
 from engine.features.checks import leakage_report, raise_on_failures, run_expectations
-from engine.features.spark import get_spark
+from engine.features.spark import spark_session
 from engine.pii import key_fingerprint, load_key
 from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-
-@contextlib.contextmanager
-def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
-    """A Spark session for this project that is stopped (JVM included) on exit."""
-    spark = get_spark(
-        cfg.features.spark_master,
-        driver_memory=cfg.features.spark_driver_memory,
-        shuffle_partitions=cfg.features.shuffle_partitions,
-        local_dir=ws.scratch / "spark",
-    )
-    try:
-        yield spark
-    finally:
-        spark.stop()
-        # Stop the py4j gateway too, so no JVM outlives the command.
-        from pyspark import SparkContext
-
-        gw = getattr(SparkContext, "_gateway", None)
-        if gw is not None:
-            with contextlib.suppress(Exception):
-                gw.shutdown()
-            SparkContext._gateway = None
-            SparkContext._jvm = None
 
 
 def used_sources(cfg: ProjectConfig) -> list[str]:
@@ -59,7 +35,7 @@ def plan_snapshot(cfg: ProjectConfig, ws: Workspace) -> tuple[str, dict[str, str
     return snap.snapshot_id(cfg, fps, key_fingerprint(key)), fps, key
 
 
-def build_snapshot(
+def stage_features(
     cfg: ProjectConfig, ws: Workspace, spark: SparkSession | None = None
 ) -> tuple[snap.Snapshot, bool]:
     """Build (or reuse) the snapshot for the current sources and spec.

@@ -1,0 +1,213 @@
+"""Stage: the whole loop once, end to end, on the project's sample data: data -> Spark
+features -> Ray Tune search -> MLflow registry and gate -> Ray Serve over HTTP (predict,
+explain, audit) -> Numba drift check -> clean shutdown. ``insight demo`` and
+``jobs/demo.py`` run it."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from engine.config import ProjectConfig
+from engine.console import console, stage
+from engine.errors import InsightError
+from engine.workspace import Workspace
+
+
+def _predict_rows(cfg: ProjectConfig, ws: Workspace, snapshot_id: str, n: int) -> Any:
+    from engine.features import snapshot as snap
+    from engine.stages.drift import windows
+
+    _, cur = windows(cfg, snap.find(ws, cfg.name, snapshot_id))
+    return cur.sample(n=min(n, len(cur)), random_state=0)
+
+
+def run_demo(
+    cfg: ProjectConfig, ws: Workspace, *, size: str | None = None, address: str | None = None
+) -> dict[str, Any]:
+    import httpx
+
+    from engine.procs import processes_mentioning
+    from engine.raycluster import start_ray, stop_ray
+    from engine.stages.data import stage_data
+    from engine.stages.drift import stage_drift
+    from engine.stages.features import stage_features
+    from engine.stages.train import stage_train
+    from serve.deploy import serve_down, serve_up
+
+    t_start = time.monotonic()
+    summary: dict[str, Any] = {"workspace": str(ws.root)}
+
+    with stage("1/6 sample data"):
+        data = stage_data(cfg, ws, size)
+        rows = data["rows"]
+        assert isinstance(rows, dict)
+        reused = " (reused)" if data.get("reused") else ""
+        console.print(
+            f"{rows['customers']:,} customers, {rows['transactions']:,} transactions, "
+            f"{rows['labels']:,} labels -> {data['path']}{reused}"
+        )
+        summary["data"] = data["path"]
+
+    with stage("2/6 features on Spark (point-in-time as-of join -> snapshot)"):
+        s, reused_snap = stage_features(cfg, ws)
+        m = s.manifest
+        console.print(
+            f"snapshot [bold]{s.id}[/]{' (reused, Spark not started)' if reused_snap else ''}: "
+            f"{m['rows']:,} rows x {len(m['features'])} features, label times "
+            f"{m['event_time_range'][0]} .. {m['event_time_range'][1]}"
+        )
+        summary["snapshot"] = str(s.path)
+
+    ray_dir = ws.ray_temp_dir()
+    try:
+        with stage("3/6 Ray Tune search, tracked in MLflow"):
+            start_ray(ws, address=address)
+            tr = stage_train(cfg, ws, s.id)
+            console.print(
+                f"{tr.trials} trials ({tr.errored} errored, {tr.stopped_early} stopped early "
+                f"by ASHA) on {tr.train_rows:,} train / {tr.valid_rows:,} validation rows; "
+                f"best valid AUC [bold]{tr.best_metrics['valid_auc']:.4f}[/] with "
+                f"{tr.best_config}"
+            )
+            a = tr.test_auc
+            console.print(
+                f"registered [bold]{tr.model_name}[/] version {tr.version} as @{tr.alias}: "
+                f"test AUC {a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f}) on "
+                f"{tr.test_rows:,} rows; model card logged (parent run {tr.parent_run_id})"
+            )
+            if tr.uplift:
+                u = tr.uplift
+                console.print(
+                    f"uplift: campaign ATE {u['ate']['estimate']:+.4f} "
+                    f"({u['ate']['low']:+.4f}..{u['ate']['high']:+.4f}); best learner "
+                    f"{u['best']} Qini AUC {u['best_qini']['estimate']:.4f}"
+                )
+            from engine.registry.gate import run_gate
+
+            g = run_gate(cfg, ws)
+            for chk in g.checks:
+                console.print(f"gate {chk.name}: {'pass' if chk.passed else 'FAIL'} - {chk.detail}")
+            console.print(
+                f"gate verdict: {'pass' if g.passed else 'fail'}"
+                + (f"; v{g.challenger} promoted to @champion" if g.promoted else "")
+            )
+            summary["model"] = f"models:/{tr.model_name}@champion"
+            summary["card"] = f"insight models card {tr.model_name} --version {tr.version}"
+
+        with stage("4/6 Ray Serve on 127.0.0.1, real HTTP"):
+            ep = serve_up(cfg, ws, alias="champion")
+            console.print(f"serving at {ep.url}  (OpenAPI: {ep.url}/docs)")
+            sample = _predict_rows(cfg, ws, s.id, 5)
+            payload = {"rows": sample[tr.features].astype(float).to_dict(orient="records")}
+            payload = json.loads(json.dumps(payload).replace("NaN", "null"))
+            resp = httpx.post(f"{ep.url}/predict", json=payload, timeout=30)
+            if resp.status_code != 200:
+                raise InsightError(f"/predict answered {resp.status_code}: {resp.text[:500]}")
+            body = resp.json()
+            t = Table("customer_id", "label_time", "score", "decision", "churned (truth)")
+            key, lt = s.manifest["entity"], s.manifest["label_time"]
+            for (_, row), pred in zip(sample.iterrows(), body["predictions"], strict=True):
+                t.add_row(
+                    str(row[key]),
+                    str(row[lt].date()),
+                    f"{pred['score']:.3f}",
+                    "churn" if pred["decision"] else "stay",
+                    str(int(row[cfg.label.column])),
+                )
+            console.print(t)
+            lat = []
+            one = {"rows": payload["rows"][:1]}
+            with httpx.Client(timeout=30) as client:
+                for _ in range(30):
+                    t0 = time.perf_counter()
+                    client.post(f"{ep.url}/predict", json=one).raise_for_status()
+                    lat.append((time.perf_counter() - t0) * 1000)
+            console.print(
+                f"30 single-row requests: p50 {statistics.median(lat):.1f} ms, "
+                f"max {max(lat):.1f} ms (model {body['model']} v{body['predictions'][0]['version']})"
+            )
+            ex = httpx.post(f"{ep.url}/explain", json=one, timeout=60)
+            if ex.status_code != 200:
+                raise InsightError(f"/explain answered {ex.status_code}: {ex.text[:500]}")
+            e0 = ex.json()["explanations"][0]
+            top = sorted(e0["shap"].items(), key=lambda kv: -abs(kv[1]))[:3]
+            link = "sigmoid(" if e0["output"] == "log_odds" else "("
+            console.print(
+                f"/explain first row: score {e0['score']:.3f} = {link}base "
+                f"{e0['base_value']:+.3f} + SHAP); largest: "
+                + ", ".join(f"{k} {v:+.3f}" for k, v in top)
+            )
+            from engine.audit import verify
+
+            audit = verify(ws.audit)
+            console.print(
+                f"audit log: {audit.records} records in {len(audit.segments)} hash-chained "
+                f"segment(s), {'intact' if audit.ok else 'NOT intact'} (insight audit verify)"
+            )
+            summary["endpoint"] = ep.url
+            summary["predictions"] = body["predictions"]
+            summary["audit"] = str(ws.audit)
+
+        with stage("5/6 drift check (Numba KS + PSI), training window vs current window"):
+            dr = stage_drift(cfg, ws, s.id)
+            t = Table("feature", "KS", "KS p-value", "PSI", "drifted")
+            for c in dr.columns:
+                t.add_row(
+                    c.column,
+                    f"{c.ks_statistic:.3f}",
+                    f"{c.ks_pvalue:.2g}",
+                    f"{c.psi:.3f}",
+                    "[bold red]yes[/]" if c.drifted else "no",
+                )
+            console.print(t)
+            console.print(
+                f"{dr.reference_rows:,} reference rows vs {dr.current_rows:,} current rows; "
+                f"drifted: [bold]{', '.join(dr.drifted) or 'none'}[/]"
+            )
+            summary["drifted"] = dr.drifted
+            summary["drift_report"] = str(dr.report_path)
+            truth_file = Path(str(data["path"])) / "ground_truth.json"
+            if truth_file.is_file():
+                truth = json.loads(truth_file.read_text())["drift"]
+                missed = sorted(set(truth["drifted_features"]) - set(dr.drifted))
+                false = sorted(set(truth["stable_features"]) & set(dr.drifted))
+                ok = not missed and not false
+                console.print(
+                    f"ground truth: injected drift in {sorted(truth['columns'])}; "
+                    f"{'[green]all injected features found, no stable feature flagged' if ok else f'[red]missed {missed}, false alarms {false}'}[/]"
+                )
+                summary["drift_matches_truth"] = ok
+    finally:
+        with stage("6/6 shutdown"):
+            try:
+                serve_down()
+            finally:
+                stop_ray()
+            left = processes_mentioning(str(ray_dir))
+            if left:
+                console.print(f"[yellow]{len(left)} Ray process(es) still exiting[/]")
+                for p in left:
+                    try:
+                        p.wait(timeout=15)
+                    except Exception:
+                        console.print(f"[red]process {p.pid} left running: {p.cmdline()[:3]}[/]")
+            console.print("serve app shut down, Ray stopped, Spark stopped: no process left")
+
+    summary["seconds"] = round(time.monotonic() - t_start, 1)
+    console.rule("[bold green]demo finished")
+    console.print(f"in {summary['seconds']} s. Outputs under {ws.root}:")
+    console.print(f"  feature snapshot   {summary['snapshot']}")
+    console.print(f"  model              {summary['model']}")
+    console.print(f"  drift report       {summary['drift_report']}")
+    console.print(f"  audit log          {summary.get('audit')}  (insight audit verify)")
+    console.print("Next: open the runs with")
+    console.print(f"  .venv/bin/mlflow ui --backend-store-uri {ws.tracking_uri} --host 127.0.0.1")
+    console.print("  keep a server up: insight serve up; insight serve status; insight serve down")
+    console.print("  or run one stage alone: insight features build | train | serve up | drift")
+    return summary
