@@ -2,6 +2,11 @@
 
 Each ``bench_*.py`` times our code and its reference side by side in one process and
 reports ``ratio = reference_seconds / engine_seconds`` (above 1: we are faster).
+
+Timing is warm and repeated (:func:`measure`): untimed warm-up calls first (Numba
+compilation, the one-time sort selection, imports, caches), then ``repeat`` timed calls;
+each side records min, median and max, and the ratio is of the medians. A cold first call
+once made KS on 1e7 look 1.6x scipy when warm calls gave 4.1-7.5x.
 """
 
 from __future__ import annotations
@@ -10,8 +15,10 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +32,59 @@ def parser(description: str) -> argparse.ArgumentParser:
     return ap
 
 
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` calls, and the last result."""
-    best, result = float("inf"), None
+@dataclass
+class Timing:
+    """Seconds of ``runs`` warm calls, and the last call's result."""
+
+    min: float
+    median: float
+    max: float
+    runs: int
+    warmup: int
+    result: Any = None
+
+    def fields(self, side: str) -> dict[str, Any]:
+        return {
+            f"{side}_s": self.median,
+            f"{side}_min_s": self.min,
+            f"{side}_median_s": self.median,
+            f"{side}_max_s": self.max,
+            f"{side}_runs": self.runs,
+            f"{side}_warmup_runs": self.warmup,
+        }
+
+
+def measure(fn: Callable[[], Any], repeat: int = 3, warmup: int = 1) -> Timing:
+    """``warmup`` untimed calls, then ``repeat`` timed ones. ``warmup=0`` only where the
+    caller already warmed the code on a smaller input (say so at the call)."""
+    for _ in range(max(0, warmup)):
+        fn()
+    times, result = [], None
     for _ in range(max(1, repeat)):
         t0 = time.perf_counter()
         result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        times.append(time.perf_counter() - t0)
+    return Timing(min(times), statistics.median(times), max(times), len(times), warmup, result)
+
+
+def case(
+    name: str,
+    engine: Timing,
+    reference_name: str,
+    reference: Timing,
+    equal: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result row: both sides' timings, the ratio of medians, and whether they agreed."""
+    return {
+        "case": name,
+        **engine.fields("engine"),
+        "reference": reference_name,
+        **reference.fields("reference"),
+        "ratio": reference.median / engine.median,
+        "equal": bool(equal),
+        **extra,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -57,9 +109,16 @@ def write(name: str, smoke: bool, cases: list[dict[str, Any]], out: Path | None)
     tmp.write_text(json.dumps(doc, indent=2))
     os.replace(tmp, path)
     for c in cases:
+        spread = ""
+        if "engine_min_s" in c:
+            spread = (
+                f" (engine {c['engine_min_s']:.4f}-{c['engine_max_s']:.4f} over "
+                f"{c['engine_runs']}, reference {c['reference_min_s']:.4f}-"
+                f"{c['reference_max_s']:.4f} over {c['reference_runs']})"
+            )
         print(
             f"{name}: {c['case']}: engine {c['engine_s']:.4f} s, {c['reference']} "
-            f"{c['reference_s']:.4f} s, ratio {c['ratio']:.2f}x, equal={c['equal']}"
+            f"{c['reference_s']:.4f} s, ratio {c['ratio']:.2f}x, equal={c['equal']}{spread}"
         )
     print(f"results: {path}")
     return path

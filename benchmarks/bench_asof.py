@@ -9,7 +9,6 @@ row. Spark time is execution only (``noop`` write), after the session is up.
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from benchmarks._harness import best_of, parser, write
+from benchmarks._harness import case, measure, parser, write
 from engine.features.asof import asof_join
 from engine.features.build import build_view
 from engine.features.spark import get_spark
@@ -78,13 +77,12 @@ def main() -> None:
     )
     lab_s = spark.read.parquet(str(tmp / "labels.parquet"))
     feat_s = spark.read.parquet(str(tmp / "feats.parquet"))
-    repeat = 2 if args.smoke else 1
+    repeat = 3
 
     def spark_asof() -> None:
         asof_join(lab_s, feat_s, "eid", "lt", "ft").write.format("noop").mode("overwrite").save()
 
-    spark_asof()  # warm-up: JIT, first-job costs
-    t_spark, _ = best_of(spark_asof, repeat)
+    t_spark = measure(spark_asof, repeat)  # the warm-up pays the JIT and first-job costs
     ours = asof_join(lab_s, feat_s, "eid", "lt", "ft", feature_time_alias="mft").toPandas()
     ours = ours.sort_values("row").reset_index(drop=True)
 
@@ -95,7 +93,8 @@ def main() -> None:
         f"ASOF LEFT JOIN read_parquet('{tmp}/feats.parquet') f ON l.eid = f.eid AND l.lt >= f.ft "
         "ORDER BY l.row"
     )
-    t_ddb, ddb = best_of(lambda: con.execute(sql).df(), repeat)
+    t_ddb = measure(lambda: con.execute(sql).df(), repeat)
+    ddb = t_ddb.result
 
     def pandas_asof() -> pd.DataFrame:
         out = pd.merge_asof(
@@ -107,7 +106,8 @@ def main() -> None:
         )
         return out.sort_values("row").reset_index(drop=True)
 
-    t_pd, pdm = best_of(pandas_asof, repeat)
+    t_pd = measure(pandas_asof, repeat)
+    pdm = t_pd.result
 
     def same(ref: pd.DataFrame) -> bool:
         a, b = ours["x"].to_numpy(float), ref["x"].to_numpy(float)
@@ -115,38 +115,23 @@ def main() -> None:
 
     size = f"{n_lab:,} labels x {len(feats):,} feature rows, {n_ent:,} entities"
     cases: list[dict[str, Any]] = [
-        {
-            "case": f"as-of join {size}",
-            "engine_s": t_spark,
-            "reference": "DuckDB ASOF JOIN",
-            "reference_s": t_ddb,
-            "ratio": t_ddb / t_spark,
-            "equal": same(ddb),
-        },
-        {
-            "case": f"as-of join {size}",
-            "engine_s": t_spark,
-            "reference": "pandas merge_asof",
-            "reference_s": t_pd,
-            "ratio": t_pd / t_spark,
-            "equal": same(pdm),
-        },
+        case(f"as-of join {size}", t_spark, "DuckDB ASOF JOIN", t_ddb, same(ddb)),
+        case(f"as-of join {size}", t_spark, "pandas merge_asof", t_pd, same(pdm)),
     ]
 
     def maxby() -> None:
         _spark_range_maxby(spark, lab_s, feat_s).write.format("noop").mode("overwrite").save()
 
-    t_mb, _ = best_of(maxby, 1)
+    t_mb = measure(maxby, 2)
     cases.append(
-        {
-            "case": f"as-of join {size}",
-            "engine_s": t_spark,
-            "reference": "Spark range join + max_by (alternative)",
-            "reference_s": t_mb,
-            "ratio": t_mb / t_spark,
-            "equal": True,
-            "note": "both Spark; equality covered by tests/test_asof_spark.py",
-        }
+        case(
+            f"as-of join {size}",
+            t_spark,
+            "Spark range join + max_by (alternative)",
+            t_mb,
+            True,
+            note="both Spark; equality covered by tests/test_asof_spark.py",
+        )
     )
 
     # Windowed aggregates on transactions: our build_view (range join + conditional aggs).
@@ -180,16 +165,15 @@ def main() -> None:
             "overwrite"
         ).save()
 
-    t0 = time.perf_counter()
-    agg_build()
-    t_agg = time.perf_counter() - t0
+    t_agg = measure(agg_build, repeat)
     sql_agg = (
         f"SELECT k.eid, count(t.t) FILTER (WHERE t.t > k.lt - INTERVAL 30 DAY) AS n30, "
         f"coalesce(sum(t.amount) FILTER (WHERE t.t > k.lt - INTERVAL 30 DAY), 0) AS s30 "
         f"FROM read_parquet('{tmp}/keys.parquet') k LEFT JOIN read_parquet('{tmp}/tx.parquet') t "
         f"ON k.eid = t.eid AND t.t <= k.lt AND t.t > k.lt - INTERVAL 90 DAY GROUP BY k.eid ORDER BY k.eid"
     )
-    t_ddb_agg, ddb_agg = best_of(lambda: con.execute(sql_agg).df(), 1)
+    t_ddb_agg = measure(lambda: con.execute(sql_agg).df(), repeat)
+    ddb_agg = t_ddb_agg.result
     got = (
         build_view(view, keys_s, tx_s, "eid", "lt", "t").select("eid", "n_30d", "s_30d").toPandas()
     )
@@ -199,15 +183,14 @@ def main() -> None:
         and np.allclose(got["s_30d"].to_numpy(), ddb_agg["s30"].to_numpy(float), rtol=1e-9)
     )
     cases.append(
-        {
-            "case": f"windowed aggregates, {n_tx:,} transactions, {len(keys_pd):,} label rows",
-            "engine_s": t_agg,
-            "reference": "DuckDB range join + FILTER aggregates",
-            "reference_s": t_ddb_agg,
-            "ratio": t_ddb_agg / t_agg,
-            "equal": agg_equal,
-            "spark_rows_per_s": n_tx / t_agg,
-        }
+        case(
+            f"windowed aggregates, {n_tx:,} transactions, {len(keys_pd):,} label rows",
+            t_agg,
+            "DuckDB range join + FILTER aggregates",
+            t_ddb_agg,
+            agg_equal,
+            spark_rows_per_s=n_tx / t_agg.median,
+        )
     )
     spark.stop()
     write("bench_asof", args.smoke, cases, args.out)

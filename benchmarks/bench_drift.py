@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import scipy.stats as st
 
-from benchmarks._harness import best_of, parser, write
+from benchmarks._harness import case, measure, parser, write
 from engine.config import DriftConfig
-from engine.kernels.drift import ks_2samp, psi
+from engine.kernels.drift import ks_2samp
 from engine.kernels.report import report
 from engine.monitor.drift import drift_check
 
@@ -98,49 +98,40 @@ def main() -> None:
     args = parser(__doc__ or "").parse_args()
     n_ks = 10_000 if args.smoke else 10_000_000
     n_tab, n_cols = (10_000, 5) if args.smoke else (1_000_000, 20)
-    repeat = 1 if not args.smoke else 2
+    repeat = 3
     rng = np.random.default_rng(0)
     cases = []
 
     a, b = rng.normal(size=n_ks), rng.normal(0.01, 1.0, n_ks)
-    ks_2samp(a[:100], b[:100])  # compile (cached on disk after the first run)
-    t_ours, ours = best_of(lambda: ks_2samp(a, b), repeat)
-    t_ref, ref = best_of(lambda: st.ks_2samp(a, b), repeat)
+    ks_ours = measure(lambda: ks_2samp(a, b), repeat)
+    ks_ref = measure(lambda: st.ks_2samp(a, b), repeat)
+    same = abs(ks_ours.result.statistic - ks_ref.result.statistic) <= 1e-12
     cases.append(
-        {
-            "case": f"ks_2samp {n_ks:.0e} vs {n_ks:.0e}",
-            "engine_s": t_ours,
-            "reference": "scipy.stats.ks_2samp",
-            "reference_s": t_ref,
-            "ratio": t_ref / t_ours,
-            "equal": bool(abs(ours.statistic - ref.statistic) <= 1e-12),
-        }
+        case(f"ks_2samp {n_ks:.0e} vs {n_ks:.0e}", ks_ours, "scipy.stats.ks_2samp", ks_ref, same)
     )
 
     cols = [f"x{i}" for i in range(n_cols)]
     ref_df = pd.DataFrame(rng.normal(size=(n_tab, n_cols)), columns=cols)
     cur_df = pd.DataFrame(rng.normal(0.05, 1.1, size=(n_tab, n_cols)), columns=cols)
     cfg = DriftConfig()
-    psi(ref_df["x0"].to_numpy()[:100], cur_df["x0"].to_numpy()[:100])
-    t_ours, ours_t = best_of(lambda: drift_check(ref_df, cur_df, cols, cfg), repeat)
-    t_ref, ref_t = best_of(lambda: _scipy_table(ref_df, cur_df, cfg.psi_bins), repeat)
+    tab_ours = measure(lambda: drift_check(ref_df, cur_df, cols, cfg), repeat)
+    tab_ref = measure(lambda: _scipy_table(ref_df, cur_df, cfg.psi_bins), repeat)
     arr_r, arr_c = ref_df.to_numpy(), cur_df.to_numpy()
-    t_floor, _ = best_of(lambda: (arr_r.sum(axis=0), arr_c.sum(axis=0)), 3)
+    floor = measure(lambda: (arr_r.sum(axis=0), arr_c.sum(axis=0)), 5)
     equal = all(
         abs(o.ks_statistic - r[0]) <= 1e-12 and abs(o.psi - r[1]) <= 1e-9
-        for o, r in zip(ours_t, ref_t, strict=True)
+        for o, r in zip(tab_ours.result, tab_ref.result, strict=True)
     )
     cases.append(
-        {
-            "case": f"KS+PSI table {n_tab:.0e} rows x {n_cols} cols",
-            "engine_s": t_ours,
-            "reference": "scipy ks_2samp + numpy PSI loop",
-            "reference_s": t_ref,
-            "ratio": t_ref / t_ours,
-            "equal": equal,
-            "memory_pass_s": t_floor,
-            "vs_memory_pass": t_ours / t_floor,
-        }
+        case(
+            f"KS+PSI table {n_tab:.0e} rows x {n_cols} cols",
+            tab_ours,
+            "scipy ks_2samp + numpy PSI loop",
+            tab_ref,
+            equal,
+            memory_pass_s=floor.median,
+            vs_memory_pass=tab_ours.median / floor.median,
+        )
     )
     # Table-level report: Evidently's method choices (Wasserstein normed / JS for n > 1000).
     for n_rows, with_evidently in (
@@ -150,36 +141,37 @@ def main() -> None:
         if n_rows is None:
             continue
         ref_t, cur_t = _table(n_rows, 20, 5, 1, 0.0), _table(n_rows, 20, 5, 2, 0.05)
-        report(ref_t.head(200), cur_t.head(200))
-        t_ours, ours_r = best_of(partial(_report_values, ref_t, cur_t), repeat)
-        t_sp, sp = best_of(partial(_scipy_report, ref_t, cur_t), 1)
+        rep = measure(partial(_report_values, ref_t, cur_t), repeat)
+        # The SciPy loop and Evidently take minutes at full size: each is warmed on a
+        # small slice, then timed twice (three times at the smoke size).
+        slow = 3 if args.smoke else 2
+        _scipy_report(ref_t.head(500), cur_t.head(500))
+        sp = measure(partial(_scipy_report, ref_t, cur_t), slow, warmup=0)
         num_cols = [f"x{i}" for i in range(20)]
-        floor, _ = best_of(partial(_memory_pass, ref_t, cur_t, num_cols), 3)
+        floor = measure(partial(_memory_pass, ref_t, cur_t, num_cols), 5)
         label = f"drift report {n_rows:.0e} rows x (20 numeric + 5 categorical)"
         cases.append(
-            {
-                "case": label,
-                "engine_s": t_ours,
-                "reference": "SciPy loop (KS, Wasserstein, chi2, JS)",
-                "reference_s": t_sp,
-                "ratio": t_sp / t_ours,
-                "equal": _agree(ours_r, sp, list(sp)),
-                "memory_pass_s": floor,
-                "vs_memory_pass": t_ours / floor,
-            }
+            case(
+                label,
+                rep,
+                "SciPy loop (KS, Wasserstein, chi2, JS)",
+                sp,
+                _agree(rep.result, sp.result, list(sp.result)),
+                memory_pass_s=floor.median,
+                vs_memory_pass=rep.median / floor.median,
+            )
         )
         if with_evidently:
             _evidently(ref_t.head(500), cur_t.head(500))
-            t_ev, ev = best_of(partial(_evidently, ref_t, cur_t), 1)
+            ev = measure(partial(_evidently, ref_t, cur_t), slow, warmup=0)
             cases.append(
-                {
-                    "case": label,
-                    "engine_s": t_ours,
-                    "reference": "Evidently 0.7 DataDriftPreset",
-                    "reference_s": t_ev,
-                    "ratio": t_ev / t_ours,
-                    "equal": _agree(ours_r, ev, num_cols),
-                }
+                case(
+                    label,
+                    rep,
+                    "Evidently 0.7 DataDriftPreset",
+                    ev,
+                    _agree(rep.result, ev.result, num_cols),
+                )
             )
     write("bench_drift", args.smoke, cases, args.out)
 

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
         run_demo(cfg, ws, size="tiny" if args.smoke else None, address=args.address)
     except InsightError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         return exc.exit_code
     return 0
 

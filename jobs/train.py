@@ -11,6 +11,9 @@ Runs anywhere Ray runs:
 
 Inside ``ray job submit`` Ray sets ``RAY_ADDRESS``; the job then joins that cluster. Prints
 one JSON summary line at the end (what was registered, metrics, gate verdict).
+
+``--smoke``: a small search (2 trials of 10 rounds, no uplift learners) on the newest
+snapshot, in seconds; the test suite runs it that way.
 """
 
 from __future__ import annotations
@@ -24,23 +27,39 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.config import ProjectConfig
+    from engine.config import DEFAULT_PROJECT, ProjectConfig
     from engine.errors import InsightError
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.train import stage_train
     from engine.workspace import Workspace
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    default = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
-    ap.add_argument("--project", type=Path, default=default)
+    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--snapshot", default=None, help="snapshot id (default: newest)")
     ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     ap.add_argument("--resume", action="store_true", help="resume an interrupted search")
     ap.add_argument("--gate", action="store_true", help="run the promotion gate afterwards")
+    ap.add_argument("--smoke", action="store_true", help="2 trials of 10 rounds, no uplift")
     args = ap.parse_args(argv)
     try:
         cfg = ProjectConfig.load(args.project)
+        if args.smoke:
+            cfg = cfg.model_copy(
+                update={
+                    "train": cfg.train.model_copy(
+                        update={
+                            "num_samples": 2,
+                            "num_boost_round": 10,
+                            "grace_rounds": 5,
+                            "uplift_learners": [],
+                            "families": {
+                                k: v for k, v in cfg.train.families.items() if k != "random_forest"
+                            },
+                        }
+                    )
+                }
+            )
         ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
         start_ray(ws, address=args.address)
         try:

@@ -1,5 +1,5 @@
 """Fault injection for the reliability tests, as trial hooks (engine.train.hooks): nothing
-in the engine knows about faults (after xgboost_ray's tests/fault_tolerance.py).
+in the engine knows about faults (after xgboost_ray's fault-tolerance tests).
 
 - :class:`RecordPid` writes the trial worker's pid to a folder, so a test can SIGKILL it;
 - :class:`SlowRounds` sleeps after each round, so a trial has a "mid" to be killed in.

@@ -13,6 +13,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHES = sorted((ROOT / "benchmarks").glob("bench_*.py"))
 
 
+pytestmark = pytest.mark.bench
+
+
 @pytest.mark.parametrize("script", BENCHES, ids=lambda p: p.stem)
 def test_benchmark_smoke(script: Path, tmp_path: Path) -> None:
     out = tmp_path / "r.json"
@@ -30,3 +33,7 @@ def test_benchmark_smoke(script: Path, tmp_path: Path) -> None:
     for case in doc["cases"]:
         assert case["equal"] is True, case
         assert case["engine_s"] > 0 and case["reference_s"] > 0
+        for side in ("engine", "reference"):  # warm, repeated: the spread is recorded
+            lo, mid, hi = (case[f"{side}_{k}_s"] for k in ("min", "median", "max"))
+            assert 0 < lo <= mid <= hi, (side, case)
+            assert case[f"{side}_runs"] >= 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -40,7 +39,7 @@ class Served:
     features: list[str]
     champion: Any  # XGBScorer
     challenger: Any  # LogRegScorer
-    versions: tuple[str, str]
+    versions: tuple[str, str, str]  # champion (XGBoost), challenger (logistic), random forest
     entities: list[str]
     table: Any  # OnlineTable
     rows: list[dict[str, float | None]]
@@ -48,37 +47,37 @@ class Served:
 
 def _register(
     cfg: ProjectConfig, ws: Workspace, snap: Any
-) -> tuple[Any, Any, tuple[str, str], list[str], Any]:
+) -> tuple[Any, Any, tuple[str, str, str], list[str], Any]:
     import mlflow
     import xgboost as xgb
 
     from engine.registry.models import register_model
     from engine.tracking import setup_mlflow
     from engine.train.dataset import load_training_set
-    from engine.train.families import logreg
+    from engine.train.families import logreg, random_forest
+    from engine.train.families.logreg import LogRegScorer
+    from engine.train.families.xgboost import XGBScorer
 
     exp = setup_mlflow(ws, cfg.name)
     ts = load_training_set(cfg, snap)
     x, y = ts.xy("train")
-    tmp = ws.root / "tmp-models"
     booster = xgb.train(
         {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1},
         xgb.DMatrix(x.to_numpy(dtype=float), label=y, feature_names=list(x.columns)),
         num_boost_round=20,
     )
-    (tmp / "xgb").mkdir(parents=True, exist_ok=True)
-    booster.save_model(str(tmp / "xgb" / "model.json"))
     lr = logreg.pipeline({"C": 1.0}, 0).fit(x, y)
-    (tmp / "lr").mkdir(parents=True, exist_ok=True)
-    (tmp / "lr" / "model.pkl").write_bytes(pickle.dumps(lr))
+    forest = random_forest.fit(
+        {"n_estimators": 30, "max_depth": 5}, x, y, seed=0, nthread=1, rounds=1
+    )
     refs = []
-    for fam, d, alias in (("xgboost", "xgb", "champion"), ("logreg", "lr", "challenger")):
+    scorers = (XGBScorer(booster, list(x.columns)), LogRegScorer(lr, list(x.columns)), forest)
+    for scorer, alias in zip(scorers, ("champion", "challenger", "forest"), strict=True):
         with mlflow.start_run(experiment_id=exp):
             refs.append(
                 register_model(
                     model_name=cfg.train.model_name,
-                    family=fam,
-                    model_dir=tmp / d,
+                    scorer=scorer,
                     x_example=x.head(20),
                     tags={"snapshot_id": snap.id},
                     alias=alias,
@@ -89,7 +88,7 @@ def _register(
     return (
         load_scorer(refs[0]),
         load_scorer(refs[1]),
-        (refs[0].version, refs[1].version),
+        (refs[0].version, refs[1].version, refs[2].version),
         list(x.columns),
         ts,
     )
@@ -204,9 +203,35 @@ def test_explain_is_additive_and_equals_xgboost_contributions(served: Served) ->
         xgb.DMatrix(x, feature_names=s.features), pred_contribs=True
     )
     for e, c in zip(ex, contribs, strict=True):
+        assert e["output"] == "log_odds"
         logit = math.log(e["score"] / (1 - e["score"]))
         assert e["base_value"] + sum(e["shap"].values()) == pytest.approx(logit, abs=1e-4)
         np.testing.assert_allclose([e["shap"][f] for f in s.features], c[:-1], atol=1e-4)
+
+
+def test_a_random_forest_is_served_and_explained_in_probability(served: Served) -> None:
+    """The third family, live: deployed as the challenger for every row, it answers
+    /predict and /explain, with SHAP values that add up to the score itself."""
+    from engine.registry.models import get_version, load_scorer
+
+    s = served
+    forest = load_scorer(get_version(s.cfg.train.model_name, s.versions[2]))
+    r = _admin(s, "/admin/traffic", {"challenger": s.versions[2], "challenger_percent": 100})
+    assert r.status_code == 200, r.text
+    try:
+        body = {"rows": s.rows[:8], "ids": [f"c{i}" for i in range(8)]}
+        p = httpx.post(f"{s.url}/predict", json=body, timeout=30).json()["predictions"]
+        assert {x["version"] for x in p} == {s.versions[2]}
+        np.testing.assert_allclose(
+            [x["score"] for x in p], forest.proba(_matrix(s.rows[:8], s.features)), rtol=1e-9
+        )
+        ex = httpx.post(f"{s.url}/explain", json=body, timeout=60).json()["explanations"]
+        for e in ex:
+            assert e["version"] == s.versions[2] and e["output"] == "probability"
+            assert e["base_value"] + sum(e["shap"].values()) == pytest.approx(e["score"], abs=1e-6)
+    finally:
+        back = {"challenger": s.versions[1], "challenger_percent": 0}
+        assert _admin(s, "/admin/traffic", back).status_code == 200
 
 
 def test_models_docs_and_health(served: Served) -> None:
@@ -351,6 +376,13 @@ def test_split_change_under_load_is_sticky_and_loses_nothing(served: Served) -> 
     s = served
     before = _audit_decisions(s)
     bodies = [{"entities": [e]} for e in s.entities[:200]]
+    try:
+        _split_change_checks(s, bodies, before)
+    finally:  # the next test starts from the champion alone, whatever happened here
+        assert _admin(s, "/admin/traffic", {"challenger_percent": 0}).status_code == 200
+
+
+def _split_change_checks(s: Served, bodies: list[dict[str, Any]], before: int) -> None:
     with Load(s.url, bodies, threads=4, max_s=60) as load:
         time.sleep(3)
         r = _admin(s, "/admin/traffic", {"challenger_percent": 50})
@@ -380,7 +412,6 @@ def test_split_change_under_load_is_sticky_and_loses_nothing(served: Served) -> 
     assert 0.35 < share < 0.65
     # Records == successful requests (+ the two requests above).
     assert _audit_decisions(s) - before == load.ok + 2
-    assert _admin(s, "/admin/traffic", {"challenger_percent": 0}).status_code == 200
 
 
 def test_shadow_mode_challenger_scores_champion_answers(served: Served) -> None:
@@ -388,6 +419,13 @@ def test_shadow_mode_challenger_scores_champion_answers(served: Served) -> None:
 
     s = served
     assert _admin(s, "/admin/traffic", {"shadow": True, "challenger_percent": 0}).status_code == 200
+    try:
+        _shadow_checks(s, read_records)
+    finally:
+        assert _admin(s, "/admin/traffic", {"shadow": False}).status_code == 200
+
+
+def _shadow_checks(s: Served, read_records: Any) -> None:
     r = httpx.post(
         f"{s.url}/predict",
         json={"rows": s.rows[:5]},
@@ -400,7 +438,6 @@ def test_shadow_mode_challenger_scores_champion_answers(served: Served) -> None:
     np.testing.assert_allclose(
         rec[0]["shadow"]["scores"], s.challenger.proba(_matrix(s.rows[:5], s.features)), rtol=1e-6
     )
-    assert _admin(s, "/admin/traffic", {"shadow": False}).status_code == 200
 
 
 def _replicas_running() -> int:
@@ -411,9 +448,17 @@ def _replicas_running() -> int:
     return int(dep.replica_states.get("RUNNING", 0))  # type: ignore[call-overload]
 
 
+def _wait_replicas(n: int, timeout_s: float = 90) -> int:
+    t_end = time.monotonic() + timeout_s
+    while (k := _replicas_running()) != n and time.monotonic() < t_end:
+        time.sleep(1)
+    return k
+
+
 def test_autoscaling_up_under_load_then_down(served: Served) -> None:
     s = served
-    assert _replicas_running() == 1
+    # Its own starting state: an earlier test's load may have scaled the app up.
+    assert _wait_replicas(1) == 1, "the app did not settle at one replica before the test"
     bodies = [{"rows": s.rows[:50]}]
     seen_up = False
     with Load(s.url, bodies, threads=8, max_s=90) as load:
@@ -426,9 +471,7 @@ def test_autoscaling_up_under_load_then_down(served: Served) -> None:
     assert seen_up, "no scale-up within 90 s of load"
     assert load.failed == 0
     t_end = time.monotonic() + 90
-    while time.monotonic() < t_end and _replicas_running() > 1:
-        time.sleep(1)
-    assert _replicas_running() == 1, "no scale-down within 90 s after the load ended"
+    assert _wait_replicas(1) == 1, "no scale-down within 90 s after the load ended"
 
 
 def test_killed_replica_is_replaced_and_answered_records_survive(served: Served) -> None:
@@ -597,11 +640,12 @@ def test_serve_up_status_traffic_promote_down(served: Served) -> None:
         assert {p["version"] for p in r.json()["predictions"]} == {s.versions[1]}
     finally:
         down = _cli(s.ws, "serve", "down", env=env)
+        # The promotion went to the registry too: put the aliases back for later tests.
+        from engine.registry.models import find, promote
+
+        if find(s.cfg.train.model_name, "champion").version != s.versions[0]:
+            promote(s.cfg.train.model_name, s.versions[0], "test cleanup")
     assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
     assert not state.exists()
     again = _cli(s.ws, "serve", "status", env=env)
     assert again.returncode == 1 and "not up" in again.stdout
-    # The promotion went to the registry too: put the aliases back for later tests.
-    from engine.registry.models import promote
-
-    promote(s.cfg.train.model_name, s.versions[0], "test cleanup")

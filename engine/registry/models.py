@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.errors import StateError
@@ -49,21 +48,22 @@ def _client() -> Any:
 def register_model(
     *,
     model_name: str,
-    family: str,
-    model_dir: str | Path,
+    scorer: Any,
     x_example: Any,
     tags: dict[str, str],
     alias: str,
 ) -> ModelRef:
-    """Log the model in the active MLflow run (signature, input example), register it and
-    point ``alias`` at the new version."""
+    """Log ``scorer`` (a family's Scorer) in the active MLflow run with its signature and an
+    input example, register it and point ``alias`` at the new version."""
     from mlflow.models import infer_signature
 
     from engine.train.families import family as get_family
 
+    family = str(scorer.family)
     fam = get_family(family)
-    features = list(x_example.columns)
-    scorer = fam.load(model_dir, features)
+    features = list(scorer.features)
+    if list(x_example.columns) != features:
+        raise ValueError(f"x_example columns {list(x_example.columns)} != features {features}")
     proba = scorer.proba(x_example.to_numpy(dtype="float64"))
     info = fam.log_model(
         scorer,

@@ -216,10 +216,11 @@ def _register(
 
     t0, t1 = ts.time_range
     x_valid, _ = ts.xy("valid")
+    from engine.train.families import family
+
     ref = register_model(
         model_name=cfg.train.model_name,
-        family=out.family,
-        model_dir=out.model_dir,
+        scorer=family(out.family).load(out.model_dir, list(x_valid.columns)),
         x_example=x_valid.head(20),
         tags={
             **tags,

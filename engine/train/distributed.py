@@ -94,7 +94,7 @@ def train_distributed(
     feats = ts.features
     split, test_t = ts.split_time, ts.test_time
     cols = [lt, label, *feats]
-    ds = ray.data.read_parquet(str(snapshot_path), columns=cols)
+    ds = ray.data.read_parquet(str(snapshot_path)).select_columns(cols)
 
     def _part(lo: pd.Timestamp | None, hi: pd.Timestamp) -> Any:
         def keep(b: pd.DataFrame) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 The engine runs none by default. They are the one seam through which code outside the
 engine reaches into a running trial: the fault-tolerance tests use it to record a worker's
 pid so they can kill it mid-trial, and to slow the rounds so that there is a "mid"
-(tests/faults.py, after xgboost_ray's tests/fault_tolerance.py); a user can use it to
+(tests/faults.py, after xgboost_ray's fault-tolerance tests); a user can use it to
 profile or log trials. A hook travels to the worker with the trial's data, so it must be
 picklable.
 """
