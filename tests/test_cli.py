@@ -12,6 +12,7 @@ import yaml
 from tests.conftest import EXAMPLE
 
 INSIGHT = [sys.executable, "-m", "engine.cli"]
+pytestmark = pytest.mark.process
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

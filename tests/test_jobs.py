@@ -14,6 +14,7 @@ import pytest
 from engine.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.process
 JOBS = sorted(p.name for p in (ROOT / "jobs").glob("*.py") if p.name != "__init__.py")
 
 

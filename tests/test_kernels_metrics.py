@@ -50,6 +50,7 @@ def _scipy_bca(data: tuple[np.ndarray, ...], stat: object, seed: int) -> tuple[f
     return float(r.confidence_interval.low), float(r.confidence_interval.high)
 
 
+@pytest.mark.stats
 def test_auc_bootstrap_resamples_like_the_row_bootstrap_and_matches_scipy_bca() -> None:
     from engine.kernels.metrics import _boot
 
@@ -110,11 +111,16 @@ def test_paired_difference_matches_row_bootstrap_and_is_zero_for_one_model(seed:
     assert d.low <= d.estimate <= d.high
     same = paired_auc_difference(y, s, s, n_boot=50, seed=seed)
     assert same == (0.0, 0.0, 0.0)
-    if seed < 3:  # scipy's paired BCa as the reference (slow: a few seeds)
-        y, s, s2 = y[:400], s[:400], s2[:400]
-        d = paired_auc_difference(y, s, s2, n_boot=3000, seed=seed)
-        lo, hi = _scipy_bca(
-            (y, s, s2), lambda a, b, c: roc_auc_score(a, b) - roc_auc_score(a, c), seed
-        )
-        sd = (hi - lo) / 3.92
-        assert abs(d.low - lo) < 0.3 * sd and abs(d.high - hi) < 0.3 * sd, (d, lo, hi)
+
+
+@pytest.mark.stats
+@pytest.mark.parametrize("seed", range(3))
+def test_paired_difference_interval_matches_scipy_bca(seed: int) -> None:
+    from engine.kernels.metrics import paired_auc_difference
+
+    y, s = _data(seed, 400)
+    s2 = s + np.random.default_rng(seed).normal(0, 0.7, s.size)
+    d = paired_auc_difference(y, s, s2, n_boot=3000, seed=seed)
+    lo, hi = _scipy_bca((y, s, s2), lambda a, b, c: roc_auc_score(a, b) - roc_auc_score(a, c), seed)
+    sd = (hi - lo) / 3.92
+    assert abs(d.low - lo) < 0.3 * sd and abs(d.high - hi) < 0.3 * sd, (d, lo, hi)
