@@ -225,7 +225,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         f"`{mod.get('code_version', '')}`",
         f"- features ({len(td['features'])}): {', '.join(td['features'])}",
         "",
-        "## Metrics on the test split (95% bootstrap CI)",
+        "## Metrics on the test split (95% BCa bootstrap CI)",
         "| metric | value |",
         "|---|---|",
         f"| ROC AUC | {_ci(m['auc'])} |",
@@ -243,7 +243,7 @@ def render_markdown(card: dict[str, Any]) -> str:
             for b in m["calibration"]["bins"]
         ],
         "",
-        "## Fairness (differences across groups, 95% bootstrap CI)",
+        "## Fairness (differences across groups, 95% simultaneous CI: folded Newcombe intervals of pairwise differences)",
     ]
     if not m["fairness"]:
         lines.append("No sensitive attribute with two or more groups in the test split.")
