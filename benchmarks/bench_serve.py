@@ -113,6 +113,7 @@ def _model(tmp: Path, smoke: bool) -> tuple[str, list[str], np.ndarray]:
     from engine.registry.models import register_model
     from engine.tracking import setup_mlflow
     from engine.train.families.xgboost import XGBScorer
+    from engine.train.schema import InputSchema
     from engine.workspace import Workspace
 
     ws = Workspace(tmp / ".insight").ensure()
@@ -130,7 +131,7 @@ def _model(tmp: Path, smoke: bool) -> tuple[str, list[str], np.ndarray]:
     with mlflow.start_run(experiment_id=exp):
         register_model(
             model_name="bench",
-            scorer=XGBScorer(b, names),
+            scorer=XGBScorer(b, InputSchema.numeric(names)),
             x_example=pd.DataFrame(x[:20], columns=names),
             tags={},
             alias="champion",

@@ -293,14 +293,22 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
 
 
 def audit_inputs(x: Any, policy: str) -> list[Any]:
-    """The inputs as the audit log keeps them: the values (NaN as null) or, with
-    ``policy="hash"``, a SHA-256 per row of its float64 bytes."""
-    import numpy as np
-
-    a = np.asarray(x, dtype=np.float64)
+    """The inputs as the audit log keeps them, one list per row in the model's column order:
+    the values (numbers, text; missing as null) or, with ``policy="hash"``, a SHA-256 per
+    row of its canonical JSON."""
+    rows = x.to_numpy(dtype=object).tolist() if hasattr(x, "to_numpy") else list(x)
+    clean = [
+        [
+            None
+            if v is None or (isinstance(v, float) and v != v)
+            else (float(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v))
+            for v in r
+        ]
+        for r in rows
+    ]
     if policy == "hash":
-        return [hashlib.sha256(r.tobytes()).hexdigest() for r in a]
-    return [[None if v != v else float(v) for v in r] for r in a.tolist()]
+        return [hashlib.sha256(_canonical({"row": r})).hexdigest() for r in clean]
+    return clean
 
 
 def decision_record(
@@ -317,6 +325,7 @@ def decision_record(
     threshold: float,
     latency_ms: float,
     shadow: dict[str, Any] | None = None,
+    unseen: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """One record per answered request: what was asked (entity ids, already hashed where
     they are PII; inputs or their hashes), what was answered (scores, the threshold and the
@@ -339,4 +348,8 @@ def decision_record(
     }
     if shadow is not None:
         rec["shadow"] = shadow
+    if unseen:
+        rec["unseen_categories"] = (
+            unseen  # feature -> values the model never saw (scored as missing)
+        )
     return rec

@@ -208,23 +208,22 @@ def drift(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Compare with this older snapshot instead of the training window."),
+    ] = None,
 ) -> None:
-    """KS + PSI per feature: training window vs current window (Numba kernels)."""
+    """Drift per feature: KS + PSI (numeric), chi-square + Jensen-Shannon (categorical)."""
+    from engine.console import drift_table
     from engine.stages.drift import stage_drift
 
     cfg, ws = _load(project, workspace)
-    r = stage_drift(cfg, ws, snapshot)
-    t = Table("feature", "KS", "p-value", "PSI", "drifted")
-    for c in r.columns:
-        t.add_row(
-            c.column,
-            f"{c.ks_statistic:.3f}",
-            f"{c.ks_pvalue:.2g}",
-            f"{c.psi:.3f}",
-            "yes" if c.drifted else "no",
-        )
-    console.print(t)
-    console.print(f"drifted: {', '.join(r.drifted) or 'none'}; report: {r.report_path}")
+    r = stage_drift(cfg, ws, snapshot, reference)
+    console.print(drift_table(r.columns))
+    console.print(
+        f"{r.reference_rows:,} reference rows ({r.reference}) vs {r.current_rows:,} current "
+        f"rows; drifted: {', '.join(r.drifted) or 'none'}; report: {r.report_path}"
+    )
 
 
 @app.command()

@@ -44,7 +44,16 @@ class SourceConfig(_Model):
         default=None, description="Event-time column; omit for static tables."
     )
     columns: dict[str, Literal["int", "double", "string", "timestamp", "bool"]] = Field(
-        default_factory=dict, description="Declared columns and types (checked on read)."
+        default_factory=dict,
+        description="Declared columns and types. Parquet: checked on read. CSV: cells are read "
+        "as these types; a blank or text cell in a number column becomes null and is counted "
+        "in the validation report.",
+    )
+    row_id: str | None = Field(
+        default=None,
+        pattern=_IDENT,
+        description="For a table without a unique column: a key column the engine adds, a "
+        "hash of each row's values (identical rows share one id).",
     )
 
 
@@ -53,9 +62,24 @@ class EntityConfig(_Model):
 
 
 class LabelConfig(_Model):
+    """The outcome to predict. Without ``event_time`` the label source is a snapshot (one
+    moment): features join on the key, and training splits at random."""
+
     source: str
     column: str
-    event_time: str
+    event_time: str | None = Field(
+        default=None, description="When each label was observed; omit for a snapshot table."
+    )
+    positive: str | int | bool | None = Field(
+        default=None,
+        description="The value meaning 'positive' (churned). Default: recognised from the "
+        "usual spellings (yes/no, true/false, 1/0, y/n).",
+    )
+    as_of: dt.datetime | None = Field(
+        default=None,
+        description="Snapshot labels only: when they were observed. Needed when a view reads "
+        "an event table, so its features use only events before this time.",
+    )
 
 
 class TreatmentConfig(_Model):
@@ -145,6 +169,16 @@ class TrainConfig(_Model):
         description="Meta-learners fitted when the project has a treatment.",
     )
     seed: int = 0
+    split: Literal["auto", "time", "random"] = Field(
+        default="auto",
+        description="time: by label time (oldest trains, latest tests); random: stratified by "
+        "label, seeded. auto: time when the labels have at least 3 distinct times, else random.",
+    )
+    refit: bool = Field(
+        default=True,
+        description="Refit the chosen configuration on train + validation rows before "
+        "registering (the test rows stay unseen).",
+    )
     until: dt.date | None = Field(
         default=None, description="Train on label times up to this date (inclusive)."
     )
@@ -236,7 +270,15 @@ class ServeConfig(_Model):
 class DriftConfig(_Model):
     psi_bins: int = Field(default=10, ge=2, le=1000)
     psi_threshold: float = Field(default=0.2, gt=0)
-    ks_alpha: float = Field(default=0.01, gt=0, lt=1)
+    ks_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="Significance level of KS and chi-square."
+    )
+    js_threshold: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Categorical: Jensen-Shannon distance that is material.",
+    )
     current_from: dt.date | None = Field(
         default=None, description="Label times from this date form the current window."
     )
@@ -271,7 +313,13 @@ class ProjectConfig(_Model):
         if self.treatment is not None and self.treatment.source not in self.sources:
             raise _ref_error("treatment.source", self.treatment.source, "source", self.sources)
         _check_declared(self, "label.column", self.label.source, self.label.column)
-        _check_declared(self, "label.event_time", self.label.source, self.label.event_time)
+        if self.label.event_time is not None:
+            _check_declared(self, "label.event_time", self.label.source, self.label.event_time)
+            if self.label.as_of is not None:
+                raise ValueError(
+                    "label.as_of: only for labels without event_time (each label row has its "
+                    "own time here). Fix: remove label.as_of."
+                )
         if self.treatment is not None:
             _check_declared(self, "treatment.column", self.treatment.source, self.treatment.column)
             _check_declared(
@@ -287,6 +335,13 @@ class ProjectConfig(_Model):
                     "Fix: add 'entity:' to the source so its rows can be keyed."
                 )
             static = self.sources[view.source].event_time is None
+            if not static and self.label.event_time is None and self.label.as_of is None:
+                raise ValueError(
+                    f"features.views.{i} ('{view.name}') reads source '{view.source}', which "
+                    "has event times, but the labels have no time to take features as of. "
+                    "Fix: set label.event_time, or label.as_of to when the labels were "
+                    "observed (features then use only events before it)."
+                )
             if static and (view.aggregates or view.latest or view.recency or view.ttl):
                 raise ValueError(
                     f"features.views.{i} ('{view.name}'): aggregates/latest/recency/ttl need an "
@@ -302,6 +357,12 @@ class ProjectConfig(_Model):
                         f"'{names[feat]}'. Fix: rename one of them."
                     )
                 names[feat] = view.name
+        for reserved, what in ((self.label.column, "the label column"),):
+            if reserved in names:
+                raise ValueError(
+                    f"features: '{reserved}' is {what}; a model must not take it as an input. "
+                    f"Fix: remove it from view '{names[reserved]}'."
+                )
         for col in self.sensitive:
             if col not in names:
                 raise ValueError(
@@ -382,8 +443,9 @@ def _ref_error(where: str, value: str, kind: str, known: dict[str, Any]) -> Valu
 
 
 def _check_declared(cfg: ProjectConfig, where: str, source: str, column: str) -> None:
-    cols = cfg.sources[source].columns
-    if cols and column not in cols:
+    src = cfg.sources[source]
+    cols = src.columns
+    if cols and column not in cols and column != src.row_id:
         raise ValueError(
             f"{where}: '{column}' is not a declared column of source '{source}' "
             f"(columns: {', '.join(cols)}). Fix: use one of them or declare it."

@@ -31,7 +31,7 @@ class Explanation:
 class Explainer(Protocol):
     output: str
 
-    def explain(self, x: NDArray[np.float64]) -> Explanation: ...
+    def explain(self, x: Any) -> Explanation: ...
 
 
 def explainer_for(scorer: Any) -> Explainer:

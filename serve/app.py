@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 from ray import serve
@@ -199,15 +200,23 @@ class ModelServer:
         return np.array([bucket(k, self.name) < pct for k in keys], dtype=bool)
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
-    async def _batched(self, items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
+    async def _batched(self, items: list[tuple[Loaded, pd.DataFrame]]) -> list[np.ndarray]:
         return score_many(items)
 
-    async def _score(self, m: Loaded, x: np.ndarray) -> np.ndarray:
-        if x.shape[0] == 0:
+    async def _score(
+        self, m: Loaded, x: pd.DataFrame, unseen: dict[str, int] | None = None
+    ) -> np.ndarray:
+        """Scores of ``m`` on rows ``x``; categories ``m`` never saw are scored as missing
+        and counted into ``unseen`` (None: do not count, e.g. shadow scoring)."""
+        if len(x) == 0:
             return np.empty(0)
+        xm, new = m.scorer.schema.frame_and_unseen(x)
+        if unseen is not None:
+            for k, v in new.items():
+                unseen[k] = unseen.get(k, 0) + v
         if self.s.batching:
-            return await self._batched((m, x))
-        return score_many([(m, x)])[0]
+            return await self._batched((m, xm))
+        return score_many([(m, xm)])[0]
 
     def _audit_ids(self, ids: list[str] | None) -> list[str] | None:
         if ids is None or self._pii_key is None:
@@ -227,10 +236,11 @@ class ModelServer:
         act: Active,
         versions: list[str],
         ids: list[str] | None,
-        x: np.ndarray,
+        x: pd.DataFrame,
         scores: list[float],
         t0: float,
         shadow: dict[str, Any] | None = None,
+        unseen: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         from engine.audit import audit_inputs, decision_record
 
@@ -247,6 +257,7 @@ class ModelServer:
             threshold=self.threshold,
             latency_ms=(time.perf_counter() - t0) * 1000,
             shadow=shadow,
+            unseen=unseen or None,
         )
 
     # ---- public routes ------------------------------------------------------------------
@@ -265,6 +276,10 @@ class ModelServer:
                         role=role,
                         version=m.version,
                         features=m.ref.features,
+                        categorical={
+                            c: list(m.scorer.schema.spec(c).categories)
+                            for c in m.scorer.schema.categorical
+                        },
                         snapshot_id=m.ref.tags.get("snapshot_id"),
                         family=m.ref.family,
                     )
@@ -283,30 +298,33 @@ class ModelServer:
         t0 = time.perf_counter()
         act = self.active  # one consistent state for the whole request
         rid = self._request_id(request)
-        x, ids = request_inputs(req, act.champion.ref.features, self.online, self.max_rows)
-        to_chal = self._route(act, ids, x.shape[0], rid)
-        scores = np.empty(x.shape[0])
-        versions = np.full(x.shape[0], act.champion.version, dtype=object)
+        x, ids = request_inputs(req, act.champion.scorer.schema, self.online, self.max_rows)
+        n = len(x)
+        to_chal = self._route(act, ids, n, rid)
+        scores = np.empty(n)
+        versions = np.full(n, act.champion.version, dtype=object)
         shadow = None
+        unseen: dict[str, int] = {}
         if to_chal.any():
             assert act.challenger is not None
             ch, cc = await asyncio.gather(
-                self._score(act.champion, x[~to_chal]), self._score(act.challenger, x[to_chal])
+                self._score(act.champion, x[~to_chal], unseen),
+                self._score(act.challenger, x[to_chal], unseen),
             )
             scores[~to_chal], scores[to_chal] = ch, cc
             versions[to_chal] = act.challenger.version
         elif act.challenger is not None and act.state.get("shadow"):
             scores, shadow = await asyncio.gather(
-                self._score(act.champion, x), self._score(act.challenger, x)
+                self._score(act.champion, x, unseen), self._score(act.challenger, x)
             )
         else:
-            scores = await self._score(act.champion, x)
+            scores = await self._score(act.champion, x, unseen)
         decisions = scores >= self.threshold
         shadow_rec = None
         if shadow is not None and act.challenger is not None:
             shadow_rec = {"version": act.challenger.version, "scores": shadow.tolist()}
         rec = self._record(
-            "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec
+            "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec, unseen
         )
         self.audit.append([rec])
         return PredictResponse(
@@ -327,15 +345,18 @@ class ModelServer:
         act = self.active
         rid = self._request_id(request)
         features = act.champion.ref.features
-        x, ids = request_inputs(req, features, self.online, self.max_rows)
-        to_chal = self._route(act, ids, x.shape[0], rid)
-        out: list[Explained | None] = [None] * x.shape[0]
+        x, ids = request_inputs(req, act.champion.scorer.schema, self.online, self.max_rows)
+        to_chal = self._route(act, ids, len(x), rid)
+        out: list[Explained | None] = [None] * len(x)
+        unseen: dict[str, int] = {}
         for m, mask in ((act.champion, ~to_chal), (act.challenger, to_chal)):
             if m is None or not mask.any():
                 continue
             if m.explainer is None:
                 m.explainer = explainer_for(m.scorer)
-            xe = x[mask]
+            xe, new = m.scorer.schema.frame_and_unseen(x[mask])
+            for k, v in new.items():
+                unseen[k] = unseen.get(k, 0) + v
             e, p = await asyncio.to_thread(explain_rows, m, xe)
             for j, i in enumerate(np.flatnonzero(mask)):
                 out[i] = Explained(
@@ -348,7 +369,11 @@ class ModelServer:
         done = [o for o in out if o is not None]
         scores = [o.score for o in done]
         self.audit.append(
-            [self._record("explain", rid, act, [o.version for o in done], ids, x, scores, t0)]
+            [
+                self._record(
+                    "explain", rid, act, [o.version for o in done], ids, x, scores, t0, None, unseen
+                )
+            ]
         )
         return ExplainResponse(request_id=rid, model=self.name, explanations=done)
 

@@ -1,5 +1,6 @@
-"""The input contract of /predict and /explain: a request becomes a feature matrix, or a 4xx
-that names the field, the value and the fix. Pure functions of the request, the model's
+"""The input contract of /predict and /explain: a request becomes a frame of feature rows
+(numbers for numeric features, text for categorical ones), or a 4xx that names the field,
+the value and the fix. Pure functions of the request, the model's
 feature list and the online table, so they are tested and reused apart from the replica."""
 
 from __future__ import annotations
@@ -8,38 +9,68 @@ import math
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from fastapi import HTTPException
 
+from engine.train.schema import InputSchema
 from serve.schemas import PredictRequest
 
 
-def rows_matrix(rows: list[dict[str, Any]], features: list[str]) -> np.ndarray:
-    """Rows of ``{feature: number | None}`` in the model's column order (None -> NaN)."""
-    index = {f: i for i, f in enumerate(features)}
-    x = np.full((len(rows), len(features)), np.nan)
+def rows_frame(rows: list[dict[str, Any]], schema: InputSchema) -> pd.DataFrame:
+    """Rows of ``{feature: value | None}`` as a frame in the model's column order: numbers
+    for numeric features, text for categorical ones (None: missing)."""
+    names = schema.names
+    keys = set(names)
+    cols: dict[str, list[Any]] = {n: [] for n in names}
     for i, row in enumerate(rows):
-        if row.keys() != index.keys():
-            unknown = sorted(set(row) - index.keys())
+        if row.keys() != keys:
+            unknown = sorted(set(row) - keys)
             if unknown:
                 raise HTTPException(
-                    422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {features}."
+                    422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {names}."
                 )
-            missing = [f for f in features if f not in row]
+            missing = [f for f in names if f not in row]
             raise HTTPException(
                 422, f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value."
             )
-        for name, v in row.items():
-            if v is not None:
+        for f in schema.features:
+            v = row[f.name]
+            if v is None:
+                cols[f.name].append(None)
+            elif f.kind == "numeric":
+                if isinstance(v, str):
+                    raise HTTPException(
+                        422,
+                        f"rows[{i}].{f.name}: {v!r} is text; '{f.name}' is a number. Fix: send a "
+                        "JSON number, or null if unknown.",
+                    )
                 fv = float(v)
                 if not math.isfinite(fv):
-                    raise HTTPException(422, f"rows[{i}].{name}: {v} is not a finite number.")
-                x[i, index[name]] = fv
-    return x
+                    raise HTTPException(422, f"rows[{i}].{f.name}: {v} is not a finite number.")
+                cols[f.name].append(fv)
+            else:
+                if not isinstance(v, str):
+                    raise HTTPException(
+                        422,
+                        f"rows[{i}].{f.name}: {v!r} is a number; '{f.name}' is categorical. "
+                        f"Fix: send its value as text (e.g. {list(f.categories[:3])}), or null.",
+                    )
+                cols[f.name].append(v)
+    return pd.DataFrame(
+        {
+            f.name: (
+                np.array([np.nan if v is None else v for v in cols[f.name]], dtype=np.float64)
+                if f.kind == "numeric"
+                else np.array(cols[f.name], dtype=object)
+            )
+            for f in schema.features
+        }
+    )
 
 
 def entity_matrix(
     online: Any, entities: list[Any], features: list[str]
-) -> tuple[np.ndarray, list[str]]:
+) -> tuple[pd.DataFrame, list[str]]:
     """Feature rows of ``entities`` from the online table; unknown ids are a 404 naming them."""
     if online is None:
         raise HTTPException(
@@ -64,9 +95,9 @@ def entity_matrix(
 
 
 def request_inputs(
-    req: PredictRequest, features: list[str], online: Any, max_rows: int
-) -> tuple[np.ndarray, list[str] | None]:
-    """The feature matrix of a request and the entity id per row (None: rows without ids)."""
+    req: PredictRequest, schema: InputSchema, online: Any, max_rows: int
+) -> tuple[pd.DataFrame, list[str] | None]:
+    """The feature rows of a request and the entity id per row (None: rows without ids)."""
     n = len(req.rows) if req.rows is not None else len(req.entities or [])
     if n > max_rows:
         raise HTTPException(
@@ -74,5 +105,22 @@ def request_inputs(
         )
     if req.rows is not None:
         ids = [str(i) for i in req.ids] if req.ids is not None else None
-        return rows_matrix(req.rows, features), ids
-    return entity_matrix(online, list(req.entities or []), features)
+        return rows_frame(req.rows, schema), ids
+    return entity_matrix(online, list(req.entities or []), schema.names)
+
+
+def request_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """A frame of feature rows as the JSON ``rows`` of /predict: numbers as numbers, text as
+    text, missing values as null (what a client sends)."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        row: dict[str, Any] = {}
+        for k, v in rec.items():
+            if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+                row[str(k)] = None
+            elif isinstance(v, bool | np.bool_ | int | float | np.integer | np.floating):
+                row[str(k)] = float(v)
+            else:
+                row[str(k)] = str(v)
+        out.append(row)
+    return out

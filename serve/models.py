@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 
 @dataclass
@@ -26,7 +27,7 @@ class Active:
     challenger: Loaded | None
 
 
-def score_many(items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
+def score_many(items: list[tuple[Loaded, pd.DataFrame]]) -> list[np.ndarray]:
     """One model call per distinct model across the items, split back per item."""
     out: list[np.ndarray | None] = [None] * len(items)
     by_model: dict[str, list[int]] = {}
@@ -34,7 +35,11 @@ def score_many(items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
         by_model.setdefault(m.version, []).append(i)
     for idx in by_model.values():
         m = items[idx[0]][0]
-        x = np.vstack([items[i][1] for i in idx]) if len(idx) > 1 else items[idx[0]][1]
+        x = (
+            pd.concat([items[i][1] for i in idx], ignore_index=True)
+            if len(idx) > 1
+            else items[idx[0]][1]
+        )
         p = m.scorer.proba(x)
         start = 0
         for i in idx:
@@ -44,6 +49,6 @@ def score_many(items: list[tuple[Loaded, np.ndarray]]) -> list[np.ndarray]:
     return [o if o is not None else np.empty(0) for o in out]
 
 
-def explain_rows(m: Loaded, x: np.ndarray) -> tuple[Any, np.ndarray]:
+def explain_rows(m: Loaded, x: pd.DataFrame) -> tuple[Any, np.ndarray]:
     """SHAP values and scores of ``x`` under ``m`` (run in a worker thread)."""
     return m.explainer.explain(x), m.scorer.proba(x)

@@ -1,7 +1,8 @@
 """Request and response models of the HTTP API.
 
-Types are strict: a feature value is a JSON number or null (a string such as "1.5" or a
-boolean is a 422 naming the field); unknown top-level fields are rejected.
+Types are strict: a feature value is a JSON number (numeric features), a string (categorical
+features) or null; a boolean, or a string where a number belongs, is a 422 naming the field;
+unknown top-level fields are rejected.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-Value = StrictFloat | StrictInt | None
+Value = StrictFloat | StrictInt | StrictStr | None
 Key = StrictStr | StrictInt
 
 
@@ -88,6 +89,9 @@ class Deployed(BaseModel):
     role: str
     version: str
     features: list[str]
+    categorical: dict[str, list[str]] = Field(
+        default_factory=dict, description="Categorical features and the values the model knows."
+    )
     snapshot_id: str | None
     family: str
 

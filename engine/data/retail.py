@@ -2,7 +2,7 @@
 
 Tables (Parquet, timestamps are naive UTC microseconds):
 
-- ``customers``: customer_id, email (PII), gender, age, region, signup_time
+- ``customers``: customer_id, email (PII), gender, age, region, plan, signup_time
 - ``transactions``: customer_id, txn_time, amount, channel
 - ``labels``: customer_id, label_time, churned (no purchase in the 30 days after label_time)
 - ``campaign``: customer_id, campaign_time, treated (randomized), converted
@@ -11,7 +11,9 @@ Mechanics, so tests can check what models and statistics find:
 
 - each customer buys as a Poisson process with rate ``lam`` (log-normal, lower with age)
   until a latent churn day drawn with a hazard that rises for low ``lam``, for young
-  customers and for ``gender == "M"`` (a known base-rate gap for fairness checks);
+  customers, for ``gender == "M"`` (a known base-rate gap for fairness checks) and by the
+  subscription ``plan`` (a categorical with signal: basic churns most, premium least;
+  ``PLAN_HAZARD``);
 - sign-ups arrive uniformly from long before the data starts, so the active population is
   stationary: without the injected drift nothing moves;
 - from ``drift_start`` (90 days before the end) amounts are multiplied by ``AMOUNT_DRIFT``
@@ -47,6 +49,9 @@ CHANNELS = np.array(["web", "store", "app"])
 CHANNEL_P = np.array([0.45, 0.35, 0.20])
 CHANNEL_P_DRIFT = np.array([0.30, 0.20, 0.50])
 REGIONS = np.array(["north", "south", "east", "west"])
+PLANS = np.array(["basic", "standard", "premium"])
+PLAN_P = np.array([0.4, 0.4, 0.2])
+PLAN_HAZARD = np.array([2.0, 1.0, 0.45])  # churn hazard multiplier per plan
 
 # Customers per size; transactions are ~15x customers (large: ~15M rows, xlarge: ~45M).
 SIZES: dict[str, int] = {
@@ -85,11 +90,13 @@ def _customers(
     signup_day = rng.uniform(-700.0, float(p.days), n)
     lam = np.exp(rng.normal(np.log(0.18), 0.6, n)) * np.where(age > 60, 0.7, 1.0)
     spend = np.exp(rng.normal(np.log(40.0), 0.5, n))
+    plan = rng.choice(len(PLANS), n, p=PLAN_P)
     hazard = (
         (1 / 260.0)
         * np.exp(-0.7 * np.log(lam / 0.18))
         * np.where(age < 30, 1.35, 1.0)
         * np.where(gender == "M", 1.3, 1.0)
+        * PLAN_HAZARD[plan]
     )
     churn_day = signup_day + rng.exponential(1.0 / hazard)
     start_us = p.start.astype(np.int64)
@@ -101,6 +108,7 @@ def _customers(
             "gender": gender,
             "age": age,
             "region": region,
+            "plan": PLANS[plan],
             "signup_time": signup_time,
         }
     )
@@ -243,6 +251,17 @@ def generate_retail(
         "churn_rate_by_gender": {
             g: float(labels["churned"].to_numpy()[lab_g == g].mean()) for g in ("F", "M")
         },
+        "churn_rate_by_plan": {
+            str(p): float(
+                labels["churned"]
+                .to_numpy()[
+                    cust.set_index("customer_id")["plan"].reindex(labels["customer_id"]).to_numpy()
+                    == p
+                ]
+                .mean()
+            )
+            for p in PLANS
+        },
         "campaign": camp_truth,
         "drift": {
             "start": str(params.drift_start),
@@ -260,7 +279,7 @@ def generate_retail(
                 "app_share_30d",
                 "last_amount",
             ],
-            "stable_features": ["txn_count_7d", "txn_count_30d", "txn_count_90d", "age"],
+            "stable_features": ["txn_count_7d", "txn_count_30d", "txn_count_90d", "age", "plan"],
         },
     }
     out_dir.parent.mkdir(parents=True, exist_ok=True)

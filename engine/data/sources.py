@@ -2,6 +2,12 @@
 
 Checks run on file metadata (pyarrow) before any Spark session starts: a missing file or a
 column of the wrong type is reported with the source, the column, what was found and a fix.
+
+CSV files are read with the declared column types: every cell is read as text and cast
+with ``try_cast``, so a blank or a word in a number column becomes null instead of failing
+the read (or turning the whole column into text, as type inference does); how many cells
+were blank or not numbers is counted per column (:func:`source_quality`) and lands in the
+validation report and the snapshot manifest.
 """
 
 from __future__ import annotations
@@ -61,6 +67,14 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
             continue
         schema = read_schema(src, path)
         fields = {f.name: f.type for f in schema}
+        if src.row_id is not None:
+            if src.row_id in fields:
+                problems.append(
+                    f"source '{name}': row_id '{src.row_id}' is already a column of "
+                    f"'{path.name}'. Fix: use that column as the key, or another row_id name."
+                )
+                continue
+            fields[src.row_id] = pa.string()
         needed = dict(src.columns)
         if src.event_time and src.event_time not in needed:
             needed[src.event_time] = "timestamp"
@@ -68,6 +82,8 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
             key = cfg.entity_key(src.entity)
             needed.setdefault(key, "int")
         for col, want in needed.items():
+            if src.format == "csv" and col in fields and col in src.columns:
+                continue  # a CSV cell is cast to its declared type; failures are counted
             if col not in fields:
                 problems.append(
                     f"source '{name}': column '{col}' is missing from '{path.name}' "
@@ -144,20 +160,95 @@ def fingerprint(path: Path) -> str:
     return h.hexdigest()
 
 
+_SPARK_TYPES = {
+    "int": "bigint",
+    "double": "double",
+    "string": "string",
+    "timestamp": "timestamp_ntz",
+    "bool": "boolean",
+}
+
+
+def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
+    if src.format == "parquet":
+        return spark.read.parquet(path)
+    if src.columns:  # every cell as text; typed below by try_cast
+        return spark.read.option("header", True).csv(path)
+    return spark.read.option("header", True).option("inferSchema", True).csv(path)
+
+
 def read_source(
     spark: SparkSession, cfg: ProjectConfig, name: str, workspace: Path, pii_key: bytes
 ) -> DataFrame:
-    """Read a source as a Spark DataFrame with PII columns replaced by their keyed hash."""
+    """Read a source as a Spark DataFrame: declared CSV types applied (a cell that does not
+    parse is null), the generated row id added, PII columns replaced by their keyed hash."""
+    from pyspark.sql import functions as F
+
     from engine.pii import spark_hmac
 
     src = cfg.sources[name]
-    path = str(source_path(cfg, name, workspace))
-    if src.format == "parquet":
-        df = spark.read.parquet(path)
-    else:
-        df = spark.read.option("header", True).option("inferSchema", True).csv(path)
+    df = _raw(spark, src, str(source_path(cfg, name, workspace)))
+    if src.format == "csv" and src.columns:
+        for col, kind in src.columns.items():
+            if col in df.columns and kind != "string":
+                df = df.withColumn(col, F.expr(f"try_cast(trim(`{col}`) AS {_SPARK_TYPES[kind]})"))
+    if src.row_id is not None:
+        # A deterministic id: a hash of the row's values (before PII hashing), as text.
+        cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in df.columns]
+        df = df.withColumn(src.row_id, F.sha2(F.concat_ws("\u001f", *cols), 256).substr(1, 20))
     for col in cfg.pii_columns(name):
         df = df.withColumn(col, spark_hmac(df[col], pii_key))
     if src.event_time:
         df = df.withColumn(src.event_time, df[src.event_time].cast("timestamp_ntz"))
     return df
+
+
+def source_quality(
+    spark: SparkSession, cfg: ProjectConfig, name: str, workspace: Path
+) -> dict[str, dict[str, int]]:
+    """Per declared non-text CSV column: cells that were blank, and cells that held text
+    that does not parse as the declared type (both become null). Parquet: {}."""
+    from pyspark.sql import functions as F
+
+    src = cfg.sources[name]
+    if src.format != "csv" or not src.columns:
+        return {}
+    raw = _raw(spark, src, str(source_path(cfg, name, workspace)))
+    typed = [(c, k) for c, k in src.columns.items() if c in raw.columns and k != "string"]
+    if not typed:
+        return {}
+    aggs = []
+    for c, k in typed:
+        t = F.trim(F.col(c))
+        blank = F.col(c).isNull() | (t == "")
+        bad = ~blank & F.expr(f"try_cast(trim(`{c}`) AS {_SPARK_TYPES[k]})").isNull()
+        aggs += [
+            F.sum(F.when(blank, 1).otherwise(0)).alias(f"blank|{c}"),
+            F.sum(F.when(bad, 1).otherwise(0)).alias(f"text|{c}"),
+        ]
+    row = raw.agg(*aggs).first()
+    assert row is not None
+    out: dict[str, dict[str, int]] = {}
+    for c, k in typed:
+        n_blank, n_text = int(row[f"blank|{c}"] or 0), int(row[f"text|{c}"] or 0)
+        if n_blank or n_text:
+            out[c] = {"blank": n_blank, f"not_{k}": n_text}
+    return out
+
+
+def read_columns(
+    cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]
+) -> dict[str, pa.ChunkedArray]:
+    """Some columns of a source as Arrow arrays (no Spark): for checks before a build."""
+    src = cfg.sources[name]
+    path = source_path(cfg, name, workspace)
+    if src.format == "parquet":
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        tables = [pq.read_table(f, columns=columns) for f in files]
+        table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+    else:
+        opts = pacsv.ConvertOptions(
+            include_columns=columns, column_types=dict.fromkeys(columns, pa.string())
+        )
+        table = pacsv.read_csv(path, convert_options=opts)
+    return {c: table.column(c) for c in columns}

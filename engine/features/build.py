@@ -8,6 +8,11 @@ source rows at or before label_time:
   aggregates per window;
 - latest values and recency: :func:`engine.features.asof.asof_join`;
 - static columns: an equi-join on the key.
+
+Labels without a time (a snapshot table) join static views on the key alone; with
+``label.as_of`` set, every label row takes that time, so event views stay point-in-time.
+Labels and features may come from the same source: a source column that shares a name with
+the label rows' columns (the label time, say) is dropped from the view's side of the join.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ if TYPE_CHECKING:
 
 EV_T = "__ev_t"
 FT_PREFIX = "__ft__"  # hidden column: the event time a feature was computed from
+AS_OF_T = "__as_of"  # the label time of snapshot labels taken as of label.as_of
 
 
 def ft_col(feature: str) -> str:
@@ -59,12 +65,19 @@ def _agg_columns(agg: Aggregate, label_time: str) -> list[Column]:
     return out
 
 
+def _without_clashes(source: DataFrame, keys: DataFrame, key: str, keep: str | None) -> DataFrame:
+    """The source without columns that the label rows also carry (except the key and
+    ``keep``), so a join of labels and features from one table is unambiguous."""
+    clash = [c for c in keys.columns if c not in (key, keep) and c in source.columns]
+    return source.drop(*clash) if clash else source
+
+
 def build_view(
     view: FeatureView,
     keys: DataFrame,
     source: DataFrame,
     key: str,
-    label_time: str,
+    label_time: str | None,
     event_time: str | None,
 ) -> DataFrame:
     """Features of one view for each distinct (key, label_time) in ``keys``.
@@ -74,13 +87,16 @@ def build_view(
     """
     from pyspark.sql import functions as F
 
+    on = [key] if label_time is None else [key, label_time]
     if event_time is None:  # static table: plain join on the key
-        joined = keys.join(source, on=key, how="left")
+        joined = keys.join(_without_clashes(source, keys, key, None), on=key, how="left")
         for name, expr in view.derived.items():
             joined = joined.withColumn(name, F.expr(expr))
-        return joined.select(key, label_time, *view.columns, *view.derived)
+        return joined.select(*on, *view.columns, *view.derived)
+    if label_time is None:
+        raise ValueError(f"view '{view.name}' reads event times; the labels need a time")
 
-    src = source.withColumnRenamed(event_time, EV_T)
+    src = _without_clashes(source, keys, key, event_time).withColumnRenamed(event_time, EV_T)
     out = keys
     if view.aggregates:
         max_w = max((w for a in view.aggregates for w in a.windows), key=parse_duration)
@@ -113,17 +129,63 @@ def build_view(
     return out.select(key, label_time, *view.feature_names(), *hidden)
 
 
-def build_training_table(cfg: ProjectConfig, sources: dict[str, DataFrame]) -> DataFrame:
-    """Labels with every view's features attached, point-in-time correct."""
+def label_time_column(cfg: ProjectConfig) -> str | None:
+    """The label rows' time column in the built table: ``label.event_time``, the internal
+    ``AS_OF_T`` for snapshot labels with ``label.as_of``, or None (no time at all)."""
+    if cfg.label.event_time is not None:
+        return cfg.label.event_time
+    return AS_OF_T if cfg.label.as_of is not None else None
+
+
+def label_as_int(df: DataFrame, column: str, positive: str, negative: str | None) -> Column:
+    """The label as 1 (positive) / 0 (the other value) / null (missing), whatever its type:
+    text is compared trimmed and lower-cased, numbers and booleans by value."""
+    from pyspark.sql import functions as F
+
+    kind = dict(df.dtypes)[column]
+    c = F.col(column)
+    if kind == "boolean":
+        return F.when(c.isNull(), None).when(c == F.lit(positive == "true"), 1).otherwise(0)
+    if kind in ("tinyint", "smallint", "int", "bigint", "float", "double") or kind.startswith(
+        "decimal"
+    ):
+        return F.when(c.isNull(), None).when(c == F.lit(float(positive)), 1).otherwise(0)
+    t = F.lower(F.trim(c.cast("string")))
+    out = F.when(t == F.lit(positive), 1)
+    if negative is not None:
+        out = out.when(t == F.lit(negative), 0)
+    return out
+
+
+def build_training_table(
+    cfg: ProjectConfig,
+    sources: dict[str, DataFrame],
+    positive: str = "1",
+    negative: str | None = "0",
+) -> DataFrame:
+    """Labels (as 0/1, rows without one dropped) with every view's features attached,
+    point-in-time correct."""
+    from pyspark.sql import functions as F
+
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None  # validated by ProjectConfig
     key = cfg.entity_key(lab_src.entity)
-    lt = cfg.label.event_time
-    labels = sources[cfg.label.source].select(key, lt, cfg.label.column)
-    keys = labels.select(key, lt).distinct()
+    lt = label_time_column(cfg)
+    y = cfg.label.column
+    raw = sources[cfg.label.source]
+    labels = raw.select(
+        key,
+        *([cfg.label.event_time] if cfg.label.event_time else []),
+        label_as_int(raw, y, positive, negative).cast("int").alias(y),
+    ).where(F.col(y).isNotNull())
+    if lt == AS_OF_T:
+        assert cfg.label.as_of is not None
+        labels = labels.withColumn(AS_OF_T, F.lit(cfg.label.as_of).cast("timestamp_ntz"))
+    on = [key] if lt is None else [key, lt]
+    keys = labels.select(*on).distinct()
     table = labels
     for view in cfg.features.views:
         vsrc = cfg.sources[view.source]
         part = build_view(view, keys, sources[view.source], key, lt, vsrc.event_time)
-        table = table.join(part, on=[key, lt], how="left")
+        table = table.join(part, on=on, how="left")
     return table

@@ -72,7 +72,7 @@ class ExpectationResult:
 
 
 def run_expectations(
-    cfg: ProjectConfig, table: DataFrame, key: str, label_time: str, n_examples: int = 5
+    cfg: ProjectConfig, table: DataFrame, key: str, label_time: str | None, n_examples: int = 5
 ) -> list[ExpectationResult]:
     """Evaluate every view's ``expect`` list on the built table (Spark-native)."""
     from pyspark.sql import functions as F
@@ -139,11 +139,12 @@ def run_expectations(
 
 
 def _examples(
-    table: DataFrame, cond: Any, key: str, lt: str, col: str, n: int
+    table: DataFrame, cond: Any, key: str, lt: str | None, col: str, n: int
 ) -> list[dict[str, Any]]:
+    cols = [key, *([lt] if lt else []), col]
     return [
         {k: (str(v) if k == lt else v) for k, v in r.asDict().items()}
-        for r in table.where(cond).select(key, lt, col).limit(n).collect()
+        for r in table.where(cond).select(*cols).limit(n).collect()
     ]
 
 

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from engine.config import ProjectConfig
 from engine.errors import StateError
-from engine.features.build import FT_PREFIX, build_view
+from engine.features.build import AS_OF_T, FT_PREFIX, build_view
 from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def online_features(
     ent = cfg.sources[cfg.label.source].entity
     assert ent is not None
     key = cfg.entity_key(ent)
-    lt = cfg.label.event_time
+    lt = cfg.label.event_time or AS_OF_T  # the as-of time every view is evaluated at
     keys = entity_keys(cfg, sources, key).withColumn(
         lt, F.lit(as_of.replace(tzinfo=None)).cast("timestamp_ntz")
     )
@@ -138,9 +137,8 @@ class OnlineTable:
             )
         return cls.load(root / pointer.read_text().strip())
 
-    def lookup(self, ids: list[Any], features: list[str]) -> tuple[np.ndarray, list[Any]]:
-        """Feature matrix for ``ids`` (rows in order) and the ids that are unknown."""
+    def lookup(self, ids: list[Any], features: list[str]) -> tuple[pd.DataFrame, list[Any]]:
+        """Feature rows for ``ids`` (in order) and the ids that are unknown."""
         missing = [i for i in ids if i not in self.frame.index]
         found = [i for i in ids if i in self.frame.index]
-        x = self.frame.loc[found, features].to_numpy(dtype=np.float64, na_value=np.nan)
-        return x, missing
+        return self.frame.loc[found, features].reset_index(drop=True), missing

@@ -1,9 +1,13 @@
 """Feature drift between a reference window and a current window, with the Numba kernels.
 
-Decision rule (per numeric column): drifted when the shift is both statistically
-significant (KS p-value < ``ks_alpha``) and material (PSI >= ``psi_threshold``; 0.2 is the
-customary "significant shift" level). Requiring both keeps large samples, where every
-tiny shift is significant, from flagging everything.
+Decision rule, per column, a shift that is both statistically significant and material
+(requiring both keeps large samples, where every tiny shift is significant, from flagging
+everything):
+
+- numeric: KS p-value < ``ks_alpha`` and PSI >= ``psi_threshold`` (0.2 is the customary
+  "significant shift" level);
+- categorical (text columns): chi-square p-value < ``ks_alpha`` and Jensen-Shannon
+  distance (base 2) >= ``js_threshold`` (0.1, Evidently's default for categoricals).
 """
 
 from __future__ import annotations
@@ -16,16 +20,20 @@ import numpy as np
 import pandas as pd
 
 from engine.config import DriftConfig
+from engine.errors import DataError
 from engine.kernels.drift import ks_pvalue
-from engine.kernels.report import numeric_column_stats
+from engine.kernels.report import numeric_column_stats, report
 
 
 @dataclass(frozen=True)
 class ColumnDrift:
     column: str
-    ks_statistic: float
-    ks_pvalue: float
-    psi: float
+    kind: str  # numeric | categorical
+    ks_statistic: float | None
+    ks_pvalue: float | None
+    psi: float | None
+    chi2_pvalue: float | None
+    jensen_shannon: float | None
     drifted: bool
     n_ref: int
     n_cur: int
@@ -35,47 +43,108 @@ class ColumnDrift:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def test_pvalue(self) -> float:
+        """The significance part of the rule: KS or chi-square p-value."""
+        p = self.ks_pvalue if self.kind == "numeric" else self.chi2_pvalue
+        return float("nan") if p is None else float(p)
+
+    @property
+    def distance(self) -> float:
+        """The materiality part of the rule: PSI or Jensen-Shannon distance."""
+        d = self.psi if self.kind == "numeric" else self.jensen_shannon
+        return float("nan") if d is None else float(d)
+
 
 def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
-    return [c for c in columns if c in df and pd.api.types.is_numeric_dtype(df[c])]
+    return [
+        c
+        for c in columns
+        if c in df
+        and pd.api.types.is_numeric_dtype(df[c])
+        and not pd.api.types.is_bool_dtype(df[c])
+    ]
+
+
+def categorical_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    return [
+        c
+        for c in columns
+        if c in df
+        and (
+            pd.api.types.is_object_dtype(df[c])
+            or pd.api.types.is_string_dtype(df[c])
+            or pd.api.types.is_bool_dtype(df[c])
+            or isinstance(df[c].dtype, pd.CategoricalDtype)
+        )
+    ]
 
 
 def drift_check(
     ref: pd.DataFrame, cur: pd.DataFrame, columns: list[str], cfg: DriftConfig
 ) -> list[ColumnDrift]:
-    """KS and PSI per numeric column; each column is sorted once and shared by both."""
+    """KS + PSI per numeric column (each sorted once, shared by both), chi-square + JS per
+    categorical column; columns in the order given."""
     if ref.empty or cur.empty:
-        raise ValueError(
+        raise DataError(
             f"drift check needs rows in both windows, got reference={len(ref)} and "
             f"current={len(cur)}. Fix: check drift.current_from and train.until."
         )
-    cols = numeric_columns(ref, columns)
+    num = numeric_columns(ref, columns)
+    cat = categorical_columns(ref, columns)
+    out: dict[str, ColumnDrift] = {}
     pairs = [
         (
             ref[c].to_numpy(dtype=np.float64, na_value=np.nan),
             cur[c].to_numpy(dtype=np.float64, na_value=np.nan),
         )
-        for c in cols
+        for c in num
     ]
     # One sort per side and one fused walk per column (KS, PSI), columns in parallel threads.
     with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
         stats = list(pool.map(lambda ab: numeric_column_stats(ab[0], ab[1], cfg.psi_bins), pairs))
-    out = []
-    for col, (a, b), (d, _, p, _, n, m) in zip(cols, pairs, stats, strict=True):
-        if n == 0 or m == 0:
+    for col, (a, b), st in zip(num, pairs, stats, strict=True):
+        if st.n_ref == 0 or st.n_cur == 0:
             continue
-        pv = ks_pvalue(d, n, m)
-        out.append(
-            ColumnDrift(
-                column=col,
-                ks_statistic=d,
-                ks_pvalue=pv,
-                psi=p,
-                drifted=bool(pv < cfg.ks_alpha and p >= cfg.psi_threshold),
-                n_ref=n,
-                n_cur=m,
-                nan_ref=int(a.size - n),
-                nan_cur=int(b.size - m),
-            )
+        pv = ks_pvalue(st.ks_statistic, st.n_ref, st.n_cur)
+        out[col] = ColumnDrift(
+            column=col,
+            kind="numeric",
+            ks_statistic=st.ks_statistic,
+            ks_pvalue=pv,
+            psi=st.psi,
+            chi2_pvalue=None,
+            jensen_shannon=None,
+            drifted=bool(pv < cfg.ks_alpha and st.psi >= cfg.psi_threshold),
+            n_ref=st.n_ref,
+            n_cur=st.n_cur,
+            nan_ref=int(a.size - st.n_ref),
+            nan_cur=int(b.size - st.n_cur),
         )
-    return out
+    usable = [c for c in cat if ref[c].notna().any() and cur[c].notna().any()]
+    if usable:
+        as_text = {c: (ref[c].astype(object), cur[c].astype(object)) for c in usable}
+        reps = report(
+            {c: v[0].to_numpy() for c, v in as_text.items()},
+            {c: v[1].to_numpy() for c, v in as_text.items()},
+            usable,
+            method="chi2",
+            categorical=usable,
+        )
+        for r in reps:
+            assert r.chi2_pvalue is not None and r.jensen_shannon is not None
+            out[r.column] = ColumnDrift(
+                column=r.column,
+                kind="categorical",
+                ks_statistic=None,
+                ks_pvalue=None,
+                psi=None,
+                chi2_pvalue=r.chi2_pvalue,
+                jensen_shannon=r.jensen_shannon,
+                drifted=bool(r.chi2_pvalue < cfg.ks_alpha and r.jensen_shannon >= cfg.js_threshold),
+                n_ref=r.n_ref,
+                n_cur=r.n_cur,
+                nan_ref=r.missing_ref,
+                nan_cur=r.missing_cur,
+            )
+    return [out[c] for c in columns if c in out]

@@ -29,7 +29,7 @@ SHAP_PNG = "shap_importance.png"
 
 def scores_on_test(scorer: Any, ts: TrainingSet) -> np.ndarray:
     """The model's probabilities on the test split."""
-    return np.asarray(scorer.proba(ts.test[scorer.features].astype("float64").to_numpy()))
+    return np.asarray(scorer.proba(ts.x("test")))
 
 
 def evaluate(
@@ -107,7 +107,7 @@ def shap_importance(scorer: Any, x: pd.DataFrame, max_rows: int = 500) -> dict[s
     explainer (the same values ``/explain`` serves)."""
     from engine.explain import explainer_for
 
-    sample = x.sample(min(max_rows, len(x)), random_state=0).to_numpy(dtype=np.float64)
+    sample = x.sample(min(max_rows, len(x)), random_state=0)
     imp = np.abs(explainer_for(scorer).explain(sample).values).mean(axis=0)
     return dict(sorted(zip(scorer.features, map(float, imp), strict=True), key=lambda kv: -kv[1]))
 
@@ -131,11 +131,20 @@ def _plot(importance: dict[str, float], path: Path, output: str = "log_odds") ->
 def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
     """Known limitations, stated from the card's own numbers."""
     m = card["metrics"]
-    out = [
-        f"Trained on label times {card['training_data']['time_range'][0]} to "
-        f"{card['training_data']['time_range'][1]}; behaviour after that is not measured here.",
-        "Numeric features only; categorical attributes are not model inputs.",
-    ]
+    td = card["training_data"]
+    out = []
+    if td["time_range"]:
+        out.append(
+            f"Trained on label times {td['time_range'][0]} to {td['time_range'][1]}; behaviour "
+            "after that is not measured here."
+        )
+    else:
+        out.append(
+            "The labels have no time: the test rows are a random sample of the same period, "
+            "so the metrics say nothing about how the model ages."
+        )
+    for col, why in td.get("left_out", {}).items():
+        out.append(f"'{col}' is not a model input: {why}.")
     if m["rows"] < 1000:
         out.append(f"The test split is small ({m['rows']} rows): CIs are wide.")
     if m["calibration"]["ece"] > 0.05:
@@ -164,9 +173,10 @@ def build_card(
     search: dict[str, Any],
     uplift: dict[str, Any] | None,
     n_boot: int = 300,
+    final_fit: str = "the search's best trial (train rows only)",
 ) -> dict[str, Any]:
     metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed)
-    x_test = ts.test[scorer.features].astype("float64")
+    x_test = ts.x("test")
     card: dict[str, Any] = {
         "card_version": 1,
         "model": model,
@@ -178,14 +188,19 @@ def build_card(
         ),
         "training_data": {
             "snapshot_id": ts.snapshot_id,
-            "time_range": list(ts.time_range),
+            "time_range": list(ts.time_range) if ts.time_range else None,
             "split": {
-                "valid_from": str(ts.split_time),
-                "test_from": str(ts.test_time),
+                "valid_from": str(ts.split_time) if ts.split_time is not None else None,
+                "test_from": str(ts.test_time) if ts.test_time is not None else None,
                 "rows": {p: len(ts.part(p)) for p in ("train", "valid", "test")},
-                "how": "by label time, never at random",
+                "how": ts.describe_split(),
             },
             "features": scorer.features,
+            "categorical": {
+                c: len(scorer.schema.spec(c).categories) for c in scorer.schema.categorical
+            },
+            "left_out": ts.excluded,
+            "final_fit": final_fit,
             "label": ts.label,
         },
         "search": search,
@@ -217,13 +232,25 @@ def render_markdown(card: dict[str, Any]) -> str:
         card["intended_use"],
         "",
         "## Training data and lineage",
-        f"- snapshot: `{td['snapshot_id']}`; label times {td['time_range'][0]} to "
-        f"{td['time_range'][1]}",
-        f"- split by label time: valid from {td['split']['valid_from']}, test from "
-        f"{td['split']['test_from']}; rows {td['split']['rows']}",
+        f"- snapshot: `{td['snapshot_id']}`"
+        + (
+            f"; label times {td['time_range'][0]} to {td['time_range'][1]}"
+            if td["time_range"]
+            else "; labels without time"
+        ),
+        f"- split {td['split']['how']}",
+        f"- final model: {td.get('final_fit', 'the best trial')}",
         f"- parent run: `{mod.get('parent_run_id', '')}`; code version "
         f"`{mod.get('code_version', '')}`",
         f"- features ({len(td['features'])}): {', '.join(td['features'])}",
+        *(
+            [
+                "- categorical (categories): "
+                + ", ".join(f"{c} ({n})" for c, n in td["categorical"].items())
+            ]
+            if td.get("categorical")
+            else []
+        ),
         "",
         "## Metrics on the test split (95% BCa bootstrap CI)",
         "| metric | value |",

@@ -19,6 +19,7 @@ from typing import Any
 from engine.errors import StateError
 
 ALIASES = ("champion", "challenger", "previous")
+SCHEMA_ARTIFACT = "model_schema/input_schema.json"
 
 
 @dataclass(frozen=True)
@@ -64,21 +65,43 @@ def register_model(
     features = list(scorer.features)
     if list(x_example.columns) != features:
         raise ValueError(f"x_example columns {list(x_example.columns)} != features {features}")
-    proba = scorer.proba(x_example.to_numpy(dtype="float64"))
+    proba = scorer.proba(x_example)
+    # The signature shows categorical inputs as text, as a client sends them.
+    shown = scorer.schema.frame(x_example).astype({c: object for c in scorer.schema.categorical})
     info = fam.log_model(
         scorer,
         name="model",
-        signature=infer_signature(x_example, proba),
-        input_example=x_example.head(3),
+        signature=infer_signature(shown, proba),
+        input_example=shown.head(3),
         registered_model_name=model_name,
     )
     client = _client()
+    client.log_text(str(info.run_id), scorer.schema.to_json(), SCHEMA_ARTIFACT)
     version = str(info.registered_model_version)
-    all_tags = {**tags, "family": family, "features": json.dumps(features)}
+    all_tags = {
+        **tags,
+        "family": family,
+        "features": json.dumps(features),
+        "categorical": json.dumps(scorer.schema.categorical),
+    }
     for k, v in all_tags.items():
         client.set_model_version_tag(model_name, version, k, v)
     client.set_registered_model_alias(model_name, alias, version)
     return ModelRef(model_name, version, alias, info.run_id or "", features, all_tags)
+
+
+def load_schema(ref: ModelRef) -> Any:
+    """The model's input schema (logged beside it); all-numeric for models logged before
+    schemas were."""
+    import mlflow
+
+    from engine.train.schema import InputSchema
+
+    try:
+        text = mlflow.artifacts.load_text(f"runs:/{ref.run_id}/{SCHEMA_ARTIFACT}")
+    except Exception:  # an older model: numbers only
+        return InputSchema.numeric(ref.features)
+    return InputSchema.from_json(text)
 
 
 def _ref(name: str, mv: Any, alias: str | None) -> ModelRef:
@@ -202,4 +225,4 @@ def load_scorer(ref: ModelRef) -> Any:
     """The model behind ``ref`` as its family's Scorer (probabilities of the positive class)."""
     from engine.train.families import family
 
-    return family(ref.family).load_logged(ref.uri, ref.features)
+    return family(ref.family).load_logged(ref.uri, load_schema(ref))

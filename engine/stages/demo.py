@@ -14,7 +14,7 @@ from typing import Any
 from rich.table import Table
 
 from engine.config import ProjectConfig
-from engine.console import console, stage
+from engine.console import console, drift_table, stage
 from engine.errors import InsightError
 from engine.workspace import Workspace
 
@@ -39,6 +39,7 @@ def run_demo(
     from engine.stages.features import stage_features
     from engine.stages.train import stage_train
     from serve.deploy import serve_down, serve_up
+    from serve.inputs import request_rows
 
     t_start = time.monotonic()
     summary: dict[str, Any] = {"workspace": str(ws.root)}
@@ -104,8 +105,7 @@ def run_demo(
             ep = serve_up(cfg, ws, alias="champion")
             console.print(f"serving at {ep.url}  (OpenAPI: {ep.url}/docs)")
             sample = _predict_rows(cfg, ws, s.id, 5)
-            payload = {"rows": sample[tr.features].astype(float).to_dict(orient="records")}
-            payload = json.loads(json.dumps(payload).replace("NaN", "null"))
+            payload = {"rows": request_rows(sample[tr.features])}
             resp = httpx.post(f"{ep.url}/predict", json=payload, timeout=30)
             if resp.status_code != 200:
                 raise InsightError(f"/predict answered {resp.status_code}: {resp.text[:500]}")
@@ -154,18 +154,11 @@ def run_demo(
             summary["predictions"] = body["predictions"]
             summary["audit"] = str(ws.audit)
 
-        with stage("5/6 drift check (Numba KS + PSI), training window vs current window"):
+        with stage(
+            "5/6 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
+        ):
             dr = stage_drift(cfg, ws, s.id)
-            t = Table("feature", "KS", "KS p-value", "PSI", "drifted")
-            for c in dr.columns:
-                t.add_row(
-                    c.column,
-                    f"{c.ks_statistic:.3f}",
-                    f"{c.ks_pvalue:.2g}",
-                    f"{c.psi:.3f}",
-                    "[bold red]yes[/]" if c.drifted else "no",
-                )
-            console.print(t)
+            console.print(drift_table(dr.columns))
             console.print(
                 f"{dr.reference_rows:,} reference rows vs {dr.current_rows:,} current rows; "
                 f"drifted: [bold]{', '.join(dr.drifted) or 'none'}[/]"

@@ -1,5 +1,10 @@
-"""Stage: feature drift of the current window against the training window of a snapshot
-(KS + PSI per numeric feature, Numba kernels), written as one JSON report."""
+"""Stage: feature drift, written as one JSON report: KS + PSI per numeric feature,
+chi-square + Jensen-Shannon per categorical feature (Numba kernels).
+
+What is compared: the current window (label times from ``drift.current_from``) against the
+training window of one snapshot; or, with a reference snapshot, the whole newer snapshot
+against the whole older one (the way to compare snapshot tables, which have no label
+times)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from engine.workspace import Workspace, atomic_write_text
 @dataclass
 class DriftResult:
     snapshot_id: str
+    reference: str  # what the reference is: a window of the snapshot, or another snapshot
     reference_rows: int
     current_rows: int
     columns: list[ColumnDrift]
@@ -37,7 +43,7 @@ def windows(cfg: ProjectConfig, s: snap.Snapshot) -> tuple[pd.DataFrame, pd.Data
             "Fix: set drift.current_from to the first date of the current window."
         )
     df = s.read_pandas()
-    lt = cfg.label.event_time
+    lt = s.manifest["label_time"]
     cur = df[df[lt] >= pd.Timestamp(cfg.drift.current_from)]
     if cfg.train.until is not None:
         ref = df[df[lt] < pd.Timestamp(cfg.train.until) + pd.Timedelta(days=1)]
@@ -46,8 +52,30 @@ def windows(cfg: ProjectConfig, s: snap.Snapshot) -> tuple[pd.DataFrame, pd.Data
     return ref, cur
 
 
-def stage_drift(cfg: ProjectConfig, ws: Workspace, snapshot_id: str | None = None) -> DriftResult:
+def stage_drift(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    snapshot_id: str | None = None,
+    reference_id: str | None = None,
+) -> DriftResult:
     s = snap.find(ws, cfg.name, snapshot_id)
+    cols = [c for c in cfg.feature_names() if c not in cfg.sensitive]
+    if reference_id is not None:
+        r = snap.find(ws, cfg.name, reference_id)
+        if r.id == s.id:
+            raise DataError(
+                f"the reference and the current snapshot are both {s.id}. Fix: pass an older "
+                "snapshot as --reference (`insight features list`)."
+            )
+        ref, cur = r.read_pandas(), s.read_pandas()
+        result = drift_check(ref, cur, cols, cfg.drift)
+        return _write(ws, s.id, f"snapshot {r.id}", ref, cur, cfg, result)
+    if s.manifest.get("label_time") is None:
+        raise DataError(
+            f"snapshot {s.id} has labels without time, so it has no current window to compare "
+            "with its training window. Fix: build a snapshot from newer data and compare the "
+            "two: `insight drift --reference OLDER_ID` (ids: `insight features list`)."
+        )
     ref, cur = windows(cfg, s)
     t0, t1 = s.manifest["event_time_range"]
     if ref.empty:
@@ -63,14 +91,26 @@ def stage_drift(cfg: ProjectConfig, ws: Workspace, snapshot_id: str | None = Non
             f"snapshot {s.id}, whose label times run {t0} .. {t1}. Fix: move "
             "drift.current_from earlier, or rebuild features with newer data."
         )
-    cols = [c for c in cfg.feature_names() if c not in cfg.sensitive]
     result = drift_check(ref, cur, cols, cfg.drift)
-    path = ws.reports / f"drift-{s.id}.json"
+    return _write(ws, s.id, "training window", ref, cur, cfg, result)
+
+
+def _write(
+    ws: Workspace,
+    sid: str,
+    reference: str,
+    ref: pd.DataFrame,
+    cur: pd.DataFrame,
+    cfg: ProjectConfig,
+    result: list[ColumnDrift],
+) -> DriftResult:
+    path = ws.reports / f"drift-{sid}.json"
     atomic_write_text(
         path,
         json.dumps(
             {
-                "snapshot_id": s.id,
+                "snapshot_id": sid,
+                "reference": reference,
                 "reference_rows": len(ref),
                 "current_rows": len(cur),
                 "rule": cfg.drift.model_dump(mode="json"),
@@ -79,4 +119,4 @@ def stage_drift(cfg: ProjectConfig, ws: Workspace, snapshot_id: str | None = Non
             indent=2,
         ),
     )
-    return DriftResult(s.id, len(ref), len(cur), result, path)
+    return DriftResult(sid, reference, len(ref), len(cur), result, path)

@@ -9,9 +9,17 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from engine.config import ProjectConfig
-from engine.data.sources import check_sources, fingerprint, read_source, source_path
+from engine.data.labels import LabelValues, read_label_values
+from engine.data.sources import (
+    check_sources,
+    fingerprint,
+    read_source,
+    source_path,
+    source_quality,
+)
+from engine.errors import DataError
 from engine.features import snapshot as snap
-from engine.features.build import FT_PREFIX, build_training_table
+from engine.features.build import AS_OF_T, FT_PREFIX, build_training_table, label_time_column
 from engine.features.checks import leakage_report, raise_on_failures, run_expectations
 from engine.features.spark import spark_session
 from engine.pii import key_fingerprint, load_key
@@ -26,13 +34,17 @@ def used_sources(cfg: ProjectConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plan_snapshot(cfg: ProjectConfig, ws: Workspace) -> tuple[str, dict[str, str], bytes]:
-    """Check the sources and compute the snapshot id, without starting Spark."""
+def plan_snapshot(
+    cfg: ProjectConfig, ws: Workspace
+) -> tuple[str, dict[str, str], bytes, LabelValues]:
+    """Check the sources and the label's values and compute the snapshot id, without
+    starting Spark."""
     names = used_sources(cfg)
     check_sources(cfg, ws.root, names)
+    labels = read_label_values(cfg, ws.root)
     key = load_key(ws.root)
     fps = {n: fingerprint(source_path(cfg, n, ws.root)) for n in names}
-    return snap.snapshot_id(cfg, fps, key_fingerprint(key)), fps, key
+    return snap.snapshot_id(cfg, fps, key_fingerprint(key)), fps, key, labels
 
 
 def stage_features(
@@ -42,14 +54,38 @@ def stage_features(
 
     Returns the snapshot and whether it already existed (then Spark is not started).
     """
-    sid, fps, key = plan_snapshot(cfg, ws)
+    sid, fps, key, labels = plan_snapshot(cfg, ws)
     existing = [s for s in snap.list_snapshots(ws, cfg.name) if s.id == sid]
     if existing:
         return existing[0], True
     if spark is None:
         with spark_session(cfg, ws) as s:
-            return _build(cfg, ws, s, sid, fps, key), False
-    return _build(cfg, ws, spark, sid, fps, key), False
+            return _build_or_explain(cfg, ws, s, sid, fps, key, labels), False
+    return _build_or_explain(cfg, ws, spark, sid, fps, key, labels), False
+
+
+def _build_or_explain(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    spark: SparkSession,
+    sid: str,
+    fps: dict[str, str],
+    key: bytes,
+    labels: LabelValues,
+) -> snap.Snapshot:
+    """The build, with a Spark analysis error turned into one clear message while the
+    session is alive (after it stops, the error's text can no longer be read)."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return _build(cfg, ws, spark, sid, fps, key, labels)
+    except PySparkException as exc:
+        text = str(exc).strip().splitlines()[0][:600]
+        raise DataError(
+            f"Spark could not build the feature table of '{cfg.name}': {text}. Fix: check the "
+            "column names and SQL expressions of the feature views (derived, expr, filter) "
+            "against the sources; `insight validate` checks the columns without Spark."
+        ) from None
 
 
 def _build(
@@ -59,37 +95,59 @@ def _build(
     sid: str,
     fps: dict[str, str],
     key: bytes,
+    labels: LabelValues,
 ) -> snap.Snapshot:
     from pyspark.sql import functions as F
 
     sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
-    table = build_training_table(cfg, sources)
+    quality = {n: q for n in fps if (q := source_quality(spark, cfg, n, ws.root))}
+    table = build_training_table(cfg, sources, labels.positive, labels.negative)
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None
-    ent, lt = cfg.entity_key(lab_src.entity), cfg.label.event_time
+    ent, lt = cfg.entity_key(lab_src.entity), label_time_column(cfg)
     tmp = snap.temp_dir(ws, cfg.name, sid)
     table = table.persist()
     try:
         # Checks first: nothing is written unless the table is leak-free and as expected.
-        leakage = leakage_report(table, lt)
+        leakage = leakage_report(table, lt) if lt is not None else {}
         results = run_expectations(cfg, table, ent, lt)
         report = ws.reports / f"validation-{sid}.json"
+        label_info = {
+            "column": labels.column,
+            "positive": labels.positive,
+            "negative": labels.negative,
+            "values": labels.counts,
+            "rows_without_label_dropped": labels.missing,
+            "positive_rate": labels.positive_rate,
+        }
         atomic_write_text(
             report,
             json.dumps(
-                {"snapshot_id": sid, "expectations": [asdict(r) for r in results]},
+                {
+                    "snapshot_id": sid,
+                    "expectations": [asdict(r) for r in results],
+                    "label": label_info,
+                    "unparsed_cells": quality,
+                },
                 indent=2,
                 default=str,
             ),
         )
         raise_on_failures(results, str(report))
-        visible = [c for c in table.columns if not c.startswith(FT_PREFIX)]
-        table.select(*visible).orderBy(lt, ent).write.parquet(str(tmp))
+        visible = [c for c in table.columns if not c.startswith(FT_PREFIX) and c != AS_OF_T]
+        table.select(*visible).orderBy(*([lt] if lt in visible else []), ent).write.parquet(
+            str(tmp)
+        )
         written = spark.read.parquet(str(tmp))
+        stored_lt = cfg.label.event_time
+        time_aggs = (
+            [F.min(stored_lt).alias("t_min"), F.max(stored_lt).alias("t_max")]
+            if stored_lt
+            else [F.lit(None).alias("t_min"), F.lit(None).alias("t_max")]
+        )
         row = written.agg(
             F.count(F.lit(1)).alias("rows"),
-            F.min(lt).alias("t_min"),
-            F.max(lt).alias("t_max"),
+            *time_aggs,
             # Order-independent content hash: sum of per-row 64-bit hashes.
             F.sum(F.xxhash64(*written.columns).cast("decimal(38,0)")).alias("h"),
         ).first()
@@ -98,14 +156,17 @@ def _build(
             "snapshot_id": sid,
             "project": cfg.name,
             "entity": ent,
-            "label_time": lt,
+            "label_time": stored_lt,
+            "label_as_of": str(cfg.label.as_of) if cfg.label.as_of else None,
             "label": cfg.label.column,
+            "labels": label_info,
             "features": cfg.feature_names(),
             "views": {v.name: v.spec_hash() for v in cfg.features.views},
             "schema": [[f.name, f.dataType.simpleString()] for f in written.schema.fields],
             "rows": int(row["rows"]),
-            "event_time_range": [str(row["t_min"]), str(row["t_max"])],
+            "event_time_range": [str(row["t_min"]), str(row["t_max"])] if stored_lt else None,
             "sources": {n: {"fingerprint": fp} for n, fp in fps.items()},
+            "unparsed_cells": quality,
             "content_hash": format(int(row["h"] or 0) % (1 << 128), "032x"),
             "pii_hashed": list(cfg.pii),
             "leakage": leakage,

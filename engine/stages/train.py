@@ -214,20 +214,19 @@ def _register(
     from engine.registry.card import build_card, log_card
     from engine.registry.models import load_scorer, register_model
 
-    t0, t1 = ts.time_range
-    x_valid, _ = ts.xy("valid")
-    from engine.train.families import family
-
+    scorer, final_fit = _final_model(cfg, ts, out)
     ref = register_model(
         model_name=cfg.train.model_name,
-        scorer=family(out.family).load(out.model_dir, list(x_valid.columns)),
-        x_example=x_valid.head(20),
+        scorer=scorer,
+        x_example=ts.x("valid").head(20),
         tags={
             **tags,
             "parent_run_id": parent,
-            "train_time_range": json.dumps([t0, t1]),
+            "train_time_range": json.dumps(list(ts.time_range) if ts.time_range else None),
+            "split": ts.split,
             "split_time": str(ts.split_time),
             "test_time": str(ts.test_time),
+            "final_fit": final_fit,
             "threshold": str(cfg.serve.threshold),
             "valid_auc": f"{out.best_metrics.get('valid_auc', float('nan')):.6f}",
         },
@@ -259,6 +258,7 @@ def _register(
         },
         uplift=uplift,
         n_boot=cfg.train.gate.n_boot,
+        final_fit=final_fit,
     )
     log_card(card, ref.run_id)
     test_auc = card["metrics"]["auc"]
@@ -266,3 +266,36 @@ def _register(
         ref.name, ref.version, "test_auc", f"{test_auc['estimate']:.6f}"
     )
     return ref, card
+
+
+def _final_model(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tuple[Any, str]:
+    """The model to register and how it was fitted: the chosen configuration refitted on
+    train + validation (``train.refit``, the default: a small table should not leave a
+    quarter of its rows unused), else the best trial's own model. The test rows stay unseen
+    either way. The data-parallel backend registers its one fit."""
+    import pandas as pd
+
+    from engine.train.families import family
+
+    fam = family(out.family)
+    if not cfg.train.refit or cfg.train.backend != "tune":
+        return fam.load(out.model_dir, ts.schema), (
+            f"the search's best trial, fitted on the {len(ts.train):,} train rows"
+        )
+    hp = {k: v for k, v in out.best_config.items() if k != "family"}
+    rounds = int(out.best_metrics.get("round", cfg.train.num_boost_round))
+    rows = pd.concat([ts.train, ts.valid])
+    scorer = fam.fit(
+        hp,
+        ts.x(rows),
+        rows[ts.label].to_numpy(dtype="float64"),
+        seed=cfg.train.seed,
+        nthread=max(1, int(cfg.train.cpus_per_trial)),
+        rounds=rounds,
+        schema=ts.schema,
+    )
+    return scorer, (
+        f"the chosen configuration refitted on train + validation ({len(rows):,} rows"
+        f"{f', {rounds} rounds' if out.family == 'xgboost' else ''}); the "
+        f"{len(ts.test):,} test rows are unseen"
+    )

@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from engine.config import ProjectConfig
+from engine.errors import ConfigError
 from engine.train.dataset import TrainingSet
 from engine.workspace import Workspace
 
@@ -90,9 +91,15 @@ def train_distributed(
     from ray.train.xgboost import XGBoostTrainer
 
     tc = cfg.train
-    lt, label = cfg.label.event_time, cfg.label.column
+    lt, label = ts.time_col, cfg.label.column
     feats = ts.features
     split, test_t = ts.split_time, ts.test_time
+    if lt is None or split is None or test_t is None or ts.schema.categorical:
+        raise ConfigError(
+            "train.backend ray_train reads the snapshot in shards by label time and takes "
+            f"numeric features only (split: {ts.split}; categorical: "
+            f"{ts.schema.categorical or 'none'}). Fix: use train.backend: tune here."
+        )
     cols = [lt, label, *feats]
     ds = ray.data.read_parquet(str(snapshot_path)).select_columns(cols)
 
@@ -150,7 +157,7 @@ def train_distributed(
     from engine.train.families.xgboost import XGBScorer
 
     x_va, y_va = ts.xy("valid")
-    p = XGBScorer(booster, feats).proba(x_va.to_numpy())
+    p = XGBScorer(booster, ts.schema).proba(x_va)
     rows = [int(m.get("rows_train", 0))]  # rank 0's shard; ranks differ by <= 1 block
     return DistributedOutcome(
         model_dir=local,

@@ -50,7 +50,7 @@ class SearchOutcome:
 
 def _data(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> dict[str, Any]:
     tc = cfg.train
-    x_tr, y_tr = ts.xy("train")
+    x_tr, y_tr = ts.xy("train")  # model-input frames (numbers and categoricals)
     x_va, y_va = ts.xy("valid")
     return {
         "x_train": x_tr,
@@ -62,6 +62,7 @@ def _data(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> di
         "report_every": tc.report_every,
         "nthread": max(1, int(tc.cpus_per_trial)),
         "seed": tc.seed,
+        "schema": ts.schema,
         "hooks": list(hooks),
     }
 

@@ -60,7 +60,12 @@ def uplift_data(
     camp = pd.read_parquet(
         source_path(cfg, tr.source, workspace), columns=[key, when, tr.column, tr.outcome]
     )
-    lt = cfg.label.event_time
+    lt = ts.time_col
+    if lt is None:
+        raise DataError(
+            "uplift joins each campaign assignment to the features as of its time, and the "
+            "labels have no time. Fix: set label.event_time, or train.uplift_learners: []."
+        )
     feats = snapshot_df[[key, lt, *ts.features]].sort_values(lt)
     camp = camp.sort_values(when)
     joined = pd.merge_asof(
@@ -83,7 +88,7 @@ def uplift_data(
     for arm in (0, 1):  # stratified 30% hold-out per arm
         idx = np.flatnonzero(t_all == arm)
         test[rng.choice(idx, size=max(1, int(0.3 * idx.size)), replace=False)] = True
-    x = joined[ts.features].astype("float64")
+    x = ts.x(joined)  # the model inputs, categoricals included
     t = t_all.astype(np.float64)
     y = joined[tr.outcome].to_numpy(dtype=np.float64)
     return UpliftData(x[~test], t[~test], y[~test], x[test], t[test], y[test])
@@ -101,15 +106,16 @@ def _xgb(kind: str, hp: dict[str, Any], seed: int) -> Any:
         n_jobs=1,
         random_state=seed,
         tree_method="hist",
+        enable_categorical=True,
     )
 
 
 def fit_predict(learner: str, hp: dict[str, Any], d: UpliftData, seed: int) -> NDArray[np.float64]:
     """Fit ``learner`` on the training part; return uplift scores for the test part."""
-    x, t, y = d.x_train.to_numpy(), d.t_train, d.y_train
+    x, t, y = d.x_train, d.t_train, d.y_train
     m1 = _xgb("classifier", hp, seed).fit(x[t == 1], y[t == 1])
     m0 = _xgb("classifier", hp, seed).fit(x[t == 0], y[t == 0])
-    xt = d.x_test.to_numpy()
+    xt = d.x_test
     if learner == "t_learner":
         return np.asarray(m1.predict_proba(xt)[:, 1] - m0.predict_proba(xt)[:, 1])
     if learner == "x_learner":

@@ -9,9 +9,12 @@ A family is one module here behind the :class:`Family` protocol, plus one line i
 - ``train(config, data)``: the Tune function trainable; it reports ``valid_auc`` with
   ``round`` as the time attribute, its last report carries a checkpoint, and it runs the
   trial hooks in ``data["hooks"]`` (engine.train.hooks);
-- ``fit(hp, x, y, seed=, nthread=, rounds=)``: one fit outside Tune (the refit, tests);
-- ``load(dir, features)``: the Scorer a trial checkpointed;
-- ``log_model(scorer, **common)`` / ``load_logged(uri, features)``: MLflow;
+- ``fit(hp, x, y, seed=, nthread=, rounds=, schema=)``: one fit outside Tune (the refit);
+- ``load(dir, schema)``: the Scorer a trial checkpointed;
+- ``log_model(scorer, **common)`` / ``load_logged(uri, schema)``: MLflow;
+
+Every family takes the model-input frame of an :class:`engine.train.schema.InputSchema`
+(numbers and categoricals) and reports SHAP values per original column.
 - ``explainer(scorer)``: SHAP values per row and feature (engine.explain);
 - ``card_notes(scorer)``: what the model card says about this kind of model.
 """
@@ -24,15 +27,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.train.families import logreg, random_forest, xgboost
+from engine.train.schema import InputSchema
 
 
 class Scorer(Protocol):
-    """A trained model: probabilities of the positive class, never labels."""
+    """A trained model: probabilities of the positive class, never labels. ``rows``: a
+    frame with the schema's columns (raw or model-input), or a 2-D array of numbers."""
 
     family: str
-    features: list[str]
+    schema: InputSchema
 
-    def proba(self, rows: NDArray[np.float64]) -> NDArray[np.float64]: ...
+    @property
+    def features(self) -> list[str]: ...
+
+    def proba(self, rows: Any) -> NDArray[np.float64]: ...
 
 
 class Family(Protocol):
@@ -43,16 +51,24 @@ class Family(Protocol):
     def space(self, spec: dict[str, list[float]]) -> dict[str, Any]: ...
 
     def fit(
-        self, hp: dict[str, Any], x: Any, y: Any, *, seed: int, nthread: int, rounds: int
+        self,
+        hp: dict[str, Any],
+        x: Any,
+        y: Any,
+        *,
+        seed: int,
+        nthread: int,
+        rounds: int,
+        schema: InputSchema | None = None,
     ) -> Any: ...
 
     def train(self, config: dict[str, Any], data: dict[str, Any]) -> None: ...
 
-    def load(self, directory: Any, features: list[str]) -> Any: ...
+    def load(self, directory: Any, schema: InputSchema) -> Any: ...
 
     def log_model(self, scorer: Any, **common: Any) -> Any: ...
 
-    def load_logged(self, uri: str, features: list[str]) -> Any: ...
+    def load_logged(self, uri: str, schema: InputSchema) -> Any: ...
 
     def explainer(self, scorer: Any) -> Any: ...
 

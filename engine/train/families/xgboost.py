@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from engine.explain import Explanation
 from engine.train.hooks import round_done, trial_started
+from engine.train.schema import InputSchema
 
 NAME = "xgboost"
 OUTPUT = "log_odds"
@@ -52,15 +53,32 @@ def params(config: dict[str, Any], nthread: int, seed: int) -> dict[str, Any]:
     }
 
 
+def dmatrix(x: Any, schema: InputSchema, label: Any = None) -> Any:
+    """A DMatrix of model inputs; categorical columns use XGBoost's native support, with
+    the schema's fixed categories (so codes agree between training and serving)."""
+    import xgboost as xgb
+
+    return xgb.DMatrix(
+        schema.frame(x), label=label, feature_names=schema.names, enable_categorical=True
+    )
+
+
 def fit(
-    hp: dict[str, Any], x: Any, y: NDArray[np.float64], *, seed: int, nthread: int, rounds: int
+    hp: dict[str, Any],
+    x: Any,
+    y: NDArray[np.float64],
+    *,
+    seed: int,
+    nthread: int,
+    rounds: int,
+    schema: InputSchema | None = None,
 ) -> XGBScorer:
     """One fit of ``rounds`` boosting rounds with parameters ``hp`` (no Tune)."""
     import xgboost as xgb
 
-    names = list(x.columns)
-    d = xgb.DMatrix(x, label=y, feature_names=names)
-    return XGBScorer(xgb.train(params(hp, nthread, seed), d, num_boost_round=rounds), names)
+    schema = schema or InputSchema.infer(x, list(x.columns))
+    d = dmatrix(x, schema, y)
+    return XGBScorer(xgb.train(params(hp, nthread, seed), d, num_boost_round=rounds), schema)
 
 
 def train(config: dict[str, Any], data: dict[str, Any]) -> None:
@@ -68,10 +86,9 @@ def train(config: dict[str, Any], data: dict[str, Any]) -> None:
     from ray import tune
 
     hp = dict(config[NAME])
-    x_tr = data["x_train"]
-    names = list(x_tr.columns)
-    dtrain = xgb.DMatrix(x_tr, label=data["y_train"], feature_names=names)
-    dvalid = xgb.DMatrix(data["x_valid"], label=data["y_valid"], feature_names=names)
+    schema: InputSchema = data["schema"]
+    dtrain = dmatrix(data["x_train"], schema, data["y_train"])
+    dvalid = dmatrix(data["x_valid"], schema, data["y_valid"])
     rounds = int(data["num_boost_round"])
     every = int(data.get("checkpoint_every", 10))
     hooks = data.get("hooks") or ()
@@ -134,23 +151,24 @@ def train(config: dict[str, Any], data: dict[str, Any]) -> None:
 @dataclass
 class XGBScorer:
     booster: Any
-    features: list[str]
+    schema: InputSchema
     family: str = NAME
 
-    def proba(self, rows: NDArray[np.float64]) -> NDArray[np.float64]:
-        import xgboost as xgb
+    @property
+    def features(self) -> list[str]:
+        return self.schema.names
 
-        d = xgb.DMatrix(rows, feature_names=self.features)
-        return np.asarray(self.booster.predict(d), dtype=np.float64)
+    def proba(self, rows: Any) -> NDArray[np.float64]:
+        return np.asarray(self.booster.predict(dmatrix(rows, self.schema)), dtype=np.float64)
 
 
-def load(directory: str | Path, features: list[str]) -> XGBScorer:
+def load(directory: str | Path, schema: InputSchema) -> XGBScorer:
     """The model a trial checkpointed."""
     import xgboost as xgb
 
     b = xgb.Booster()
     b.load_model(str(Path(directory) / "model.json"))
-    return XGBScorer(b, features)
+    return XGBScorer(b, schema)
 
 
 def log_model(scorer: Any, **common: Any) -> Any:
@@ -167,10 +185,10 @@ def log_model(scorer: Any, **common: Any) -> Any:
     )
 
 
-def load_logged(uri: str, features: list[str]) -> XGBScorer:
+def load_logged(uri: str, schema: InputSchema) -> XGBScorer:
     import mlflow
 
-    return XGBScorer(mlflow.xgboost.load_model(uri), features)
+    return XGBScorer(mlflow.xgboost.load_model(uri), schema)
 
 
 @dataclass
@@ -178,12 +196,8 @@ class XGBExplainer:
     scorer: XGBScorer
     output: str = OUTPUT
 
-    def explain(self, x: NDArray[np.float64]) -> Explanation:
-        import xgboost as xgb
-
-        c = self.scorer.booster.predict(
-            xgb.DMatrix(x, feature_names=self.scorer.features), pred_contribs=True
-        )
+    def explain(self, x: Any) -> Explanation:
+        c = self.scorer.booster.predict(dmatrix(x, self.scorer.schema), pred_contribs=True)
         return Explanation(float(c[0, -1]), np.asarray(c[:, :-1], dtype=np.float64), OUTPUT)
 
 
@@ -193,7 +207,10 @@ def explainer(scorer: Any) -> XGBExplainer:
 
 def card_notes(scorer: Any) -> list[str]:
     n = int(scorer.booster.num_boosted_rounds())
+    cats = scorer.schema.categorical
+    enc = f"; {len(cats)} categorical input(s) split natively" if cats else ""
     return [
-        f"Gradient-boosted trees (XGBoost hist, {n} rounds). Missing values follow the "
-        "branch learned in training; scores are probabilities, SHAP values log-odds."
+        f"Gradient-boosted trees (XGBoost hist, {n} rounds{enc}). Missing values (and unseen "
+        "categories) follow the branch learned in training; scores are probabilities, SHAP "
+        "values log-odds."
     ]
