@@ -76,6 +76,53 @@ def validate(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None
     )
 
 
+@app.command("init")
+def init_project(
+    source: Annotated[Path, typer.Option("--from", help="Your table: a CSV or Parquet file.")],
+    label: Annotated[str, typer.Option(help="The column to predict (two values).")],
+    key: Annotated[
+        str | None, typer.Option(help="Unique id column (default: inferred, else a row hash).")
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option(help="When each label was observed (default: none).")
+    ] = None,
+    positive: Annotated[
+        str | None, typer.Option(help="The label's positive value (default: yes/true/1...).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write (default: insight.yaml beside the table).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
+) -> None:
+    """Write a commented project file for your own table, inferred from its data."""
+    from engine.data.init import plan, write
+
+    p = plan(source.resolve(), label, key, time, positive)
+    path = write(p, (out or source.resolve().parent / "insight.yaml").resolve(), force)
+    kinds = {c.name: c.kind for c in p.columns}
+    feats = [f for f in p.features if kinds.get(f) != "timestamp"] + list(p.derived)
+    cats = [f for f in feats if kinds.get(f) == "string"]
+    console.print(f"wrote {path}")
+    console.print(
+        f"  {p.rows:,} rows; key: {p.key}{' (generated: ' + p.key_note + ')' if p.row_id else ''}"
+    )
+    console.print(
+        f"  label: {p.label} (positive {p.positive!r}); "
+        + (f"time: {p.time}" if p.time else "no time: a snapshot, split at random")
+    )
+    console.print(f"  {len(feats)} features ({len(cats)} categorical): {', '.join(feats)}")
+    for col, why in p.left_out.items():
+        console.print(f"  left out: {col}: {why}")
+    if p.sensitive:
+        console.print(
+            f"  sensitive candidates (not marked; see the file): {', '.join(p.sensitive)}"
+        )
+    console.print(
+        f"next: insight validate -p {path}; insight features build -p {path}; "
+        f"insight train -p {path}"
+    )
+
+
 @data_app.command("generate")
 def data_generate(
     project: ProjectOpt = None,

@@ -117,8 +117,16 @@ def serve_config(
 
 
 @serve_app.command("status")
-def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def serve_status(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print URL, versions, split and replicas as JSON.")
+    ] = False,
+) -> None:
     """What is deployed: versions, traffic split, replicas."""
+    import json
+
     import httpx
 
     from serve.admin import admin_call, admin_token
@@ -126,6 +134,27 @@ def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> 
     cfg, ws = _load(project, workspace)
     st = _running(ws)
     m = httpx.get(f"{st['url']}/models", timeout=30).json()
+    token = admin_token(cfg, ws)
+    replicas = admin_call(st["url"], token, "GET", "/admin/status")["replicas"] if token else None
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "url": st["url"],
+                    "pid": st["pid"],
+                    "model": m["name"],
+                    "generation": m["generation"],
+                    "threshold": m["threshold"],
+                    "challenger_percent": m["challenger_percent"],
+                    "shadow": m["shadow"],
+                    "versions": {d["role"]: d["version"] for d in m["models"]},
+                    "models": m["models"],
+                    "replicas": replicas,
+                },
+                indent=2,
+            )
+        )
+        return
     t = Table("role", "version", "family", "snapshot")
     for d in m["models"]:
         t.add_row(d["role"], d["version"], d["family"], str(d["snapshot_id"]))
@@ -135,14 +164,10 @@ def serve_status(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> 
         f"challenger share {m['challenger_percent']:g}%, shadow {'on' if m['shadow'] else 'off'}, "
         f"threshold {m['threshold']}"
     )
-    token = admin_token(cfg, ws)
-    if token:
-        a = admin_call(st["url"], token, "GET", "/admin/status")
+    if replicas is not None:
         console.print(
-            f"{len(a['replicas'])} live replica(s): "
-            + ", ".join(
-                f"{r} (pid {v['pid']}, gen {v['applied']})" for r, v in a["replicas"].items()
-            )
+            f"{len(replicas)} live replica(s): "
+            + ", ".join(f"{r} (pid {v['pid']}, gen {v['applied']})" for r, v in replicas.items())
         )
 
 

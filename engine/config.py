@@ -49,6 +49,11 @@ class SourceConfig(_Model):
         "as these types; a blank or text cell in a number column becomes null and is counted "
         "in the validation report.",
     )
+    rename: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column names as the file has them -> names the project uses (for names "
+        "with spaces, dots or other characters that are awkward in SQL and JSON).",
+    )
     row_id: str | None = Field(
         default=None,
         pattern=_IDENT,

@@ -213,6 +213,7 @@ def test_empty_drift_window_is_a_user_error(tmp_path: Path) -> None:
                 "snapshot_id": "abc123",
                 "created_at": "2026-01-01",
                 "event_time_range": ["2025-12-01", "2025-12-02"],
+                "label_time": "label_time",
             }
         )
     )

@@ -74,7 +74,7 @@ def test_an_unseen_category_is_scored_as_missing(name: str) -> None:
     rows = x.head(20).copy()
     as_missing = rows.assign(plan=None)
     unseen = rows.assign(plan="platinum")  # never in training
-    frame, counts = sc.schema.frame_and_unseen(unseen)
+    _, counts = sc.schema.frame_and_unseen(unseen)
     assert counts == {"plan": 20}
     np.testing.assert_allclose(sc.proba(unseen), sc.proba(as_missing), rtol=1e-12)
 

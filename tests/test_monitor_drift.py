@@ -1,5 +1,6 @@
 """engine.monitor.drift.drift_check (the demo's and the drift command's check) against SciPy's
-KS and a NumPy PSI, with missing values, on several seeds."""
+KS, a NumPy PSI, SciPy's chi-square and Jensen-Shannon, with missing values, on several
+seeds."""
 
 from __future__ import annotations
 
@@ -24,20 +25,41 @@ def _psi(a: np.ndarray, b: np.ndarray, bins: int) -> float:
 def test_drift_check_matches_scipy_and_numpy(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n, m = int(rng.integers(50, 5000)), int(rng.integers(50, 5000))
+    cats = np.array(["a", "b", "c", "d"], dtype=object)
     ref = pd.DataFrame(
-        {"x": rng.normal(size=n), "k": rng.integers(0, 5, n).astype(float), "s": ["a"] * n}
+        {
+            "x": rng.normal(size=n),
+            "k": rng.integers(0, 5, n).astype(float),
+            "s": rng.choice(cats, n, p=[0.4, 0.3, 0.2, 0.1]),
+        }
     )
     cur = pd.DataFrame(
         {
             "x": rng.normal(0.3 * (seed % 2), 1, m),
             "k": rng.integers(0, 6, m).astype(float),
-            "s": ["b"] * m,
+            "s": rng.choice(
+                cats, m, p=[0.25, 0.25, 0.25, 0.25] if seed % 2 else [0.4, 0.3, 0.2, 0.1]
+            ),
         }
     )
     ref.loc[rng.random(n) < 0.1, "x"] = np.nan
+    cur.loc[rng.random(m) < 0.05, "s"] = None
     cfg = DriftConfig()
     got = {c.column: c for c in drift_check(ref, cur, ["x", "k", "s"], cfg)}
-    assert set(got) == {"x", "k"}, "non-numeric columns are skipped"
+    assert set(got) == {"x", "k", "s"}
+    s = got["s"]
+    a, b = ref["s"].value_counts(), cur["s"].dropna().value_counts()
+    table = np.vstack([a.reindex(cats, fill_value=0), b.reindex(cats, fill_value=0)])
+    from scipy.spatial.distance import jensenshannon
+
+    assert s.kind == "categorical" and s.nan_cur == int(cur["s"].isna().sum())
+    assert s.chi2_pvalue == pytest.approx(
+        st.chi2_contingency(table, correction=False).pvalue, rel=1e-9, abs=1e-300
+    )
+    assert s.jensen_shannon == pytest.approx(
+        float(jensenshannon(table[0], table[1], base=2)), abs=1e-9
+    )
+    assert s.drifted == (s.chi2_pvalue < cfg.ks_alpha and s.jensen_shannon >= cfg.js_threshold)
     for col in ("x", "k"):
         a, b = ref[col].dropna().to_numpy(), cur[col].dropna().to_numpy()
         r = got[col]

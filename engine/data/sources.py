@@ -66,7 +66,14 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
             problems.append(f"source '{name}': file '{path}' does not exist. Fix: {hint}.")
             continue
         schema = read_schema(src, path)
-        fields = {f.name: f.type for f in schema}
+        fields = {src.rename.get(f.name, f.name): f.type for f in schema}
+        gone = sorted(set(src.rename) - {f.name for f in schema})
+        if gone:
+            problems.append(
+                f"source '{name}': rename names column(s) {gone} that '{path.name}' does not "
+                f"have (columns: {', '.join(f.name for f in schema)}). Fix: correct "
+                f"sources.{name}.rename."
+            )
         if src.row_id is not None:
             if src.row_id in fields:
                 problems.append(
@@ -80,7 +87,8 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
             needed[src.event_time] = "timestamp"
         if src.entity:
             key = cfg.entity_key(src.entity)
-            needed.setdefault(key, "int")
+            if key != src.row_id:
+                needed.setdefault(key, "int")
         for col, want in needed.items():
             if src.format == "csv" and col in fields and col in src.columns:
                 continue  # a CSV cell is cast to its declared type; failures are counted
@@ -170,11 +178,14 @@ _SPARK_TYPES = {
 
 
 def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
+    """The file as Spark reads it, columns renamed as the source says."""
     if src.format == "parquet":
-        return spark.read.parquet(path)
-    if src.columns:  # every cell as text; typed below by try_cast
-        return spark.read.option("header", True).csv(path)
-    return spark.read.option("header", True).option("inferSchema", True).csv(path)
+        df = spark.read.parquet(path)
+    elif src.columns:  # every cell as text; typed below by try_cast
+        df = spark.read.option("header", True).csv(path)
+    else:
+        df = spark.read.option("header", True).option("inferSchema", True).csv(path)
+    return df.withColumnsRenamed(src.rename) if src.rename else df
 
 
 def read_source(
@@ -242,13 +253,15 @@ def read_columns(
     """Some columns of a source as Arrow arrays (no Spark): for checks before a build."""
     src = cfg.sources[name]
     path = source_path(cfg, name, workspace)
+    back = {new: old for old, new in src.rename.items()}
+    raw = [back.get(c, c) for c in columns]
     if src.format == "parquet":
         files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        tables = [pq.read_table(f, columns=columns) for f in files]
+        tables = [pq.read_table(f, columns=raw) for f in files]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     else:
         opts = pacsv.ConvertOptions(
-            include_columns=columns, column_types=dict.fromkeys(columns, pa.string())
+            include_columns=raw, column_types=dict.fromkeys(raw, pa.string())
         )
         table = pacsv.read_csv(path, convert_options=opts)
-    return {c: table.column(c) for c in columns}
+    return {c: table.column(r) for c, r in zip(columns, raw, strict=True)}

@@ -1,0 +1,445 @@
+"""``insight init``: a commented project file for a user's table, inferred from the data.
+
+Given one CSV or Parquet table and its label column, write ``insight.yaml`` beside it:
+
+- the source, with every column's type inferred (a CSV column whose non-blank cells are
+  numbers, apart from a few stray words, is numeric: the blanks and words become null at
+  build time and are counted); awkward column names are renamed to snake_case;
+- the key: ``--key``, else a column named like an id whose values are unique, else any
+  unique column, else a generated row id (a hash of the row) with a note;
+- the label and its positive value (``--positive``, else the usual spellings);
+- the label's time (``--time``): without it the table is a snapshot, split at random;
+- one feature view over the other columns. Left out, with a comment saying why: PII
+  candidates by name (email, phone, name, address: hashed, never features),
+  identifier-like text (mostly distinct values), and columns that are always empty.
+  Timestamp columns become a numeric feature (days before the label time, or since 1970);
+- sensitive-attribute candidates by name (gender, sex, age, race, ...), listed as a comment:
+  never guessed silently.
+
+The file is validated (as ``insight validate`` would) before it is written, by one atomic
+rename; a bad ``--label``, a label with more than two values or an empty table writes
+nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from engine.errors import ConfigError, DataError
+
+PII_NAMES = re.compile(
+    r"(^|_)(e_?mail|phone|mobile|telephone|first_?name|last_?name|full_?name|surname|name|"
+    r"address|street|ssn|passport|iban|ip_?address)($|_)"
+)
+SENSITIVE_NAMES = re.compile(
+    r"(^|_)(gender|sex|age|race|ethnicity|ethnic|religion|nationality|citizenship|marital|"
+    r"married|disability|disabled|pregnan\w*|senior\w*|dependents?)($|_)"
+)
+ID_NAMES = re.compile(r"(^|_)(id|key|uuid|guid|number|no)$")
+TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
+NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
+
+
+@dataclass
+class Column:
+    name: str  # as the project uses it (snake_case)
+    raw: str  # as the file has it
+    kind: str  # int | double | string | timestamp | bool
+    distinct: int
+    non_null: int
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    """Everything the project file will say, before it is rendered."""
+
+    name: str
+    path: Path
+    fmt: str
+    rows: int
+    columns: list[Column]
+    key: str
+    row_id: bool
+    key_note: str
+    label: str
+    positive: Any
+    label_values: dict[str, int]
+    time: str | None
+    features: list[str] = field(default_factory=list)
+    derived: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)
+    pii: list[str] = field(default_factory=list)
+    sensitive: list[str] = field(default_factory=list)
+    time_candidates: list[str] = field(default_factory=list)
+
+
+def snake(name: str) -> str:
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    s = re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
+    return s if s and not s[0].isdigit() else f"c_{s}"
+
+
+def read_table(path: Path) -> tuple[pd.DataFrame, str]:
+    """The table with every CSV cell as text (types are inferred here, not by a parser that
+    turns a column with one blank into text); Parquet as it is."""
+    if not path.is_file():
+        raise ConfigError(
+            f"--from '{path}' does not exist. Fix: pass the path of a CSV or Parquet file."
+        )
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pq.read_table(path).to_pandas(), "parquet"
+        if suffix in (".csv", ".txt", ".tsv"):
+            with pacsv.open_csv(path) as reader:
+                names = reader.schema.names
+            table = pacsv.read_csv(
+                path,
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names, pa.string())
+                ),
+            )
+            return table.to_pandas(), "csv"
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"'{path}' could not be read as {suffix[1:]}: {exc}") from None
+    raise ConfigError(
+        f"--from '{path}': unknown file type '{suffix}'. Fix: pass a .csv or .parquet file."
+    )
+
+
+def _infer(raw: str, col: pd.Series, fmt: str) -> Column:
+    name = snake(raw)
+    if fmt == "parquet":
+        dt = col.dtype
+        if pd.api.types.is_bool_dtype(dt):
+            kind = "bool"
+        elif pd.api.types.is_integer_dtype(dt):
+            kind = "int"
+        elif pd.api.types.is_numeric_dtype(dt):
+            kind = "double"
+        elif pd.api.types.is_datetime64_any_dtype(dt):
+            kind = "timestamp"
+        else:
+            kind = "string"
+        return Column(name, raw, kind, int(col.nunique()), int(col.notna().sum()))
+    text = col.astype("string").str.strip()
+    filled = text[text.notna() & (text != "")]
+    out = Column(name, raw, "string", int(filled.nunique()), len(filled))
+    if filled.empty:
+        return out
+    lower = filled.str.lower()
+    if set(lower.unique()) <= {"true", "false"}:
+        out.kind = "bool"
+        return out
+    nums = pd.to_numeric(filled, errors="coerce")
+    parsed = float(nums.notna().mean())
+    if parsed >= NUMERIC_SHARE:
+        whole = nums.dropna()
+        out.kind = (
+            "int"
+            if parsed == 1.0
+            and bool((whole == whole.round()).all())
+            and not filled.str.contains(r"[.eE]").any()
+            else "double"
+        )
+        bad = int(nums.isna().sum())
+        blank = int(len(col) - len(filled))
+        if bad or blank:
+            out.note = f"{blank:,} blank and {bad:,} non-numeric cell(s) are read as null"
+        return out
+    if TIME_NAMES.search(name):
+        when = pd.to_datetime(filled, errors="coerce", format="mixed")
+        if float(when.notna().mean()) >= NUMERIC_SHARE:
+            out.kind = "timestamp"
+    return out
+
+
+def plan(
+    path: Path,
+    label: str,
+    key: str | None = None,
+    time: str | None = None,
+    positive: str | None = None,
+) -> Plan:
+    """Infer the project for one table (no file is written)."""
+    from collections import Counter
+
+    from engine.data.labels import normalize, resolve
+
+    df, fmt = read_table(path)
+    if df.empty or not len(df.columns):
+        raise DataError(f"'{path}' has no rows. Fix: pass a table with data.")
+    cols = [_infer(str(c), df[c], fmt) for c in df.columns]
+    by_raw = {c.raw: c for c in cols}
+    by_name = {c.name: c for c in cols}
+    if len(by_name) < len(cols):
+        for c in cols:  # two raw names that snake_case the same: keep them apart
+            if sum(1 for d in cols if d.name == c.name) > 1:
+                c.name = f"{c.name}_{cols.index(c)}"
+        by_name = {c.name: c for c in cols}
+
+    def find(arg: str, what: str) -> Column:
+        hit = by_raw.get(arg) or by_name.get(arg) or by_name.get(snake(arg))
+        if hit is None:
+            raise ConfigError(
+                f"{what} '{arg}' is not a column of '{path.name}' (columns: "
+                f"{', '.join(c.raw for c in cols)}). Fix: pass one of them."
+            )
+        return hit
+
+    lab = find(label, "--label")
+    values: Counter[str] = Counter()
+    missing = 0
+    for v in df[lab.raw].tolist():
+        s = "" if v is None or (isinstance(v, float) and v != v) else normalize(v)
+        if s == "":
+            missing += 1
+        else:
+            values[s] += 1
+    lv = resolve(lab.name, values, missing, positive)
+    pos_raw: Any = next(
+        (v for v in df[lab.raw].dropna().unique() if normalize(v) == lv.positive), lv.positive
+    )
+    tcol = find(time, "--time") if time else None
+    if tcol is not None and tcol.kind != "timestamp":
+        when = pd.to_datetime(df[tcol.raw], errors="coerce", format="mixed")
+        if when.notna().mean() < NUMERIC_SHARE:
+            raise DataError(
+                f"--time '{time}' does not hold dates or times (e.g. {df[tcol.raw].dropna().head(3).tolist()}). "
+                "Fix: pass the column that says when each label was observed."
+            )
+        tcol.kind = "timestamp"
+    taken = {lab.name} | ({tcol.name} if tcol else set())
+    kcol, row_id, key_note = _key(df, cols, key, tcol, taken, find, path)
+    p = Plan(
+        name=snake(path.stem).replace("_", "-")[:60] or "project",
+        path=path,
+        fmt=fmt,
+        rows=len(df),
+        columns=cols,
+        key=kcol,
+        row_id=row_id,
+        key_note=key_note,
+        label=lab.name,
+        positive=pos_raw if isinstance(pos_raw, str) else lv.positive,
+        label_values={k: int(v) for k, v in values.items()},
+        time=tcol.name if tcol else None,
+    )
+    if PII_NAMES.search(kcol):
+        p.pii.append(kcol)  # the key itself is PII: hashed on read and in the audit log
+    for c in cols:
+        if c.name in taken or c.name == kcol:
+            continue
+        if PII_NAMES.search(c.name):
+            p.pii.append(c.name)
+            p.left_out[c.name] = "a PII candidate by its name: hashed on read, never a feature"
+        elif c.non_null == 0:
+            p.left_out[c.name] = "always empty"
+        elif c.kind == "timestamp":
+            if p.time:
+                d = f"{c.name}_days_before_label"
+                p.derived[d] = f"datediff({p.time}, {c.name})"
+            else:
+                d = f"{c.name}_days_since_1970"
+                p.derived[d] = f"datediff({c.name}, DATE'1970-01-01')"
+            p.left_out[c.name] = f"a timestamp: the model takes {d} instead"
+            p.features.append(c.name)  # read by the view; the derived number is the input
+            if tcol is None and TIME_NAMES.search(c.name):
+                p.time_candidates.append(c.name)
+        elif c.kind == "string" and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
+            p.left_out[c.name] = (
+                f"identifier-like text ({c.distinct:,} distinct values in {c.non_null:,} rows)"
+            )
+        else:
+            p.features.append(c.name)
+            if SENSITIVE_NAMES.search(c.name):
+                p.sensitive.append(c.name)
+    if not [f for f in p.features if p.left_out.get(f) is None] and not p.derived:
+        raise DataError(
+            f"'{path.name}' has no column left to be a feature (left out: {p.left_out}). "
+            "Fix: pass a table with attributes besides the key and the label."
+        )
+    return p
+
+
+def _key(
+    df: pd.DataFrame,
+    cols: list[Column],
+    key: str | None,
+    tcol: Column | None,
+    taken: set[str],
+    find: Any,
+    path: Path,
+) -> tuple[str, bool, str]:
+    """The entity key column, whether it is a generated row id, and a note."""
+    if key is not None:
+        k = find(key, "--key")
+        ids = df[k.raw] if tcol is None else df[[k.raw, tcol.raw]]
+        dup = int(ids.duplicated().sum())
+        if dup:
+            per = "key" if tcol is None else "key and time"
+            raise DataError(
+                f"--key '{key}' is not unique: {dup:,} rows repeat a {per} already seen. "
+                "Fix: pass a unique column (with --time, unique per time), or omit --key for "
+                "a generated row id."
+            )
+        return k.name, False, ""
+    unique = [
+        c
+        for c in cols
+        if c.name not in taken
+        and c.kind in ("int", "string")
+        and c.non_null == len(df)
+        and c.distinct == len(df)
+    ]
+    named = [c for c in unique if ID_NAMES.search(c.name)]
+    plain = [c for c in unique if not PII_NAMES.search(c.name)]
+    if tcol is None and (named or unique):
+        c = (named or plain or unique)[0]  # a PII column is the key only as a last resort
+        return c.name, False, f"'{c.raw}' is unique in every row"
+    if tcol is not None:  # an entity seen at several times: an id column, unique per time
+        for c in cols:
+            if (
+                c.name not in taken
+                and ID_NAMES.search(c.name)
+                and c.non_null == len(df)
+                and not df[[c.raw, tcol.raw]].duplicated().any()
+            ):
+                return c.name, False, f"'{c.raw}' is unique per '{tcol.raw}'"
+    name = "row_id" if "row_id" not in {c.name for c in cols} else "_row_id"
+    return (
+        name,
+        True,
+        (
+            "no unique column: each row is keyed by a hash of its values (identical rows share "
+            "one id). Pass --key to name a real one."
+        ),
+    )
+
+
+def render(p: Plan) -> str:
+    """The commented YAML of a plan."""
+    q = _quote
+    src = "table"
+    types = {c.name: c.kind for c in p.columns}
+    rename = {c.raw: c.name for c in p.columns if c.raw != c.name}
+    lines = [
+        f"# Insight Engine project for {p.path.name} ({p.rows:,} rows), written by `insight init`.",
+        "# Every choice below was inferred from the data; edit freely, then `insight validate`.",
+        f"name: {p.name}",
+        "",
+        "sources:",
+        f"  {src}:",
+        f"    path: {q(p.path.name)}",
+        f"    format: {p.fmt}",
+        "    entity: row",
+    ]
+    if p.time:
+        lines.append(f"    event_time: {p.time}")
+    if p.row_id:
+        lines.append(f"    row_id: {p.key}   # {p.key_note}")
+    if rename:
+        lines.append("    rename:   # names in the file -> names used here (and by /predict)")
+        lines += [f"      {q(a)}: {b}" for a, b in rename.items()]
+    lines.append("    columns:")
+    for c in p.columns:
+        note = f"   # {c.note}" if c.note else ""
+        lines.append(f"      {c.name}: {types[c.name]}{note}")
+    lines += [
+        "",
+        "entities:",
+        "  row:",
+        f"    key: {p.key}" + (f"   # {p.key_note}" if p.key_note and not p.row_id else ""),
+        "",
+        "label:",
+        f"  source: {src}",
+        f"  column: {p.label}",
+        f"  positive: {q(p.positive)}   # values: "
+        + ", ".join(f"{k!r} ({v:,})" for k, v in p.label_values.items()),
+    ]
+    if p.time:
+        lines.append(f"  event_time: {p.time}")
+    else:
+        lines.append("  # no event_time: the table is one snapshot; training splits at random")
+        if p.time_candidates:
+            lines.append(
+                f"  # time candidates: {', '.join(p.time_candidates)} (rerun init with --time)"
+            )
+    lines += ["", "# Sensitive attributes are kept for fairness checks and are never model inputs."]
+    if p.sensitive:
+        lines.append(f"# Candidates by name (uncomment to use): {', '.join(p.sensitive)}")
+        lines.append(f"# sensitive: [{', '.join(p.sensitive)}]")
+    lines.append("sensitive: []")
+    lines.append(
+        "pii: [" + ", ".join(f"{src}.{c}" for c in p.pii) + "]   # hashed before features or logs"
+    )
+    lines += ["", "features:", "  views:", "    - name: attributes", f"      source: {src}"]
+    lines.append("      columns:")
+    lines += [f"        - {f}" for f in p.features]
+    if p.derived:
+        lines.append("      derived:")
+        lines += [f"        {k}: {q(v)}" for k, v in p.derived.items()]
+    if p.left_out:
+        lines.append("      # left out:")
+        lines += [f"      #   {k}: {v}" for k, v in p.left_out.items() if k not in p.features]
+    pos_rate = p.label_values.get(_norm(p.positive), 0) / max(1, sum(p.label_values.values()))
+    lines += [
+        "",
+        "train:",
+        f"  model_name: {p.name}-model",
+        "  split: auto        # time when the labels have >= 3 distinct times, else random",
+        "  num_samples: 8",
+        "  num_boost_round: 80",
+        "  uplift_learners: []",
+    ]
+    lines += [
+        "",
+        "serve:",
+        "  host: 127.0.0.1",
+        "  port: 0",
+        f"  threshold: 0.5     # the positive rate here is {pos_rate:.3f}: lower it to flag more",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _norm(v: Any) -> str:
+    from engine.data.labels import normalize
+
+    return normalize(v)
+
+
+def _quote(v: Any) -> str:
+    import json
+
+    return (
+        json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+    )
+
+
+def write(p: Plan, out: Path, force: bool = False) -> Path:
+    """Validate the rendered file as a project, then write it atomically."""
+    import tempfile
+
+    from engine.config import ProjectConfig
+    from engine.workspace import atomic_write_text
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out} already exists. Fix: pass --force to replace it, or --out PATH.")
+    text = render(p)
+    with tempfile.TemporaryDirectory() as d:
+        probe = Path(d) / "insight.yaml"
+        probe.write_text(text)
+        cfg = ProjectConfig.load(probe)  # a ConfigError here is a bug in init: say so plainly
+    del cfg
+    atomic_write_text(out, text)
+    return out

@@ -1,0 +1,116 @@
+"""`insight init` on tables shaped like users' tables (generated here): the inferred
+project file validates, says what it chose, and bad input writes nothing. Unit tier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config import ProjectConfig
+from engine.data.init import plan, render
+from engine.data.sources import check_sources
+from engine.errors import ConfigError, DataError
+from tests.tables import telecom, write_csv
+
+
+@pytest.fixture()
+def table(tmp_path: Path) -> Path:
+    return write_csv(telecom(1500, 3), tmp_path / "Telco Churn.csv")
+
+
+def test_init_writes_a_commented_project_that_validates(table: Path) -> None:
+    r = CliRunner().invoke(app, ["init", "--from", str(table), "--label", "Churn"])
+    assert r.exit_code == 0, r.output
+    out = table.parent / "insight.yaml"
+    text = out.read_text()
+    cfg = ProjectConfig.load(out)
+    check_sources(cfg, Path(".insight").resolve())  # what `insight validate` checks
+    assert cfg.name == "telco-churn" and cfg.entity_key("row") == "customer_id"
+    assert cfg.label.column == "churn" and cfg.label.positive == "Yes"
+    assert cfg.label.event_time is None, "no time: a snapshot table"
+    src = cfg.sources["table"]
+    assert src.format == "csv" and src.rename["Internet Service"] == "internet_service"
+    assert src.columns["total_charges"] == "double" and src.columns["tenure"] == "int"
+    assert "blank" in text and "read as null" in text, "the blanks are announced"
+    feats = cfg.feature_names()
+    assert {"contract", "internet_service", "payment_method", "tenure"} <= set(feats)
+    assert "churn" not in feats and "customer_id" not in feats
+    assert cfg.pii == ["table.e_mail"] and "e_mail" not in feats, "PII hashed, never a feature"
+    # Sensitive candidates are listed, never applied silently.
+    assert cfg.sensitive == [] and "# sensitive: [gender, senior_citizen]" in text
+    assert "gender" in r.output and "left out: e_mail" in r.output
+
+
+def test_key_time_and_generated_row_id(tmp_path: Path) -> None:
+    df = telecom(300, 1).drop(columns=["customerID"])
+    df["month"] = pd.Timestamp("2025-01-01") + pd.to_timedelta(df.index % 6 * 30, "D")
+    df["Customer ID"] = [f"c{i // 6}" for i in range(len(df))]
+    df["signup date"] = pd.Timestamp("2020-01-01") + pd.to_timedelta(df.index, "D")
+    path = write_csv(df, tmp_path / "t.csv")
+    p = plan(path, "Churn", time="month")
+    assert (p.time == "month" and p.key == "customer_id") or p.key == "customer", p.key
+    assert p.derived == {"signup_date_days_before_label": "datediff(month, signup_date)"}
+    # No time, no unique column: rows are keyed by a hash of their values.
+    no_id = df.drop(columns=["Customer ID", "E-mail"])  # e-mail would be a unique (PII) key
+    q = plan(write_csv(no_id, tmp_path / "u.csv"), "Churn")
+    assert q.row_id and q.key == "row_id" and "hash" in q.key_note
+    cfg_path = tmp_path / "u.yaml"
+    cfg_path.write_text(render(q))
+    cfg = ProjectConfig.load(cfg_path)
+    assert cfg.sources["table"].row_id == "row_id"
+
+
+def _insight(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The console script in this process: exit code and everything it printed."""
+    import sys
+
+    from engine.cli import main
+
+    old, sys.argv = sys.argv, ["insight", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        sys.argv = old
+    out = capsys.readouterr()
+    return code, " ".join((out.out + out.err).split())
+
+
+def test_bad_input_is_a_clear_error_and_writes_nothing(
+    table: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = table.parent / "insight.yaml"
+    cases = [
+        (["--label", "churned"], "'churned' is not a column", table),
+        (["--label", "Contract"], "3 distinct values", table),
+        (["--label", "Churn", "--key", "gender"], "is not unique", table),
+        (["--label", "Churn", "--time", "Contract"], "does not hold dates", table),
+    ]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("a,b,Churn\n")
+    cases.append((["--label", "Churn"], "has no rows", empty))
+    for args, words, path in cases:
+        code, text = _insight(capsys, "init", "--from", str(path), *args)
+        assert code == 2, (args, text)
+        assert words in text and "Fix" in text and "Traceback" not in text, (args, text)
+        assert not out.exists() and not (path.parent / "insight.yaml").exists()
+    assert _insight(capsys, "init", "--from", str(table), "--label", "Churn")[0] == 0
+    before = out.read_text()
+    code, text = _insight(capsys, "init", "--from", str(table), "--label", "Churn")
+    assert code == 2 and "--force" in text and out.read_text() == before
+    assert _insight(capsys, "init", "--from", str(table), "--label", "Churn", "--force")[0] == 0
+
+
+def test_plan_errors_are_typed(table: Path) -> None:
+    with pytest.raises(ConfigError):
+        plan(table, "nope")
+    with pytest.raises(DataError):
+        plan(table, "PaymentMethod")
+    assert yaml.safe_load(render(plan(table, "Churn")))["label"]["positive"] == "Yes"
