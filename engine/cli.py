@@ -146,7 +146,20 @@ def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -
     cfg, ws = _load(project, workspace)
     with stage("features on Spark"):
         s, reused = stage_features(cfg, ws)
+    m = s.manifest
     console.print(f"snapshot {s.id} ({'reused' if reused else 'built'}): {s.path}")
+    lab = m.get("labels") or {}
+    times = " .. ".join(m["event_time_range"]) if m.get("event_time_range") else "no label time"
+    console.print(
+        f"{m['rows']:,} rows x {len(m['features'])} features ({times}); label "
+        f"'{m['label']}' positive {lab.get('positive')!r} "
+        f"(rate {lab.get('positive_rate', float('nan')):.3f}); "
+        f"{lab.get('rows_without_label_dropped', 0):,} row(s) without a label dropped"
+    )
+    for src, cols in (m.get("unparsed_cells") or {}).items():
+        for col, n in cols.items():
+            parts = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in n.items() if v)
+            console.print(f"source '{src}': {col}: {parts} cell(s), read as null")
 
 
 @features_app.command("materialize")
@@ -232,10 +245,11 @@ def train(
             stop_ray()
     a = r.test_auc
     console.print(
+        f"split: {r.split}\n"
         f"{r.trials} trials ({r.errored} errored, {r.stopped_early} stopped early); best "
         f"{r.family} valid AUC {r.best_metrics['valid_auc']:.4f}\n"
-        f"registered {r.model_name} v{r.version} @{r.alias}: test AUC {a['estimate']:.4f} "
-        f"(95% CI {a['low']:.4f}-{a['high']:.4f}, {r.test_rows} rows)"
+        f"registered {r.model_name} v{r.version} @{r.alias}: {r.final_fit}; test AUC "
+        f"{a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f}, {r.test_rows} rows)"
     )
     if r.uplift:
         u = r.uplift

@@ -134,11 +134,16 @@ def test_online_table_equals_training_builder_at_same_time(
     )
     train_rows = build_training_table(example_cfg, sources).toPandas()
     train_rows = train_rows.set_index("customer_id").loc[ids]
-    num = [f for f in example_cfg.feature_names() if f not in ("region", "gender")]
+    text = ("region", "plan", "gender")
+    num = [f for f in example_cfg.feature_names() if f not in text]
     x, missing = online.lookup(ids, num)
     assert missing == []
-    np.testing.assert_array_equal(x, train_rows[num].to_numpy(dtype=np.float64, na_value=np.nan))
-    assert (online.frame.loc[ids, "region"] == train_rows["region"]).all()
+    np.testing.assert_array_equal(
+        x.to_numpy(dtype=np.float64, na_value=np.nan),
+        train_rows[num].to_numpy(dtype=np.float64, na_value=np.nan),
+    )
+    for col in text:
+        assert (online.frame.loc[ids, col] == train_rows[col]).all()
     _, missing = online.lookup([10**9], num)
     assert missing == [10**9]
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 
 from engine.config import ProjectConfig
@@ -49,29 +50,23 @@ def _register(
     cfg: ProjectConfig, ws: Workspace, snap: Any
 ) -> tuple[Any, Any, tuple[str, str, str], list[str], Any]:
     import mlflow
-    import xgboost as xgb
 
     from engine.registry.models import register_model
     from engine.tracking import setup_mlflow
     from engine.train.dataset import load_training_set
-    from engine.train.families import logreg, random_forest
-    from engine.train.families.logreg import LogRegScorer
-    from engine.train.families.xgboost import XGBScorer
+    from engine.train.families import logreg, random_forest, xgboost
 
     exp = setup_mlflow(ws, cfg.name)
     ts = load_training_set(cfg, snap)
-    x, y = ts.xy("train")
-    booster = xgb.train(
-        {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "nthread": 1},
-        xgb.DMatrix(x.to_numpy(dtype=float), label=y, feature_names=list(x.columns)),
-        num_boost_round=20,
-    )
-    lr = logreg.pipeline({"C": 1.0}, 0).fit(x, y)
-    forest = random_forest.fit(
-        {"n_estimators": 30, "max_depth": 5}, x, y, seed=0, nthread=1, rounds=1
+    x, y = ts.xy("train")  # numbers and categoricals (region, plan)
+    assert ts.schema.categorical == ["region", "plan"]
+    kw: dict[str, Any] = {"seed": 0, "nthread": 1, "schema": ts.schema}
+    scorers = (
+        xgboost.fit({"max_depth": 3, "eta": 0.3}, x, y, rounds=20, **kw),
+        logreg.fit({"C": 1.0}, x, y, rounds=1, **kw),
+        random_forest.fit({"n_estimators": 30, "max_depth": 5}, x, y, rounds=1, **kw),
     )
     refs = []
-    scorers = (XGBScorer(booster, list(x.columns)), LogRegScorer(lr, list(x.columns)), forest)
     for scorer, alias in zip(scorers, ("champion", "challenger", "forest"), strict=True):
         with mlflow.start_run(experiment_id=exp):
             refs.append(
@@ -128,11 +123,9 @@ def served(
     table = OnlineTable.current(ws, cfg.name)
     os.environ[cfg.serve.admin_token_env] = TOKEN
     ep = serve_up(cfg, ws)
-    x_test = ts.test[features].head(50)
-    rows = [
-        {k: (None if isinstance(v, float) and math.isnan(v) else float(v)) for k, v in r.items()}
-        for r in x_test.to_dict(orient="records")
-    ]
+    from serve.inputs import request_rows
+
+    rows = request_rows(ts.test[features].head(50))
     try:
         yield Served(
             cfg,
@@ -160,10 +153,9 @@ def _admin(
     )
 
 
-def _matrix(rows: list[dict[str, float | None]], features: list[str]) -> np.ndarray:
-    return np.array(
-        [[np.nan if r[f] is None else r[f] for f in features] for r in rows], dtype=float
-    )
+def _matrix(rows: list[dict[str, Any]], features: list[str]) -> pd.DataFrame:
+    """Request rows as a frame of model inputs (what the replica builds from them)."""
+    return pd.DataFrame(rows, columns=features)
 
 
 def test_predict_rows_scores_are_probabilities_from_the_champion(served: Served) -> None:
@@ -192,16 +184,14 @@ def test_predict_entities_uses_the_online_table(served: Served) -> None:
 
 
 def test_explain_is_additive_and_equals_xgboost_contributions(served: Served) -> None:
-    import xgboost as xgb
+    from engine.train.families.xgboost import dmatrix
 
     s = served
     r = httpx.post(f"{s.url}/explain", json={"rows": s.rows[:10]}, timeout=60)
     assert r.status_code == 200, r.text
     ex = r.json()["explanations"]
     x = _matrix(s.rows[:10], s.features)
-    contribs = s.champion.booster.predict(
-        xgb.DMatrix(x, feature_names=s.features), pred_contribs=True
-    )
+    contribs = s.champion.booster.predict(dmatrix(x, s.champion.schema), pred_contribs=True)
     for e, c in zip(ex, contribs, strict=True):
         assert e["output"] == "log_odds"
         logit = math.log(e["score"] / (1 - e["score"]))
@@ -291,6 +281,29 @@ def test_bad_input_gets_a_4xx_naming_the_field(
     text = r.text
     for w in words:
         assert w in text, (w, text)
+
+
+def test_categorical_fields_take_text_and_unseen_values_are_counted(served: Served) -> None:
+    from engine.audit import read_records
+
+    s = served
+    row = dict(s.rows[0])
+    bad = httpx.post(f"{s.url}/predict", json={"rows": [{**row, "plan": 3}]}, timeout=10)
+    assert bad.status_code == 422 and "rows[0].plan" in bad.text and "categorical" in bad.text
+    bad = httpx.post(f"{s.url}/predict", json={"rows": [{**row, "age": "30"}]}, timeout=10)
+    assert bad.status_code == 422 and "rows[0].age" in bad.text and "is text" in bad.text
+    rows = [{**row, "plan": "platinum"}, {**row, "plan": None}]
+    r = httpx.post(
+        f"{s.url}/predict", json={"rows": rows}, headers={"x-request-id": "unseen-1"}, timeout=30
+    )
+    assert r.status_code == 200, r.text
+    p = [x["score"] for x in r.json()["predictions"]]
+    assert p[0] == pytest.approx(p[1], abs=1e-12), "an unseen category is scored as missing"
+    rec = [x for x in read_records(s.ws.audit) if x["request_id"] == "unseen-1"]
+    assert rec[0]["unseen_categories"] == {"plan": 1}
+    assert rec[0]["inputs"][0][s.features.index("plan")] == "platinum", "inputs kept as sent"
+    m = httpx.get(f"{s.url}/models", timeout=10).json()["models"][0]
+    assert set(m["categorical"]) == {"region", "plan"} and "premium" in m["categorical"]["plan"]
 
 
 def test_admin_routes_need_the_token(served: Served) -> None:

@@ -113,11 +113,14 @@ def test_registered_challenger_scores_probabilities_with_lineage(
     assert ts.train[ts.time_col].max() < ts.valid[ts.time_col].min(), "split by time"
     assert ts.valid[ts.time_col].max() < ts.test[ts.time_col].min()
     scorer = load_scorer(ref)
-    x, y = ts.xy("valid")
-    p = scorer.proba(x.to_numpy())
+    assert scorer.schema.categorical == ["region", "plan"], "categorical inputs, end to end"
+    x, y = ts.xy("test")
+    p = scorer.proba(x)
     assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
     assert np.unique(p).size > 2, "probabilities, not class labels"
-    assert roc_auc_score(y, p) == pytest.approx(r.best_metrics["valid_auc"], abs=1e-6)
+    # The registered model is the chosen configuration refitted on train + validation.
+    assert "refitted on train + validation" in ref.tags["final_fit"]
+    assert roc_auc_score(y, p) == pytest.approx(float(ref.tags["test_auc"]), abs=1e-6)
     mv = _client(ws).get_model_version(ref.name, ref.version)
     from mlflow.models import get_model_info
 
@@ -143,7 +146,7 @@ def test_model_card_numbers_match_independent_references(
     names = {a.path for a in client.list_artifacts(ref.run_id, "card")}
     assert {f"card/{CARD_MD}", f"card/{SHAP_PNG}", "card/model_card.json"} <= names
     ts = load_training_set(cfg, tiny_snapshot)
-    p = load_scorer(ref).proba(ts.test[ref.features].astype(float).to_numpy())
+    p = load_scorer(ref).proba(ts.x("test"))
     y = ts.test[ts.label].to_numpy()
     m = card["metrics"]
     assert m["auc"]["estimate"] == pytest.approx(roc_auc_score(y, p), abs=1e-12)
@@ -203,7 +206,7 @@ def _register_challenger(cfg: ProjectConfig, ts: Any, scorer: Any) -> str:
         ref = register_model(
             model_name=cfg.train.model_name,
             scorer=scorer,
-            x_example=ts.test[scorer.features].astype("float64").head(5),
+            x_example=ts.x("test").head(5),
             tags={"snapshot_id": ts.snapshot_id},
             alias="challenger",
         )
@@ -240,7 +243,7 @@ def test_gate_no_champion_then_fail_then_pass_and_rollback(
     ts = load_training_set(cfg, tiny_snapshot)
     x, y = ts.xy("train")
     shuffled = np.random.default_rng(0).permutation(y)
-    bad_model = logreg.fit({"C": 1.0}, x, shuffled, seed=0, nthread=1, rounds=1)
+    bad_model = logreg.fit({"C": 1.0}, x, shuffled, seed=0, nthread=1, rounds=1, schema=ts.schema)
     bad = _register_challenger(cfg, ts, bad_model)
     g = run_gate(cfg, ws)
     auc = next(c for c in g.checks if c.name == "auc")
@@ -292,6 +295,7 @@ def test_ray_train_data_parallel_xgboost_with_two_workers(
                 update={
                     "backend": "ray_train",
                     "workers": 2,
+                    "exclude": ["region", "plan"],  # the data-parallel path is numeric-only
                     "num_boost_round": 20,
                     "uplift_learners": [],
                 }
@@ -304,7 +308,7 @@ def test_ray_train_data_parallel_xgboost_with_two_workers(
     assert ref.family == "xgboost" and ref.tags["snapshot_id"] == tiny_snapshot.id
     ts = load_training_set(cfg, tiny_snapshot)
     x, y = ts.xy("valid")
-    p = load_scorer(ref).proba(x.to_numpy())
+    p = load_scorer(ref).proba(x)
     # Both workers end with the same all-reduced model; its AUC on the full validation
     # split is what the workers reported together.
     assert roc_auc_score(y, p) == pytest.approx(r.best_metrics["valid_auc"], abs=1e-6)

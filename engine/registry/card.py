@@ -181,8 +181,13 @@ def build_card(
         "card_version": 1,
         "model": model,
         "intended_use": (
-            f"Rank customers of project '{cfg.name}' by risk of '{cfg.label.column}' at the "
-            f"label time, from point-in-time features; decisions use threshold "
+            f"Rank entities of project '{cfg.name}' by the chance of '{cfg.label.column}' "
+            + (
+                "at the label time, from point-in-time features; "
+                if ts.time_col
+                else "as the snapshot table describes them (its labels have no time); "
+            )
+            + "decisions use threshold "
             f"{cfg.serve.threshold}. Not for decisions about individuals on sensitive "
             f"attributes ({', '.join(cfg.sensitive) or 'none declared'}), which are never inputs."
         ),

@@ -82,6 +82,7 @@ def run_demo(
                 f"test AUC {a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f}) on "
                 f"{tr.test_rows:,} rows; model card logged (parent run {tr.parent_run_id})"
             )
+            console.print(f"split {tr.split}; final model: {tr.final_fit}")
             if tr.uplift:
                 u = tr.uplift
                 console.print(

@@ -42,6 +42,8 @@ class TrainResult:
     test_auc: dict[str, float]
     uplift: dict[str, Any] | None
     experiment_path: str
+    split: str = ""  # how the rows were split (time or random), as printed
+    final_fit: str = ""  # how the registered model was fitted
 
 
 def stage_train(
@@ -115,6 +117,8 @@ def stage_train(
         test_auc=card["metrics"]["auc"],
         uplift=uplift,
         experiment_path=str(out.experiment_path),
+        split=ts.describe_split(),
+        final_fit=ref.tags.get("final_fit", ""),
     )
 
 
