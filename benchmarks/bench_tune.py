@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._harness import case, measure, parser, write
+from engine.train.schema import InputSchema
 
 CPUS = 2
 
@@ -43,6 +44,7 @@ def _data(n: int, seed: int = 0) -> dict[str, Any]:
         "y_valid": y[cut:],
         "nthread": 1,
         "seed": 0,
+        "schema": InputSchema.numeric(cols),
         "checkpoint_every": 10_000,  # the bench measures scheduling, not checkpoint I/O
     }
 

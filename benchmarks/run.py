@@ -20,8 +20,9 @@ def render(results: Path, out: Path) -> None:
         "# Benchmark results",
         "",
         "Written by `make bench` (benchmarks/run.py) from benchmarks/results/*.json. Ratio = "
-        "reference time / engine time (above 1: the engine is faster). Both run in one process "
-        "on the same data; `equal` says the answers agree.",
+        "reference time / engine time, medians (above 1: the engine is faster). Both run in one "
+        "process on the same data, warm (warm-up runs first), repeated: each time is the median "
+        "with [min-max] and the number of runs; `equal` says the answers agree.",
         "",
         "| benchmark | case | engine (s) | reference | reference (s) | ratio | equal |",
         "|---|---|---|---|---|---|---|",
@@ -32,8 +33,8 @@ def render(results: Path, out: Path) -> None:
             continue
         for c in doc["cases"]:
             lines.append(
-                f"| {doc['benchmark']} | {c['case']} | {c['engine_s']:.4f} | {c['reference']} | "
-                f"{c['reference_s']:.4f} | {c['ratio']:.2f}x | {c['equal']} |"
+                f"| {doc['benchmark']} | {c['case']} | {_t(c, 'engine')} | {c['reference']} | "
+                f"{_t(c, 'reference')} | {c['ratio']:.2f}x | {c['equal']} |"
             )
     notes = HERE / "NOTES.md"
     if notes.is_file():
@@ -43,11 +44,27 @@ def render(results: Path, out: Path) -> None:
     tmp.replace(out)
 
 
+def _t(c: dict[str, object], side: str) -> str:
+    """'median [min-max] xN' when the spread was recorded, else the one time."""
+    med = float(c[f"{side}_s"])  # type: ignore[arg-type]
+    if f"{side}_min_s" not in c:
+        return f"{med:.4f}"
+    lo, hi = float(c[f"{side}_min_s"]), float(c[f"{side}_max_s"])  # type: ignore[arg-type]
+    return f"{med:.4f} [{lo:.4f}-{hi:.4f}] x{c.get(f'{side}_runs', 1)}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from the JSON results"
+    )
     args = ap.parse_args()
+    if args.render_only:
+        render(args.results, HERE / "RESULTS.md")
+        print(f"table: {HERE / 'RESULTS.md'}")
+        return 0
     failed = []
     for script in sorted(HERE.glob("bench_*.py")):
         out = args.results / f"{script.stem}{'.smoke' if args.smoke else ''}.json"
