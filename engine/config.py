@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from engine.errors import ConfigError
 from engine.features.views import FeatureView
+from engine.monitor.config import MonitorConfig
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -305,6 +306,7 @@ class ProjectConfig(_Model):
     train: TrainConfig = Field(default_factory=TrainConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     # Set by load(): folder of the project file, for relative paths. Not part of the YAML.
     base_dir: str = Field(default=".", exclude=True)
 
@@ -367,6 +369,19 @@ class ProjectConfig(_Model):
                 raise ValueError(
                     f"features: '{reserved}' is {what}; a model must not take it as an input. "
                     f"Fix: remove it from view '{names[reserved]}'."
+                )
+        for rule in self.monitor.rules:
+            unknown = [f for f in rule.features or [] if f not in names]
+            if unknown:
+                raise ValueError(
+                    f"monitor.rules '{rule.name}': unknown feature(s) {unknown} (features: "
+                    f"{', '.join(names)}). Fix: name features the views produce."
+                )
+            if rule.attribute is not None and rule.attribute not in self.sensitive:
+                raise ValueError(
+                    f"monitor.rules '{rule.name}': attribute '{rule.attribute}' is not a "
+                    f"sensitive attribute (sensitive: {self.sensitive or 'none'}). Fix: add it "
+                    "to 'sensitive:' or name one of them."
                 )
         for col in self.sensitive:
             if col not in names:

@@ -70,6 +70,14 @@ _DEFAULT = ServeSettings.model_fields
 
 # Helpers the class uses are defined above it (or imported): Serve pickles the deployment
 # class by value with the module globals that exist when it is defined.
+def _ordered(groups: dict[str, list[Any]] | None, names: list[str]) -> dict[str, list[Any]] | None:
+    """Groups in the layout's attribute order (all attributes, None where unknown)."""
+    if groups is None:
+        return None
+    n = len(next(iter(groups.values())))
+    return {a: groups.get(a, [None] * n) for a in names}
+
+
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)  # RayTaskError wraps the actor's exception
     return str(cause if cause is not None else exc).strip().splitlines()[-1]
@@ -243,7 +251,10 @@ class ModelServer:
         unseen: dict[str, int] | None = None,
     ) -> dict[str, Any]:
         from engine.audit import audit_inputs, decision_record
+        from serve.inputs import sensitive_groups
 
+        schema = act.champion.scorer.schema
+        num, cat = schema.numeric_names, schema.categorical
         return decision_record(
             route=route,
             request_id=rid,
@@ -251,8 +262,10 @@ class ModelServer:
             versions=versions,
             generation=int(act.state["generation"]),
             ids=self._audit_ids(ids),
-            inputs=audit_inputs(x, self.s.audit_inputs),
+            layout=self.audit.register_layout(num, cat, list(self.s.sensitive)),
+            inputs=audit_inputs(x, self.s.audit_inputs, num, cat),
             input_policy=self.s.audit_inputs,
+            groups=_ordered(sensitive_groups(self.online, ids, self.s.sensitive), self.s.sensitive),
             scores=scores,
             threshold=self.threshold,
             latency_ms=(time.perf_counter() - t0) * 1000,

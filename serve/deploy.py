@@ -74,6 +74,7 @@ def settings_for(
         "batch_wait_timeout_s": sc.batch_wait_timeout_s,
         "app": app,
         "hash_entity_ids": bool(keys & pii_cols),
+        "sensitive": list(cfg.sensitive),
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
         "challenger_percent": sc.challenger_percent,

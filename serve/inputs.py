@@ -124,3 +124,29 @@ def request_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
                 row[str(k)] = str(v)
         out.append(row)
     return out
+
+
+def sensitive_groups(
+    online: Any, ids: list[str] | None, attrs: list[str]
+) -> dict[str, list[Any]] | None:
+    """The sensitive attributes of each row's entity, from the online table (None where the
+    entity or the table is unknown): what live fairness is measured on. Clients never send
+    them, and models never take them."""
+    if online is None or ids is None or not attrs:
+        return None
+    cols = [a for a in attrs if a in online.frame.columns]
+    if not cols:
+        return None
+    index = online.frame.index
+    keys: list[Any] = ids
+    if index.dtype.kind in "iu":
+        keys = [int(e) if e.lstrip("-").isdigit() else e for e in ids]
+    known = [k in index for k in keys]
+    out: dict[str, list[Any]] = {}
+    for a in cols:
+        col = online.frame[a]
+        out[a] = [
+            (None if pd.isna(v := col.at[k]) else str(v)) if ok else None
+            for k, ok in zip(keys, known, strict=True)
+        ]
+    return out if any(v is not None for vals in out.values() for v in vals) else None

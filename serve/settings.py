@@ -40,6 +40,11 @@ class ServeSettings(BaseModel):
     max_batch_size: int = Field(default=_D.max_batch_size, ge=1)
     batch_wait_timeout_s: float = Field(default=_D.batch_wait_timeout_s, ge=0)
     hash_entity_ids: bool = False
+    sensitive: list[str] = Field(
+        default_factory=list,
+        description="Sensitive attributes logged per row from the online table (for live "
+        "fairness); never model inputs.",
+    )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync
     challenger_percent: float = Field(default=_D.challenger_percent, ge=0, le=100)

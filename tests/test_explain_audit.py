@@ -41,12 +41,13 @@ def _tamper(tmp_path: Path, how: str) -> list[str]:
     elif how == "truncate":
         lines = lines[:-3]
     elif how == "rehash":  # edit and recompute this record's hash: the next link breaks
-        from engine.audit import record_hash
+        from engine.audit import encode
 
         rec = json.loads(lines[10])
         rec["scores"] = [0.99]
-        rec["hash"] = record_hash(rec["prev"], rec)
-        lines[10] = json.dumps(rec, sort_keys=True, separators=(",", ":"))
+        seq, prev = rec.pop("seq"), rec.pop("prev")
+        rec.pop("hash")
+        lines[10], _ = encode(rec, seq, prev)  # a valid line of its own
     elif how == "delete_segment":
         p.unlink()
         return verify(p.parent).problems
@@ -151,3 +152,28 @@ def test_head_hash_is_checked_even_when_records_follow_it(tmp_path: Path) -> Non
     head["hash"] = "0" * 64
     w.head_path.write_text(json.dumps(head))
     assert any("head file" in p for p in verify(w.path.parent).problems)
+
+
+def test_format_1_segments_still_verify(tmp_path: Path) -> None:
+    """Segments written before format 2 (sorted canonical JSON, hash over prev + record)."""
+    from engine.audit import genesis, record_hash
+
+    root = tmp_path / "audit"
+    root.mkdir()
+    seg = "20260101T000000-old-1-abcdef01"
+    prev, lines = genesis(seg), []
+    for i, rec in enumerate(
+        [{"kind": "segment-open", "segment": seg}]
+        + [{"kind": "decision", "request_id": f"r{j}"} for j in range(5)]
+    ):
+        rec = {**rec, "seq": i, "prev": prev}
+        rec["hash"] = record_hash(prev, rec)
+        prev = rec["hash"]
+        lines.append(json.dumps(rec, sort_keys=True, separators=(",", ":")))
+    (root / f"{seg}.jsonl").write_text("\n".join(lines) + "\n")
+    assert verify(root).ok and verify(root).records == 6
+    bad = json.loads(lines[3])
+    bad["request_id"] = "forged"
+    lines[3] = json.dumps(bad, sort_keys=True, separators=(",", ":"))
+    (root / f"{seg}.jsonl").write_text("\n".join(lines) + "\n")
+    assert any("modified" in p for p in verify(root).problems)

@@ -1,0 +1,203 @@
+"""The ``monitor:`` block of the project file: what the live-traffic monitor measures, the
+alert rules (data, not code), where alerts go, and what a firing rule does.
+
+A rule names a statistic of the monitor's result (catalogue: :data:`STATISTICS`), an
+operator and a threshold. It *holds* when the statistic's interval lies wholly beyond the
+threshold (the point estimate, for statistics without one) and the slice has at least
+``min_rows`` rows. Alerts follow Prometheus' semantics: a rule that holds becomes
+*pending*, *firing* once it has held for ``for``, and *resolved* once it has not held for
+``keep_firing_for``; each alert has a dedup key (rule, model version, slice).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# statistic -> (scope, description). Scope "feature" rules name features (or all of them),
+# "group" rules name a sensitive attribute, "model" rules are one number per model version.
+STATISTICS: dict[str, tuple[str, str]] = {
+    "feature.psi": ("feature", "PSI of a numeric feature against the training window"),
+    "feature.js": ("feature", "Jensen-Shannon distance of a categorical feature"),
+    "feature.p_adjusted": ("feature", "drift test p-value (KS / chi-square), BH-adjusted"),
+    "feature.variance_change": ("feature", "relative change of a numeric feature's variance"),
+    "feature.null_rate_change": ("feature", "null rate minus the training null rate"),
+    "feature.unseen_share": ("feature", "share of a categorical feature's values never seen"),
+    "feature.out_of_range_share": ("feature", "share of numeric values outside training range"),
+    "score.psi": ("model", "PSI of the scores against the training window's scores"),
+    "score.mean_change": ("model", "relative change of the mean score (the predicted rate)"),
+    "decision.rate": ("model", "share of rows at or above the threshold"),
+    "latency.p95_ms": ("model", "95th percentile request latency"),
+    "latency.p99_ms": ("model", "99th percentile request latency"),
+    "labels.coverage": ("model", "share of decisions with a delayed label joined"),
+    "concept.auc": ("model", "realized ROC AUC on labeled decisions"),
+    "concept.correlation": ("model", "score-label correlation on labeled decisions"),
+    "concept.correlation_ratio": ("model", "that correlation / its value at training"),
+    "concept.ece": ("model", "expected calibration error on labeled decisions"),
+    "fairness.selection_rate_gap": ("group", "max-min selection rate across groups"),
+    "fairness.outcome_rate_gap": ("group", "max-min observed outcome rate across groups"),
+    "fairness.outcome_rate_shift": ("group", "largest |outcome rate - training rate| of a group"),
+    "uplift.ate": ("model", "live ATE of the logged treatment on the logged outcome"),
+    "uplift.ate_change": ("model", "relative change of the live ATE vs the training ATE"),
+    "audit.problems": ("model", "problems found verifying the audit chains read"),
+}
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+
+
+def seconds(text: str) -> float:
+    """'5m' -> 300.0 (s, m, h, d)."""
+    m = _DURATION.match(text.strip())
+    if not m:
+        raise ValueError(f"'{text}' is not a duration. Fix: e.g. '30s', '5m', '2h' or '7d'.")
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SinkConfig(_Model):
+    """Where alerts go. Secrets are read from the environment variables named here, at send
+    time; they never appear in the project file, a log or a report."""
+
+    type: Literal["slack", "pagerduty", "email", "webhook"]
+    url_env: str | None = Field(
+        default=None,
+        description="slack/webhook: variable holding the URL; pagerduty: optional "
+        "variable overriding the Events API URL (default events.pagerduty.com).",
+    )
+    routing_key_env: str | None = Field(
+        default=None, description="pagerduty: routing key variable."
+    )
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_user_env: str | None = None
+    smtp_password_env: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "insight@localhost"
+    mail_to: list[str] = Field(default_factory=list)
+    retries: int = Field(default=4, ge=0, le=10)
+    backoff_s: float = Field(default=0.5, ge=0)
+    timeout_s: float = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> SinkConfig:
+        if self.type in ("slack", "webhook") and not self.url_env:
+            raise ValueError(f"a {self.type} sink needs url_env (the variable holding its URL)")
+        if self.type == "pagerduty" and not self.routing_key_env:
+            raise ValueError("a pagerduty sink needs routing_key_env")
+        if self.type == "email" and not self.mail_to:
+            raise ValueError("an email sink needs mail_to")
+        return self
+
+
+class RetrainAction(_Model):
+    cooldown: str = Field(default="1d", description="No second retrain within this time.")
+    budget: int = Field(default=3, ge=1, description="At most this many retrains per 7 days.")
+
+    @field_validator("cooldown")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        seconds(v)
+        return v
+
+
+class RuleConfig(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    statistic: str
+    op: Literal[">", "<"]
+    threshold: float
+    features: list[str] | None = Field(
+        default=None, description="feature rules: which features (default: every feature)."
+    )
+    attribute: str | None = Field(default=None, description="group rules: which attribute.")
+    models: Literal["all", "champion", "challenger"] = "all"
+    min_rows: int = Field(default=100, ge=1, description="Smallest slice the rule judges.")
+    for_: str = Field(default="0s", alias="for", description="Hold this long before firing.")
+    keep_firing_for: str = Field(default="0s", description="Resolve after not holding this long.")
+    severity: Literal["critical", "error", "warning", "info"] = "warning"
+    sinks: list[str] = Field(default_factory=list)
+    action: Literal["none", "retrain"] = "none"
+    retrain: RetrainAction = Field(default_factory=RetrainAction)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("statistic")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in STATISTICS:
+            raise ValueError(
+                f"unknown statistic '{v}'. Fix: use one of {', '.join(sorted(STATISTICS))}."
+            )
+        return v
+
+    @field_validator("for_", "keep_firing_for")
+    @classmethod
+    def _durations(cls, v: str) -> str:
+        seconds(v)
+        return v
+
+    @property
+    def scope(self) -> str:
+        return STATISTICS[self.statistic][0]
+
+
+class RolloutConfig(_Model):
+    """A passing challenger's staggered rollout, watched by the monitor at every step."""
+
+    steps: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0])
+    min_rows: int = Field(default=200, ge=1, description="Challenger rows per step before judging.")
+    max_wait: str = Field(default="30m", description="Give up (and roll back) after this per step.")
+    max_selection_gap_increase: float = Field(
+        default=0.05,
+        ge=0,
+        description="Breach: challenger's selection-rate gap exceeds the "
+        "champion's by more than this (interval beyond it).",
+    )
+    max_auc_drop: float = Field(
+        default=0.02,
+        ge=0,
+        description="Breach, when labels exist: challenger realized AUC below "
+        "the champion's by more than this.",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[float]) -> list[float]:
+        if not v or any(not 0 < s <= 100 for s in v) or v != sorted(v) or v[-1] != 100:
+            raise ValueError(f"steps must rise within (0, 100] and end at 100, got {v}")
+        return v
+
+
+class MonitorConfig(_Model):
+    latency_slo_p95_ms: float = Field(default=250, gt=0)
+    fdr: float = Field(default=0.05, gt=0, lt=1, description="BH false discovery rate for drift.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Level of every interval.")
+    min_rows: int = Field(default=100, ge=1, description="Default smallest slice judged.")
+    label_horizon: str = Field(
+        default="60d", description="A label joins the entity's latest decision at most this old."
+    )
+    every: str = "5m"
+    rules: list[RuleConfig] = Field(default_factory=list)
+    sinks: dict[str, SinkConfig] = Field(default_factory=dict)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+
+    @model_validator(mode="after")
+    def _refs(self) -> MonitorConfig:
+        names = [r.name for r in self.rules]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"rules: names must be unique; repeated: {dup}")
+        for r in self.rules:
+            for s in r.sinks:
+                if s not in self.sinks:
+                    raise ValueError(
+                        f"rules '{r.name}': unknown sink '{s}' (sinks: "
+                        f"{', '.join(self.sinks) or 'none'}). Fix: declare it under monitor.sinks."
+                    )
+        for v in (self.label_horizon, self.every):
+            seconds(v)
+        return self

@@ -1,0 +1,53 @@
+"""E-mail over SMTP (``smtplib``): one message per notification; optional STARTTLS and
+login with credentials from the environment."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from email.message import EmailMessage
+from typing import Any
+
+from engine.monitor.config import SinkConfig
+from engine.monitor.sinks._http import SinkError, secret
+
+
+def message(cfg: SinkConfig, note: dict[str, Any]) -> EmailMessage:
+    m = EmailMessage()
+    state = "FIRING" if note["action"] == "trigger" else "RESOLVED"
+    m["Subject"] = (
+        f"[insight] {state}: {note['rule']} ({note['slice'] or 'model'}, v{note['version']})"
+    )
+    m["From"] = cfg.mail_from
+    m["To"] = ", ".join(cfg.mail_to)
+    m["X-Insight-Dedup-Key"] = note["dedup_key"]
+    m.set_content(
+        note["summary"]
+        + "\n\n"
+        + "\n".join(f"{k}: {v}" for k, v in sorted(note.items()) if k != "summary")
+    )
+    return m
+
+
+def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+    attempt = 0
+    while True:
+        try:
+            with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as s:
+                if cfg.smtp_starttls:
+                    s.starttls()
+                if cfg.smtp_user_env:
+                    s.login(
+                        secret(cfg.smtp_user_env, "email"), secret(cfg.smtp_password_env, "email")
+                    )
+                s.send_message(message(cfg, note))
+            return
+        except smtplib.SMTPResponseException as exc:
+            retryable = 400 <= exc.smtp_code < 500  # 4xx: transient; 5xx: permanent
+            err = SinkError(f"smtp answered {exc.smtp_code}", retryable)
+        except (OSError, smtplib.SMTPException) as exc:
+            err = SinkError(f"smtp unreachable ({type(exc).__name__})", True)
+        if not err.retryable or attempt >= cfg.retries:
+            raise err
+        time.sleep(cfg.backoff_s * (2**attempt))
+        attempt += 1

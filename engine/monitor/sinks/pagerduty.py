@@ -1,0 +1,49 @@
+"""PagerDuty Events API v2: ``trigger`` when an alert fires and ``resolve`` when it
+resolves, both with the alert's dedup key, so PagerDuty groups them into one incident.
+The routing key comes from ``routing_key_env``; ``url_env`` may point elsewhere (a test
+receiver, a proxy); the default is PagerDuty's endpoint."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from engine.monitor.config import SinkConfig
+from engine.monitor.sinks._http import post_json, secret
+
+EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+_SEVERITY = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
+
+
+def event(note: dict[str, Any], routing_key: str) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "routing_key": routing_key,
+        "event_action": note["action"],
+        "dedup_key": note["dedup_key"],
+    }
+    if note["action"] == "trigger":
+        body["payload"] = {
+            "summary": note["summary"][:1024],
+            "source": note.get("source", "insight-engine"),
+            "severity": _SEVERITY.get(note.get("severity", "warning"), "warning"),
+            "custom_details": {
+                k: note.get(k)
+                for k in (
+                    "rule",
+                    "model",
+                    "version",
+                    "slice",
+                    "statistic",
+                    "value",
+                    "interval",
+                    "threshold",
+                    "window",
+                )
+            },
+        }
+    return body
+
+
+def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+    url = os.environ.get(cfg.url_env or "") or EVENTS_URL
+    post_json(cfg, url, event(note, secret(cfg.routing_key_env, "pagerduty")), "pagerduty")

@@ -1,0 +1,17 @@
+"""Slack incoming webhook: ``POST {"text": ...}`` to the URL in ``url_env``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.monitor.config import SinkConfig
+from engine.monitor.sinks._http import post_json, secret
+
+
+def text(note: dict[str, Any]) -> str:
+    state = "FIRING" if note["action"] == "trigger" else "RESOLVED"
+    return f"[{state}] {note['summary']} (dedup {note['dedup_key']})"
+
+
+def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+    post_json(cfg, secret(cfg.url_env, "slack"), {"text": text(note)}, "slack webhook")

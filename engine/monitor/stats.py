@@ -1,0 +1,298 @@
+"""The statistics of one model version's live traffic against its reference profile.
+
+Every statistic is ``{"estimate", "low", "high", "n"}`` (``low``/``high`` None where there
+is no interval): rules judge the interval, not the point (engine.monitor.rules). Intervals:
+
+- rates (decision rate, null rate, unseen / out-of-range share): Wilson;
+- mean score change: normal interval of the live mean (the reference, from far more rows,
+  taken as fixed);
+- variance change: normal interval of the live variance from its fourth moment
+  (``var(s^2) ~ (m4 - s^4) / n``), which holds without assuming normal data;
+- realized AUC: BCa bootstrap; correlation: Fisher z; ATE: Welch;
+- fairness gaps: the simultaneous folded Newcombe intervals of engine.kernels.fairness;
+  outcome-rate shift per group: Newcombe interval of live minus training rate.
+
+Drift p-values (KS from the sketch's lower bracket, which can only make p larger;
+chi-square for categoricals) are Benjamini-Hochberg adjusted across the features of a
+version, at ``monitor.fdr``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from engine.kernels.drift import chi2_counts, jensen_shannon_counts
+from engine.kernels.intervals import fold, newcombe_diff, wilson, z_value
+from engine.kernels.sketch import NumericSketch, drift_vs_sketch
+
+Stat = dict[str, Any]
+
+
+def stat(
+    estimate: float | None, low: float | None = None, high: float | None = None, n: int = 0
+) -> Stat:
+    def clean(v: float | None) -> float | None:
+        return None if v is None or not math.isfinite(float(v)) else float(v)
+
+    return {"estimate": clean(estimate), "low": clean(low), "high": clean(high), "n": int(n)}
+
+
+def rate(k: float, n: int, alpha: float) -> Stat:
+    if n == 0:
+        return stat(None)
+    lo, hi = wilson(k, n, z_value(alpha))
+    return stat(k / n, lo, hi, n)
+
+
+def bh(p: list[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (monotone, capped at 1)."""
+    a = np.asarray(p, dtype=np.float64)
+    if a.size == 0:
+        return []
+    order = np.argsort(a)
+    ranked = a[order] * a.size / np.arange(1, a.size + 1)
+    adj = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(adj)
+    out[order] = np.minimum(adj, 1.0)
+    return out.tolist()
+
+
+def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
+    x = np.asarray(values, dtype=np.float64)
+    ok = x[np.isfinite(x)]
+    n = int(x.size)
+    out: dict[str, Any] = {
+        "kind": "numeric",
+        "rows": n,
+        "null_rate_change": _minus(rate(n - ok.size, n, alpha), ref["nulls"] / max(1, ref["n"])),
+    }
+    if ok.size == 0 or "sketch" not in ref:
+        return out
+    d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), ok)
+    outside = int(((ok < ref["min"]) | (ok > ref["max"])).sum())
+    out.update(
+        ks_low=d.ks_low,
+        ks_err=d.ks_err,
+        p_value=d.ks_pvalue,
+        psi=stat(d.psi, n=ok.size),
+        out_of_range_share=rate(outside, ok.size, alpha),
+        variance_change=_variance_change(ok, ref, alpha),
+        mean=float(ok.mean()),
+    )
+    return out
+
+
+def _minus(s: Stat, c: float) -> Stat:
+    if s["estimate"] is None:
+        return s
+    return stat(s["estimate"] - c, s["low"] - c, s["high"] - c, s["n"])
+
+
+def _variance_change(ok: np.ndarray, ref: dict[str, Any], alpha: float) -> Stat:
+    rv = float(ref.get("variance") or 0.0)
+    if ok.size < 3 or rv <= 0:
+        return stat(None, n=ok.size)
+    s2 = float(ok.var(ddof=1))
+    d = ok - ok.mean()
+    m4 = float((d**4).mean())
+    se = math.sqrt(max(m4 - s2 * s2, 0.0) / ok.size)
+    z = z_value(alpha)
+    return stat(s2 / rv - 1, (s2 - z * se) / rv - 1, (s2 + z * se) / rv - 1, ok.size)
+
+
+def categorical_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
+    v = np.asarray(values, dtype=object)
+    known = [k for k in ref["counts"]]
+    nulls = sum(1 for x in v if x is None or (isinstance(x, float) and x != x))
+    n = int(v.size)
+    present = [str(x) for x in v if not (x is None or (isinstance(x, float) and x != x))]
+    counts: dict[str, int] = {}
+    for x in present:
+        counts[x] = counts.get(x, 0) + 1
+    unseen = sum(c for k, c in counts.items() if k not in ref["counts"])
+    out: dict[str, Any] = {
+        "kind": "categorical",
+        "rows": n,
+        "null_rate_change": _minus(rate(nulls, n, alpha), ref["nulls"] / max(1, ref["n"])),
+        "unseen_share": rate(unseen, len(present), alpha),
+    }
+    if not present:
+        return out
+    cats = known + sorted(k for k in counts if k not in ref["counts"])
+    r = np.array([ref["counts"].get(k, 0) for k in cats], dtype=np.float64)
+    c = np.array([counts.get(k, 0) for k in cats], dtype=np.float64)
+    ch = chi2_counts(r, c)
+    out.update(p_value=ch.pvalue, js=stat(jensen_shannon_counts(r, c), n=len(present)))
+    return out
+
+
+def score_stats(
+    scores: np.ndarray, decisions: np.ndarray, ref: dict[str, Any], alpha: float
+) -> dict[str, Any]:
+    s = np.asarray(scores, dtype=np.float64)
+    out: dict[str, Any] = {"decision_rate": rate(int(np.sum(decisions)), s.size, alpha)}
+    if s.size == 0:
+        return out
+    d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), s)
+    mean, rm = float(s.mean()), float(ref["mean"])
+    se = float(s.std(ddof=1) / math.sqrt(s.size)) if s.size > 1 else float("nan")
+    z = z_value(alpha)
+    out.update(
+        psi=stat(d.psi, n=s.size),
+        ks_low=d.ks_low,
+        p_value=d.ks_pvalue,
+        mean=mean,
+        mean_change=stat(mean / rm - 1, (mean - z * se) / rm - 1, (mean + z * se) / rm - 1, s.size)
+        if rm > 0
+        else stat(None),
+    )
+    return out
+
+
+def latency(ms: np.ndarray, slo_p95: float) -> dict[str, Any]:
+    a = np.asarray(ms, dtype=np.float64)
+    if a.size == 0:
+        return {"requests": 0}
+    p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return {
+        "requests": int(a.size),
+        "p50_ms": stat(p50, n=a.size),
+        "p95_ms": stat(p95, n=a.size),
+        "p99_ms": stat(p99, n=a.size),
+        "slo_p95_ms": slo_p95,
+        "slo_met": bool(p95 <= slo_p95),
+    }
+
+
+def concept(
+    y: np.ndarray, s: np.ndarray, ref: dict[str, Any], alpha: float, rows: int
+) -> dict[str, Any]:
+    """Realized quality on the labeled rows (``y`` NaN where no label arrived)."""
+    from engine.kernels.metrics import auc_bootstrap
+
+    lab = np.isfinite(y)
+    n = int(lab.sum())
+    out: dict[str, Any] = {"coverage": rate(n, rows, alpha), "labeled": n}
+    yl, sl = y[lab], s[lab]
+    if n < 10 or yl.min() == yl.max():
+        return out
+    a = auc_bootstrap(yl, sl, n_boot=300, alpha=alpha, seed=0)
+    r = float(np.corrcoef(sl, yl)[0, 1]) if sl.std() > 0 else float("nan")
+    z = z_value(alpha)
+    if math.isfinite(r) and n > 3 and abs(r) < 1:
+        zr, se = math.atanh(r), 1 / math.sqrt(n - 3)
+        lo, hi = math.tanh(zr - z * se), math.tanh(zr + z * se)
+    else:
+        lo = hi = r
+    out.update(auc=stat(a.estimate, a.low, a.high, n), correlation=stat(r, lo, hi, n))
+    rc = (ref.get("concept") or {}).get("correlation")
+    if rc:
+        out["correlation_ratio"] = stat(r / rc, lo / rc, hi / rc, n)
+    out["ece"] = stat(_ece(yl, sl), n=n)
+    out["label_rate"] = rate(int(yl.sum()), n, alpha)
+    return out
+
+
+def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(0, edges.size - 2))
+    e = 0.0
+    for b in range(max(1, edges.size - 1)):
+        m = idx == b
+        if m.any():
+            e += m.mean() * abs(p[m].mean() - y[m].mean())
+    return float(e)
+
+
+def fairness_stats(
+    groups: np.ndarray,
+    decisions: np.ndarray,
+    y: np.ndarray,
+    ref: dict[str, Any],
+    alpha: float,
+    min_rows: int,
+) -> dict[str, Any]:
+    """Per sensitive attribute: selection-rate gap, outcome-rate gap (labeled rows) and the
+    largest shift of a group's outcome rate from training; groups below ``min_rows`` rows
+    are left out and named."""
+    from engine.kernels.fairness import fairness
+
+    g = np.asarray(groups, dtype=object)
+    known = np.array([v is not None for v in g])
+    out: dict[str, Any] = {"rows_with_group": int(known.sum())}
+    small: list[str] = []
+    if known.any():
+        names, counts = np.unique(g[known].astype(str), return_counts=True)
+        small = [
+            str(n) for n, c in zip(names.tolist(), counts.tolist(), strict=True) if c < min_rows
+        ]
+    out["groups_below_min_rows"] = small
+    keep = known & ~np.isin(g.astype(str), small)
+    if len({str(v) for v in g[keep]}) >= 2:
+        f = fairness(
+            np.zeros(int(keep.sum()), int),
+            decisions[keep].astype(int),
+            g[keep].astype(str),
+            "demographic_parity_difference",
+            alpha=alpha,
+        )
+        out["selection_rate_gap"] = stat(f.value, f.low, f.high, int(keep.sum()))
+        out["selection_rate_by_group"] = {k: v["selection_rate"] for k, v in f.by_group.items()}
+    lab = keep & np.isfinite(y)
+    if len({str(v) for v in g[lab]}) >= 2:
+        yy = y[lab].astype(int)
+        f = fairness(
+            np.zeros(yy.size, int),
+            yy,
+            g[lab].astype(str),
+            "demographic_parity_difference",
+            alpha=alpha,
+        )
+        out["outcome_rate_gap"] = stat(f.value, f.low, f.high, int(lab.sum()))
+        per = {}
+        shifts = []
+        z = z_value(alpha / max(1, len(ref)))
+        for name, r in ref.items():
+            m = lab & (g.astype(str) == name)
+            if m.sum() < min_rows or r["n"] == 0:
+                continue
+            iv = newcombe_diff(
+                float(y[m].sum()), float(m.sum()), float(r["positives"]), float(r["n"]), z
+            )
+            per[name] = stat(iv.estimate, iv.low, iv.high, int(m.sum()))
+            shifts.append(fold(iv))
+        out["outcome_rate_shift_by_group"] = per
+        if shifts:
+            out["outcome_rate_shift"] = stat(
+                max(s.estimate for s in shifts),
+                max(s.low for s in shifts),
+                max(s.high for s in shifts),
+                int(lab.sum()),
+            )
+    return out
+
+
+def uplift_stats(
+    y: np.ndarray, t: np.ndarray, ref: dict[str, Any] | None, alpha: float
+) -> dict[str, Any]:
+    from engine.kernels.effects import ate
+
+    ok = np.isfinite(y) & np.isfinite(t)
+    n = int(ok.sum())
+    out: dict[str, Any] = {"rows": n}
+    if n < 4 or len(np.unique(t[ok])) < 2:
+        return out
+    try:
+        a = ate(y[ok], t[ok].astype(int), alpha=alpha)
+    except ValueError:
+        return out
+    out["ate"] = stat(a.estimate, a.low, a.high, n)
+    if ref and ref.get("estimate"):
+        r = float(ref["estimate"])
+        out["ate_change"] = stat(
+            (a.estimate - r) / abs(r), (a.low - r) / abs(r), (a.high - r) / abs(r), n
+        )
+    return out
