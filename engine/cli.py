@@ -24,6 +24,8 @@ from engine.cli_common import (
     WorkspaceOpt,
 )
 from engine.cli_common import load as _load
+from engine.cli_monitor import labels_app
+from engine.cli_monitor import monitor as monitor_cmd
 from engine.cli_serve import audit_app, serve_app
 from engine.config import ProjectConfig
 from engine.console import console, stage
@@ -45,6 +47,8 @@ app.add_typer(features_app, name="features")
 app.add_typer(models_app, name="models")
 app.add_typer(serve_app, name="serve")
 app.add_typer(audit_app, name="audit")
+app.add_typer(labels_app, name="labels")
+app.command("monitor")(monitor_cmd)
 
 
 @app.command()

@@ -153,3 +153,49 @@ def test_qini_interval_covers_the_population_qini() -> None:
         return qini_auc_bootstrap(*_campaign(600, rng), n_boot=200, seed=int(rng.integers(1 << 30)))
 
     assert _coverage(draw, truth, reps) >= 0.92
+
+
+# ---- the monitor's live statistics ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("dist", ["normal", "lognormal"])
+def test_variance_change_interval_covers(dist: str) -> None:
+    """Delta-method interval from the fourth moment: no normality assumed (skewed data too)."""
+    from engine.monitor import stats
+
+    true_var = 1.0 if dist == "normal" else (np.exp(0.25) - 1) * np.exp(0.25)  # lognormal(0, .5)
+    ref = {"variance": true_var / 1.1}  # the truth: a 10% rise
+
+    def draw(rng: np.random.Generator) -> Interval:
+        x = rng.normal(size=2000) if dist == "normal" else rng.lognormal(0, 0.5, 2000)
+        s = stats._variance_change(x, ref, 0.05)
+        return Interval(s["estimate"], s["low"], s["high"])
+
+    assert _coverage(draw, 0.1, REPS) >= 0.92
+
+
+def test_mean_change_and_correlation_intervals_cover() -> None:
+    from engine.kernels.sketch import NumericSketch
+    from engine.monitor import stats
+
+    sk = NumericSketch.from_sample(np.random.default_rng(0).beta(2, 5, 5000), 1000, 10).to_dict()
+
+    def mean_draw(rng: np.random.Generator) -> Interval:
+        s = rng.beta(2, 5, 1500)  # scores in (0, 1), mean 2/7: 30% above the reference mean
+        r = stats.score_stats(s, s >= 0.5, {"sketch": sk, "mean": (2 / 7) / 1.3}, 0.05)
+        m = r["mean_change"]
+        return Interval(m["estimate"], m["low"], m["high"])
+
+    assert _coverage(mean_draw, 0.3, REPS) >= 0.92
+    # Score-label correlation on labeled decisions (point-biserial), Fisher-z interval:
+    # score = mu * label + N(0, 1) noise, so r = mu sqrt(pq) / sqrt(mu^2 pq + 1).
+    mu, p = 1.0, 0.3
+    rho = mu * np.sqrt(p * (1 - p)) / np.sqrt(mu**2 * p * (1 - p) + 1)
+
+    def corr_draw(rng: np.random.Generator) -> Interval:
+        y = (rng.random(800) < p).astype(float)
+        sc = mu * y + rng.normal(size=800)
+        r = stats.concept(y, sc, {"concept": {"correlation": rho}}, 0.05, 800)["correlation"]
+        return Interval(r["estimate"], r["low"], r["high"])
+
+    assert _coverage(corr_draw, float(rho), max(100, REPS // 3)) >= 0.92

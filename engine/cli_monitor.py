@@ -1,0 +1,182 @@
+"""``insight monitor`` and ``insight labels ...``: the live-traffic monitor, its loop, and
+delayed labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from engine.cli_common import ProjectOpt, WorkspaceOpt
+from engine.cli_common import load as _load
+from engine.console import console
+from engine.errors import ConfigError
+
+labels_app = typer.Typer(
+    help="Delayed labels: outcomes joined to served decisions.", no_args_is_help=True
+)
+
+
+def parse_time(text: str | None, now: float) -> float | None:
+    """ISO time (UTC unless it says otherwise), 'now', or relative to now: '-1h', '-30m'."""
+    if text is None:
+        return None
+    t = text.strip()
+    if t == "now":
+        return now
+    if t.startswith("-"):
+        from engine.monitor.config import seconds
+
+        try:
+            return now - seconds(t[1:])
+        except ValueError:
+            pass
+    try:
+        d = dt.datetime.fromisoformat(t)
+    except ValueError:
+        raise ConfigError(
+            f"'{text}' is not a time. Fix: an ISO time (2026-11-23T10:00), 'now', or a "
+            "duration back from now ('-1h', '-30m')."
+        ) from None
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.UTC)
+    return d.timestamp()
+
+
+def _print_run(r: Any) -> None:
+    res = r.result
+    w = res["window"]
+    console.print(
+        f"window {w['from_iso']} .. {w['to_iso']}: {res['traffic']['requests']:,} requests, "
+        f"{res['traffic']['rows']:,} rows; audit: {res['audit']['segments_read']} segment(s) read, "
+        + (
+            "[green]chains intact[/]"
+            if res["audit"]["chain_ok"]
+            else f"[bold red]{len(res['audit']['problems'])} chain problem(s)[/]"
+        )
+    )
+    for p in res["audit"]["problems"][:5]:
+        console.print(f"  [red]{p}[/]")
+    if res["no_traffic"]:
+        console.print("no traffic in this window: nothing to measure (not an error)")
+    if res["models"]:
+        t = Table(
+            "version",
+            "role",
+            "rows",
+            "decision rate",
+            "score PSI",
+            "drifted",
+            "p95 ms",
+            "labels",
+            "AUC",
+        )
+        for v, m in res["models"].items():
+            sc, c = m.get("score", {}), m.get("concept", {})
+
+            def est(d: Any, fmt: str = "{:.3f}") -> str:
+                return "-" if not d or d.get("estimate") is None else fmt.format(d["estimate"])
+
+            t.add_row(
+                f"v{v}",
+                m["role"],
+                f"{m['rows']:,}",
+                est(sc.get("decision_rate")),
+                est(sc.get("psi")),
+                ", ".join(m.get("drifted", [])) or "none",
+                est(m["latency"].get("p95_ms"), "{:.1f}"),
+                est(c.get("coverage")),
+                est(c.get("auc")),
+            )
+        console.print(t)
+    rules = res.get("rules", {})
+    for ch in rules.get("changes", []):
+        console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")
+    if rules.get("firing"):
+        console.print(f"firing: {', '.join(rules['firing'])}")
+    if r.delivered:
+        console.print(
+            f"notifications: {r.delivered.get('sent', 0)} sent, {r.delivered.get('kept', 0)} kept "
+            f"for the next run, {r.delivered.get('dropped', 0)} dropped"
+        )
+    for q in r.retrains:
+        console.print(f"retrain requested by {q['rule']} ({q['incident']})")
+    console.print(f"result: {r.path}")
+
+
+def monitor(
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="Window start: ISO time or '-1h' (default: where the last run ended)."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--to", help="Window end: ISO time or 'now' (default).")
+    ] = None,
+    every_: Annotated[
+        str | None, typer.Option("--every", help="Run again every period (e.g. 5m) until Ctrl-C.")
+    ] = None,
+    app: Annotated[str, typer.Option(help="Serve app whose audit log to read.")] = "insight",
+    send: Annotated[
+        bool, typer.Option("--send/--no-send", help="Deliver alert notifications.")
+    ] = True,
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Run the retrain a firing rule requests.")
+    ] = True,
+) -> None:
+    """Measure live traffic from the audit log against each model's training profile; judge
+    the alert rules; notify; retrain when a rule says so."""
+    from engine.monitor.config import seconds
+    from engine.stages.monitor import every, stage_monitor
+
+    cfg, ws = _load(project, workspace)
+    if every_ is not None:
+        period = seconds(every_)
+        console.print(f"monitoring every {every_} (Ctrl-C stops cleanly)")
+        every(cfg, ws, period, app=app, on_run=_print_run, log=console.print)
+        return
+    now = time.time()
+    r = stage_monitor(
+        cfg,
+        ws,
+        parse_time(since, now),
+        parse_time(until, now),
+        app=app,
+        send=send,
+        log=console.print,
+    )
+    _print_run(r)
+    if retrain and r.retrains:
+        from engine.stages.retrain import run_requested
+
+        run_requested(cfg, ws, app=app, log=console.print)
+
+
+@labels_app.command("ingest")
+def labels_ingest(
+    path: Annotated[
+        Path, typer.Argument(help="CSV or Parquet: an id, the outcome, optionally a time.")
+    ],
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Store delayed outcomes; the monitor joins them to the decisions they answer."""
+    from engine.monitor.labels import ingest
+
+    cfg, ws = _load(project, workspace)
+    r = ingest(cfg, ws, path)
+    if r.duplicate:
+        console.print(f"already ingested: {r.path} ({r.rows:,} labels)")
+        return
+    by = "request id" if r.joined_by == "request_id" else f"entity ({r.joined_by}) and time"
+    console.print(
+        f"stored {r.rows:,} labels (joined by {by}; {r.dropped_missing:,} row(s) without an id "
+        f"or outcome skipped) -> {r.path}"
+    )

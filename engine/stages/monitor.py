@@ -1,0 +1,176 @@
+"""Stage: monitor live traffic. One run reads the audit window ``[from, to)``, measures it
+against each served version's reference profile (engine.monitor.run), judges the alert
+rules, moves the alert states, writes the result and appends to the history, then delivers
+the queued notifications. ``every`` loops until Ctrl-C.
+
+Crash safety: the result and the alert state (with its outbox of notifications and any
+retrain request) are written before anything is sent, each file atomically. A run killed
+before its state is saved leaves the previous state, so the next run judges the same
+window again and queues nothing twice; a run killed after it leaves the outbox, which the
+next run delivers. (A kill *during* a delivery can resend that one notification: its dedup
+key lets PagerDuty fold it into the same incident.)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import ProjectConfig
+from engine.monitor.alerts import AlertState, deliver, judge, step
+from engine.monitor.config import seconds
+from engine.monitor.run import monitor_dir, monitor_window
+from engine.workspace import Workspace, atomic_write_text
+
+
+@dataclass
+class MonitorRun:
+    result: dict[str, Any]
+    path: Path
+    changes: list[dict[str, Any]]
+    delivered: dict[str, int] = field(default_factory=dict)
+    retrains: list[dict[str, Any]] = field(default_factory=list)
+
+
+def state_path(ws: Workspace) -> Path:
+    return monitor_dir(ws) / "state.json"
+
+
+def history_path(ws: Workspace) -> Path:
+    return monitor_dir(ws) / "history.jsonl"
+
+
+def stage_monitor(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    t_from: float | None = None,
+    t_to: float | None = None,
+    *,
+    app: str = "insight",
+    send: bool = True,
+    log: Callable[[str], None] = print,
+) -> MonitorRun:
+    state = AlertState.load(state_path(ws))
+    t_to = time.time() if t_to is None else t_to
+    if t_from is None:
+        t_from = state.last_to if state.last_to is not None else t_to - seconds(cfg.monitor.every)
+    result = monitor_window(cfg, ws, t_from, t_to, app=app)
+    judgements = judge(cfg.monitor, result)
+    ctx = {
+        "model": result["model"],
+        "project": cfg.name,
+        "window": result["window"],
+        "run_id": result["run_id"],
+    }
+    changes = step(cfg.monitor, state, judgements, t_to, ctx)
+    result["rules"] = {
+        "judged": [j.as_dict() for j in judgements],
+        "changes": changes,
+        "firing": sorted(k for k, a in state.alerts.items() if a["state"] == "firing"),
+        "pending": sorted(k for k, a in state.alerts.items() if a["state"] == "pending"),
+        "queued_notifications": len(state.outbox),
+        "retrain_requests": [r for r in state.retrains if r["status"] == "requested"],
+    }
+    path = monitor_dir(ws) / "runs" / f"{result['run_id']}.json"
+    atomic_write_text(path, json.dumps(result, indent=1, default=str))
+    state.last_to = t_to
+    state.save()
+    _append_history(ws, result)
+    delivered = deliver(cfg.monitor, state, log) if send else {}
+    pending = [r for r in state.retrains if r["status"] == "requested"]
+    return MonitorRun(result, path, changes, delivered, pending)
+
+
+def _append_history(ws: Workspace, r: dict[str, Any]) -> None:
+    """One line per run, the numbers the report plots (a partial last line, from a killed
+    run, is skipped by readers)."""
+    models = {}
+    for v, m in r["models"].items():
+        sc = m.get("score", {})
+        feats = m.get("features", {})
+        models[v] = {
+            "role": m["role"],
+            "rows": m["rows"],
+            "requests": m["requests"],
+            "decision_rate": (sc.get("decision_rate") or {}).get("estimate"),
+            "score_mean": sc.get("mean"),
+            "score_psi": (sc.get("psi") or {}).get("estimate"),
+            "latency": {
+                k: (m["latency"].get(k) or {}).get("estimate")
+                for k in ("p50_ms", "p95_ms", "p99_ms")
+            },
+            "drifted": m.get("drifted", []),
+            "psi": {f: s["psi"]["estimate"] for f, s in feats.items() if "psi" in s},
+            "js": {f: s["js"]["estimate"] for f, s in feats.items() if "js" in s},
+            "concept": {
+                k: (m["concept"].get(k) or {}).get("estimate")
+                for k in ("coverage", "auc", "correlation", "correlation_ratio", "label_rate")
+            },
+            "fairness": {
+                a: {
+                    k: (f.get(k) or {}).get("estimate")
+                    for k in ("selection_rate_gap", "outcome_rate_gap")
+                }
+                for a, f in m.get("fairness", {}).items()
+            },
+            "ate": ((m.get("uplift") or {}).get("ate") or {}).get("estimate"),
+        }
+    line = {
+        "run_id": r["run_id"],
+        "from": r["window"]["from"],
+        "to": r["window"]["to"],
+        "requests": r["traffic"]["requests"],
+        "rows": r["traffic"]["rows"],
+        "chain_ok": r["audit"]["chain_ok"],
+        "models": models,
+        "firing": r.get("rules", {}).get("firing", []),
+    }
+    p = history_path(ws)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(line, default=str) + "\n")
+
+
+def read_history(ws: Workspace) -> list[dict[str, Any]]:
+    p = history_path(ws)
+    if not p.is_file():
+        return []
+    out = []
+    for line in p.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line a killed run left half-written
+    return out
+
+
+def every(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    period_s: float,
+    *,
+    app: str = "insight",
+    runs: int | None = None,
+    on_run: Callable[[MonitorRun], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> int:
+    """Run the monitor every ``period_s`` seconds (each run covers the time since the last
+    one) until Ctrl-C (or ``runs`` runs); returns how many ran."""
+    done = 0
+    try:
+        while runs is None or done < runs:
+            t = time.monotonic()
+            r = stage_monitor(cfg, ws, app=app, log=log)
+            done += 1
+            if on_run is not None:
+                on_run(r)
+            if runs is not None and done >= runs:
+                break
+            time.sleep(max(0.0, period_s - (time.monotonic() - t)))
+    except KeyboardInterrupt:
+        log(f"stopped after {done} run(s); the next run starts where the last one ended")
+    return done

@@ -1,0 +1,75 @@
+"""The monitor as a job: one run over a window of the audit log (or ``--every`` until
+stopped), alerts delivered, a requested retrain run. What ``insight monitor`` runs.
+
+    python jobs/monitor.py --from -1h
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- python jobs/monitor.py
+
+``--smoke``: one run over the last five minutes, no alerts sent, no retrain (seconds; the
+test suite runs it). Prints one JSON summary line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.cli_monitor import parse_time
+    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.errors import InsightError
+    from engine.monitor.config import seconds
+    from engine.stages.monitor import every, stage_monitor
+    from engine.workspace import Workspace
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--from", dest="since", default=None, help="ISO time or '-1h'")
+    ap.add_argument("--to", dest="until", default=None, help="ISO time or 'now'")
+    ap.add_argument("--every", default=None, help="run every period (e.g. 5m) until stopped")
+    ap.add_argument("--app", default="insight")
+    ap.add_argument("--no-retrain", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="one run, last 5 minutes, nothing sent")
+    args = ap.parse_args(argv)
+    try:
+        cfg = ProjectConfig.load(args.project)
+        ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
+        if args.every and not args.smoke:
+            n = every(cfg, ws, seconds(args.every), app=args.app)
+            print(json.dumps({"runs": n}))
+            return 0
+        now = time.time()
+        since = parse_time("-5m" if args.smoke else args.since, now)
+        r = stage_monitor(
+            cfg, ws, since, parse_time(args.until, now), app=args.app, send=not args.smoke
+        )
+        if r.retrains and not (args.smoke or args.no_retrain):
+            from engine.stages.retrain import run_requested
+
+            run_requested(cfg, ws, app=args.app)
+        res = r.result
+        print(
+            json.dumps(
+                {
+                    "result": str(r.path),
+                    "requests": res["traffic"]["requests"],
+                    "no_traffic": res["no_traffic"],
+                    "chain_ok": res["audit"]["chain_ok"],
+                    "firing": res["rules"]["firing"],
+                    "retrain_requests": len(r.retrains),
+                }
+            )
+        )
+        return 0
+    except InsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
