@@ -14,7 +14,7 @@ import pytest
 
 from engine.monitor.alerts import AlertState, deliver, judge, step
 from engine.monitor.config import MonitorConfig
-from tests.receivers import http_receiver, smtp_receiver
+from engine.monitor.receiver import http_receiver, smtp_receiver
 
 
 def _cfg(**rule: Any) -> MonitorConfig:

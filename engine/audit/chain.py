@@ -26,9 +26,18 @@ def genesis(segment: str) -> str:
     return hashlib.sha256(b"insight-audit-genesis:" + segment.encode()).hexdigest()
 
 
+def _plain(o: Any) -> Any:
+    """NumPy scalars and arrays as JSON knows them (what a record may carry)."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"an audit record cannot hold a {type(o).__name__}")
+
+
 def encode(rec: dict[str, Any], seq: int, prev: str) -> tuple[str, str]:
     """The line of ``rec`` at ``seq`` after ``prev`` (format 2), and its hash."""
-    body = json.dumps({**rec, "seq": seq, "prev": prev}, separators=(",", ":"), ensure_ascii=False)
+    body = json.dumps(
+        {**rec, "seq": seq, "prev": prev}, separators=(",", ":"), ensure_ascii=False, default=_plain
+    )
     h = hashlib.sha256(body.encode()).hexdigest()
     return f'{body[:-1]},"hash":"{h}"}}', h
 

@@ -74,6 +74,9 @@ class SinkConfig(_Model):
     )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
+    smtp_port_env: str | None = Field(
+        default=None, description="email: variable overriding smtp_port (e.g. a local relay)."
+    )
     smtp_user_env: str | None = None
     smtp_password_env: str | None = None
     smtp_starttls: bool = False

@@ -44,7 +44,7 @@ def run_demo(
     t_start = time.monotonic()
     summary: dict[str, Any] = {"workspace": str(ws.root)}
 
-    with stage("1/6 sample data"):
+    with stage("1/7 sample data"):
         data = stage_data(cfg, ws, size)
         rows = data["rows"]
         assert isinstance(rows, dict)
@@ -55,7 +55,7 @@ def run_demo(
         )
         summary["data"] = data["path"]
 
-    with stage("2/6 features on Spark (point-in-time as-of join -> snapshot)"):
+    with stage("2/7 features on Spark (point-in-time as-of join -> snapshot)"):
         s, reused_snap = stage_features(cfg, ws)
         m = s.manifest
         console.print(
@@ -67,7 +67,7 @@ def run_demo(
 
     ray_dir = ws.ray_temp_dir()
     try:
-        with stage("3/6 Ray Tune search, tracked in MLflow"):
+        with stage("3/7 Ray Tune search, tracked in MLflow"):
             start_ray(ws, address=address)
             tr = stage_train(cfg, ws, s.id)
             console.print(
@@ -102,7 +102,13 @@ def run_demo(
             summary["model"] = f"models:/{tr.model_name}@champion"
             summary["card"] = f"insight models card {tr.model_name} --version {tr.version}"
 
-        with stage("4/6 Ray Serve on 127.0.0.1, real HTTP"):
+        with stage("4/7 online table (Spark) and Ray Serve on 127.0.0.1, real HTTP"):
+            from engine.features.online import materialize
+            from engine.features.spark import spark_session
+
+            with spark_session(cfg, ws) as spark:
+                online = materialize(cfg, ws, spark, s.id)
+            console.print(f"online table (latest features per customer, as of now): {online}")
             ep = serve_up(cfg, ws, alias="champion")
             console.print(f"serving at {ep.url}  (OpenAPI: {ep.url}/docs)")
             sample = _predict_rows(cfg, ws, s.id, 5)
@@ -156,7 +162,7 @@ def run_demo(
             summary["audit"] = str(ws.audit)
 
         with stage(
-            "5/6 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
+            "5/7 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
         ):
             dr = stage_drift(cfg, ws, s.id)
             console.print(drift_table(dr.columns))
@@ -177,8 +183,13 @@ def run_demo(
                     f"{'[green]all injected features found, no stable feature flagged' if ok else f'[red]missed {missed}, false alarms {false}'}[/]"
                 )
                 summary["drift_matches_truth"] = ok
+
+        with stage("6/7 the monitoring loop: audit log -> monitor -> alerts -> labels -> retrain"):
+            from engine.stages.demo_loop import monitoring_loop
+
+            summary["loop"] = monitoring_loop(cfg, ws, ep.url, tr.features, s)
     finally:
-        with stage("6/6 shutdown"):
+        with stage("7/7 shutdown"):
             try:
                 serve_down()
             finally:

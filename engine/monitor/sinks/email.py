@@ -30,10 +30,13 @@ def message(cfg: SinkConfig, note: dict[str, Any]) -> EmailMessage:
 
 
 def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+    import os
+
+    port = int(os.environ.get(cfg.smtp_port_env or "") or cfg.smtp_port)
     attempt = 0
     while True:
         try:
-            with smtplib.SMTP(cfg.smtp_host, cfg.smtp_port, timeout=cfg.timeout_s) as s:
+            with smtplib.SMTP(cfg.smtp_host, port, timeout=cfg.timeout_s) as s:
                 if cfg.smtp_starttls:
                     s.starttls()
                 if cfg.smtp_user_env:

@@ -1,7 +1,8 @@
-"""Real receivers on 127.0.0.1 for the alert sinks (no service outside this machine can be
-reached, so these stand in for Slack, PagerDuty and a mail server, speaking their
-protocols): an HTTP server that records every request and answers the status codes a test
-queues (429, 500, 400, ...), and an SMTP server (aiosmtpd) that records every message."""
+"""Local receivers on 127.0.0.1 for the alert sinks, for the demo and the tests (no
+service outside this machine can be reached, so these stand in for Slack, PagerDuty and a
+mail server, speaking their protocols): an HTTP server that records every request and
+answers the status codes queued for it (429, 500, 400, ...; 202 otherwise), and an SMTP
+server (aiosmtpd, a development dependency) that records every message."""
 
 from __future__ import annotations
 
