@@ -6,6 +6,9 @@ in the engine knows about faults (after xgboost_ray's fault-tolerance tests).
 
 ``python -m tests.faults SECONDS insight-args...`` runs the real ``insight`` CLI with
 :class:`SlowRounds` hooked into its train stage (for the interrupt-and-resume test).
+``python -m tests.faults stall-monitor FILE insight-args...`` runs it with the monitor's
+window computation followed by a stall: FILE appears when the run has measured its window
+and not yet saved anything, so a test can kill it right there.
 """
 
 from __future__ import annotations
@@ -46,10 +49,29 @@ def ship_by_value() -> None:
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
+def _stall_monitor(marker: str) -> None:
+    import engine.stages.monitor as monitor_stage
+
+    real = monitor_stage.monitor_window
+
+    def stalled(*args: object, **kw: object) -> dict[str, object]:
+        out = real(*args, **kw)  # type: ignore[arg-type]
+        Path(marker).write_text("measured")
+        time.sleep(120)
+        return out
+
+    monitor_stage.monitor_window = stalled  # type: ignore[assignment]
+
+
 def main() -> None:
     import engine.stages.train as train_stage
     from engine.cli import main as insight
 
+    if sys.argv[1] == "stall-monitor":
+        _stall_monitor(sys.argv[2])
+        sys.argv = ["insight", *sys.argv[3:]]
+        insight()
+        return
     seconds = float(sys.argv[1])
     ship_by_value()
     train_stage.stage_train = functools.partial(  # type: ignore[assignment]

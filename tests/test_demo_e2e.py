@@ -57,10 +57,19 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
         "single-row requests",
         "/explain first row: score",
         "segment(s), intact",
+        "traffic like the training window",
+        "later, drifted traffic",
+        "-> firing",
+        "PagerDuty event(s) (trigger feature-variance-rise",
+        "labels arrived",
+        "realized AUC",
+        "retrain: v2",
+        "retrain gate auc:",
         "demo finished",
     ):
         assert piece in out, piece
     assert "all injected features found, no stable feature flagged" in out
+    assert "rolled back" in out or "promoted" in out or "failed the gate" in out, "the gate decided"
     assert elapsed < 300, f"demo took {elapsed:.0f} s"
     # What the demo produced is on disk and real.
     assert (ws / "mlflow.db").is_file()

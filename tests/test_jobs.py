@@ -54,3 +54,10 @@ def test_train_job_smoke_registers_and_gates(
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["model"] == "models:/retail-churn/1" and out["trials"] == 2
     assert out["errored"] == 0 and out["gate"] == {"passed": True, "promoted": True}
+
+
+def test_monitor_job_smoke_on_an_empty_log(tmp_path: Path) -> None:
+    r = _job("monitor.py", "--smoke", "--workspace", str(tmp_path / "ws"), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["no_traffic"] is True and out["chain_ok"] is True and out["firing"] == []

@@ -67,6 +67,8 @@ def _register(
         random_forest.fit({"n_estimators": 30, "max_depth": 5}, x, y, rounds=1, **kw),
     )
     refs = []
+    from engine.monitor.profile import log_profile, profile_for
+
     for scorer, alias in zip(scorers, ("champion", "challenger", "forest"), strict=True):
         with mlflow.start_run(experiment_id=exp):
             refs.append(
@@ -78,6 +80,7 @@ def _register(
                     alias=alias,
                 )
             )
+            log_profile(profile_for(cfg, ts, scorer), refs[-1].run_id)  # what the monitor reads
     from engine.registry.models import load_scorer
 
     return (
@@ -662,3 +665,164 @@ def test_serve_up_status_traffic_promote_down(served: Served) -> None:
     assert not state.exists()
     again = _cli(s.ws, "serve", "status", env=env)
     assert again.returncode == 1 and "not up" in again.stdout
+
+
+# ---- the monitoring loop on this app's live traffic -------------------------------------
+
+
+def _send_rows(s: Served, rows: pd.DataFrame, batch: int = 50) -> list[dict[str, Any]]:
+    from serve.inputs import request_rows
+
+    out = []
+    with httpx.Client(timeout=60) as c:
+        for i in range(0, len(rows), batch):
+            part = rows.iloc[i : i + batch]
+            body = {
+                "rows": request_rows(part[s.features]),
+                "ids": [str(v) for v in part["customer_id"]],
+            }
+            r = c.post(f"{s.url}/predict", json=body)
+            assert r.status_code == 200, r.text
+            out += r.json()["predictions"]
+    return out
+
+
+def _test_rows(s: Served) -> pd.DataFrame:
+    from engine.features.snapshot import find
+    from engine.train.dataset import load_training_set
+
+    ts = load_training_set(s.cfg, find(s.ws, s.cfg.name))
+    return pd.concat([ts.valid, ts.test]).sample(frac=1.0, random_state=0)
+
+
+def test_monitor_measures_each_version_of_live_traffic(served: Served) -> None:
+    from engine.stages.monitor import stage_monitor
+
+    s = served
+    rows = _test_rows(s).head(400)
+    assert _admin(s, "/admin/traffic", {"challenger_percent": 50}).status_code == 200
+    try:
+        t0 = time.time()
+        preds = _send_rows(s, rows)
+        t1 = time.time()
+    finally:
+        assert _admin(s, "/admin/traffic", {"challenger_percent": 0}).status_code == 200
+    run = stage_monitor(s.cfg, s.ws, t0, t1, send=False, log=lambda m: None)
+    res = run.result
+    assert res["audit"]["chain_ok"] and res["traffic"]["rows"] == len(preds) == 400
+    by_version = {v: sum(p["version"] == v for p in preds) for v in s.versions[:2]}
+    models = res["models"]
+    assert {v: models[v]["rows"] for v in by_version} == by_version, "each version's own rows"
+    assert (
+        models[s.versions[0]]["role"] == "champion"
+        and models[s.versions[1]]["role"] == "challenger"
+    )
+    for v in s.versions[:2]:
+        m = models[v]
+        assert m["profile"], "the reference profile logged with the model"
+        decided = [p["decision"] for p in preds if p["version"] == v]
+        assert m["score"]["decision_rate"]["estimate"] == pytest.approx(np.mean(decided))
+        assert set(m["features"]) == set(s.features)
+        assert m["features"]["plan"]["kind"] == "categorical" and "js" in m["features"]["plan"]
+        assert m["latency"]["p95_ms"]["estimate"] > 0
+        assert "gender" in m["fairness"], "groups come from the online table by entity id"
+    covered = sum(c["requests"] for c in res["audit"]["covered"])
+    assert covered == res["traffic"]["requests"] and all(
+        len(c["last_hash"]) == 64 for c in res["audit"]["covered"]
+    )
+    assert run.path.is_file() and json.loads(run.path.read_text())["run_id"] == res["run_id"]
+
+
+def test_rollout_promotes_a_good_challenger_and_rolls_back_a_bad_one(served: Served) -> None:
+    """The staggered rollout with its guards, on this app: a challenger as good as the
+    champion goes 20% -> 100% and is promoted; one fitted on shuffled labels is rolled back
+    at its first step, on lift measured from the labels that arrive meanwhile."""
+    import mlflow
+
+    from engine.monitor.labels import ingest
+    from engine.monitor.rollout import rollout
+    from engine.registry.models import find, promote, register_model
+    from engine.train.families import logreg
+
+    s = served
+    cfg = s.cfg.model_copy(
+        update={
+            "monitor": s.cfg.monitor.model_copy(
+                update={
+                    "rollout": s.cfg.monitor.rollout.model_copy(
+                        update={"steps": [20.0, 100.0], "min_rows": 60, "max_wait": "3m"}
+                    )
+                }
+            )
+        }
+    )
+    name = cfg.train.model_name
+    pool = _test_rows(s)
+    cursor = {"i": 0}
+    label_dir = s.ws.root / "tmp-labels"
+    label_dir.mkdir(exist_ok=True)
+
+    def traffic(pct: float) -> None:
+        part = pool.iloc[cursor["i"] % (len(pool) - 300) :].head(300)
+        cursor["i"] += 300
+        _send_rows(s, part)
+        f = label_dir / f"l{cursor['i']}.csv"  # their outcomes arrive right after
+        pd.DataFrame(
+            {
+                "customer_id": part["customer_id"].astype(str),
+                "churned": part["churned"].astype(int),
+                "label_time": pd.Timestamp.now(tz="UTC").isoformat(),
+            }
+        ).drop_duplicates("customer_id").to_csv(f, index=False)
+        ingest(cfg, s.ws, f)
+
+    from engine.features.snapshot import find as find_snap
+    from engine.monitor.profile import log_profile, profile_for
+    from engine.train.dataset import load_training_set
+
+    ts = load_training_set(cfg, find_snap(s.ws, cfg.name))
+    x, y = ts.xy("train")
+    exp = mlflow.get_experiment_by_name(cfg.name)
+
+    def register(scorer: Any) -> str:
+        with mlflow.start_run(experiment_id=exp.experiment_id):
+            ref = register_model(
+                model_name=name, scorer=scorer, x_example=x.head(5), tags={}, alias="challenger"
+            )
+            log_profile(profile_for(cfg, ts, scorer), ref.run_id)
+        return ref.version
+
+    bad = register(
+        logreg.fit(
+            {"C": 1.0},
+            x,
+            np.random.default_rng(1).permutation(y),
+            seed=0,
+            nthread=1,
+            rounds=1,
+            schema=ts.schema,
+        )
+    )
+    champion = find(name, "champion").version
+    try:
+        out = rollout(
+            cfg, s.ws, bad, champion, url=s.url, token=TOKEN, traffic=traffic, log=lambda m: None
+        )
+        assert out["result"] == "rolled back" and len(out["steps"]) == 1
+        assert any("lift" in b for b in out["steps"][0]["breaches"]), out["steps"][0]
+        m = httpx.get(f"{s.url}/models", timeout=10).json()
+        assert m["challenger_percent"] == 0 and find(name, "champion").version == champion
+        good = register(s.champion)
+        out = rollout(
+            cfg, s.ws, good, champion, url=s.url, token=TOKEN, traffic=traffic, log=lambda m: None
+        )
+        assert out["result"] == "promoted", out
+        assert [st["percent"] for st in out["steps"]] == [20.0, 100.0] and all(
+            not st["breaches"] for st in out["steps"]
+        )
+        assert find(name, "champion").version == good
+        assert httpx.get(f"{s.url}/models", timeout=10).json()["models"][0]["version"] == good
+    finally:
+        if find(name, "champion").version != champion:
+            promote(name, champion, "test cleanup")
+        _admin(s, "/admin/traffic", {"challenger": s.versions[1], "challenger_percent": 0})

@@ -122,6 +122,27 @@ def build_profile(
     }
 
 
+def profile_for(
+    cfg: Any, ts: Any, scorer: Any, uplift: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The profile of a model trained on ``ts`` (train + validation rows; the test rows
+    give the concept reference)."""
+    rows = pd.concat([ts.train, ts.valid])
+    return build_profile(
+        rows=rows,
+        scores=scorer.proba(ts.x(rows)),
+        label=ts.label,
+        features=ts.features,
+        categorical=ts.schema.categorical,
+        sensitive=[a for a in cfg.sensitive if a in rows],
+        threshold=cfg.serve.threshold,
+        psi_bins=cfg.drift.psi_bins,
+        test_labels=ts.test[ts.label].to_numpy(dtype="float64"),
+        test_scores=scorer.proba(ts.x("test")),
+        uplift=uplift,
+    )
+
+
 def log_profile(profile: dict[str, Any], run_id: str) -> None:
     from mlflow.tracking import MlflowClient
 

@@ -9,7 +9,9 @@ the guards judge the challenger:
   same window, by more than ``max_selection_gap_increase``, interval and all;
 - lift, where labels have arrived: its realized AUC is below the champion's by more than
   ``max_auc_drop`` (its upper bound below the champion's estimate minus the margin);
-- any alert rule scoped to the challenger that holds.
+- any alert rule scoped to the challenger (``models: challenger``) that holds. Rules on
+  every model (input drift, say) describe the traffic, not the challenger: both versions
+  see the same inputs, so they do not judge a rollout.
 
 A breach, or too little traffic to judge, rolls back at once (challenger share 0; the
 champion answers everyone); passing every step promotes it (registry aliases and app, no
@@ -60,7 +62,10 @@ def guards(cfg: ProjectConfig, res: dict[str, Any], challenger: str, champion: s
             f"lift: realized AUC {a['estimate']:.3f} (high {a['high']:.3f}) vs champion "
             f"{b['estimate']:.3f}"
         )
-    for j in judge(cfg.monitor, res):
+    scoped = cfg.monitor.model_copy(
+        update={"rules": [r for r in cfg.monitor.rules if r.models == "challenger"]}
+    )
+    for j in judge(scoped, res):
         if j.version == challenger and j.holds:
             out.append(f"rule {j.rule} holds on {j.slice or 'the model'} ({j.value})")
     return out

@@ -62,6 +62,8 @@ def _profile(ws: Workspace, model: str, version: str) -> dict[str, Any] | None:
     from engine.registry.models import get_version
 
     cache = monitor_dir(ws) / "profiles" / f"{model}-v{version}.json"
+    if cache.is_file():  # versions are immutable: so is a profile once read
+        return load_profile("", cache)
     try:
         return load_profile(get_version(model, version).run_id, cache)
     except Exception:  # a version registered before profiles existed

@@ -276,26 +276,11 @@ def _log_profile(
     cfg: ProjectConfig, ts: TrainingSet, scorer: Any, uplift: dict[str, Any] | None, ref: Any
 ) -> None:
     """The training window's reference profile, logged with the model (engine.monitor)."""
-    import pandas as pd
     from mlflow.tracking import MlflowClient
 
-    from engine.monitor.profile import PROFILE_ARTIFACT, build_profile, log_profile
+    from engine.monitor.profile import PROFILE_ARTIFACT, log_profile, profile_for
 
-    rows = pd.concat([ts.train, ts.valid])
-    profile = build_profile(
-        rows=rows,
-        scores=scorer.proba(ts.x(rows)),
-        label=ts.label,
-        features=ts.features,
-        categorical=ts.schema.categorical,
-        sensitive=[a for a in cfg.sensitive if a in rows],
-        threshold=cfg.serve.threshold,
-        psi_bins=cfg.drift.psi_bins,
-        test_labels=ts.test[ts.label].to_numpy(dtype="float64"),
-        test_scores=scorer.proba(ts.x("test")),
-        uplift=uplift,
-    )
-    log_profile(profile, ref.run_id)
+    log_profile(profile_for(cfg, ts, scorer, uplift), ref.run_id)
     MlflowClient().set_model_version_tag(
         ref.name, ref.version, "reference_profile", PROFILE_ARTIFACT
     )
