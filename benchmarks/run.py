@@ -47,10 +47,14 @@ def render(results: Path, out: Path) -> None:
 def _t(c: dict[str, object], side: str) -> str:
     """'median [min-max] xN' when the spread was recorded, else the one time."""
     med = float(c[f"{side}_s"])  # type: ignore[arg-type]
+
+    def f(v: float) -> str:  # below a millisecond, in microseconds
+        return f"{v * 1e6:.1f} us" if med < 1e-3 else f"{v:.4f}"
+
     if f"{side}_min_s" not in c:
-        return f"{med:.4f}"
+        return f(med)
     lo, hi = float(c[f"{side}_min_s"]), float(c[f"{side}_max_s"])  # type: ignore[arg-type]
-    return f"{med:.4f} [{lo:.4f}-{hi:.4f}] x{c.get(f'{side}_runs', 1)}"
+    return f"{f(med)} [{f(lo)}-{f(hi)}] x{c.get(f'{side}_runs', 1)}"
 
 
 def main() -> int:

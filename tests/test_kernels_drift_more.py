@@ -209,3 +209,8 @@ def test_object_counts_equal_pandas_value_counts(
     np.testing.assert_array_equal(cc, rb)
     assert mr == int(pd.isna(pd.Series(a, dtype=object)).sum())
     assert mc == int(pd.isna(pd.Series(b, dtype=object)).sum())
+    vals, counts, missing = _objects.value_counts(b)  # one side, with its values
+    want = pd.Series(b, dtype=object).value_counts(dropna=True)
+    assert vals == pd.unique(pd.Series(b, dtype=object).dropna()).tolist()
+    np.testing.assert_array_equal(counts, want.reindex(vals).to_numpy())
+    assert missing == mc

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.chain import genesis, split_line, split_line_v1
+from engine.audit.fastcheck import check_clean
 
 
 def _format(lines: list[bytes]) -> int:
@@ -100,10 +101,26 @@ def read_segment(path: Path) -> tuple[SegmentCheck, bytes]:
     except FileNotFoundError:
         chk.problems.append("segment file removed while it was being verified")
         return chk, b""
-    lines, fragment = _complete_lines(data)
-    complete = data[: len(data) - len(data.rsplit(b"\n", 1)[-1])] if fragment else data
+    cut = data.rfind(b"\n") + 1
+    complete, fragment = data[:cut], bool(data[cut:].strip())
+    if complete[:2048].find(b'"format":2') >= 0:  # format 2 (first record): try the fast check
+        segment = path.name.removesuffix(".jsonl")
+        clean, n = check_clean(segment, complete, head)
+        if clean:
+            chk.records = n
+            _fragment(chk, fragment, head)
+            return chk, complete
+    lines, _ = _complete_lines(complete)
     _check_lines(chk, path, lines, fragment, head)
     return chk, complete
+
+
+def _fragment(chk: SegmentCheck, fragment: bool, head: dict[str, Any] | None) -> None:
+    if fragment:
+        if head is not None and head.get("closed"):
+            chk.problems.append("the last record is incomplete in a closed segment: truncated")
+        else:
+            chk.in_progress = True
 
 
 def _check_lines(
@@ -114,11 +131,7 @@ def _check_lines(
     head: dict[str, Any] | None,
 ) -> None:
     segment = path.name.removesuffix(".jsonl")
-    if fragment:
-        if head is not None and head.get("closed"):
-            chk.problems.append("the last record is incomplete in a closed segment: truncated")
-        else:
-            chk.in_progress = True
+    _fragment(chk, fragment, head)
     prev = genesis(segment)
     expect = 0
     head_seq = int(head["seq"]) if head else -1

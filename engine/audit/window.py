@@ -16,6 +16,7 @@ from __future__ import annotations
 import calendar
 import json
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,6 @@ class Window:
     score: np.ndarray = field(default_factory=lambda: np.empty(0))
     decision: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
     row_time: np.ndarray = field(default_factory=lambda: np.empty(0))
-    entity: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     request_of_row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
     numeric: dict[str, np.ndarray] = field(default_factory=dict)
     categorical: dict[str, np.ndarray] = field(default_factory=dict)
@@ -85,7 +85,6 @@ class Window:
     shadow_score: np.ndarray = field(default_factory=lambda: np.empty(0))
     # one entry per request
     latency_ms: np.ndarray = field(default_factory=lambda: np.empty(0))
-    request_id: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     request_time: np.ndarray = field(default_factory=lambda: np.empty(0))
     route: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     unseen: dict[str, int] = field(default_factory=dict)
@@ -94,6 +93,38 @@ class Window:
     segments_read: int = 0
     problems: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+    _ids: tuple[pa.ChunkedArray, pa.ChunkedArray] | None = None
+    _request_id: np.ndarray | None = None
+    _entity: np.ndarray | None = None
+
+    def lazy_ids(self, request_id: pa.ChunkedArray, ids: pa.ChunkedArray) -> None:
+        self._ids, self._request_id, self._entity = (request_id, ids), None, None
+
+    @property
+    def request_id(self) -> np.ndarray:
+        """Per request: its id (Python strings are made on first use: only labels need
+        them)."""
+        if self._request_id is None:
+            self._request_id = (
+                np.empty(0, dtype=object)
+                if self._ids is None
+                else _objects(self._ids[0], distinct=True)
+            )
+        return self._request_id
+
+    @property
+    def entity(self) -> np.ndarray:
+        """Per row: its entity id, or None (made on first use, as request_id)."""
+        if self._entity is None:
+            self._entity = (
+                np.empty(0, dtype=object)
+                if self._ids is None
+                else _per_row(
+                    self._ids[1].combine_chunks(), self.request_of_row, self.requests, self.rows
+                )
+            )
+        return self._entity
 
     @property
     def rows(self) -> int:
@@ -112,13 +143,21 @@ def _start_time(path: Path) -> float:
         return 0.0
 
 
+# A record's time is when it was answered; it is written (and its segment may be opened)
+# later. Segments without a recorded span are chosen by name with this much slack.
+_NAME_SLACK_S = 300.0
+
+
 def _overlaps(path: Path, t_from: float, t_to: float) -> bool:
-    if _start_time(path) >= t_to:
-        return False
     head, _ = _read_head(path.with_suffix(".head"))
-    if head and head.get("closed") and head.get("time") is not None:
-        return float(head["time"]) >= t_from
-    return True  # live, or no head yet: it may hold records in the window
+    if head and head.get("closed"):
+        lo, hi = head.get("t_min"), head.get("t_max")
+        if isinstance(lo, int | float) and isinstance(hi, int | float):
+            return float(lo) < t_to and float(hi) >= t_from
+        if head.get("time") is not None and float(head["time"]) < t_from:
+            return False  # format-1 heads: the last record's time
+    # Live (its span still grows), or no span: only the name's start time can exclude it.
+    return _start_time(path) - _NAME_SLACK_S < t_to
 
 
 def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 << 24) -> Window:
@@ -127,15 +166,10 @@ def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 <
     t0 = time.perf_counter()
     segs, _ = _listing(root)
     chosen = sorted(p for p in segs if _overlaps(p, t_from, t_to))
-    tables: list[tuple[Path, pa.Table]] = []
-    t_verify = t_parse = 0.0
-    for path in chosen:
-        a = time.perf_counter()
-        chk, data = read_segment(path)
-        t_verify += time.perf_counter() - a
-        w.problems += [f"{path.name}: {p}" for p in chk.problems]
-        if not data:
-            continue
+    t_verify = 0.0
+    parse_s: list[float] = []
+
+    def parse(data: bytes) -> pa.Table:
         a = time.perf_counter()
         table = pj.read_json(
             pa.BufferReader(data),
@@ -144,21 +178,36 @@ def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 <
                 explicit_schema=SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
-        t_parse += time.perf_counter() - a
-        tables.append((path, table))
-        if b'"unseen_categories"' in data:  # rare: only requests with values never seen
-            for line in data.split(b"\n"):
-                if b'"unseen_categories"' in line:
-                    rec = json.loads(line)
-                    if t_from <= float(rec.get("time", -1)) < t_to:
-                        for k, v in rec["unseen_categories"].items():
-                            w.unseen[k] = w.unseen.get(k, 0) + int(v)
+        parse_s.append(time.perf_counter() - a)
+        return table
+
+    # Verifying holds the GIL (a hash per line); parsing (Arrow) does not: a segment is
+    # parsed in the background while the next one is verified.
+    pending: list[tuple[Path, Future[pa.Table]]] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-parse") as pool:
+        for path in chosen:
+            a = time.perf_counter()
+            chk, data = read_segment(path)
+            t_verify += time.perf_counter() - a
+            w.problems += [f"{path.name}: {p}" for p in chk.problems]
+            if not data:
+                continue
+            pending.append((path, pool.submit(parse, data)))
+            if b'"unseen_categories"' in data:  # rare: only requests with values never seen
+                for line in data.split(b"\n"):
+                    if b'"unseen_categories"' in line:
+                        rec = json.loads(line)
+                        if t_from <= float(rec.get("time", -1)) < t_to:
+                            for k, v in rec["unseen_categories"].items():
+                                w.unseen[k] = w.unseen.get(k, 0) + int(v)
+        tables = [(path, fut.result()) for path, fut in pending]
+    t_parse = sum(parse_s)
     w.segments_read = len(chosen)
     a = time.perf_counter()
     _assemble(w, tables)
     w.seconds = {
         "verify": t_verify,
-        "parse": t_parse,
+        "parse": t_parse,  # in the background, while the next segment is verified
         "assemble": time.perf_counter() - a,
         "total": time.perf_counter() - t0,
     }
@@ -166,6 +215,12 @@ def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 <
 
 
 def _assemble(w: Window, tables: list[tuple[Path, pa.Table]]) -> None:
+    """The decision records of the window as per-row and per-request arrays.
+
+    Fresh memory is what costs most here (first touch of a page), so the big columns are
+    never copied whole: a window's records are sliced (not filtered) out of each segment
+    when they are contiguous, inputs go chunk by chunk straight into their per-feature
+    arrays, and request ids and entity ids become Python strings only when labels ask."""
     layouts: dict[str, tuple[list[str], list[str], list[str]]] = {}
     parts: list[pa.Table] = []
     for path, t in tables:
@@ -178,58 +233,99 @@ def _assemble(w: Window, tables: list[tuple[Path, pa.Table]]) -> None:
             pc.equal(kind, "decision"),
             pc.and_(pc.greater_equal(tm, w.t_from), pc.less(tm, w.t_to)),
         )
-        d = t.filter(keep)
-        if d.num_rows == 0:
+        idx = np.flatnonzero(keep.to_numpy(zero_copy_only=False))
+        if idx.size == 0:
             continue
-        seq, hsh = d.column("seq").to_numpy(), d.column("hash").to_pylist()
-        lo, hi = int(np.argmin(seq)), int(np.argmax(seq))
-        w.covered.append(
-            Covered(path.name, int(seq[lo]), int(seq[hi]), hsh[lo], hsh[hi], d.num_rows)
+        lo_i, hi_i = int(idx[0]), int(idx[-1])
+        d = (
+            t.slice(lo_i, hi_i - lo_i + 1)
+            if hi_i - lo_i + 1 == idx.size
+            else t.filter(keep)  # records out of time order at the window's edges
         )
-        parts.append(d)
+        seq = d.column("seq").to_numpy()
+        lo, hi = int(np.argmin(seq)), int(np.argmax(seq))
+        hsh = d.column("hash")
+        w.covered.append(
+            Covered(
+                path.name,
+                int(seq[lo]),
+                int(seq[hi]),
+                hsh[lo].as_py(),
+                hsh[hi].as_py(),
+                d.num_rows,
+            )
+        )
+        parts.append(d.select(_WANTED))
     if not parts:
         return
     d = pa.concat_tables(parts)
     n_req = d.num_rows
-    w.latency_ms = d.column("latency_ms").to_numpy(zero_copy_only=False)
-    w.request_id = np.asarray(d.column("request_id").to_pylist(), dtype=object)
-    w.request_time = d.column("time").to_numpy(zero_copy_only=False)
-    w.route = np.asarray(d.column("route").to_pylist(), dtype=object)
+    w.latency_ms = d.column("latency_ms").to_numpy()
+    w.request_time = d.column("time").to_numpy()
+    w.route = _objects(d.column("route"))
     scores = d.column("scores").combine_chunks()
-    parent = pc.list_parent_indices(scores).to_numpy()
-    w.request_of_row = parent.astype(np.int64)
+    parent = pc.list_parent_indices(scores).to_numpy().astype(np.int64)
+    w.request_of_row = parent
     w.score = pc.list_flatten(scores).to_numpy(zero_copy_only=False)
     w.decision = pc.list_flatten(d.column("decisions").combine_chunks()).to_numpy(
         zero_copy_only=False
     )
-    w.version = np.asarray(
-        pc.list_flatten(d.column("versions").combine_chunks()).to_pylist(), dtype=object
-    )
+    w.version = _objects(pc.list_flatten(d.column("versions").combine_chunks()))
     w.row_time = w.request_time[parent]
-    ids = d.column("ids").combine_chunks()
-    if ids.null_count < n_req:  # rows without ids get None
-        lens = pc.list_value_length(ids).fill_null(0).to_numpy(zero_copy_only=False)
-        flat = pc.list_flatten(ids).to_pylist()
-        ent = np.full(w.rows, None, dtype=object)
-        row_start = np.concatenate([[0], np.cumsum(np.bincount(parent, minlength=n_req))])[:-1]
-        pos = 0
-        for i in np.flatnonzero(lens):
-            k = int(lens[i])
-            ent[row_start[i] : row_start[i] + k] = flat[pos : pos + k]
-            pos += k
-        w.entity = ent
-    else:
-        w.entity = np.full(w.rows, None, dtype=object)
+    w.lazy_ids(d.column("request_id"), d.column("ids"))
     shadow = d.column("shadow").combine_chunks()
     w.shadow_version = np.full(w.rows, None, dtype=object)
     w.shadow_score = np.full(w.rows, np.nan)
     if shadow.null_count < n_req:
-        for r, sh in enumerate(shadow.to_pylist()):
-            if sh is not None:
-                rows = np.flatnonzero(parent == r)
-                w.shadow_version[rows] = sh["version"]
-                w.shadow_score[rows] = sh["scores"]
+        has = ~np.asarray(shadow.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+        sv = _objects(pc.struct_field(shadow, "version"))
+        w.shadow_version = np.asarray(np.where(has[parent], sv[parent], None), dtype=object)
+        w.shadow_score = _per_row(
+            pc.struct_field(shadow, "scores"), parent, n_req, w.rows, numeric=True
+        )
     _inputs(w, d, layouts, parent)
+
+
+_WANTED = [
+    "time", "route", "request_id", "versions", "ids", "layout", "x", "xc", "g",
+    "scores", "decisions", "latency_ms", "shadow",
+]  # fmt: skip
+
+
+def _objects(a: pa.Array | pa.ChunkedArray, *, distinct: bool = False) -> np.ndarray:
+    """Strings (None for null) as an object array; few distinct values go through a
+    dictionary, so each distinct string becomes one Python object."""
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    if distinct or len(a) == 0:
+        return np.asarray(a.to_numpy(zero_copy_only=False), dtype=object)
+    enc = pc.dictionary_encode(a)
+    cats = np.asarray([*enc.dictionary.to_pylist(), None], dtype=object)
+    return cats[enc.indices.fill_null(len(enc.dictionary)).to_numpy()]
+
+
+def _per_row(
+    lists: pa.Array, parent: np.ndarray, n_req: int, n_rows: int, *, numeric: bool = False
+) -> np.ndarray:
+    """A per-request list column (one value per scored row, or null) spread over the rows;
+    rows of requests without it get None (NaN when ``numeric``)."""
+    out = np.full(n_rows, np.nan) if numeric else np.full(n_rows, None, dtype=object)
+    if lists.null_count == n_req:
+        return out
+    lens = pc.list_value_length(lists).fill_null(0).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(lists)
+    vals = flat.to_numpy(zero_copy_only=False) if numeric else _objects(flat, distinct=True)
+    rows_per_req = np.bincount(parent, minlength=n_req)
+    has = lens > 0
+    if np.array_equal(lens[has], rows_per_req[has]):
+        out[has[parent]] = vals  # rows are in request order
+        return out
+    row_start = np.concatenate([[0], np.cumsum(rows_per_req)])[:-1]
+    val_start = np.concatenate([[0], np.cumsum(lens)])[:-1]
+    for i in np.flatnonzero(has):  # a request whose list does not match its rows: rare
+        k = int(min(lens[i], rows_per_req[i]))
+        out[row_start[i] : row_start[i] + k] = vals[val_start[i] : val_start[i] + k]
+    return out
 
 
 def _inputs(
@@ -238,38 +334,82 @@ def _inputs(
     layouts: dict[str, tuple[list[str], list[str], list[str]]],
     parent: np.ndarray,
 ) -> None:
-    """Numeric and categorical inputs (and groups) per row, across layouts."""
-    lay = np.asarray(d.column("layout").to_pylist(), dtype=object)
-    row_lay = lay[parent]
-    w.inputs_logged = bool(
-        d.column("x").null_count < d.num_rows or d.column("xc").null_count < d.num_rows
-    )
-    for lid in [x for x in dict.fromkeys(lay.tolist()) if x is not None]:
-        num, cat, grp = layouts.get(lid, ([], [], []))
-        sel = np.flatnonzero(lay == lid)
-        rows = np.flatnonzero(row_lay == lid)
-        sub = d.take(pa.array(sel))
-        for col, names, store, kind in (
-            ("x", num, w.numeric, "num"),
-            ("xc", cat, w.categorical, "cat"),
-            ("g", grp, w.groups, "cat"),
-        ):
-            if not names or sub.column(col).null_count == sub.num_rows:
-                continue
-            flat = pc.list_flatten(pc.list_flatten(sub.column(col).combine_chunks()))
-            vals = (
-                flat.to_numpy(zero_copy_only=False)
-                if kind == "num"
-                else np.asarray(flat.to_pylist(), dtype=object)
-            )
-            if vals.size != rows.size * len(names):
-                continue  # a malformed layout use; reported by nothing else: skip the inputs
-            vals = vals.reshape(rows.size, len(names))
-            for j, name in enumerate(names):
-                if name not in store:
-                    store[name] = (
-                        np.full(w.rows, np.nan)
-                        if kind == "num"
-                        else np.full(w.rows, None, dtype=object)
-                    )
-                store[name][rows] = vals[:, j]
+    """Numeric and categorical inputs (and groups) per row, across layouts, chunk by chunk
+    straight into their per-feature arrays (the matrix is never copied whole). A request
+    whose inputs do not fit its layout (or its rows) leaves its rows missing; the rest of
+    its layout is read."""
+    n_req = d.num_rows
+    enc = pc.dictionary_encode(d.column("layout").combine_chunks())
+    lids = enc.dictionary.to_pylist()
+    lay = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    w.inputs_logged = bool(d.column("x").null_count < n_req or d.column("xc").null_count < n_req)
+    rows_per_req = np.bincount(parent, minlength=n_req)
+    row_start = np.zeros(n_req, np.int64)
+    np.cumsum(rows_per_req[:-1], out=row_start[1:])
+    for col, part, store, kind in (
+        ("x", 0, w.numeric, "num"),
+        ("xc", 1, w.categorical, "cat"),
+        ("g", 2, w.groups, "cat"),
+    ):
+        column = d.column(col)
+        if column.null_count == n_req:
+            continue
+        at = 0
+        for chunk in column.chunks:
+            m = len(chunk)
+            if m and chunk.null_count < m:
+                sizes = (rows_per_req[at : at + m], row_start)
+                _chunk_inputs(w, chunk, at, (lay, lids, layouts), part, store, kind, sizes)
+            at += m
+
+
+def _chunk_inputs(
+    w: Window,
+    chunk: pa.Array,
+    at: int,
+    lay_info: tuple[np.ndarray, list[str], dict[str, tuple[list[str], list[str], list[str]]]],
+    part: int,
+    store: dict[str, np.ndarray],
+    kind: str,
+    sizes: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """One chunk of requests (``at``.. in the window) of one input column."""
+    lay, lids, layouts = lay_info
+    rows_here, row_start = sizes
+    m = len(chunk)
+    lens = pc.list_value_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
+    inner = pc.list_flatten(chunk)  # one entry per logged row
+    local = pc.list_parent_indices(chunk).to_numpy().astype(np.int64)
+    first = np.zeros(m, np.int64)
+    np.cumsum(lens[:-1], out=first[1:])
+    pos = np.arange(len(inner)) - first[local]  # the row's place within its request
+    inner_lens = pc.list_value_length(inner).fill_null(0).to_numpy(zero_copy_only=False)
+    fits = (lens == rows_here)[local]
+    req = at + local
+    for code, lid in enumerate(lids):
+        names = layouts.get(lid, ([], [], []))[part]
+        k = len(names)
+        if not k:
+            continue
+        good = fits & (lay[req] == code) & (inner_lens == k)
+        if not good.any():
+            continue
+        kept = inner if good.all() else inner.filter(pa.array(good))
+        vals = _flat_values(pc.list_flatten(kept), kind).reshape(-1, k)
+        rows = row_start[req[good]] + pos[good]
+        dense = int(rows[-1] - rows[0]) + 1 == rows.size and bool((np.diff(rows) == 1).all())
+        where = slice(int(rows[0]), int(rows[-1]) + 1) if dense else rows
+        for j, name in enumerate(names):
+            if name not in store:
+                store[name] = (
+                    np.full(w.rows, np.nan)
+                    if kind == "num"
+                    else np.full(w.rows, None, dtype=object)
+                )
+            store[name][where] = vals[:, j]
+
+
+def _flat_values(flat: pa.Array, kind: str) -> np.ndarray:
+    if kind == "num":
+        return np.asarray(flat.to_numpy(zero_copy_only=False), dtype=float)
+    return _objects(flat)

@@ -73,6 +73,8 @@ class AuditWriter:
         self._prev = genesis(self.segment)
         self._since_anchor = 0
         self._last_time: float | None = None
+        self._t_min: float | None = None
+        self._t_max: float | None = None
         self._emitted: set[str] = set()
         self._write_locked(
             [
@@ -128,7 +130,9 @@ class AuditWriter:
             self._seq += 1
             t = rec.get("time")
             if isinstance(t, int | float):
-                self._last_time = float(t)
+                self._last_time = t = float(t)
+                self._t_min = t if self._t_min is None else min(self._t_min, t)
+                self._t_max = t if self._t_max is None else max(self._t_max, t)
         if not lines:
             return 0
         self._f.write("\n".join(lines) + "\n")
@@ -146,6 +150,11 @@ class AuditWriter:
             "seq": self._seq - 1,
             "hash": self._prev,
             "time": self._last_time,
+            # The span of record times so far: a record is stamped when it is answered,
+            # which can be before its segment opened (rotation) and out of order across
+            # threads, so readers choose segments by this span, not by the name.
+            "t_min": self._t_min,
+            "t_max": self._t_max,
         }
         if closed:
             head["closed"] = True

@@ -99,6 +99,20 @@ def object_counts(
     Categories are ordered by first appearance in ``ref`` then ``cur`` (as ``pd.factorize``
     of the concatenation orders them).
     """
+    _, rc, cc, rn, cn = _counts(ref, cur)
+    return rc, cc, rn, cn
+
+
+def value_counts(x: NDArray[Any]) -> tuple[list[Any], NDArray[np.float64], int]:
+    """The distinct non-missing values of ``x`` (first appearance first), their counts, and
+    the missing (None/NaN) count: ``pd.Series(x).value_counts()`` by object identity first."""
+    cats, _, counts, _, missing = _counts(np.empty(0, dtype=object), x)
+    return cats, counts, missing
+
+
+def _counts(
+    ref: NDArray[Any], cur: NDArray[Any]
+) -> tuple[list[Any], NDArray[np.float64], NDArray[np.float64], int, int]:
     import pandas as pd
 
     ref = np.ascontiguousarray(ref, dtype=object)
@@ -131,12 +145,12 @@ def object_counts(
     k = len(cats)
     rc = np.bincount(codes[~na], weights=c[0, ~na], minlength=k).astype(np.float64)
     cc = np.bincount(codes[~na], weights=c[1, ~na], minlength=k).astype(np.float64)
-    return rc, cc, int(c[0, na].sum()), int(c[1, na].sum())
+    return list(cats), rc, cc, int(c[0, na].sum()), int(c[1, na].sum())
 
 
 def _factorized_counts(
     ref: NDArray[Any], cur: NDArray[Any]
-) -> tuple[NDArray[np.float64], NDArray[np.float64], int, int]:
+) -> tuple[list[Any], NDArray[np.float64], NDArray[np.float64], int, int]:
     """The same counts by hashing every value (pandas): for columns of mostly distinct objects."""
     import pandas as pd
 
@@ -144,6 +158,7 @@ def _factorized_counts(
     a, b = codes[: ref.size], codes[ref.size :]
     k = len(cats)
     return (
+        list(cats),
         np.bincount(a[a >= 0], minlength=k).astype(np.float64),
         np.bincount(b[b >= 0], minlength=k).astype(np.float64),
         int((a < 0).sum()),

@@ -140,7 +140,8 @@ def _category_counts(
     """
     if ref.dtype == object and cur.dtype == object:
         return object_counts(ref, cur)
-    return _factorized_counts(ref, cur)
+    _, rc, cc, rn, cn = _factorized_counts(ref, cur)
+    return rc, cc, rn, cn
 
 
 def report(

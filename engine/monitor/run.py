@@ -105,8 +105,12 @@ def monitor_window(
         result["seconds"] = {**w.seconds, "total": time.perf_counter() - t0}
         return result
     labels = load_labels(ws)
-    joined = join(
-        labels, w.request_id, w.request_of_row, w.entity, w.row_time, seconds(mc.label_horizon)
+    joined = (
+        join(
+            labels, w.request_id, w.request_of_row, w.entity, w.row_time, seconds(mc.label_horizon)
+        )
+        if labels is not None and not labels.empty
+        else join(None, w.request_of_row[:0], w.request_of_row, w.request_of_row, w.row_time, 0)
     )
     result["labels"] = {
         "available": 0 if labels is None else len(labels),
@@ -136,31 +140,37 @@ def _version(
 ) -> dict[str, Any]:
     mc = cfg.monitor
     prof = _profile(ws, cfg.train.model_name, v)
-    reqs = np.unique(w.request_of_row[m])
+    every = bool(m.all())  # one version served the whole window: no copies
+    sel: np.ndarray | slice = slice(None) if every else m
+    reqs = (
+        np.arange(w.requests)
+        if every and w.rows == w.requests
+        else np.unique(w.request_of_row[sel])
+    )
     out: dict[str, Any] = {
         "role": role,
-        "rows": int(m.sum()),
+        "rows": int(w.rows if every else m.sum()),
         "requests": int(reqs.size),
         "profile": prof is not None,
         "latency": stats.latency(w.latency_ms[reqs], mc.latency_slo_p95_ms),
     }
-    y = joined["y"][m]
-    out["concept"] = stats.concept(y, w.score[m], prof or {}, mc.alpha, int(m.sum()))
+    y = joined["y"][sel]
+    out["concept"] = stats.concept(y, w.score[sel], prof or {}, mc.alpha, out["rows"])
     if prof is None:
         out["note"] = (
             "no reference profile for this version (registered before profiles): drift not measured"
         )
         out["score"] = {
-            "decision_rate": stats.rate(int(w.decision[m].sum()), int(m.sum()), mc.alpha)
+            "decision_rate": stats.rate(int(w.decision[sel].sum()), out["rows"], mc.alpha)
         }
         return out
-    out["score"] = stats.score_stats(w.score[m], w.decision[m], prof["score"], mc.alpha)
+    out["score"] = stats.score_stats(w.score[sel], w.decision[sel], prof["score"], mc.alpha)
     feats: dict[str, Any] = {}
     for f, ref in prof["features"].items():
         if ref["kind"] == "numeric" and f in w.numeric:
-            feats[f] = stats.numeric_feature(w.numeric[f][m], ref, mc.alpha)
+            feats[f] = stats.numeric_feature(w.numeric[f][sel], ref, mc.alpha)
         elif ref["kind"] == "categorical" and f in w.categorical:
-            feats[f] = stats.categorical_feature(w.categorical[f][m], ref, mc.alpha)
+            feats[f] = stats.categorical_feature(w.categorical[f][sel], ref, mc.alpha)
     tested = [f for f, s in feats.items() if s.get("p_value") is not None]
     for f, p in zip(tested, stats.bh([feats[f]["p_value"] for f in tested]), strict=True):
         feats[f]["p_adjusted"] = p
@@ -175,13 +185,18 @@ def _version(
         )
     out["fairness"] = {
         attr: stats.fairness_stats(
-            w.groups[attr][m], w.decision[m], y, prof["groups"].get(attr, {}), mc.alpha, mc.min_rows
+            w.groups[attr][sel],
+            w.decision[sel],
+            y,
+            prof["groups"].get(attr, {}),
+            mc.alpha,
+            mc.min_rows,
         )
         for attr in cfg.sensitive
         if attr in w.groups
     }
-    if np.isfinite(joined["t"][m]).any():
+    if np.isfinite(joined["t"][sel]).any():
         out["uplift"] = stats.uplift_stats(
-            joined["o"][m], joined["t"][m], prof.get("uplift"), mc.alpha
+            joined["o"][sel], joined["t"][sel], prof.get("uplift"), mc.alpha
         )
     return out

@@ -23,7 +23,9 @@ import math
 from typing import Any
 
 import numpy as np
+from numba import njit
 
+from engine.kernels._objects import value_counts
 from engine.kernels.drift import chi2_counts, jensen_shannon_counts
 from engine.kernels.intervals import fold, newcombe_diff, wilson, z_value
 from engine.kernels.sketch import NumericSketch, drift_vs_sketch
@@ -62,7 +64,8 @@ def bh(p: list[float]) -> list[float]:
 
 def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
     x = np.asarray(values, dtype=np.float64)
-    ok = x[np.isfinite(x)]
+    finite = np.isfinite(x)
+    ok = x if finite.all() else x[finite]
     n = int(x.size)
     out: dict[str, Any] = {
         "kind": "numeric",
@@ -80,7 +83,7 @@ def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> di
         psi=stat(d.psi, n=ok.size),
         out_of_range_share=rate(outside, ok.size, alpha),
         variance_change=_variance_change(ok, ref, alpha),
-        mean=float(ok.mean()),
+        mean=float(np.mean(ok)),
     )
     return out
 
@@ -91,13 +94,29 @@ def _minus(s: Stat, c: float) -> Stat:
     return stat(s["estimate"] - c, s["low"] - c, s["high"] - c, s["n"])
 
 
+@njit(cache=True, nogil=True)
+def _moments(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean, variance (ddof 1) and fourth central moment, without temporaries."""
+    n = x.size
+    mean = 0.0
+    for i in range(n):
+        mean += x[i]
+    mean /= n
+    m2 = 0.0
+    m4 = 0.0
+    for i in range(n):
+        d = x[i] - mean
+        d2 = d * d
+        m2 += d2
+        m4 += d2 * d2
+    return mean, m2 / (n - 1), m4 / n
+
+
 def _variance_change(ok: np.ndarray, ref: dict[str, Any], alpha: float) -> Stat:
     rv = float(ref.get("variance") or 0.0)
     if ok.size < 3 or rv <= 0:
         return stat(None, n=ok.size)
-    s2 = float(ok.var(ddof=1))
-    d = ok - ok.mean()
-    m4 = float((d**4).mean())
+    _, s2, m4 = _moments(np.ascontiguousarray(ok, dtype=np.float64))
     se = math.sqrt(max(m4 - s2 * s2, 0.0) / ok.size)
     z = z_value(alpha)
     return stat(s2 / rv - 1, (s2 - z * se) / rv - 1, (s2 + z * se) / rv - 1, ok.size)
@@ -106,18 +125,18 @@ def _variance_change(ok: np.ndarray, ref: dict[str, Any], alpha: float) -> Stat:
 def categorical_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
     v = np.asarray(values, dtype=object)
     known = [k for k in ref["counts"]]
-    nulls = sum(1 for x in v if x is None or (isinstance(x, float) and x != x))
+    vals, cnt, nulls = value_counts(v)  # by object identity first (engine.kernels._objects)
     n = int(v.size)
-    present = [str(x) for x in v if not (x is None or (isinstance(x, float) and x != x))]
     counts: dict[str, int] = {}
-    for x in present:
-        counts[x] = counts.get(x, 0) + 1
+    for x, c in zip(vals, cnt.tolist(), strict=True):
+        counts[str(x)] = counts.get(str(x), 0) + int(c)
+    present = n - nulls
     unseen = sum(c for k, c in counts.items() if k not in ref["counts"])
     out: dict[str, Any] = {
         "kind": "categorical",
         "rows": n,
         "null_rate_change": _minus(rate(nulls, n, alpha), ref["nulls"] / max(1, ref["n"])),
-        "unseen_share": rate(unseen, len(present), alpha),
+        "unseen_share": rate(unseen, present, alpha),
     }
     if not present:
         return out
@@ -125,7 +144,7 @@ def categorical_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -
     r = np.array([ref["counts"].get(k, 0) for k in cats], dtype=np.float64)
     c = np.array([counts.get(k, 0) for k in cats], dtype=np.float64)
     ch = chi2_counts(r, c)
-    out.update(p_value=ch.pvalue, js=stat(jensen_shannon_counts(r, c), n=len(present)))
+    out.update(p_value=ch.pvalue, js=stat(jensen_shannon_counts(r, c), n=present))
     return out
 
 
