@@ -141,6 +141,12 @@ class GateConfig(_Model):
     )
     n_boot: int = Field(default=300, ge=50, le=10_000)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_test_rows: int = Field(
+        default=100,
+        ge=10,
+        description="Fail when fewer test rows than this are unseen by both models (a "
+        "champion retrained on newer labels has seen an older challenger's test rows).",
+    )
 
 
 class TrainConfig(_Model):

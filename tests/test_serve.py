@@ -304,7 +304,9 @@ def test_categorical_fields_take_text_and_unseen_values_are_counted(served: Serv
     assert p[0] == pytest.approx(p[1], abs=1e-12), "an unseen category is scored as missing"
     rec = [x for x in read_records(s.ws.audit) if x["request_id"] == "unseen-1"]
     assert rec[0]["unseen_categories"] == {"plan": 1}
-    assert rec[0]["inputs"][0][s.features.index("plan")] == "platinum", "inputs kept as sent"
+    names = rec[0]["input_features"]  # the layout's order: numeric, then categorical
+    assert sorted(names) == sorted(s.features)
+    assert rec[0]["inputs"][0][names.index("plan")] == "platinum", "inputs kept as sent"
     m = httpx.get(f"{s.url}/models", timeout=10).json()["models"][0]
     assert set(m["categorical"]) == {"region", "plan"} and "premium" in m["categorical"]["plan"]
 

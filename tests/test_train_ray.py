@@ -196,7 +196,14 @@ def test_models_cli_lists_shows_and_renders_the_card(
     assert "no model 'retail-churn' with alias 'champion'" in missing.stdout
 
 
-def _register_challenger(cfg: ProjectConfig, ts: Any, scorer: Any) -> str:
+def _register_challenger(
+    cfg: ProjectConfig,
+    ts: Any,
+    scorer: Any,
+    *,
+    tags: dict[str, str] | None = None,
+    alias: str = "challenger",
+) -> str:
     import mlflow
 
     from engine.registry.models import register_model
@@ -207,8 +214,8 @@ def _register_challenger(cfg: ProjectConfig, ts: Any, scorer: Any) -> str:
             model_name=cfg.train.model_name,
             scorer=scorer,
             x_example=ts.x("test").head(5),
-            tags={"snapshot_id": ts.snapshot_id},
-            alias="challenger",
+            tags={"snapshot_id": ts.snapshot_id, **(tags or {})},
+            alias=alias,
         )
     return ref.version
 
@@ -268,6 +275,66 @@ def test_gate_no_champion_then_fail_then_pass_and_rollback(
     assert models.resolve(name, "champion").version == r.version
     with pytest.raises(StateError, match="no earlier champion"):
         models.rollback(name)
+
+
+def test_gate_compares_only_on_rows_a_newer_champion_never_trained_on(
+    trained: tuple[ProjectConfig, Workspace, Any], tiny_snapshot: Any
+) -> None:
+    """A champion retrained with newer labels (the monitor's retrain lifts train.until) has
+    trained on an older challenger's test rows. Scored on them it looks better than it is:
+    the gate keeps only test rows at or after the champion's own test_time, and fails with a
+    reason when too few remain."""
+    import pandas as pd
+
+    from engine.registry import models
+    from engine.registry.gate import run_gate
+    from engine.train.dataset import load_training_set
+    from engine.train.families import xgboost
+
+    cfg, ws, r = trained
+    _client(ws)
+    name = cfg.train.model_name
+    ts = load_training_set(cfg, tiny_snapshot)
+    assert ts.split == "time" and ts.time_col is not None
+    t = pd.to_datetime(ts.test[ts.time_col]).sort_values().reset_index(drop=True)
+    cut = t.iloc[len(t) // 2]  # the champion's test split began half way into ours
+    # A champion that memorised every row up to its cut (train + valid + our older test).
+    seen = pd.concat([ts.train, ts.valid, ts.test[pd.to_datetime(ts.test[ts.time_col]) < cut]])
+    leaky = xgboost.fit(
+        {"max_depth": 10, "eta": 0.5, "subsample": 1.0, "min_child_weight": 0.0},
+        ts.x(seen),
+        seen[ts.label].to_numpy(dtype=np.float64),
+        seed=0,
+        nthread=1,
+        rounds=60,
+        schema=ts.schema,
+    )
+    tags = {"split": "time", "test_time": str(cut)}
+    _no_champion(name, r.version)
+    champ = _register_challenger(cfg, ts, leaky, tags=tags, alias="champion")
+    _register_challenger(cfg, ts, models.load_scorer(models.resolve(name, "champion")))
+    g = run_gate(cfg, ws, promote=False)
+    auc = next(c for c in g.checks if c.name == "auc")
+    unseen = int((pd.to_datetime(ts.test[ts.time_col]) >= cut).sum())
+    assert auc.numbers["rows"] == unseen < len(ts.test), "only rows neither model trained on"
+    assert auc.numbers["overlap"] and f"champion v{champ} trained on them" in auc.detail
+    assert auc.numbers["difference"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    # The same leaky champion scored on all our test rows would look better than it is:
+    leaked = ts.test[pd.to_datetime(ts.test[ts.time_col]) < cut]
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score(leaked[ts.label], leaky.proba(ts.x(leaked))) > 0.99
+
+    # Its test split begins after all of ours: nothing is left to compare on; a clear fail.
+    later = {"split": "time", "test_time": str(t.iloc[-1] + pd.Timedelta(days=1))}
+    _no_champion(name, r.version)
+    _register_challenger(cfg, ts, leaky, tags=later, alias="champion")
+    _register_challenger(cfg, ts, models.load_scorer(models.resolve(name, "champion")))
+    g2 = run_gate(cfg, ws)
+    assert not g2.passed and not g2.promoted
+    assert [c.name for c in g2.checks] == ["unseen test rows"]
+    assert "0 row(s) left" in g2.checks[0].detail and "wait for newer labels" in g2.checks[0].detail
+    _no_champion(name, r.version)
 
 
 def test_ray_train_data_parallel_xgboost_with_two_workers(

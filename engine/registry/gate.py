@@ -1,8 +1,13 @@
 """The promotion gate: may the challenger replace the champion? Statistics, not one number.
 
 Both models are scored on the same rows: the test split (the latest label times up to
-``train.until``, never searched on) of the challenger's snapshot. Checks, from
-``train.gate`` in the project file:
+``train.until``, never searched on) of the challenger's snapshot, less the rows the champion
+trained on. A champion retrained with newer labels (``insight monitor``'s retrain lifts
+``train.until``) has seen rows that are in an older challenger's test split: comparing on
+those would favour it. With time splits the champion saw label times before its own
+``test_time`` (tagged on the version), so only test rows at or after it count; when fewer
+than ``min_test_rows`` remain, the gate fails and says why. Checks, from ``train.gate`` in
+the project file:
 
 1. AUC, non-inferiority: the lower bound of the paired bootstrap CI of
    AUC(challenger) - AUC(champion) on the same rows is >= ``-auc_margin``. (Pairing matters:
@@ -19,15 +24,17 @@ No champion yet: the gate passes and says so. Only a pass promotes.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from engine.config import ProjectConfig
 from engine.kernels.metrics import paired_auc_difference
 from engine.registry import models
 from engine.registry.card import evaluate, load_card, scores_on_test
+from engine.train.dataset import TrainingSet
 from engine.workspace import Workspace
 
 
@@ -79,26 +86,47 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
         )
     else:
         ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
+        ts, overlap = unseen_by(champ, ts)
+        y_all = ts.test[ts.label].to_numpy(dtype=np.float64)
+        if len(ts.test) < g.min_test_rows or len(np.unique(y_all)) < 2:
+            return GateResult(
+                name,
+                ch.version,
+                champ.version,
+                [
+                    Check(
+                        "unseen test rows",
+                        False,
+                        f"{overlap or 'the test split'}: {len(ts.test)} row(s) left, "
+                        f"{'both classes' if len(np.unique(y_all)) == 2 else 'one class'}; "
+                        f"need {g.min_test_rows} with both classes to compare fairly. Fix: "
+                        "wait for newer labels (a later train.until), or compare on them "
+                        "with `insight models gate` after they arrive",
+                        {"rows": len(ts.test), "overlap": overlap},
+                    )
+                ],
+            )
         sc_a, sc_b = models.load_scorer(ch), models.load_scorer(champ)
         p_a, p_b = scores_on_test(sc_a, ts), scores_on_test(sc_b, ts)
         opts: dict[str, Any] = {"n_boot": g.n_boot, "seed": cfg.train.seed}
         a = evaluate(sc_a, ts, cfg, scores=p_a, **opts)
         b = evaluate(sc_b, ts, cfg, scores=p_b, **opts)
-        y = ts.test[ts.label].to_numpy(dtype=np.float64)
-        d = paired_auc_difference(y, p_a, p_b, alpha=g.alpha, **opts)
+        d = paired_auc_difference(y_all, p_a, p_b, alpha=g.alpha, **opts)
         checks = [
             Check(
                 "auc",
                 d.low >= -g.auc_margin,
                 f"challenger AUC {a['auc']['estimate']:.4f} vs champion "
                 f"{b['auc']['estimate']:.4f}: difference {d.estimate:+.4f} (paired CI "
-                f"{d.low:+.4f}..{d.high:+.4f}); need CI low >= -{g.auc_margin}",
+                f"{d.low:+.4f}..{d.high:+.4f}); need CI low >= -{g.auc_margin}"
+                + (f"; {overlap}" if overlap else ""),
                 {
                     "challenger": a["auc"],
                     "champion": b["auc"],
                     "difference": d._asdict(),
                     "margin": g.auc_margin,
                     "rows": len(ts.test),
+                    "overlap": overlap,
                 },
             )
         ]
@@ -141,6 +169,35 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
         models.promote(name, ch.version, reason="gate passed")
         res.promoted = True
     return res
+
+
+def unseen_by(champ: models.ModelRef, ts: TrainingSet) -> tuple[TrainingSet, str | None]:
+    """The challenger's training set with only the test rows the champion never trained on,
+    and what was dropped (None when nothing was)."""
+    seen = champ.tags.get("test_time")
+    if ts.split != "time" or ts.time_col is None or champ.tags.get("split") != "time":
+        if champ.tags.get("snapshot_id") == ts.snapshot_id:
+            return ts, None  # same snapshot, same seeded split: the same test rows
+        return ts, (
+            "a random split: which of these rows the champion trained on is not known "
+            "(its snapshot differs)"
+        )
+    if not seen or seen in ("None", "NaT"):
+        return ts, None
+    cut = pd.Timestamp(seen)
+    t = pd.to_datetime(ts.test[ts.time_col])
+    if t.dt.tz is not None and cut.tzinfo is None:
+        cut = cut.tz_localize("UTC")
+    elif t.dt.tz is None and cut.tzinfo is not None:
+        cut = cut.tz_convert("UTC").tz_localize(None)
+    keep = ts.test[(t >= cut).to_numpy()]
+    if len(keep) == len(ts.test):
+        return ts, None
+    return replace(ts, test=keep), (
+        f"{len(ts.test) - len(keep)} of {len(ts.test)} test rows have label times before "
+        f"{cut} and the champion v{champ.version} trained on them: compared on the "
+        f"{len(keep)} rows neither has seen"
+    )
 
 
 def _qini(ref: models.ModelRef) -> dict[str, Any] | None:
