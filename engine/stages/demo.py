@@ -5,6 +5,7 @@ explain, audit) -> Numba drift check -> clean shutdown. ``insight demo`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
 import time
@@ -25,6 +26,28 @@ def _predict_rows(cfg: ProjectConfig, ws: Workspace, snapshot_id: str, n: int) -
 
     _, cur = windows(cfg, snap.find(ws, cfg.name, snapshot_id))
     return cur.sample(n=min(n, len(cur)), random_state=0)
+
+
+def _set_aside_champion(name: str) -> None:
+    """The demo replays the whole story each run: a champion left by an earlier run (often
+    its retrain, trained on newer labels) is set aside, so this run's model meets the gate
+    as the first. Its version stays in the registry; the removal is printed."""
+    from mlflow.tracking import MlflowClient
+
+    from engine.registry.models import try_resolve
+
+    old = try_resolve(name, "champion")
+    if old is None:
+        return
+    client = MlflowClient()
+    for alias in ("champion", "previous"):
+        with contextlib.suppress(Exception):  # not set
+            client.delete_registered_model_alias(name, alias)
+    client.set_registered_model_tag(name, "champion_history", "[]")
+    console.print(
+        f"an earlier demo run's champion v{old.version} set aside (aliases cleared, version "
+        "kept): this run starts with no champion"
+    )
 
 
 def run_demo(
@@ -92,6 +115,7 @@ def run_demo(
                 )
             from engine.registry.gate import run_gate
 
+            _set_aside_champion(tr.model_name)
             g = run_gate(cfg, ws)
             for chk in g.checks:
                 console.print(f"gate {chk.name}: {'pass' if chk.passed else 'FAIL'} - {chk.detail}")

@@ -74,6 +74,21 @@ def _send(url: str, rows: pd.DataFrame, features: list[str], key: str, batch: in
     return n
 
 
+def _fresh_monitor_state(ws: Workspace) -> None:
+    """Each demo run replays the loop from the start: an earlier run's alert state (firing
+    alerts, retrain cooldowns) is moved aside, kept, and named."""
+    from engine.stages.monitor import state_path
+
+    p = state_path(ws)
+    if p.is_file():
+        kept = p.with_name(f"state.{time.strftime('%Y%m%dT%H%M%S')}.json")
+        p.rename(kept)
+        console.print(
+            f"an earlier demo run's alert state (firing alerts, retrain cooldown) moved to "
+            f"{kept.name}: this run's rules start inactive"
+        )
+
+
 def monitoring_loop(
     cfg: ProjectConfig, ws: Workspace, url: str, features: list[str], snap: Snapshot
 ) -> dict[str, Any]:
@@ -90,6 +105,7 @@ def monitoring_loop(
     later = cur.groupby(key, group_keys=False).sample(1, random_state=2)
     later = later.sample(min(600, len(later)), random_state=2)
     out: dict[str, Any] = {}
+    _fresh_monitor_state(ws)
     with receivers() as (rx, mail):
         t = time.monotonic()
         t0 = time.time()

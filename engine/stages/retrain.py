@@ -81,8 +81,12 @@ def retrain(
         t = time.monotonic()
         s, reused = stage_features(rcfg, ws)
         out.snapshot_id, out.seconds["features"] = s.id, time.monotonic() - t
+        upto = (s.manifest.get("event_time_range") or [None, None])[1]
         log(
-            f"retrain: snapshot {s.id}{' (reused)' if reused else ''} in {out.seconds['features']:.1f} s"
+            f"retrain: snapshot {s.id}"
+            + (" (reused: the sources have not changed since it was built)" if reused else "")
+            + f" in {out.seconds['features']:.1f} s; train.until lifted: training on labels "
+            f"up to {upto}"
         )
         note("snapshot", snapshot_id=s.id)
         t = time.monotonic()
