@@ -38,7 +38,7 @@ test: lint typecheck
 	$(VENV)/bin/pytest
 
 unit: env
-	$(VENV)/bin/pytest -m "not spark and not ray and not serve and not slow and not stats and not bench and not process"
+	$(VENV)/bin/pytest -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env
 	$(VENV)/bin/python benchmarks/run.py

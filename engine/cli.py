@@ -17,9 +17,12 @@ import click
 import typer
 from rich.table import Table
 
+from engine.cli_cluster import jobs_app
+from engine.cli_cluster import submit as submit_cmd
 from engine.cli_common import (
     DEFAULT_PROJECT,
     AddressOpt,
+    ProfileOpt,
     ProjectOpt,
     WorkspaceOpt,
 )
@@ -49,12 +52,15 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labels_app, name="labels")
 app.command("monitor")(monitor_cmd)
+app.command("submit")(submit_cmd)
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.command()
 def demo(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     size: Annotated[
         str | None, typer.Option(help="Sample size: tiny, small, medium, large, xlarge.")
     ] = None,
@@ -63,16 +69,18 @@ def demo(
     """Run the whole loop once: data, features, training, serving over HTTP, drift."""
     from engine.stages.demo import run_demo
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     run_demo(cfg, ws, size=size, address=address)
 
 
 @app.command()
-def validate(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def validate(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
     """Check the project file and the declared sources (no Spark, no Ray)."""
     from engine.data.sources import check_sources
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     check_sources(cfg, ws.root)
     console.print(
         f"[green]ok[/]: project '{cfg.name}', {len(cfg.sources)} sources, "
@@ -131,23 +139,26 @@ def init_project(
 def data_generate(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     size: Annotated[str | None, typer.Option(help="tiny, small, medium, large, xlarge.")] = None,
 ) -> None:
     """Generate the project's sample data (deterministic, with ground truth)."""
     from engine.stages.data import stage_data
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     with stage("sample data"):
         out = stage_data(cfg, ws, size)
     console.print(json.dumps({k: out[k] for k in ("path", "rows", "campaign", "drift")}, indent=2))
 
 
 @features_app.command("build")
-def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def features_build(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
     """Build the training table on Spark and commit an immutable snapshot."""
     from engine.stages.features import stage_features
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     with stage("features on Spark"):
         s, reused = stage_features(cfg, ws)
     m = s.manifest
@@ -170,6 +181,7 @@ def features_build(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -
 def features_materialize(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
     as_of: Annotated[
         str | None, typer.Option("--as-of", help="ISO time (default: now, UTC).")
@@ -183,7 +195,7 @@ def features_materialize(
     from engine.features.snapshot import find
     from engine.features.spark import spark_session
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     when = None
     if as_of is not None:
         try:
@@ -200,11 +212,13 @@ def features_materialize(
 
 
 @features_app.command("list")
-def features_list(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def features_list(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
     """List the project's snapshots, oldest first."""
     from engine.features.snapshot import list_snapshots
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     t = Table("id", "created", "rows", "label times")
     for s in list_snapshots(ws, cfg.name):
         m = s.manifest
@@ -217,11 +231,12 @@ def features_show(
     snapshot: Annotated[str | None, typer.Argument(help="Snapshot id (default: newest).")] = None,
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Print a snapshot's manifest."""
     from engine.features.snapshot import find
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     console.print_json(json.dumps(find(ws, cfg.name, snapshot).manifest))
 
 
@@ -229,6 +244,7 @@ def features_show(
 def train(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
     address: AddressOpt = None,
     resume: Annotated[
@@ -240,7 +256,7 @@ def train(
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.train import stage_train
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     with stage("Ray Tune search" + (" (resumed)" if resume else "")):
         start_ray(ws, address=address)
         try:
@@ -272,6 +288,7 @@ def train(
 def drift(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     snapshot: Annotated[str | None, typer.Option(help="Snapshot id (default: newest).")] = None,
     reference: Annotated[
         str | None,
@@ -282,7 +299,7 @@ def drift(
     from engine.console import drift_table
     from engine.stages.drift import stage_drift
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     r = stage_drift(cfg, ws, snapshot, reference)
     console.print(drift_table(r.columns))
     console.print(
@@ -295,6 +312,7 @@ def drift(
 def clean(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
     """Delete the workspace (MLflow db, artifacts, snapshots, data, reports)."""
@@ -311,10 +329,12 @@ def clean(
     console.print(f"removed {ws.root}")
 
 
-def _registry(project: Path | None, workspace: Path | None) -> tuple[ProjectConfig, Workspace]:
+def _registry(
+    project: Path | None, workspace: Path | None, profile: str | None = None
+) -> tuple[ProjectConfig, Workspace]:
     from engine.tracking import setup_mlflow
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     setup_mlflow(ws, cfg.name)
     return cfg, ws
 
@@ -326,12 +346,15 @@ NameArg = Annotated[
 
 @models_app.command("list")
 def models_list(
-    name: NameArg = None, project: ProjectOpt = None, workspace: WorkspaceOpt = None
+    name: NameArg = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Versions of a registered model with their aliases."""
     from engine.registry.models import list_versions
 
-    cfg, _ = _registry(project, workspace)
+    cfg, _ = _registry(project, workspace, profile)
     t = Table("version", "aliases", "family", "test AUC", "valid AUC", "snapshot")
     for r in list_versions(name or cfg.train.model_name):
         t.add_row(
@@ -351,11 +374,12 @@ def models_show(
     which: Annotated[str, typer.Option("--alias", help="Alias or version number.")] = "champion",
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """One version: its tags (lineage) and URI."""
     from engine.registry.models import find
 
-    cfg, _ = _registry(project, workspace)
+    cfg, _ = _registry(project, workspace, profile)
     ref = find(name or cfg.train.model_name, which)
     console.print_json(
         json.dumps({"uri": ref.uri, "version": ref.version, "run_id": ref.run_id, "tags": ref.tags})
@@ -370,11 +394,12 @@ def models_promote(
     ] = "challenger",
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Make a version the champion without the gate (the old champion becomes @previous)."""
     from engine.registry.models import find, promote
 
-    cfg, _ = _registry(project, workspace)
+    cfg, _ = _registry(project, workspace, profile)
     n = name or cfg.train.model_name
     r = promote(n, find(n, version).version, reason="manual promote")
     console.print(f"{n}: champion v{r['champion']} (previous: v{r['previous']})")
@@ -382,12 +407,15 @@ def models_promote(
 
 @models_app.command("rollback")
 def models_rollback(
-    name: NameArg = None, project: ProjectOpt = None, workspace: WorkspaceOpt = None
+    name: NameArg = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Restore the prior champion in one step."""
     from engine.registry.models import rollback
 
-    cfg, _ = _registry(project, workspace)
+    cfg, _ = _registry(project, workspace, profile)
     n = name or cfg.train.model_name
     r = rollback(n)
     console.print(f"{n}: champion v{r['champion']} restored (v{r['demoted']} demoted)")
@@ -400,6 +428,7 @@ def models_card(
     as_json: Annotated[bool, typer.Option("--json", help="Print the card's JSON.")] = False,
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Render a version's model card (stored as MLflow artifacts under card/)."""
     from rich.markdown import Markdown
@@ -407,7 +436,7 @@ def models_card(
     from engine.registry.card import load_card, render_markdown
     from engine.registry.models import find
 
-    cfg, _ = _registry(project, workspace)
+    cfg, _ = _registry(project, workspace, profile)
     ref = find(name or cfg.train.model_name, version)
     card = load_card(ref.run_id)
     if as_json:
@@ -420,12 +449,13 @@ def models_card(
 def models_gate(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but do not promote.")] = False,
 ) -> None:
     """May @challenger replace @champion? Prints every check; promotes only on pass."""
     from engine.registry.gate import run_gate
 
-    cfg, ws = _registry(project, workspace)
+    cfg, ws = _registry(project, workspace, profile)
     g = run_gate(cfg, ws, promote=not dry_run)
     t = Table("check", "result", "detail")
     for c in g.checks:

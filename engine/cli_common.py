@@ -10,7 +10,15 @@ import typer
 from engine.config import DEFAULT_PROJECT, ProjectConfig
 from engine.workspace import Workspace
 
-__all__ = ["DEFAULT_PROJECT", "AddressOpt", "ProjectOpt", "WorkspaceOpt", "load", "project_path"]
+__all__ = [
+    "DEFAULT_PROJECT",
+    "AddressOpt",
+    "ProfileOpt",
+    "ProjectOpt",
+    "WorkspaceOpt",
+    "load",
+    "project_path",
+]
 
 ProjectOpt = Annotated[
     Path | None,
@@ -23,6 +31,14 @@ ProjectOpt = Annotated[
 WorkspaceOpt = Annotated[
     Path | None, typer.Option("--workspace", "-w", help="Workspace root (default: .insight).")
 ]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Where to run: a profile under 'cluster:' in the project file (default: "
+        "INSIGHT_PROFILE, else the file's default, else local).",
+    ),
+]
 AddressOpt = Annotated[
     str | None, typer.Option("--address", help="Ray cluster address (default: a local cluster).")
 ]
@@ -34,6 +50,11 @@ def project_path(project: Path | None) -> Path:
     return project.resolve()
 
 
-def load(project: Path | None, workspace: Path | None) -> tuple[ProjectConfig, Workspace]:
-    cfg = ProjectConfig.load(project_path(project))
-    return cfg, Workspace(cfg.workspace_root(workspace)).ensure()
+def load(
+    project: Path | None, workspace: Path | None, profile: str | None = None
+) -> tuple[ProjectConfig, Workspace]:
+    """The project and its workspace, with the profile applied (engine.profiles)."""
+    from engine.profiles import open_project
+
+    cfg, ws, _ = open_project(project_path(project), workspace, profile)
+    return cfg, ws

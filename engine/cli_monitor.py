@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli_common import ProjectOpt, WorkspaceOpt
+from engine.cli_common import ProfileOpt, ProjectOpt, WorkspaceOpt
 from engine.cli_common import load as _load
 from engine.console import console
 from engine.errors import ConfigError
@@ -111,6 +111,7 @@ def _print_run(r: Any) -> None:
 def monitor(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     since: Annotated[
         str | None,
         typer.Option(
@@ -136,7 +137,7 @@ def monitor(
     from engine.monitor.config import seconds
     from engine.stages.monitor import every, stage_monitor
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     if every_ is not None:
         period = seconds(every_)
         console.print(f"monitoring every {every_} (Ctrl-C stops cleanly)")
@@ -166,11 +167,12 @@ def labels_ingest(
     ],
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Store delayed outcomes; the monitor joins them to the decisions they answer."""
     from engine.monitor.labels import ingest
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     r = ingest(cfg, ws, path)
     if r.duplicate:
         console.print(f"already ingested: {r.path} ({r.rows:,} labels)")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli_common import AddressOpt, ProjectOpt, WorkspaceOpt, project_path
+from engine.cli_common import AddressOpt, ProfileOpt, ProjectOpt, WorkspaceOpt, project_path
 from engine.cli_common import load as _load
 from engine.console import console
 from engine.workspace import Workspace
@@ -27,6 +27,7 @@ audit_app = typer.Typer(
 def serve_up_cmd(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     alias: Annotated[str, typer.Option(help="Registry alias of the champion.")] = "champion",
     address: AddressOpt = None,
     foreground: Annotated[
@@ -43,7 +44,7 @@ def serve_up_cmd(
     from serve.daemon import start_daemon
     from serve.deploy import check_servable, serve_down, serve_up
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     token_src = (
         f"${cfg.serve.admin_token_env}"
         if os.environ.get(cfg.serve.admin_token_env)
@@ -96,6 +97,7 @@ def _running(ws: Workspace) -> dict[str, Any]:
 def serve_config(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     out: Annotated[Path, typer.Option(help="Where to write the Serve config YAML.")] = Path(
         "serve-config.yaml"
     ),
@@ -107,7 +109,7 @@ def serve_config(
     from engine.workspace import atomic_write_bytes
     from serve.deploy import deploy_config
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     doc = deploy_config(cfg, ws, port=port)
     atomic_write_bytes(out, yaml.safe_dump(doc, sort_keys=False).encode())
     console.print(
@@ -120,6 +122,7 @@ def serve_config(
 def serve_status(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print URL, versions, split and replicas as JSON.")
     ] = False,
@@ -131,7 +134,7 @@ def serve_status(
 
     from serve.admin import admin_call, admin_token
 
-    cfg, ws = _load(project, workspace)
+    cfg, ws = _load(project, workspace, profile)
     st = _running(ws)
     m = httpx.get(f"{st['url']}/models", timeout=30).json()
     token = admin_token(cfg, ws)
@@ -172,11 +175,13 @@ def serve_status(
 
 
 @serve_app.command("down")
-def serve_down_cmd(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def serve_down_cmd(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
     """Stop the app started by `insight serve up` and its local Ray cluster."""
     from serve.daemon import stop_daemon
 
-    _, ws = _load(project, workspace)
+    _, ws = _load(project, workspace, profile)
     with console.status("stopping"):
         st = stop_daemon(ws)
     console.print("the app was not up" if st is None else f"stopped {st['url']} (pid {st['pid']})")
@@ -195,6 +200,7 @@ def serve_traffic(
     ] = None,
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Change the champion/challenger split live (no restart); needs the admin token."""
     body = {"challenger_percent": percent, "shadow": shadow, "challenger": challenger}
@@ -211,7 +217,9 @@ def serve_traffic(
 
 
 @serve_app.command("promote")
-def serve_promote(project: ProjectOpt = None, workspace: WorkspaceOpt = None) -> None:
+def serve_promote(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
     """The served challenger becomes champion (registry and app), without a restart."""
     r = _admin(project, workspace, "/admin/promote")
     console.print(
@@ -234,6 +242,7 @@ def _admin(
 def audit_verify(
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
     path: Annotated[
         Path | None, typer.Option(help="Audit folder (default: the workspace's).")
     ] = None,
@@ -242,7 +251,7 @@ def audit_verify(
     from engine.audit import verify
 
     if path is None:
-        _, ws = _load(project, workspace)
+        _, ws = _load(project, workspace, profile)
         path = ws.audit
     if not path.is_dir():
         console.print(

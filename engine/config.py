@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from engine.errors import ConfigError
 from engine.features.views import FeatureView
 from engine.monitor.config import MonitorConfig
+from engine.profiles import ClusterConfig, load_cluster
 
 _IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -313,8 +314,19 @@ class ProjectConfig(_Model):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig,
+        description="Where each part runs (profiles), or a path to a YAML file with them.",
+    )
     # Set by load(): folder of the project file, for relative paths. Not part of the YAML.
     base_dir: str = Field(default=".", exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cluster_file(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("cluster"), str):
+            data = {**data, "cluster": load_cluster(data["cluster"], data.get("base_dir", "."))}
+        return data
 
     @model_validator(mode="after")
     def _cross_refs(self) -> ProjectConfig:

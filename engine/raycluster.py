@@ -12,8 +12,10 @@ from engine.workspace import Workspace
 def ray_env() -> None:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Token auth only where a token exists; purely local clusters need none (STACK.md).
+    # A token in the environment (RAY_AUTH_TOKEN, e.g. from a cluster's secret) means token auth.
     token = Path.home() / ".ray" / "auth_token"
-    os.environ.setdefault("RAY_AUTH_MODE", "token" if token.exists() else "disabled")
+    has_token = token.exists() or bool(os.environ.get("RAY_AUTH_TOKEN"))
+    os.environ.setdefault("RAY_AUTH_MODE", "token" if has_token else "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # Quiet Tune: the engine draws its own progress bar; the legacy engine honours verbose=0.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -27,10 +29,13 @@ def start_ray(
     num_cpus: int | None = None,
     object_store_mb: int = 384,
 ) -> dict[str, object]:
-    """``ray.init`` once per process. Local: loopback, no dashboard, small object store."""
+    """``ray.init`` once per process. Joins a cluster when an address is given, the
+    workspace's profile names one, or ``RAY_ADDRESS`` is set (inside a Ray job); otherwise a
+    private local cluster: loopback, no dashboard, small object store."""
     import ray
 
     ray_env()
+    address = address or ws.ray_address or os.environ.get("RAY_ADDRESS")
     if ray.is_initialized():
         return {"address": ray.get_runtime_context().gcs_address, "started": False}
     if address:

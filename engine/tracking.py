@@ -26,6 +26,8 @@ def setup_mlflow(ws: Workspace, experiment: str) -> str:
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is not None:
         return str(exp.experiment_id)
+    if ws.shared_tracking:  # the server's artifact root (proxied), which every node reaches
+        return str(mlflow.create_experiment(experiment))
     return str(mlflow.create_experiment(experiment, artifact_location=ws.artifacts.as_uri()))
 
 

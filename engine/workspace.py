@@ -24,6 +24,9 @@ from engine.errors import InsightError
 @dataclass(frozen=True)
 class Workspace:
     root: Path
+    # Set by a cluster profile (engine.profiles): an MLflow server and a Ray address to join.
+    tracking: str | None = None
+    ray_address: str | None = None
 
     @property
     def mlflow_db(self) -> Path:
@@ -31,7 +34,12 @@ class Workspace:
 
     @property
     def tracking_uri(self) -> str:
-        return f"sqlite:///{self.mlflow_db}"
+        return self.tracking or f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def shared_tracking(self) -> bool:
+        """True when MLflow is a server (artifacts go through it, not to a local folder)."""
+        return self.tracking is not None and self.tracking.startswith(("http://", "https://"))
 
     @property
     def artifacts(self) -> Path:

@@ -20,15 +20,16 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.cli_monitor import parse_time
-    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.config import DEFAULT_PROJECT
     from engine.errors import InsightError
     from engine.monitor.config import seconds
+    from engine.profiles import open_project
     from engine.stages.monitor import every, stage_monitor
-    from engine.workspace import Workspace
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
     ap.add_argument("--from", dest="since", default=None, help="ISO time or '-1h'")
     ap.add_argument("--to", dest="until", default=None, help="ISO time or 'now'")
     ap.add_argument("--every", default=None, help="run every period (e.g. 5m) until stopped")
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="one run, last 5 minutes, nothing sent")
     args = ap.parse_args(argv)
     try:
-        cfg = ProjectConfig.load(args.project)
-        ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
+        cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
         if args.every and not args.smoke:
             n = every(cfg, ws, seconds(args.every), app=args.app)
             print(json.dumps({"runs": n}))

@@ -27,15 +27,16 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.config import DEFAULT_PROJECT
     from engine.errors import InsightError
+    from engine.profiles import open_project
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.train import stage_train
-    from engine.workspace import Workspace
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
     ap.add_argument("--snapshot", default=None, help="snapshot id (default: newest)")
     ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     ap.add_argument("--resume", action="store_true", help="resume an interrupted search")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="2 trials of 10 rounds, no uplift")
     args = ap.parse_args(argv)
     try:
-        cfg = ProjectConfig.load(args.project)
+        cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
         if args.smoke:
             cfg = cfg.model_copy(
                 update={
@@ -60,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 }
             )
-        ws = Workspace(cfg.workspace_root(args.workspace)).ensure()
         start_ray(ws, address=args.address)
         try:
             r = stage_train(cfg, ws, args.snapshot, resume=args.resume)
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             "valid_auc": r.best_metrics.get("valid_auc"),
             "test_auc": r.test_auc,
             "parent_run_id": r.parent_run_id,
+            "trial_nodes": r.trial_nodes,
+            "nodes": sorted({n for ns in r.trial_nodes.values() for n in ns}),
         }
         if args.gate:
             from engine.registry.gate import run_gate

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -44,6 +44,7 @@ class TrainResult:
     experiment_path: str
     split: str = ""  # how the rows were split (time or random), as printed
     final_fit: str = ""  # how the registered model was fitted
+    trial_nodes: dict[str, list[str]] = field(default_factory=dict)  # trial -> Ray node ids
 
 
 def stage_train(
@@ -117,6 +118,7 @@ def stage_train(
         test_auc=card["metrics"]["auc"],
         uplift=uplift,
         experiment_path=str(out.experiment_path),
+        trial_nodes=getattr(out, "trial_nodes", {}),
         split=ts.describe_split(),
         final_fit=ref.tags.get("final_fit", ""),
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from engine.workspace import Workspace, atomic_write_text
 
 METRIC = "valid_auc"
 STATE_FILE = "insight-search.json"
+NODES_FILE = "trial-nodes.jsonl"  # one line per trial attempt: which node ran it
 
 
 class SearchInterrupted(InsightError):
@@ -46,9 +47,12 @@ class SearchOutcome:
     stopped_early: int
     trial_runs: dict[str, str]
     experiment_path: Path
+    trial_nodes: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _data(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> dict[str, Any]:
+def _data(
+    cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook], nodes_log: Path | None
+) -> dict[str, Any]:
     tc = cfg.train
     x_tr, y_tr = ts.xy("train")  # model-input frames (numbers and categoricals)
     x_va, y_va = ts.xy("valid")
@@ -64,14 +68,20 @@ def _data(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> di
         "seed": tc.seed,
         "schema": ts.schema,
         "hooks": list(hooks),
+        "nodes_log": str(nodes_log) if nodes_log is not None else None,
     }
 
 
-def _trainable(cfg: ProjectConfig, ts: TrainingSet, hooks: Sequence[TrialHook]) -> Any:
+def _trainable(
+    cfg: ProjectConfig,
+    ts: TrainingSet,
+    hooks: Sequence[TrialHook],
+    nodes_log: Path | None = None,
+) -> Any:
     from ray import tune
 
     return tune.with_resources(
-        tune.with_parameters(dispatch, data=_data(cfg, ts, hooks)),
+        tune.with_parameters(dispatch, data=_data(cfg, ts, hooks, nodes_log)),
         {"cpu": cfg.train.cpus_per_trial},
     )
 
@@ -155,7 +165,7 @@ def run_search(
     if show_progress:
         callbacks.append(RichTrialProgress(tc.num_samples, METRIC))
     tuner = tune.Tuner(
-        _trainable(cfg, ts, hooks),
+        _trainable(cfg, ts, hooks, exp_path / NODES_FILE),
         param_space=tune_space(tc.families),
         tune_config=tune.TuneConfig(
             metric=METRIC,
@@ -205,7 +215,9 @@ def resume_search(
         )
     st = json.loads((exp_path / STATE_FILE).read_text())
     tuner = tune.Tuner.restore(
-        str(exp_path), trainable=_trainable(cfg, ts, hooks), resume_errored=True
+        str(exp_path),
+        trainable=_trainable(cfg, ts, hooks, exp_path / NODES_FILE),
+        resume_errored=True,
     )
     cb = MLflowTrialCallback(
         ws.tracking_uri,
@@ -255,6 +267,11 @@ def _outcome(
     atomic_write_text(st_path, json.dumps(st, indent=2))
     config = dict(best.config or {})
     fam = str(config["family"])
+    runs = cb.load_runs()
+    nodes = trial_nodes(exp_path / NODES_FILE)
+    for trial_id, seen in nodes.items():
+        if trial_id in runs:  # every node that ran an attempt of the trial, in order
+            cb.client.set_tag(runs[trial_id], "nodes", ",".join(seen))
     return SearchOutcome(
         best_config={"family": fam, **config.get(fam, {})},
         best_metrics=metrics,
@@ -263,6 +280,24 @@ def _outcome(
         trials=len(results),
         errored=errored,
         stopped_early=sum(1 for r in rounds if r < full),
-        trial_runs=cb.load_runs(),
+        trial_runs=runs,
         experiment_path=exp_path,
+        trial_nodes=nodes,
     )
+
+
+def trial_nodes(path: Path) -> dict[str, list[str]]:
+    """Trial id -> the Ray node ids that ran it (a retried trial lists each), from the
+    lines the trials appended (engine.train.families.dispatch)."""
+    out: dict[str, list[str]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a killed node
+        seen = out.setdefault(str(rec.get("trial_id")), [])
+        if rec.get("node_id") and rec["node_id"] not in seen:
+            seen.append(str(rec["node_id"]))
+    return out

