@@ -253,6 +253,11 @@ class AutoscalingConfig(_Model):
 
 class ServeConfig(_Model):
     host: str = "127.0.0.1"
+    proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = Field(
+        default="HeadOnly",
+        description="Where Serve runs HTTP proxies: the head only (one address to call, "
+        "what a RayService's head service exposes) or every node (behind a load balancer).",
+    )
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port.")
     route_prefix: str = "/"
     threshold: float = Field(default=0.5, gt=0, lt=1)

@@ -147,7 +147,7 @@ def serve_up(
         Path(settings.rollout_path).unlink(missing_ok=True)
         kill_rollout(app)
     port = sc.port or free_port(sc.host)
-    serve.start(http_options={"host": sc.host, "port": port})
+    serve.start(proxy_location=sc.proxy_location, http_options={"host": sc.host, "port": port})
     serve.run(build_app(settings), name=app, route_prefix=sc.route_prefix, blocking=False)
     ep = Endpoint(sc.host, port, sc.route_prefix)
     wait_healthy(ep.url)
@@ -179,7 +179,7 @@ def deploy_config(
     repo = str(Path(__file__).resolve().parent.parent)
     settings = settings_for(cfg, ws, alias=alias)
     return {
-        "proxy_location": "HeadOnly",
+        "proxy_location": cfg.serve.proxy_location,
         "http_options": {"host": cfg.serve.host, "port": port},
         "applications": [
             {

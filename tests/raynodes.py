@@ -32,34 +32,45 @@ ROOT = Path(__file__).resolve().parent.parent
 IP = "127.0.0.2"
 
 
+# Ports handed out by this process: a port found free is not bound until its node starts,
+# so later picks must skip it (two nodes given the same port was a real race here).
+_TAKEN: set[int] = set()
+
+
+def _free(p: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("", p))  # free on every address, loopback included
+        except OSError:
+            return False
+    return True
+
+
 def free_ports(n: int) -> list[int]:
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("", 0))  # free on every address, loopback included
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    """``n`` distinct ports free now and never handed out before by this process, chosen
+    outside the kernel's ephemeral range (where clients' own ports come from)."""
+    rng = secrets.SystemRandom()
+    out: list[int] = []
+    for _ in range(20_000):
+        if len(out) == n:
+            break
+        p = rng.randrange(10000, 30000)
+        if p not in _TAKEN and _free(p):
+            _TAKEN.add(p)
+            out.append(p)
+    if len(out) < n:
+        raise RuntimeError("no free ports")
+    return out
 
 
 def _worker_range(width: int = 40) -> tuple[int, int]:
-    """A block of ports none of which is in use now (Ray's workers bind inside it)."""
+    """A block of ports none of which is in use or handed out (Ray's workers bind there)."""
     rng = secrets.SystemRandom()
-    for _ in range(200):
-        lo = rng.randrange(20000, 45000)
-        ok = True
-        for p in range(lo, lo + width):
-            with socket.socket() as s:
-                try:
-                    s.bind((IP, p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+    for _ in range(500):
+        lo = rng.randrange(30000 - width, 32000)
+        block = range(lo, lo + width)
+        if all(p not in _TAKEN and _free(p) for p in block):
+            _TAKEN.update(block)
             return lo, lo + width - 1
     raise RuntimeError("no free block of worker ports")
 
@@ -70,6 +81,7 @@ class Node:
     proc: subprocess.Popen[bytes]
     log: Path
     cpus: int
+    manager_port: int
 
     @property
     def pid(self) -> int:
@@ -84,6 +96,7 @@ class RayNodes:
     temp_dir: Path
     env: dict[str, str]
     nodes: list[Node] = field(default_factory=list)
+    killed: set[str] = field(default_factory=set)
 
     @property
     def address(self) -> str:
@@ -137,7 +150,7 @@ class RayNodes:
                 env={**self.env, **extra_env},
                 start_new_session=True,  # its own process group: stopped together, by PID
             )
-        node = Node(name, proc, log, cpus)
+        node = Node(name, proc, log, cpus, ports[0])
         self.nodes.append(node)
         return node
 
@@ -160,15 +173,26 @@ class RayNodes:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for node in self.nodes:
-                if node.proc.poll() is not None:
+                if node.name not in self.killed and node.proc.poll() is not None:
                     raise RuntimeError(f"{node.name} exited: {node.log.read_text()[-3000:]}")
             if len(self.alive_nodes()) >= n:
                 return
             time.sleep(2)
         raise TimeoutError(f"{n} nodes not alive after {timeout_s} s")
 
+    def node_of(self, node_id: str) -> Node:
+        """The process of the node with this Ray node id."""
+        port = next(n["port"] for n in self.alive_nodes() if n["id"] == node_id)
+        return next(n for n in self.nodes if n.manager_port == port)
+
+    def add_worker(self, cpus: int = 1) -> Node:
+        """One more worker node (e.g. to replace a killed one)."""
+        node = self._start(f"worker{len(self.nodes)}", False, cpus, {})
+        return node
+
     def kill(self, node: Node, sig: int = signal.SIGKILL) -> None:
         """Kill a node's whole process group (its raylet, workers, agents)."""
+        self.killed.add(node.name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(node.pid, sig)
 
@@ -203,7 +227,8 @@ import json, os, sys
 import ray
 ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
 print(json.dumps([{"id": n["NodeID"], "cpus": n["Resources"].get("CPU", 0),
-                   "resources": n["Resources"], "ip": n["NodeManagerAddress"]} for n in ray.nodes() if n["Alive"]]))
+                   "resources": n["Resources"], "ip": n["NodeManagerAddress"],
+                   "port": n["NodeManagerPort"]} for n in ray.nodes() if n["Alive"]]))
 """
 
 

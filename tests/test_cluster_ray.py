@@ -185,3 +185,66 @@ def test_a_job_can_be_stopped_and_unknown_jobs_are_clear(nodes: RayNodes, projec
         env, "jobs", "status", "no-such-job", "-p", str(project), "--profile", "nodes"
     )
     assert missing.returncode != 0 and "no job 'no-such-job'" in missing.stdout + missing.stderr
+
+
+def _driver(nodes: RayNodes, *args: str, timeout: float = 600) -> subprocess.Popen[str]:
+    env = {**_env(nodes), "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.cluster_drivers", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_serve_places_replicas_on_more_than_one_node(nodes: RayNodes, project: Path) -> None:
+    p = _driver(nodes, "serve", str(project), "nodes")
+    out, _ = p.communicate(timeout=600)
+    assert p.returncode == 0, out[-4000:]
+    r = _last_json(out)
+    assert r["status"] == 200 and r["predictions"] == 3
+    assert r["replicas"] == 2 and len(r["replica_nodes"]) == 2, r
+    assert r["url"].startswith("http://127.0.0.1:")
+
+
+def test_a_worker_node_killed_mid_search_loses_no_trial(nodes: RayNodes, project: Path) -> None:
+    """SIGKILL one worker node's processes while both trials run (one on each worker): its
+    trial is retried on the surviving node from its last checkpoint; no trial errors."""
+    storage = Path(project_storage(project)) / "retail" / "tune"
+    before = set(storage.glob("*/trial-nodes.jsonl"))
+    p = _driver(nodes, "search", str(project), "nodes", "0.25")
+    try:
+        deadline = time.monotonic() + 240
+        seen: dict[str, str] = {}
+        while time.monotonic() < deadline and len(set(seen.values())) < 2:
+            assert p.poll() is None, p.communicate()[0][-4000:]
+            for f in set(storage.glob("*/trial-nodes.jsonl")) - before:
+                for line in f.read_text().splitlines():
+                    rec = json.loads(line)
+                    seen[rec["trial_id"]] = rec["node_id"]
+            time.sleep(0.5)
+        assert len(set(seen.values())) == 2, f"trials did not spread over two nodes: {seen}"
+        time.sleep(4)  # a few checkpoints (every 5 rounds of 0.25 s)
+        victim_trial, victim_node = sorted(seen.items())[0]
+        node = nodes.node_of(victim_node)
+        nodes.kill(node)  # SIGKILL of the node's whole process group
+        out, _ = p.communicate(timeout=400)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out[-4000:]
+    r = _last_json(out)
+    assert r["trials"] == 2 and r["errored"] == 0, r
+    assert r["trial_nodes"][victim_trial][0] == victim_node
+    assert len(r["trial_nodes"][victim_trial]) == 2, "the killed trial ran again elsewhere"
+    lines = [
+        json.loads(x)
+        for f in set(storage.glob("*/trial-nodes.jsonl")) - before
+        for x in f.read_text().splitlines()
+    ]
+    again = [x for x in lines if x["trial_id"] == victim_trial][1:]
+    assert again and all(x["from_checkpoint"] for x in again), "resumed from its checkpoint"
+    nodes.add_worker()  # the next tests get two workers again
+    nodes.wait_for(3)

@@ -104,6 +104,7 @@ def _record_node(path: str) -> None:
             "trial_id": str(tune.get_context().get_trial_id() or ""),
             "node_id": ctx.get_node_id(),
             "pid": os.getpid(),
+            "from_checkpoint": tune.get_checkpoint() is not None,
             "time": time.time(),
         }
     )
