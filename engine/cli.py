@@ -211,6 +211,53 @@ def features_materialize(
     console.print(f"online table: {len(t.frame):,} entities as of {t.as_of} -> {path}")
 
 
+@app.command("score")
+def score(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet folder to write.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="NAME[@alias] or NAME/VERSION (default: the project's @champion)."),
+    ] = None,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Score a feature snapshot (an id, or 'latest').")
+    ] = None,
+    input_path: Annotated[
+        Path | None, typer.Option("--input", help="Score a Parquet/CSV table.")
+    ] = None,
+    shap: Annotated[bool, typer.Option("--shap", help="Add SHAP values per feature.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output.")] = False,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+    address: AddressOpt = None,
+) -> None:
+    """Batch scoring with Ray Data: scores, decisions, model version (and SHAP) to Parquet."""
+    from engine.raycluster import start_ray, stop_ray
+    from engine.stages.score import stage_score
+
+    cfg, ws = _load(project, workspace, profile)
+    start_ray(ws, address=address)
+    try:
+        with stage("batch scoring on Ray Data"):
+            r = stage_score(
+                cfg,
+                ws,
+                model,
+                snapshot=snapshot,
+                input_path=input_path,
+                output=output,
+                shap=shap,
+                overwrite=overwrite,
+                log=console.print,
+            )
+    finally:
+        stop_ray()
+    console.print(
+        f"output: {r.output}  (input {r.input_fingerprint[:12]}, output "
+        f"{r.output_fingerprint[:12]}; one batch record in {ws.audit / 'batch'})"
+    )
+
+
 @features_app.command("list")
 def features_list(
     project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None

@@ -1,0 +1,272 @@
+"""Stage: batch scoring, the cheaper serving pattern. A registered model scores a table with
+Ray Data across the cluster's CPUs and writes Parquet.
+
+Input: a feature snapshot (``--snapshot ID``) or any Parquet/CSV table (``--input PATH``)
+with the model's feature columns (extra columns are kept as they are: ids, times). The
+columns are checked against the model's input schema before anything runs. Output: the
+input's key columns (the entity key and label time, where present), ``score``, ``decision``
+(score >= ``serve.threshold``), ``model`` and ``model_version``, and with ``shap=True`` one
+``shap_<feature>`` column per model input (SHAP values in the family's output space).
+
+The output folder appears whole or not at all: Ray writes into a temporary folder beside it,
+which is renamed at the end. One ``batch`` record (input and output fingerprints, rows,
+model version, seconds) is appended to the audit log (``audit/batch``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.config import ProjectConfig
+from engine.errors import ConfigError, DataError
+from engine.workspace import Workspace
+
+
+@dataclass
+class ScoreResult:
+    model: str
+    version: str
+    rows: int
+    output: Path
+    input_fingerprint: str
+    output_fingerprint: str
+    seconds: float
+    rows_per_s: float
+    cpus: int
+    decision_rate: float
+
+
+@functools.cache
+def _model(tracking_uri: str, name: str, version: str) -> Any:
+    """The model, loaded once per worker process (Ray reuses workers across batches)."""
+    import mlflow
+
+    from engine.registry.models import get_version, load_scorer
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    scorer = load_scorer(get_version(name, version))
+    explainer: dict[str, Any] = {}
+    return scorer, explainer
+
+
+def score_batch(
+    batch: Any,
+    *,
+    tracking_uri: str,
+    name: str,
+    version: str,
+    threshold: float,
+    keep: list[str],
+    shap: bool,
+) -> pd.DataFrame:
+    """Score one pandas batch (a Ray Data task: fused with the read, on any CPU)."""
+    scorer, cache = _model(tracking_uri, name, version)
+    features = list(scorer.features)
+    x = scorer.schema.frame(batch[features])
+    p = np.asarray(scorer.proba(x), dtype=np.float64)
+    out = batch[keep].reset_index(drop=True).copy()
+    out["score"] = p
+    out["decision"] = p >= threshold
+    out["model"] = name
+    out["model_version"] = version
+    if shap:
+        if "e" not in cache:
+            from engine.explain import explainer_for
+
+            cache["e"] = explainer_for(scorer)
+        e = cache["e"].explain(x)
+        for j, f in enumerate(features):
+            out[f"shap_{f}"] = e.values[:, j]
+    return out
+
+
+def _files(path: Path) -> list[str]:
+    """The data files of a table: the file itself, or a folder's Parquet/CSV files (a
+    snapshot's manifest and Spark's marker files are not data)."""
+    if path.is_file():
+        return [str(path)]
+    files = sorted(
+        str(p)
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in (".parquet", ".csv")
+        and not p.name.startswith((".", "_"))
+    )
+    if not files:
+        raise DataError(f"score: '{path}' holds no .parquet or .csv file.")
+    return files
+
+
+def _columns(path: Path) -> list[str]:
+    import pyarrow.dataset as ds
+
+    files = _files(path)
+    fmt = "csv" if files[0].lower().endswith(".csv") else "parquet"
+    try:
+        return list(ds.dataset(files, format=fmt).schema.names)
+    except Exception as exc:
+        raise DataError(
+            f"cannot read '{path}' as {fmt}: {str(exc).splitlines()[0][:300]}. Fix: give a "
+            "Parquet file or folder, or a .csv file."
+        ) from None
+
+
+def stage_score(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    model: str | None = None,
+    *,
+    snapshot: str | None = None,
+    input_path: Path | None = None,
+    output: Path,
+    shap: bool = False,
+    batch_size: int = 4096,
+    overwrite: bool = False,
+    log: Any = print,
+) -> ScoreResult:
+    import ray
+
+    from engine.audit import AuditWriter
+    from engine.data.sources import fingerprint
+    from engine.features import snapshot as snap
+    from engine.raycluster import start_ray
+    from engine.registry.models import find
+    from engine.tracking import setup_mlflow
+
+    name, _, which = (model or cfg.train.model_name).partition("@")
+    if "/" in name and not which:
+        name, _, which = name.partition("/")
+    which = which or "champion"
+    if (snapshot is None) == (input_path is None):
+        raise ConfigError("score: give exactly one of --snapshot ID or --input PATH.")
+    output = output.resolve()
+    if output.exists() and not overwrite:
+        raise ConfigError(
+            f"score: output '{output}' already exists. Fix: choose a new path, or pass "
+            "--overwrite to replace it (the old one is removed only after the new one is "
+            "written)."
+        )
+    setup_mlflow(ws, cfg.name)
+    ref = find(name, which)
+    if snapshot is not None:
+        src = snap.find(ws, cfg.name, None if snapshot == "latest" else snapshot).path
+    else:
+        assert input_path is not None
+        src = input_path.resolve()
+        if not src.exists():
+            raise DataError(f"score: input '{src}' does not exist.")
+    cols = _columns(src)
+    missing = [f for f in ref.features if f not in cols]
+    if missing:
+        raise DataError(
+            f"score: '{src}' lacks the model's input column(s) {missing} (model "
+            f"{name} v{ref.version} takes {', '.join(ref.features)}). Fix: score a snapshot "
+            "of this project, or add the columns (same names as the features)."
+        )
+    label_time = cfg.label.event_time
+    keys = [k for k in {e.key for e in cfg.entities.values()} if k in cols]
+    keep = [*keys, *([label_time] if label_time and label_time in cols else [])]
+    t0 = time.monotonic()
+    start_ray(ws)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_arrow_backed_pandas_conversion = False
+    ctx.enable_progress_bars = False
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    files = _files(src)
+    reader = ray.data.read_csv if files[0].lower().endswith(".csv") else ray.data.read_parquet
+    data = reader(files, override_num_blocks=max(2 * cpus, len(files)))
+    # Tasks, not an actor pool: each read block is scored in the task that read it, on any
+    # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
+    fn: Any = score_batch
+    scored = data.map_batches(
+        fn,
+        fn_kwargs={
+            "tracking_uri": ws.tracking_uri,
+            "name": name,
+            "version": ref.version,
+            "threshold": cfg.serve.threshold,
+            "keep": keep,
+            "shap": shap,
+        },
+        batch_format="pandas",
+        batch_size=batch_size,
+        num_cpus=1,
+    )
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            scored.write_parquet(str(tmp))
+        except Exception as exc:  # a worker's error, wrapped by Ray: name the cause
+            cause = getattr(exc, "cause", None) or exc
+            text = next((x for x in str(cause).splitlines() if x.strip()), repr(cause))
+            raise DataError(
+                f"score: scoring '{src}' failed in a worker: {text[:400]}. Nothing was "
+                "written. Fix: check the table's values against the model's input schema "
+                "(`insight models show`)."
+            ) from None
+        written = ray.data.read_parquet(str(tmp))
+        rows = written.count()
+        total: Any = written.sum("decision") or 0
+        decided = float(total) / rows if rows else 0.0
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    secs = time.monotonic() - t0
+    res = ScoreResult(
+        model=name,
+        version=ref.version,
+        rows=int(rows),
+        output=output,
+        input_fingerprint=fingerprint(src),
+        output_fingerprint=fingerprint(output),
+        seconds=secs,
+        rows_per_s=rows / secs if secs > 0 else 0.0,
+        cpus=cpus,
+        decision_rate=decided,
+    )
+    w = AuditWriter(ws.audit / "batch", writer="score")
+    try:
+        w.append(
+            [
+                {
+                    "kind": "batch",
+                    "time": time.time(),
+                    "model": name,
+                    "model_version": ref.version,
+                    "input": str(src),
+                    "input_fingerprint": res.input_fingerprint,
+                    "output": str(output),
+                    "output_fingerprint": res.output_fingerprint,
+                    "rows": res.rows,
+                    "shap": shap,
+                    "seconds": round(secs, 3),
+                }
+            ]
+        )
+    finally:
+        w.close()
+    log(
+        f"scored {res.rows:,} rows with {name} v{ref.version} in {secs:.1f} s "
+        f"({res.rows_per_s:,.0f} rows/s on {cpus} CPU(s)); decision rate "
+        f"{decided:.3f} -> {output}"
+    )
+    return res

@@ -1,0 +1,74 @@
+"""Batch scoring as a job: a registered model scores a snapshot or a table with Ray Data
+across the cluster's CPUs, into Parquet (what ``insight score`` runs).
+
+    python jobs/score.py --snapshot latest --output /mnt/insight/scores/2026-11
+    insight submit score --profile lab -- --snapshot latest --output /mnt/insight/scores/x
+
+Prints one JSON summary line at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.config import DEFAULT_PROJECT
+    from engine.errors import InsightError
+    from engine.profiles import open_project
+    from engine.raycluster import start_ray, stop_ray
+    from engine.stages.score import stage_score
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    ap.add_argument("--model", default=None, help="NAME[@alias] or NAME/VERSION")
+    ap.add_argument("--snapshot", default=None, help="snapshot id or 'latest'")
+    ap.add_argument("--input", type=Path, default=None, help="a Parquet/CSV table")
+    ap.add_argument("--output", type=Path, required=True)
+    ap.add_argument("--shap", action="store_true")
+    ap.add_argument("--overwrite", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
+        start_ray(ws)
+        try:
+            r = stage_score(
+                cfg,
+                ws,
+                args.model,
+                snapshot=args.snapshot,
+                input_path=args.input,
+                output=args.output,
+                shap=args.shap,
+                overwrite=args.overwrite,
+            )
+        finally:
+            stop_ray()
+        print(
+            json.dumps(
+                {
+                    "model": r.model,
+                    "version": r.version,
+                    "rows": r.rows,
+                    "output": str(r.output),
+                    "rows_per_s": r.rows_per_s,
+                    "cpus": r.cpus,
+                    "input_fingerprint": r.input_fingerprint,
+                    "output_fingerprint": r.output_fingerprint,
+                }
+            )
+        )
+        return 0
+    except InsightError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
