@@ -23,6 +23,7 @@ import yaml
 
 from engine.config import DEFAULT_PROJECT as EXAMPLE_PROJECT
 from engine.workspace import Workspace
+from tests.pgmlflow import SharedMLflow, start_shared_mlflow
 from tests.raynodes import RayNodes, start_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.spark, pytest.mark.slow]
@@ -31,8 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def nodes() -> Iterator[RayNodes]:
-    c = start_cluster(workers=2, worker_cpus=1, head_cpus=0)
+def mlflow_server() -> Iterator[SharedMLflow]:
+    db = start_shared_mlflow()
+    try:
+        yield db
+    finally:
+        db.stop()
+
+
+@pytest.fixture(scope="module")
+def nodes(mlflow_server: SharedMLflow) -> Iterator[RayNodes]:
+    # The nodes hold the MLflow credentials in their environment (a cluster's secret).
+    c = start_cluster(workers=2, worker_cpus=1, head_cpus=0, extra_env=mlflow_server.env)
     try:
         yield c
     finally:
@@ -46,6 +57,7 @@ def project(
     tiny_ws: Workspace,
     tiny_snapshot: Any,
     nodes: RayNodes,
+    mlflow_server: SharedMLflow,
 ) -> Path:
     """The example project with a `nodes` profile: the cluster's addresses and a storage
     folder every node sees (the workspace there holds the sample data and snapshot)."""
@@ -56,7 +68,12 @@ def project(
     raw = yaml.safe_load(Path(EXAMPLE_PROJECT).read_text())
     raw["cluster"] = {
         "profiles": {
-            "nodes": {"ray": nodes.address, "jobs": nodes.jobs_url, "storage": str(storage)}
+            "nodes": {
+                "ray": nodes.address,
+                "jobs": nodes.jobs_url,
+                "storage": str(storage),
+                "mlflow": mlflow_server.url,
+            }
         }
     }
     out = tmp_path_factory.mktemp("project") / "insight.yaml"  # outside the checkout
@@ -67,6 +84,7 @@ def project(
 def _env(nodes: RayNodes, token: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    env.update({k: v for k, v in nodes.env.items() if k.startswith("MLFLOW_TRACKING_")})
     if token:
         env["RAY_AUTH_TOKEN"] = nodes.token
     return env
@@ -95,7 +113,7 @@ def _last_json(text: str) -> dict[str, Any]:
 
 
 def test_a_submitted_train_job_runs_trials_on_two_nodes_and_registers(
-    nodes: RayNodes, project: Path
+    nodes: RayNodes, project: Path, mlflow_server: SharedMLflow, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = _env(nodes)
     r = _insight(env, "submit", "train", "-p", str(project), "--profile", "nodes", "--", "--smoke")
@@ -108,10 +126,16 @@ def test_a_submitted_train_job_runs_trials_on_two_nodes_and_registers(
     assert len(set(summary["nodes"])) >= 2, summary["trial_nodes"]
     assert set(summary["nodes"]) <= workers, "trials ran on the worker nodes"
     # The model is in the registry on the shared storage, its trials tagged with nodes.
+    # The registry is the MLflow server (PostgreSQL behind it); no credentials, no answer.
+    import httpx
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{project_storage(project)}/retail/mlflow.db"
-    client = MlflowClient(uri)
+    search = f"{mlflow_server.url}/api/2.0/mlflow/registered-models/search"
+    assert httpx.get(search, timeout=10).status_code == 401
+    assert not (Path(project_storage(project)) / "retail" / "mlflow.db").exists()
+    for k, v in mlflow_server.env.items():
+        monkeypatch.setenv(k, v)
+    client = MlflowClient(mlflow_server.url)
     version = summary["model"].rsplit("/", 1)[1]
     mv = client.get_model_version("retail-churn", version)
     assert "challenger" in mv.aliases
