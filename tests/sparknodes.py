@@ -1,0 +1,119 @@
+"""A Spark standalone cluster on 127.0.0.1: a master and N workers started with
+``spark-class`` (the pip package has no start scripts), each its own process group,
+stopped by the PIDs started here."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from tests.raynodes import free_ports
+
+
+@dataclass
+class SparkNodes:
+    master_url: str
+    ui: str
+    root: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def alive_workers(self) -> int:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            d = httpx.get(f"{self.ui}/json/", timeout=3).json()
+            return sum(1 for w in d.get("workers", []) if w.get("state") == "ALIVE")
+        return 0
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in reversed(self.procs):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_spark(workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkNodes:
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    root = Path(tempfile.mkdtemp(prefix="isp-", dir="/tmp"))
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_WORKER_DIR": str(root / "work"),
+        "SPARK_LOG_DIR": str(root),
+    }
+    port, ui, *wports = free_ports(2 + 2 * workers)
+    c = SparkNodes(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}", root)
+    cls = str(home / "bin" / "spark-class")
+
+    def run(name: str, args: list[str]) -> None:
+        log = open(root / f"{name}.log", "wb")  # noqa: SIM115 (kept open for the process)
+        c.procs.append(
+            subprocess.Popen(
+                [cls, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+        )
+
+    try:
+        run(
+            "master",
+            [
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--webui-port",
+                str(ui),
+            ],
+        )
+        for i in range(workers):
+            run(
+                f"worker{i + 1}",
+                [
+                    "org.apache.spark.deploy.worker.Worker",
+                    c.master_url,
+                    "--host",
+                    "127.0.0.1",
+                    "--cores",
+                    str(cores),
+                    "--memory",
+                    memory,
+                    "--port",
+                    str(wports[2 * i]),
+                    "--webui-port",
+                    str(wports[2 * i + 1]),
+                ],
+            )
+        deadline = time.monotonic() + 120
+        while c.alive_workers() < workers:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in c.procs):
+                logs = "\n".join(f.read_text()[-1500:] for f in root.glob("*.log"))
+                raise RuntimeError(f"Spark standalone did not start:\n{logs}")
+            time.sleep(1)
+    except BaseException:
+        c.stop()
+        raise
+    return c
