@@ -87,11 +87,67 @@ def case(
     }
 
 
+PACKAGES = (
+    "ray",
+    "pyspark",
+    "mlflow",
+    "xgboost",
+    "scikit-learn",
+    "numba",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "shap",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ray_nodes() -> dict[str, Any]:
+    """Nodes and CPUs of the Ray cluster this process is connected to (1 node when none)."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            alive = [n for n in ray.nodes() if n.get("Alive")]
+            return {
+                "nodes": len(alive),
+                "cluster_cpus": sum(n["Resources"].get("CPU", 0) for n in alive),
+            }
+    except Exception:
+        pass
+    return {"nodes": 1, "cluster_cpus": os.cpu_count()}
+
+
 def machine() -> dict[str, Any]:
+    """Where and with what a result was measured: enough to refuse comparing unlike runs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from engine.tracking import code_version
+
+    versions: dict[str, str | None] = {}
+    for p in PACKAGES:
+        try:
+            versions[p] = version(p)
+        except PackageNotFoundError:
+            versions[p] = None
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "platform": platform.platform(),
+        "git_sha": code_version(),
+        "profile": os.environ.get("INSIGHT_PROFILE") or "local",
+        "packages": versions,
+        **_ray_nodes(),
     }
 
 

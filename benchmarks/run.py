@@ -60,11 +60,31 @@ def _t(c: dict[str, object], side: str) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--smoke", action="store_true")
-    ap.add_argument("--results", type=Path, default=HERE / "results")
+    ap.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="default: results/ (local), else <the profile's workspace>/benchmarks/<profile>",
+    )
+    ap.add_argument("--profile", default=None, help="a cluster profile of the project file")
+    ap.add_argument("--project", type=Path, default=None, help="the project file (profiles)")
     ap.add_argument(
         "--render-only", action="store_true", help="rewrite RESULTS.md from the JSON results"
     )
     args = ap.parse_args()
+    import os
+
+    if args.profile or args.project:
+        sys.path.insert(0, str(HERE.parent))
+        from engine.config import DEFAULT_PROJECT
+        from engine.profiles import open_project
+
+        _, ws, prof = open_project(args.project or DEFAULT_PROJECT, None, args.profile)
+        os.environ["INSIGHT_PROFILE"] = prof.name  # recorded in every result's machine
+        if args.results is None and not prof.is_local:
+            args.results = ws.root / "benchmarks" / prof.name
+    if args.results is None:
+        args.results = HERE / "results"
     if args.render_only:
         render(args.results, HERE / "RESULTS.md")
         print(f"table: {HERE / 'RESULTS.md'}")
