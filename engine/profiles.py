@@ -8,7 +8,7 @@ The project file (or a file its ``cluster:`` key names) lists profiles::
         lab:
           ray: 10.0.0.5:6379                   # Ray address the stages join ("auto" in a job)
           jobs: http://10.0.0.5:8265           # Ray Jobs API, for `insight submit`
-          spark: spark://10.0.0.5:7077         # or sc://host:15002 (Spark Connect), local[N]
+          spark: spark://10.0.0.5:7077         # a standalone master, or local[N]
           mlflow: http://10.0.0.5:5000         # an MLflow server (tracking + registry)
           storage: /mnt/insight                # a folder every node mounts: the workspace
 
@@ -16,8 +16,8 @@ The project file (or a file its ``cluster:`` key names) lists profiles::
 ``local[2]`` Spark, sqlite MLflow and the workspace folder. A profile may leave any part
 out; that part then runs locally. Values may name environment variables (``${VAR}``), so
 one file serves several clusters. Credentials never go in the file: Ray reads
-``RAY_AUTH_TOKEN``, MLflow ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, Spark
-Connect ``SPARK_CONNECT_TOKEN`` from the environment of the process that connects (on a
+``RAY_AUTH_TOKEN``, MLflow ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` from the
+environment of the process that connects (on a
 cluster: the nodes' environment, e.g. a Kubernetes secret).
 
 ``storage`` is a filesystem path every node sees (NFS, EFS, Filestore, a PVC): snapshots,
@@ -53,7 +53,7 @@ class Profile(BaseModel):
         default=None, description="Ray Jobs API (the dashboard), http://host:8265."
     )
     spark: str | None = Field(
-        default=None, description="Spark master: spark://host:7077, sc://host:15002, local[N]."
+        default=None, description="Spark master: spark://host:7077 or local[N]."
     )
     mlflow: str | None = Field(default=None, description="MLflow server: http(s)://host:port.")
     storage: str | None = Field(
@@ -87,10 +87,15 @@ class Profile(BaseModel):
     @field_validator("spark")
     @classmethod
     def _spark(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^(spark://|sc://|local(\[[0-9*]+\])?$)", v):
+        if v is not None and v.startswith("sc://"):
             raise ValueError(
-                f"spark: {v!r} is not a Spark master. Fix: spark://HOST:7077 (standalone), "
-                "sc://HOST:15002 (Spark Connect) or local[2]."
+                f"spark: {v!r}: Spark Connect is not supported yet (the feature build has not "
+                "been tested through it). Fix: the cluster's standalone master, spark://HOST:7077."
+            )
+        if v is not None and not re.match(r"^(spark://|local(\[[0-9*]+\])?$)", v):
+            raise ValueError(
+                f"spark: {v!r} is not a Spark master. Fix: spark://HOST:7077 (standalone) or "
+                "local[2]."
             )
         return v
 
