@@ -35,7 +35,12 @@ typecheck: env
 	$(VENV)/bin/mypy
 
 test: lint typecheck
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -m "not cluster"
+
+# The multi-node tier (about 5 minutes): Ray head + 2 worker nodes as separate `ray start`
+# processes, PostgreSQL + MLflow server, Spark standalone; all on the loopback interface.
+test-cluster: env
+	$(VENV)/bin/pytest -m cluster
 
 unit: env
 	$(VENV)/bin/pytest -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"

@@ -3,7 +3,7 @@
     python jobs/features.py --project examples/retail/insight.yaml
     insight submit features --profile lab
 
-The Spark master comes from the profile (``spark: spark://HOST:7077`` or ``sc://HOST:15002``);
+The Spark master comes from the profile (``spark: spark://HOST:7077`` or ``local[N]``);
 the snapshot lands under the profile's storage. Prints one JSON summary line at the end.
 """
 
@@ -26,9 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="check the sources and print the snapshot id, no Spark"
+    )
     args = ap.parse_args(argv)
     try:
         cfg, ws, prof = open_project(args.project, args.workspace, args.profile)
+        if args.smoke:
+            from engine.stages.features import plan_snapshot
+
+            sid = plan_snapshot(cfg, ws)[0]
+            print(json.dumps({"snapshot_id": sid, "spark": cfg.features.spark_master}))
+            return 0
         s, reused = stage_features(cfg, ws)
         m = s.manifest
         print(

@@ -30,12 +30,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="NAME[@alias] or NAME/VERSION")
     ap.add_argument("--snapshot", default=None, help="snapshot id or 'latest'")
     ap.add_argument("--input", type=Path, default=None, help="a Parquet/CSV table")
-    ap.add_argument("--output", type=Path, required=True)
+    ap.add_argument("--output", type=Path, default=None, help="the Parquet folder (required)")
     ap.add_argument("--shap", action="store_true")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument(
+        "--smoke", action="store_true", help="check the project and the model, score nothing"
+    )
     args = ap.parse_args(argv)
     try:
         cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
+        if args.smoke:
+            from engine.registry.models import try_resolve
+            from engine.tracking import setup_mlflow
+
+            setup_mlflow(ws, cfg.name)
+            ref = try_resolve(cfg.train.model_name, "champion")
+            print(json.dumps({"model": cfg.train.model_name, "champion": ref and ref.version}))
+            return 0
+        if args.output is None:
+            ap.error("--output is required")
         start_ray(ws)
         try:
             r = stage_score(

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,6 +338,11 @@ class Load:
         self.failed = 0
         self.retried = 0
         self.by_entity: dict[str, set[str]] = {}
+        # One request id per logical request, the same on every retry (an idempotency key):
+        # a replica killed after it logged a decision but before its answer arrived leaves a
+        # record of a request the client then retries.
+        self.prefix = f"load-{uuid.uuid4().hex[:8]}-"
+        self.answered: set[str] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.threads = [
@@ -349,13 +355,15 @@ class Load:
         with httpx.Client(timeout=30) as c:
             while not self.stop.is_set() and time.monotonic() < t_end:
                 body = self.bodies[i % len(self.bodies)]
+                rid = f"{self.prefix}{k}-{i}"
                 i += len(self.threads)
                 for attempt in range(self.retries + 1):
                     try:
-                        r = c.post(f"{self.url}/predict", json=body)
+                        r = c.post(f"{self.url}/predict", json=body, headers={"x-request-id": rid})
                         if r.status_code == 200:
                             with self.lock:
                                 self.ok += 1
+                                self.answered.add(rid)
                                 for e, p in zip(
                                     body.get("entities", []), r.json()["predictions"], strict=False
                                 ):
@@ -516,7 +524,18 @@ def test_killed_replica_is_replaced_and_answered_records_survive(served: Served)
         time.sleep(2)
     print(f"kill: {load.ok} answered, {load.failed} failed after retries, {load.retried} retried")
     assert load.failed == 0
-    assert _audit_decisions(s) - before == load.ok
+    from engine.audit import read_records
+
+    ids = [
+        r["request_id"]
+        for r in read_records(s.ws.audit)
+        if r["route"] == "predict" and str(r.get("request_id", "")).startswith(load.prefix)
+    ]
+    assert _audit_decisions(s) - before == len(ids), "only this load's requests were logged"
+    assert set(ids) == load.answered, "every answered request is in the log, nothing invented"
+    # At least once: a decision logged by the killed replica whose answer never arrived is
+    # logged again by the retry, under the same request id. Never more than the retries.
+    assert len(ids) - len(set(ids)) <= load.retried
     assert verify(s.ws.audit).ok
 
 
