@@ -12,11 +12,12 @@ from rich.table import Table
 
 from engine.cli_common import ProfileOpt, ProjectOpt, project_path
 from engine.console import console
+from engine.profiles import Resolved
 
 jobs_app = typer.Typer(help="Jobs on the profile's Ray cluster.", no_args_is_help=True)
 
 
-def _profile(project: Path | None, profile: str | None) -> tuple[Path, object]:
+def _profile(project: Path | None, profile: str | None) -> tuple[Path, Resolved]:
     from engine.config import ProjectConfig
     from engine.profiles import resolve
 
@@ -40,12 +41,10 @@ def submit(
     ] = None,
 ) -> None:
     """Submit one of the engine's jobs to the profile's Ray cluster and follow it."""
-    from engine.profiles import Resolved
     from engine.submit import follow
     from engine.submit import submit as do_submit
 
     path, prof = _profile(project, profile)
-    assert isinstance(prof, Resolved)
     s = do_submit(prof, path, job, list(args or []), submission_id=job_id)
     console.print(f"submitted [bold]{s.job_id}[/] to {s.address}: {s.entrypoint}")
     if not wait:
@@ -89,11 +88,9 @@ def jobs_list(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Every job on the cluster, oldest first."""
-    from engine.profiles import Resolved
     from engine.submit import list_jobs
 
     _, prof = _profile(project, profile)
-    assert isinstance(prof, Resolved)
     rows = list_jobs(prof)
     if as_json:
         print(json.dumps(rows, default=str))
@@ -113,11 +110,9 @@ def jobs_status(
     profile: ProfileOpt = None,
 ) -> None:
     """One job's status, entrypoint and message (JSON)."""
-    from engine.profiles import Resolved
     from engine.submit import job_info
 
     _, prof = _profile(project, profile)
-    assert isinstance(prof, Resolved)
     print(json.dumps(job_info(prof, job_id), default=str, indent=2))
 
 
@@ -129,11 +124,9 @@ def jobs_logs(
     follow_: Annotated[bool, typer.Option("--follow", "-f", help="Until it ends.")] = False,
 ) -> None:
     """A job's driver log."""
-    from engine.profiles import Resolved
     from engine.submit import follow, job_logs
 
     _, prof = _profile(project, profile)
-    assert isinstance(prof, Resolved)
     if follow_:
         status = follow(prof, job_id, out=print)
         console.print(f"job {job_id}: {status}")
@@ -148,10 +141,8 @@ def jobs_stop(
     profile: ProfileOpt = None,
 ) -> None:
     """Ask the cluster to stop a job."""
-    from engine.profiles import Resolved
     from engine.submit import stop_job
 
     _, prof = _profile(project, profile)
-    assert isinstance(prof, Resolved)
     stopped = stop_job(prof, job_id)
     console.print(f"job {job_id}: {'stop requested' if stopped else 'already ended'}")

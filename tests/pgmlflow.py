@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.raynodes import free_ports
+from tests.raynodes import free_ports, stop_groups
 
 BIN = Path(sys.executable).parent
 
@@ -57,16 +56,7 @@ class SharedMLflow:
         }
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
+        stop_groups(self.procs)
         import shutil
 
         shutil.rmtree(self.root, ignore_errors=True)

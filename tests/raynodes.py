@@ -75,6 +75,21 @@ def _worker_range(width: int = 40) -> tuple[int, int]:
     raise RuntimeError("no free block of worker ports")
 
 
+def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
+    """SIGTERM each process group these started (newest first), SIGKILL what outlives the
+    grace period. Only our own PIDs: never `ray stop` or a name-based kill."""
+    for p in reversed(procs):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+
 @dataclass
 class Node:
     name: str

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.raynodes import free_ports
+from tests.raynodes import free_ports, stop_groups
 
 
 @dataclass
@@ -34,16 +33,7 @@ class SparkNodes:
         return 0
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
+        stop_groups(self.procs)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
