@@ -87,15 +87,16 @@ class Profile(BaseModel):
     @field_validator("spark")
     @classmethod
     def _spark(cls, v: str | None) -> str | None:
-        if v is not None and v.startswith("sc://"):
+        if v is not None and not re.match(r"^(spark://|sc://|local(\[[0-9*]+\])?$)", v):
             raise ValueError(
-                f"spark: {v!r}: Spark Connect is not supported yet (the feature build has not "
-                "been tested through it). Fix: the cluster's standalone master, spark://HOST:7077."
+                f"spark: {v!r} is not a Spark master. Fix: spark://HOST:7077 (standalone), "
+                "sc://HOST:15002 (Spark Connect) or local[2]."
             )
-        if v is not None and not re.match(r"^(spark://|local(\[[0-9*]+\])?$)", v):
+        if v is not None and v.startswith("sc://") and "token=" in v:
             raise ValueError(
-                f"spark: {v!r} is not a Spark master. Fix: spark://HOST:7077 (standalone) or "
-                "local[2]."
+                "spark: the Spark Connect URL holds a token; a secret does not belong in the "
+                "project file. Fix: drop ';token=...' and set SPARK_CONNECT_AUTHENTICATE_TOKEN "
+                "in the environment."
             )
         return v
 

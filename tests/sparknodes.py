@@ -107,3 +107,80 @@ def start_spark(workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkNo
         c.stop()
         raise
     return c
+
+
+@dataclass
+class ConnectServer:
+    url: str
+    token: str
+    root: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        stop_groups(self.procs)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_connect(master: str, token: str) -> ConnectServer:
+    """A Spark Connect server (``spark-submit`` of ``SparkConnectServer``, an application of
+    ``master``) on 127.0.0.1 with token authentication; the token travels in the environment,
+    never on the command line. Clients reach it as ``sc://localhost:PORT``: a token without TLS
+    is accepted by pyspark's client only for the host ``localhost`` (gRPC local credentials)."""
+    import pyspark
+
+    home = Path(pyspark.__file__).parent
+    root = Path(tempfile.mkdtemp(prefix="isc-", dir="/tmp"))
+    (port,) = free_ports(1)
+    env = {
+        **os.environ,
+        "SPARK_HOME": str(home),
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOG_DIR": str(root),
+        "SPARK_CONNECT_AUTHENTICATE_TOKEN": token,
+    }
+    s = ConnectServer(f"sc://localhost:{port}", token, root)
+    log = open(root / "connect.log", "wb")  # noqa: SIM115 (kept open for the process)
+    s.procs.append(
+        subprocess.Popen(
+            [
+                str(home / "bin" / "spark-submit"),
+                "--class",
+                "org.apache.spark.sql.connect.service.SparkConnectServer",
+                "--name",
+                "insight-connect",
+                "--master",
+                master,
+                "--conf",
+                "spark.driver.host=127.0.0.1",
+                "--conf",
+                "spark.driver.bindAddress=127.0.0.1",
+                "--conf",
+                "spark.ui.enabled=false",
+                "--conf",
+                f"spark.local.dir={root / 'local'}",
+                "--conf",
+                "spark.connect.grpc.binding.address=127.0.0.1",
+                "--conf",
+                f"spark.connect.grpc.binding.port={port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while "Spark Connect server started" not in (root / "connect.log").read_text(
+            errors="replace"
+        ):
+            if time.monotonic() > deadline or s.procs[0].poll() is not None:
+                raise RuntimeError(
+                    "Spark Connect did not start:\n" + (root / "connect.log").read_text()[-3000:]
+                )
+            time.sleep(0.5)
+    except BaseException:
+        s.stop()
+        raise
+    return s

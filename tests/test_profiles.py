@@ -67,7 +67,11 @@ def test_a_cluster_file_beside_the_project(tmp_path: Path) -> None:
     ("cluster", "profile", "match"),
     [
         ({"profiles": {}}, "nope", "profile 'nope' is not defined .*local"),
-        ({"profiles": {"x": {"spark": "sc://h:15002"}}}, "x", "Spark Connect is not supported"),
+        (
+            {"profiles": {"x": {"spark": "sc://h:15002/;token=abc"}}},
+            "x",
+            "SPARK_CONNECT_AUTHENTICATE_TOKEN",
+        ),
         ({"profiles": {"x": {"spark": "yarn"}}}, "x", "not a Spark master"),
         ({"profiles": {"x": {"storage": "s3://b/p"}}}, "x", "mount the bucket"),
         ({"profiles": {"x": {"storage": "rel/dir"}}}, "x", "absolute path"),

@@ -41,6 +41,8 @@ def get_spark(
     spark_env()
     from pyspark.sql import SparkSession
 
+    if master.startswith("sc://"):
+        return _connect(master, shuffle_partitions=shuffle_partitions, app_name=app_name)
     builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
@@ -63,6 +65,43 @@ def get_spark(
     return spark
 
 
+# Session settings the feature build relies on; on Spark Connect they are set per session.
+_SQL_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.timestampType": "TIMESTAMP_NTZ",
+    "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+}
+
+
+def _connect(url: str, *, shuffle_partitions: int, app_name: str) -> SparkSession:
+    """A Spark Connect session (``sc://HOST:PORT``). The token comes from the environment
+    (``SPARK_CONNECT_AUTHENTICATE_TOKEN``), never from the project file. The server reads and
+    writes the snapshot paths, so the storage must be one it shares with this machine."""
+    from pyspark.errors import PySparkException
+    from pyspark.sql import SparkSession
+
+    from engine.errors import ConfigError
+
+    try:
+        spark = SparkSession.builder.remote(url).appName(app_name).getOrCreate()
+        for k, v in {**_SQL_CONF, "spark.sql.shuffle.partitions": str(shuffle_partitions)}.items():
+            spark.conf.set(k, v)
+    except PySparkException as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(
+            f"spark: cannot open a Spark Connect session at {url!r}: {msg[:300]}. Fix: start "
+            "the server (`start-connect-server.sh`), check the host and port, and set "
+            "SPARK_CONNECT_AUTHENTICATE_TOKEN to the server's token (a token without TLS needs "
+            "the host `localhost`)."
+        ) from None
+    return spark
+
+
+def is_connect(spark: SparkSession) -> bool:
+    return type(spark).__module__.startswith("pyspark.sql.connect")
+
+
 @contextlib.contextmanager
 def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
     """A Spark session for this project that is stopped (JVM included) on exit."""
@@ -75,13 +114,18 @@ def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
     try:
         yield spark
     finally:
-        spark.stop()
-        # Stop the py4j gateway too, so no JVM outlives the command.
-        from pyspark import SparkContext
+        spark.stop()  # on Spark Connect: releases the server-side session only
+        if not is_connect(spark):
+            _stop_gateway()
 
-        gw = getattr(SparkContext, "_gateway", None)
-        if gw is not None:
-            with contextlib.suppress(Exception):
-                gw.shutdown()
-            SparkContext._gateway = None
-            SparkContext._jvm = None
+
+def _stop_gateway() -> None:
+    """Stop the py4j gateway too, so no JVM outlives the command."""
+    from pyspark import SparkContext
+
+    gw = getattr(SparkContext, "_gateway", None)
+    if gw is not None:
+        with contextlib.suppress(Exception):
+            gw.shutdown()
+        SparkContext._gateway = None
+        SparkContext._jvm = None
