@@ -15,7 +15,6 @@ model version, seconds) is appended to the audit log (``audit/batch``).
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import time
@@ -46,32 +45,35 @@ class ScoreResult:
     decision_rate: float
 
 
-@functools.cache
-def _model(tracking_uri: str, name: str, version: str) -> Any:
-    """The model, loaded once per worker process (Ray reuses workers across batches)."""
-    import mlflow
+# Per worker process (Ray reuses workers across tasks): the scorer fetched once from the
+# object store, and its SHAP explainer, keyed by the object's id.
+_WORKER_CACHE: dict[str, tuple[Any, dict[str, Any]]] = {}
 
-    from engine.registry.models import get_version, load_scorer
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    scorer = load_scorer(get_version(name, version))
-    explainer: dict[str, Any] = {}
-    return scorer, explainer
+def _model(scorer_ref: Any) -> tuple[Any, dict[str, Any]]:
+    import ray
+
+    key = scorer_ref.hex()
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE.clear()  # one model per worker at a time
+        _WORKER_CACHE[key] = (ray.get(scorer_ref), {})
+    return _WORKER_CACHE[key]
 
 
 def score_batch(
     batch: Any,
     *,
-    tracking_uri: str,
+    scorer_ref: Any,
     name: str,
     version: str,
     threshold: float,
     keep: list[str],
     shap: bool,
 ) -> pd.DataFrame:
-    """Score one pandas batch (a Ray Data task: fused with the read, on any CPU)."""
-    scorer, cache = _model(tracking_uri, name, version)
+    """Score one pandas batch (a Ray Data task: fused with the read, on any CPU). The model
+    comes through the object store: loaded from MLflow once, by the driver, not once per
+    worker (workers import neither MLflow nor the registry)."""
+    scorer, cache = _model(scorer_ref)
     features = list(scorer.features)
     x = scorer.schema.frame(batch[features])
     p = np.asarray(scorer.proba(x), dtype=np.float64)
@@ -89,6 +91,21 @@ def score_batch(
         for j, f in enumerate(features):
             out[f"shap_{f}"] = e.values[:, j]
     return out
+
+
+def _counts(folder: Path) -> tuple[int, int]:
+    """Rows (from the Parquet footers) and positive decisions (one column read) of the
+    written output, without a second pass through Ray."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if not folder.exists():  # an empty input: Ray writes no file at all
+        folder.mkdir(parents=True)
+        return 0, 0
+    d = ds.dataset(str(folder), format="parquet")
+    rows = d.count_rows()
+    decided = pc.sum(d.to_table(columns=["decision"])["decision"]).as_py() if rows else 0
+    return int(rows), int(decided or 0)
 
 
 def _files(path: Path) -> list[str]:
@@ -131,7 +148,7 @@ def stage_score(
     input_path: Path | None = None,
     output: Path,
     shap: bool = False,
-    batch_size: int = 4096,
+    batch_size: int = 65536,
     overwrite: bool = False,
     log: Any = print,
 ) -> ScoreResult:
@@ -141,7 +158,7 @@ def stage_score(
     from engine.data.sources import fingerprint
     from engine.features import snapshot as snap
     from engine.raycluster import start_ray
-    from engine.registry.models import find
+    from engine.registry.models import find, load_scorer
     from engine.tracking import setup_mlflow
 
     name, _, which = (model or cfg.train.model_name).partition("@")
@@ -189,10 +206,11 @@ def stage_score(
     # Tasks, not an actor pool: each read block is scored in the task that read it, on any
     # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
     fn: Any = score_batch
+    scorer_ref = ray.put(load_scorer(ref))
     scored = data.map_batches(
         fn,
         fn_kwargs={
-            "tracking_uri": ws.tracking_uri,
+            "scorer_ref": scorer_ref,
             "name": name,
             "version": ref.version,
             "threshold": cfg.serve.threshold,
@@ -216,10 +234,8 @@ def stage_score(
                 "written. Fix: check the table's values against the model's input schema "
                 "(`insight models show`)."
             ) from None
-        written = ray.data.read_parquet(str(tmp))
-        rows = written.count()
-        total: Any = written.sum("decision") or 0
-        decided = float(total) / rows if rows else 0.0
+        rows, positive = _counts(tmp)
+        decided = positive / rows if rows else 0.0
         if output.exists():
             old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(output, old)
