@@ -112,16 +112,25 @@ def _cpu_model() -> str:
 
 
 def _ray_nodes() -> dict[str, Any]:
-    """Nodes and CPUs of the Ray cluster this process is connected to (1 node when none)."""
+    """Nodes and CPUs of the Ray cluster this process is connected to, or of the cluster
+    ``RAY_ADDRESS`` names (inside a Ray job, for a benchmark that ran without Ray); one node
+    when neither."""
     try:
         import ray
 
+        joined = False
+        if not ray.is_initialized() and os.environ.get("RAY_ADDRESS"):
+            ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+            joined = True
         if ray.is_initialized():
             alive = [n for n in ray.nodes() if n.get("Alive")]
-            return {
+            out = {
                 "nodes": len(alive),
                 "cluster_cpus": sum(n["Resources"].get("CPU", 0) for n in alive),
             }
+            if joined:
+                ray.shutdown()
+            return out
     except Exception:
         pass
     return {"nodes": 1, "cluster_cpus": os.cpu_count()}

@@ -66,6 +66,9 @@ def main() -> int:
         default=None,
         help="default: results/ (local), else <the profile's workspace>/benchmarks/<profile>",
     )
+    ap.add_argument(
+        "--only", nargs="+", default=None, metavar="NAME", help="run only these (bench_score ...)"
+    )
     ap.add_argument("--profile", default=None, help="a cluster profile of the project file")
     ap.add_argument("--project", type=Path, default=None, help="the project file (profiles)")
     ap.add_argument(
@@ -90,14 +93,23 @@ def main() -> int:
         print(f"table: {HERE / 'RESULTS.md'}")
         return 0
     failed = []
-    for script in sorted(HERE.glob("bench_*.py")):
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        unknown = sorted(set(args.only) - {s.stem for s in scripts})
+        if unknown:
+            print(f"--only: no benchmark {unknown}; there are {[s.stem for s in scripts]}")
+            return 2
+        scripts = [s for s in scripts if s.stem in args.only]
+    for script in scripts:
         out = args.results / f"{script.stem}{'.smoke' if args.smoke else ''}.json"
         cmd = [sys.executable, "-m", f"benchmarks.{script.stem}", "--out", str(out)]
         cmd += ["--smoke"] if args.smoke else []
         print(f"== {script.name}", flush=True)
         if subprocess.run(cmd, cwd=HERE.parent, check=False).returncode != 0:
             failed.append(script.name)
-    if not args.smoke:
+        else:
+            print(f"   -> {out}", flush=True)
+    if not args.smoke and not args.only:
         render(args.results, HERE / "RESULTS.md")
         print(f"table: {HERE / 'RESULTS.md'}")
     if failed:

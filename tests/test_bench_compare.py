@@ -43,3 +43,18 @@ def test_refuses_unlike_runs(tmp_path: Path, capsys: Any) -> None:
     assert "different profile, nodes" in capsys.readouterr().out
     assert main([str(old), str(new), "--any-machine"]) == 1
     assert main([str(tmp_path / "nope.json"), str(new)]) == 2
+
+
+def test_run_only_names_an_existing_benchmark() -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "bench_nope"],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2 and "bench_nope" in r.stdout and "bench_score" in r.stdout

@@ -65,6 +65,8 @@ def project(
     ws = Workspace(storage / "retail").ensure()
     shutil.copytree(tiny_ws.features, ws.features, dirs_exist_ok=True)
     shutil.copytree(tiny_ws.data, ws.data, dirs_exist_ok=True)
+    # The PII key the snapshot was built with: on a cluster it lives on the storage.
+    shutil.copytree(tiny_ws.root / "secrets", ws.root / "secrets", dirs_exist_ok=True)
     raw = yaml.safe_load(Path(EXAMPLE_PROJECT).read_text())
     raw["cluster"] = {
         "profiles": {
@@ -209,6 +211,39 @@ def test_a_job_can_be_stopped_and_unknown_jobs_are_clear(nodes: RayNodes, projec
         env, "jobs", "status", "no-such-job", "-p", str(project), "--profile", "nodes"
     )
     assert missing.returncode != 0 and "no job 'no-such-job'" in missing.stdout + missing.stderr
+
+
+def test_submitted_features_and_bench_jobs_succeed_and_record_the_cluster(
+    nodes: RayNodes, project: Path, tiny_snapshot: Any
+) -> None:
+    """`insight submit features` reuses the snapshot on the shared storage; `insight submit
+    bench` runs a benchmark as a Ray job, scores on the cluster, and its result records the
+    profile, the 3 nodes and their 2 task CPUs."""
+    env = _env(nodes)
+    f = _insight(env, "submit", "features", "-p", str(project), "--profile", "nodes")
+    assert f.returncode == 0 and "SUCCEEDED" in f.stdout, f.stdout[-4000:] + f.stderr[-2000:]
+    assert _last_json(f.stdout)["snapshot_id"] == tiny_snapshot.manifest["snapshot_id"]
+    b = _insight(
+        env,
+        "submit",
+        "bench",
+        "-p",
+        str(project),
+        "--profile",
+        "nodes",
+        "--",
+        "--smoke",
+        "--only",
+        "bench_score",
+    )
+    assert b.returncode == 0 and "SUCCEEDED" in b.stdout, b.stdout[-4000:] + b.stderr[-2000:]
+    out = Path(project_storage(project)) / "retail" / "benchmarks" / "nodes"
+    doc = json.loads((out / "bench_score.smoke.json").read_text())
+    m = doc["machine"]
+    assert m["profile"] == "nodes" and m["nodes"] == 3 and m["cluster_cpus"] == 2, m
+    assert m["git_sha"] and m["cpu_model"] and m["packages"]["ray"]
+    (c,) = doc["cases"]
+    assert "the Ray cluster (3 nodes, 2 CPUs)" in c["case"] and c["equal"] is True, c
 
 
 def _driver(nodes: RayNodes, *args: str, timeout: float = 600) -> subprocess.Popen[str]:
