@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test bench env lint typecheck unit clean help
+.PHONY: demo test bench env lint typecheck unit clean help browser
 
 help:
 	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
@@ -34,7 +34,18 @@ lint: env
 typecheck: env
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+# The browser tests open the report in headless Chromium: Debian's chromium and
+# chromium-driver, installed here when missing (apt-get as root, else sudo); no skip.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; else \
+		echo "installing chromium and chromium-driver (Debian packages) for the browser tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+			>/dev/null || { echo "could not install chromium: the browser tests need it"; exit 1; }; \
+	fi
+
+test: lint typecheck browser
 	$(VENV)/bin/pytest -m "not cluster"
 
 # The multi-node tier (about 5 minutes): Ray head + 2 worker nodes as separate `ray start`

@@ -29,6 +29,8 @@ from engine.cli_common import (
 from engine.cli_common import load as _load
 from engine.cli_monitor import labels_app
 from engine.cli_monitor import monitor as monitor_cmd
+from engine.cli_report import dashboard as dashboard_cmd
+from engine.cli_report import report as report_cmd
 from engine.cli_serve import audit_app, serve_app
 from engine.config import ProjectConfig
 from engine.console import console, stage
@@ -53,6 +55,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(labels_app, name="labels")
 app.command("monitor")(monitor_cmd)
 app.command("submit")(submit_cmd)
+app.command("report")(report_cmd)
+app.command("dashboard")(dashboard_cmd)
 app.add_typer(jobs_app, name="jobs")
 
 

@@ -95,6 +95,21 @@ class TreatmentConfig(_Model):
     outcome: str
 
 
+class BusinessConfig(_Model):
+    """What a decision is worth: the report's ROI (NannyML's business-value matrix, for a
+    retention campaign). A flagged customer is contacted (``contact_cost``); a contacted
+    customer who would have churned is kept with probability ``save_rate`` and is then worth
+    ``retained_value``. ROI = (TP x save_rate x retained_value - contacts x contact_cost) /
+    (contacts x contact_cost)."""
+
+    retained_value: float = Field(default=100.0, ge=0, description="Value of a kept customer.")
+    contact_cost: float = Field(default=2.0, gt=0, description="Cost of one contact.")
+    save_rate: float = Field(
+        default=0.2, ge=0, le=1, description="Share of contacted would-be churners kept."
+    )
+    currency: str = Field(default="EUR", max_length=8)
+
+
 class SampleConfig(_Model):
     """Synthetic data the engine generates for this project (``insight data generate``)."""
 
@@ -319,6 +334,7 @@ class ProjectConfig(_Model):
     serve: ServeConfig = Field(default_factory=ServeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    business: BusinessConfig = Field(default_factory=BusinessConfig)
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig,
         description="Where each part runs (profiles), or a path to a YAML file with them.",

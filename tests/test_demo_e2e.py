@@ -1,4 +1,5 @@
-"""The whole loop, end to end, as a user runs it: real Spark, Ray Tune, MLflow, Serve, HTTP."""
+"""The whole loop, end to end, as a user runs it: real Spark, Ray Tune, MLflow, Serve, HTTP;
+then the report it wrote and the live dashboard on its workspace, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -27,7 +30,18 @@ def _engine_pids() -> set[int]:
     return out
 
 
-def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
+@dataclass
+class DemoRun:
+    ws: Path
+    out: str
+    returncode: int
+    elapsed: float
+    before: set[int]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    tmp_path = tmp_path_factory.mktemp("demo")
     before = _engine_pids()
     ws = tmp_path / ".insight"
     t0 = time.monotonic()
@@ -41,9 +55,12 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
         check=False,
         cwd=tmp_path,
     )
-    elapsed = time.monotonic() - t0
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-4000:]
+    return DemoRun(ws, r.stdout + r.stderr, r.returncode, time.monotonic() - t0, before)
+
+
+def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
+    ws, out, elapsed, before = demo.ws, demo.out, demo.elapsed, demo.before
+    assert demo.returncode == 0, out[-4000:]
     out = " ".join(out.split())  # rich wraps long lines when stdout is not a terminal
     assert "Traceback" not in out
     for piece in (
@@ -66,6 +83,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
         "retrain: v2",
         "retrain gate auc:",
         "demo finished",
+        "Open the report: file://",
     ):
         assert piece in out, piece
     assert "all injected features found, no stable feature flagged" in out
@@ -80,3 +98,132 @@ def test_demo_runs_end_to_end_and_leaves_no_process(tmp_path: Path) -> None:
     while (left := _engine_pids() - before) and time.monotonic() < deadline:
         time.sleep(1)
     assert not left, [psutil.Process(p).cmdline()[:3] for p in left if psutil.pid_exists(p)]
+
+
+# --- the report and the dashboard in a real browser (Debian's chromium + chromium-driver,
+# installed by `make test`; a missing browser fails, it does not skip).
+
+PANELS = ("kpi", "drift", "uplift", "fairness", "latency", "alerts", "models")
+# Series colours app.js draws with: a drawn chart has pixels of them on its canvas.
+SERIES_RGB = [(31, 119, 180), (232, 113, 10), (42, 157, 92), (200, 55, 45), (142, 90, 200)]
+
+
+def _browser() -> Any:
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert binary and driver, "chromium and chromium-driver are needed: `make test` installs them"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = binary
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        opts.add_argument(a)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+# For each canvas of a panel: how many of its pixels have a series colour (a drawn line or
+# band edge), not only axes and grid.
+_PIXELS = """
+const [panel, colours] = arguments;
+return [...document.querySelectorAll(`section[data-panel="${panel}"] canvas`)].map(c => {
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (d[i + 3] < 200) continue;
+    for (const [r, g, b] of colours) {
+      if (Math.abs(d[i] - r) < 12 && Math.abs(d[i + 1] - g) < 12 && Math.abs(d[i + 2] - b) < 12) { n++; break; }
+    }
+  }
+  return n;
+});
+"""
+
+
+def _check_page(driver: Any, url: str, shot: Path) -> dict[str, Any]:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    WebDriverWait(driver, 30).until(
+        lambda d: d.execute_script("return document.body.getAttribute('data-drawn')") == "true"
+    )
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    drawn: dict[str, Any] = driver.execute_script("return window.__insightPanels")
+    for p in PANELS:
+        assert driver.find_elements("css selector", f'section[data-panel="{p}"] .body > *'), p
+        assert drawn.get(p, {}).get("points", 0) > 0, f"panel {p} drew nothing: {drawn.get(p)}"
+        canvases = driver.execute_script(_PIXELS, p, SERIES_RGB)
+        assert len(canvases) == drawn[p]["charts"], (p, canvases, drawn[p])
+        assert all(n > 20 for n in canvases), f"an empty chart in panel {p}: {canvases}"
+    driver.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    return drawn
+
+
+def test_the_report_opens_in_chromium_with_every_panel_drawn(demo: DemoRun, tmp_path: Path) -> None:
+    assert demo.returncode == 0, demo.out[-3000:]
+    report = demo.ws / "report" / "report.html"
+    assert report.is_file() and report.stat().st_size < 2 * 1024 * 1024
+    text = report.read_text()
+    assert "<script src" not in text and "<link" not in text, "self-contained: nothing fetched"
+    driver = _browser()
+    try:
+        drawn = _check_page(driver, report.as_uri(), tmp_path / "report.png")
+        assert drawn["drift"]["charts"] == 2 and drawn["uplift"]["charts"] == 2
+        # The model timeline links to each version's card page, which opens cleanly.
+        links = driver.find_elements("css selector", 'section[data-panel="models"] a')
+        assert links, "model timeline without card links"
+        links[0].click()
+        assert "Model card:" in driver.title
+        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert driver.find_elements("css selector", 'section[data-panel="Fairness"] table')
+        driver.save_screenshot(str(tmp_path / "card.png"))
+    finally:
+        driver.quit()
+
+
+def test_the_live_dashboard_serves_the_same_page_in_chromium(demo: DemoRun, tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    assert demo.returncode == 0, demo.out[-3000:]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "dashboard", "-w", str(demo.ws), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    driver = _browser()
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.communicate()[0][-3000:]
+                time.sleep(0.5)
+        _check_page(driver, url, tmp_path / "dashboard.png")
+        assert httpx.post(url, timeout=5).status_code == 405
+        # New monitor history shows on the next load (the page is rebuilt on change).
+        hist = demo.ws / "monitor" / "history.jsonl"
+        before = httpx.get(url + "data.json", timeout=30).json()["header"]["monitor_runs"]
+        last = hist.read_text().splitlines()[-1]
+        with hist.open("a") as f:
+            f.write(last + "\n")
+        time.sleep(1.2)
+        after = httpx.get(url + "data.json", timeout=30).json()["header"]["monitor_runs"]
+        assert after == before + 1
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -155,7 +155,9 @@ def _version(
         "latency": stats.latency(w.latency_ms[reqs], mc.latency_slo_p95_ms),
     }
     y = joined["y"][sel]
-    out["concept"] = stats.concept(y, w.score[sel], prof or {}, mc.alpha, out["rows"])
+    out["concept"] = stats.concept(
+        y, w.score[sel], prof or {}, mc.alpha, out["rows"], decisions=w.decision[sel]
+    )
     if prof is None:
         out["note"] = (
             "no reference profile for this version (registered before profiles): drift not measured"

@@ -186,16 +186,47 @@ def latency(ms: np.ndarray, slo_p95: float) -> dict[str, Any]:
     }
 
 
+def lift_top(y: np.ndarray, s: np.ndarray, share: float = 0.1) -> float | None:
+    """Lift in the top ``share`` of scores: the positive rate among the ``round(share * n)``
+    highest-scored rows (at least one) over the positive rate of all rows."""
+    n = y.size
+    if n == 0 or y.mean() == 0:
+        return None
+    k = max(1, round(share * n))
+    top = np.argsort(-s, kind="stable")[:k]
+    return float(y[top].mean() / y.mean())
+
+
+def confusion(y: np.ndarray, d: np.ndarray) -> dict[str, int]:
+    """Counts of the decisions against the labels (the business-value matrix's cells)."""
+    yb, db = y.astype(bool), d.astype(bool)
+    return {
+        "tp": int((yb & db).sum()),
+        "fp": int((~yb & db).sum()),
+        "fn": int((yb & ~db).sum()),
+        "tn": int((~yb & ~db).sum()),
+    }
+
+
 def concept(
-    y: np.ndarray, s: np.ndarray, ref: dict[str, Any], alpha: float, rows: int
+    y: np.ndarray,
+    s: np.ndarray,
+    ref: dict[str, Any],
+    alpha: float,
+    rows: int,
+    decisions: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Realized quality on the labeled rows (``y`` NaN where no label arrived)."""
+    """Realized quality on the labeled rows (``y`` NaN where no label arrived): coverage,
+    AUC, score-label correlation, calibration, label rate, lift in the top decile and, with
+    ``decisions``, the confusion counts (the report's ROI)."""
     from engine.kernels.metrics import auc_bootstrap
 
     lab = np.isfinite(y)
     n = int(lab.sum())
     out: dict[str, Any] = {"coverage": rate(n, rows, alpha), "labeled": n}
     yl, sl = y[lab], s[lab]
+    if decisions is not None and n:
+        out["confusion"] = confusion(yl, decisions[lab])
     if n < 10 or yl.min() == yl.max():
         return out
     a = auc_bootstrap(yl, sl, n_boot=300, alpha=alpha, seed=0)
@@ -212,6 +243,7 @@ def concept(
         out["correlation_ratio"] = stat(r / rc, lo / rc, hi / rc, n)
     out["ece"] = stat(_ece(yl, sl), n=n)
     out["label_rate"] = rate(int(yl.sum()), n, alpha)
+    out["lift_top_decile"] = stat(lift_top(yl, sl), n=max(1, round(0.1 * n)))
     return out
 
 

@@ -45,6 +45,8 @@ def evaluate(
     the model's test-split probabilities when the caller already has them."""
     from sklearn.metrics import brier_score_loss, log_loss
 
+    from engine.monitor.stats import confusion, lift_top
+
     test = ts.test
     y = test[ts.label].to_numpy(dtype=np.float64)
     p = scores_on_test(scorer, ts) if scores is None else scores
@@ -60,6 +62,8 @@ def evaluate(
         "threshold": thr,
         "accuracy_at_threshold": float((pred == y).mean()),
         "selection_rate": float(pred.mean()),
+        "lift_top_decile": lift_top(y, p),
+        "confusion": confusion(y, pred),
         "calibration": calibration(y, p),
         "fairness": {},
     }

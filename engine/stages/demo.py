@@ -228,6 +228,10 @@ def run_demo(
                         console.print(f"[red]process {p.pid} left running: {p.cmdline()[:3]}[/]")
             console.print("serve app shut down, Ray stopped, Spark stopped: no process left")
 
+    from engine.report import write_report
+
+    rep = write_report(cfg, ws)
+    summary["report"] = str(rep.path)
     summary["seconds"] = round(time.monotonic() - t_start, 1)
     console.rule("[bold green]demo finished")
     console.print(f"in {summary['seconds']} s. Outputs under {ws.root}:")
@@ -235,6 +239,11 @@ def run_demo(
     console.print(f"  model              {summary['model']}")
     console.print(f"  drift report       {summary['drift_report']}")
     console.print(f"  audit log          {summary.get('audit')}  (insight audit verify)")
+    console.print(
+        f"  report             {rep.path} ({rep.bytes / 1024:.0f} KB, {len(rep.cards)} card "
+        "page(s) in cards/)"
+    )
+    console.print(f"Open the report: {rep.path.as_uri()}   (live: insight dashboard)")
     console.print("Next: open the runs with")
     console.print(f"  .venv/bin/mlflow ui --backend-store-uri {ws.tracking_uri} --host 127.0.0.1")
     console.print("  keep a server up: insight serve up; insight serve status; insight serve down")

@@ -85,6 +85,13 @@ def stage_monitor(
     return MonitorRun(result, path, changes, delivered, pending)
 
 
+def _triple(d: dict[str, Any] | None) -> list[float | None] | None:
+    """[estimate, low, high] of a statistic (None when not measured)."""
+    if not d or d.get("estimate") is None:
+        return None
+    return [d.get("estimate"), d.get("low"), d.get("high")]
+
+
 def _append_history(ws: Workspace, r: dict[str, Any]) -> None:
     """One line per run, the numbers the report plots (a partial last line, from a killed
     run, is skipped by readers)."""
@@ -108,16 +115,21 @@ def _append_history(ws: Workspace, r: dict[str, Any]) -> None:
             "js": {f: s["js"]["estimate"] for f, s in feats.items() if "js" in s},
             "concept": {
                 k: (m["concept"].get(k) or {}).get("estimate")
-                for k in ("coverage", "auc", "correlation", "correlation_ratio", "label_rate")
+                for k in (
+                    "coverage",
+                    "auc",
+                    "correlation",
+                    "correlation_ratio",
+                    "label_rate",
+                    "lift_top_decile",
+                )
             },
+            "confusion": m["concept"].get("confusion"),
             "fairness": {
-                a: {
-                    k: (f.get(k) or {}).get("estimate")
-                    for k in ("selection_rate_gap", "outcome_rate_gap")
-                }
+                a: {k: _triple(f.get(k)) for k in ("selection_rate_gap", "outcome_rate_gap")}
                 for a, f in m.get("fairness", {}).items()
             },
-            "ate": ((m.get("uplift") or {}).get("ate") or {}).get("estimate"),
+            "ate": _triple((m.get("uplift") or {}).get("ate")),
         }
     line = {
         "run_id": r["run_id"],
@@ -128,6 +140,11 @@ def _append_history(ws: Workspace, r: dict[str, Any]) -> None:
         "chain_ok": r["audit"]["chain_ok"],
         "models": models,
         "firing": r.get("rules", {}).get("firing", []),
+        "pending": r.get("rules", {}).get("pending", []),
+        "changes": r.get("rules", {}).get("changes", []),
+        "covered": [
+            [c["segment"], c["first_seq"], c["last_seq"]] for c in r["audit"].get("covered", [])
+        ],
     }
     p = history_path(ws)
     p.parent.mkdir(parents=True, exist_ok=True)

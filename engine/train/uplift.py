@@ -203,4 +203,30 @@ def run_uplift_search(
         "best": best_name,
         "best_qini": by_learner[best_name]["qini_auc"],
         "split": "random 30% per arm (one randomized campaign: no time order to split on)",
+        "curves": curves(d.y_test, d.t_test, s, alpha=0.05, seed=cfg.train.seed),
+    }
+
+
+def curves(
+    y: np.ndarray, t: np.ndarray, s: np.ndarray, *, alpha: float, seed: int, points: int = 51
+) -> dict[str, Any]:
+    """The best learner's Qini curve with its pointwise bootstrap band, its uplift curve and
+    the random-targeting line, at ``points`` shares of rows targeted: aggregates only (the
+    report plots them; no row leaves)."""
+    from engine.kernels.qini import qini_band, qini_curve, uplift_curve
+
+    frac, lo, hi = qini_band(y, t, s, n_boot=200, alpha=alpha, points=points, seed=seed)
+    qx, qv = qini_curve(y, t, s)
+    ux, uv = uplift_curve(y, t, s)
+    at = frac * y.size
+    q = np.interp(at, qx, qv)
+    return {
+        "fraction": [round(float(v), 4) for v in frac],
+        "qini": [float(v) for v in q],
+        "qini_low": [float(v) for v in lo],
+        "qini_high": [float(v) for v in hi],
+        "random": [float(v) for v in frac * qv[-1]],
+        "uplift": [float(v) for v in np.interp(at, ux, uv)],
+        "rows": int(y.size),
+        "n_boot": 200,
     }

@@ -1,0 +1,332 @@
+"""What the report shows, gathered from aggregates only: the monitor history (one line per
+monitor run), the alert state, the control audit log (retrain and rollout events), the
+registry (versions, aliases, tags) and the model cards. No audit record of a request, no
+input row and no identifier is read into the page, so its size depends on the number of
+monitor runs (capped at ``max_points`` per series) and versions, not on traffic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine.config import ProjectConfig
+from engine.workspace import Workspace
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(float(t), dt.UTC).isoformat(timespec="seconds")
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def thin(rows: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
+    """At most ``max_points`` rows, evenly spaced, always keeping the first and the last."""
+    if len(rows) <= max_points:
+        return rows
+    step = (len(rows) - 1) / (max_points - 1)
+    return [rows[round(i * step)] for i in range(max_points)]
+
+
+def roi(business: Any, tp: float, contacts: float) -> float | None:
+    """(TP x save_rate x retained_value - contacts x contact_cost) / (contacts x contact_cost):
+    the return on the campaign's spend (engine.config.BusinessConfig)."""
+    spend = contacts * business.contact_cost
+    if spend <= 0:
+        return None
+    return (tp * business.save_rate * business.retained_value - spend) / spend
+
+
+def _main_version(models: dict[str, Any]) -> str | None:
+    """The version a window's headline numbers describe: the champion, else the busiest."""
+    if not models:
+        return None
+    champ = [v for v, m in models.items() if m.get("role") == "champion"]
+    if champ:
+        return champ[0]
+    return max(models, key=lambda v: models[v].get("rows", 0))
+
+
+def series(cfg: ProjectConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per monitor run (the x axis is the window's end): traffic, latency, decision and
+    label rates, predicted rate, lift, ATE, ROI, and drift per feature, for the window's
+    main version (the champion)."""
+    b = cfg.business
+    out: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "t",
+            "requests",
+            "rows",
+            "version",
+            "p50_ms",
+            "p95_ms",
+            "p99_ms",
+            "decision_rate",
+            "predicted_rate",
+            "observed_rate",
+            "lift_top_decile",
+            "auc",
+            "ate",
+            "ate_low",
+            "ate_high",
+            "roi",
+            "firing",
+        )
+    }
+    drift: dict[str, list[float | None]] = {}
+    kind: dict[str, str] = {}
+    fair: dict[str, list[list[float | None] | None]] = {}
+    for i, h in enumerate(history):
+        models = h.get("models") or {}
+        v = _main_version(models)
+        m = models.get(v, {}) if v else {}
+        lat = m.get("latency") or {}
+        con = m.get("concept") or {}
+        ate = m.get("ate")
+        ate = ate if isinstance(ate, list) else [ate, None, None]  # older lines: the estimate
+        cm = m.get("confusion") or {}
+        tp, fp = cm.get("tp", 0), cm.get("fp", 0)
+        out["t"].append(_num(h.get("to")))
+        out["requests"].append(h.get("requests", 0))
+        out["rows"].append(h.get("rows", 0))
+        out["version"].append(v)
+        for k in ("p50_ms", "p95_ms", "p99_ms"):
+            out[k].append(_num(lat.get(k)))
+        out["decision_rate"].append(_num(m.get("decision_rate")))
+        out["predicted_rate"].append(_num(m.get("score_mean")))
+        out["observed_rate"].append(_num(con.get("label_rate")))
+        out["lift_top_decile"].append(_num(con.get("lift_top_decile")))
+        out["auc"].append(_num(con.get("auc")))
+        out["ate"].append(_num(ate[0]))
+        out["ate_low"].append(_num(ate[1]))
+        out["ate_high"].append(_num(ate[2]))
+        out["roi"].append(_num(roi(b, tp, tp + fp)) if cm else None)
+        out["firing"].append(len(h.get("firing") or []))
+        for k in ("psi", "js"):
+            for f in m.get(k) or {}:
+                drift.setdefault(f, [None] * i)
+                kind[f] = k
+        for f, col in drift.items():
+            val = (m.get(kind[f]) or {}).get(f)
+            col.append(_num(val))
+        for a in m.get("fairness") or {}:
+            fair.setdefault(a, [None] * i)
+        for a, col2 in fair.items():
+            g = ((m.get("fairness") or {}).get(a) or {}).get("selection_rate_gap")
+            col2.append([_num(x) for x in g] if isinstance(g, list) else None)
+    return {
+        **out,
+        "fairness": fair,
+        "drift": {
+            "features": drift,
+            "kind": kind,
+            "threshold": {"psi": cfg.drift.psi_threshold, "js": cfg.drift.js_threshold},
+        },
+    }
+
+
+def alerts(history: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
+    """The alert transitions (pending, firing, resolved) in time order, and every rule's
+    state now."""
+    events = [
+        {
+            "key": c["key"],
+            "from": c.get("from"),
+            "to": c["to"],
+            "at": _num(c.get("at")),
+            "at_iso": _iso(_num(c.get("at"))),
+        }
+        for h in history
+        for c in h.get("changes") or []
+    ]
+    now = {
+        k: {
+            "state": a.get("state"),
+            "since_iso": _iso(_num(a.get("since"))),
+            "severity": a.get("severity"),
+        }
+        for k, a in (state.get("alerts") or {}).items()
+    }
+    return {"events": events, "now": now}
+
+
+def control_events(ws: Workspace) -> dict[str, Any]:
+    """Retrain and rollout events from the control audit log, its chain checked."""
+    from engine.audit.verify import read_records, verify
+
+    root = ws.audit / "control"
+    if not root.is_dir():
+        return {"events": [], "chain_ok": None}
+    keep = ("event", "version", "percent", "passed", "breaches", "rule", "incident")
+    events = [
+        {
+            "kind": r["kind"],
+            "at": _num(r.get("time")),
+            "at_iso": _iso(_num(r.get("time"))),
+            **{k: r[k] for k in keep if k in r},
+        }
+        for r in read_records(root, kind=None)
+        if r.get("kind") in ("retrain", "rollout")
+    ]
+    return {"events": events, "chain_ok": verify(root).ok}
+
+
+def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any]]:
+    """Every registered version with its aliases, gate verdict, rollout steps and card."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from engine.registry.card import load_card
+    from engine.registry.models import list_versions
+    from engine.tracking import setup_mlflow
+
+    from engine.errors import StateError
+
+    setup_mlflow(ws, cfg.name)
+    client = MlflowClient()
+    out: list[dict[str, Any]] = []
+    try:
+        rows = list_versions(name)
+    except StateError:  # nothing registered yet: the page says so
+        return out
+    for row in rows:
+        mv = client.get_model_version(name, row["version"])
+        tags = dict(mv.tags)
+        try:
+            card = load_card(mv.run_id) if mv.run_id else None
+        except Exception:  # a version registered without a card
+            card = None
+        try:
+            rollout = json.loads(tags.get("rollout", "[]"))
+        except json.JSONDecodeError:
+            rollout = []
+        out.append(
+            {
+                **row,
+                "created_iso": _iso(row["created"] / 1000) if row.get("created") else None,
+                "gate": tags.get("gate"),
+                "promoted_reason": tags.get("promoted_reason"),
+                "rolled_back": tags.get("rolled_back") == "true",
+                "retrain_incident": tags.get("retrain_incident"),
+                "rollout": [
+                    {k: s.get(k) for k in ("percent", "challenger_rows", "breaches", "seconds")}
+                    for s in rollout
+                ],
+                "card": card,
+            }
+        )
+    return out
+
+
+def fairness_groups(fair: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """The card's fairness per attribute, each group's selection rate with its Wilson
+    interval (count and rate are in the card; the interval is computed here)."""
+    from engine.monitor.stats import rate
+
+    out: dict[str, Any] = {}
+    for attr, f in fair.items():
+        groups = {}
+        for g, v in (f.get("by_group") or {}).items():
+            n = int(v.get("count") or 0)
+            r = rate(round((v.get("selection_rate") or 0.0) * n), n, alpha)
+            groups[str(g)] = {
+                "count": n,
+                "selection_rate": [r["estimate"], r["low"], r["high"]],
+                "tpr": _num(v.get("tpr")),
+                "fpr": _num(v.get("fpr")),
+            }
+        metrics = {
+            k: [_num(m.get("value")), _num(m.get("low")), _num(m.get("high"))]
+            for k, m in f.items()
+            if k != "by_group" and isinstance(m, dict)
+        }
+        out[attr] = {"groups": groups, "metrics": metrics}
+    return out
+
+
+def collect(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    model: str | None = None,
+    *,
+    max_points: int = 500,
+    on_versions: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> dict[str, Any]:
+    """Everything the page shows, as one JSON-able dict of aggregates. ``on_versions`` gets
+    the registry's versions with their cards (the card pages), read once."""
+    import json
+
+    from engine.monitor.run import monitor_dir
+    from engine.stages.monitor import read_history
+
+    name = model or cfg.train.model_name
+    full = read_history(ws)
+    history = thin(full, max_points)
+    sp = monitor_dir(ws) / "state.json"
+    state = json.loads(sp.read_text()) if sp.is_file() else {}
+    vs = versions(cfg, ws, name)
+    if on_versions is not None:
+        on_versions(vs)
+    champion = next((v for v in vs if "champion" in v["aliases"]), vs[0] if vs else None)
+    card = (champion or {}).get("card") or {}
+    metrics = card.get("metrics") or {}
+    uplift = card.get("uplift") or {}
+    cm = metrics.get("confusion") or {}
+    b = cfg.business
+    segments = sorted({c[0] for h in full for c in h.get("covered") or []})
+    seqs = [(c[1], c[2]) for h in full for c in h.get("covered") or []]
+    served = sorted({v for h in full for v in (h.get("models") or {})}, key=int)
+    return {
+        "header": {
+            "project": cfg.name,
+            "model": name,
+            "generated_at": _iso(time.time()),
+            "monitor_runs": len(full),
+            "points": len(history),
+            "from_iso": _iso(_num(full[0].get("from"))) if full else None,
+            "to_iso": _iso(_num(full[-1].get("to"))) if full else None,
+            "requests": sum(int(h.get("requests") or 0) for h in full),
+            "audit_folder": str(ws.audit),
+            "audit_segments": segments,
+            "audit_records": sum(b_ - a + 1 for a, b_ in seqs),
+            "chain_ok": all(h.get("chain_ok", True) for h in full),
+            "versions_served": served,
+            "versions_registered": [v["version"] for v in vs],
+            "champion": champion["version"] if champion else None,
+        },
+        "business": b.model_dump(),
+        "training": {
+            "positive_rate": _num(metrics.get("positive_rate")),
+            "selection_rate": _num(metrics.get("selection_rate")),
+            "lift_top_decile": _num(metrics.get("lift_top_decile")),
+            "auc": metrics.get("auc"),
+            "roi": roi(b, cm.get("tp", 0), cm.get("tp", 0) + cm.get("fp", 0)) if cm else None,
+            "ate": uplift.get("ate"),
+            "uplift_rows": uplift.get("rows"),
+            "curves": uplift.get("curves"),
+            "best_learner": uplift.get("best"),
+            "qini": uplift.get("best_qini"),
+            "fairness": fairness_groups(metrics.get("fairness") or {}, cfg.monitor.alpha),
+        },
+        "series": series(cfg, history),
+        "alerts": alerts(full, state),
+        "control": control_events(ws),
+        "versions": [
+            {**{k: v for k, v in x.items() if k != "card"}, "has_card": bool(x.get("card"))}
+            for x in vs
+        ],
+        "threshold": cfg.serve.threshold,
+    }

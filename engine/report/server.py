@@ -1,0 +1,188 @@
+"""The live dashboard: the report page served on 127.0.0.1 (unless told otherwise), rebuilt
+when the monitor history, the alert state or the control log changed, and reloading itself
+every ``refresh_s`` seconds. Read-only (GET and HEAD; anything else is 405). It shows
+aggregates only, as the report does, so it needs no token; a deployment that wants one
+anyway sets ``token`` (``INSIGHT_DASHBOARD_TOKEN``) and every request must then carry it
+(``Authorization: Bearer ...`` or ``?token=...`` once, which sets a cookie).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from engine.config import ProjectConfig
+from engine.workspace import Workspace
+
+
+class Pages:
+    """The current pages, rebuilt at most once per change of their inputs."""
+
+    def __init__(
+        self,
+        cfg: ProjectConfig,
+        ws: Workspace,
+        model: str | None,
+        refresh_s: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.cfg, self.ws, self.model, self.refresh_s, self.log = cfg, ws, model, refresh_s, log
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, ...] | None = None
+        self._checked = 0.0
+        self.pages: dict[str, tuple[str, bytes]] = {}
+        self.built_at = 0.0
+
+    def _inputs(self) -> tuple[float, ...]:
+        from engine.monitor.run import monitor_dir
+
+        m = monitor_dir(self.ws)
+        paths = [m / "history.jsonl", m / "state.json", self.ws.audit / "control"]
+        out = []
+        for p in paths:
+            try:
+                out.append(p.stat().st_mtime)
+            except OSError:
+                out.append(0.0)
+        # Registry changes (a new version, an alias) show at the latest after `refresh_s`.
+        out.append(float(int(time.time() // max(self.refresh_s, 1))))
+        return tuple(out)
+
+    def get(self) -> dict[str, tuple[str, bytes]]:
+        with self._lock:
+            now = time.monotonic()
+            if self.pages and now - self._checked < 1.0:
+                return self.pages
+            self._checked = now
+            stamp = self._inputs()
+            if stamp != self._stamp or not self.pages:
+                from engine.report import build
+
+                t = time.monotonic()
+                data, page, cards = build(self.cfg, self.ws, self.model, refresh_s=self.refresh_s)
+                html = "text/html; charset=utf-8"
+                pages = {"/": (html, page.encode()), "/report.html": (html, page.encode())}
+                pages["/data.json"] = (
+                    "application/json",
+                    json.dumps(data, default=str).encode(),
+                )
+                for href, text in cards.items():
+                    pages["/" + href] = (html, text.encode())
+                self.pages, self._stamp, self.built_at = pages, stamp, time.time()
+                self.log(f"dashboard: pages rebuilt in {time.monotonic() - t:.1f} s")
+            return self.pages
+
+
+def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "insight-dashboard"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet; no request log
+            return
+
+        def _authorized(self) -> tuple[bool, str | None]:
+            if not token:
+                return True, None
+            q = parse_qs(urlparse(self.path).query).get("token", [None])[0]
+            auth = self.headers.get("Authorization", "")
+            cookie = self.headers.get("Cookie", "")
+            given = [
+                q,
+                auth[7:] if auth.startswith("Bearer ") else None,
+                *[c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("insight_token=")],
+            ]
+            ok = any(g and hmac.compare_digest(g, token) for g in given)
+            return ok, q if ok and q else None
+
+        def _send(self, code: int, ctype: str, body: bytes, cookie: str | None = None) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
+            # Everything is inline: no script or style from anywhere else may run.
+            self.send_header(
+                "Content-Security-Policy",
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "img-src data:; base-uri 'none'; form-action 'none'",
+            )
+            if cookie:
+                self.send_header(
+                    "Set-Cookie", f"insight_token={cookie}; HttpOnly; SameSite=Strict; Path=/"
+                )
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            path = urlparse(self.path).path
+            if path == "/healthz":
+                return self._send(200, "text/plain", b"ok\n")
+            ok, cookie = self._authorized()
+            if not ok:
+                return self._send(
+                    401,
+                    "text/plain; charset=utf-8",
+                    b"the dashboard needs its token: Authorization: Bearer <token>, or "
+                    b"?token=<token> once (INSIGHT_DASHBOARD_TOKEN where it runs)\n",
+                )
+            try:
+                current = pages.get()
+            except Exception as exc:  # a broken input must not take the server down
+                pages.log(f"dashboard: rebuild failed: {type(exc).__name__}: {exc}")
+                current = pages.pages
+                if not current:
+                    msg = f"the report could not be built: {type(exc).__name__}: {exc}\n"
+                    return self._send(503, "text/plain; charset=utf-8", msg.encode())
+            if path not in current:
+                known = ", ".join(sorted(current))
+                return self._send(
+                    404, "text/plain; charset=utf-8", f"no page {path}; pages: {known}\n".encode()
+                )
+            ctype, body = current[path]
+            self._send(200, ctype, body, cookie)
+
+        do_HEAD = do_GET
+
+        def _refuse(self) -> None:
+            self._send(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "text/plain; charset=utf-8",
+                b"the dashboard is read-only: GET and HEAD only\n",
+            )
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+
+    return Handler
+
+
+def serve_dashboard(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    *,
+    model: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8050,
+    refresh_s: int = 30,
+    token: str | None = None,
+    log: Callable[[str], None] = print,
+) -> ThreadingHTTPServer:
+    """Build the pages once (errors surface here, before the port opens), then return the
+    server (bound, not yet serving: call ``serve_forever``)."""
+    pages = Pages(cfg, ws, model, refresh_s, log)
+    pages.get()
+    server = ThreadingHTTPServer((host, port), make_handler(pages, token))
+    server.daemon_threads = True
+    return server
+
+
+def dashboard_url(server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host!s}:{port}/"

@@ -1,0 +1,289 @@
+/* Insight Engine report: draws every panel from the inline JSON (#report-data) with uPlot.
+   No network: the data, this script, uPlot and the styles are all inline in the page. */
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("report-data").textContent);
+  var S = D.series || {};
+  var COLORS = ["#1f77b4", "#e8710a", "#2a9d5c", "#c8372d", "#8e5ac8", "#17a2b8",
+    "#b5651d", "#e377c2", "#7f7f7f", "#bcbd22", "#4e79a7", "#59a14f"];
+  // What each panel drew: the browser test reads it (panel -> charts, points).
+  var drawn = (window.__insightPanels = {});
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function panel(id) { return document.querySelector('section[data-panel="' + id + '"] .body'); }
+  function mark(id, charts, points) {
+    var d = drawn[id] || (drawn[id] = { charts: 0, points: 0 });
+    d.charts += charts; d.points += points;
+  }
+  function num(v) { return v === null || v === undefined || !isFinite(v) ? null : Number(v); }
+  function fmt(v, digits, pct) {
+    v = num(v);
+    if (v === null) return "–";
+    return pct ? (100 * v).toFixed(digits === undefined ? 1 : digits) + "%" : v.toFixed(digits === undefined ? 3 : digits);
+  }
+  function ci(t, digits, pct) {
+    if (!t || num(t[0]) === null) return "–";
+    var s = fmt(t[0], digits, pct);
+    if (num(t[1]) !== null && num(t[2]) !== null) s += " (" + fmt(t[1], digits, pct) + " – " + fmt(t[2], digits, pct) + ")";
+    return s;
+  }
+  function empty(body, text) { body.appendChild(el("div", { "class": "empty" }, text)); }
+  function width(body) { return Math.max(280, Math.floor(body.getBoundingClientRect().width) - 4); }
+  function count(arrs) {
+    var n = 0;
+    arrs.forEach(function (a) { (a || []).forEach(function (v) { if (num(v) !== null) n++; }); });
+    return n;
+  }
+
+  // One uPlot chart: xs and named series [{label, data, color, dash, band: [lo, hi]}].
+  function chart(body, id, title, xs, series, opts) {
+    opts = opts || {};
+    var box = el("div", { "class": "chart", "data-chart": title });
+    body.appendChild(box);
+    var data = [xs], cfgSeries = [{}], bands = [];
+    series.forEach(function (s, i) {
+      var c = s.color || COLORS[i % COLORS.length];
+      data.push(s.data.map(num));
+      cfgSeries.push({ label: s.label, stroke: c, width: s.width || 2, dash: s.dash,
+        points: { show: xs.length < 40, size: 5 }, spanGaps: true,
+        value: function (u, v) { return v === null ? "–" : (opts.pct ? (100 * v).toFixed(1) + "%" : v.toFixed(opts.digits || 3)); } });
+      if (s.band) {
+        var lo = data.length, hi = data.length + 1;
+        data.push(s.band[0].map(num)); data.push(s.band[1].map(num));
+        cfgSeries.push({ label: s.label + " low", stroke: "transparent", points: { show: false } });
+        cfgSeries.push({ label: s.label + " high", stroke: "transparent", points: { show: false } });
+        bands.push({ series: [hi, lo], fill: c + "33" });
+      }
+    });
+    var u = new uPlot({
+      title: title, width: width(body), height: opts.height || 220,
+      scales: { x: { time: opts.time !== false } },
+      axes: [{ label: opts.xlabel }, { label: opts.ylabel, size: 56,
+        values: opts.pct ? function (u, vs) { return vs.map(function (v) { return (100 * v).toFixed(0) + "%"; }); } : undefined }],
+      series: cfgSeries, bands: bands
+    }, data, box);
+    mark(id, 1, count(data.slice(1)));
+    return u;
+  }
+  function spark(box, id, xs, ys, color) {
+    var d = [xs, ys.map(num)];
+    new uPlot({ width: 190, height: 42, legend: { show: false }, cursor: { show: false },
+      scales: { x: { time: true } }, axes: [{ show: false }, { show: false }],
+      series: [{}, { stroke: color, width: 2, spanGaps: true, points: { show: xs.length < 3, size: 4 } }]
+    }, d, box);
+    mark(id, 1, count([d[1]]));
+  }
+  function last(a) {
+    for (var i = (a || []).length - 1; i >= 0; i--) if (num(a[i]) !== null) return a[i];
+    return null;
+  }
+
+  function header() {
+    var h = D.header, m = document.querySelector("header.top .meta");
+    var parts = [
+      ["project", h.project], ["model", h.model], ["champion", h.champion ? "v" + h.champion : "none"],
+      ["windows", h.from_iso ? h.from_iso + " → " + h.to_iso : "no monitor run yet"],
+      ["monitor runs", h.monitor_runs + (h.points < h.monitor_runs ? " (" + h.points + " plotted)" : "")],
+      ["requests", h.requests],
+      ["audit", h.audit_segments.length + " segment(s), " + h.audit_records + " record(s), chain " + (h.chain_ok ? "verified" : "BROKEN")],
+      ["versions served", h.versions_served.map(function (v) { return "v" + v; }).join(", ") || "none"],
+      ["versions registered", h.versions_registered.map(function (v) { return "v" + v; }).join(", ")],
+      ["generated", h.generated_at]
+    ];
+    parts.forEach(function (p, i) {
+      if (i) m.appendChild(document.createTextNode(" · "));
+      m.appendChild(document.createTextNode(p[0] + " "));
+      m.appendChild(el("b", {}, p[1]));
+    });
+    var seg = document.querySelector("header.top .segments");
+    if (seg && h.audit_segments.length) seg.textContent = "audit segments: " + h.audit_segments.join(", ");
+  }
+
+  function kpis() {
+    var body = panel("kpi"), T = D.training || {}, B = D.business || {}, xs = S.t || [];
+    var tiles = el("div", { "class": "tiles" });
+    body.appendChild(tiles);
+    function tile(label, value, sub, trend, color) {
+      var t = el("div", { "class": "tile", "data-kpi": label });
+      t.appendChild(el("div", { "class": "label" }, label));
+      t.appendChild(el("div", { "class": "value" }, value));
+      t.appendChild(el("div", { "class": "sub" }, sub));
+      tiles.appendChild(t);
+      if (trend && xs.length) { var b = el("div", {}); t.appendChild(b); spark(b, "kpi", xs, trend, color); }
+      else t.appendChild(el("div", { "class": "sub" }, "no monitor history yet"));
+    }
+    tile("positive rate, observed", fmt(last(S.observed_rate), 1, true),
+      "predicted (mean score) " + fmt(last(S.predicted_rate), 1, true) + " · training " + fmt(T.positive_rate, 1, true),
+      S.observed_rate && count([S.observed_rate]) ? S.observed_rate : S.predicted_rate, COLORS[0]);
+    tile("lift, top decile", fmt(last(S.lift_top_decile), 2) + "×",
+      "training (test split) " + fmt(T.lift_top_decile, 2) + "×", S.lift_top_decile, COLORS[1]);
+    var ate = T.ate || {};
+    tile("campaign ATE", ci([ate.estimate, ate.low, ate.high], 1, true),
+      "live " + ci([last(S.ate), null, null], 1, true) + " · " + (T.uplift_rows || 0) + " test rows", S.ate, COLORS[2]);
+    tile("ROI", fmt(last(S.roi), 2) + "×",
+      "expected (test split) " + fmt(T.roi, 2) + "× · " + B.retained_value + " " + B.currency + " a kept customer, " +
+      B.contact_cost + " a contact, " + fmt(B.save_rate, 0, true) + " saved", S.roi, COLORS[3]);
+    tile("decision rate", fmt(last(S.decision_rate), 1, true),
+      "training " + fmt(T.selection_rate, 1, true) + " at threshold " + D.threshold, S.decision_rate, COLORS[4]);
+  }
+
+  function drift() {
+    var body = panel("drift"), dr = (S.drift || {}), feats = dr.features || {}, kinds = dr.kind || {};
+    var xs = S.t || [];
+    if (!xs.length || !Object.keys(feats).length) return empty(body, "No monitor run yet: `insight monitor` measures drift per feature.");
+    ["psi", "js"].forEach(function (k) {
+      var names = Object.keys(feats).filter(function (f) { return kinds[f] === k; });
+      if (!names.length) return;
+      var thr = dr.threshold[k];
+      var ser = names.map(function (f) { return { label: f, data: feats[f], width: 1.5 }; });
+      ser.push({ label: "alert threshold " + thr, data: xs.map(function () { return thr; }), color: "#c8372d", dash: [6, 4], width: 2 });
+      chart(body, "drift", k === "psi" ? "PSI per numeric feature" : "Jensen–Shannon per categorical feature",
+        xs, ser, { ylabel: k.toUpperCase(), height: 260 });
+    });
+  }
+
+  function uplift() {
+    var body = panel("uplift"), c = (D.training || {}).curves;
+    if (!c) return empty(body, "The champion has no uplift curves (no treatment in the project, or a card from before curves).");
+    chart(body, "uplift", "Qini curve, " + (D.training.best_learner || "best learner") + " (95% bootstrap band)", c.fraction,
+      [{ label: "Qini", data: c.qini, band: [c.qini_low, c.qini_high] }, { label: "random targeting", data: c.random, color: "#7f7f7f", dash: [5, 4] }],
+      { time: false, xlabel: "share targeted", ylabel: "incremental responders", height: 240 });
+    chart(body, "uplift", "Uplift curve", c.fraction, [{ label: "uplift", data: c.uplift, color: COLORS[2] }],
+      { time: false, xlabel: "share targeted", ylabel: "uplift × rows", height: 200 });
+    var q = D.training.qini || {};
+    body.appendChild(el("p", { "class": "note" }, "Qini AUC " + ci([q.estimate, q.low, q.high], 3) + " on " + c.rows + " test rows; band: " + c.n_boot + " bootstrap resamples, pointwise."));
+  }
+
+  function fairness() {
+    var body = panel("fairness"), F = (D.training || {}).fairness || {}, live = S.fairness || {}, xs = S.t || [];
+    var attrs = Object.keys(F);
+    if (!attrs.length) return empty(body, "No sensitive attribute declared (`sensitive:` in the project file).");
+    attrs.forEach(function (a) {
+      body.appendChild(el("h3", {}, a));
+      var tbl = el("table", { "data-attr": a }), hd = el("tr");
+      ["group", "rows", "selection rate (95% CI)", "", "TPR", "FPR"].forEach(function (h) { hd.appendChild(el("th", {}, h)); });
+      tbl.appendChild(hd);
+      var groups = F[a].groups, maxHi = 0;
+      Object.keys(groups).forEach(function (g) { maxHi = Math.max(maxHi, num(groups[g].selection_rate[2]) || 0); });
+      Object.keys(groups).forEach(function (g) {
+        var r = groups[g], sr = r.selection_rate, tr = el("tr");
+        tr.appendChild(el("td", {}, g)); tr.appendChild(el("td", {}, r.count));
+        tr.appendChild(el("td", {}, ci(sr, 1, true)));
+        var cell = el("td"), bar = el("div", { "class": "bar" }), sc = 100 / (maxHi || 1);
+        var f = el("div", { "class": "fill" }); f.style.width = (sc * (num(sr[0]) || 0)) + "%";
+        var w = el("div", { "class": "ci" }); w.style.left = (sc * (num(sr[1]) || 0)) + "%";
+        w.style.width = (sc * ((num(sr[2]) || 0) - (num(sr[1]) || 0))) + "%";
+        bar.appendChild(f); bar.appendChild(w); cell.appendChild(bar); tr.appendChild(cell);
+        tr.appendChild(el("td", {}, fmt(r.tpr, 1, true))); tr.appendChild(el("td", {}, fmt(r.fpr, 1, true)));
+        tbl.appendChild(tr);
+      });
+      body.appendChild(tbl);
+      mark("fairness", 0, Object.keys(groups).length);
+      var ms = F[a].metrics, ul = el("p", { "class": "note" });
+      ul.textContent = Object.keys(ms).map(function (k) { return k.replace(/_/g, " ") + " " + ci(ms[k], 3); }).join(" · ") + " (test split; intervals: Newcombe, Bonferroni)";
+      body.appendChild(ul);
+      var l = live[a];
+      if (l && xs.length && count([l.map(function (x) { return x && x[0]; })])) {
+        chart(body, "fairness", "live selection-rate gap, " + a, xs, [{ label: "gap",
+          data: l.map(function (x) { return x && x[0]; }),
+          band: [l.map(function (x) { return x && x[1]; }), l.map(function (x) { return x && x[2]; })] }], { height: 180 });
+      }
+    });
+  }
+
+  function latency() {
+    var body = panel("latency"), xs = S.t || [];
+    if (!xs.length) return empty(body, "No monitor run yet: latency and volume come from `insight monitor`.");
+    chart(body, "latency", "latency (ms)", xs, [{ label: "p50", data: S.p50_ms }, { label: "p95", data: S.p95_ms }, { label: "p99", data: S.p99_ms }], { ylabel: "ms", digits: 1 });
+    chart(body, "latency", "volume and decisions", xs, [{ label: "requests", data: S.requests, color: COLORS[4] }, { label: "rows", data: S.rows, color: COLORS[5] }], { ylabel: "per window", digits: 0, height: 180 });
+    chart(body, "latency", "decision rate", xs, [{ label: "decision rate", data: S.decision_rate, color: COLORS[2] }], { pct: true, height: 160 });
+  }
+
+  function chip(text, cls) { return el("span", { "class": "chip " + (cls || text) }, text); }
+  function cardLink(v) { return (D.card_links || {})[v]; }
+
+  function alerts() {
+    var body = panel("alerts"), A = D.alerts || {}, ev = A.events || [], now = A.now || {};
+    var keys = Object.keys(now);
+    if (keys.length) {
+      var t = el("table", { "data-table": "alert-states" }), h = el("tr");
+      ["rule", "state now", "since"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
+      t.appendChild(h);
+      keys.forEach(function (k) {
+        var r = el("tr"); r.appendChild(el("td", {}, k));
+        var c = el("td"); c.appendChild(chip(now[k].state)); r.appendChild(c);
+        r.appendChild(el("td", {}, now[k].since_iso || "")); t.appendChild(r);
+      });
+      body.appendChild(t);
+    }
+    if (!ev.length) { if (!keys.length) empty(body, "No alert has changed state."); return; }
+    var tl = el("table", { "data-table": "alert-timeline" }), hd = el("tr");
+    ["time", "rule", "from", "to", "model card"].forEach(function (x) { hd.appendChild(el("th", {}, x)); });
+    tl.appendChild(hd);
+    ev.forEach(function (e) {
+      var r = el("tr"); r.appendChild(el("td", {}, e.at_iso)); r.appendChild(el("td", {}, e.key));
+      var a = el("td"); a.appendChild(chip(e.from || "ok", e.from || "ok")); r.appendChild(a);
+      var b = el("td"); b.appendChild(chip(e.to)); r.appendChild(b);
+      var m = /\|v(\d+)\|/.exec(e.key), c = el("td"), href = m && cardLink(m[1]);
+      if (href) c.appendChild(el("a", { href: href }, "v" + m[1])); r.appendChild(c);
+      tl.appendChild(r);
+    });
+    body.appendChild(tl);
+    mark("alerts", 0, ev.length);
+  }
+
+  function models() {
+    var body = panel("models"), V = D.versions || [];
+    if (!V.length) return empty(body, "No registered version.");
+    var t = el("table", { "data-table": "versions" }), h = el("tr");
+    ["version", "registered", "family", "test AUC", "aliases", "gate", "rollout", "card"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
+    t.appendChild(h);
+    V.forEach(function (v) {
+      var r = el("tr", { "data-version": v.version });
+      r.appendChild(el("td", {}, "v" + v.version)); r.appendChild(el("td", {}, v.created_iso || ""));
+      r.appendChild(el("td", {}, v.family)); r.appendChild(el("td", {}, v.test_auc ? Number(v.test_auc).toFixed(3) : "–"));
+      var al = el("td"); v.aliases.forEach(function (a) { al.appendChild(chip(a)); al.appendChild(document.createTextNode(" ")); });
+      if (v.rolled_back) al.appendChild(chip("rolled back", "rolled-back"));
+      r.appendChild(al);
+      var g = el("td"); if (v.gate) g.appendChild(chip(v.gate)); else if (v.promoted_reason) g.appendChild(document.createTextNode(v.promoted_reason)); r.appendChild(g);
+      r.appendChild(el("td", {}, (v.rollout || []).map(function (s) { return s.percent + "% (" + s.challenger_rows + " rows" + (s.breaches && s.breaches.length ? ", breach" : "") + ")"; }).join(" → ")));
+      var c = el("td"), href = cardLink(v.version);
+      if (href) c.appendChild(el("a", { href: href }, "card")); r.appendChild(c);
+      t.appendChild(r);
+    });
+    body.appendChild(t);
+    var E = (D.control || {}).events || [];
+    if (E.length) {
+      var tl = el("table", { "data-table": "control" }), hd = el("tr");
+      ["time", "what", "version", "detail"].forEach(function (x) { hd.appendChild(el("th", {}, x)); });
+      tl.appendChild(hd);
+      E.forEach(function (e) {
+        var r = el("tr"); r.appendChild(el("td", {}, e.at_iso));
+        var w = el("td"); w.appendChild(chip(e.kind + " " + e.event, e.event)); r.appendChild(w);
+        var vc = el("td"), href = e.version && cardLink(e.version);
+        if (href) vc.appendChild(el("a", { href: href }, "v" + e.version)); else vc.textContent = e.version ? "v" + e.version : "";
+        r.appendChild(vc);
+        var d = [];
+        if (e.percent !== undefined) d.push(e.percent + "%");
+        if (e.passed !== undefined) d.push(e.passed ? "gate passed" : "gate failed");
+        if (e.rule) d.push("rule " + e.rule);
+        if (e.breaches && e.breaches.length) d.push(e.breaches.join("; "));
+        r.appendChild(el("td", {}, d.join(" · "))); tl.appendChild(r);
+      });
+      body.appendChild(el("h3", {}, "retrains and rollouts (control audit log, chain " + (D.control.chain_ok ? "verified" : "BROKEN") + ")"));
+      body.appendChild(tl);
+    }
+    mark("models", 0, V.length + E.length);
+  }
+
+  var steps = [header, kpis, drift, uplift, fairness, latency, alerts, models];
+  steps.forEach(function (f) {
+    try { f(); } catch (e) { console.error("panel " + f.name + ": " + e); throw e; }
+  });
+  document.body.setAttribute("data-drawn", "true");
+})();
