@@ -477,11 +477,15 @@ def models_card(
     name: NameArg = None,
     version: Annotated[str, typer.Option(help="Alias or version number.")] = "champion",
     as_json: Annotated[bool, typer.Option("--json", help="Print the card's JSON.")] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write the card as an HTML page to this file.")
+    ] = None,
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """Render a version's model card (stored as MLflow artifacts under card/)."""
+    """Render a version's model card (stored as MLflow artifacts under card/: JSON, Markdown
+    and HTML)."""
     from rich.markdown import Markdown
 
     from engine.registry.card import load_card, render_markdown
@@ -490,7 +494,13 @@ def models_card(
     cfg, _ = _registry(project, workspace, profile)
     ref = find(name or cfg.train.model_name, version)
     card = load_card(ref.run_id)
-    if as_json:
+    if html is not None:
+        from engine.report import write_page
+        from engine.report.page import render_card
+
+        write_page(html, render_card(card, report_href=None))
+        console.print(f"model card page: {html.resolve().as_uri()}")
+    elif as_json:
         print(json.dumps(card, indent=2))
     else:
         console.print(Markdown(render_markdown(card)))

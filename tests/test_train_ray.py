@@ -135,7 +135,7 @@ def test_model_card_numbers_match_independent_references(
     from fairlearn.metrics import demographic_parity_difference
     from sklearn.metrics import roc_auc_score
 
-    from engine.registry.card import CARD_MD, SHAP_PNG, load_card
+    from engine.registry.card import CARD_HTML, CARD_MD, SHAP_PNG, load_card
     from engine.registry.models import load_scorer, resolve
     from engine.train.dataset import load_training_set
 
@@ -144,7 +144,9 @@ def test_model_card_numbers_match_independent_references(
     ref = resolve(cfg.train.model_name, "challenger")
     card = load_card(ref.run_id)
     names = {a.path for a in client.list_artifacts(ref.run_id, "card")}
-    assert {f"card/{CARD_MD}", f"card/{SHAP_PNG}", "card/model_card.json"} <= names
+    assert {f"card/{CARD_MD}", f"card/{CARD_HTML}", f"card/{SHAP_PNG}", "card/model_card.json"} <= (
+        names
+    )
     ts = load_training_set(cfg, tiny_snapshot)
     p = load_scorer(ref).proba(ts.x("test"))
     y = ts.test[ts.label].to_numpy()
@@ -158,6 +160,21 @@ def test_model_card_numbers_match_independent_references(
     assert g["value"] == pytest.approx(dp, abs=1e-12) and g["low"] <= g["value"] <= g["high"]
     assert 0 <= m["calibration"]["ece"] < 1 and len(m["calibration"]["bins"]) >= 5
     assert set(card["shap_importance"]) == set(ref.features)
+    # The report's numbers: lift in the top decile (pandas) and the confusion counts (sklearn).
+    import pandas as pd
+    from sklearn.metrics import confusion_matrix
+
+    frame = pd.DataFrame({"y": y, "p": p})
+    k = max(1, round(0.1 * len(frame)))
+    top = frame.sort_values("p", ascending=False, kind="stable").head(k)["y"].mean()
+    assert m["lift_top_decile"] == pytest.approx(top / frame["y"].mean(), rel=1e-9)
+    tn, fp, fn, tp = confusion_matrix(y, p >= cfg.serve.threshold, labels=[0, 1]).ravel()
+    assert m["confusion"] == {"tp": tp, "fp": fp, "fn": fn, "tn": tn}
+    c = (card.get("uplift") or {}).get("curves")
+    if card.get("uplift"):
+        assert c and len(c["fraction"]) == len(c["qini"]) == len(c["qini_low"]) == 51
+        assert all(lo <= hi for lo, hi in zip(c["qini_low"], c["qini_high"], strict=True))
+        assert c["qini"][-1] == pytest.approx(c["random"][-1]) and c["qini"][0] == 0
     assert card["training_data"]["snapshot_id"] == tiny_snapshot.id
     assert card["limitations"], "limitations are stated"
     u = card["uplift"]

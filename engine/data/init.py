@@ -408,6 +408,13 @@ def render(p: Plan) -> str:
         "  port: 0",
         f"  threshold: 0.5     # the positive rate here is {pos_rate:.3f}: lower it to flag more",
         "",
+        "# What a decision is worth: the ROI in `insight report`. Set your own numbers.",
+        "business:",
+        "  retained_value: 100   # value of keeping a customer who would have left",
+        "  contact_cost: 2       # cost of one contact",
+        "  save_rate: 0.2        # share of contacted would-be leavers the contact keeps",
+        "  currency: EUR",
+        "",
     ]
     return "\n".join(lines)
 

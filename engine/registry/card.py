@@ -24,6 +24,7 @@ from engine.train.families import family
 
 CARD_JSON = "model_card.json"
 CARD_MD = "model_card.md"
+CARD_HTML = "model_card.html"
 SHAP_PNG = "shap_importance.png"
 
 
@@ -320,12 +321,16 @@ def render_markdown(card: dict[str, Any]) -> str:
 
 
 def log_card(card: dict[str, Any], run_id: str) -> None:
-    """Card JSON, Markdown and SHAP plot as artifacts of the model's run (``card/``)."""
+    """Card JSON, Markdown, HTML page and SHAP plot as artifacts of the model's run
+    (``card/``)."""
     from mlflow.tracking import MlflowClient
+
+    from engine.report.page import render_card
 
     with tempfile.TemporaryDirectory() as d:
         Path(d, CARD_JSON).write_text(json.dumps(card, indent=2, default=str))
         Path(d, CARD_MD).write_text(render_markdown(card))
+        Path(d, CARD_HTML).write_text(render_card(card, report_href=None))
         _plot(card["shap_importance"], Path(d, SHAP_PNG), card.get("shap_output", "log_odds"))
         MlflowClient().log_artifacts(run_id, d, artifact_path="card")
 

@@ -25,7 +25,7 @@ class ReportResult:
     header: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(path: Path, text: str) -> None:
+def write_page(path: Path, text: str) -> None:
     """Temp file beside it, then rename: a reader never sees half a page."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -72,8 +72,8 @@ def write_report(
     written = []
     for href, text in cards.items():
         p = out.parent / href
-        _write(p, text)
+        write_page(p, text)
         written.append(p)
-    _write(out, page)
+    write_page(out, page)
     size = len(page.encode("utf-8"))
     return ReportResult(out, size, written, time.monotonic() - t0, data["header"])

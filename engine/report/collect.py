@@ -151,13 +151,22 @@ def alerts(history: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, An
         for h in history
         for c in h.get("changes") or []
     ]
+    order = {"firing": 0, "pending": 1, "resolved": 2}
+    items = sorted(
+        (state.get("alerts") or {}).items(),
+        key=lambda kv: (order.get(kv[1].get("state"), 3), kv[0]),
+    )
     now = {
         k: {
             "state": a.get("state"),
-            "since_iso": _iso(_num(a.get("since"))),
-            "severity": a.get("severity"),
+            "since_iso": _iso(
+                _num(a.get("active_since") or a.get("fired_at") or a.get("resolved_at"))
+            ),
+            "value": _num(a.get("value")),
+            "interval": a.get("interval"),
+            "incident": a.get("incident"),
         }
-        for k, a in (state.get("alerts") or {}).items()
+        for k, a in items
     }
     return {"events": events, "now": now}
 
@@ -189,11 +198,10 @@ def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any
 
     from mlflow.tracking import MlflowClient
 
+    from engine.errors import StateError
     from engine.registry.card import load_card
     from engine.registry.models import list_versions
     from engine.tracking import setup_mlflow
-
-    from engine.errors import StateError
 
     setup_mlflow(ws, cfg.name)
     client = MlflowClient()

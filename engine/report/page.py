@@ -95,8 +95,9 @@ def _ci(d: dict[str, Any] | None, digits: int = 4) -> str:
 
 def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
     th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    top = f"<tr>{th}</tr>" if any(head) else ""
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
+    return f'<table class="{cls}">{top}{body}</table>'
 
 
 def _bar(v: float, top: float) -> str:

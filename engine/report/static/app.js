@@ -74,7 +74,7 @@
     var d = [xs, ys.map(num)];
     new uPlot({ width: 190, height: 42, legend: { show: false }, cursor: { show: false },
       scales: { x: { time: true } }, axes: [{ show: false }, { show: false }],
-      series: [{}, { stroke: color, width: 2, spanGaps: true, points: { show: xs.length < 3, size: 4 } }]
+      series: [{}, { stroke: color, width: 2, spanGaps: true, points: { show: false } }]
     }, d, box);
     mark(id, 1, count([d[1]]));
   }
@@ -114,8 +114,10 @@
       t.appendChild(el("div", { "class": "value" }, value));
       t.appendChild(el("div", { "class": "sub" }, sub));
       tiles.appendChild(t);
-      if (trend && xs.length) { var b = el("div", {}); t.appendChild(b); spark(b, "kpi", xs, trend, color); }
-      else t.appendChild(el("div", { "class": "sub" }, "no monitor history yet"));
+      var n = trend ? count([trend]) : 0;
+      if (n >= 2) { var b = el("div", {}); t.appendChild(b); spark(b, "kpi", xs, trend, color); }
+      else t.appendChild(el("div", { "class": "sub trend" }, !xs.length ? "no monitor run yet" :
+        n === 1 ? "trend: one monitor window so far" : "not measured on live traffic yet"));
     }
     tile("positive rate, observed", fmt(last(S.observed_rate), 1, true),
       "predicted (mean score) " + fmt(last(S.predicted_rate), 1, true) + " · training " + fmt(T.positive_rate, 1, true),
@@ -212,12 +214,16 @@
     var keys = Object.keys(now);
     if (keys.length) {
       var t = el("table", { "data-table": "alert-states" }), h = el("tr");
-      ["rule", "state now", "since"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
+      ["rule", "state now", "since", "value (interval)"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
       t.appendChild(h);
       keys.forEach(function (k) {
         var r = el("tr"); r.appendChild(el("td", {}, k));
         var c = el("td"); c.appendChild(chip(now[k].state)); r.appendChild(c);
-        r.appendChild(el("td", {}, now[k].since_iso || "")); t.appendChild(r);
+        r.appendChild(el("td", {}, now[k].since_iso || ""));
+        var iv = now[k].interval;
+        r.appendChild(el("td", {}, num(now[k].value) === null ? "" : fmt(now[k].value, 3) +
+          (iv && iv.length === 2 ? " (" + fmt(iv[0], 3) + " – " + fmt(iv[1], 3) + ")" : "")));
+        t.appendChild(r);
       });
       body.appendChild(t);
     }
