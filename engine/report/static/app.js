@@ -43,6 +43,14 @@
   // One uPlot chart: xs and named series [{label, data, color, dash, band: [lo, hi]}].
   function chart(body, id, title, xs, series, opts) {
     opts = opts || {};
+    // A line needs two points: with fewer, say so instead of drawing an empty frame.
+    var most = Math.max.apply(null, series.map(function (s) { return count([s.data]); }));
+    if (most < 2) {
+      body.appendChild(el("p", { "class": "note", "data-chart": title }, title + ": " +
+        (most === 1 ? "one window so far; the trend shows from the second." : "not measured yet.")));
+      mark(id, 0, most);
+      return null;
+    }
     var box = el("div", { "class": "chart", "data-chart": title });
     body.appendChild(box);
     var data = [xs], cfgSeries = [{}], bands = [];
@@ -50,7 +58,7 @@
       var c = s.color || COLORS[i % COLORS.length];
       data.push(s.data.map(num));
       cfgSeries.push({ label: s.label, stroke: c, width: s.width || 2, dash: s.dash,
-        points: { show: xs.length < 40, size: 5 }, spanGaps: true,
+        points: { show: xs.length < 40, size: 6, fill: c }, spanGaps: true,
         value: function (u, v) { return v === null ? "–" : (opts.pct ? (100 * v).toFixed(1) + "%" : v.toFixed(opts.digits || 3)); } });
       if (s.band) {
         var lo = data.length, hi = data.length + 1;
