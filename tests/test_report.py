@@ -257,3 +257,29 @@ def test_the_dashboard_token_when_set(dashboard: tuple[str, Any]) -> None:
     again = httpx.get(url, cookies={"insight_token": "s3cret-token"}, timeout=10)
     assert again.status_code == 200
     assert httpx.get(url + "healthz", timeout=10).status_code == 200
+
+
+def test_an_empty_workspace_gives_a_page_that_says_what_to_run(
+    example_cfg: ProjectConfig, tmp_path: Path
+) -> None:
+    """No monitor run, no model: every panel says what is missing and which command makes
+    it; Chromium shows it with no console error (the browser `make test` installs)."""
+    from engine.report import write_report
+    from tests.test_demo_e2e import _browser
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    r = write_report(example_cfg, ws)
+    assert r.header["monitor_runs"] == 0 and r.header["versions_registered"] == []
+    d = _browser()
+    try:
+        d.get(r.path.as_uri())
+        body = d.find_element("css selector", "body")
+        assert body.get_attribute("data-drawn") == "true"
+        assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
+        for panel in ("drift", "uplift", "fairness", "latency", "alerts", "models"):
+            text = d.find_element("css selector", f'section[data-panel="{panel}"] .body').text
+            assert "insight" in text or "No " in text, (panel, text)
+        assert "no monitor run yet" in d.find_element("css selector", "header.top").text
+        d.save_screenshot(str(tmp_path / "empty.png"))
+    finally:
+        d.quit()

@@ -159,7 +159,8 @@
 
   function uplift() {
     var body = panel("uplift"), c = (D.training || {}).curves;
-    if (!c) return empty(body, "The champion has no uplift curves (no treatment in the project, or a card from before curves).");
+    if (!c) return empty(body, !D.header.champion ? "No champion yet: `insight train` registers one." :
+      "The champion's card has no uplift curves (no treatment in the project, or a card from before curves).");
     chart(body, "uplift", "Qini curve, " + (D.training.best_learner || "best learner") + " (95% bootstrap band)", c.fraction,
       [{ label: "Qini", data: c.qini, band: [c.qini_low, c.qini_high] }, { label: "random targeting", data: c.random, color: "#7f7f7f", dash: [5, 4] }],
       { time: false, xlabel: "share targeted", ylabel: "incremental responders", height: 240 });
@@ -172,7 +173,8 @@
   function fairness() {
     var body = panel("fairness"), F = (D.training || {}).fairness || {}, live = S.fairness || {}, xs = S.t || [];
     var attrs = Object.keys(F);
-    if (!attrs.length) return empty(body, "No sensitive attribute declared (`sensitive:` in the project file).");
+    if (!attrs.length) return empty(body, !D.header.champion ? "No champion yet: fairness comes from its model card." :
+      "The champion's card has no fairness numbers (declare `sensitive:` in the project file and train).");
     attrs.forEach(function (a) {
       body.appendChild(el("h3", {}, a));
       var tbl = el("table", { "data-attr": a }), hd = el("tr");
