@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
+from engine.rayenv import ray_env
 from engine.workspace import Workspace
 
-
-def ray_env() -> None:
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # Token auth only where a token exists; purely local clusters need none (STACK.md).
-    # A token in the environment (RAY_AUTH_TOKEN, e.g. from a cluster's secret) means token auth.
-    token = Path.home() / ".ray" / "auth_token"
-    has_token = token.exists() or bool(os.environ.get("RAY_AUTH_TOKEN"))
-    os.environ.setdefault("RAY_AUTH_MODE", "token" if has_token else "disabled")
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    # Quiet Tune: the engine draws its own progress bar; the legacy engine honours verbose=0.
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+__all__ = ["ray_env", "start_ray", "stop_ray"]
 
 
 def start_ray(

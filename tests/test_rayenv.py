@@ -1,0 +1,52 @@
+"""A user's ~/.ray/auth_token (Ray 2.60 writes one on any plain `ray.init()`) must not break
+the engine's local Ray. Ray reads RAY_AUTH_MODE when it is imported; the engine used to set
+it later, so the GCS it started demanded a token its own client did not send
+("InvalidAuthToken ... RAY_AUTH_MODE is currently 'disabled'"). Regression test, both import
+orders, each in a fresh process with a home folder of its own."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.ray]
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import sys
+if sys.argv[1] == "ray-first":
+    import ray  # a user's script that imports Ray before the engine
+from engine.raycluster import start_ray, stop_ray
+from engine.workspace import Workspace
+import ray
+start_ray(Workspace(__import__("pathlib").Path(sys.argv[2])).ensure(), num_cpus=1,
+          object_store_mb=100)
+print("answer", ray.get(ray.put(41)) + 1)
+stop_ray()
+"""
+
+
+@pytest.mark.parametrize("order", ["engine-first", "ray-first"])
+def test_a_token_file_in_home_does_not_break_the_local_ray(order: str, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(HOME=str(home), PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
+    r = subprocess.run(
+        [sys.executable, "-c", SCRIPT, order, str(tmp_path / ".insight")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "answer 42" in r.stdout, out[-3000:]
+    assert "InvalidAuthToken" not in out
