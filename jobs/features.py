@@ -9,28 +9,23 @@ the snapshot lands under the profile's storage. Prints one JSON summary line at 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+SMOKE = "check the sources and print the snapshot id, no Spark"
+
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.config import DEFAULT_PROJECT
-    from engine.errors import InsightError
     from engine.profiles import open_project
     from engine.stages.features import stage_features
+    from jobs._common import job_parser, run_job
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
-    ap.add_argument("--workspace", type=Path, default=None)
-    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
-    ap.add_argument(
-        "--smoke", action="store_true", help="check the sources and print the snapshot id, no Spark"
-    )
+    ap = job_parser(__doc__, SMOKE)
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         cfg, ws, prof = open_project(args.project, args.workspace, args.profile)
         if args.smoke:
             from engine.stages.features import plan_snapshot
@@ -54,9 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    except InsightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+    return run_job(body)
 
 
 if __name__ == "__main__":

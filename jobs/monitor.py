@@ -10,34 +10,31 @@ test suite runs it). Prints one JSON summary line at the end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
+SMOKE = "one run, last 5 minutes, nothing sent"
+
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.cli_monitor import parse_time
-    from engine.config import DEFAULT_PROJECT
-    from engine.errors import InsightError
     from engine.monitor.config import seconds
     from engine.profiles import open_project
     from engine.stages.monitor import every, stage_monitor
+    from jobs._common import job_parser, run_job
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
-    ap.add_argument("--workspace", type=Path, default=None)
-    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    ap = job_parser(__doc__, SMOKE)
     ap.add_argument("--from", dest="since", default=None, help="ISO time or '-1h'")
     ap.add_argument("--to", dest="until", default=None, help="ISO time or 'now'")
     ap.add_argument("--every", default=None, help="run every period (e.g. 5m) until stopped")
     ap.add_argument("--app", default="insight")
     ap.add_argument("--no-retrain", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="one run, last 5 minutes, nothing sent")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
         if args.every and not args.smoke:
             n = every(cfg, ws, seconds(args.every), app=args.app)
@@ -66,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    except InsightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+    return run_job(body)
 
 
 if __name__ == "__main__":

@@ -9,35 +9,30 @@ Prints one JSON summary line at the end.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
+SMOKE = "check the project and the model, score nothing"
+
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.config import DEFAULT_PROJECT
-    from engine.errors import InsightError
     from engine.profiles import open_project
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.score import stage_score
+    from jobs._common import job_parser, run_job
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
-    ap.add_argument("--workspace", type=Path, default=None)
-    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    ap = job_parser(__doc__, SMOKE)
     ap.add_argument("--model", default=None, help="NAME[@alias] or NAME/VERSION")
     ap.add_argument("--snapshot", default=None, help="snapshot id or 'latest'")
     ap.add_argument("--input", type=Path, default=None, help="a Parquet/CSV table")
     ap.add_argument("--output", type=Path, default=None, help="the Parquet folder (required)")
     ap.add_argument("--shap", action="store_true")
     ap.add_argument("--overwrite", action="store_true")
-    ap.add_argument(
-        "--smoke", action="store_true", help="check the project and the model, score nothing"
-    )
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
         if args.smoke:
             from engine.registry.models import try_resolve
@@ -78,9 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         return 0
-    except InsightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+    return run_job(body)
 
 
 if __name__ == "__main__":

@@ -18,32 +18,29 @@ snapshot, in seconds; the test suite runs it that way.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
+SMOKE = "2 trials of 10 rounds, no uplift"
+
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.config import DEFAULT_PROJECT
-    from engine.errors import InsightError
     from engine.profiles import open_project
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.train import stage_train
+    from jobs._common import job_parser, run_job
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)
-    ap.add_argument("--workspace", type=Path, default=None)
-    ap.add_argument("--profile", default=None, help="cluster profile (default: INSIGHT_PROFILE)")
+    ap = job_parser(__doc__, SMOKE)
     ap.add_argument("--snapshot", default=None, help="snapshot id (default: newest)")
     ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"))
     ap.add_argument("--resume", action="store_true", help="resume an interrupted search")
     ap.add_argument("--gate", action="store_true", help="run the promotion gate afterwards")
-    ap.add_argument("--smoke", action="store_true", help="2 trials of 10 rounds, no uplift")
     args = ap.parse_args(argv)
-    try:
+
+    def body() -> int:
         cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
         if args.smoke:
             cfg = cfg.model_copy(
@@ -85,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
             out["gate"] = {"passed": g.passed, "promoted": g.promoted}
         print(json.dumps(out))
         return 0
-    except InsightError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+
+    return run_job(body)
 
 
 if __name__ == "__main__":

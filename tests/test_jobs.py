@@ -15,7 +15,7 @@ from engine.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.process
-JOBS = sorted(p.name for p in (ROOT / "jobs").glob("*.py") if p.name != "__init__.py")
+JOBS = sorted(p.name for p in (ROOT / "jobs").glob("*.py") if not p.name.startswith("_"))
 
 
 def _job(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
