@@ -4,8 +4,9 @@ Ray reads ``RAY_AUTH_MODE`` once, when ``ray`` is imported; the processes it sta
 raylet) read it from the environment they inherit. Setting it after the import gives a GCS
 that demands a token and a client that sends none ("InvalidAuthToken ... RAY_AUTH_MODE is
 currently 'disabled'"). That happened whenever ``~/.ray/auth_token`` existed, and Ray 2.60
-writes that file on any plain ``ray.init()``. So: the engine package (``engine.__init__``) calls :func:`ray_env`
-before anything imports Ray, and once Ray is imported the mode is left as Ray read it.
+writes that file on any plain ``ray.init()``. So the engine package (``engine.__init__``)
+calls :func:`ray_env` before anything imports Ray, and once Ray is imported the mode is
+left as Ray read it.
 No engine import here: this runs while the package initialises.
 """
 
