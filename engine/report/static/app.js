@@ -134,7 +134,8 @@
       "training (test split) " + fmt(T.lift_top_decile, 2) + "×", S.lift_top_decile, COLORS[1]);
     var ate = T.ate || {};
     tile("campaign ATE", ci([ate.estimate, ate.low, ate.high], 1, true),
-      "live " + ci([last(S.ate), null, null], 1, true) + " · " + (T.uplift_rows || 0) + " test rows", S.ate, COLORS[2]);
+      (num(last(S.ate)) !== null ? "live " + fmt(last(S.ate), 1, true) + " · " : "") +
+      "card: " + (T.uplift_rows || 0) + " held-out campaign rows", S.ate, COLORS[2]);
     tile("ROI", fmt(last(S.roi), 2) + "×",
       "expected (test split) " + fmt(T.roi, 2) + "× · " + B.retained_value + " " + B.currency + " a kept customer, " +
       B.contact_cost + " a contact, " + fmt(B.save_rate, 0, true) + " saved", S.roi, COLORS[3]);
