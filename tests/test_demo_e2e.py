@@ -217,9 +217,10 @@ def test_the_live_dashboard_serves_the_same_page_in_chromium(demo: DemoRun, tmp_
         # New monitor history shows on the next load (the page is rebuilt on change).
         hist = demo.ws / "monitor" / "history.jsonl"
         before = httpx.get(url + "data.json", timeout=30).json()["header"]["monitor_runs"]
-        last = hist.read_text().splitlines()[-1]
+        last = json.loads(hist.read_text().splitlines()[-1])
+        last.update(run_id="later", **{"from": last["to"], "to": last["to"] + 300})
         with hist.open("a") as f:
-            f.write(last + "\n")
+            f.write(json.dumps(last) + "\n")
         time.sleep(1.2)
         after = httpx.get(url + "data.json", timeout=30).json()["header"]["monitor_runs"]
         assert after == before + 1

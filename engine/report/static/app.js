@@ -40,11 +40,18 @@
     return n;
   }
 
+  // Distinct times with a value: a trend needs two.
+  function times(xs, ys) {
+    var seen = {};
+    (ys || []).forEach(function (v, i) { if (num(v) !== null) seen[xs[i]] = 1; });
+    return Object.keys(seen).length;
+  }
+
   // One uPlot chart: xs and named series [{label, data, color, dash, band: [lo, hi]}].
   function chart(body, id, title, xs, series, opts) {
     opts = opts || {};
     // A line needs two points: with fewer, say so instead of drawing an empty frame.
-    var most = Math.max.apply(null, series.map(function (s) { return count([s.data]); }));
+    var most = Math.max.apply(null, series.map(function (s) { return times(xs, s.data); }));
     if (most < 2) {
       body.appendChild(el("p", { "class": "note", "data-chart": title }, title + ": " +
         (most === 1 ? "one window so far; the trend shows from the second." : "not measured yet.")));
@@ -58,7 +65,7 @@
       var c = s.color || COLORS[i % COLORS.length];
       data.push(s.data.map(num));
       cfgSeries.push({ label: s.label, stroke: c, width: s.width || 2, dash: s.dash,
-        points: { show: xs.length < 40, size: 6, fill: c }, spanGaps: true,
+        points: { show: count([s.data]) < 40, size: 6, fill: c }, spanGaps: true,
         value: function (u, v) { return v === null ? "–" : (opts.pct ? (100 * v).toFixed(1) + "%" : v.toFixed(opts.digits || 3)); } });
       if (s.band) {
         var lo = data.length, hi = data.length + 1;
@@ -80,9 +87,10 @@
   }
   function spark(box, id, xs, ys, color) {
     var d = [xs, ys.map(num)];
-    new uPlot({ width: 190, height: 42, legend: { show: false }, cursor: { show: false },
+    new uPlot({ width: 190, height: 42, padding: [6, 8, 6, 8], legend: { show: false }, cursor: { show: false },
       scales: { x: { time: true } }, axes: [{ show: false }, { show: false }],
-      series: [{}, { stroke: color, width: 2, spanGaps: true, points: { show: false } }]
+      series: [{}, { stroke: color, width: 2, spanGaps: true,
+        points: { show: count([d[1]]) < 10, size: 5, fill: color } }]
     }, d, box);
     mark(id, 1, count([d[1]]));
   }
@@ -122,7 +130,7 @@
       t.appendChild(el("div", { "class": "value" }, value));
       t.appendChild(el("div", { "class": "sub" }, sub));
       tiles.appendChild(t);
-      var n = trend ? count([trend]) : 0;
+      var n = trend ? times(xs, trend) : 0;
       if (n >= 2) { var b = el("div", {}); t.appendChild(b); spark(b, "kpi", xs, trend, color); }
       else t.appendChild(el("div", { "class": "sub trend" }, !xs.length ? "no monitor run yet" :
         n === 1 ? "trend: one monitor window so far" : "not measured on live traffic yet"));
