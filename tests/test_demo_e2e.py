@@ -118,7 +118,14 @@ def _browser() -> Any:
     assert binary and driver, "chromium and chromium-driver are needed: `make test` installs them"
     opts = webdriver.ChromeOptions()
     opts.binary_location = binary
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+    # --disable-dev-shm-usage: containers often have a 64 MB /dev/shm, too small for Chromium.
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=opts)
