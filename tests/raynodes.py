@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster on the loopback interface: one ``ray start --head --block`` process and
 N ``ray start --address ... --block`` worker processes, each with its own ports, a short
-temp dir and token authentication, stopped by the PIDs this helper started (never
-``ray stop``, which stops every cluster on the machine).
+temp dir and token authentication, stopped by the PIDs this helper started (never Ray's
+stop-everything command, which stops every cluster on the machine).
 
 The nodes run the interpreter of this virtual environment, found on their PATH the way a
 cluster image puts its own Python first, so a job's ``python`` entrypoint is the cluster's.
@@ -77,7 +77,7 @@ def _worker_range(width: int = 40) -> tuple[int, int]:
 
 def stop_groups(procs: list[subprocess.Popen[bytes]], grace_s: float = 20) -> None:
     """SIGTERM each process group these started (newest first), SIGKILL what outlives the
-    grace period. Only our own PIDs: never `ray stop` or a name-based kill."""
+    grace period. Only our own PIDs: no stop-all command and no name-based kill."""
     for p in reversed(procs):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGTERM)

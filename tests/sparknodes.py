@@ -20,21 +20,27 @@ from tests.raynodes import free_ports, stop_groups
 
 
 @dataclass
-class SparkNodes:
+class _Started:
+    """Processes started here (each its own group) and their temp folder."""
+
+    root: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list, kw_only=True)
+
+    def stop(self) -> None:
+        stop_groups(self.procs)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@dataclass
+class SparkNodes(_Started):
     master_url: str
     ui: str
-    root: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def alive_workers(self) -> int:
         with contextlib.suppress(httpx.HTTPError, ValueError):
             d = httpx.get(f"{self.ui}/json/", timeout=3).json()
             return sum(1 for w in d.get("workers", []) if w.get("state") == "ALIVE")
         return 0
-
-    def stop(self) -> None:
-        stop_groups(self.procs)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_spark(workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkNodes:
@@ -51,7 +57,7 @@ def start_spark(workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkNo
         "SPARK_LOG_DIR": str(root),
     }
     port, ui, *wports = free_ports(2 + 2 * workers)
-    c = SparkNodes(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}", root)
+    c = SparkNodes(root, f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}")
     cls = str(home / "bin" / "spark-class")
 
     def run(name: str, args: list[str]) -> None:
@@ -110,15 +116,9 @@ def start_spark(workers: int = 2, cores: int = 1, memory: str = "2g") -> SparkNo
 
 
 @dataclass
-class ConnectServer:
+class ConnectServer(_Started):
     url: str
     token: str
-    root: Path
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def stop(self) -> None:
-        stop_groups(self.procs)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def start_connect(master: str, token: str) -> ConnectServer:
@@ -139,7 +139,7 @@ def start_connect(master: str, token: str) -> ConnectServer:
         "SPARK_LOG_DIR": str(root),
         "SPARK_CONNECT_AUTHENTICATE_TOKEN": token,
     }
-    s = ConnectServer(f"sc://localhost:{port}", token, root)
+    s = ConnectServer(root, f"sc://localhost:{port}", token)
     log = open(root / "connect.log", "wb")  # noqa: SIM115 (kept open for the process)
     s.procs.append(
         subprocess.Popen(

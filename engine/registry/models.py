@@ -171,6 +171,8 @@ def list_versions(name: str) -> list[dict[str, Any]]:
                 "valid_auc": t.get("valid_auc", ""),
                 "snapshot_id": t.get("snapshot_id", ""),
                 "created": mv.creation_timestamp,
+                "run_id": mv.run_id or "",
+                "tags": t,
             }
         )
     return sorted(out, key=lambda r: int(r["version"]), reverse=True)

@@ -48,17 +48,13 @@ def build(
     cfg: ProjectConfig, ws: Workspace, model: str | None = None, *, refresh_s: int | None = None
 ) -> tuple[dict[str, Any], str, dict[str, str]]:
     """(data, report page, card pages by relative href)."""
-    from engine.report.collect import collect
+    from engine.report.collect import collect, versions
     from engine.report.page import render_report
 
-    cards: dict[str, dict[str, Any]] = {}
-
-    def keep(vs: list[dict[str, Any]]) -> None:
-        cards.update({v["version"]: v["card"] for v in vs if v.get("card")})
-
-    data = collect(cfg, ws, model, on_versions=keep)
+    vs = versions(cfg, ws, model or cfg.train.model_name)
+    data = collect(cfg, ws, model, registered=vs)
     page = render_report(data, refresh_s=refresh_s)
-    return data, page, card_pages(data, cards)
+    return data, page, card_pages(data, {v["version"]: v["card"] for v in vs if v.get("card")})
 
 
 def write_report(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
-from collections.abc import Callable
 from typing import Any
 
 from engine.config import ProjectConfig
@@ -192,31 +191,42 @@ def control_events(ws: Workspace) -> dict[str, Any]:
     return {"events": events, "chain_ok": verify(root).ok}
 
 
+_CARDS: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _card(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+    """A version's card. A logged card never changes, so it is kept (the dashboard rebuilds
+    often); a missing one is not, since it may be logged a moment after registration."""
+    from engine.registry.card import load_card
+
+    key = (tracking_uri, run_id)
+    if key not in _CARDS and run_id:
+        try:
+            _CARDS[key] = load_card(run_id)
+        except Exception:  # a version registered without a card (yet)
+            return None
+    return _CARDS.get(key)
+
+
 def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any]]:
-    """Every registered version with its aliases, gate verdict, rollout steps and card."""
+    """Every registered version with its aliases, gate verdict, rollout steps and card (one
+    registry search; tags come with it)."""
     import json
 
-    from mlflow.tracking import MlflowClient
+    import mlflow
 
     from engine.errors import StateError
-    from engine.registry.card import load_card
     from engine.registry.models import list_versions
     from engine.tracking import setup_mlflow
 
     setup_mlflow(ws, cfg.name)
-    client = MlflowClient()
-    out: list[dict[str, Any]] = []
     try:
         rows = list_versions(name)
     except StateError:  # nothing registered yet: the page says so
-        return out
+        return []
+    out: list[dict[str, Any]] = []
     for row in rows:
-        mv = client.get_model_version(name, row["version"])
-        tags = dict(mv.tags)
-        try:
-            card = load_card(mv.run_id) if mv.run_id else None
-        except Exception:  # a version registered without a card
-            card = None
+        tags = row.pop("tags")
         try:
             rollout = json.loads(tags.get("rollout", "[]"))
         except json.JSONDecodeError:
@@ -233,7 +243,7 @@ def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any
                     {k: s.get(k) for k in ("percent", "challenger_rows", "breaches", "seconds")}
                     for s in rollout
                 ],
-                "card": card,
+                "card": _card(mlflow.get_tracking_uri(), row["run_id"]),
             }
         )
     return out
@@ -271,10 +281,10 @@ def collect(
     model: str | None = None,
     *,
     max_points: int = 500,
-    on_versions: Callable[[list[dict[str, Any]]], None] | None = None,
+    registered: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Everything the page shows, as one JSON-able dict of aggregates. ``on_versions`` gets
-    the registry's versions with their cards (the card pages), read once."""
+    """Everything the page shows, as one JSON-able dict of aggregates. ``registered``: the
+    output of :func:`versions`, when the caller has read it already (the card pages)."""
     import json
 
     from engine.monitor.run import monitor_dir
@@ -285,9 +295,7 @@ def collect(
     history = thin(full, max_points)
     sp = monitor_dir(ws) / "state.json"
     state = json.loads(sp.read_text()) if sp.is_file() else {}
-    vs = versions(cfg, ws, name)
-    if on_versions is not None:
-        on_versions(vs)
+    vs = versions(cfg, ws, name) if registered is None else registered
     champion = next((v for v in vs if "champion" in v["aliases"]), vs[0] if vs else None)
     card = (champion or {}).get("card") or {}
     metrics = card.get("metrics") or {}
