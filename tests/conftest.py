@@ -68,3 +68,18 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     yield ws
     stop_ray()
     shutil.rmtree(ws.ray_temp_dir(), ignore_errors=True)
+
+
+# MLflow's default store is `mlflow.db` in the working directory: a call that reaches MLflow
+# without the workspace's tracking URI would write one into the repository. Fail the test
+# that did it (a file written in the checkout is a defect, not clutter).
+_STRAYS = ("mlflow.db", "mlruns")
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_mlflow_store() -> Iterator[None]:
+    before = {name for name in _STRAYS if (ROOT / name).exists()}
+    yield
+    made = [name for name in _STRAYS if name not in before and (ROOT / name).exists()]
+    if made:
+        pytest.fail(f"this test wrote {made} into the repository root ({ROOT})", pytrace=False)
