@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-SMOKE = "check the sources and print the snapshot id, no Spark"
+SMOKE = (
+    "build the features of the first 1,000 label rows on Spark and run the leakage guard "
+    "and the expectations; write nothing"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         cfg, ws, prof = open_project(args.project, args.workspace, args.profile)
         if args.smoke:
-            from engine.stages.features import plan_snapshot
+            from engine.stages.features import check_features
 
-            sid = plan_snapshot(cfg, ws)[0]
-            print(json.dumps({"snapshot_id": sid, "spark": cfg.features.spark_master}))
+            out = check_features(cfg, ws, rows=1000)
+            print(json.dumps({**out, "spark": cfg.features.spark_master, "profile": prof.name}))
             return 0
         s, reused = stage_features(cfg, ws)
         m = s.manifest

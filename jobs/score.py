@@ -13,7 +13,10 @@ import json
 import sys
 from pathlib import Path
 
-SMOKE = "check the project and the model, score nothing"
+SMOKE = (
+    "score the first 1,000 rows (of --snapshot, default the newest) with SHAP into a "
+    "temporary folder, removed after; no audit record"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,15 +37,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         cfg, ws, _ = open_project(args.project, args.workspace, args.profile)
+        smoke_dir = None
         if args.smoke:
-            from engine.registry.models import try_resolve
-            from engine.tracking import setup_mlflow
+            import tempfile
 
-            setup_mlflow(ws, cfg.name)
-            ref = try_resolve(cfg.train.model_name, "champion")
-            print(json.dumps({"model": cfg.train.model_name, "champion": ref and ref.version}))
-            return 0
-        if args.output is None:
+            smoke_dir = Path(tempfile.mkdtemp(prefix="score-smoke-", dir=ws.root))
+            args.output = smoke_dir / "scores"
+            if args.input is None and args.snapshot is None:
+                args.snapshot = "latest"
+        elif args.output is None:
             ap.error("--output is required")
         start_ray(ws)
         try:
@@ -53,11 +56,17 @@ def main(argv: list[str] | None = None) -> int:
                 snapshot=args.snapshot,
                 input_path=args.input,
                 output=args.output,
-                shap=args.shap,
                 overwrite=args.overwrite,
+                shap=args.shap or args.smoke,
+                limit=1000 if args.smoke else None,
+                record=not args.smoke,
             )
         finally:
             stop_ray()
+            if smoke_dir is not None:
+                import shutil
+
+                shutil.rmtree(smoke_dir, ignore_errors=True)
         print(
             json.dumps(
                 {

@@ -55,6 +55,29 @@ def test_train_job_smoke_registers_and_gates(
     assert out["model"] == "models:/retail-churn/1" and out["trials"] == 2
     assert out["errored"] == 0 and out["gate"] == {"passed": True, "promoted": True}
 
+    # The champion just registered scores 1,000 snapshot rows with SHAP; nothing is left.
+    r = _job("score.py", "--smoke", "--workspace", str(ws.root))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["model"] == "retail-churn" and out["version"] == "1" and out["rows"] == 1000
+    assert not list(ws.root.glob("score-smoke-*")) and not (ws.audit / "batch").exists()
+
+
+@pytest.mark.spark
+def test_features_job_smoke_checks_a_sample_on_spark_and_writes_nothing(
+    tiny_ws: Workspace, tiny_snapshot: Any
+) -> None:
+    def state() -> list[str]:
+        return sorted(str(p) for d in (tiny_ws.features, tiny_ws.reports) for p in d.rglob("*"))
+
+    before = state()
+    r = _job("features.py", "--smoke", "--workspace", str(tiny_ws.root))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["snapshot_id"] == tiny_snapshot.id and out["sampled_rows"] == 1000
+    assert out["written"] is False and out["leakage_checked"] and out["expectations_passed"]
+    assert state() == before
+
 
 def test_monitor_job_smoke_on_an_empty_log(tmp_path: Path) -> None:
     r = _job("monitor.py", "--smoke", "--workspace", str(tmp_path / "ws"), timeout=300)

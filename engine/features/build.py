@@ -162,9 +162,10 @@ def build_training_table(
     sources: dict[str, DataFrame],
     positive: str = "1",
     negative: str | None = "0",
+    sample_labels: int | None = None,
 ) -> DataFrame:
     """Labels (as 0/1, rows without one dropped) with every view's features attached,
-    point-in-time correct."""
+    point-in-time correct. ``sample_labels``: only the first N label rows (a smoke run)."""
     from pyspark.sql import functions as F
 
     lab_src = cfg.sources[cfg.label.source]
@@ -178,6 +179,8 @@ def build_training_table(
         *([cfg.label.event_time] if cfg.label.event_time else []),
         label_as_int(raw, y, positive, negative).cast("int").alias(y),
     ).where(F.col(y).isNotNull())
+    if sample_labels is not None:
+        labels = labels.limit(sample_labels)
     if lt == AS_OF_T:
         assert cfg.label.as_of is not None
         labels = labels.withColumn(AS_OF_T, F.lit(cfg.label.as_of).cast("timestamp_ntz"))

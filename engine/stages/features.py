@@ -64,6 +64,49 @@ def stage_features(
     return _build_or_explain(cfg, ws, spark, sid, fps, key, labels), False
 
 
+def check_features(
+    cfg: ProjectConfig, ws: Workspace, spark: SparkSession | None = None, rows: int = 1000
+) -> dict[str, object]:
+    """The features stage on a sample, writing nothing (a job's ``--smoke``): the sources
+    are read on Spark, the first ``rows`` label rows get every view's features point in
+    time, and the leakage guard and the views' expectations run on them, as in a build."""
+    sid, fps, key, labels = plan_snapshot(cfg, ws)
+    if spark is None:
+        with spark_session(cfg, ws) as s:
+            return check_features(cfg, ws, s, rows)
+    from pyspark.errors import PySparkException
+
+    try:
+        sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
+        table = build_training_table(
+            cfg, sources, labels.positive, labels.negative, sample_labels=rows
+        ).persist()
+        try:
+            lt = label_time_column(cfg)
+            lab_src = cfg.sources[cfg.label.source]
+            assert lab_src.entity is not None
+            leakage = leakage_report(table, lt) if lt is not None else {}
+            results = run_expectations(cfg, table, cfg.entity_key(lab_src.entity), lt)
+            raise_on_failures(results, "(smoke run: no report written)")
+            n = table.count()
+        finally:
+            table.unpersist()
+    except PySparkException as exc:
+        text = str(exc).strip().splitlines()[0][:600]
+        raise DataError(
+            f"Spark could not build the feature table of '{cfg.name}': {text}. Fix: check the "
+            "feature views against the sources; `insight validate` checks the columns."
+        ) from None
+    return {
+        "snapshot_id": sid,
+        "sampled_rows": n,
+        "features": cfg.feature_names(),
+        "leakage_checked": sorted(leakage),
+        "expectations_passed": len(results),
+        "written": False,
+    }
+
+
 def _build_or_explain(
     cfg: ProjectConfig,
     ws: Workspace,

@@ -150,11 +150,12 @@ def stage_score(
     shap: bool = False,
     batch_size: int = 65536,
     overwrite: bool = False,
+    limit: int | None = None,
+    record: bool = True,
     log: Any = print,
 ) -> ScoreResult:
     import ray
 
-    from engine.audit import AuditWriter
     from engine.data.sources import fingerprint
     from engine.features import snapshot as snap
     from engine.raycluster import start_ray
@@ -203,6 +204,8 @@ def stage_score(
     files = _files(src)
     reader = ray.data.read_csv if files[0].lower().endswith(".csv") else ray.data.read_parquet
     data = reader(files, override_num_blocks=max(2 * cpus, len(files)))
+    if limit is not None:  # a smoke run: the first rows only
+        data = data.limit(limit)
     # Tasks, not an actor pool: each read block is scored in the task that read it, on any
     # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
     fn: Any = score_batch
@@ -259,6 +262,20 @@ def stage_score(
         cpus=cpus,
         decision_rate=decided,
     )
+    if record:
+        _record(ws, res, src, shap)
+    log(
+        f"scored {res.rows:,} rows with {name} v{ref.version} in {secs:.1f} s "
+        f"({res.rows_per_s:,.0f} rows/s on {cpus} CPU(s)); decision rate "
+        f"{decided:.3f} -> {output}"
+    )
+    return res
+
+
+def _record(ws: Workspace, res: ScoreResult, src: Path, shap: bool) -> None:
+    """One ``batch`` record in the audit log: what was scored, by which version, into what."""
+    from engine.audit import AuditWriter
+
     w = AuditWriter(ws.audit / "batch", writer="score")
     try:
         w.append(
@@ -266,23 +283,17 @@ def stage_score(
                 {
                     "kind": "batch",
                     "time": time.time(),
-                    "model": name,
-                    "model_version": ref.version,
+                    "model": res.model,
+                    "model_version": res.version,
                     "input": str(src),
                     "input_fingerprint": res.input_fingerprint,
-                    "output": str(output),
+                    "output": str(res.output),
                     "output_fingerprint": res.output_fingerprint,
                     "rows": res.rows,
                     "shap": shap,
-                    "seconds": round(secs, 3),
+                    "seconds": round(res.seconds, 3),
                 }
             ]
         )
     finally:
         w.close()
-    log(
-        f"scored {res.rows:,} rows with {name} v{ref.version} in {secs:.1f} s "
-        f"({res.rows_per_s:,.0f} rows/s on {cpus} CPU(s)); decision rate "
-        f"{decided:.3f} -> {output}"
-    )
-    return res
