@@ -54,7 +54,7 @@ test-cluster: env
 	$(VENV)/bin/pytest -m cluster
 
 unit: env
-	$(VENV)/bin/pytest -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
+	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env
 	$(VENV)/bin/python benchmarks/run.py

@@ -51,7 +51,7 @@ def crd_schema(kind: str) -> dict[str, Any]:
     path = CRDS / f"ray.io_{KINDS[kind]}.yaml"
     if not path.is_file():
         pytest.fail(f"KubeRay CRDs not found at {CRDS} (they live beside the repository)")
-    crd = yaml.safe_load(path.read_text())
+    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     v1 = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     schema = _strict(v1["schema"]["openAPIV3Schema"])
     # metadata is an ObjectMeta the CRD leaves open: the fields a manifest may set.
