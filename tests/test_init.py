@@ -46,6 +46,31 @@ def test_init_writes_a_commented_project_that_validates(table: Path) -> None:
     assert "gender" in r.output and "left out: e_mail" in r.output
 
 
+def test_pii_is_judged_by_values_not_only_by_names(tmp_path: Path) -> None:
+    """The public telecom table has ``PhoneService`` (Yes/No): an attribute, not a phone
+    number. A name is a hint; values decide: e-mails under any name, phone numbers and many
+    distinct names are PII; a few values under a PII-like name stay a feature, with a note."""
+    import numpy as np
+
+    df = telecom(400, 5)
+    rng = np.random.default_rng(5)
+    df["PhoneService"] = rng.choice(["Yes", "No"], len(df))
+    df["plan_name"] = rng.choice(["Basic", "Plus", "Max"], len(df))
+    df["Phone"] = [f"+44 20 7{i:03d} {rng.integers(1000, 9999)}" for i in range(len(df))]
+    df["contact"] = [f"user{i}@mail.example" for i in range(len(df))]
+    df["Last Name"] = [f"Name{i % 150}" for i in range(len(df))]
+    p = plan(write_csv(df, tmp_path / "t.csv"), "Churn")
+    assert {"phone", "contact", "last_name", "e_mail"} <= set(p.pii)
+    assert "phone_service" not in p.pii and "plan_name" not in p.pii
+    assert {"phone_service", "plan_name"} <= set(p.features)
+    assert "values are e-mail addresses" in p.left_out["contact"]
+    assert "values are phone numbers" in p.left_out["phone"]
+    text = render(p)
+    assert "phone_service: string   # named like PII, but 2 distinct value(s)" in text
+    cfg_pii = yaml.safe_load(text)["pii"]
+    assert "table.phone_service" not in cfg_pii and "table.contact" in cfg_pii
+
+
 def test_key_time_and_generated_row_id(tmp_path: Path) -> None:
     df = telecom(300, 1).drop(columns=["customerID"])
     df["month"] = pd.Timestamp("2025-01-01") + pd.to_timedelta(df.index % 6 * 30, "D")

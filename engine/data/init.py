@@ -43,6 +43,8 @@ SENSITIVE_NAMES = re.compile(
     r"(^|_)(gender|sex|age|race|ethnicity|ethnic|religion|nationality|citizenship|marital|"
     r"married|disability|disabled|pregnan\w*|senior\w*|dependents?)($|_)"
 )
+EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PHONE_VALUE = re.compile(r"^\+?[\d\s().-]{7,20}$")
 ID_NAMES = re.compile(r"(^|_)(id|key|uuid|guid|number|no)$")
 TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
 NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
@@ -234,15 +236,24 @@ def plan(
         label_values={k: int(v) for k, v in values.items()},
         time=tcol.name if tcol else None,
     )
-    if PII_NAMES.search(kcol):
+    kc = by_name.get(kcol)  # None for a generated row id
+    if PII_NAMES.search(kcol) or (kc is not None and pii_reason(kc, df[kc.raw])):
         p.pii.append(kcol)  # the key itself is PII: hashed on read and in the audit log
     for c in cols:
         if c.name in taken or c.name == kcol:
             continue
-        if PII_NAMES.search(c.name):
+        why = pii_reason(c, df[c.raw])
+        if why:
             p.pii.append(c.name)
-            p.left_out[c.name] = "a PII candidate by its name: hashed on read, never a feature"
-        elif c.non_null == 0:
+            p.left_out[c.name] = f"a PII candidate ({why}): hashed on read, never a feature"
+            continue
+        if PII_NAMES.search(c.name):  # named like PII, but its few values identify nobody
+            kept = (
+                f"named like PII, but {c.distinct:,} distinct value(s) identify nobody: kept "
+                "as a feature (list it under pii: if it does identify a person)"
+            )
+            c.note = f"{c.note}; {kept}" if c.note else kept
+        if c.non_null == 0:
             p.left_out[c.name] = "always empty"
         elif c.kind == "timestamp":
             if p.time:
@@ -269,6 +280,25 @@ def plan(
             "Fix: pass a table with attributes besides the key and the label."
         )
     return p
+
+
+def pii_reason(c: Column, values: pd.Series) -> str | None:
+    """Why a column looks like personal data, or None. By its values (e-mail addresses
+    anywhere; phone numbers in a column named like one), or by its name when its values are
+    many enough to single people out; a column named ``phone_service`` holding Yes/No is an
+    attribute, not PII."""
+    named = bool(PII_NAMES.search(c.name))
+    sample = values.dropna().astype(str).str.strip()
+    sample = sample[sample != ""].head(1000)
+    if len(sample):
+        if sample.str.match(EMAIL_VALUE).mean() >= 0.9:
+            return "its values are e-mail addresses"
+        digits = sample.str.count(r"\d")
+        if named and (sample.str.match(PHONE_VALUE) & (digits >= 7)).mean() >= 0.9:
+            return "its values are phone numbers"
+    if named and c.distinct > max(20, 0.05 * c.non_null):
+        return f"named like PII, {c.distinct:,} distinct values"
+    return None
 
 
 def _key(
