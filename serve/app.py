@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
-from serve.inputs import request_inputs
+from serve.inputs import RowFields, request_inputs
 from serve.models import Active, Loaded, explain_rows, score_many
 from serve.schemas import (
     Deployed,
@@ -109,6 +109,7 @@ class ModelServer:
         self.name = s.model
         self.threshold = s.threshold
         self.max_rows = s.max_rows
+        self.fields = RowFields(dict(s.field_aliases), frozenset(s.known_fields), s.key_field)
         self._token = s.admin_token_sha256
         self._models: dict[str, Loaded] = {}
         self._load_lock = threading.Lock()
@@ -311,7 +312,9 @@ class ModelServer:
         t0 = time.perf_counter()
         act = self.active  # one consistent state for the whole request
         rid = self._request_id(request)
-        x, ids = request_inputs(req, act.champion.scorer.schema, self.online, self.max_rows)
+        x, ids = request_inputs(
+            req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
+        )
         n = len(x)
         to_chal = self._route(act, ids, n, rid)
         scores = np.empty(n)
@@ -340,13 +343,14 @@ class ModelServer:
             "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec, unseen
         )
         self.audit.append([rec])
+        row_ids: list[str | None] = list(ids) if ids is not None else [None] * n
         return PredictResponse(
             request_id=rid,
             model=self.name,
             threshold=self.threshold,
             predictions=[
-                Prediction(score=float(s), decision=bool(d), version=str(v))
-                for s, d, v in zip(scores, decisions, versions, strict=True)
+                Prediction(score=float(s), decision=bool(d), version=str(v), id=i)
+                for s, d, v, i in zip(scores, decisions, versions, row_ids, strict=True)
             ],
         )
 
@@ -358,7 +362,9 @@ class ModelServer:
         act = self.active
         rid = self._request_id(request)
         features = act.champion.ref.features
-        x, ids = request_inputs(req, act.champion.scorer.schema, self.online, self.max_rows)
+        x, ids = request_inputs(
+            req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
+        )
         to_chal = self._route(act, ids, len(x), rid)
         out: list[Explained | None] = [None] * len(x)
         unseen: dict[str, int] = {}

@@ -57,6 +57,8 @@ def settings_for(
     token = admin_token(cfg, ws, create=True)
     keys = {e.key for e in cfg.entities.values()}
     pii_cols = {p.split(".", 1)[1] for p in cfg.pii}
+    aliases, known = row_fields(cfg)
+    lab_entity = cfg.sources[cfg.label.source].entity
     args: dict[str, Any] = {
         "tracking_uri": ws.tracking_uri,
         "model": cfg.train.model_name,
@@ -75,6 +77,9 @@ def settings_for(
         "app": app,
         "hash_entity_ids": bool(keys & pii_cols),
         "sensitive": list(cfg.sensitive),
+        "field_aliases": aliases,
+        "known_fields": known,
+        "key_field": cfg.entity_key(lab_entity) if lab_entity else None,
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
         "challenger_percent": sc.challenger_percent,
@@ -85,6 +90,25 @@ def settings_for(
     }
     args.update(over)
     return ServeSettings.parse(args)
+
+
+def row_fields(cfg: ProjectConfig) -> tuple[dict[str, str], list[str]]:
+    """The names a row from the user's own table carries: the table's column names (aliases
+    of the project's, from ``rename:``) and every column the project knows (declared,
+    key, label, times, sensitive, PII), which /predict ignores unless the model takes it."""
+    names = [cfg.label.source] + [v.source for v in cfg.features.views]
+    aliases: dict[str, str] = {}
+    known = {cfg.label.column, *(e.key for e in cfg.entities.values())}
+    known |= {a.split(".", 1)[-1] for a in [*cfg.sensitive, *cfg.pii]}
+    for n in dict.fromkeys(names):
+        src = cfg.sources[n]
+        aliases.update({raw: new for raw, new in src.rename.items() if raw != new})
+        known |= set(src.columns) | {c for c in (src.event_time, src.row_id) if c}
+    known |= {c for c in (cfg.label.event_time,) if c}
+    if cfg.treatment is not None:
+        known |= {cfg.treatment.column, cfg.treatment.outcome}
+    known |= {raw for raw, new in aliases.items() if new in known}
+    return aliases, sorted(known)
 
 
 def check_servable(cfg: ProjectConfig, ws: Workspace, alias: str) -> None:

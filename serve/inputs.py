@@ -6,6 +6,7 @@ feature list and the online table, so they are tested and reused apart from the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -16,47 +17,103 @@ from engine.train.schema import InputSchema
 from serve.schemas import PredictRequest
 
 
-def rows_frame(rows: list[dict[str, Any]], schema: InputSchema) -> pd.DataFrame:
-    """Rows of ``{feature: value | None}`` as a frame in the model's column order: numbers
-    for numeric features, text for categorical ones (None: missing)."""
+@dataclass(frozen=True)
+class RowFields:
+    """How a row as the user's table has it maps onto the model's inputs: the table's own
+    column names (``rename:``'s left side) are aliases of the project's; columns the project
+    knows but the model does not take (the key, the label, left-out, PII and sensitive
+    columns) are ignored, never read; any other name is a typo and a 422. ``key``: the
+    entity key, each row's id when the request sends no ``ids``."""
+
+    aliases: dict[str, str] = field(default_factory=dict)
+    known: frozenset[str] = frozenset()
+    key: str | None = None
+
+
+def _number(i: int, name: str, v: Any) -> float | None:
+    """A numeric feature's value: a JSON number or boolean (as 1/0), or text that reads as a
+    number (what a CSV row holds; a blank is missing, as when the training table was read)."""
+    if isinstance(v, bool):
+        return 1.0 if v else 0.0
+    if isinstance(v, str):
+        t = v.strip()
+        if not t:
+            return None
+        try:
+            fv = float(t)
+        except ValueError:
+            raise HTTPException(
+                422,
+                f"rows[{i}].{name}: {v!r} is text; '{name}' is a number. Fix: send a number "
+                '(as JSON or as text such as "29.85"), or null if unknown.',
+            ) from None
+    else:
+        fv = float(v)
+    if not math.isfinite(fv):
+        raise HTTPException(422, f"rows[{i}].{name}: {v} is not a finite number.")
+    return fv
+
+
+def rows_frame(
+    rows: list[dict[str, Any]], schema: InputSchema, fields: RowFields | None = None
+) -> tuple[pd.DataFrame, list[str] | None]:
+    """Rows of ``{feature: value | None}`` (or the table's own names, see :class:`RowFields`)
+    as a frame in the model's column order: numbers for numeric features, text for
+    categorical ones (None: missing); and each row's entity id where every row carries the
+    key field (else None)."""
+    fields = fields or RowFields()
     names = schema.names
     keys = set(names)
     cols: dict[str, list[Any]] = {n: [] for n in names}
-    for i, row in enumerate(rows):
-        if row.keys() != keys:
-            unknown = sorted(set(row) - keys)
+    ids: list[str] | None = [] if fields.key else None
+    for i, raw in enumerate(rows):
+        row: dict[str, Any] = {}
+        for k, v in raw.items():
+            name = k if k in keys else fields.aliases.get(k, k)
+            if name in keys:
+                if name in row:
+                    raise HTTPException(
+                        422, f"rows[{i}]: '{name}' is sent twice (as '{k}' and by its name)."
+                    )
+                row[name] = v
+            elif name == fields.key and ids is not None and v is not None:
+                ids.append(str(v))
+        if len(row) < len(keys) or len(raw) > len(row):
+            unknown = sorted(
+                k
+                for k in raw
+                if k not in keys
+                and fields.aliases.get(k, k) not in keys
+                and k not in fields.known
+                and fields.aliases.get(k, k) not in fields.known
+            )
             if unknown:
                 raise HTTPException(
                     422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {names}."
                 )
             missing = [f for f in names if f not in row]
-            raise HTTPException(
-                422, f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value."
-            )
+            if missing:
+                raise HTTPException(
+                    422,
+                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value.",
+                )
+        if ids is not None and len(ids) != i + 1:
+            ids = None  # a row without the key: no ids from rows
         for f in schema.features:
             v = row[f.name]
             if v is None:
                 cols[f.name].append(None)
             elif f.kind == "numeric":
-                if isinstance(v, str):
-                    raise HTTPException(
-                        422,
-                        f"rows[{i}].{f.name}: {v!r} is text; '{f.name}' is a number. Fix: send a "
-                        "JSON number, or null if unknown.",
-                    )
-                fv = float(v)
-                if not math.isfinite(fv):
-                    raise HTTPException(422, f"rows[{i}].{f.name}: {v} is not a finite number.")
-                cols[f.name].append(fv)
+                cols[f.name].append(_number(i, f.name, v))
             else:
                 if not isinstance(v, str):
                     raise HTTPException(
                         422,
-                        f"rows[{i}].{f.name}: {v!r} is a number; '{f.name}' is categorical. "
+                        f"rows[{i}].{f.name}: {v!r} is not text; '{f.name}' is categorical. "
                         f"Fix: send its value as text (e.g. {list(f.categories[:3])}), or null.",
                     )
                 cols[f.name].append(v)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             f.name: (
                 np.array([np.nan if v is None else v for v in cols[f.name]], dtype=np.float64)
@@ -66,6 +123,7 @@ def rows_frame(rows: list[dict[str, Any]], schema: InputSchema) -> pd.DataFrame:
             for f in schema.features
         }
     )
+    return frame, ids
 
 
 def entity_matrix(
@@ -95,17 +153,22 @@ def entity_matrix(
 
 
 def request_inputs(
-    req: PredictRequest, schema: InputSchema, online: Any, max_rows: int
+    req: PredictRequest,
+    schema: InputSchema,
+    online: Any,
+    max_rows: int,
+    fields: RowFields | None = None,
 ) -> tuple[pd.DataFrame, list[str] | None]:
-    """The feature rows of a request and the entity id per row (None: rows without ids)."""
+    """The feature rows of a request and the entity id per row (None: rows without ids):
+    ``ids`` when sent, else the key field of rows that carry it."""
     n = len(req.rows) if req.rows is not None else len(req.entities or [])
     if n > max_rows:
         raise HTTPException(
             413, f"{n} rows in one request; the limit is {max_rows}. Fix: split the request."
         )
     if req.rows is not None:
-        ids = [str(i) for i in req.ids] if req.ids is not None else None
-        return rows_frame(req.rows, schema), ids
+        x, from_rows = rows_frame(req.rows, schema, fields)
+        return x, [str(i) for i in req.ids] if req.ids is not None else from_rows
     return entity_matrix(online, list(req.entities or []), schema.names)
 
 

@@ -1,7 +1,8 @@
 """Request and response models of the HTTP API.
 
-Types are strict: a feature value is a JSON number (numeric features), a string (categorical
-features) or null; a boolean, or a string where a number belongs, is a 422 naming the field;
+A feature value is a JSON number, boolean or string, or null. For a numeric feature a
+string must read as a number (a CSV row's "29.85"; a blank is null) and a boolean is 1/0;
+a categorical feature takes text. Anything else is a 422 naming the field (serve/inputs.py);
 unknown top-level fields are rejected.
 """
 
@@ -11,13 +12,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     model_validator,
 )
 
-Value = StrictFloat | StrictInt | StrictStr | None
+Value = StrictBool | StrictFloat | StrictInt | StrictStr | None
 Key = StrictStr | StrictInt
 
 
@@ -58,6 +60,10 @@ class Prediction(BaseModel):
     score: float = Field(description="Probability of the positive class.")
     decision: bool = Field(description="score >= threshold")
     version: str = Field(description="Model version that answered this row.")
+    id: str | None = Field(
+        default=None,
+        description="The row's entity id: from `ids`, `entities` or the row's key field.",
+    )
 
 
 class PredictResponse(BaseModel):

@@ -45,6 +45,19 @@ class ServeSettings(BaseModel):
         description="Sensitive attributes logged per row from the online table (for live "
         "fairness); never model inputs.",
     )
+    field_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column names as the user's table has them -> the project's names: a row "
+        "straight from the table is accepted as it is.",
+    )
+    known_fields: list[str] = Field(
+        default_factory=list,
+        description="Fields a row may carry that the model does not take (key, label, "
+        "left-out columns): ignored, never read. Any other unknown field is a 422.",
+    )
+    key_field: str | None = Field(
+        default=None, description="The entity key: a row's id when a request sends no ids."
+    )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync
     challenger_percent: float = Field(default=_D.challenger_percent, ge=0, le=100)

@@ -294,8 +294,13 @@ def test_categorical_fields_take_text_and_unseen_values_are_counted(served: Serv
     row = dict(s.rows[0])
     bad = httpx.post(f"{s.url}/predict", json={"rows": [{**row, "plan": 3}]}, timeout=10)
     assert bad.status_code == 422 and "rows[0].plan" in bad.text and "categorical" in bad.text
-    bad = httpx.post(f"{s.url}/predict", json={"rows": [{**row, "age": "30"}]}, timeout=10)
+    bad = httpx.post(f"{s.url}/predict", json={"rows": [{**row, "age": "thirty"}]}, timeout=10)
     assert bad.status_code == 422 and "rows[0].age" in bad.text and "is text" in bad.text
+    # A number as text (a CSV row's cell) is that number.
+    same = [{**row, "age": 30}, {**row, "age": " 30 "}]
+    r = httpx.post(f"{s.url}/predict", json={"rows": same}, timeout=10)
+    p = [x["score"] for x in r.json()["predictions"]]
+    assert r.status_code == 200 and p[0] == p[1], r.text
     rows = [{**row, "plan": "platinum"}, {**row, "plan": None}]
     r = httpx.post(
         f"{s.url}/predict", json={"rows": rows}, headers={"x-request-id": "unseen-1"}, timeout=30

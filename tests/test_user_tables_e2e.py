@@ -7,6 +7,7 @@ sits in categorical columns, for several seeds."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from engine.workspace import Workspace
 from tests.tables import telecom, write_csv
@@ -102,6 +104,33 @@ def test_one_command_per_stage_on_a_users_table(tmp_path: Path) -> None:
         assert p[0] > 0.5 > p[1], f"month-to-month fiber churns, two-year no-internet stays: {p}"
         e = httpx.post(f"{st['url']}/explain", json={"rows": rows[:1]}, timeout=60).json()
         assert set(e["explanations"][0]["shap"]) == set(rows[0]), "one value per column"
+        # Rows straight from the user's CSV: its own column names, every cell as text
+        # (blanks too), the key, the label and the e-mail alongside: scored as the table
+        # reads them, the key as each row's id.
+        with (tmp_path / "telco.csv").open() as fh:
+            raw = [r for r, _ in zip(csv.DictReader(fh), range(20), strict=False)]
+        r = httpx.post(f"{st['url']}/predict", json={"rows": raw}, timeout=60)
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        assert [g["id"] for g in got] == [x["customerID"] for x in raw]
+        ren = yaml.safe_load((tmp_path / "insight.yaml").read_text())["sources"]["table"]["rename"]
+        model = json.loads(_insight(tmp_path, "serve", "status", "--json").stdout)["models"][0]
+        feats, cats = model["features"], set(model["categorical"])
+        typed = [
+            {
+                f: (
+                    None
+                    if not (v := {ren.get(k, k): x for k, x in row.items()}[f]).strip()
+                    else v
+                    if f in cats
+                    else float(v)
+                )
+                for f in feats
+            }
+            for row in raw
+        ]
+        r2 = httpx.post(f"{st['url']}/predict", json={"rows": typed}, timeout=60).json()
+        assert [g["score"] for g in got] == [g["score"] for g in r2["predictions"]]
     finally:
         _insight(tmp_path, "serve", "down")
     # A newer table: the contract mix moves; drift compares the two snapshots.

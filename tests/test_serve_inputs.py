@@ -1,0 +1,97 @@
+"""/predict's input contract on rows as users' tables hold them (unit tier, no server): a
+row read straight from the user's CSV (its own column names, every cell as text, blanks,
+the key and the label alongside) becomes the same model input as the training table's
+reading of that row; typos and bad values are 422s naming the field."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi import HTTPException
+
+from engine.config import ProjectConfig
+from engine.data.init import plan, render
+from engine.train.schema import FeatureSpec, InputSchema
+from serve.deploy import row_fields
+from serve.inputs import RowFields, rows_frame
+from tests.tables import telecom, write_csv
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> tuple[ProjectConfig, Path, pd.DataFrame]:
+    df = telecom(300, 4)
+    path = write_csv(df, tmp_path / "telco.csv")
+    (tmp_path / "insight.yaml").write_text(render(plan(path, "Churn")))
+    return ProjectConfig.load(tmp_path / "insight.yaml"), path, df
+
+
+def _schema(cfg: ProjectConfig) -> InputSchema:
+    types = cfg.sources["table"].columns
+    return InputSchema(
+        tuple(
+            FeatureSpec(f, "categorical" if types[f] == "string" else "numeric")
+            for f in cfg.feature_names()
+        )
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_row_straight_from_the_users_csv_is_read_as_pandas_reads_the_table(
+    project: tuple[ProjectConfig, Path, pd.DataFrame], seed: int
+) -> None:
+    cfg, path, _ = project
+    schema = _schema(cfg)
+    aliases, known = row_fields(cfg)
+    fields = RowFields(aliases, frozenset(known), "customer_id")
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))  # every cell as text, as a client reading the CSV
+    pick = np.random.default_rng(seed).choice(len(rows), 40, replace=False)
+    sent = [rows[i] for i in pick]
+    x, ids = rows_frame(sent, schema, fields)
+    # The reference: pandas reads the same file, numbers with blanks as NaN.
+    ref = pd.read_csv(path, dtype=str, keep_default_na=False).iloc[pick]
+    ren = cfg.sources["table"].rename
+    ref = ref.rename(columns=ren)
+    for f in schema.features:
+        if f.kind == "numeric":
+            want = pd.to_numeric(ref[f.name].str.strip().replace("", np.nan)).to_numpy(float)
+            np.testing.assert_array_equal(x[f.name].to_numpy(), want)
+        else:
+            assert x[f.name].tolist() == ref[f.name].tolist()
+    assert ids == ref["customer_id"].tolist(), "the key is each row's id"
+    assert x["total_charges"].isna().sum() == (ref["total_charges"].str.strip() == "").sum()
+
+
+def test_typos_bad_values_and_duplicates_are_422s_naming_the_field(
+    project: tuple[ProjectConfig, Path, pd.DataFrame],
+) -> None:
+    cfg, _, _ = project
+    schema = _schema(cfg)
+    aliases, known = row_fields(cfg)
+    fields = RowFields(aliases, frozenset(known), "customer_id")
+    row = {f.name: ("1" if f.kind == "numeric" else "x") for f in schema.features}
+
+    def status(r: dict[str, object]) -> str:
+        with pytest.raises(HTTPException) as e:
+            rows_frame([r], schema, fields)
+        assert e.value.status_code == 422
+        return str(e.value.detail)
+
+    assert "unknown field(s) ['tenur']" in status({**row, "tenur": 3})
+    assert "rows[0].tenure: 'three' is text" in status({**row, "tenure": "three"})
+    assert "not a finite number" in status({**row, "tenure": "inf"})
+    assert "rows[0].contract: 3 is not text" in status({**row, "contract": 3})
+    assert "sent twice" in status({**row, "Internet Service": "DSL"})
+    assert "missing field(s) ['tenure']" in status({k: v for k, v in row.items() if k != "tenure"})
+    # Fields the project knows and the model does not take are ignored, not read.
+    x, ids = rows_frame([{**row, "Churn": "Yes", "E-mail": "a@b.c"}], schema, fields)
+    assert list(x.columns) == schema.names and ids is None, "no key in the row: no id"
+    x, _ = rows_frame([{**row, "tenure": True, "monthly_charges": " "}], schema, fields)
+    assert x["tenure"].iloc[0] == 1.0 and np.isnan(x["monthly_charges"].iloc[0])
+    # Without aliases (a project whose names are the file's), the contract is unchanged.
+    with pytest.raises(HTTPException, match="unknown field"):
+        rows_frame([{**row, "Contract": "x"}], schema, RowFields())
