@@ -88,8 +88,13 @@ def rows_frame(
                 and fields.aliases.get(k, k) not in fields.known
             )
             if unknown:
+                import difflib
+
+                hint = difflib.get_close_matches(unknown[0], [*names, *fields.aliases], 1)
+                near = f" Did you mean '{hint[0]}' for '{unknown[0]}'?" if hint else ""
                 raise HTTPException(
-                    422, f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {names}."
+                    422,
+                    f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {names}.{near}",
                 )
             missing = [f for f in names if f not in row]
             if missing:

@@ -81,7 +81,8 @@ def test_typos_bad_values_and_duplicates_are_422s_naming_the_field(
         assert e.value.status_code == 422
         return str(e.value.detail)
 
-    assert "unknown field(s) ['tenur']" in status({**row, "tenur": 3})
+    msg = status({**row, "tenur": 3})
+    assert "unknown field(s) ['tenur']" in msg and "Did you mean 'tenure'" in msg
     assert "rows[0].tenure: 'three' is text" in status({**row, "tenure": "three"})
     assert "not a finite number" in status({**row, "tenure": "inf"})
     assert "rows[0].contract: 3 is not text" in status({**row, "contract": 3})
