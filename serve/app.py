@@ -109,7 +109,13 @@ class ModelServer:
         self.name = s.model
         self.threshold = s.threshold
         self.max_rows = s.max_rows
-        self.fields = RowFields(dict(s.field_aliases), frozenset(s.known_fields), s.key_field)
+        self.fields = RowFields(
+            dict(s.field_aliases),
+            frozenset(s.known_fields),
+            s.key_field,
+            dict(s.derived),
+            s.time_field,
+        )
         self._token = s.admin_token_sha256
         self._models: dict[str, Loaded] = {}
         self._load_lock = threading.Lock()

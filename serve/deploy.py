@@ -80,6 +80,8 @@ def settings_for(
         "field_aliases": aliases,
         "known_fields": known,
         "key_field": cfg.entity_key(lab_entity) if lab_entity else None,
+        "derived": {k: v for view in cfg.features.views for k, v in view.derived.items()},
+        "time_field": cfg.label.event_time,
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
         "challenger_percent": sc.challenger_percent,

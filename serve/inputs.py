@@ -5,7 +5,9 @@ feature list and the online table, so they are tested and reused apart from the 
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +30,66 @@ class RowFields:
     aliases: dict[str, str] = field(default_factory=dict)
     known: frozenset[str] = frozenset()
     key: str | None = None
+    derived: dict[str, str] = field(default_factory=dict)
+    time: str | None = None
+
+    def derivations(self) -> dict[str, Derivation]:
+        """The derived features /predict computes from a row's own columns (the rest must
+        be sent, or looked up as ``entities``)."""
+        out = {}
+        for name, expr in self.derived.items():
+            d = Derivation.parse(expr)
+            if d is not None:
+                out[name] = d
+        return out
+
+
+_DAY_ARG = r"(\w+|DATE\s*'\d{4}-\d{2}-\d{2}')"
+_DATEDIFF = re.compile(rf"^\s*datediff\(\s*{_DAY_ARG}\s*,\s*{_DAY_ARG}\s*\)\s*$", re.I)
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """A derived feature in the one form /predict evaluates itself, Spark's
+    ``datediff(end, start)``: whole days from ``start``'s date to ``end``'s (a time's date as
+    written, as Spark reads a CSV cell into timestamp_ntz), each side a column or a
+    ``DATE'YYYY-MM-DD'`` literal. This is what ``insight init`` writes
+    for date columns; tested against Spark on random times."""
+
+    end: str
+    start: str
+
+    @classmethod
+    def parse(cls, expr: str) -> Derivation | None:
+        m = _DATEDIFF.match(expr)
+        return cls(m.group(1), m.group(2)) if m else None
+
+    def columns(self) -> list[str]:
+        return [a for a in (self.end, self.start) if not a.upper().startswith("DATE")]
+
+    def value(self, row: dict[str, Any], today: dt.date, time: str | None) -> float | None:
+        days = [_day(a, row, today, time) for a in (self.end, self.start)]
+        if days[0] is None or days[1] is None:
+            return None
+        return float((days[0] - days[1]).days)
+
+
+def _day(arg: str, row: dict[str, Any], today: dt.date, time: str | None) -> dt.date | None:
+    if arg.upper().startswith("DATE"):
+        return dt.date.fromisoformat(arg.split("'")[1])
+    if arg not in row or row[arg] is None:
+        if arg == time:
+            return today  # the label time at serving: the moment of scoring
+        return None
+    v = row[arg]
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a date or time")
+    t = v.strip()
+    if not t:
+        return None
+    # The wall clock as written, offset ignored: what the build's cast of a CSV cell to
+    # timestamp_ntz does, so a row sent here gets the feature its table row got.
+    return dt.datetime.fromisoformat(t.replace("Z", "+00:00")).date()
 
 
 def _number(i: int, name: str, v: Any) -> float | None:
@@ -64,10 +126,13 @@ def rows_frame(
     fields = fields or RowFields()
     names = schema.names
     keys = set(names)
+    derive = {n: d for n, d in fields.derivations().items() if n in keys}
+    today = dt.datetime.now(dt.UTC).date()
     cols: dict[str, list[Any]] = {n: [] for n in names}
     ids: list[str] | None = [] if fields.key else None
     for i, raw in enumerate(rows):
         row: dict[str, Any] = {}
+        other: dict[str, Any] = {}  # the row's columns that are not model inputs
         for k, v in raw.items():
             name = k if k in keys else fields.aliases.get(k, k)
             if name in keys:
@@ -76,8 +141,24 @@ def rows_frame(
                         422, f"rows[{i}]: '{name}' is sent twice (as '{k}' and by its name)."
                     )
                 row[name] = v
-            elif name == fields.key and ids is not None and v is not None:
-                ids.append(str(v))
+            else:
+                other[name] = v
+                if name == fields.key and ids is not None and v is not None:
+                    ids.append(str(v))
+        for name, d in derive.items():
+            # every dated column present (a null is a missing value); the label time may be
+            # left out: it is then the day of scoring
+            if name in row or any(c not in other and c != fields.time for c in d.columns()):
+                continue
+            try:
+                row[name] = d.value(other, today, fields.time)
+            except ValueError as exc:
+                raise HTTPException(
+                    422,
+                    f"rows[{i}]: '{name}' is computed from {d.columns()} "
+                    f"(datediff({d.end}, {d.start})), and one of them cannot be read: {exc}. "
+                    "Fix: send ISO dates or times (2026-11-24 or 2026-11-24T10:00:00Z).",
+                ) from None
         if len(row) < len(keys) or len(raw) > len(row):
             unknown = sorted(
                 k
@@ -98,9 +179,15 @@ def rows_frame(
                 )
             missing = [f for f in names if f not in row]
             if missing:
+                how = "".join(
+                    f" '{f}' is computed from {derive[f].columns()}: send those."
+                    for f in missing[:5]
+                    if f in derive
+                )
                 raise HTTPException(
                     422,
-                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown value.",
+                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown "
+                    f"value.{how}",
                 )
         if ids is not None and len(ids) != i + 1:
             ids = None  # a row without the key: no ids from rows

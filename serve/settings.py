@@ -58,6 +58,14 @@ class ServeSettings(BaseModel):
     key_field: str | None = Field(
         default=None, description="The entity key: a row's id when a request sends no ids."
     )
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="The feature views' derived features (name -> SQL): /predict computes "
+        "the datediff ones from a row's own columns when the row does not send them.",
+    )
+    time_field: str | None = Field(
+        default=None, description="The label time column: 'now' at serving when not sent."
+    )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync
     challenger_percent: float = Field(default=_D.challenger_percent, ge=0, le=100)

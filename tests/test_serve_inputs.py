@@ -96,3 +96,32 @@ def test_typos_bad_values_and_duplicates_are_422s_naming_the_field(
     # Without aliases (a project whose names are the file's), the contract is unchanged.
     with pytest.raises(HTTPException, match="unknown field"):
         rows_frame([{**row, "Contract": "x"}], schema, RowFields())
+
+
+def test_date_features_are_computed_from_the_rows_own_dates() -> None:
+    """A model input that a view derives with ``datediff`` (what `insight init` writes for
+    a date column) is computed from the row's dates; the label time defaults to the day
+    of scoring; a value sent is used as sent; an unreadable date is a 422."""
+    import datetime as dt
+
+    schema = InputSchema(
+        (FeatureSpec("plan", "categorical"), FeatureSpec("signup_days", "numeric"))
+    )
+    fields = RowFields(
+        aliases={"Signup Date": "signup_date"},
+        known=frozenset({"signup_date", "snapshot_date", "Signup Date"}),
+        derived={"signup_days": "datediff(snapshot_date, signup_date)", "other": "a + b"},
+        time="snapshot_date",
+    )
+    rows = [
+        {"plan": "pro", "Signup Date": "2026-01-01", "snapshot_date": "2026-03-01T08:00:00"},
+        {"plan": "pro", "signup_date": "2026-01-01"},
+        {"plan": "pro", "signup_days": 7},
+    ]
+    x, _ = rows_frame(rows, schema, fields)
+    today = dt.datetime.now(dt.UTC).date()
+    assert x["signup_days"].tolist() == [59.0, float((today - dt.date(2026, 1, 1)).days), 7.0]
+    with pytest.raises(HTTPException, match="computed from .*signup_date.*cannot be read"):
+        rows_frame([{"plan": "pro", "signup_date": "soon"}], schema, fields)
+    with pytest.raises(HTTPException, match="'signup_days' is computed from"):
+        rows_frame([{"plan": "pro", "snapshot_date": "2026-01-01"}], schema, fields)

@@ -64,9 +64,12 @@ def test_missing_file_points_at_generate(example_cfg: ProjectConfig, tmp_path: P
         check_sources(example_cfg, tmp_path)
 
 
-def test_nanosecond_timestamps_rejected_with_fix(
+def test_pandas_parquet_types_pass_the_checks(
     example_cfg: ProjectConfig, tiny_ws: Workspace, tmp_path: Path
 ) -> None:
+    """What pandas writes by default: nanosecond timestamps, ``category`` columns
+    (dictionary-encoded), nullable integers. All are read as declared (they once failed
+    the checks, with a fix that asked the user to rewrite the file)."""
     import shutil
 
     import pandas as pd
@@ -76,6 +79,30 @@ def test_nanosecond_timestamps_rejected_with_fix(
     p = ws.data / "retail" / "labels.parquet"
     df = pd.read_parquet(p)
     df["label_time"] = df["label_time"].astype("datetime64[ns]")
+    df["customer_id"] = df["customer_id"].astype("Int64")
     df.to_parquet(p, index=False)
-    with pytest.raises(DataError, match=r"'label_time' is timestamp\[ns\].*coerce_timestamps='us'"):
+    c = ws.data / "retail" / "customers.parquet"
+    cust = pd.read_parquet(c)
+    cust["region"] = cust["region"].astype("category")
+    cust.to_parquet(c, index=False)
+    check_sources(example_cfg, ws.root)
+
+
+def test_an_unusable_type_names_a_fix_that_exists(
+    example_cfg: ProjectConfig, tiny_ws: Workspace, tmp_path: Path
+) -> None:
+    import shutil
+
+    import pandas as pd
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    shutil.copytree(tiny_ws.data, ws.data, dirs_exist_ok=True)
+    c = ws.data / "retail" / "customers.parquet"
+    cust = pd.read_parquet(c)
+    cust["region"] = [[1, 2]] * len(cust)  # a list per row: no declared type reads it
+    cust.to_parquet(c, index=False)
+    with pytest.raises(DataError) as err:
         check_sources(example_cfg, ws.root)
+    text = str(err.value)
+    assert "'region' is list<element: int64>" in text and "cast it in the source to" in text
+    assert "declare `region: list" not in text, "no fix that names a type the file cannot have"

@@ -97,22 +97,10 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
                     f"source '{name}': column '{col}' is missing from '{path.name}' "
                     f"(found: {', '.join(fields)}). Fix: add it or correct sources.{name}."
                 )
-            elif (
-                src.format == "parquet"
-                and pa.types.is_timestamp(fields[col])
-                and fields[col].unit == "ns"
-            ):
-                problems.append(
-                    f"source '{name}': column '{col}' is {fields[col]} in '{path.name}'; Spark "
-                    "cannot read nanosecond Parquet timestamps. Fix: rewrite the file with "
-                    "microseconds, e.g. pandas `df.to_parquet(path, coerce_timestamps='us', "
-                    "allow_truncated_timestamps=True)`."
-                )
-            elif not any(check(fields[col]) for check in _ACCEPT[want]):
+            elif not any(check(_base(fields[col])) for check in _ACCEPT[want]):
                 problems.append(
                     f"source '{name}': column '{col}' is {fields[col]} in '{path.name}', "
-                    f"expected {want}. Fix: cast it in the source or declare `{col}: "
-                    f"{_declare_as(fields[col])}`."
+                    f"expected {want}. Fix: {_declare_as(col, fields[col])}."
                 )
         problems += _check_views(cfg, name, fields, path)
     if problems:
@@ -149,11 +137,31 @@ def _check_views(
     return out
 
 
-def _declare_as(t: pa.DataType) -> str:
+def _base(t: pa.DataType) -> pa.DataType:
+    """A dictionary-encoded column (pandas' ``category``) is its values' type to Spark."""
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _declare_as(col: str, t: pa.DataType) -> str:
+    base = _base(t)
     for name, checks in _ACCEPT.items():
-        if name != "double" and any(c(t) for c in checks):
-            return name
-    return "double" if pa.types.is_floating(t) else str(t)
+        if name != "double" and any(c(base) for c in checks):
+            return f"cast it in the source or declare `{col}: {name}`"
+    if pa.types.is_floating(base):
+        return f"cast it in the source or declare `{col}: double`"
+    return f"cast it in the source to a number, text, a time or a boolean ({t} is none)"
+
+
+def _nanos(src: SourceConfig, path: Path) -> dict[str, bool]:
+    """Parquet columns stored as nanosecond timestamps (pandas' default), by the project's
+    name: whether each is naive (no time zone)."""
+    if src.format != "parquet":
+        return {}
+    out = {}
+    for f in read_schema(src, path):
+        if pa.types.is_timestamp(f.type) and f.type.unit == "ns":
+            out[src.rename.get(f.name, f.name)] = f.type.tz is None
+    return out
 
 
 def fingerprint(path: Path) -> str:
@@ -178,9 +186,19 @@ _SPARK_TYPES = {
 
 
 def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
-    """The file as Spark reads it, columns renamed as the source says."""
+    """The file as Spark reads it, columns renamed as the source says. Nanosecond timestamps
+    (read as longs, see engine.features.spark) become times, truncated to microseconds."""
+    from pyspark.sql import functions as F
+
     if src.format == "parquet":
         df = spark.read.parquet(path)
+        nanos = _nanos(src, Path(path))
+        df = df.withColumnsRenamed(src.rename) if src.rename else df
+        for col, naive in nanos.items():
+            # integer floor division: a double would round away the last microseconds
+            t = F.expr(f"timestamp_micros((`{col}` - pmod(`{col}`, 1000)) div 1000)")
+            df = df.withColumn(col, t.cast("timestamp_ntz") if naive else t)
+        return df
     elif src.columns:  # every cell as text; typed below by try_cast
         df = spark.read.option("header", True).csv(path)
     else:

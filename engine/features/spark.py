@@ -52,11 +52,9 @@ def get_spark(
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
-        .config("spark.sql.parquet.inferTimestampNTZ.enabled", "true")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
+    for k, v in _SQL_CONF.items():
+        builder = builder.config(k, v)
     if local_dir is not None:
         local_dir.mkdir(parents=True, exist_ok=True)
         builder = builder.config("spark.local.dir", str(local_dir))
@@ -71,6 +69,9 @@ _SQL_CONF = {
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
+    # pandas writes nanosecond timestamps, which Spark cannot read as times: they are read
+    # as longs and turned into times by engine.data.sources (to microseconds).
+    "spark.sql.legacy.parquet.nanosAsLong": "true",
 }
 
 
