@@ -316,6 +316,6 @@ def _final_model(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tup
     )
     return scorer, (
         f"the chosen configuration refitted on train + validation ({len(rows):,} rows"
-        f"{f', {rounds} rounds' if out.family == 'xgboost' else ''}); the "
+        f"{f', {rounds} rounds' if fam.ROUNDS else ''}); the "
         f"{len(ts.test):,} test rows are unseen"
     )

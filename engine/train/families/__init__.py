@@ -4,7 +4,8 @@ A family is one module here behind the :class:`Family` protocol, plus one line i
 ``FAMILIES``; nothing else in the engine names a family. A family module defines:
 
 - ``NAME``, ``OUTPUT`` (the space its SHAP values add up in: ``log_odds`` or
-  ``probability``) and ``DEFAULT_SPACE`` (``{param: [low, high]}``);
+  ``probability``), ``ROUNDS`` (whether ``fit`` takes the number of boosting rounds the
+  search found) and ``DEFAULT_SPACE`` (``{param: [low, high]}``);
 - ``space(spec)``: Ray Tune distributions for the search;
 - ``train(config, data)``: the Tune function trainable; it reports ``valid_auc`` with
   ``round`` as the time attribute, its last report carries a checkpoint, and it runs the
@@ -46,6 +47,7 @@ class Scorer(Protocol):
 class Family(Protocol):
     NAME: str
     OUTPUT: str
+    ROUNDS: bool
     DEFAULT_SPACE: dict[str, list[float]]
 
     def space(self, spec: dict[str, list[float]]) -> dict[str, Any]: ...

@@ -24,6 +24,7 @@ from engine.train.schema import InputSchema
 
 NAME = "logreg"
 OUTPUT = "log_odds"
+ROUNDS = False  # fit() takes the rounds the search found
 DEFAULT_SPACE: dict[str, list[float]] = {"C": [0.001, 10.0]}
 
 

@@ -22,6 +22,7 @@ from engine.train.schema import InputSchema
 
 NAME = "random_forest"
 OUTPUT = "probability"
+ROUNDS = False  # fit() takes the rounds the search found
 DEFAULT_SPACE: dict[str, list[float]] = {
     "n_estimators": [50.0, 300.0],
     "max_depth": [3.0, 12.0],

@@ -28,6 +28,7 @@ from engine.train.schema import InputSchema
 
 NAME = "xgboost"
 OUTPUT = "log_odds"
+ROUNDS = True  # fit() takes the rounds the search found
 DEFAULT_SPACE: dict[str, list[float]] = {
     "max_depth": [2.0, 6.0],
     "eta": [0.03, 0.3],
