@@ -139,3 +139,20 @@ def test_plan_errors_are_typed(table: Path) -> None:
     with pytest.raises(DataError):
         plan(table, "PaymentMethod")
     assert yaml.safe_load(render(plan(table, "Churn")))["label"]["positive"] == "Yes"
+
+
+@pytest.mark.parametrize(
+    ("raw", "name"),
+    [
+        ("Kündigungsgrund.code", "kundigungsgrund_code"),
+        ("Straße", "strasse"),
+        ("Monatsumsatz (€)", "monatsumsatz"),
+        ("customerID", "customer_id"),
+        ("Internet Service", "internet_service"),
+        ("2nd line", "c_2nd_line"),
+    ],
+)
+def test_names_become_identifiers_keeping_their_letters(raw: str, name: str) -> None:
+    from engine.data.init import snake
+
+    assert snake(raw) == name

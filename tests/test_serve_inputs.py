@@ -121,7 +121,7 @@ def test_date_features_are_computed_from_the_rows_own_dates() -> None:
     x, _ = rows_frame(rows, schema, fields)
     today = dt.datetime.now(dt.UTC).date()
     assert x["signup_days"].tolist() == [59.0, float((today - dt.date(2026, 1, 1)).days), 7.0]
-    with pytest.raises(HTTPException, match="computed from .*signup_date.*cannot be read"):
+    with pytest.raises(HTTPException, match=r"computed from .*signup_date.*cannot be read"):
         rows_frame([{"plan": "pro", "signup_date": "soon"}], schema, fields)
     with pytest.raises(HTTPException, match="'signup_days' is computed from"):
         rows_frame([{"plan": "pro", "snapshot_date": "2026-01-01"}], schema, fields)

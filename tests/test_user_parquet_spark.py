@@ -127,3 +127,45 @@ def test_predicts_datediff_equals_sparks(spark: Any, seed: int) -> None:
         ).collect()
     ]
     assert [lit.value(r, dt.date(2026, 1, 1), None) for r in rows] == want
+
+
+def _kunden(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "Kündigungsgrund.code": rng.choice(["A", "B", "C"], n),
+            "Plan": rng.choice(["S", "M", "L"], n),  # and "plan": one letter case apart
+            "plan": rng.integers(1, 4, n),
+            "constant": "x",
+            "Status": rng.choice(["churned", "active"], n),
+        }
+    )
+
+
+def test_a_csv_whose_headers_differ_only_in_case_builds(
+    spark: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Spark's CSV reader renames headers that differ only in case ("Plan", "plan"); the
+    engine names columns by their position in the header, so both arrive as init named them.
+    A Spark analysis error is one DataError, not PySpark's logged JVM stack."""
+    from engine.errors import DataError
+
+    df = _kunden(400, 2)
+    path = tmp_path / "kunden.csv"
+    df.to_csv(path, index=False)
+    (tmp_path / "insight.yaml").write_text(render(plan(path, "Status", positive="churned")))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    assert {"kundigungsgrund_code", "plan", "plan_1"} <= set(cfg.feature_names())
+    assert "constant" not in cfg.feature_names(), "one value in every row: left out"
+    ws = Workspace(tmp_path / ".insight").ensure()
+    snap, _ = stage_features(cfg, ws, spark)
+    got = snap.read_pandas()
+    assert sorted(got["plan_1"].unique()) == ["L", "M", "S"]
+    assert sorted(got["plan"].unique()) == [1, 2, 3]
+
+    views = [cfg.features.views[0].model_copy(update={"derived": {"bad": "no_such_column + 1"}})]
+    bad = cfg.model_copy(update={"features": cfg.features.model_copy(update={"views": views})})
+    capfd.readouterr()
+    with pytest.raises(DataError, match="no_such_column"):
+        stage_features(bad, ws, spark)
+    assert "QueryContextLogger" not in capfd.readouterr().err

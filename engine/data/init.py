@@ -85,7 +85,13 @@ class Plan:
 
 
 def snake(name: str) -> str:
-    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    """A column name as an identifier: ``"Kündigung (€)"`` -> ``kundigung``, ``"customerID"``
+    -> ``customer_id``; accents are dropped, not the letters."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", name.strip().replace("ß", "ss"))
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     s = re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").lower()
     return s if s and not s[0].isdigit() else f"c_{s}"
 
@@ -255,6 +261,8 @@ def plan(
             c.note = f"{c.note}; {kept}" if c.note else kept
         if c.non_null == 0:
             p.left_out[c.name] = "always empty"
+        elif c.distinct == 1 and c.non_null == p.rows:
+            p.left_out[c.name] = "one value in every row: it tells rows apart by nothing"
         elif c.kind == "timestamp":
             if p.time:
                 d = f"{c.name}_days_before_label"

@@ -203,6 +203,11 @@ def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
         df = spark.read.option("header", True).csv(path)
     else:
         df = spark.read.option("header", True).option("inferSchema", True).csv(path)
+    # Names by position, from the header as the file has it: Spark's CSV reader renames
+    # headers that differ only in case ("Plan", "plan" -> "Plan0", "plan1").
+    header = read_schema(src, Path(path)).names
+    if len(header) == len(df.columns):
+        return df.toDF(*[src.rename.get(n, n) for n in header])
     return df.withColumnsRenamed(src.rename) if src.rename else df
 
 

@@ -24,6 +24,15 @@ def spark_env() -> None:
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("SPARK_HOME", str(Path(pyspark.__file__).parent))
+    # PySpark logs every analysis error with the JVM's whole stack before raising it; the
+    # engine turns the error into one line with a fix (stages.features), so that log is
+    # noise on a user's screen.
+    import logging
+
+    from pyspark.logger import PySparkLogger
+
+    for name in ("DataFrameQueryContextLogger", "SQLQueryContextLogger"):
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def get_spark(
