@@ -124,7 +124,11 @@ def init_project(
     )
     console.print(
         f"  label: {p.label} (positive {p.positive!r}); "
-        + (f"time: {p.time}" if p.time else "no time: a snapshot, split at random")
+        + (
+            f"time: {p.time}" + (f" ({p.time_note})" if p.time_note else "")
+            if p.time
+            else "no time: a snapshot, split at random"
+        )
     )
     console.print(f"  {len(feats)} features ({len(cats)} categorical): {', '.join(feats)}")
     for col, why in p.left_out.items():

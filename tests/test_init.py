@@ -156,3 +156,42 @@ def test_names_become_identifiers_keeping_their_letters(raw: str, name: str) -> 
     from engine.data.init import snake
 
     assert snake(raw) == name
+
+
+def test_monthly_snapshots_are_found_without_time(tmp_path: Path) -> None:
+    """Accounts seen every month: without --time, init finds the snapshot column (ids repeat
+    across it and are unique per value), so training splits by time and no account sits on
+    both sides of a random split; an id-named number is never a feature."""
+    import numpy as np
+
+    rng = np.random.default_rng(8)
+    n = 300
+    parts = [
+        pd.DataFrame(
+            {
+                "Account Id": np.arange(n) + 5000,
+                "Snapshot Date": pd.Timestamp(m),
+                "signup_date": pd.Timestamp("2025-01-01")
+                + pd.to_timedelta(rng.integers(0, 300, n), "D"),
+                "Order Number": rng.permutation(n * 10)[:n] + 10**6,
+                "spend": rng.gamma(2, 10, n),
+                "churned": rng.random(n) < 0.2,
+            }
+        )
+        for m in ("2026-06-01", "2026-07-01", "2026-08-01")
+    ]
+    path = tmp_path / "accounts.parquet"
+    pd.concat(parts).to_parquet(path, index=False)
+    p = plan(path, "churned")
+    assert p.time == "snapshot_date" and p.key == "account_id" and not p.row_id
+    assert "repeats across 3 values of 'Snapshot Date'" in p.time_note
+    assert "signup_date_days_before_label" in p.derived
+    assert "order_number" in p.left_out and "order_number" not in p.features
+    assert "snapshot_date" not in p.features
+    text = render(p)
+    cfg = yaml.safe_load(text)
+    assert cfg["label"]["event_time"] == "snapshot_date"
+    # A one-moment table keeps no time.
+    one = tmp_path / "one.parquet"
+    parts[0].to_parquet(one, index=False)
+    assert plan(one, "churned").time is None

@@ -82,6 +82,7 @@ class Plan:
     pii: list[str] = field(default_factory=list)
     sensitive: list[str] = field(default_factory=list)
     time_candidates: list[str] = field(default_factory=list)
+    time_note: str = ""
 
 
 def snake(name: str) -> str:
@@ -218,6 +219,11 @@ def plan(
         (v for v in df[lab.raw].dropna().unique() if normalize(v) == lv.positive), lv.positive
     )
     tcol = find(time, "--time") if time else None
+    time_note = ""
+    if tcol is None:
+        panel = _panel_time(df, cols, {lab.name}, find(key, "--key") if key else None)
+        if panel is not None:
+            tcol, time_note = panel
     if tcol is not None and tcol.kind != "timestamp":
         when = pd.to_datetime(df[tcol.raw], errors="coerce", format="mixed")
         if when.notna().mean() < NUMERIC_SHARE:
@@ -241,6 +247,7 @@ def plan(
         positive=pos_raw if isinstance(pos_raw, str) else lv.positive,
         label_values={k: int(v) for k, v in values.items()},
         time=tcol.name if tcol else None,
+        time_note=time_note,
     )
     kc = by_name.get(kcol)  # None for a generated row id
     if PII_NAMES.search(kcol) or (kc is not None and pii_reason(kc, df[kc.raw])):
@@ -278,6 +285,11 @@ def plan(
             p.left_out[c.name] = (
                 f"identifier-like text ({c.distinct:,} distinct values in {c.non_null:,} rows)"
             )
+        elif ID_NAMES.search(c.name) and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
+            p.left_out[c.name] = (
+                f"an identifier by its name ({c.distinct:,} distinct values in "
+                f"{c.non_null:,} rows): a number that names, not measures"
+            )
         else:
             p.features.append(c.name)
             if SENSITIVE_NAMES.search(c.name):
@@ -306,6 +318,42 @@ def pii_reason(c: Column, values: pd.Series) -> str | None:
             return "its values are phone numbers"
     if named and c.distinct > max(20, 0.05 * c.non_null):
         return f"named like PII, {c.distinct:,} distinct values"
+    return None
+
+
+def _panel_time(
+    df: pd.DataFrame, cols: list[Column], taken: set[str], key: Column | None
+) -> tuple[Column, str] | None:
+    """A table that holds each entity at several times (monthly snapshots of accounts): a
+    time column with repeated values and an id column that is unique per time but not
+    alone. Then that column is the label time (a split by time, no account on both sides of
+    a random split), found without ``--time``; None for a one-moment table."""
+    n = len(df)
+    times = sorted(
+        (c for c in cols if c.kind == "timestamp" and c.name not in taken and 2 <= c.distinct < n),
+        key=lambda c: (not TIME_NAMES.search(c.name), c.distinct),
+    )
+    ids = (
+        [key]
+        if key is not None
+        else [
+            c
+            for c in cols
+            if c.name not in taken
+            and ID_NAMES.search(c.name)
+            and c.non_null == n
+            and c.kind in ("int", "string")
+        ]
+    )
+    for t in times:
+        if t.non_null < n:
+            continue
+        for c in ids:
+            if c.distinct < n and not df[[c.raw, t.raw]].duplicated().any():
+                return t, (
+                    f"found: '{c.raw}' repeats across {t.distinct:,} values of '{t.raw}' and is "
+                    f"unique per '{t.raw}' (pass --time to choose another column)"
+                )
     return None
 
 
@@ -405,7 +453,7 @@ def render(p: Plan) -> str:
         + ", ".join(f"{k!r} ({v:,})" for k, v in p.label_values.items()),
     ]
     if p.time:
-        lines.append(f"  event_time: {p.time}")
+        lines.append(f"  event_time: {p.time}" + (f"   # {p.time_note}" if p.time_note else ""))
     else:
         lines.append("  # no event_time: the table is one snapshot; training splits at random")
         if p.time_candidates:
