@@ -133,6 +133,10 @@ def init_project(
     console.print(f"  {len(feats)} features ({len(cats)} categorical): {', '.join(feats)}")
     for col, why in p.left_out.items():
         console.print(f"  left out: {col}: {why}")
+    for c in p.columns:
+        if c.time_format:
+            ambiguous = f" ({c.note})" if "also reads" in c.note else ""
+            console.print(f"  times: {c.name} read as {c.time_format}{ambiguous}")
     if p.sensitive:
         console.print(
             f"  sensitive candidates (not marked; see the file): {', '.join(p.sensitive)}"
@@ -178,6 +182,11 @@ def features_build(
         f"'{m['label']}' positive {lab.get('positive')!r} "
         f"(rate {lab.get('positive_rate', float('nan')):.3f}); "
         f"{lab.get('rows_without_label_dropped', 0):,} row(s) without a label dropped"
+        + (
+            f", {untimed:,} without a readable label time dropped"
+            if (untimed := lab.get("rows_without_time_dropped"))
+            else ""
+        )
     )
     for src, cols in (m.get("unparsed_cells") or {}).items():
         for col, n in cols.items():

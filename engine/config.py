@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from engine.errors import ConfigError
 from engine.features.views import FeatureView
@@ -65,6 +72,36 @@ class SourceConfig(_Model):
         description="For a table without a unique column: a key column the engine adds, a "
         "hash of each row's values (identical rows share one id).",
     )
+    time_formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="CSV: the format of a timestamp column that is not ISO (yyyy-MM-dd), in "
+        "Spark's pattern letters: yyyy, MM, dd, HH, mm, ss and the separators / . - : space T "
+        "(e.g. 'dd/MM/yyyy'). /predict reads the same format.",
+    )
+
+    @field_validator("time_formats")
+    @classmethod
+    def _formats(cls, v: dict[str, str]) -> dict[str, str]:
+        from engine.timeformat import to_strptime
+
+        for col, fmt in v.items():
+            to_strptime(fmt, col)  # a ValueError names the column, the format and the fix
+        return v
+
+    @model_validator(mode="after")
+    def _formats_are_times(self) -> SourceConfig:
+        if self.time_formats and self.format != "csv":
+            raise ValueError(
+                "time_formats is for CSV text; a Parquet file stores times as times. Fix: "
+                "remove time_formats from this source."
+            )
+        wrong = [c for c in self.time_formats if self.columns.get(c) != "timestamp"]
+        if wrong:
+            raise ValueError(
+                f"time_formats names {wrong}, which are not declared 'timestamp' columns. "
+                "Fix: declare them under columns as timestamp, or remove the format."
+            )
+        return self
 
 
 class EntityConfig(_Model):

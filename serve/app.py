@@ -115,6 +115,7 @@ class ModelServer:
             s.key_field,
             dict(s.derived),
             s.time_field,
+            dict(s.time_formats),
         )
         self._token = s.admin_token_sha256
         self._models: dict[str, Loaded] = {}

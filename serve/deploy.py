@@ -17,6 +17,7 @@ from typing import Any
 
 from engine.config import ProjectConfig
 from engine.errors import InsightError, StateError
+from engine.timeformat import to_strptime
 from engine.workspace import Workspace
 from serve.admin import admin_token
 from serve.settings import ServeSettings
@@ -82,6 +83,11 @@ def settings_for(
         "key_field": cfg.entity_key(lab_entity) if lab_entity else None,
         "derived": {k: v for view in cfg.features.views for k, v in view.derived.items()},
         "time_field": cfg.label.event_time,
+        "time_formats": {
+            col: to_strptime(fmt, col)
+            for src in cfg.sources.values()
+            for col, fmt in src.time_formats.items()
+        },
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
         "challenger_percent": sc.challenger_percent,

@@ -32,6 +32,7 @@ class RowFields:
     key: str | None = None
     derived: dict[str, str] = field(default_factory=dict)
     time: str | None = None
+    time_formats: dict[str, str] = field(default_factory=dict)  # column -> strptime format
 
     def derivations(self) -> dict[str, Derivation]:
         """The derived features /predict computes from a row's own columns (the rest must
@@ -67,14 +68,22 @@ class Derivation:
     def columns(self) -> list[str]:
         return [a for a in (self.end, self.start) if not a.upper().startswith("DATE")]
 
-    def value(self, row: dict[str, Any], today: dt.date, time: str | None) -> float | None:
-        days = [_day(a, row, today, time) for a in (self.end, self.start)]
+    def value(
+        self,
+        row: dict[str, Any],
+        today: dt.date,
+        time: str | None,
+        formats: dict[str, str] | None = None,
+    ) -> float | None:
+        days = [_day(a, row, today, time, formats or {}) for a in (self.end, self.start)]
         if days[0] is None or days[1] is None:
             return None
         return float((days[0] - days[1]).days)
 
 
-def _day(arg: str, row: dict[str, Any], today: dt.date, time: str | None) -> dt.date | None:
+def _day(
+    arg: str, row: dict[str, Any], today: dt.date, time: str | None, formats: dict[str, str]
+) -> dt.date | None:
     if arg.upper().startswith("DATE"):
         return dt.date.fromisoformat(arg.split("'")[1])
     if arg not in row or row[arg] is None:
@@ -87,6 +96,11 @@ def _day(arg: str, row: dict[str, Any], today: dt.date, time: str | None) -> dt.
     t = v.strip()
     if not t:
         return None
+    if arg in formats:  # the column's declared format (sources.*.time_formats); ISO is
+        try:  # read too: it is unambiguous
+            return dt.datetime.strptime(t, formats[arg]).date()
+        except ValueError:
+            pass
     # The wall clock as written, offset ignored: what the build's cast of a CSV cell to
     # timestamp_ntz does, so a row sent here gets the feature its table row got.
     return dt.datetime.fromisoformat(t.replace("Z", "+00:00")).date()
@@ -151,7 +165,7 @@ def rows_frame(
             if name in row or any(c not in other and c != fields.time for c in d.columns()):
                 continue
             try:
-                row[name] = d.value(other, today, fields.time)
+                row[name] = d.value(other, today, fields.time, fields.time_formats)
             except ValueError as exc:
                 raise HTTPException(
                     422,

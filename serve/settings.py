@@ -66,6 +66,10 @@ class ServeSettings(BaseModel):
     time_field: str | None = Field(
         default=None, description="The label time column: 'now' at serving when not sent."
     )
+    time_formats: dict[str, str] = Field(
+        default_factory=dict,
+        description="Non-ISO time columns (sources' time_formats) as strptime formats.",
+    )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync
     challenger_percent: float = Field(default=_D.challenger_percent, ge=0, le=100)

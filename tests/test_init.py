@@ -195,3 +195,19 @@ def test_monthly_snapshots_are_found_without_time(tmp_path: Path) -> None:
     one = tmp_path / "one.parquet"
     parts[0].to_parquet(one, index=False)
     assert plan(one, "churned").time is None
+
+
+def test_time_formats_are_checked(tmp_path: Path) -> None:
+    from engine.timeformat import to_strptime
+
+    assert to_strptime("dd/MM/yyyy HH:mm") == "%d/%m/%Y %H:%M"
+    with pytest.raises(ValueError, match="outside yyyy MM dd"):
+        to_strptime("d MMM yyyy", "when")
+    df = telecom(50, 1)
+    df["Signup Date"] = "01/02/2025"
+    p = plan(write_csv(df, tmp_path / "t.csv"), "Churn")
+    cfg = yaml.safe_load(render(p))
+    cfg["sources"]["table"]["time_formats"] = {"tenure": "dd/MM/yyyy"}
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="not declared 'timestamp' columns"):
+        ProjectConfig.load(tmp_path / "insight.yaml")

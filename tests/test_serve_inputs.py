@@ -125,3 +125,21 @@ def test_date_features_are_computed_from_the_rows_own_dates() -> None:
         rows_frame([{"plan": "pro", "signup_date": "soon"}], schema, fields)
     with pytest.raises(HTTPException, match="'signup_days' is computed from"):
         rows_frame([{"plan": "pro", "snapshot_date": "2026-01-01"}], schema, fields)
+
+
+def test_dates_in_the_tables_own_format_are_read_as_the_build_reads_them() -> None:
+    schema = InputSchema((FeatureSpec("signup_days", "numeric"),))
+    fields = RowFields(
+        known=frozenset({"signup_date", "snapshot_date"}),
+        derived={"signup_days": "datediff(snapshot_date, signup_date)"},
+        time="snapshot_date",
+        time_formats={"snapshot_date": "%d/%m/%Y", "signup_date": "%d.%m.%Y"},
+    )
+    rows = [
+        {"snapshot_date": "01/06/2026", "signup_date": "23.04.2025"},
+        {"snapshot_date": "2026-06-01", "signup_date": "2025-04-23"},  # ISO reads too
+    ]
+    x, _ = rows_frame(rows, schema, fields)
+    assert x["signup_days"].tolist() == [404.0, 404.0]
+    with pytest.raises(HTTPException, match="cannot be read"):
+        rows_frame([{"snapshot_date": "06/01/2026x", "signup_date": "x"}], schema, fields)

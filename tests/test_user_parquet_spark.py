@@ -169,3 +169,57 @@ def test_a_csv_whose_headers_differ_only_in_case_builds(
     with pytest.raises(DataError, match="no_such_column"):
         stage_features(bad, ws, spark)
     assert "QueryContextLogger" not in capfd.readouterr().err
+
+
+def test_day_first_dates_in_a_csv_are_read_by_their_format(spark: Any, tmp_path: Path) -> None:
+    """A CSV that writes dates day first (01/06/2026, 23.04.2025): init finds the formats,
+    the build reads them (a cast alone makes them null), a label whose time cannot be read
+    is dropped and counted, and a time column no row of which reads is a clear error."""
+    from engine.errors import DataError
+
+    rng = np.random.default_rng(4)
+    n = 150
+    parts = []
+    for m in ("2026-06-01", "2026-07-01", "2026-08-01"):
+        signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": np.arange(n),
+                    "snapshot_date": pd.Timestamp(m).strftime("%d/%m/%Y"),
+                    "signup_date": signup.strftime("%d.%m.%Y"),
+                    "spend": rng.gamma(2, 10, n).round(2),
+                    "churn": rng.choice(["yes", "no"], n),
+                }
+            )
+        )
+    df = pd.concat(parts, ignore_index=True)
+    df.loc[3, "snapshot_date"] = "not a date"
+    path = tmp_path / "monthly.csv"
+    df.to_csv(path, index=False)
+    p = plan(path, "churn")
+    assert p.time == "snapshot_date" and p.key == "customer_id"
+    (tmp_path / "insight.yaml").write_text(render(p))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    fmts = cfg.sources["table"].time_formats
+    assert fmts == {"snapshot_date": "dd/MM/yyyy", "signup_date": "dd.MM.yyyy"}
+    ws = Workspace(tmp_path / ".insight").ensure()
+    snap, _ = stage_features(cfg, ws, spark)
+    m = snap.manifest
+    assert m["labels"]["rows_without_time_dropped"] == 1 and m["rows"] == len(df) - 1
+    assert m["event_time_range"][0].startswith("2026-06-01")
+    got = snap.read_pandas().sort_values(["snapshot_date", "customer_id"])
+    ok = df.drop(index=3)
+    want = (
+        pd.to_datetime(ok["snapshot_date"], format="%d/%m/%Y")
+        - pd.to_datetime(ok["signup_date"], format="%d.%m.%Y")
+    ).dt.days.to_numpy()
+    order = np.lexsort(
+        (ok["customer_id"].to_numpy(), pd.to_datetime(ok["snapshot_date"], dayfirst=True))
+    )
+    np.testing.assert_array_equal(got["signup_date_days_before_label"].to_numpy(), want[order])
+
+    src = cfg.sources["table"].model_copy(update={"time_formats": {}})
+    bare = cfg.model_copy(update={"sources": {"table": src}})
+    with pytest.raises(DataError, match="could not be read in any of the 450 label rows"):
+        stage_features(bare, Workspace(tmp_path / ".insight2").ensure(), spark)

@@ -45,6 +45,9 @@ SENSITIVE_NAMES = re.compile(
 )
 EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_VALUE = re.compile(r"^\+?[\d\s().-]{7,20}$")
+ISO_TIME = re.compile(
+    r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
 ID_NAMES = re.compile(r"(^|_)(id|key|uuid|guid|number|no)$")
 TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
 NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
@@ -58,6 +61,7 @@ class Column:
     distinct: int
     non_null: int
     note: str = ""
+    time_format: str = ""  # a CSV time column that is not ISO: its Spark pattern
 
 
 @dataclass
@@ -165,11 +169,34 @@ def _infer(raw: str, col: pd.Series, fmt: str) -> Column:
         if bad or blank:
             out.note = f"{blank:,} blank and {bad:,} non-numeric cell(s) are read as null"
         return out
-    if TIME_NAMES.search(name):
-        when = pd.to_datetime(filled, errors="coerce", format="mixed")
-        if float(when.notna().mean()) >= NUMERIC_SHARE:
-            out.kind = "timestamp"
+    if float(filled.str.match(ISO_TIME).mean()) >= NUMERIC_SHARE:
+        out.kind = "timestamp"  # what Spark's cast reads: no format needed
+    elif TIME_NAMES.search(name):
+        _time_format(out, filled)
     return out
+
+
+def _time_format(out: Column, filled: pd.Series) -> None:
+    """A time-named text column in a non-ISO format: the format that reads (nearly) every
+    value, from :data:`engine.timeformat.CANDIDATES`. Day-first wins where every value
+    reads both ways (01/06/2026), and the note says so."""
+    from engine.timeformat import CANDIDATES, to_strptime
+
+    fits = [
+        f
+        for f in CANDIDATES
+        if float(pd.to_datetime(filled, format=to_strptime(f), errors="coerce").notna().mean())
+        >= NUMERIC_SHARE
+    ]
+    if not fits:
+        return
+    out.kind, out.time_format = "timestamp", fits[0]
+    swapped = fits[0].replace("dd", "@").replace("MM", "dd").replace("@", "MM")
+    if swapped != fits[0] and swapped in fits:
+        out.note = (
+            f"read as {fits[0]}: every value also reads as {swapped}; if months come first, "
+            f"set time_formats: {{{out.name}: '{swapped}'}}"
+        )
 
 
 def plan(
@@ -225,13 +252,16 @@ def plan(
         if panel is not None:
             tcol, time_note = panel
     if tcol is not None and tcol.kind != "timestamp":
-        when = pd.to_datetime(df[tcol.raw], errors="coerce", format="mixed")
-        if when.notna().mean() < NUMERIC_SHARE:
+        if fmt == "csv":
+            text = df[tcol.raw].astype("string").str.strip()
+            _time_format(tcol, text[text.notna() & (text != "")])
+        if tcol.kind != "timestamp":
             raise DataError(
-                f"--time '{time}' does not hold dates or times (e.g. {df[tcol.raw].dropna().head(3).tolist()}). "
-                "Fix: pass the column that says when each label was observed."
+                f"--time '{time}' does not hold dates or times that can be read (e.g. "
+                f"{df[tcol.raw].dropna().head(3).tolist()}). Fix: pass the column that says "
+                "when each label was observed, as ISO dates (2026-06-01) or in one of "
+                "dd/MM/yyyy, MM/dd/yyyy, dd.MM.yyyy, dd-MM-yyyy, yyyy/MM/dd."
             )
-        tcol.kind = "timestamp"
     taken = {lab.name} | ({tcol.name} if tcol else set())
     kcol, row_id, key_note = _key(df, cols, key, tcol, taken, find, path)
     p = Plan(
@@ -436,6 +466,10 @@ def render(p: Plan) -> str:
     if rename:
         lines.append("    rename:   # names in the file -> names used here (and by /predict)")
         lines += [f"      {q(a)}: {b}" for a, b in rename.items()]
+    formats = {c.name: c.time_format for c in p.columns if c.time_format}
+    if formats:
+        lines.append("    time_formats:   # time columns that are not ISO (yyyy-MM-dd)")
+        lines += [f"      {k}: {q(v)}" for k, v in formats.items()]
     lines.append("    columns:")
     for c in p.columns:
         note = f"   # {c.note}" if c.note else ""

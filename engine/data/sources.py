@@ -185,6 +185,15 @@ _SPARK_TYPES = {
 }
 
 
+def _typed(src: SourceConfig, col: str, kind: str) -> str:
+    """The SQL that reads a CSV cell as its declared type (null where it does not parse):
+    a timestamp with a declared format by that format, anything else by a cast."""
+    fmt = src.time_formats.get(col)
+    if kind == "timestamp" and fmt:
+        return f"CAST(try_to_timestamp(trim(`{col}`), '{fmt}') AS timestamp_ntz)"
+    return f"try_cast(trim(`{col}`) AS {_SPARK_TYPES[kind]})"
+
+
 def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
     """The file as Spark reads it, columns renamed as the source says. Nanosecond timestamps
     (read as longs, see engine.features.spark) become times, truncated to microseconds."""
@@ -225,7 +234,7 @@ def read_source(
     if src.format == "csv" and src.columns:
         for col, kind in src.columns.items():
             if col in df.columns and kind != "string":
-                df = df.withColumn(col, F.expr(f"try_cast(trim(`{col}`) AS {_SPARK_TYPES[kind]})"))
+                df = df.withColumn(col, F.expr(_typed(src, col, kind)))
     if src.row_id is not None:
         # A deterministic id: a hash of the row's values (before PII hashing), as text.
         cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in df.columns]
@@ -255,7 +264,7 @@ def source_quality(
     for c, k in typed:
         t = F.trim(F.col(c))
         blank = F.col(c).isNull() | (t == "")
-        bad = ~blank & F.expr(f"try_cast(trim(`{c}`) AS {_SPARK_TYPES[k]})").isNull()
+        bad = ~blank & F.expr(_typed(src, c, k)).isNull()
         aggs += [
             F.sum(F.when(blank, 1).otherwise(0)).alias(f"blank|{c}"),
             F.sum(F.when(bad, 1).otherwise(0)).alias(f"text|{c}"),

@@ -179,6 +179,8 @@ def build_training_table(
         *([cfg.label.event_time] if cfg.label.event_time else []),
         label_as_int(raw, y, positive, negative).cast("int").alias(y),
     ).where(F.col(y).isNotNull())
+    if cfg.label.event_time:  # a label whose time could not be read is no label (counted)
+        labels = labels.where(F.col(cfg.label.event_time).isNotNull())
     if sample_labels is not None:
         labels = labels.limit(sample_labels)
     if lt == AS_OF_T:

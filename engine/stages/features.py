@@ -26,7 +26,7 @@ from engine.pii import key_fingerprint, load_key
 from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 def used_sources(cfg: ProjectConfig) -> list[str]:
@@ -107,6 +107,29 @@ def check_features(
     }
 
 
+def _untimed_labels(cfg: ProjectConfig, label_rows: DataFrame) -> int:
+    """Label rows whose time could not be read: dropped and counted; all of them is an
+    error (a snapshot without times would split and join on nothing)."""
+    from pyspark.sql import functions as F
+
+    t = cfg.label.event_time
+    if t is None:
+        return 0
+    row = label_rows.agg(F.count(F.lit(1)).alias("n"), F.count(t).alias("timed")).first()
+    assert row is not None
+    n, timed = int(row["n"]), int(row["timed"])
+    if n and not timed:
+        src = cfg.sources[cfg.label.source]
+        raise DataError(
+            f"label time '{t}' could not be read in any of the {n:,} label rows of source "
+            f"'{cfg.label.source}' ({src.path}). Fix: if the file writes it as text other "
+            f"than ISO dates (2026-06-01), declare its format: sources.{cfg.label.source}."
+            f"time_formats: {{{t}: 'dd/MM/yyyy'}} (or the format it has); `insight init` "
+            "detects it."
+        )
+    return n - timed
+
+
 def _build_or_explain(
     cfg: ProjectConfig,
     ws: Workspace,
@@ -144,6 +167,7 @@ def _build(
 
     sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
     quality = {n: q for n in fps if (q := source_quality(spark, cfg, n, ws.root))}
+    untimed = _untimed_labels(cfg, sources[cfg.label.source])
     table = build_training_table(cfg, sources, labels.positive, labels.negative)
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None
@@ -161,6 +185,7 @@ def _build(
             "negative": labels.negative,
             "values": labels.counts,
             "rows_without_label_dropped": labels.missing,
+            "rows_without_time_dropped": untimed,
             "positive_rate": labels.positive_rate,
         }
         atomic_write_text(
