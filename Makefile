@@ -45,8 +45,12 @@ browser:
 			>/dev/null || { echo "could not install chromium: the browser tests need it"; exit 1; }; \
 	fi
 
+# Two passes, together every test but the cluster tier: the pure tier (unit, stats) on both
+# cores, then the integration tiers (Spark, Ray, Serve, subprocesses, benchmarks) one at a time.
+PURE := not spark and not ray and not serve and not process and not bench and not cluster
 test: lint typecheck browser
-	$(VENV)/bin/pytest -m "not cluster"
+	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
+	$(VENV)/bin/pytest -m "(spark or ray or serve or process or bench) and not cluster"
 
 # The multi-node tier (about 5 minutes): Ray head + 2 worker nodes as separate `ray start`
 # processes, PostgreSQL + MLflow server, Spark standalone; all on the loopback interface.
