@@ -10,8 +10,10 @@ from pathlib import Path
 from engine.workspace import Workspace
 
 
-def setup_mlflow(ws: Workspace, experiment: str) -> str:
-    """Point MLflow at the workspace and return the experiment id (created if missing)."""
+def use_workspace(ws: Workspace) -> None:
+    """Point MLflow's tracking and registry at the workspace. Every stage that reads the
+    registry calls this (or :func:`setup_mlflow`) first: without it MLflow falls back to
+    ``mlflow.db`` in the working directory, another registry that it creates there."""
     import mlflow
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -23,6 +25,13 @@ def setup_mlflow(ws: Workspace, experiment: str) -> str:
     logging.getLogger("mlflow.utils.environment").setLevel(logging.ERROR)
     mlflow.set_tracking_uri(ws.tracking_uri)
     mlflow.set_registry_uri(ws.tracking_uri)
+
+
+def setup_mlflow(ws: Workspace, experiment: str) -> str:
+    """Point MLflow at the workspace and return the experiment id (created if missing)."""
+    import mlflow
+
+    use_workspace(ws)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is not None:
         return str(exp.experiment_id)

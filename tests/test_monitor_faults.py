@@ -197,3 +197,52 @@ def test_killed_monitor_resumes_without_duplicate_alerts(tmp_path: Path) -> None
             assert r.returncode == 0, r.stdout + r.stderr
         pages = rx.delivered()
         assert len(pages) == 1 and pages[0]["json"]["dedup_key"] == "var|v1|amount", pages
+
+
+def test_the_monitor_reads_the_workspaces_registry_from_any_directory(tmp_path: Path) -> None:
+    """`insight monitor` run from another directory takes each version's role from the
+    workspace's registry, and writes no MLflow store where it runs (it once read, and
+    created, ``mlflow.db`` in the working directory: every version was 'other')."""
+    from mlflow import MlflowClient
+
+    from engine.config import ProjectConfig
+    from engine.workspace import Workspace
+
+    proj = _project(tmp_path, [])
+    name = ProjectConfig.load(proj).train.model_name
+    ws = Workspace(tmp_path / "ws").ensure()
+    client = MlflowClient(ws.tracking_uri)  # explicit: this process's MLflow stays as it was
+    client.create_registered_model(name)
+    v = client.create_model_version(
+        name, source=str(tmp_path / "model"), tags={"features": '["amount"]'}
+    )
+    client.set_registered_model_alias(name, "champion", v.version)
+    t_from, t_to = _big_log(ws.audit / "insight", 300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "monitor",
+            "-p",
+            str(proj),
+            "-w",
+            str(ws.root),
+            "--from",
+            pd.Timestamp(t_from, unit="s", tz="UTC").isoformat(),
+            "--to",
+            pd.Timestamp(t_to + 1, unit="s", tz="UTC").isoformat(),
+            "--no-retrain",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=elsewhere,
+        check=False,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not list(elsewhere.iterdir()), "nothing written where the monitor ran"
+    run = json.loads(next((ws.root / "monitor" / "runs").glob("*.json")).read_text())
+    assert run["models"]["1"]["role"] == "champion", run["models"]["1"].get("role")

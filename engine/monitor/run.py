@@ -116,6 +116,9 @@ def monitor_window(
         "available": 0 if labels is None else len(labels),
         "joined_rows": int(np.isfinite(joined["y"]).sum()),
     }
+    from engine.tracking import use_workspace
+
+    use_workspace(ws)  # the roles and profiles come from this workspace's registry
     role_of = roles(ws, app, name)
     a = time.perf_counter()
     for v in sorted({str(x) for x in w.version}, key=lambda s: (s not in role_of, s)):

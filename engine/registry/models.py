@@ -106,6 +106,12 @@ def load_schema(ref: ModelRef) -> Any:
 
 def _ref(name: str, mv: Any, alias: str | None) -> ModelRef:
     tags = dict(mv.tags)
+    if "features" not in tags:
+        raise StateError(
+            f"version {mv.version} of '{name}' was not registered by Insight Engine (it has "
+            "no 'features' tag), so its inputs are unknown. Fix: register models with "
+            "`insight train`, or point train.model_name at another name."
+        )
     return ModelRef(
         name, str(mv.version), alias, mv.run_id or "", json.loads(tags["features"]), tags
     )
