@@ -111,7 +111,8 @@ def init_project(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Write a commented project file for your own table, inferred from its data."""
-    from engine.data.init import plan, write
+    from engine.data.init import plan
+    from engine.data.project_file import write
 
     p = plan(source.resolve(), label, key, time, positive)
     path = write(p, (out or source.resolve().parent / "insight.yaml").resolve(), force)

@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
-from serve.inputs import RowFields, request_inputs
+from serve.inputs import request_inputs
 from serve.models import Active, Loaded, explain_rows, score_many
 from serve.schemas import (
     Deployed,
@@ -109,14 +109,7 @@ class ModelServer:
         self.name = s.model
         self.threshold = s.threshold
         self.max_rows = s.max_rows
-        self.fields = RowFields(
-            dict(s.field_aliases),
-            frozenset(s.known_fields),
-            s.key_field,
-            dict(s.derived),
-            s.time_field,
-            dict(s.time_formats),
-        )
+        self.fields = s.rows
         self._token = s.admin_token_sha256
         self._models: dict[str, Loaded] = {}
         self._load_lock = threading.Lock()

@@ -20,6 +20,7 @@ from engine.errors import InsightError, StateError
 from engine.timeformat import to_strptime
 from engine.workspace import Workspace
 from serve.admin import admin_token
+from serve.inputs import RowFields
 from serve.settings import ServeSettings
 
 APP_NAME = "insight"
@@ -58,8 +59,6 @@ def settings_for(
     token = admin_token(cfg, ws, create=True)
     keys = {e.key for e in cfg.entities.values()}
     pii_cols = {p.split(".", 1)[1] for p in cfg.pii}
-    aliases, known = row_fields(cfg)
-    lab_entity = cfg.sources[cfg.label.source].entity
     args: dict[str, Any] = {
         "tracking_uri": ws.tracking_uri,
         "model": cfg.train.model_name,
@@ -78,16 +77,7 @@ def settings_for(
         "app": app,
         "hash_entity_ids": bool(keys & pii_cols),
         "sensitive": list(cfg.sensitive),
-        "field_aliases": aliases,
-        "known_fields": known,
-        "key_field": cfg.entity_key(lab_entity) if lab_entity else None,
-        "derived": {k: v for view in cfg.features.views for k, v in view.derived.items()},
-        "time_field": cfg.label.event_time,
-        "time_formats": {
-            col: to_strptime(fmt, col)
-            for src in cfg.sources.values()
-            for col, fmt in src.time_formats.items()
-        },
+        "rows": row_fields(cfg),
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
         "challenger_percent": sc.challenger_percent,
@@ -100,10 +90,11 @@ def settings_for(
     return ServeSettings.parse(args)
 
 
-def row_fields(cfg: ProjectConfig) -> tuple[dict[str, str], list[str]]:
-    """The names a row from the user's own table carries: the table's column names (aliases
-    of the project's, from ``rename:``) and every column the project knows (declared,
-    key, label, times, sensitive, PII), which /predict ignores unless the model takes it."""
+def row_fields(cfg: ProjectConfig) -> RowFields:
+    """What a row from the user's own table carries: the table's column names (aliases of
+    the project's, from ``rename:``), every column the project knows (declared, key, label,
+    times, sensitive, PII: ignored unless the model takes it), the key, the views' derived
+    features and the time formats."""
     names = [cfg.label.source] + [v.source for v in cfg.features.views]
     aliases: dict[str, str] = {}
     known = {cfg.label.column, *(e.key for e in cfg.entities.values())}
@@ -116,7 +107,19 @@ def row_fields(cfg: ProjectConfig) -> tuple[dict[str, str], list[str]]:
     if cfg.treatment is not None:
         known |= {cfg.treatment.column, cfg.treatment.outcome}
     known |= {raw for raw, new in aliases.items() if new in known}
-    return aliases, sorted(known)
+    entity = cfg.sources[cfg.label.source].entity
+    return RowFields(
+        aliases=aliases,
+        known=frozenset(known),
+        key=cfg.entity_key(entity) if entity else None,
+        derived={k: v for view in cfg.features.views for k, v in view.derived.items()},
+        time=cfg.label.event_time,
+        time_formats={
+            col: to_strptime(fmt, col)
+            for src in cfg.sources.values()
+            for col, fmt in src.time_formats.items()
+        },
+    )
 
 
 def check_servable(cfg: ProjectConfig, ws: Workspace, alias: str) -> None:

@@ -8,41 +8,59 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
 from engine.train.schema import InputSchema
 from serve.schemas import PredictRequest
 
 
-@dataclass(frozen=True)
-class RowFields:
+class RowFields(BaseModel):
     """How a row as the user's table has it maps onto the model's inputs: the table's own
     column names (``rename:``'s left side) are aliases of the project's; columns the project
     knows but the model does not take (the key, the label, left-out, PII and sensitive
     columns) are ignored, never read; any other name is a typo and a 422. ``key``: the
-    entity key, each row's id when the request sends no ``ids``."""
+    entity key, each row's id when the request sends no ``ids``. Built from the project by
+    ``serve.deploy.row_fields``; part of the app's settings."""
 
-    aliases: dict[str, str] = field(default_factory=dict)
-    known: frozenset[str] = frozenset()
-    key: str | None = None
-    derived: dict[str, str] = field(default_factory=dict)
-    time: str | None = None
-    time_formats: dict[str, str] = field(default_factory=dict)  # column -> strptime format
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Column names as the table has them -> the project's."
+    )
+    known: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="Fields a row may carry that the model does not take: ignored.",
+    )
+    key: str | None = Field(default=None, description="The entity key: a row's id.")
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="The views' derived features (name -> SQL); the datediff ones are "
+        "computed from a row's own columns when the row does not send them.",
+    )
+    time: str | None = Field(default=None, description="The label time: 'now' when not sent.")
+    time_formats: dict[str, str] = Field(
+        default_factory=dict, description="Non-ISO time columns as strptime formats."
+    )
+    _derivations: dict[str, Derivation] | None = PrivateAttr(default=None)
+
+    @field_serializer("known")
+    def _sorted(self, v: frozenset[str]) -> list[str]:
+        return sorted(v)
 
     def derivations(self) -> dict[str, Derivation]:
         """The derived features /predict computes from a row's own columns (the rest must
-        be sent, or looked up as ``entities``)."""
-        out = {}
-        for name, expr in self.derived.items():
-            d = Derivation.parse(expr)
-            if d is not None:
-                out[name] = d
-        return out
+        be sent, or looked up as ``entities``); parsed once, not per request."""
+        if self._derivations is None:
+            self._derivations = {
+                name: d for name, expr in self.derived.items() if (d := Derivation.parse(expr))
+            }
+        return self._derivations
 
 
 _DAY_ARG = r"(\w+|DATE\s*'\d{4}-\d{2}-\d{2}')"

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.config import AutoscalingConfig, ServeConfig
+from serve.inputs import RowFields
 
 _D = ServeConfig()
 
@@ -45,30 +46,10 @@ class ServeSettings(BaseModel):
         description="Sensitive attributes logged per row from the online table (for live "
         "fairness); never model inputs.",
     )
-    field_aliases: dict[str, str] = Field(
-        default_factory=dict,
-        description="Column names as the user's table has them -> the project's names: a row "
-        "straight from the table is accepted as it is.",
-    )
-    known_fields: list[str] = Field(
-        default_factory=list,
-        description="Fields a row may carry that the model does not take (key, label, "
-        "left-out columns): ignored, never read. Any other unknown field is a 422.",
-    )
-    key_field: str | None = Field(
-        default=None, description="The entity key: a row's id when a request sends no ids."
-    )
-    derived: dict[str, str] = Field(
-        default_factory=dict,
-        description="The feature views' derived features (name -> SQL): /predict computes "
-        "the datediff ones from a row's own columns when the row does not send them.",
-    )
-    time_field: str | None = Field(
-        default=None, description="The label time column: 'now' at serving when not sent."
-    )
-    time_formats: dict[str, str] = Field(
-        default_factory=dict,
-        description="Non-ISO time columns (sources' time_formats) as strptime formats.",
+    rows: RowFields = Field(
+        default_factory=RowFields,
+        description="How a row as the user's table holds it maps onto the model's inputs "
+        "(serve/inputs.py).",
     )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.config import ProjectConfig
-from engine.data.init import plan, render
+from engine.data.init import plan
+from engine.data.project_file import render
 from engine.data.sources import check_sources
 from engine.errors import ConfigError, DataError
 from tests.tables import telecom, write_csv

@@ -25,7 +25,9 @@ pytestmark = pytest.mark.process
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _insight(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _insight(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
         capture_output=True,
@@ -33,7 +35,7 @@ def _insight(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
         timeout=300,
         env={**os.environ, **(env or {})},
         check=False,
-        cwd=ROOT,
+        cwd=cwd,
     )
 
 
@@ -220,27 +222,18 @@ def test_the_monitor_reads_the_workspaces_registry_from_any_directory(tmp_path: 
     t_from, t_to = _big_log(ws.audit / "insight", 300)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "monitor",
-            "-p",
-            str(proj),
-            "-w",
-            str(ws.root),
-            "--from",
-            pd.Timestamp(t_from, unit="s", tz="UTC").isoformat(),
-            "--to",
-            pd.Timestamp(t_to + 1, unit="s", tz="UTC").isoformat(),
-            "--no-retrain",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    r = _insight(
+        "monitor",
+        "-p",
+        str(proj),
+        "-w",
+        str(ws.root),
+        "--from",
+        pd.Timestamp(t_from, unit="s", tz="UTC").isoformat(),
+        "--to",
+        pd.Timestamp(t_to + 1, unit="s", tz="UTC").isoformat(),
+        "--no-retrain",
         cwd=elsewhere,
-        check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert not list(elsewhere.iterdir()), "nothing written where the monitor ran"

@@ -14,7 +14,8 @@ import pytest
 from fastapi import HTTPException
 
 from engine.config import ProjectConfig
-from engine.data.init import plan, render
+from engine.data.init import plan
+from engine.data.project_file import render
 from engine.train.schema import FeatureSpec, InputSchema
 from serve.deploy import row_fields
 from serve.inputs import RowFields, rows_frame
@@ -45,8 +46,8 @@ def test_a_row_straight_from_the_users_csv_is_read_as_pandas_reads_the_table(
 ) -> None:
     cfg, path, _ = project
     schema = _schema(cfg)
-    aliases, known = row_fields(cfg)
-    fields = RowFields(aliases, frozenset(known), "customer_id")
+    fields = row_fields(cfg)
+    assert fields.key == "customer_id"
     with path.open() as fh:
         rows = list(csv.DictReader(fh))  # every cell as text, as a client reading the CSV
     pick = np.random.default_rng(seed).choice(len(rows), 40, replace=False)
@@ -71,8 +72,8 @@ def test_typos_bad_values_and_duplicates_are_422s_naming_the_field(
 ) -> None:
     cfg, _, _ = project
     schema = _schema(cfg)
-    aliases, known = row_fields(cfg)
-    fields = RowFields(aliases, frozenset(known), "customer_id")
+    fields = row_fields(cfg)
+    assert fields.key == "customer_id"
     row = {f.name: ("1" if f.kind == "numeric" else "x") for f in schema.features}
 
     def status(r: dict[str, object]) -> str:

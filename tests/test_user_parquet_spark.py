@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from engine.config import ProjectConfig
-from engine.data.init import plan, render
+from engine.data.init import plan
+from engine.data.project_file import render
 from engine.data.sources import read_source
 from engine.pii import load_key
 from engine.stages.features import stage_features

@@ -197,7 +197,8 @@ def test_as_good_as_the_obvious_baseline(
     """Held-out AUC within 0.02 of the better of one-hot logistic regression and
     HistGradientBoosting, trained on the same rows, on tables whose signal is categorical."""
     from engine.config import ProjectConfig
-    from engine.data.init import plan, render
+    from engine.data.init import plan
+    from engine.data.project_file import render
     from engine.stages.features import stage_features
     from engine.stages.train import stage_train
     from engine.train.dataset import load_training_set

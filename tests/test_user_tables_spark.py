@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from engine.config import ProjectConfig
-from engine.data.init import plan, render
+from engine.data.init import plan
+from engine.data.project_file import render
 from engine.errors import ConfigError, DataError
 from engine.features import snapshot as snap
 from engine.stages.features import stage_features

@@ -4,7 +4,9 @@ and source bytes) already exists is reused without starting Spark."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -74,9 +76,7 @@ def check_features(
     if spark is None:
         with spark_session(cfg, ws) as s:
             return check_features(cfg, ws, s, rows)
-    from pyspark.errors import PySparkException
-
-    try:
+    with _spark_errors(cfg):
         sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
         table = build_training_table(
             cfg, sources, labels.positive, labels.negative, sample_labels=rows
@@ -91,12 +91,6 @@ def check_features(
             n = table.count()
         finally:
             table.unpersist()
-    except PySparkException as exc:
-        text = str(exc).strip().splitlines()[0][:600]
-        raise DataError(
-            f"Spark could not build the feature table of '{cfg.name}': {text}. Fix: check the "
-            "feature views against the sources; `insight validate` checks the columns."
-        ) from None
     return {
         "snapshot_id": sid,
         "sampled_rows": n,
@@ -139,12 +133,19 @@ def _build_or_explain(
     key: bytes,
     labels: LabelValues,
 ) -> snap.Snapshot:
-    """The build, with a Spark analysis error turned into one clear message while the
-    session is alive (after it stops, the error's text can no longer be read)."""
+    """The build, with a Spark analysis error turned into one clear message."""
+    with _spark_errors(cfg):
+        return _build(cfg, ws, spark, sid, fps, key, labels)
+
+
+@contextlib.contextmanager
+def _spark_errors(cfg: ProjectConfig) -> Iterator[None]:
+    """A Spark error as one DataError with a fix, its text read while the session is alive
+    (after it stops, the error's text can no longer be read)."""
     from pyspark.errors import PySparkException
 
     try:
-        return _build(cfg, ws, spark, sid, fps, key, labels)
+        yield
     except PySparkException as exc:
         text = str(exc).strip().splitlines()[0][:600]
         raise DataError(
