@@ -213,7 +213,8 @@ def test_the_monitor_reads_the_workspaces_registry_from_any_directory(tmp_path: 
     proj = _project(tmp_path, [])
     name = ProjectConfig.load(proj).train.model_name
     ws = Workspace(tmp_path / "ws").ensure()
-    client = MlflowClient(ws.tracking_uri)  # explicit: this process's MLflow stays as it was
+    # explicit URIs (registry too: it defaults to the process's, which earlier tests set)
+    client = MlflowClient(tracking_uri=ws.tracking_uri, registry_uri=ws.tracking_uri)
     client.create_registered_model(name)
     v = client.create_model_version(
         name, source=str(tmp_path / "model"), tags={"features": '["amount"]'}
