@@ -79,6 +79,38 @@ class SourceConfig(_Model):
         "(e.g. 'dd/MM/yyyy'). /predict reads the same format.",
     )
 
+    delimiter: str = Field(
+        default=",",
+        min_length=1,
+        max_length=1,
+        description="CSV: the character between cells (',' ';' tab '|'). `insight init` "
+        "finds it from the file.",
+    )
+    decimal: Literal[".", ","] = Field(
+        default=".",
+        description="CSV: the decimal mark of number cells. ',' reads '12,50' as 12.5; a "
+        "cell with a point (a thousands separator there: '1.234,50') is then not read and "
+        "is counted as not a number.",
+    )
+    encoding: str = Field(
+        default="utf-8",
+        description="CSV: the text encoding (utf-8, or e.g. windows-1252 for files saved "
+        "by older spreadsheet programs). `insight init` finds it from the file.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(
+                f"unknown text encoding {v!r}. Fix: use utf-8, windows-1252 or latin-1."
+            ) from None
+        return v
+
     @field_validator("time_formats")
     @classmethod
     def _formats(cls, v: dict[str, str]) -> dict[str, str]:
@@ -87,6 +119,27 @@ class SourceConfig(_Model):
         for col, fmt in v.items():
             to_strptime(fmt, col)  # a ValueError names the column, the format and the fix
         return v
+
+    @model_validator(mode="after")
+    def _csv_dialect(self) -> SourceConfig:
+        dialect = {
+            k: getattr(self, k)
+            for k, d in (("delimiter", ","), ("decimal", "."), ("encoding", "utf-8"))
+            if getattr(self, k) != d
+        }
+        if dialect and self.format != "csv":
+            raise ValueError(
+                f"{', '.join(dialect)} describe a CSV file; this source is {self.format}. "
+                f"Fix: remove {', '.join(dialect)} from this source."
+            )
+        if self.delimiter in ('"', "\n", "\r") or (self.delimiter == self.decimal == ","):
+            raise ValueError(
+                f"delimiter {self.delimiter!r} cannot separate cells"
+                + (" when ',' is also the decimal mark" if self.delimiter == "," else "")
+                + ". Fix: set delimiter to the file's separator (';' in most files with "
+                "decimal commas)."
+            )
+        return self
 
     @model_validator(mode="after")
     def _formats_are_times(self) -> SourceConfig:

@@ -119,6 +119,13 @@ def row_fields(cfg: ProjectConfig) -> RowFields:
             for src in cfg.sources.values()
             for col, fmt in src.time_formats.items()
         },
+        decimal_comma=frozenset(
+            col
+            for n in dict.fromkeys(names)
+            if cfg.sources[n].decimal == ","
+            for col, kind in cfg.sources[n].columns.items()
+            if kind in ("int", "double")
+        ),
     )
 
 

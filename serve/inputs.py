@@ -47,9 +47,14 @@ class RowFields(BaseModel):
     time_formats: dict[str, str] = Field(
         default_factory=dict, description="Non-ISO time columns as strptime formats."
     )
+    decimal_comma: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="Number columns of a source written with a decimal comma: '12,50' "
+        "sent as text reads as 12.5 (as the build read it).",
+    )
     _derivations: dict[str, Derivation] | None = PrivateAttr(default=None)
 
-    @field_serializer("known")
+    @field_serializer("known", "decimal_comma")
     def _sorted(self, v: frozenset[str]) -> list[str]:
         return sorted(v)
 
@@ -124,9 +129,13 @@ def _day(
     return dt.datetime.fromisoformat(t.replace("Z", "+00:00")).date()
 
 
-def _number(i: int, name: str, v: Any) -> float | None:
+_COMMA_NUMBER = str.maketrans(",.", ".x")
+
+
+def _number(i: int, name: str, v: Any, comma: bool = False) -> float | None:
     """A numeric feature's value: a JSON number or boolean (as 1/0), or text that reads as a
-    number (what a CSV row holds; a blank is missing, as when the training table was read)."""
+    number (what a CSV row holds; a blank is missing, as when the training table was read;
+    ``comma``: the source writes decimals with a comma, '12,50')."""
     if isinstance(v, bool):
         return 1.0 if v else 0.0
     if isinstance(v, str):
@@ -134,12 +143,14 @@ def _number(i: int, name: str, v: Any) -> float | None:
         if not t:
             return None
         try:
-            fv = float(t)
+            # as the build reads such a file: ',' the decimal mark, a '.' not read
+            fv = float(t.translate(_COMMA_NUMBER) if comma else t)
         except ValueError:
+            example = '"29,85"' if comma else '"29.85"'
             raise HTTPException(
                 422,
                 f"rows[{i}].{name}: {v!r} is text; '{name}' is a number. Fix: send a number "
-                '(as JSON or as text such as "29.85"), or null if unknown.',
+                f"(as JSON or as text such as {example}), or null if unknown.",
             ) from None
     else:
         fv = float(v)
@@ -228,7 +239,7 @@ def rows_frame(
             if v is None:
                 cols[f.name].append(None)
             elif f.kind == "numeric":
-                cols[f.name].append(_number(i, f.name, v))
+                cols[f.name].append(_number(i, f.name, v, f.name in fields.decimal_comma))
             else:
                 if not isinstance(v, str):
                     raise HTTPException(

@@ -5,6 +5,7 @@ file (times to the microsecond), and the snapshot builds with a time split."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +225,69 @@ def test_day_first_dates_in_a_csv_are_read_by_their_format(spark: Any, tmp_path:
     bare = cfg.model_copy(update={"sources": {"table": src}})
     with pytest.raises(DataError, match="could not be read in any of the 450 label rows"):
         stage_features(bare, Workspace(tmp_path / ".insight2").ensure(), spark)
+
+
+@pytest.mark.parametrize(
+    ("sep", "decimal", "encoding"),
+    [(";", ",", "cp1252"), ("\t", ".", "utf-8-sig")],
+    ids=["semicolon-comma-windows1252", "tab-point-utf8-bom"],
+)
+def test_a_european_csv_is_read_as_pandas_reads_it(
+    spark: Any, tmp_path: Path, sep: str, decimal: str, encoding: str
+) -> None:
+    """A CSV as a spreadsheet in Germany saves it (cells split by ';', decimals written
+    '12,50', Windows-1252 text), and a tab-separated UTF-8 file with a byte-order mark: init
+    finds the separator, the decimal mark and the encoding, and Spark's build reads every
+    value as pandas reads the same file told how (``sep``, ``decimal``, ``encoding``)."""
+    rng = np.random.default_rng(11)
+    n = 400
+    df = pd.DataFrame(
+        {
+            "Kunden-Nr": np.arange(n) + 5000,
+            "Vertrag": rng.choice(["Monatlich", "Jährlich", "Zwei Jahre"], n),
+            "Umsatz (€)": rng.gamma(2, 30, n).round(2),
+            "Anzahl Geräte": rng.integers(0, 6, n),
+            "Gekündigt": rng.choice(["ja", "nein"], n),
+        }
+    )
+    df.loc[[5, 17], "Umsatz (€)"] = np.nan
+    path = tmp_path / "kunden.csv"
+    df.to_csv(path, sep=sep, decimal=decimal, index=False, encoding=encoding)
+    text = path.read_bytes()
+    if encoding == "cp1252":  # the file really is what the test says
+        assert b"J\xe4hrlich" in text and re.search(rb";\d+,\d+;", text)
+    else:
+        assert text.startswith(b"\xef\xbb\xbf") and b"\t" in text
+    path.write_bytes(text.replace(b"\r\n", b"\n"))
+    grouped = "1.234,50" if decimal == "," else "1,234.50"  # thousands: not read, counted
+    with path.open("ab") as f:  # cells in the number column that are not numbers
+        for i, cell in enumerate(["n/a", grouped]):
+            row = [str(9998 + i), "Monatlich", cell, "2", "nein"]
+            f.write(sep.join(row).encode(encoding.split("-sig")[0]) + b"\n")
+
+    p = plan(path, "Gekündigt", positive="ja")
+    assert (p.dialect.delimiter, p.dialect.decimal) == (sep, decimal)
+    assert p.dialect.encoding == ("windows-1252" if encoding == "cp1252" else "utf-8")
+    kinds = {c.name: c.kind for c in p.columns}
+    assert kinds["umsatz"] == "double" and kinds["anzahl_gerate"] == "int", kinds
+    assert p.key == "kunden_nr" and "vertrag" in p.features
+    (tmp_path / "insight.yaml").write_text(render(p))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    src = cfg.sources["table"]
+    assert (src.delimiter, src.decimal) == (sep, decimal)
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    snap, _ = stage_features(cfg, ws, spark)
+    assert snap.manifest["unparsed_cells"]["table"]["umsatz"] == {"blank": 2, "not_double": 2}
+    got = snap.read_pandas().sort_values("kunden_nr").reset_index(drop=True)
+    want = pd.read_csv(
+        path, sep=sep, decimal=decimal, encoding=encoding, na_values=["n/a", grouped]
+    )
+    want = want.sort_values("Kunden-Nr").reset_index(drop=True)
+    assert len(got) == len(want) == n + 2
+    np.testing.assert_array_equal(got["kunden_nr"].to_numpy(), want["Kunden-Nr"].to_numpy())
+    np.testing.assert_allclose(
+        got["umsatz"].to_numpy(dtype=float), want["Umsatz (€)"].to_numpy(), rtol=0, atol=0
+    )
+    np.testing.assert_array_equal(got["anzahl_gerate"].to_numpy(), want["Anzahl Geräte"].to_numpy())
+    assert got["vertrag"].tolist() == want["Vertrag"].tolist()  # 'Jährlich', not mojibake

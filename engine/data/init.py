@@ -2,7 +2,8 @@
 
 Given one CSV or Parquet table and its label column, write ``insight.yaml`` beside it:
 
-- the source, with every column's type inferred (a CSV column whose non-blank cells are
+- the source, written as the file is (a CSV's separator, decimal comma and encoding are
+  found from the file: :func:`sniff_csv`), with every column's type inferred (a CSV column whose non-blank cells are
   numbers, apart from a few stray words, is numeric: the blanks and words become null at
   build time and are counted); awkward column names are renamed to snake_case;
 - the key: ``--key``, else a column named like an id whose values are unique, else any
@@ -53,6 +54,16 @@ TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
 NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
 
 
+@dataclass(frozen=True)
+class Dialect:
+    """How a CSV file is written: what the source's ``delimiter``, ``decimal`` and
+    ``encoding`` say (the defaults: comma, point, UTF-8)."""
+
+    delimiter: str = ","
+    decimal: str = "."
+    encoding: str = "utf-8"
+
+
 @dataclass
 class Column:
     name: str  # as the project uses it (snake_case)
@@ -87,6 +98,7 @@ class Plan:
     sensitive: list[str] = field(default_factory=list)
     time_candidates: list[str] = field(default_factory=list)
     time_note: str = ""
+    dialect: Dialect = field(default_factory=Dialect)
 
 
 def snake(name: str) -> str:
@@ -101,9 +113,41 @@ def snake(name: str) -> str:
     return s if s and not s[0].isdigit() else f"c_{s}"
 
 
-def read_table(path: Path) -> tuple[pd.DataFrame, str]:
+DELIMITERS = ",;\t|"
+DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
+DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+$")
+COMMA_NUMBER = str.maketrans(",.", ".x")  # '12,50' -> '12.50'; '1.234' is not a number
+
+
+def sniff_csv(path: Path, size: int = 1 << 16) -> Dialect:
+    """The separator and encoding of a CSV file, from its first bytes: UTF-8 unless the
+    bytes are not (then windows-1252, what older spreadsheet programs save); the separator
+    that splits the header and the first rows into the same number of cells (csv.Sniffer,
+    limited to , ; tab |), a comma when nothing tells."""
+    import csv
+
+    head = path.read_bytes()[:size]
+    try:
+        text = head.decode("utf-8")
+        encoding = "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3:  # a character cut by the sample's end
+            text, encoding = head[: exc.start].decode("utf-8"), "utf-8"
+        else:
+            text, encoding = head.decode("windows-1252", errors="replace"), "windows-1252"
+    lines = text.lstrip("\ufeff").splitlines()[:50]
+    if len(lines) > 1 and size <= len(head):
+        lines = lines[:-1]  # the last line may be cut
+    try:
+        delimiter = csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        delimiter = ","
+    return Dialect(delimiter=delimiter, encoding=encoding)
+
+
+def read_table(path: Path) -> tuple[pd.DataFrame, str, Dialect]:
     """The table with every CSV cell as text (types are inferred here, not by a parser that
-    turns a column with one blank into text); Parquet as it is."""
+    turns a column with one blank into text), and the CSV's dialect; Parquet as it is."""
     if not path.is_file():
         raise ConfigError(
             f"--from '{path}' does not exist. Fix: pass the path of a CSV or Parquet file."
@@ -111,17 +155,24 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):
-            return pq.read_table(path).to_pandas(), "parquet"
+            return pq.read_table(path).to_pandas(), "parquet", Dialect()
         if suffix in (".csv", ".txt", ".tsv"):
-            with pacsv.open_csv(path) as reader:
+            d = sniff_csv(path)
+            opts = {
+                "read_options": pacsv.ReadOptions(encoding=d.encoding),
+                "parse_options": pacsv.ParseOptions(delimiter=d.delimiter),
+            }
+            with pacsv.open_csv(path, **opts) as reader:
                 names = reader.schema.names
             table = pacsv.read_csv(
                 path,
                 convert_options=pacsv.ConvertOptions(
                     column_types=dict.fromkeys(names, pa.string())
                 ),
+                **opts,
             )
-            return table.to_pandas(), "csv"
+            df = table.to_pandas()
+            return df, "csv", Dialect(d.delimiter, _decimal(df, d.delimiter), d.encoding)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"'{path}' could not be read as {suffix[1:]}: {exc}") from None
     raise ConfigError(
@@ -129,7 +180,32 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str]:
     )
 
 
-def _infer(raw: str, col: pd.Series, fmt: str) -> Column:
+def _decimal(df: pd.DataFrame, delimiter: str) -> str:
+    """',' when some column's cells are numbers written with a decimal comma (12,50) and no
+    column's are numbers with a decimal point; a comma-separated file has none."""
+    if delimiter == ",":
+        return "."
+    comma = point = False
+    for c in df.columns:
+        text = df[c].astype("string").str.strip()
+        filled = text[text.notna() & (text != "")]
+        if filled.empty:
+            continue
+        as_is = float(pd.to_numeric(filled, errors="coerce").notna().mean())
+        if as_is >= NUMERIC_SHARE:
+            point = point or bool(filled.str.match(DECIMAL_POINT).any())
+        elif (
+            filled.str.match(DECIMAL_COMMA).any()
+            and float(
+                pd.to_numeric(filled.str.translate(COMMA_NUMBER), errors="coerce").notna().mean()
+            )
+            >= NUMERIC_SHARE
+        ):
+            comma = True
+    return "," if comma and not point else "."
+
+
+def _infer(raw: str, col: pd.Series, fmt: str, decimal: str = ".") -> Column:
     name = snake(raw)
     if fmt == "parquet":
         dt = col.dtype
@@ -153,7 +229,8 @@ def _infer(raw: str, col: pd.Series, fmt: str) -> Column:
     if set(lower.unique()) <= {"true", "false"}:
         out.kind = "bool"
         return out
-    nums = pd.to_numeric(filled, errors="coerce")
+    as_number = filled.str.translate(COMMA_NUMBER) if decimal == "," else filled
+    nums = pd.to_numeric(as_number, errors="coerce")
     parsed = float(nums.notna().mean())
     if parsed >= NUMERIC_SHARE:
         whole = nums.dropna()
@@ -161,7 +238,7 @@ def _infer(raw: str, col: pd.Series, fmt: str) -> Column:
             "int"
             if parsed == 1.0
             and bool((whole == whole.round()).all())
-            and not filled.str.contains(r"[.eE]").any()
+            and not filled.str.contains(r"[.,eE]").any()
             else "double"
         )
         bad = int(nums.isna().sum())
@@ -211,10 +288,10 @@ def plan(
 
     from engine.data.labels import normalize, resolve
 
-    df, fmt = read_table(path)
+    df, fmt, dialect = read_table(path)
     if df.empty or not len(df.columns):
         raise DataError(f"'{path}' has no rows. Fix: pass a table with data.")
-    cols = [_infer(str(c), df[c], fmt) for c in df.columns]
+    cols = [_infer(str(c), df[c], fmt, dialect.decimal) for c in df.columns]
     by_raw = {c.raw: c for c in cols}
     by_name = {c.name: c for c in cols}
     if len(by_name) < len(cols):
@@ -268,6 +345,7 @@ def plan(
         name=snake(path.stem).replace("_", "-")[:60] or "project",
         path=path,
         fmt=fmt,
+        dialect=dialect,
         rows=len(df),
         columns=cols,
         key=kcol,

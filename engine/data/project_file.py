@@ -25,8 +25,15 @@ def render(p: Plan) -> str:
         f"  {src}:",
         f"    path: {q(p.path.name)}",
         f"    format: {p.fmt}",
-        "    entity: row",
     ]
+    d = p.dialect
+    if d.delimiter != ",":
+        lines.append(f"    delimiter: {q(d.delimiter)}   # the character between cells")
+    if d.decimal != ".":
+        lines.append(f"    decimal: {q(d.decimal)}   # number cells are written 12,50")
+    if d.encoding != "utf-8":
+        lines.append(f"    encoding: {d.encoding}   # the file is not UTF-8")
+    lines.append("    entity: row")
     if p.time:
         lines.append(f"    event_time: {p.time}")
     if p.row_id:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -47,8 +47,16 @@ def read_schema(src: SourceConfig, path: Path) -> pa.Schema:
                 raise DataError(f"'{path}' is a folder with no .parquet files.")
             return pq.read_schema(files[0])
         return pq.read_schema(path)
-    with pacsv.open_csv(path) as reader:
+    with pacsv.open_csv(path, **csv_options(src)) as reader:
         return reader.schema
+
+
+def csv_options(src: SourceConfig) -> dict[str, Any]:
+    """pyarrow's reader options for the source's CSV dialect (separator and encoding)."""
+    return {
+        "read_options": pacsv.ReadOptions(encoding=src.encoding),
+        "parse_options": pacsv.ParseOptions(delimiter=src.delimiter),
+    }
 
 
 def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None = None) -> None:
@@ -191,7 +199,11 @@ def _typed(src: SourceConfig, col: str, kind: str) -> str:
     fmt = src.time_formats.get(col)
     if kind == "timestamp" and fmt:
         return f"CAST(try_to_timestamp(trim(`{col}`), '{fmt}') AS timestamp_ntz)"
-    return f"try_cast(trim(`{col}`) AS {_SPARK_TYPES[kind]})"
+    cell = f"trim(`{col}`)"
+    if src.decimal == "," and kind in ("int", "double"):
+        # ',' is the decimal mark; a '.' (a thousands separator in such files) is not read
+        cell = f"translate({cell}, ',.', '.x')"
+    return f"try_cast({cell} AS {_SPARK_TYPES[kind]})"
 
 
 def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
@@ -208,10 +220,13 @@ def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
             t = F.expr(f"timestamp_micros((`{col}` - pmod(`{col}`, 1000)) div 1000)")
             df = df.withColumn(col, t.cast("timestamp_ntz") if naive else t)
         return df
-    elif src.columns:  # every cell as text; typed below by try_cast
-        df = spark.read.option("header", True).csv(path)
-    else:
-        df = spark.read.option("header", True).option("inferSchema", True).csv(path)
+    reader = (
+        spark.read.option("header", True)
+        .option("sep", src.delimiter)
+        .option("encoding", src.encoding)
+    )
+    # declared columns: every cell as text, typed by try_cast in read_source
+    df = (reader if src.columns else reader.option("inferSchema", True)).csv(path)
     # Names by position, from the header as the file has it: Spark's CSV reader renames
     # headers that differ only in case ("Plan", "plan" -> "Plan0", "plan1").
     header = read_schema(src, Path(path)).names
@@ -295,5 +310,5 @@ def read_columns(
         opts = pacsv.ConvertOptions(
             include_columns=raw, column_types=dict.fromkeys(raw, pa.string())
         )
-        table = pacsv.read_csv(path, convert_options=opts)
+        table = pacsv.read_csv(path, convert_options=opts, **csv_options(src))
     return {c: table.column(r) for c, r in zip(columns, raw, strict=True)}

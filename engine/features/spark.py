@@ -81,6 +81,9 @@ _SQL_CONF = {
     # pandas writes nanosecond timestamps, which Spark cannot read as times: they are read
     # as longs and turned into times by engine.data.sources (to microseconds).
     "spark.sql.legacy.parquet.nanosAsLong": "true",
+    # CSV files in any encoding Java knows (windows-1252, what older spreadsheets save): Spark
+    # 4 otherwise accepts only the UTF and ISO-8859-1 families, and ISO-8859-1 has no '€'.
+    "spark.sql.legacy.javaCharsets": "true",
 }
 
 
