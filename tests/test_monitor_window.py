@@ -139,6 +139,11 @@ def test_labels_ingest_checks_everything_first_and_joins(tmp_path: Path) -> None
     assert lab.ingest(cfg, ws, by_req).rows == 2
     assert lab.ingest(cfg, ws, by_ent).rows == 3
     assert lab.ingest(cfg, ws, by_ent).duplicate, "the same file twice is stored once"
+    semi = tmp_path / "semi.csv"  # as a spreadsheet in Europe saves it: ';', Windows-1252
+    pd.DataFrame({"request_id": ["r7", "r8"], "churned": ["1", "0"]}).to_csv(
+        semi, sep=";", index=False, encoding="cp1252"
+    )
+    assert lab.ingest(cfg, ws, semi).rows == 2
     labels = lab.load_labels(ws)
     request_id = np.array([f"r{i}" for i in range(5)], dtype=object)
     entity = np.array(["e0", "e1", "e2", "e1", "e3"], dtype=object)

@@ -51,7 +51,17 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        from engine.data.init import sniff_csv
+
+        d = sniff_csv(path)  # a ';' file, or one saved as Windows-1252, reads as well
+        return pd.read_csv(
+            path,
+            sep=d.delimiter,
+            encoding=d.encoding,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+        )
     except Exception as exc:  # a malformed file: say which and why, write nothing
         raise DataError(f"labels file '{path}' could not be read: {exc}") from None
 
