@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -122,6 +123,13 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     empty = tmp_path / "empty.csv"
     empty.write_text("a,b,Churn\n")
     cases.append((["--label", "Churn"], "has no rows", empty))
+    words = tmp_path / "words.csv"  # a pair of label values init cannot tell apart alone
+    words.write_text(
+        "a,b,status\n"
+        + "".join(f"{i},{i % 2},{'active' if i % 3 else 'churned'}\n" for i in range(30))
+    )
+    cases.append((["--label", "status"], "Fix: pass --positive 'churned'", words))
+    cases.append((["--label", "status", "--positive", "gone"], "--positive is 'gone'", words))
     for args, words, path in cases:
         code, text = _insight(capsys, "init", "--from", str(path), *args)
         assert code == 2, (args, text)
@@ -132,6 +140,19 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
     code, text = _insight(capsys, "init", "--from", str(table), "--label", "Churn")
     assert code == 2 and "--force" in text and out.read_text() == before
     assert _insight(capsys, "init", "--from", str(table), "--label", "Churn", "--force")[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "positive"),
+    [(("Yes", "No"), "Yes"), (("ja", "nein"), "ja"), (("Oui", "Non"), "Oui"), (("sí", "no"), "sí")],
+)
+def test_the_usual_spellings_of_yes_are_the_positive_outcome(
+    tmp_path: Path, values: tuple[str, str], positive: str
+) -> None:
+    df = telecom(60, 2)
+    df["Churn"] = np.where(df["Churn"] == "Yes", *values)
+    p = plan(write_csv(df, tmp_path / "t.csv"), "Churn")
+    assert p.positive == positive
 
 
 def test_plan_errors_are_typed(table: Path) -> None:

@@ -318,7 +318,15 @@ def plan(
             missing += 1
         else:
             values[s] += 1
-    lv = resolve(lab.name, values, missing, positive)
+    try:
+        lv = resolve(lab.name, values, missing, positive)
+    except ConfigError as exc:  # the fix for init is its option, not the file's field
+        if positive is not None:
+            raise ConfigError(str(exc).replace("label.positive", "--positive")) from None
+        raise ConfigError(
+            str(exc).split(" Fix:")[0]
+            + f" Fix: pass --positive {values.most_common()[-1][0]!r}, or the other value."
+        ) from None
     pos_raw: Any = next(
         (v for v in df[lab.raw].dropna().unique() if normalize(v) == lv.positive), lv.positive
     )

@@ -26,6 +26,16 @@ _KNOWN_PAIRS: list[tuple[set[str], str]] = [
     ({"t", "f"}, "t"),
     ({"1", "0"}, "1"),
     ({"1.0", "0.0"}, "1.0"),
+    # as spreadsheets in other languages write them
+    ({"ja", "nein"}, "ja"),
+    ({"j", "n"}, "j"),
+    ({"ja", "nee"}, "ja"),
+    ({"oui", "non"}, "oui"),
+    ({"si", "no"}, "si"),
+    ({"sí", "no"}, "sí"),
+    ({"sim", "não"}, "sim"),
+    ({"wahr", "falsch"}, "wahr"),
+    ({"vrai", "faux"}, "vrai"),
 ]
 
 
