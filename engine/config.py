@@ -435,7 +435,7 @@ class ProjectConfig(_Model):
                 "(the example is examples/retail/insight.yaml)."
             )
         try:
-            raw = yaml.safe_load(p.read_text())
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict):

@@ -160,7 +160,7 @@ def load_cluster(raw: Any, base_dir: str) -> ClusterConfig:
                 "to the project file, or put the profiles under 'cluster:' directly."
             )
         try:
-            raw = yaml.safe_load(p.read_text())
+            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{p}: not valid YAML: {exc}") from None
     try:

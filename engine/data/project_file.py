@@ -124,7 +124,11 @@ def _quote(v: Any) -> str:
     import json
 
     return (
-        json.dumps(v) if isinstance(v, str) else str(v).lower() if isinstance(v, bool) else str(v)
+        json.dumps(v, ensure_ascii=False)
+        if isinstance(v, str)
+        else str(v).lower()
+        if isinstance(v, bool)
+        else str(v)
     )
 
 
