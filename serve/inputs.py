@@ -261,6 +261,63 @@ def rows_frame(
     return frame, ids
 
 
+def table_frame(
+    batch: pd.DataFrame, schema: InputSchema, fields: RowFields
+) -> tuple[pd.DataFrame, list[str] | None, np.ndarray]:
+    """Rows of the user's own table (a batch of it: cells as text from a CSV, or typed from
+    Parquet) as model inputs, by /predict's row contract (:func:`rows_frame`): the table's
+    own column names, numbers as text (a decimal comma where the source has one), dates
+    for the derived day counts, the key as each row's id. Unlike a request, a table is read
+    as the build reads its source: a number or date cell that does not read is missing and
+    counted (the third value: such cells per row), and columns the project does not know
+    are left aside. A row that still cannot be read raises HTTPException (the caller says
+    which table)."""
+    keys = set(schema.names)
+    numeric = {f.name for f in schema.features if f.kind == "numeric"}
+    derive = {n: d for n, d in fields.derivations().items() if n in keys}
+    dated = {c for d in derive.values() for c in d.columns()}
+    take: dict[str, str] = {}  # the table's column -> the project's name
+    for c in batch.columns:
+        name = c if c in keys else fields.aliases.get(c, c)
+        if name in keys or name in dated or name in fields.known:
+            take[str(c)] = name
+    bad = np.zeros(len(batch), dtype=np.int64)
+    cols: dict[str, Any] = {}
+    for c, name in take.items():
+        s = batch[c]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            if getattr(s.dt, "tz", None) is not None:
+                s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+            s = s.dt.strftime("%Y-%m-%dT%H:%M:%S").astype(object)
+        elif name in numeric and not pd.api.types.is_numeric_dtype(s):
+            text = s.astype("string").str.strip()
+            blank = text.isna() | (text == "")
+            if name in fields.decimal_comma:
+                text = text.str.translate(_COMMA_NUMBER)
+            num = pd.to_numeric(text.mask(blank), errors="coerce")
+            bad += (num.isna() & ~blank).to_numpy(dtype=np.int64)
+            s = num
+        cols[c] = s
+    frame = pd.DataFrame(cols, index=batch.index)
+    obj: Any = frame.astype(object)
+    records = obj.where(frame.notna(), None).to_dict("records")
+    present = set(take.values())
+    if derive:
+        today = dt.datetime.now(dt.UTC).date()
+        for i, rec in enumerate(records):
+            other = {take[k]: v for k, v in rec.items() if take[k] not in keys}
+            for name, d in derive.items():
+                if name in present:  # sent as a column of the table
+                    continue
+                try:
+                    rec[name] = d.value(other, today, fields.time, fields.time_formats)
+                except ValueError:  # a date that does not read: missing, as in the build
+                    rec[name] = None
+                    bad[i] += 1
+    x, ids = rows_frame(records, schema, fields)
+    return x, ids, bad
+
+
 def entity_matrix(
     online: Any, entities: list[Any], features: list[str]
 ) -> tuple[pd.DataFrame, list[str]]:

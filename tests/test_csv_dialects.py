@@ -158,3 +158,65 @@ def test_predict_does_not_misread_a_thousands_separator(tmp_path: Path) -> None:
     with pytest.raises(HTTPException) as e:
         rows_frame([{"MonthlyCharges": "1.234,50"}], schema, fields)
     assert e.value.status_code == 422 and '"29,85"' in str(e.value.detail)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_users_table_in_batch_is_read_as_predict_reads_its_rows(
+    tmp_path: Path, seed: int
+) -> None:
+    """`insight score --input` of the user's own table (serve.inputs.table_frame, on the
+    table as Ray reads it: every cell as text) gives the model the inputs /predict gives for
+    the same rows; where /predict refuses a row (text in a number column, a date that does
+    not exist) the batch scores the cell as missing and counts it, as the build does."""
+    from fastapi import HTTPException
+
+    from engine.data.sources import csv_options
+    from serve.inputs import table_frame
+
+    rng = np.random.default_rng(seed)
+    df = telecom(300, seed)
+    days = pd.to_timedelta(rng.integers(0, 900, len(df)), "D")
+    df["Signup Date"] = (pd.Timestamp("2023-01-01") + days).strftime("%Y-%m-%d")
+    path = _write(df, tmp_path / "kunden.csv", ";", ",", "cp1252")
+    (tmp_path / "insight.yaml").write_text(render(plan(path, "Churn")))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    assert "signup_date_days_since_1970" in cfg.feature_names()
+    types = cfg.sources["table"].columns
+    schema = InputSchema(  # the model's inputs: the day count, not the date it comes from
+        tuple(
+            FeatureSpec(f, "numeric" if types.get(f, "double") != "string" else "categorical")
+            for f in cfg.feature_names()
+            if types.get(f) != "timestamp"
+        )
+    )
+    fields = row_fields(cfg)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    opts = csv_options(cfg.sources["table"])
+    names = pacsv.read_csv(path, **opts).column_names
+    text = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string())),
+        **opts,
+    ).to_pandas()
+    batch, ids, bad = table_frame(text.assign(Notes="left aside"), schema, fields)
+    with path.open(encoding="cp1252") as fh:
+        rows = list(csv.DictReader(fh, delimiter=";"))
+    want, want_ids = rows_frame(rows, schema, fields)
+    pd.testing.assert_frame_equal(batch, want)
+    assert ids == want_ids == df["customerID"].tolist() and not bad.any()
+
+    broken = text.copy()
+    broken.loc[3, "TotalCharges"] = "n/a"
+    broken.loc[5, "Signup Date"] = "2025-02-31"
+    batch, _, bad = table_frame(broken, schema, fields)
+    assert bad.tolist() == [0, 0, 0, 1, 0, 1] + [0] * (len(df) - 6)
+    assert np.isnan(batch.loc[3, "total_charges"]) and np.isnan(
+        batch.loc[5, "signup_date_days_since_1970"]
+    )
+    keep = [i for i in range(len(df)) if i not in (3, 5)]
+    pd.testing.assert_frame_equal(batch.iloc[keep], want.iloc[keep])
+    for i in (3, 5):  # a request is refused instead: its sender can fix it
+        with pytest.raises(HTTPException):
+            rows_frame([broken.iloc[i].to_dict()], schema, fields)

@@ -133,6 +133,19 @@ def test_one_command_per_stage_on_a_users_table(tmp_path: Path) -> None:
         assert [g["score"] for g in got] == [g["score"] for g in r2["predictions"]]
     finally:
         _insight(tmp_path, "serve", "down")
+    # Batch scoring of the user's own table as it is: the same 20 rows score as /predict
+    # scored them; a 21st row's text in a number column is scored as missing and counted; a
+    # column the project does not know is left aside.
+    extra = df.head(21).assign(Notes="call back")
+    extra.loc[20, "TotalCharges"] = "n/a"
+    write_csv(extra, tmp_path / "new_customers.csv")
+    out = _ok(_insight(tmp_path, "score", "--input", "new_customers.csv", "-o", "scored"))
+    assert "read as the project's source" in out and "1 cell(s)" in out, out
+    scored = pd.read_parquet(tmp_path / "scored").set_index("customer_id").loc[extra["customerID"]]
+    np.testing.assert_allclose(
+        scored["score"].to_numpy()[:20], [g["score"] for g in got], rtol=0, atol=1e-9
+    )
+    assert scored["unparsed_cells"].tolist() == [0] * 20 + [1]
     # A newer table: the contract mix moves; drift compares the two snapshots.
     newer = telecom(2500, 12)
     newer.loc[: len(newer) // 2, "Contract"] = "Month-to-month"

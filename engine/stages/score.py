@@ -2,7 +2,10 @@
 Ray Data across the cluster's CPUs and writes Parquet.
 
 Input: a feature snapshot (``--snapshot ID``) or any Parquet/CSV table (``--input PATH``)
-with the model's feature columns (extra columns are kept as they are: ids, times). The
+with the model's feature columns (extra columns are kept as they are: ids, times), or the
+user's own table with the source's columns, read by /predict's row contract
+(:func:`serve.inputs.table_frame`: the file's names, numbers as text, day counts from its
+dates, the key as id; a cell that does not read is missing and counted per row). The
 columns are checked against the model's input schema before anything runs. Output: the
 input's key columns (the entity key and label time, where present), ``score``, ``decision``
 (score >= ``serve.threshold``), ``model`` and ``model_version``, and with ``shap=True`` one
@@ -69,15 +72,38 @@ def score_batch(
     threshold: float,
     keep: list[str],
     shap: bool,
+    fields: Any = None,
 ) -> pd.DataFrame:
     """Score one pandas batch (a Ray Data task: fused with the read, on any CPU). The model
     comes through the object store: loaded from MLflow once, by the driver, not once per
-    worker (workers import neither MLflow nor the registry)."""
+    worker (workers import neither MLflow nor the registry). ``fields``: the batch is the
+    user's own table, read by /predict's row contract (serve.inputs.table_frame)."""
     scorer, cache = _model(scorer_ref)
     features = list(scorer.features)
-    x = scorer.schema.frame(batch[features])
+    if fields is not None:
+        from fastapi import HTTPException
+
+        from serve.inputs import table_frame
+
+        try:
+            raw, ids, unparsed = table_frame(batch, scorer.schema, fields)
+        except HTTPException as exc:  # the row contract's words, for a table
+            import re
+
+            raise DataError(
+                re.sub(r"rows\[(\d+)\]", r"row \1 of a batch", str(exc.detail))
+            ) from None
+        x = scorer.schema.frame(raw)
+        out = pd.DataFrame(index=range(len(batch)))
+        if ids is not None:
+            out[fields.key] = ids
+        for c in keep:
+            out[fields.aliases.get(c, c)] = batch[c].to_numpy()
+        out["unparsed_cells"] = unparsed
+    else:
+        x = scorer.schema.frame(batch[features])
+        out = batch[keep].reset_index(drop=True).copy()
     p = np.asarray(scorer.proba(x), dtype=np.float64)
-    out = batch[keep].reset_index(drop=True).copy()
     out["score"] = p
     out["decision"] = p >= threshold
     out["model"] = name
@@ -108,6 +134,17 @@ def _counts(folder: Path) -> tuple[int, int]:
     return int(rows), int(decided or 0)
 
 
+def _unparsed(folder: Path) -> int:
+    """Cells of the user's table that did not read (scored as missing), in all."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    d = ds.dataset(str(folder), format="parquet")
+    if "unparsed_cells" not in d.schema.names or not d.count_rows():
+        return 0
+    return int(pc.sum(d.to_table(columns=["unparsed_cells"])["unparsed_cells"]).as_py() or 0)
+
+
 def _files(path: Path) -> list[str]:
     """The data files of a table: the file itself, or a folder's Parquet/CSV files (a
     snapshot's manifest and Spark's marker files are not data)."""
@@ -125,18 +162,56 @@ def _files(path: Path) -> list[str]:
     return files
 
 
+def _csv_args(path: Path) -> dict[str, Any]:
+    """pyarrow's CSV options for an input table: its separator and encoding as
+    ``insight init`` finds them (a ';' file saved as Windows-1252 reads too)."""
+    import pyarrow.csv as pacsv
+
+    from engine.data.init import sniff_csv
+
+    d = sniff_csv(Path(_files(path)[0]))
+    return {
+        "read_options": pacsv.ReadOptions(encoding=d.encoding),
+        "parse_options": pacsv.ParseOptions(delimiter=d.delimiter),
+    }
+
+
 def _columns(path: Path) -> list[str]:
+    import pyarrow.csv as pacsv
     import pyarrow.dataset as ds
 
     files = _files(path)
     fmt = "csv" if files[0].lower().endswith(".csv") else "parquet"
     try:
+        if fmt == "csv":
+            with pacsv.open_csv(files[0], **_csv_args(path)) as reader:
+                return list(reader.schema.names)
         return list(ds.dataset(files, format=fmt).schema.names)
     except Exception as exc:
         raise DataError(
             f"cannot read '{path}' as {fmt}: {str(exc).splitlines()[0][:300]}. Fix: give a "
             "Parquet file or folder, or a .csv file."
         ) from None
+
+
+def _as_the_users_table(
+    cfg: ProjectConfig, features: list[str], cols: list[str]
+) -> tuple[Any, list[str]]:
+    """/predict's row contract for a table whose columns are the project source's own
+    (``rename:``'s left side; dates for the derived day counts), and the features it still
+    cannot give (none: the table is scored by that contract)."""
+    from serve.deploy import row_fields
+
+    fields = row_fields(cfg)
+    have = {fields.aliases.get(c, c) for c in cols} | set(cols)
+    derive = fields.derivations()
+    missing = [
+        f
+        for f in features
+        if f not in have
+        and not (f in derive and all(c in have or c == fields.time for c in derive[f].columns()))
+    ]
+    return fields, missing
 
 
 def stage_score(
@@ -186,15 +261,28 @@ def stage_score(
             raise DataError(f"score: input '{src}' does not exist.")
     cols = _columns(src)
     missing = [f for f in ref.features if f not in cols]
+    label_time = cfg.label.event_time
+    fields = None
+    if missing:  # the user's own table, as the project's source has it?
+        fields, missing = _as_the_users_table(cfg, ref.features, cols)
     if missing:
         raise DataError(
             f"score: '{src}' lacks the model's input column(s) {missing} (model "
-            f"{name} v{ref.version} takes {', '.join(ref.features)}). Fix: score a snapshot "
-            "of this project, or add the columns (same names as the features)."
+            f"{name} v{ref.version} takes {', '.join(ref.features)}; columns found: "
+            f"{', '.join(cols[:20])}). Fix: score a snapshot of this project, or a table "
+            "with the source's columns (as `insight init` read them) or the features' names."
         )
-    label_time = cfg.label.event_time
-    keys = [k for k in {e.key for e in cfg.entities.values()} if k in cols]
-    keep = [*keys, *([label_time] if label_time and label_time in cols else [])]
+    if fields is not None:
+        back = {new: old for old, new in fields.aliases.items()}
+        keep = [c for c in cols if label_time and c in (label_time, back.get(label_time))]
+        log(
+            f"'{src.name}' is read as the project's source: its own column names, numbers as "
+            "text, day counts from its dates; a cell that does not read is scored as missing "
+            "and counted (output column unparsed_cells)"
+        )
+    else:
+        keys = [k for k in {e.key for e in cfg.entities.values()} if k in cols]
+        keep = [*keys, *([label_time] if label_time and label_time in cols else [])]
     t0 = time.monotonic()
     start_ray(ws)
     ctx = ray.data.DataContext.get_current()
@@ -202,8 +290,19 @@ def stage_score(
     ctx.enable_progress_bars = False
     cpus = int(ray.cluster_resources().get("CPU", 1))
     files = _files(src)
-    reader = ray.data.read_csv if files[0].lower().endswith(".csv") else ray.data.read_parquet
-    data = reader(files, override_num_blocks=max(2 * cpus, len(files)))
+    blocks = max(2 * cpus, len(files))
+    if files[0].lower().endswith(".csv"):
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        args = _csv_args(src)
+        if fields is not None:  # every cell as text: read as the build reads the source
+            args["convert_options"] = pacsv.ConvertOptions(
+                column_types=dict.fromkeys(cols, pa.string())
+            )
+        data = ray.data.read_csv(files, override_num_blocks=blocks, **args)
+    else:
+        data = ray.data.read_parquet(files, override_num_blocks=blocks)
     if limit is not None:  # a smoke run: the first rows only
         data = data.limit(limit)
     # Tasks, not an actor pool: each read block is scored in the task that read it, on any
@@ -219,6 +318,7 @@ def stage_score(
             "threshold": cfg.serve.threshold,
             "keep": keep,
             "shap": shap,
+            "fields": fields,
         },
         batch_format="pandas",
         batch_size=batch_size,
@@ -238,6 +338,8 @@ def stage_score(
                 "(`insight models show`)."
             ) from None
         rows, positive = _counts(tmp)
+        if fields is not None and (bad := _unparsed(tmp)):
+            log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
         decided = positive / rows if rows else 0.0
         if output.exists():
             old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
