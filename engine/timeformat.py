@@ -33,3 +33,21 @@ def to_strptime(fmt: str, column: str = "") -> str:
             "HH:mm'), or convert the column to ISO dates."
         )
     return "".join(out)
+
+
+_LENIENT = {"dd": "d", "MM": "M", "HH": "H", "mm": "m", "ss": "s"}
+
+
+def to_spark(fmt: str) -> str:
+    """The Spark pattern that reads what ``strptime`` reads for ``fmt``: days, months,
+    hours, minutes and seconds with one digit or two (``6/1/2026`` as well as
+    ``06/01/2026``; Spark's ``dd`` takes two digits only, so a file written by a spreadsheet
+    without leading zeros read as nothing)."""
+    return _PATTERN.sub(lambda m: _LENIENT.get(m.group(), m.group()), fmt)
+
+
+def day_first(fmt: str) -> bool | None:
+    """Whether a date format puts the day before the month (None: no day and month)."""
+    if "dd" not in fmt or "MM" not in fmt:
+        return None
+    return fmt.index("dd") < fmt.index("MM")

@@ -233,3 +233,24 @@ def test_time_formats_are_checked(tmp_path: Path) -> None:
     (tmp_path / "insight.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ConfigError, match="not declared 'timestamp' columns"):
         ProjectConfig.load(tmp_path / "insight.yaml")
+
+
+def test_spark_reads_a_format_with_one_digit_or_two_as_strptime_does(tmp_path: Path) -> None:
+    from engine.timeformat import day_first, to_spark
+
+    assert to_spark("dd/MM/yyyy HH:mm:ss") == "d/M/yyyy H:m:s"
+    assert to_spark("yyyy/MM/dd") == "yyyy/M/d" and to_spark("dd.MM.yyyy") == "d.M.yyyy"
+    assert day_first("dd/MM/yyyy") is True and day_first("MM/dd/yyyy") is False
+    assert day_first("yyyy") is None
+    # One order per file: an unambiguous column decides the ambiguous ones; when columns
+    # disagree (or none decides), ambiguous ones stay day first, with the note.
+    df = telecom(60, 4)
+    df["Snapshot Date"] = "6/1/2026"
+    df["Signup Date"] = "12/13/2024"  # only month first
+    p = plan(write_csv(df, tmp_path / "us.csv"), "Churn")
+    fmts = {c.name: c.time_format for c in p.columns if c.time_format}
+    assert fmts == {"snapshot_date": "MM/dd/yyyy", "signup_date": "MM/dd/yyyy"}
+    df["Renewal Date"] = "13/12/2024"  # only day first: the file mixes orders
+    p = plan(write_csv(df, tmp_path / "mixed.csv"), "Churn")
+    fmts = {c.name: c.time_format for c in p.columns if c.time_format}
+    assert fmts["snapshot_date"] == "dd/MM/yyyy" and fmts["signup_date"] == "MM/dd/yyyy"

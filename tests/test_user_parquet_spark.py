@@ -291,3 +291,58 @@ def test_a_european_csv_is_read_as_pandas_reads_it(
     )
     np.testing.assert_array_equal(got["anzahl_gerate"].to_numpy(), want["Anzahl Geräte"].to_numpy())
     assert got["vertrag"].tolist() == want["Vertrag"].tolist()  # 'Jährlich', not mojibake
+
+
+def test_dates_without_leading_zeros_are_read_in_the_files_one_order(
+    spark: Any, tmp_path: Path
+) -> None:
+    """A spreadsheet in the US writes 6/1/2026: no leading zeros, month first. Spark's 'dd'
+    takes two digits only (the build read nothing and failed); and the snapshot dates
+    (6/1, 7/1, 8/1) read both ways, so init took them day first, while the signup dates
+    (12/13/2024) say this file puts months first. Now: one order for the file, and every
+    day count equals pandas' reading of the same text."""
+    from engine.errors import DataError
+
+    rng = np.random.default_rng(8)
+    n = 120
+    parts = []
+    for m in ("2026-06-01", "2026-07-01", "2026-08-01"):
+        signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "customer_id": np.arange(n),
+                    "snapshot_date": pd.Timestamp(m).strftime("%-m/%-d/%Y"),
+                    "signup_date": signup.strftime("%-m/%-d/%Y"),
+                    "spend": rng.gamma(2, 10, n).round(2),
+                    "churn": rng.choice(["yes", "no"], n),
+                }
+            )
+        )
+    df = pd.concat(parts, ignore_index=True)
+    path = tmp_path / "us.csv"
+    df.to_csv(path, index=False)
+    p = plan(path, "churn")
+    assert p.time == "snapshot_date"
+    fmts = {c.name: c.time_format for c in p.columns if c.time_format}
+    assert fmts == {"snapshot_date": "MM/dd/yyyy", "signup_date": "MM/dd/yyyy"}
+    assert "as 'signup_date'" in next(c.note for c in p.columns if c.name == "snapshot_date")
+    (tmp_path / "insight.yaml").write_text(render(p))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    snap, _ = stage_features(cfg, Workspace(tmp_path / ".insight").ensure(), spark)
+    got = snap.read_pandas().sort_values(["snapshot_date", "customer_id"])
+    assert got["snapshot_date"].dt.strftime("%Y-%m-%d").unique().tolist() == [
+        "2026-06-01",
+        "2026-07-01",
+        "2026-08-01",
+    ]
+    t, s = (pd.to_datetime(df[c], format="%m/%d/%Y") for c in ("snapshot_date", "signup_date"))
+    want = df.assign(d=(t - s).dt.days, t=t).sort_values(["t", "customer_id"])["d"]
+    np.testing.assert_array_equal(got["signup_date_days_before_label"].to_numpy(), want)
+
+    wrong = cfg.sources["table"].model_copy(
+        update={"time_formats": {"snapshot_date": "yyyy/MM/dd", "signup_date": "MM/dd/yyyy"}}
+    )
+    bad = cfg.model_copy(update={"sources": {"table": wrong}})
+    with pytest.raises(DataError, match="as its declared format 'yyyy/MM/dd'"):
+        stage_features(bad, Workspace(tmp_path / ".insight2").ensure(), spark)

@@ -73,6 +73,7 @@ class Column:
     non_null: int
     note: str = ""
     time_format: str = ""  # a CSV time column that is not ISO: its Spark pattern
+    time_swapped: str = ""  # the other order, where every value reads both ways
 
 
 @dataclass
@@ -270,10 +271,32 @@ def _time_format(out: Column, filled: pd.Series) -> None:
     out.kind, out.time_format = "timestamp", fits[0]
     swapped = fits[0].replace("dd", "@").replace("MM", "dd").replace("@", "MM")
     if swapped != fits[0] and swapped in fits:
+        out.time_swapped = swapped
         out.note = (
             f"read as {fits[0]}: every value also reads as {swapped}; if months come first, "
             f"set time_formats: {{{out.name}: '{swapped}'}}"
         )
+
+
+def _one_date_order(cols: list[Column]) -> None:
+    """A file writes its dates one way: where one time column can only be read month first
+    (1/13/2026) or only day first (13/1/2026), a column whose every value reads both ways
+    (6/1/2026) takes that order too, and its note says why."""
+    from engine.timeformat import day_first
+
+    sure = [c for c in cols if c.time_format and not c.time_swapped]
+    orders = {day_first(c.time_format) for c in sure} - {None}
+    if len(orders) != 1:
+        return  # no column decides, or the file mixes orders: day first, as noted
+    first = orders.pop()
+    witness = next(c.name for c in sure if day_first(c.time_format) is first)
+    for c in cols:
+        if c.time_swapped and day_first(c.time_format) is not first:
+            c.time_format, c.time_swapped = c.time_swapped, c.time_format
+            c.note = (
+                f"read as {c.time_format}, as '{witness}' (which reads only that way): every "
+                f"value also reads as {c.time_swapped}"
+            )
 
 
 def plan(
@@ -347,6 +370,7 @@ def plan(
                 "when each label was observed, as ISO dates (2026-06-01) or in one of "
                 "dd/MM/yyyy, MM/dd/yyyy, dd.MM.yyyy, dd-MM-yyyy, yyyy/MM/dd."
             )
+    _one_date_order(cols)
     taken = {lab.name} | ({tcol.name} if tcol else set())
     kcol, row_id, key_note = _key(df, cols, key, tcol, taken, find, path)
     p = Plan(

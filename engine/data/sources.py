@@ -198,7 +198,9 @@ def _typed(src: SourceConfig, col: str, kind: str) -> str:
     a timestamp with a declared format by that format, anything else by a cast."""
     fmt = src.time_formats.get(col)
     if kind == "timestamp" and fmt:
-        return f"CAST(try_to_timestamp(trim(`{col}`), '{fmt}') AS timestamp_ntz)"
+        from engine.timeformat import to_spark
+
+        return f"CAST(try_to_timestamp(trim(`{col}`), '{to_spark(fmt)}') AS timestamp_ntz)"
     cell = f"trim(`{col}`)"
     if src.decimal == "," and kind in ("int", "double"):
         # ',' is the decimal mark; a '.' (a thousands separator in such files) is not read

@@ -114,6 +114,14 @@ def _untimed_labels(cfg: ProjectConfig, label_rows: DataFrame) -> int:
     n, timed = int(row["n"]), int(row["timed"])
     if n and not timed:
         src = cfg.sources[cfg.label.source]
+        if t in src.time_formats:
+            raise DataError(
+                f"label time '{t}' could not be read in any of the {n:,} label rows of "
+                f"source '{cfg.label.source}' ({src.path}) as its declared format "
+                f"'{src.time_formats[t]}'. Fix: set sources.{cfg.label.source}.time_formats."
+                f"{t} to the format the file has (letters yyyy MM dd HH mm ss), or remove it "
+                "and run `insight init --force` to detect it."
+            )
         raise DataError(
             f"label time '{t}' could not be read in any of the {n:,} label rows of source "
             f"'{cfg.label.source}' ({src.path}). Fix: if the file writes it as text other "
