@@ -16,6 +16,7 @@ import pandas as pd
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
+from engine.data.csvfile import COMMA_DECIMAL
 from engine.train.schema import InputSchema
 from serve.schemas import PredictRequest
 
@@ -129,9 +130,6 @@ def _day(
     return dt.datetime.fromisoformat(t.replace("Z", "+00:00")).date()
 
 
-_COMMA_NUMBER = str.maketrans(",.", ".x")
-
-
 def _number(i: int, name: str, v: Any, comma: bool = False) -> float | None:
     """A numeric feature's value: a JSON number or boolean (as 1/0), or text that reads as a
     number (what a CSV row holds; a blank is missing, as when the training table was read;
@@ -144,7 +142,7 @@ def _number(i: int, name: str, v: Any, comma: bool = False) -> float | None:
             return None
         try:
             # as the build reads such a file: ',' the decimal mark, a '.' not read
-            fv = float(t.translate(_COMMA_NUMBER) if comma else t)
+            fv = float(t.translate(COMMA_DECIMAL) if comma else t)
         except ValueError:
             example = '"29,85"' if comma else '"29.85"'
             raise HTTPException(
@@ -293,7 +291,7 @@ def table_frame(
             text = s.astype("string").str.strip()
             blank = text.isna() | (text == "")
             if name in fields.decimal_comma:
-                text = text.str.translate(_COMMA_NUMBER)
+                text = text.str.translate(COMMA_DECIMAL)
             num = pd.to_numeric(text.mask(blank), errors="coerce")
             bad += (num.isna() & ~blank).to_numpy(dtype=np.int64)
             s = num

@@ -16,7 +16,8 @@ import pytest
 import yaml
 
 from engine.config import ProjectConfig
-from engine.data.init import plan, sniff_csv
+from engine.data.csvfile import sniff
+from engine.data.init import plan
 from engine.data.project_file import render
 from engine.errors import ConfigError
 from engine.train.schema import FeatureSpec, InputSchema
@@ -82,10 +83,10 @@ def test_sniffing_reads_only_the_head_and_survives_a_cut_character(tmp_path: Pat
     head = "a;b;c\n" + "".join(f"{i};ä;{i},5\n" for i in range(2000))
     path.write_bytes(head.encode("utf-8"))
     for size in (1 << 12, 1 << 12 + 1, 10_001):  # some cut an 'ä' in two
-        d = sniff_csv(path, size)
+        d = sniff(path, size)
         assert (d.delimiter, d.encoding) == (";", "utf-8"), size
     path.write_bytes(head.encode("cp1252"))
-    assert sniff_csv(path).encoding == "windows-1252"
+    assert sniff(path).encoding == "windows-1252"
 
 
 def test_a_dialect_that_cannot_be_is_a_clear_error(tmp_path: Path) -> None:

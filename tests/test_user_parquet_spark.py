@@ -173,14 +173,10 @@ def test_a_csv_whose_headers_differ_only_in_case_builds(
     assert "QueryContextLogger" not in capfd.readouterr().err
 
 
-def test_day_first_dates_in_a_csv_are_read_by_their_format(spark: Any, tmp_path: Path) -> None:
-    """A CSV that writes dates day first (01/06/2026, 23.04.2025): init finds the formats,
-    the build reads them (a cast alone makes them null), a label whose time cannot be read
-    is dropped and counted, and a time column no row of which reads is a clear error."""
-    from engine.errors import DataError
-
-    rng = np.random.default_rng(4)
-    n = 150
+def _monthly_text(n: int, seed: int, snapshot_fmt: str, signup_fmt: str) -> pd.DataFrame:
+    """Three monthly snapshots (June to August 2026) of n customers, dates written as text
+    in the given strftime formats, as a CSV holds them."""
+    rng = np.random.default_rng(seed)
     parts = []
     for m in ("2026-06-01", "2026-07-01", "2026-08-01"):
         signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
@@ -188,14 +184,23 @@ def test_day_first_dates_in_a_csv_are_read_by_their_format(spark: Any, tmp_path:
             pd.DataFrame(
                 {
                     "customer_id": np.arange(n),
-                    "snapshot_date": pd.Timestamp(m).strftime("%d/%m/%Y"),
-                    "signup_date": signup.strftime("%d.%m.%Y"),
+                    "snapshot_date": pd.Timestamp(m).strftime(snapshot_fmt),
+                    "signup_date": signup.strftime(signup_fmt),
                     "spend": rng.gamma(2, 10, n).round(2),
                     "churn": rng.choice(["yes", "no"], n),
                 }
             )
         )
-    df = pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_day_first_dates_in_a_csv_are_read_by_their_format(spark: Any, tmp_path: Path) -> None:
+    """A CSV that writes dates day first (01/06/2026, 23.04.2025): init finds the formats,
+    the build reads them (a cast alone makes them null), a label whose time cannot be read
+    is dropped and counted, and a time column no row of which reads is a clear error."""
+    from engine.errors import DataError
+
+    df = _monthly_text(150, 4, "%d/%m/%Y", "%d.%m.%Y")
     df.loc[3, "snapshot_date"] = "not a date"
     path = tmp_path / "monthly.csv"
     df.to_csv(path, index=False)
@@ -303,23 +308,7 @@ def test_dates_without_leading_zeros_are_read_in_the_files_one_order(
     day count equals pandas' reading of the same text."""
     from engine.errors import DataError
 
-    rng = np.random.default_rng(8)
-    n = 120
-    parts = []
-    for m in ("2026-06-01", "2026-07-01", "2026-08-01"):
-        signup = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 700, n), "D")
-        parts.append(
-            pd.DataFrame(
-                {
-                    "customer_id": np.arange(n),
-                    "snapshot_date": pd.Timestamp(m).strftime("%-m/%-d/%Y"),
-                    "signup_date": signup.strftime("%-m/%-d/%Y"),
-                    "spend": rng.gamma(2, 10, n).round(2),
-                    "churn": rng.choice(["yes", "no"], n),
-                }
-            )
-        )
-    df = pd.concat(parts, ignore_index=True)
+    df = _monthly_text(120, 8, "%-m/%-d/%Y", "%-m/%-d/%Y")
     path = tmp_path / "us.csv"
     df.to_csv(path, index=False)
     p = plan(path, "churn")

@@ -3,7 +3,7 @@
 Given one CSV or Parquet table and its label column, write ``insight.yaml`` beside it:
 
 - the source, written as the file is (a CSV's separator, decimal comma and encoding are
-  found from the file: :func:`sniff_csv`), with every column's type inferred (a CSV column whose non-blank cells are
+  found from the file: :mod:`engine.data.csvfile`), with every column's type inferred (a CSV column whose non-blank cells are
   numbers, apart from a few stray words, is numeric: the blanks and words become null at
   build time and are counted); awkward column names are renamed to snake_case;
 - the key: ``--key``, else a column named like an id whose values are unique, else any
@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from engine.data.csvfile import COMMA_DECIMAL, Dialect, decimal_mark, sniff
 from engine.errors import ConfigError, DataError
 
 PII_NAMES = re.compile(
@@ -52,16 +53,6 @@ ISO_TIME = re.compile(
 ID_NAMES = re.compile(r"(^|_)(id|key|uuid|guid|number|no)$")
 TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
 NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
-
-
-@dataclass(frozen=True)
-class Dialect:
-    """How a CSV file is written: what the source's ``delimiter``, ``decimal`` and
-    ``encoding`` say (the defaults: comma, point, UTF-8)."""
-
-    delimiter: str = ","
-    decimal: str = "."
-    encoding: str = "utf-8"
 
 
 @dataclass
@@ -114,38 +105,6 @@ def snake(name: str) -> str:
     return s if s and not s[0].isdigit() else f"c_{s}"
 
 
-DELIMITERS = ",;\t|"
-DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+$")
-DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+$")
-COMMA_NUMBER = str.maketrans(",.", ".x")  # '12,50' -> '12.50'; '1.234' is not a number
-
-
-def sniff_csv(path: Path, size: int = 1 << 16) -> Dialect:
-    """The separator and encoding of a CSV file, from its first bytes: UTF-8 unless the
-    bytes are not (then windows-1252, what older spreadsheet programs save); the separator
-    that splits the header and the first rows into the same number of cells (csv.Sniffer,
-    limited to , ; tab |), a comma when nothing tells."""
-    import csv
-
-    head = path.read_bytes()[:size]
-    try:
-        text = head.decode("utf-8")
-        encoding = "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start >= len(head) - 3:  # a character cut by the sample's end
-            text, encoding = head[: exc.start].decode("utf-8"), "utf-8"
-        else:
-            text, encoding = head.decode("windows-1252", errors="replace"), "windows-1252"
-    lines = text.lstrip("\ufeff").splitlines()[:50]
-    if len(lines) > 1 and size <= len(head):
-        lines = lines[:-1]  # the last line may be cut
-    try:
-        delimiter = csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        delimiter = ","
-    return Dialect(delimiter=delimiter, encoding=encoding)
-
-
 def read_table(path: Path) -> tuple[pd.DataFrame, str, Dialect]:
     """The table with every CSV cell as text (types are inferred here, not by a parser that
     turns a column with one blank into text), and the CSV's dialect; Parquet as it is."""
@@ -158,11 +117,8 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str, Dialect]:
         if suffix in (".parquet", ".pq"):
             return pq.read_table(path).to_pandas(), "parquet", Dialect()
         if suffix in (".csv", ".txt", ".tsv"):
-            d = sniff_csv(path)
-            opts = {
-                "read_options": pacsv.ReadOptions(encoding=d.encoding),
-                "parse_options": pacsv.ParseOptions(delimiter=d.delimiter),
-            }
+            d = sniff(path)
+            opts = d.arrow_options()
             with pacsv.open_csv(path, **opts) as reader:
                 names = reader.schema.names
             table = pacsv.read_csv(
@@ -173,37 +129,13 @@ def read_table(path: Path) -> tuple[pd.DataFrame, str, Dialect]:
                 **opts,
             )
             df = table.to_pandas()
-            return df, "csv", Dialect(d.delimiter, _decimal(df, d.delimiter), d.encoding)
+            mark = decimal_mark(df, d.delimiter, NUMERIC_SHARE)
+            return df, "csv", Dialect(d.delimiter, mark, d.encoding)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"'{path}' could not be read as {suffix[1:]}: {exc}") from None
     raise ConfigError(
         f"--from '{path}': unknown file type '{suffix}'. Fix: pass a .csv or .parquet file."
     )
-
-
-def _decimal(df: pd.DataFrame, delimiter: str) -> str:
-    """',' when some column's cells are numbers written with a decimal comma (12,50) and no
-    column's are numbers with a decimal point; a comma-separated file has none."""
-    if delimiter == ",":
-        return "."
-    comma = point = False
-    for c in df.columns:
-        text = df[c].astype("string").str.strip()
-        filled = text[text.notna() & (text != "")]
-        if filled.empty:
-            continue
-        as_is = float(pd.to_numeric(filled, errors="coerce").notna().mean())
-        if as_is >= NUMERIC_SHARE:
-            point = point or bool(filled.str.match(DECIMAL_POINT).any())
-        elif (
-            filled.str.match(DECIMAL_COMMA).any()
-            and float(
-                pd.to_numeric(filled.str.translate(COMMA_NUMBER), errors="coerce").notna().mean()
-            )
-            >= NUMERIC_SHARE
-        ):
-            comma = True
-    return "," if comma and not point else "."
 
 
 def _infer(raw: str, col: pd.Series, fmt: str, decimal: str = ".") -> Column:
@@ -230,7 +162,7 @@ def _infer(raw: str, col: pd.Series, fmt: str, decimal: str = ".") -> Column:
     if set(lower.unique()) <= {"true", "false"}:
         out.kind = "bool"
         return out
-    as_number = filled.str.translate(COMMA_NUMBER) if decimal == "," else filled
+    as_number = filled.str.translate(COMMA_DECIMAL) if decimal == "," else filled
     nums = pd.to_numeric(as_number, errors="coerce")
     parsed = float(nums.notna().mean())
     if parsed >= NUMERIC_SHARE:
@@ -341,15 +273,7 @@ def plan(
             missing += 1
         else:
             values[s] += 1
-    try:
-        lv = resolve(lab.name, values, missing, positive)
-    except ConfigError as exc:  # the fix for init is its option, not the file's field
-        if positive is not None:
-            raise ConfigError(str(exc).replace("label.positive", "--positive")) from None
-        raise ConfigError(
-            str(exc).split(" Fix:")[0]
-            + f" Fix: pass --positive {values.most_common()[-1][0]!r}, or the other value."
-        ) from None
+    lv = resolve(lab.name, values, missing, positive, option="--positive")
     pos_raw: Any = next(
         (v for v in df[lab.raw].dropna().unique() if normalize(v) == lv.positive), lv.positive
     )

@@ -65,8 +65,16 @@ class LabelValues:
         return self.counts.get(self.positive, 0) / self.rows if self.rows else float("nan")
 
 
-def resolve(column: str, values: Counter[str], missing: int, declared: Any) -> LabelValues:
-    """The positive and negative value of a binary label, or a DataError / ConfigError."""
+def resolve(
+    column: str,
+    values: Counter[str],
+    missing: int,
+    declared: Any,
+    option: str = "label.positive",
+) -> LabelValues:
+    """The positive and negative value of a binary label, or a DataError / ConfigError.
+    ``option``: where the user sets the positive value (the project file's field, or
+    ``insight init``'s ``--positive``), named by the fix."""
     shown = ", ".join(f"{v!r} ({n:,})" for v, n in values.most_common(8))
     if not values:
         raise DataError(
@@ -82,17 +90,22 @@ def resolve(column: str, values: Counter[str], missing: int, declared: Any) -> L
         pos = normalize(declared)
         if pos not in values:
             raise ConfigError(
-                f"label.positive is {declared!r}, which is not a value of '{column}' "
-                f"(values: {shown}). Fix: set label.positive to one of them."
+                f"{option} is {declared!r}, which is not a value of '{column}' "
+                f"(values: {shown}). Fix: set {option} to one of them."
             )
     else:
         present = set(values)
         pos = next((p for pair, p in _KNOWN_PAIRS if present <= pair and p in pair), "")
         if not pos or (len(present) == 1 and pos not in present):
+            rare = values.most_common()[-1][0]
+            fix = (
+                f"pass {option} {rare!r}, or the other value"
+                if option.startswith("--")
+                else f"set {option} to it (e.g. {option}: {rare!r})"
+            )
             raise ConfigError(
                 f"label column '{column}' holds {shown}: which one is the positive outcome? "
-                "Fix: set label.positive to it (e.g. label.positive: "
-                f"{values.most_common()[-1][0]!r})."
+                f"Fix: {fix}."
             )
     neg = next((v for v in values if v != pos), None)
     return LabelValues(column, pos, neg, dict(values), missing)

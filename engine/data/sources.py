@@ -21,7 +21,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from engine.config import ProjectConfig, SourceConfig
+from engine.data.csvfile import Dialect
 from engine.errors import DataError
+from engine.timeformat import to_spark
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -53,10 +55,7 @@ def read_schema(src: SourceConfig, path: Path) -> pa.Schema:
 
 def csv_options(src: SourceConfig) -> dict[str, Any]:
     """pyarrow's reader options for the source's CSV dialect (separator and encoding)."""
-    return {
-        "read_options": pacsv.ReadOptions(encoding=src.encoding),
-        "parse_options": pacsv.ParseOptions(delimiter=src.delimiter),
-    }
+    return Dialect.of(src).arrow_options()
 
 
 def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None = None) -> None:
@@ -198,8 +197,6 @@ def _typed(src: SourceConfig, col: str, kind: str) -> str:
     a timestamp with a declared format by that format, anything else by a cast."""
     fmt = src.time_formats.get(col)
     if kind == "timestamp" and fmt:
-        from engine.timeformat import to_spark
-
         return f"CAST(try_to_timestamp(trim(`{col}`), '{to_spark(fmt)}') AS timestamp_ntz)"
     cell = f"trim(`{col}`)"
     if src.decimal == "," and kind in ("int", "double"):

@@ -51,9 +51,9 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        from engine.data.init import sniff_csv
+        from engine.data.csvfile import sniff
 
-        d = sniff_csv(path)  # a ';' file, or one saved as Windows-1252, reads as well
+        d = sniff(path)  # a ';' file, or one saved as Windows-1252, reads as well
         return pd.read_csv(
             path,
             sep=d.delimiter,

@@ -162,31 +162,22 @@ def _files(path: Path) -> list[str]:
     return files
 
 
-def _csv_args(path: Path) -> dict[str, Any]:
-    """pyarrow's CSV options for an input table: its separator and encoding as
-    ``insight init`` finds them (a ';' file saved as Windows-1252 reads too)."""
-    import pyarrow.csv as pacsv
-
-    from engine.data.init import sniff_csv
-
-    d = sniff_csv(Path(_files(path)[0]))
-    return {
-        "read_options": pacsv.ReadOptions(encoding=d.encoding),
-        "parse_options": pacsv.ParseOptions(delimiter=d.delimiter),
-    }
-
-
-def _columns(path: Path) -> list[str]:
+def _columns(path: Path, files: list[str]) -> tuple[list[str], dict[str, Any] | None]:
+    """The table's column names and, for a CSV file, pyarrow's reader options: its
+    separator and encoding as ``insight init`` finds them (a ';' file saved as
+    Windows-1252 reads too), sniffed once for both the header and the read."""
     import pyarrow.csv as pacsv
     import pyarrow.dataset as ds
 
-    files = _files(path)
+    from engine.data.csvfile import sniff
+
     fmt = "csv" if files[0].lower().endswith(".csv") else "parquet"
     try:
         if fmt == "csv":
-            with pacsv.open_csv(files[0], **_csv_args(path)) as reader:
-                return list(reader.schema.names)
-        return list(ds.dataset(files, format=fmt).schema.names)
+            args = sniff(Path(files[0])).arrow_options()
+            with pacsv.open_csv(files[0], **args) as reader:
+                return list(reader.schema.names), args
+        return list(ds.dataset(files, format=fmt).schema.names), None
     except Exception as exc:
         raise DataError(
             f"cannot read '{path}' as {fmt}: {str(exc).splitlines()[0][:300]}. Fix: give a "
@@ -259,7 +250,8 @@ def stage_score(
         src = input_path.resolve()
         if not src.exists():
             raise DataError(f"score: input '{src}' does not exist.")
-    cols = _columns(src)
+    files = _files(src)
+    cols, csv_args = _columns(src, files)
     missing = [f for f in ref.features if f not in cols]
     label_time = cfg.label.event_time
     fields = None
@@ -289,13 +281,12 @@ def stage_score(
     ctx.enable_arrow_backed_pandas_conversion = False
     ctx.enable_progress_bars = False
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    files = _files(src)
     blocks = max(2 * cpus, len(files))
-    if files[0].lower().endswith(".csv"):
+    if csv_args is not None:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        args = _csv_args(src)
+        args = dict(csv_args)
         if fields is not None:  # every cell as text: read as the build reads the source
             args["convert_options"] = pacsv.ConvertOptions(
                 column_types=dict.fromkeys(cols, pa.string())
