@@ -57,7 +57,7 @@ test: lint typecheck browser
 test-cluster: env
 	$(VENV)/bin/pytest -m cluster
 
-unit: env
+unit: env browser
 	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env

@@ -37,7 +37,8 @@ class SourceConfig(BaseModel):
         default=None,
         pattern=IDENT,
         description="For a table without a unique column: a key column the engine adds, a "
-        "hash of each row's values (identical rows share one id).",
+        "hash of each row's values and its occurrence among identical rows ('<hash>-0', "
+        "'<hash>-1'): unique, and the same on every read of the same file.",
     )
     time_formats: dict[str, str] = Field(
         default_factory=dict,

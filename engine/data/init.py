@@ -7,7 +7,8 @@ Given one CSV or Parquet table and its label column, write ``insight.yaml`` besi
   numbers, apart from a few stray words, is numeric: the blanks and words become null at
   build time and are counted); awkward column names are renamed to snake_case;
 - the key: ``--key``, else a column named like an id whose values are unique, else any
-  unique column, else a generated row id (a hash of the row) with a note;
+  unique column, else a generated row id (a hash of the row and its occurrence among
+  identical rows: unique) with a note that counts identical rows;
 - the label and its positive value (``--positive``, else the usual spellings);
 - the label's time (``--time``): without it the table is a snapshot, split at random;
 - one feature view over the other columns. Left out, with a comment saying why: PII
@@ -466,11 +467,21 @@ def _key(
             ):
                 return c.name, False, f"'{c.raw}' is unique per '{tcol.raw}'"
     name = "row_id" if "row_id" not in {c.name for c in cols} else "_row_id"
+    groups = df.groupby(list(df.columns), dropna=False, sort=False).size()
+    repeated = groups[groups > 1]
+    same = (
+        f" {int(repeated.sum()):,} rows fall in {len(repeated):,} groups of identical rows "
+        f"(the largest: {int(repeated.max()):,} rows): each keeps its own id; if they are "
+        "one record written twice, remove the copies from the file."
+        if len(repeated)
+        else ""
+    )
     return (
         name,
         True,
         (
-            "no unique column: each row is keyed by a hash of its values (identical rows share "
-            "one id). Pass --key to name a real one."
+            "no unique column: each row is keyed by a hash of its values and its occurrence "
+            "among identical rows (unique, the same on every read of this file)."
+            f"{same} Pass --key to name a real one."
         ),
     )

@@ -37,7 +37,10 @@ def render(p: Plan) -> str:
     if p.time:
         lines.append(f"    event_time: {p.time}")
     if p.row_id:
-        lines.append(f"    row_id: {p.key}   # {p.key_note}")
+        import textwrap
+
+        lines += [f"    # {t}" for t in textwrap.wrap(p.key_note, 86)]
+        lines.append(f"    row_id: {p.key}")
     if rename:
         lines.append("    rename:   # names in the file -> names used here (and by /predict)")
         lines += [f"      {q(a)}: {b}" for a, b in rename.items()]

@@ -110,6 +110,10 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
                     f"expected {want}. Fix: {_declare_as(col, fields[col])}."
                 )
         problems += _check_views(cfg, name, fields, path)
+    if not problems:
+        from engine.data.keys import duplicate_keys
+
+        problems += duplicate_keys(cfg, workspace, names or list(cfg.sources))
     if problems:
         raise DataError("\n".join(problems))
 
@@ -234,6 +238,23 @@ def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
     return df.withColumnsRenamed(src.rename) if src.rename else df
 
 
+def with_row_id(df: DataFrame, name: str) -> DataFrame:
+    """A unique key for a table without one: a hash of the row's values (before PII
+    hashing) and, after a '-', the row's occurrence among rows with the same values
+    (0, 1, ...). Identical rows are interchangeable, so the ids are the same on every read
+    of the same file, in any order or partitioning; and no two rows share one, so a join on
+    the key never multiplies rows (a hash alone gave k identical rows one id, and the
+    label-feature join then made k*k rows: test_identical_rows_get_their_own_ids)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in df.columns]
+    h = "__row_hash"
+    df = df.withColumn(h, F.sha2(F.concat_ws("\u001f", *cols), 256).substr(1, 20))
+    nth = F.row_number().over(Window.partitionBy(h).orderBy(h)) - 1
+    return df.withColumn(name, F.concat(F.col(h), F.lit("-"), nth.cast("string"))).drop(h)
+
+
 def read_source(
     spark: SparkSession, cfg: ProjectConfig, name: str, workspace: Path, pii_key: bytes
 ) -> DataFrame:
@@ -250,9 +271,7 @@ def read_source(
             if col in df.columns and kind != "string":
                 df = df.withColumn(col, F.expr(_typed(src, col, kind)))
     if src.row_id is not None:
-        # A deterministic id: a hash of the row's values (before PII hashing), as text.
-        cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in df.columns]
-        df = df.withColumn(src.row_id, F.sha2(F.concat_ws("\u001f", *cols), 256).substr(1, 20))
+        df = with_row_id(df, src.row_id)
     for col in cfg.pii_columns(name):
         df = df.withColumn(col, spark_hmac(df[col], pii_key))
     if src.event_time:

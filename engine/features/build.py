@@ -157,21 +157,20 @@ def label_as_int(df: DataFrame, column: str, positive: str, negative: str | None
     return out
 
 
-def build_training_table(
+def label_rows(
     cfg: ProjectConfig,
     sources: dict[str, DataFrame],
     positive: str = "1",
     negative: str | None = "0",
     sample_labels: int | None = None,
 ) -> DataFrame:
-    """Labels (as 0/1, rows without one dropped) with every view's features attached,
-    point-in-time correct. ``sample_labels``: only the first N label rows (a smoke run)."""
+    """The label rows the training table is built for: key, label time and the label as
+    0/1; rows without a label, or whose time could not be read, dropped."""
     from pyspark.sql import functions as F
 
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None  # validated by ProjectConfig
     key = cfg.entity_key(lab_src.entity)
-    lt = label_time_column(cfg)
     y = cfg.label.column
     raw = sources[cfg.label.source]
     labels = raw.select(
@@ -183,9 +182,30 @@ def build_training_table(
         labels = labels.where(F.col(cfg.label.event_time).isNotNull())
     if sample_labels is not None:
         labels = labels.limit(sample_labels)
-    if lt == AS_OF_T:
+    if label_time_column(cfg) == AS_OF_T:
         assert cfg.label.as_of is not None
         labels = labels.withColumn(AS_OF_T, F.lit(cfg.label.as_of).cast("timestamp_ntz"))
+    return labels
+
+
+def build_training_table(
+    cfg: ProjectConfig,
+    sources: dict[str, DataFrame],
+    positive: str = "1",
+    negative: str | None = "0",
+    sample_labels: int | None = None,
+    labels: DataFrame | None = None,
+) -> DataFrame:
+    """Labels (as 0/1, rows without one dropped) with every view's features attached,
+    point-in-time correct: one row per label row (the build asserts it). ``sample_labels``:
+    only the first N label rows (a smoke run); ``labels``: :func:`label_rows`, when the
+    caller already has them."""
+    lab_src = cfg.sources[cfg.label.source]
+    assert lab_src.entity is not None  # validated by ProjectConfig
+    key = cfg.entity_key(lab_src.entity)
+    lt = label_time_column(cfg)
+    if labels is None:
+        labels = label_rows(cfg, sources, positive, negative, sample_labels)
     on = [key] if lt is None else [key, lt]
     keys = labels.select(*on).distinct()
     table = labels

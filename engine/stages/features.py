@@ -21,7 +21,13 @@ from engine.data.sources import (
 )
 from engine.errors import DataError
 from engine.features import snapshot as snap
-from engine.features.build import AS_OF_T, FT_PREFIX, build_training_table, label_time_column
+from engine.features.build import (
+    AS_OF_T,
+    FT_PREFIX,
+    build_training_table,
+    label_rows,
+    label_time_column,
+)
 from engine.features.checks import leakage_report, raise_on_failures, run_expectations
 from engine.features.spark import spark_session
 from engine.pii import key_fingerprint, load_key
@@ -132,6 +138,46 @@ def _untimed_labels(cfg: ProjectConfig, label_rows: DataFrame) -> int:
     return n - timed
 
 
+def _one_row_per_label(
+    cfg: ProjectConfig,
+    sources: dict[str, DataFrame],
+    labels: DataFrame,
+    n_labels: int,
+    n_rows: int,
+    key: str,
+    lt: str | None,
+) -> None:
+    """The training table has exactly the label rows it was given, or a DataError names the
+    key that repeats (the checks before the build read the file; a cast can still make two
+    keys one, e.g. '01' and '1' read as the number 1)."""
+    from engine.data.keys import largest_group
+
+    if n_rows == n_labels:
+        return
+    where = []
+    on = [key] if lt is None else [key, lt]
+    hit = largest_group(labels, on)
+    if hit is not None:
+        at = ", ".join(f"{k}={v}" for k, v in hit[0].items())
+        where.append(f"label rows of source '{cfg.label.source}' repeat {on} ({at}: {hit[1]} rows)")
+    for view in cfg.features.views:
+        if cfg.sources[view.source].event_time is None:
+            hit = largest_group(sources[view.source], [key])
+            if hit is not None:
+                at = ", ".join(f"{k}={v}" for k, v in hit[0].items())
+                where.append(
+                    f"view '{view.name}' joins source '{view.source}' on '{key}', which "
+                    f"repeats ({at}: {hit[1]} rows)"
+                )
+    raise DataError(
+        f"the training table of '{cfg.name}' has {n_rows:,} rows for {n_labels:,} label rows: "
+        f"{'; '.join(where) or 'a join multiplied rows'}. Nothing was written. Fix: keep one "
+        f"row per '{key}' in a table without event time (after the declared types are "
+        "applied: a number column reads '01' and '1' as one value), or declare the key as "
+        "text."
+    )
+
+
 def _build_or_explain(
     cfg: ProjectConfig,
     ws: Workspace,
@@ -177,13 +223,16 @@ def _build(
     sources = {n: read_source(spark, cfg, n, ws.root, key) for n in fps}
     quality = {n: q for n in fps if (q := source_quality(spark, cfg, n, ws.root))}
     untimed = _untimed_labels(cfg, sources[cfg.label.source])
-    table = build_training_table(cfg, sources, labels.positive, labels.negative)
+    lab_rows = label_rows(cfg, sources, labels.positive, labels.negative)
+    table = build_training_table(cfg, sources, labels=lab_rows)
     lab_src = cfg.sources[cfg.label.source]
     assert lab_src.entity is not None
     ent, lt = cfg.entity_key(lab_src.entity), label_time_column(cfg)
     tmp = snap.temp_dir(ws, cfg.name, sid)
     table = table.persist()
     try:
+        n_labels = lab_rows.count()
+        _one_row_per_label(cfg, sources, lab_rows, n_labels, table.count(), ent, lt)
         # Checks first: nothing is written unless the table is leak-free and as expected.
         leakage = leakage_report(table, lt) if lt is not None else {}
         results = run_expectations(cfg, table, ent, lt)
@@ -241,6 +290,9 @@ def _build(
             "views": {v.name: v.spec_hash() for v in cfg.features.views},
             "schema": [[f.name, f.dataType.simpleString()] for f in written.schema.fields],
             "rows": int(row["rows"]),
+            # the build's own check: the table has exactly the label rows it was given
+            "label_rows": n_labels,
+            "one_row_per_label_row": int(row["rows"]) == n_labels,
             "event_time_range": [str(row["t_min"]), str(row["t_max"])] if stored_lt else None,
             "sources": {n: {"fingerprint": fp} for n, fp in fps.items()},
             "unparsed_cells": quality,
