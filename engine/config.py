@@ -205,6 +205,23 @@ class ProjectConfig(_Model):
 
     @model_validator(mode="before")
     @classmethod
+    def _source_formats(cls, data: Any) -> Any:
+        """A source without ``format`` takes it from its path: the extension (.csv .tsv .txt
+        are CSV; .parquet .pq and folders are Parquet), else the file's first bytes (Parquet
+        files begin with 'PAR1'). A CSV path read as Parquet crashed validate with 'Parquet
+        magic bytes not found' (test_a_csv_source_without_format_is_read_as_csv)."""
+        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+            return data
+        sources = {}
+        for name, src in data["sources"].items():
+            if isinstance(src, dict) and "format" not in src and isinstance(src.get("path"), str):
+                fmt = infer_format(src["path"], data.get("base_dir", "."))
+                src = {**src, "format": fmt} if fmt else src
+            sources[name] = src
+        return {**data, "sources": sources}
+
+    @model_validator(mode="before")
+    @classmethod
     def _cluster_file(cls, data: Any) -> Any:
         if isinstance(data, dict) and isinstance(data.get("cluster"), str):
             data = {**data, "cluster": load_cluster(data["cluster"], data.get("base_dir", "."))}
@@ -352,6 +369,31 @@ class ProjectConfig(_Model):
 
     def entity_key(self, entity: str) -> str:
         return self.entities[entity].key
+
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def infer_format(path: str, base_dir: str = ".") -> str | None:
+    """'csv' or 'parquet' for a source path by its extension, else by its first bytes when
+    the file can be opened here; None when neither tells (the default, Parquet, applies)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if "{workspace}" in path:
+        return None
+    p = Path(path) if Path(path).is_absolute() else Path(base_dir) / path
+    if p.is_dir():
+        return "parquet"
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    return "parquet" if head == b"PAR1" else "csv"
 
 
 def _ref_error(where: str, value: str, kind: str, known: dict[str, Any]) -> ValueError:

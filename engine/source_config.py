@@ -17,7 +17,11 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
-    format: Literal["parquet", "csv"] = "parquet"
+    format: Literal["parquet", "csv"] = Field(
+        default="parquet",
+        description="csv or parquet. Omitted: from the path's extension (.csv .tsv .txt: csv; "
+        ".parquet .pq or a folder: parquet), else from the file's first bytes.",
+    )
     entity: str | None = Field(default=None, description="Entity whose key this table carries.")
     event_time: str | None = Field(
         default=None, description="Event-time column; omit for static tables."

@@ -53,6 +53,36 @@ def read_schema(src: SourceConfig, path: Path) -> pa.Schema:
         return reader.schema
 
 
+def _other(src: SourceConfig) -> str:
+    return "csv" if src.format == "parquet" else "parquet"
+
+
+def _wrong_format(src: SourceConfig, path: Path) -> str | None:
+    """What is wrong when a file's bytes are not its declared format, else None: a Parquet
+    file begins and ends with 'PAR1'; a CSV file does not."""
+    f = path
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet")) or sorted(p for p in path.rglob("*") if p.is_file())
+        if not files:
+            return None
+        f = files[0]
+    try:
+        with f.open("rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return None
+    is_parquet = head[:4] == b"PAR1"
+    if src.format == "parquet" and not is_parquet:
+        start = head.decode("utf-8", "replace").splitlines()[0][:40] if head else ""
+        return (
+            f"'{f.name}' is read as Parquet (format: {src.format}), but it is not a Parquet "
+            f"file (it begins {start!r}, like a CSV file)."
+        )
+    if src.format == "csv" and is_parquet:
+        return f"'{f.name}' is declared format: csv, but it is a Parquet file."
+    return None
+
+
 def csv_options(src: SourceConfig) -> dict[str, Any]:
     """pyarrow's reader options for the source's CSV dialect (separator and encoding)."""
     return Dialect.of(src).arrow_options()
@@ -72,7 +102,20 @@ def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None =
             )
             problems.append(f"source '{name}': file '{path}' does not exist. Fix: {hint}.")
             continue
-        schema = read_schema(src, path)
+        wrong = _wrong_format(src, path)
+        if wrong:
+            problems.append(
+                f"source '{name}': {wrong} Fix: set sources.{name}.format: {_other(src)}."
+            )
+            continue
+        try:
+            schema = read_schema(src, path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            problems.append(
+                f"source '{name}': '{path.name}' could not be read as {src.format}: "
+                f"{str(exc).splitlines()[0][:300]}. Fix: check the file, or sources.{name}.format."
+            )
+            continue
         fields = {src.rename.get(f.name, f.name): f.type for f in schema}
         gone = sorted(set(src.rename) - {f.name for f in schema})
         if gone:
