@@ -108,7 +108,16 @@ def row_fields(cfg: ProjectConfig) -> RowFields:
         known |= {cfg.treatment.column, cfg.treatment.outcome}
     known |= {raw for raw, new in aliases.items() if new in known}
     entity = cfg.sources[cfg.label.source].entity
+    keys = {e.key for e in cfg.entities.values()}
+    events = {
+        c
+        for v in cfg.features.views
+        if (src := cfg.sources[v.source]).event_time and v.source != cfg.label.source
+        for c in [*src.columns, src.event_time]
+        if c not in keys
+    }
     return RowFields(
+        events=frozenset(events),
         aliases=aliases,
         known=frozenset(known),
         key=cfg.entity_key(entity) if entity else None,

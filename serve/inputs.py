@@ -45,6 +45,11 @@ class RowFields(BaseModel):
         "computed from a row's own columns when the row does not send them.",
     )
     time: str | None = Field(default=None, description="The label time: 'now' when not sent.")
+    events: frozenset[str] = Field(
+        default_factory=frozenset,
+        description="Columns of event sources (a transaction's amount, its time): a row "
+        "that carries them is an event, not an entity; its missing features get a hint.",
+    )
     time_formats: dict[str, str] = Field(
         default_factory=dict, description="Non-ISO time columns as strptime formats."
     )
@@ -55,7 +60,7 @@ class RowFields(BaseModel):
     )
     _derivations: dict[str, Derivation] | None = PrivateAttr(default=None)
 
-    @field_serializer("known", "decimal_comma")
+    @field_serializer("known", "decimal_comma", "events")
     def _sorted(self, v: frozenset[str]) -> list[str]:
         return sorted(v)
 
@@ -157,6 +162,14 @@ def _number(i: int, name: str, v: Any, comma: bool = False) -> float | None:
     return fv
 
 
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first names of a list, and how many more there are: ``['a', 'b'] and 7 more
+    (9 in all)``."""
+    if len(names) <= shown:
+        return str(names)
+    return f"{names[:shown]} and {len(names) - shown} more ({len(names)} in all)"
+
+
 def rows_frame(
     rows: list[dict[str, Any]], schema: InputSchema, fields: RowFields | None = None
 ) -> tuple[pd.DataFrame, list[str] | None]:
@@ -216,7 +229,8 @@ def rows_frame(
                 near = f" Did you mean '{hint[0]}' for '{unknown[0]}'?" if hint else ""
                 raise HTTPException(
                     422,
-                    f"rows[{i}]: unknown field(s) {unknown[:5]}; the model takes {names}.{near}",
+                    f"rows[{i}]: unknown field(s) {_some(unknown)}; the model takes "
+                    f"{names}.{near}",
                 )
             missing = [f for f in names if f not in row]
             if missing:
@@ -225,9 +239,18 @@ def rows_frame(
                     for f in missing[:5]
                     if f in derive
                 )
+                event = sorted((fields.events - keys) & {fields.aliases.get(k, k) for k in raw})
+                if event:
+                    how += (
+                        f" The row carries {event}, columns of an event table: features over "
+                        "events (counts, sums, latest values) come from an entity's history, "
+                        "not from one event. Fix: send {\"entities\": [id, ...]} to score "
+                        "from the online table (`insight features materialize`), or send the "
+                        "features by name."
+                    )
                 raise HTTPException(
                     422,
-                    f"rows[{i}]: missing field(s) {missing[:5]}; send null for an unknown "
+                    f"rows[{i}]: missing field(s) {_some(missing)}; send null for an unknown "
                     f"value.{how}",
                 )
         if ids is not None and len(ids) != i + 1:
@@ -336,7 +359,7 @@ def entity_matrix(
         pos = [ids.index(m) for m in missing[:5]]
         raise HTTPException(
             404,
-            f"entities{pos}: unknown entity id(s) {missing[:5]} (not in the online table "
+            f"entities{pos}: unknown entity id(s) {_some(missing)} (not in the online table "
             f"as of {online.as_of}).",
         )
     return x, ids

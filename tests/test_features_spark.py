@@ -76,10 +76,17 @@ def test_snapshot_values_equal_pandas(
 def test_snapshot_is_content_addressed_and_immutable(
     example_cfg: ProjectConfig, tiny_ws: Workspace, tiny_snapshot: Any, spark: Any
 ) -> None:
-    files = {p: p.stat().st_mtime_ns for p in tiny_snapshot.path.iterdir()}
+    files = {p: p.stat().st_mtime_ns for p in tiny_snapshot.path.rglob("*")}
     again, reused = stage_features(example_cfg, tiny_ws, spark)
     assert reused and again.id == tiny_snapshot.id
-    assert {p: p.stat().st_mtime_ns for p in again.path.iterdir()} == files
+    assert {p: p.stat().st_mtime_ns for p in again.path.rglob("*")} == files
+    # The data files have a folder of their own: any Parquet reader takes it as one table
+    # (pandas.read_parquet failed on a folder that mixed manifest.json with the parts).
+    assert sorted(p.name for p in tiny_snapshot.path.iterdir()) == ["data", "manifest.json"]
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tiny_snapshot.data).reset_index(drop=True),
+        tiny_snapshot.read_pandas().reset_index(drop=True),
+    )
     m = tiny_snapshot.manifest
     for key in ("snapshot_id", "schema", "rows", "event_time_range", "sources", "content_hash"):
         assert key in m

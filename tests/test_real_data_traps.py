@@ -140,3 +140,36 @@ def test_a_file_that_is_not_its_format_is_a_clear_error(
     code, text = _insight(capsys, "validate", "--project", project, "--workspace", ws)
     assert code != 0
     assert "not a Parquet file" in text and "format: csv" in text and "bug" not in text
+
+
+def test_predict_names_how_many_fields_are_missing_and_hints_at_entities(
+    example_cfg: ProjectConfig,
+) -> None:
+    """Regression: the missing-field list stopped at five names without saying how many
+    more, and a raw transaction sent to /predict got no word about `entities`."""
+    from fastapi import HTTPException
+
+    from engine.train.schema import FeatureSpec, InputSchema
+    from serve.deploy import row_fields
+    from serve.inputs import rows_frame
+
+    feats = [f for f in example_cfg.feature_names() if f != "gender"]
+    cats = {"region", "plan"}
+    schema = InputSchema(
+        tuple(FeatureSpec(f, "categorical" if f in cats else "numeric") for f in feats)
+    )
+    fields = row_fields(example_cfg)
+    event = {"customer_id": 17, "txn_time": "2025-09-01T10:00:00", "amount": 12.5, "channel": "app"}
+    with pytest.raises(HTTPException) as e:
+        rows_frame([event], schema, fields)
+    msg = str(e.value.detail)
+    assert e.value.status_code == 422
+    assert f"and {len(feats) - 5} more ({len(feats)} in all)" in msg
+    assert "['amount', 'channel', 'txn_time']" in msg and '{"entities"' in msg
+    assert "insight features materialize" in msg
+    # A row of features with one missing: no event hint, the one name.
+    row = dict.fromkeys(feats[1:], 1.0) | {"region": "north", "plan": "basic"}
+    with pytest.raises(HTTPException) as e:
+        rows_frame([row], schema, fields)
+    assert str(e.value.detail).startswith(f"rows[0]: missing field(s) ['{feats[0]}']")
+    assert "event table" not in str(e.value.detail)

@@ -86,7 +86,7 @@ def test_scores_equal_single_process_predictions(
     )
     np.testing.assert_allclose(shap, base[:, :-1], atol=1e-4)
     assert r.output_fingerprint == fingerprint(out) and r.input_fingerprint == fingerprint(
-        snap.path
+        snap.data
     )
     recs = [x for x in read_records(ws.audit / "batch", kind="batch") if x["output"] == str(out)]
     assert len(recs) == 1 and recs[0]["rows"] == r.rows

@@ -360,9 +360,15 @@ def plan(
             if SENSITIVE_NAMES.search(c.name):
                 p.sensitive.append(c.name)
     if not [f for f in p.features if p.left_out.get(f) is None] and not p.derived:
+        roles = f"the key '{p.key}'" + ("" if p.row_id else " (a column)")
+        roles += f", the label '{p.label}'" + (f" and the time '{p.time}'" if p.time else "")
+        why = "; ".join(f"'{c}': {r}" for c, r in p.left_out.items())
         raise DataError(
-            f"'{path.name}' has no column left to be a feature (left out: {p.left_out}). "
-            "Fix: pass a table with attributes besides the key and the label."
+            f"'{path.name}' has no column left to be a feature: besides {roles}, "
+            + (f"every column was left out ({why})" if why else "it has no other column")
+            + ". Fix: pass a table with attributes besides the key and the label"
+            + (", or list a column you want under a view's columns yourself" if why else "")
+            + "."
         )
     return p
 

@@ -291,7 +291,10 @@ def with_row_id(df: DataFrame, name: str) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in df.columns]
+    from engine.features.asof import ROW_ORDER
+
+    values = [c for c in df.columns if c != ROW_ORDER]  # the row's values, not its place
+    cols = [F.coalesce(F.col(c).cast("string"), F.lit("\u0000")) for c in values]
     h = "__row_hash"
     df = df.withColumn(h, F.sha2(F.concat_ws("\u001f", *cols), 256).substr(1, 20))
     nth = F.row_number().over(Window.partitionBy(h).orderBy(h)) - 1
@@ -309,6 +312,15 @@ def read_source(
 
     src = cfg.sources[name]
     df = _raw(spark, src, str(source_path(cfg, name, workspace)))
+    if src.event_time:
+        from engine.features.asof import ROW_ORDER
+
+        # Each event's place in the source, for a view's `ties: last_row`, taken right at
+        # the scan (before any shuffle): files in path order, rows in file order
+        # (monotonically_increasing_id grows with the offset within a file: its splits are
+        # partitions in file order). test_ties_follow_the_declared_rule pins it to pandas.
+        place = F.struct(F.col("_metadata.file_path"), F.monotonically_increasing_id())
+        df = df.withColumn(ROW_ORDER, place)
     if src.format == "csv" and src.columns:
         for col, kind in src.columns.items():
             if col in df.columns and kind != "string":

@@ -8,14 +8,27 @@ window per entity ordered by time, taking ``last(struct, ignorenulls=True)``: a 
 not used: its plan ignores the entity key (broadcast nested loop, see STACK.md).
 
 Ties: on equal timestamps features sort before labels (a feature at exactly the label time
-is visible), and among feature rows with the same (entity, time) the one whose values sort
-last wins, so the result never depends on partitioning.
+is visible). Among feature rows with the same (entity, time), ``ties`` decides, and the
+result never depends on partitioning:
+
+- ``last_row`` (default): the row that comes last in the source (files in path order, rows
+  in file order; the ``order`` column :func:`engine.data.sources.read_source` adds), as
+  pandas' ``drop_duplicates(keep="last")`` on the file reads it;
+- ``max`` / ``min``: the row whose values sort last / first (compared column by column in
+  the view's order);
+- ``error``: the build stops, naming the entity and the time (checked by the caller,
+  :func:`engine.features.build.build_view`).
+
+tests/test_real_data_traps_spark.py pins each rule against pandas.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+Ties = Literal["last_row", "max", "min", "error"]
+ROW_ORDER = "__row_order"  # hidden source column: (file path, position in the file)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -30,6 +43,8 @@ def asof_join(
     ttl: dt.timedelta | None = None,
     *,
     feature_time_alias: str | None = None,
+    ties: Ties = "max",
+    order: str | None = None,
 ) -> DataFrame:
     """Attach to each label row the latest feature row at or before its time.
 
@@ -43,6 +58,10 @@ def asof_join(
         Feature rows older than this at the label time are treated as missing.
     feature_time_alias
         If given, the matched feature time is kept under this name (else dropped).
+    ties, order
+        Which of several feature rows at one (entity, time) is taken (see the module's
+        docstring); ``order``: the features' column of source positions, for ``last_row``
+        (without it, ``last_row`` falls back to ``max``). ``error`` is checked by the caller.
 
     Returns
     -------
@@ -57,7 +76,7 @@ def asof_join(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    feat_cols = [c for c in features.columns if c not in (entity, feature_time)]
+    feat_cols = [c for c in features.columns if c not in (entity, feature_time, order)]
     clash = sorted(set(feat_cols) & set(labels.columns))
     if clash:
         raise ValueError(
@@ -86,18 +105,25 @@ def asof_join(
         F.struct(*[F.col(c) for c in lab_cols]).alias("__lab"),
         F.lit(None).cast(feat_struct_type).alias("__feat"),
     )
+    use_order = ties == "last_row" and order is not None
+    tie = F.col(order) if use_order else F.lit(None)
+    order_type = features.select(tie.alias("o")).schema["o"].dataType
+    lab_side = lab_side.withColumn("__tie", F.lit(None).cast(order_type))
     feat_side = features.where(F.col(feature_time).isNotNull()).select(
         F.col(entity),
         F.col(feature_time).cast("timestamp_ntz").alias("__t"),
         F.lit(0).alias("__is_label"),
         F.lit(None).cast(lab_struct_type).alias("__lab"),
         payload.alias("__feat"),
+        tie.alias("__tie"),
     )
     both = lab_side.unionByName(feat_side)
-    # Order: time, then features before labels, then feature values (deterministic ties).
+    # Order: time, then features before labels, then the ties rule (deterministic): the
+    # last row of a window wins, so the rule's choice must sort last.
+    by = {"min": F.col("__feat").desc_nulls_first()}.get(ties, F.col("__feat").asc())
     w = (
         Window.partitionBy(entity)
-        .orderBy(F.col("__t"), F.col("__is_label"), F.col("__feat"))
+        .orderBy(F.col("__t"), F.col("__is_label"), *([F.col("__tie")] if use_order else []), by)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
     joined = both.withColumn("__m", F.last("__feat", ignorenulls=True).over(w)).where(

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from engine.config import ProjectConfig
-from engine.features.asof import asof_join
+from engine.errors import DataError
+from engine.features.asof import ROW_ORDER, asof_join
 from engine.features.views import Aggregate, FeatureView, parse_duration
 
 if TYPE_CHECKING:
@@ -111,9 +112,22 @@ def build_view(
         out = out.join(agg_df, on=[key, label_time], how="left")
     latest = {c: c for c in view.columns} | dict(view.latest)
     if latest or view.recency:
-        feats = src.select(key, EV_T, *[F.col(c).alias(n) for c, n in latest.items()])
+        order = [ROW_ORDER] if ROW_ORDER in src.columns else []
+        feats = src.select(key, EV_T, *[F.col(c).alias(n) for c, n in latest.items()], *order)
+        if view.ties == "error" and latest:
+            _no_ties(view, feats, key, list(latest.values()))
         ttl = parse_duration(view.ttl) if view.ttl else None
-        last = asof_join(keys, feats, key, label_time, EV_T, ttl, feature_time_alias="__last_t")
+        last = asof_join(
+            keys,
+            feats,
+            key,
+            label_time,
+            EV_T,
+            ttl,
+            feature_time_alias="__last_t",
+            ties=view.ties,
+            order=order[0] if order else None,
+        )
         if view.recency:
             secs = F.unix_micros(F.col(label_time).cast("timestamp")) - F.unix_micros(
                 F.col("__last_t").cast("timestamp")
@@ -127,6 +141,28 @@ def build_view(
         out = out.withColumn(name, F.expr(expr))
     hidden = [c for c in out.columns if c.startswith(FT_PREFIX)]
     return out.select(key, label_time, *view.feature_names(), *hidden)
+
+
+def _no_ties(view: FeatureView, feats: DataFrame, key: str, cols: list[str]) -> None:
+    """``ties: error``: stop when one entity has events at one time with different values."""
+    from pyspark.sql import functions as F
+
+    row = (
+        feats.groupBy(key, EV_T)
+        .agg(F.count_distinct(F.struct(*cols)).alias("n"), F.count(F.lit(1)).alias("rows"))
+        .where(F.col("n") > 1)
+        .agg(F.count(F.lit(1)).alias("groups"), F.max_by(F.struct(key, EV_T, "rows"), "rows"))
+        .first()
+    )
+    if row is None or not row["groups"]:
+        return
+    top = row[1]
+    raise DataError(
+        f"feature view '{view.name}' (ties: error): {row['groups']:,} entities have several "
+        f"events at one time with different values of {cols} (e.g. {key}={top[key]} at "
+        f"{top[EV_T]}: {top['rows']} rows). Fix: set ties on the view to last_row (the row "
+        "last in the source), max or min, or remove the duplicate events from the source."
+    )
 
 
 def label_time_column(cfg: ProjectConfig) -> str | None:

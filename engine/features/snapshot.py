@@ -1,7 +1,9 @@
 """Immutable, content-addressed feature snapshots.
 
-A snapshot is a folder ``<workspace>/features/<project>/<id>/`` of Parquet files plus
-``manifest.json``. The id is a hash of everything that determines the content: the view
+A snapshot is a folder ``<workspace>/features/<project>/<id>/`` holding ``manifest.json``
+and ``data/``, the Parquet files alone (so ``pandas.read_parquet(snapshot.data)`` and any
+Parquet reader take the folder as one table; snapshots of format 2 kept their files beside
+the manifest and are still read). The id is a hash of everything that determines the content: the view
 specs, the label spec, the bytes of every source and the PII key's fingerprint. Building
 again from the same inputs finds the folder and writes nothing. A build writes into a
 hidden temp folder and commits by one ``rename``: a crash leaves no visible snapshot.
@@ -25,7 +27,10 @@ from engine.config import ProjectConfig
 from engine.errors import StateError
 from engine.workspace import Workspace, atomic_write_text
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: data files under data/; row ids unique; view ties rule
+
+
+DATA_DIR = "data"
 
 
 @dataclass(frozen=True)
@@ -37,8 +42,14 @@ class Snapshot:
     def id(self) -> str:
         return str(self.manifest["snapshot_id"])
 
+    @property
+    def data(self) -> Path:
+        """The folder of the snapshot's Parquet files (the snapshot's own folder in format 2)."""
+        d = self.path / DATA_DIR
+        return d if d.is_dir() else self.path
+
     def read_pandas(self, columns: list[str] | None = None) -> pd.DataFrame:
-        files = sorted(self.path.glob("*.parquet"))
+        files = sorted(self.data.glob("*.parquet"))
         return pq.ParquetDataset(files).read(columns=columns).to_pandas()
 
 
@@ -109,7 +120,7 @@ def commit(tmp: Path, manifest: dict[str, Any]) -> Snapshot:
     manifest = dict(manifest, created_at=dt.datetime.now(dt.UTC).isoformat())
     atomic_write_text(tmp / "manifest.json", json.dumps(manifest, indent=2, default=str))
     final = tmp.parent / str(manifest["snapshot_id"])
-    for junk in list(tmp.glob("_SUCCESS")) + list(tmp.glob(".*.crc")):
+    for junk in [*tmp.rglob("_SUCCESS"), *tmp.rglob(".*.crc")]:
         junk.unlink()
     try:
         tmp.rename(final)

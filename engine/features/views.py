@@ -11,6 +11,8 @@ A view reads one source of one entity and yields, for each (entity, label_time):
 - ``derived``: ``{name: SQL expression}`` evaluated on the label row after the joins
   (``label_time`` and the view's columns are in scope).
 - ``ttl``: latest values older than this at the label time count as missing.
+- ``ties``: which row's values are the latest when an entity has several events at one time
+  (``last_row`` in the source by default; ``max``, ``min`` or ``error``).
 """
 
 from __future__ import annotations
@@ -107,6 +109,13 @@ class FeatureView(_Model):
     recency: str | None = None
     derived: dict[str, str] = Field(default_factory=dict)
     ttl: str | None = None
+    ties: Literal["last_row", "max", "min", "error"] = Field(
+        default="last_row",
+        description="Latest values when an entity has several events at one time: the row "
+        "that comes last in the source (last_row), the row whose values sort last (max) or "
+        "first (min), or stop the build naming them (error). The snapshot, the online table "
+        "and /predict's entity lookup use the same rule.",
+    )
     expect: list[Expectation] = Field(default_factory=list)
 
     @field_validator("ttl")

@@ -261,10 +261,11 @@ def _build(
         )
         raise_on_failures(results, str(report))
         visible = [c for c in table.columns if not c.startswith(FT_PREFIX) and c != AS_OF_T]
+        data = tmp / snap.DATA_DIR
         table.select(*visible).orderBy(*([lt] if lt in visible else []), ent).write.parquet(
-            str(tmp)
+            str(data)
         )
-        written = spark.read.parquet(str(tmp))
+        written = spark.read.parquet(str(data))
         stored_lt = cfg.label.event_time
         time_aggs = (
             [F.min(stored_lt).alias("t_min"), F.max(stored_lt).alias("t_max")]

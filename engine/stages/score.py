@@ -244,7 +244,7 @@ def stage_score(
     setup_mlflow(ws, cfg.name)
     ref = find(name, which)
     if snapshot is not None:
-        src = snap.find(ws, cfg.name, None if snapshot == "latest" else snapshot).path
+        src = snap.find(ws, cfg.name, None if snapshot == "latest" else snapshot).data
     else:
         assert input_path is not None
         src = input_path.resolve()

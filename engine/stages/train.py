@@ -144,7 +144,7 @@ def _search(
     if cfg.train.backend == "ray_train" and pending is None:
         from engine.train.distributed import train_distributed
 
-        d = train_distributed(cfg, ws, ts, s.path, f"{cfg.name}-dist-{parent[:8]}")
+        d = train_distributed(cfg, ws, ts, s.data, f"{cfg.name}-dist-{parent[:8]}")
         mlflow.log_params({"backend": "ray_train", "workers": d.workers})
         return SearchOutcome(
             best_config={"family": "xgboost", **d.params},
