@@ -336,6 +336,8 @@ def train(
         f"registered {r.model_name} v{r.version} @{r.alias}: {r.final_fit}; test AUC "
         f"{a['estimate']:.4f} (95% CI {a['low']:.4f}-{a['high']:.4f}, {r.test_rows} rows)"
     )
+    for w in r.warnings:
+        console.print(f"[yellow]warning:[/] {w}", soft_wrap=True)
     if r.uplift:
         u = r.uplift
         console.print(

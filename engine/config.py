@@ -24,11 +24,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
 from engine.errors import ConfigError
-from engine.features.views import FeatureView
+from engine.features.views import FeatureView, parse_duration
 from engine.monitor.config import MonitorConfig
 from engine.profiles import ClusterConfig, load_cluster
 from engine.source_config import IDENT as _IDENT
@@ -69,6 +70,20 @@ class LabelConfig(_Model):
         description="Snapshot labels only: when they were observed. Needed when a view reads "
         "an event table, so its features use only events before this time.",
     )
+    horizon: str | None = Field(
+        default=None,
+        description="How far past its label time a label looks ('180d' for 'no purchase in "
+        "the 180 days after the cutoff'). A split by time then purges training rows whose "
+        "outcome window reaches into the validation period, and validation rows whose "
+        "window reaches into the test period; the card counts them.",
+    )
+
+    @field_validator("horizon")
+    @classmethod
+    def _horizon(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_duration(v)
+        return v
 
 
 class TreatmentConfig(_Model):
@@ -237,6 +252,12 @@ class ProjectConfig(_Model):
         if self.treatment is not None and self.treatment.source not in self.sources:
             raise _ref_error("treatment.source", self.treatment.source, "source", self.sources)
         _check_declared(self, "label.column", self.label.source, self.label.column)
+        if self.label.horizon is not None and self.label.event_time is None:
+            raise ValueError(
+                "label.horizon: only for labels with a time (label.event_time): a snapshot "
+                "table's labels share one time and are split at random. Fix: remove "
+                "label.horizon, or set label.event_time."
+            )
         if self.label.event_time is not None:
             _check_declared(self, "label.event_time", self.label.source, self.label.event_time)
             if self.label.as_of is not None:

@@ -229,8 +229,7 @@ def rows_frame(
                 near = f" Did you mean '{hint[0]}' for '{unknown[0]}'?" if hint else ""
                 raise HTTPException(
                     422,
-                    f"rows[{i}]: unknown field(s) {_some(unknown)}; the model takes "
-                    f"{names}.{near}",
+                    f"rows[{i}]: unknown field(s) {_some(unknown)}; the model takes {names}.{near}",
                 )
             missing = [f for f in names if f not in row]
             if missing:
@@ -244,7 +243,7 @@ def rows_frame(
                     how += (
                         f" The row carries {event}, columns of an event table: features over "
                         "events (counts, sums, latest values) come from an entity's history, "
-                        "not from one event. Fix: send {\"entities\": [id, ...]} to score "
+                        'not from one event. Fix: send {"entities": [id, ...]} to score '
                         "from the online table (`insight features materialize`), or send the "
                         "features by name."
                     )

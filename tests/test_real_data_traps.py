@@ -173,3 +173,121 @@ def test_predict_names_how_many_fields_are_missing_and_hints_at_entities(
         rows_frame([row], schema, fields)
     assert str(e.value.detail).startswith(f"rows[0]: missing field(s) ['{feats[0]}']")
     assert "event table" not in str(e.value.detail)
+
+
+def _monthly_churn(
+    tmp: Path, horizon: str | None, seed: int = 0, customers: int = 150
+) -> tuple[ProjectConfig, pd.DataFrame]:
+    """A purchase log turned into churn labels: at 12 monthly cutoffs, churned = no purchase
+    in the 180 days after the cutoff (the label looks ahead of its time)."""
+    import yaml
+
+    from engine.data.project_file import render
+
+    rng = np.random.default_rng(seed)
+    cutoffs = pd.date_range("2024-01-01", periods=12, freq="MS")
+    rows = []
+    for c in range(customers):
+        rate = rng.gamma(1.0, 0.02)  # purchases per day
+        buys = np.sort(rng.uniform(0, 600, rng.poisson(rate * 600)))
+        days = pd.Timestamp("2023-10-01") + pd.to_timedelta(buys, "D")
+        for t in cutoffs:
+            seen = days[days <= t]
+            ahead = days[(days > t) & (days <= t + pd.Timedelta(days=180))]
+            rows.append(
+                {
+                    "customer_id": f"c{c:04d}",
+                    "cutoff": t,
+                    "purchases_90d": int((seen > t - pd.Timedelta(days=90)).sum()),
+                    "churned": "yes" if len(ahead) == 0 else "no",
+                }
+            )
+    df = pd.DataFrame(rows)
+    path = write_csv(df, tmp / "labels.csv")
+    raw = yaml.safe_load(render(plan(path, "churned", key="customer_id", time="cutoff")))
+    if horizon:
+        raw["label"]["horizon"] = horizon
+    (tmp / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return ProjectConfig.load(tmp / "insight.yaml"), df
+
+
+def _snapshot_of(df: pd.DataFrame, time: str | None = "cutoff", key: str = "customer_id") -> object:
+    from engine.features.snapshot import Snapshot
+
+    frame = df.copy()
+    frame["churned"] = (frame["churned"] == "yes").astype(int)
+    return Snapshot(Path("."), {"snapshot_id": "s1", "label_time": time, "entity": key}), frame
+
+
+def test_a_label_horizon_purges_rows_whose_outcome_reaches_the_next_period(tmp_path: Path) -> None:
+    """Regression: 180-day labels at monthly cutoffs put rows whose outcome window runs past
+    the first test cutoff into training (an optimistic test AUC)."""
+    from engine.train.dataset import load_training_set
+
+    cfg, df = _monthly_churn(tmp_path, "180d")
+    s, frame = _snapshot_of(df)
+    ts = load_training_set(cfg, s, frame)  # type: ignore[arg-type]
+    h = pd.Timedelta(days=180)
+    assert ts.split == "time" and ts.split_time is not None and ts.test_time is not None
+    assert (ts.train["cutoff"] + h <= ts.split_time).all()
+    refit = ts.fit_rows(refit=True)
+    assert (refit["cutoff"] + h <= ts.test_time).all(), "no fitted outcome reaches the test"
+    # pandas as the oracle of the counts
+    before = frame[frame["cutoff"] < ts.split_time]
+    want_train = int((before["cutoff"] + h > ts.split_time).sum())
+    mid = frame[(frame["cutoff"] >= ts.split_time) & (frame["cutoff"] < ts.test_time)]
+    want_valid = int((mid["cutoff"] + h > ts.test_time).sum())
+    assert ts.purged == {"train": want_train, "refit": want_valid} and want_train > 0
+    assert len(ts.valid) == len(mid), "validation rows are only scored in the search: kept"
+    assert "label horizon 180d: purged" in ts.describe_split()
+    assert len(ts.test) == int((frame["cutoff"] >= ts.test_time).sum()), "the test keeps its rows"
+    assert ts.warnings == []
+    # The same table without a horizon: nothing purged, and a warning that one is likely.
+    cfg2, _ = (
+        _monthly_churn(tmp_path / "b", None) if (tmp_path / "b").mkdir() is None else (None, None)
+    )
+    assert cfg2 is not None
+    ts2 = load_training_set(cfg2, s, frame)  # type: ignore[arg-type]
+    assert ts2.purged == {} and (ts2.train["cutoff"] + h > ts2.split_time).any()
+    assert len(ts2.warnings) == 1 and "every month (12 cutoffs)" in ts2.warnings[0]
+    assert "label.horizon" in ts2.warnings[0]
+
+
+def test_a_horizon_that_purges_everything_is_a_clear_error(tmp_path: Path) -> None:
+    from engine.train.dataset import load_training_set
+
+    cfg, df = _monthly_churn(tmp_path, "400d", customers=30)
+    s, frame = _snapshot_of(df)
+    with pytest.raises(DataError, match=r"label.horizon 400d purges every training row.*Fix:"):
+        load_training_set(cfg, s, frame)  # type: ignore[arg-type]
+
+
+def test_the_card_states_each_splits_exact_label_times(tmp_path: Path) -> None:
+    """Regression: the card said 'trained on label times A .. B' with B the test's end."""
+    from engine.registry.card import limitations, split_ranges
+    from engine.train.dataset import load_training_set
+
+    cfg, df = _monthly_churn(tmp_path, "180d", customers=60)
+    s, frame = _snapshot_of(df)
+    ts = load_training_set(cfg, s, frame)  # type: ignore[arg-type]
+    got = ts.ranges()
+    for part in ("train", "valid", "test"):
+        t = ts.part(part)["cutoff"]
+        assert got[part] == (str(t.min()), str(t.max()))
+    fitted = ts.fitted_range(refit=True)
+    assert fitted is not None and fitted[1] < str(ts.test_time)
+    td = {
+        "time_range": list(ts.time_range or ()),
+        "fitted_time_range": list(fitted),
+        "split": {"ranges": {p: list(r) if r else None for p, r in got.items()}},
+        "left_out": {},
+        "warnings": [],
+    }
+    card = {
+        "training_data": td,
+        "metrics": {"rows": 5000, "calibration": {"ece": 0.0}, "fairness": {}, "threshold": 0.5},
+        "uplift": None,
+    }
+    first = limitations(card, cfg)[0]
+    assert first.startswith(f"Trained on label times {fitted[0]} to {fitted[1]} and tested on")
+    assert ("test label times", f"{got['test'][0]} to {got['test'][1]}") in split_ranges(td)

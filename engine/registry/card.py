@@ -138,10 +138,18 @@ def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
     m = card["metrics"]
     td = card["training_data"]
     out = []
-    if td["time_range"]:
+    fitted = td.get("fitted_time_range")
+    if fitted:
+        test = (td.get("split", {}).get("ranges") or {}).get("test")
         out.append(
-            f"Trained on label times {td['time_range'][0]} to {td['time_range'][1]}; behaviour "
-            "after that is not measured here."
+            f"Trained on label times {fitted[0]} to {fitted[1]}"
+            + (f" and tested on {test[0]} to {test[1]}" if test else "")
+            + "; behaviour after that is not measured here."
+        )
+    elif td["time_range"] and "fitted_time_range" not in td:  # a card written before
+        out.append(
+            f"Label times {td['time_range'][0]} to {td['time_range'][1]} (train, validation "
+            "and test together); behaviour after that is not measured here."
         )
     else:
         out.append(
@@ -150,6 +158,8 @@ def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
         )
     for col, why in td.get("left_out", {}).items():
         out.append(f"'{col}' is not a model input: {why}.")
+    for w in td.get("warnings", []):
+        out.append(f"Warning: {w}.")
     if m["rows"] < 1000:
         out.append(f"The test split is small ({m['rows']} rows): CIs are wide.")
     if m["calibration"]["ece"] > 0.05:
@@ -181,6 +191,8 @@ def build_card(
     final_fit: str = "the search's best trial (train rows only)",
 ) -> dict[str, Any]:
     metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed)
+    refit = cfg.train.refit and cfg.train.backend == "tune"
+    fitted = ts.fitted_range(refit)
     x_test = ts.x("test")
     card: dict[str, Any] = {
         "card_version": 1,
@@ -199,12 +211,18 @@ def build_card(
         "training_data": {
             "snapshot_id": ts.snapshot_id,
             "time_range": list(ts.time_range) if ts.time_range else None,
+            # the label times of the rows the registered model was fitted on, exactly
+            "fitted_time_range": list(fitted) if fitted else None,
             "split": {
                 "valid_from": str(ts.split_time) if ts.split_time is not None else None,
                 "test_from": str(ts.test_time) if ts.test_time is not None else None,
                 "rows": {p: len(ts.part(p)) for p in ("train", "valid", "test")},
+                "ranges": {p: list(r) if r else None for p, r in ts.ranges().items()},
+                "horizon": ts.horizon,
+                "purged": ts.purged,
                 "how": ts.describe_split(),
             },
+            "warnings": ts.warnings,
             "features": scorer.features,
             "categorical": {
                 c: len(scorer.schema.spec(c).categories) for c in scorer.schema.categorical
@@ -233,6 +251,25 @@ def _ci(d: dict[str, Any]) -> str:
     return f"{est:.4f} ({d['low']:.4f}-{d['high']:.4f})"
 
 
+def split_ranges(td: dict[str, Any]) -> list[tuple[str, str]]:
+    """(what, label-time range) lines of a card's training data: the rows the model was
+    fitted on, then each part of the split."""
+    out = []
+    if td.get("fitted_time_range"):
+        a, b = td["fitted_time_range"]
+        out.append(("fitted on label times", f"{a} to {b}"))
+    for part, r in (td.get("split", {}).get("ranges") or {}).items():
+        if r:
+            out.append((f"{part} label times", f"{r[0]} to {r[1]}"))
+    if not out and td.get("time_range"):  # a card written before ranges per split
+        out.append(("label times", f"{td['time_range'][0]} to {td['time_range'][1]}"))
+    return out
+
+
+def _ranges_md(td: dict[str, Any]) -> list[str]:
+    return [f"- {what}: {r}" for what, r in split_ranges(td)]
+
+
 def render_markdown(card: dict[str, Any]) -> str:
     m, td, mod = card["metrics"], card["training_data"], card["model"]
     lines = [
@@ -243,11 +280,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         "## Training data and lineage",
         f"- snapshot: `{td['snapshot_id']}`"
-        + (
-            f"; label times {td['time_range'][0]} to {td['time_range'][1]}"
-            if td["time_range"]
-            else "; labels without time"
-        ),
+        + ("" if td["time_range"] else "; labels without time"),
+        *_ranges_md(td),
         f"- split {td['split']['how']}",
         f"- final model: {td.get('final_fit', 'the best trial')}",
         f"- parent run: `{mod.get('parent_run_id', '')}`; code version "

@@ -117,10 +117,12 @@ def render_card(card: dict[str, Any], *, report_href: str | None = "../report.ht
         )
 
     panel("Intended use", f"<p>{_e(card['intended_use'])}</p>")
-    tr = td.get("time_range")
+    from engine.registry.card import split_ranges
+
+    spans = [[_e(what), _e(r)] for what, r in split_ranges(td)]
     lineage = [
         ["snapshot", f"<code>{_e(td['snapshot_id'])}</code>"],
-        ["label times", _e(f"{tr[0]} to {tr[1]}") if tr else "labels without time"],
+        *(spans or [["label times", "labels without time"]]),
         ["split", _e(td["split"]["how"])],
         ["final model", _e(td.get("final_fit", "the best trial"))],
         ["parent run", f"<code>{_e(mod.get('parent_run_id', ''))}</code>"],

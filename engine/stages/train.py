@@ -45,6 +45,7 @@ class TrainResult:
     split: str = ""  # how the rows were split (time or random), as printed
     final_fit: str = ""  # how the registered model was fitted
     trial_nodes: dict[str, list[str]] = field(default_factory=dict)  # trial -> Ray node ids
+    warnings: list[str] = field(default_factory=list)  # about the data, also in the card
 
 
 def stage_train(
@@ -121,6 +122,7 @@ def stage_train(
         trial_nodes=getattr(out, "trial_nodes", {}),
         split=ts.describe_split(),
         final_fit=ref.tags.get("final_fit", ""),
+        warnings=list(ts.warnings),
     )
 
 
@@ -228,7 +230,10 @@ def _register(
         tags={
             **tags,
             "parent_run_id": parent,
-            "train_time_range": json.dumps(list(ts.time_range) if ts.time_range else None),
+            "train_time_range": json.dumps(
+                ts.fitted_range(cfg.train.refit and cfg.train.backend == "tune")
+            ),
+            "test_time_range": json.dumps(ts.range_of("test")),
             "split": ts.split,
             "split_time": str(ts.split_time),
             "test_time": str(ts.test_time),
@@ -293,7 +298,6 @@ def _final_model(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tup
     train + validation (``train.refit``, the default: a small table should not leave a
     quarter of its rows unused), else the best trial's own model. The test rows stay unseen
     either way. The data-parallel backend registers its one fit."""
-    import pandas as pd
 
     from engine.train.families import family
 
@@ -304,7 +308,7 @@ def _final_model(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tup
         )
     hp = {k: v for k, v in out.best_config.items() if k != "family"}
     rounds = int(out.best_metrics.get("round", cfg.train.num_boost_round))
-    rows = pd.concat([ts.train, ts.valid])
+    rows = ts.fit_rows(refit=True)  # train + validation, less what a label horizon purges
     scorer = fam.fit(
         hp,
         ts.x(rows),

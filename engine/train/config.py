@@ -94,6 +94,11 @@ class TrainConfig(_Model):
         description="Refit the chosen configuration on train + validation rows before "
         "registering (the test rows stay unseen).",
     )
+    embargo: str | None = Field(
+        default=None,
+        description="With label.horizon: a further gap ('14d') between a training row's "
+        "outcome window and the next period, for outcomes that settle late.",
+    )
     until: dt.date | None = Field(
         default=None, description="Train on label times up to this date (inclusive)."
     )
@@ -116,6 +121,15 @@ class TrainConfig(_Model):
         },
         description="ray_train: XGBoost parameters (e.g. the best of a search on a sample).",
     )
+
+    @field_validator("embargo")
+    @classmethod
+    def _embargo(cls, v: str | None) -> str | None:
+        from engine.features.views import parse_duration
+
+        if v is not None:
+            parse_duration(v)
+        return v
 
     @field_validator("families")
     @classmethod

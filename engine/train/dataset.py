@@ -27,6 +27,7 @@ import pandas as pd
 from engine.config import ProjectConfig
 from engine.errors import DataError
 from engine.features.snapshot import Snapshot
+from engine.features.views import parse_duration
 from engine.train.schema import InputSchema
 
 PARTS = ("train", "valid", "test")
@@ -47,6 +48,12 @@ class TrainingSet:
     schema: InputSchema
     seed: int = 0
     excluded: dict[str, str] = field(default_factory=dict)  # feature -> why it is not used
+    horizon: str | None = None  # label.horizon (+ train.embargo) the time split purged by
+    purged: dict[str, int] = field(default_factory=dict)  # part -> rows purged by the horizon
+    # validation rows the final refit may use (None: all of them); with a horizon, those
+    # whose outcome window ends before the test period starts
+    valid_fit: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)  # said when training, kept in the card
 
     def part(self, name: str) -> pd.DataFrame:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
@@ -62,17 +69,47 @@ class TrainingSet:
 
     @property
     def time_range(self) -> tuple[str, str] | None:
+        """Label times of every part together (train, valid and test)."""
+        return self.range_of(*PARTS)
+
+    def range_of(self, *parts: str) -> tuple[str, str] | None:
+        """The exact label-time range of these parts' rows, None without label times."""
         if self.time_col is None:
             return None
-        t = pd.concat([self.part(p)[self.time_col] for p in PARTS])
-        return str(t.min()), str(t.max())
+        t = pd.concat([self.part(p)[self.time_col] for p in parts])
+        return (str(t.min()), str(t.max())) if len(t) else None
+
+    def fit_rows(self, refit: bool) -> pd.DataFrame:
+        """The rows the registered model is fitted on: train, plus validation when refitted
+        (less the validation rows a label horizon purges before the test period)."""
+        if not refit:
+            return self.train
+        return pd.concat([self.train, self.valid if self.valid_fit is None else self.valid_fit])
+
+    def fitted_range(self, refit: bool) -> tuple[str, str] | None:
+        if self.time_col is None:
+            return None
+        t = self.fit_rows(refit)[self.time_col]
+        return (str(t.min()), str(t.max())) if len(t) else None
+
+    def ranges(self) -> dict[str, tuple[str, str] | None]:
+        """Each part's exact label-time range (what the card says each part holds)."""
+        return {p: self.range_of(p) for p in PARTS}
 
     def describe_split(self) -> str:
         rows = ", ".join(f"{p} {len(self.part(p)):,}" for p in PARTS)
         if self.split == "time":
+            purge = ""
+            if self.horizon:
+                purge = (
+                    f"; label horizon {self.horizon}: purged {self.purged.get('train', 0):,} "
+                    "train rows whose outcome window reaches the validation period, and "
+                    f"{self.purged.get('refit', 0):,} validation rows whose window reaches "
+                    "the test period from the final refit"
+                )
             return (
                 f"by label time: valid from {self.split_time}, test from {self.test_time} "
-                f"({rows} rows)"
+                f"({rows} rows{purge})"
             )
         why = "the labels have no time" if self.time_col is None else "train.split: random"
         return f"random, stratified by label, seed {self.seed} ({why}; {rows} rows)"
@@ -148,6 +185,17 @@ def load_training_set(
             "Fix: add columns to the feature views."
         )
     split_t = test_t = None
+    valid_fit: pd.DataFrame | None = None
+    purged: dict[str, int] = {}
+    warnings: list[str] = []
+    key = snap.manifest.get("entity")
+    horizon = None
+    if cfg.label.horizon is not None:
+        horizon = parse_duration(cfg.label.horizon)
+        if cfg.train.embargo is not None:
+            horizon += parse_duration(cfg.train.embargo)
+    elif mode == "time" and lt is not None and key is not None and key in df:
+        warnings += _likely_horizon(df, lt, key, times)
     if mode == "time":
         n_test = max(1, round(times.size * cfg.train.test_fraction))
         n_valid = max(1, round(times.size * cfg.train.valid_fraction))
@@ -162,6 +210,20 @@ def load_training_set(
         train = df[df[lt] < split_t]
         valid = df[(df[lt] >= split_t) & (df[lt] < test_t)]
         test = df[df[lt] >= test_t]
+        if horizon is not None and lt is not None:
+            # Purge: no row a model is fitted on has an outcome window that reaches the
+            # period it is judged on. The search fits on train and is judged on validation;
+            # the final refit fits on train + validation and is judged on test. Validation
+            # rows are only scored in the search, so they are kept there.
+            train, purged["train"] = _purge(train, lt, horizon, split_t)
+            valid_fit, purged["refit"] = _purge(valid, lt, horizon, test_t)
+            if train.empty:
+                raise DataError(
+                    f"label.horizon {cfg.label.horizon} purges every training row: each "
+                    f"outcome window reaches into the validation period (from {split_t}). "
+                    "Fix: lower train.valid_fraction and train.test_fraction, add older "
+                    "labels, or check label.horizon."
+                )
     else:
         tr, va, te = _random_parts(
             df[y].to_numpy(), cfg.train.valid_fraction, cfg.train.test_fraction, cfg.train.seed
@@ -175,6 +237,9 @@ def load_training_set(
                 "test_fraction."
             )
     schema = InputSchema.infer(pd.concat([train, valid]), feats)
+    span = cfg.label.horizon and (
+        cfg.label.horizon + (f" + embargo {cfg.train.embargo}" if cfg.train.embargo else "")
+    )
     return TrainingSet(
         snap.id,
         feats,
@@ -189,4 +254,39 @@ def load_training_set(
         schema,
         cfg.train.seed,
         excluded,
+        horizon=span if mode == "time" else None,
+        purged=purged,
+        warnings=warnings,
+        valid_fit=valid_fit,
     )
+
+
+def _purge(
+    part: pd.DataFrame, lt: str, horizon: dt.timedelta, boundary: pd.Timestamp
+) -> tuple[pd.DataFrame, int]:
+    """The rows whose outcome window (label time, label time + horizon] ends at or before
+    ``boundary``, and how many were dropped (their outcome was still being observed when
+    the next period began: training on them leaks that period's outcomes)."""
+    keep = part[pd.to_datetime(part[lt]) + horizon <= boundary]
+    return keep, len(part) - len(keep)
+
+
+def _likely_horizon(df: pd.DataFrame, lt: str, key: str, times: np.ndarray) -> list[str]:
+    """A warning when the labels look like looking-ahead cutoffs with no horizon declared:
+    label times at a regular cadence (each gap within 10% of the median, or monthly) with
+    most entities labelled at several of them."""
+    gaps = np.diff(times).astype("timedelta64[s]").astype(np.float64) / 86_400
+    med = float(np.median(gaps))
+    monthly = bool(((gaps >= 28) & (gaps <= 31)).all())
+    if med <= 0 or not (monthly or bool((np.abs(gaps - med) <= 0.1 * med).all())):
+        return []
+    if float(df[key].duplicated().mean()) < 0.5:
+        return []
+    every = "month" if monthly else f"{med:g} days"
+    return [
+        f"label times come every {every} ({times.size} cutoffs) and most entities are "
+        "labelled at several of them: if a label looks ahead of its time (e.g. 'no purchase "
+        "in the 180 days after the cutoff'), declare label.horizon (e.g. 180d); otherwise "
+        "training rows whose outcome window reaches the validation and test periods make "
+        "the test metrics optimistic"
+    ]
