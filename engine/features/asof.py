@@ -106,7 +106,7 @@ def asof_join(
         F.lit(None).cast(feat_struct_type).alias("__feat"),
     )
     use_order = ties == "last_row" and order is not None
-    tie = F.col(order) if use_order else F.lit(None)
+    tie = F.col(order) if order is not None and use_order else F.lit(None)
     order_type = features.select(tie.alias("o")).schema["o"].dataType
     lab_side = lab_side.withColumn("__tie", F.lit(None).cast(order_type))
     feat_side = features.where(F.col(feature_time).isNotNull()).select(
