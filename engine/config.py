@@ -94,17 +94,40 @@ class TreatmentConfig(_Model):
 
 class BusinessConfig(_Model):
     """What a decision is worth: the report's ROI (NannyML's business-value matrix, for a
-    retention campaign). A flagged customer is contacted (``contact_cost``); a contacted
+    retention campaign). No value is assumed: without all three numbers the report shows no
+    ROI and says which to set. A flagged customer is contacted (``contact_cost``); a contacted
     customer who would have churned is kept with probability ``save_rate`` and is then worth
     ``retained_value``. ROI = (TP x save_rate x retained_value - contacts x contact_cost) /
     (contacts x contact_cost)."""
 
-    retained_value: float = Field(default=100.0, ge=0, description="Value of a kept customer.")
-    contact_cost: float = Field(default=2.0, gt=0, description="Cost of one contact.")
-    save_rate: float = Field(
-        default=0.2, ge=0, le=1, description="Share of contacted would-be churners kept."
+    retained_value: float | None = Field(
+        default=None, ge=0, description="Value of a kept customer."
+    )
+    contact_cost: float | None = Field(default=None, gt=0, description="Cost of one contact.")
+    save_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Share of contacted would-be churners kept."
     )
     currency: str = Field(default="EUR", max_length=8)
+
+    @model_validator(mode="after")
+    def _all_or_none(self) -> BusinessConfig:
+        given = [
+            k
+            for k in ("retained_value", "contact_cost", "save_rate")
+            if getattr(self, k) is not None
+        ]
+        if given and len(given) < 3:
+            missing = sorted({"retained_value", "contact_cost", "save_rate"} - set(given))
+            raise ValueError(
+                f"business: {', '.join(given)} given without {', '.join(missing)}; the ROI needs "
+                "all three. Fix: set them all (your own numbers), or none (no ROI is shown)."
+            )
+        return self
+
+    @property
+    def is_set(self) -> bool:
+        """Whether the project file gives the numbers an ROI needs (none are assumed)."""
+        return None not in (self.retained_value, self.contact_cost, self.save_rate)
 
 
 class SampleConfig(_Model):

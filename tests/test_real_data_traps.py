@@ -291,3 +291,134 @@ def test_the_card_states_each_splits_exact_label_times(tmp_path: Path) -> None:
     first = limitations(card, cfg)[0]
     assert first.startswith(f"Trained on label times {fitted[0]} to {fitted[1]} and tested on")
     assert ("test label times", f"{got['test'][0]} to {got['test'][1]}") in split_ranges(td)
+
+
+def campaign(n: int = 6000, seed: int = 0) -> pd.DataFrame:
+    """Shaped like the public randomised e-mail campaign: three arms as text, visit as the
+    outcome, and conversion and spend measured after it (spend > 0 implies a visit)."""
+    rng = np.random.default_rng(seed)
+    segment = rng.choice(["Mens E-Mail", "Womens E-Mail", "No E-Mail"], n)
+    recency = rng.integers(1, 13, n)
+    history = np.round(rng.gamma(2.0, 120.0, n), 2)
+    logit = -2.2 + 0.6 * (segment != "No E-Mail") - 0.05 * recency + 0.001 * history
+    visit = rng.random(n) < 1 / (1 + np.exp(-logit))
+    conversion = visit & (rng.random(n) < 0.06)
+    spend = np.where(conversion, np.round(rng.gamma(2.0, 60.0, n), 2), 0.0)
+    return pd.DataFrame(
+        {
+            "recency": recency,
+            "history": history,
+            "mens": rng.integers(0, 2, n),
+            "zip_code": rng.choice(["Urban", "Suburban", "Rural"], n),
+            "newbie": rng.integers(0, 2, n),
+            "channel": rng.choice(["Web", "Phone", "Multichannel"], n),
+            "segment": segment,
+            "visit": visit.astype(int),
+            "conversion": conversion.astype(int),
+            "spend": spend,
+            "visited_flag": np.where(visit, "Y", "N"),  # a copy of the label
+            "engagement_score": visit * 10 + rng.normal(0, 1, n),  # separates it alone
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_init_leaves_out_columns_that_leak_the_label(tmp_path: Path, seed: int) -> None:
+    """Regression: init --label visit proposed conversion, spend and the treatment column
+    as features, with no warning."""
+    from engine.data.leaks import leak_reason
+
+    df = campaign(seed=seed)
+    p = plan(write_csv(df, tmp_path / "campaign.csv"), "visit")
+    out = p.left_out
+    assert set(p.leaks) == {"conversion", "spend", "visited_flag", "engagement_score", "segment"}
+    assert (
+        ("implies the label: all" in out["spend"]
+        and "'0.0'" in out["spend"])
+        or "'0'" in out["spend"]
+    )
+    assert "implies the label" in out["conversion"]
+    assert "determines the label" in out["visited_flag"]
+    assert "single-feature AUC" in out["engagement_score"]
+    assert "campaign arms" in out["segment"] and "treatment" in out["segment"]
+    assert {"recency", "history", "mens", "zip_code", "newbie", "channel"} <= set(p.features)
+    text = render(p)
+    assert "#   spend: leaks the label" in text
+    # The oracle of the first sign: pandas' crosstab says every spender visited.
+    spent = df[df["spend"] > 0]
+    assert len(spent) >= 30 and (spent["visit"] == 1).all()
+    # No honest column of the table is flagged, on any seed.
+    for col in ("recency", "history", "mens", "newbie"):
+        assert leak_reason(df[col], df["visit"].to_numpy()) is None
+
+
+def test_training_refuses_a_leaking_feature_unless_allowed(tmp_path: Path) -> None:
+    import yaml
+
+    from engine.train.dataset import load_training_set
+
+    df = campaign(6000)
+    path = write_csv(df, tmp_path / "c.csv")
+    raw = yaml.safe_load(render(plan(path, "visit")))
+    raw["features"]["views"][0]["columns"].append("spend")  # put it back by hand
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    from engine.features.snapshot import Snapshot
+
+    frame = df.assign(row_id=[f"r{i}" for i in range(len(df))])
+    s = Snapshot(Path("."), {"snapshot_id": "s", "label_time": None, "entity": "row_id"})
+    with pytest.raises(DataError) as e:
+        load_training_set(cfg, s, frame)
+    msg = str(e.value)
+    assert "1 feature(s) leak the label 'visit': 'spend'" in msg and "allow_leaky" in msg
+    raw["train"] = {**raw.get("train", {}), "allow_leaky": ["spend"]}
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    ts = load_training_set(ProjectConfig.load(tmp_path / "insight.yaml"), s, frame)
+    assert "spend" in ts.features
+
+
+def test_drift_reference_never_holds_the_current_window(tmp_path: Path) -> None:
+    """Regression: with train.until after drift.current_from, the 'training window'
+    reference included every current row, and nothing said so."""
+    import json
+
+    import yaml
+
+    from engine.stages.drift import stage_drift
+    from engine.workspace import Workspace
+    from tests.conftest import EXAMPLE
+
+    rng = np.random.default_rng(0)
+    times = pd.to_datetime(rng.choice(pd.date_range("2025-01-01", "2025-12-01", freq="MS"), 3000))
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["train"]["until"] = "2025-11-30"
+    raw["drift"]["current_from"] = "2025-10-01"
+    raw.pop("sample", None)
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = ProjectConfig.load(tmp_path / "insight.yaml")
+    feats = [f for f in cfg.feature_names() if f not in cfg.sensitive]
+    late = np.asarray(times >= pd.Timestamp("2025-10-01"))
+    df = pd.DataFrame({f: rng.normal(0, 1, len(times)) for f in feats})
+    for f in ("region", "plan"):
+        df[f] = rng.choice(["a", "b"], len(times))
+    df["amount_sum_30d"] = df["amount_sum_30d"] + 3.0 * late  # the current window drifts
+    df["label_time"], df["customer_id"], df["churned"] = times, np.arange(len(times)), 0
+    ws = Workspace(tmp_path / ".insight").ensure()
+    d = ws.features / cfg.name / "s1" / "data"
+    d.mkdir(parents=True)
+    df.to_parquet(d / "part-0.parquet")
+    manifest = {
+        "snapshot_id": "s1",
+        "label_time": "label_time",
+        "event_time_range": [str(times.min()), str(times.max())],
+        "created_at": "2026-01-01T00:00:00+00:00",
+    }
+    (d.parent / "manifest.json").write_text(json.dumps(manifest))
+    r = stage_drift(cfg, ws, "s1")
+    n_cur = int(late.sum())
+    assert r.current_rows == n_cur and r.reference_rows == len(times) - n_cur
+    assert "rows of the current window" in r.reference and "do not overlap" in r.reference
+    assert "amount_sum_30d" in r.drifted
+    rep = json.loads(r.report_path.read_text())
+    assert rep["windows_overlap"] is False and "train.until (2025-11-30)" in rep["reference_cut"]
+

@@ -51,6 +51,11 @@ def test_roi_is_the_business_value_formula() -> None:
     # 30 TP, 70 FP: 100 contacts cost 200; 30 x 0.25 x 120 = 900 kept; ROI (900-200)/200.
     assert roi(b, 30, 100) == pytest.approx(3.5)
     assert roi(b, 0, 0) is None
+    # No business values given: no ROI, nothing assumed (the report once showed an ROI of
+    # 7.47 computed from defaults nobody wrote); some but not all: a clear error.
+    assert roi(BusinessConfig(), 30, 100) is None and not BusinessConfig().is_set
+    with pytest.raises(ValueError, match="given without contact_cost, save_rate"):
+        BusinessConfig(retained_value=120)
 
 
 def _line(i: int, feats: int, *, t0: float = 1.8e9) -> dict[str, Any]:
@@ -136,6 +141,9 @@ def test_a_long_history_stays_under_2_mb_and_holds_no_identifier(
     text = r.path.read_text()
     assert r.bytes < MAX_BYTES, r.bytes
     assert r.header["monitor_runs"] == 20_000 and r.header["points"] == 500
+    # the request count says when it was counted (the last monitor window's end here: the
+    # history lines carry no ran_at), not as if it were live
+    assert r.header["requests_as_of"] == r.header["to_iso"]
     assert "cust-SECRET-42" not in text and "example.com" not in text
     assert "<script src" not in text and "http://" not in text.split("<script>")[0]
     data = json.loads(
@@ -279,7 +287,30 @@ def test_an_empty_workspace_gives_a_page_that_says_what_to_run(
         for panel in ("drift", "uplift", "fairness", "latency", "alerts", "models"):
             text = d.find_element("css selector", f'section[data-panel="{panel}"] .body').text
             assert "insight" in text or "No " in text, (panel, text)
-        assert "no monitor run yet" in d.find_element("css selector", "header.top").text
+        top = d.find_element("css selector", "header.top").text
+        assert "no monitor run yet" in top
+        assert "requests not counted yet: `insight monitor` reads the audit log" in top
         d.save_screenshot(str(tmp_path / "empty.png"))
+    finally:
+        d.quit()
+
+
+def test_without_business_values_the_roi_asks_for_them(
+    example_cfg: ProjectConfig, tmp_path: Path
+) -> None:
+    """No default numbers: the ROI tile names the three values to set and shows no ratio."""
+    from engine.config import BusinessConfig
+    from engine.report import write_report
+    from tests.test_demo_e2e import _browser
+
+    cfg = example_cfg.model_copy(update={"business": BusinessConfig()})
+    ws = Workspace(tmp_path / ".insight").ensure()
+    r = write_report(cfg, ws)
+    d = _browser()
+    try:
+        d.get(r.path.as_uri())
+        tile = d.find_element("css selector", '.tile[data-kpi="ROI"]').text
+        assert "not set" in tile and "retained_value, contact_cost and save_rate" in tile
+        assert "×" not in tile
     finally:
         d.quit()

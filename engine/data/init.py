@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -92,6 +93,7 @@ class Plan:
     time_candidates: list[str] = field(default_factory=list)
     time_note: str = ""
     dialect: Dialect = field(default_factory=Dialect)
+    leaks: list[str] = field(default_factory=list)  # left out: leak the label or are a treatment
 
 
 def snake(name: str) -> str:
@@ -314,6 +316,17 @@ def plan(
         time=tcol.name if tcol else None,
         time_note=time_note,
     )
+    y01 = (
+        df[lab.raw]
+        .map(
+            lambda v: (
+                np.nan
+                if v is None or (isinstance(v, float) and v != v) or normalize(v) == ""
+                else float(normalize(v) == lv.positive)
+            )
+        )
+        .to_numpy(dtype=np.float64)
+    )
     kc = by_name.get(kcol)  # None for a generated row id
     if PII_NAMES.search(kcol) or (kc is not None and pii_reason(kc, df[kc.raw])):
         p.pii.append(kcol)  # the key itself is PII: hashed on read and in the audit log
@@ -355,6 +368,9 @@ def plan(
                 f"an identifier by its name ({c.distinct:,} distinct values in "
                 f"{c.non_null:,} rows): a number that names, not measures"
             )
+        elif why := _leak_or_treatment(c, df[c.raw], y01, dialect.decimal):
+            p.left_out[c.name] = why
+            p.leaks.append(c.name)
         else:
             p.features.append(c.name)
             if SENSITIVE_NAMES.search(c.name):
@@ -371,6 +387,33 @@ def plan(
             + "."
         )
     return p
+
+
+def _leak_or_treatment(c: Column, values: pd.Series, y: np.ndarray, decimal: str) -> str | None:
+    """Why a would-be feature must not be one (engine.data.leaks), or None."""
+    from engine.data.leaks import leak_reason, treatment_reason
+
+    if c.kind == "string" and (why := treatment_reason(c.name, values)):
+        return (
+            f"{why}: it says what was done to a customer, not who they are; declare it as "
+            "the treatment (uplift) rather than a feature"
+        )
+    v = values
+    if c.kind in ("int", "double") and not pd.api.types.is_numeric_dtype(values.dtype):
+        text = values.astype("string").str.strip()
+        v = pd.to_numeric(
+            text.str.translate(COMMA_DECIMAL) if decimal == "," else text, errors="coerce"
+        )
+    elif c.kind == "string":
+        v = values.astype("string").str.strip().replace("", pd.NA)
+    why = leak_reason(v, y)
+    if why is None:
+        return None
+    return (
+        f"leaks the label: it {why}. A model would learn it and fail where it is not yet "
+        "known; list it under a view's columns and train.allow_leaky only if it is known "
+        "when predictions are made"
+    )
 
 
 def pii_reason(c: Column, values: pd.Series) -> str | None:

@@ -40,7 +40,10 @@ def thin(rows: list[dict[str, Any]], max_points: int) -> list[dict[str, Any]]:
 
 def roi(business: Any, tp: float, contacts: float) -> float | None:
     """(TP x save_rate x retained_value - contacts x contact_cost) / (contacts x contact_cost):
-    the return on the campaign's spend (engine.config.BusinessConfig)."""
+    the return on the campaign's spend (engine.config.BusinessConfig); None until the project
+    file gives the business values (no number is assumed)."""
+    if not business.is_set:
+        return None
     spend = contacts * business.contact_cost
     if spend <= 0:
         return None
@@ -314,7 +317,11 @@ def collect(
             "points": len(history),
             "from_iso": _iso(_num(full[0].get("from"))) if full else None,
             "to_iso": _iso(_num(full[-1].get("to"))) if full else None,
+            # the audit log as the monitor last read it: traffic since then is not counted
             "requests": sum(int(h.get("requests") or 0) for h in full),
+            "requests_as_of": (full[-1].get("ran_at") or _iso(_num(full[-1].get("to"))))
+            if full
+            else None,
             "audit_folder": str(ws.audit),
             "audit_segments": segments,
             "audit_records": sum(b_ - a + 1 for a, b_ in seqs),
@@ -323,7 +330,7 @@ def collect(
             "versions_registered": [v["version"] for v in vs],
             "champion": champion["version"] if champion else None,
         },
-        "business": b.model_dump(),
+        "business": {**b.model_dump(), "set": b.is_set},
         "training": {
             "positive_rate": _num(metrics.get("positive_rate")),
             "selection_rate": _num(metrics.get("selection_rate")),

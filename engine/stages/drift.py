@@ -36,7 +36,17 @@ class DriftResult:
 
 
 def windows(cfg: ProjectConfig, s: snap.Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Reference = label times up to train.until; current = from drift.current_from."""
+    """Reference = label times up to train.until; current = from drift.current_from. The
+    windows never overlap: a reference that would reach into the current window ends where
+    it starts (:func:`split_windows` says by how many rows)."""
+    ref, cur, _ = split_windows(cfg, s)
+    return ref, cur
+
+
+def split_windows(cfg: ProjectConfig, s: snap.Snapshot) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The two windows, and a note when the training window was cut so they do not overlap
+    (train.until at or after drift.current_from: the reference once held the current rows,
+    and a comparison of a window with itself finds no drift)."""
     if cfg.drift.current_from is None:
         raise ConfigError(
             "drift.current_from is not set, so there is no current window to compare. "
@@ -44,12 +54,23 @@ def windows(cfg: ProjectConfig, s: snap.Snapshot) -> tuple[pd.DataFrame, pd.Data
         )
     df = s.read_pandas()
     lt = s.manifest["label_time"]
-    cur = df[df[lt] >= pd.Timestamp(cfg.drift.current_from)]
+    start = pd.Timestamp(cfg.drift.current_from)
+    cur = df[df[lt] >= start]
+    note = ""
     if cfg.train.until is not None:
-        ref = df[df[lt] < pd.Timestamp(cfg.train.until) + pd.Timedelta(days=1)]
+        end = pd.Timestamp(cfg.train.until) + pd.Timedelta(days=1)
+        ref = df[df[lt] < min(end, start)]
+        shared = int(((df[lt] >= start) & (df[lt] < end)).sum())
+        if shared:
+            note = (
+                f"train.until ({cfg.train.until}) is after drift.current_from "
+                f"({cfg.drift.current_from}): the training window holds {shared:,} rows of "
+                "the current window; the reference ends where the current window starts so "
+                "the two do not overlap"
+            )
     else:
-        ref = df[df[lt] < pd.Timestamp(cfg.drift.current_from)]
-    return ref, cur
+        ref = df[df[lt] < start]
+    return ref, cur, note
 
 
 def stage_drift(
@@ -76,7 +97,7 @@ def stage_drift(
             "with its training window. Fix: build a snapshot from newer data and compare the "
             "two: `insight drift --reference OLDER_ID` (ids: `insight features list`)."
         )
-    ref, cur = windows(cfg, s)
+    ref, cur, note = split_windows(cfg, s)
     t0, t1 = s.manifest["event_time_range"]
     if ref.empty:
         until = cfg.train.until or cfg.drift.current_from
@@ -92,7 +113,11 @@ def stage_drift(
             "drift.current_from earlier, or rebuild features with newer data."
         )
     result = drift_check(ref, cur, cols, cfg.drift)
-    return _write(ws, s.id, "training window", ref, cur, cfg, result)
+    lt = s.manifest["label_time"]
+    what = f"training window, label times {ref[lt].min()} .. {ref[lt].max()}"
+    if note:
+        what += f"; {note}"
+    return _write(ws, s.id, what, ref, cur, cfg, result, note)
 
 
 def _write(
@@ -103,6 +128,7 @@ def _write(
     cur: pd.DataFrame,
     cfg: ProjectConfig,
     result: list[ColumnDrift],
+    overlap: str = "",
 ) -> DriftResult:
     path = ws.reports / f"drift-{sid}.json"
     atomic_write_text(
@@ -113,6 +139,8 @@ def _write(
                 "reference": reference,
                 "reference_rows": len(ref),
                 "current_rows": len(cur),
+                "windows_overlap": False,
+                "reference_cut": overlap or None,
                 "rule": cfg.drift.model_dump(mode="json"),
                 "columns": [c.as_dict() for c in result],
             },

@@ -133,6 +133,7 @@ def _append_history(ws: Workspace, r: dict[str, Any]) -> None:
         }
     line = {
         "run_id": r["run_id"],
+        "ran_at": r.get("generated_at"),
         "from": r["window"]["from"],
         "to": r["window"]["to"],
         "requests": r["traffic"]["requests"],

@@ -105,6 +105,12 @@ class TrainConfig(_Model):
     exclude: list[str] = Field(
         default_factory=list, description="Feature columns the model must not use."
     )
+    allow_leaky: list[str] = Field(
+        default_factory=list,
+        description="Features that look like they leak the label (they determine it, or "
+        "separate it almost perfectly alone) but are known when predictions are made: "
+        "trained on anyway. Any other such feature stops training with the reason.",
+    )
     gate: GateConfig = Field(default_factory=GateConfig)
     backend: Literal["tune", "ray_train"] = Field(
         default="tune",

@@ -184,6 +184,7 @@ def load_training_set(
             f"snapshot {snap.id} has no usable feature (left out: {excluded or 'none'}). "
             "Fix: add columns to the feature views."
         )
+    _refuse_leaks(cfg, df, feats)
     split_t = test_t = None
     valid_fit: pd.DataFrame | None = None
     purged: dict[str, int] = {}
@@ -259,6 +260,27 @@ def load_training_set(
         warnings=warnings,
         valid_fit=valid_fit,
     )
+
+
+def _refuse_leaks(cfg: ProjectConfig, df: pd.DataFrame, feats: list[str]) -> None:
+    """Stop when a feature leaks the label (engine.data.leaks) and is not allowed: a model
+    would learn it, look perfect, and fail where the value is not yet known."""
+    from engine.data.leaks import leak_reason
+
+    y = df[cfg.label.column].to_numpy(dtype=np.float64)
+    found = {
+        f: why
+        for f in feats
+        if f not in cfg.train.allow_leaky and (why := leak_reason(df[f], y)) is not None
+    }
+    if found:
+        views = {f: v.name for v in cfg.features.views for f in v.feature_names()}
+        lines = "; ".join(f"'{f}' (view '{views.get(f, '?')}') {why}" for f, why in found.items())
+        raise DataError(
+            f"{len(found)} feature(s) leak the label '{cfg.label.column}': {lines}. Fix: remove "
+            "them from their views or list them under train.exclude; if a value is known when "
+            f"predictions are made, list it under train.allow_leaky: {sorted(found)}."
+        )
 
 
 def _purge(

@@ -105,7 +105,8 @@
       ["project", h.project], ["model", h.model], ["champion", h.champion ? "v" + h.champion : "none"],
       ["windows", h.from_iso ? h.from_iso + " → " + h.to_iso : "no monitor run yet"],
       ["monitor runs", h.monitor_runs + (h.points < h.monitor_runs ? " (" + h.points + " plotted)" : "")],
-      ["requests", h.requests],
+      ["requests", h.requests_as_of ? h.requests + " as of the last monitor run (" + h.requests_as_of +
+        "; later traffic is counted by the next `insight monitor`)" : "not counted yet: `insight monitor` reads the audit log"],
       ["audit", h.audit_segments.length + " segment(s), " + h.audit_records + " record(s), chain " + (h.chain_ok ? "verified" : "BROKEN")],
       ["versions served", h.versions_served.map(function (v) { return "v" + v; }).join(", ") || "none"],
       ["versions registered", h.versions_registered.map(function (v) { return "v" + v; }).join(", ")],
@@ -144,9 +145,11 @@
     tile("campaign ATE", ci([ate.estimate, ate.low, ate.high], 1, true),
       (num(last(S.ate)) !== null ? "live " + fmt(last(S.ate), 1, true) + " · " : "") +
       "card: " + (T.uplift_rows || 0) + " held-out campaign rows", S.ate, COLORS[2]);
-    tile("ROI", fmt(last(S.roi), 2) + "×",
+    if (B.set) tile("ROI", fmt(last(S.roi), 2) + "×",
       "expected (test split) " + fmt(T.roi, 2) + "× · " + B.retained_value + " " + B.currency + " a kept customer, " +
       B.contact_cost + " a contact, " + fmt(B.save_rate, 0, true) + " saved", S.roi, COLORS[3]);
+    else tile("ROI", "not set",
+      "give business.retained_value, contact_cost and save_rate in the project file (your own numbers: none is assumed)", null, COLORS[3]);
     tile("decision rate", fmt(last(S.decision_rate), 1, true),
       "training " + fmt(T.selection_rate, 1, true) + " at threshold " + D.threshold, S.decision_rate, COLORS[4]);
   }
