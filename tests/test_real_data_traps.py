@@ -332,11 +332,9 @@ def test_init_leaves_out_columns_that_leak_the_label(tmp_path: Path, seed: int) 
     p = plan(write_csv(df, tmp_path / "campaign.csv"), "visit")
     out = p.left_out
     assert set(p.leaks) == {"conversion", "spend", "visited_flag", "engagement_score", "segment"}
-    assert (
-        ("implies the label: all" in out["spend"]
-        and "'0.0'" in out["spend"])
-        or "'0'" in out["spend"]
-    )
+    assert ("implies the label: all" in out["spend"] and "'0.0'" in out["spend"]) or "'0'" in out[
+        "spend"
+    ]
     assert "implies the label" in out["conversion"]
     assert "determines the label" in out["visited_flag"]
     assert "single-feature AUC" in out["engagement_score"]
@@ -422,3 +420,73 @@ def test_drift_reference_never_holds_the_current_window(tmp_path: Path) -> None:
     rep = json.loads(r.report_path.read_text())
     assert rep["windows_overlap"] is False and "train.until (2025-11-30)" in rep["reference_cut"]
 
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_baselines_match_sklearn_and_pick_the_best_feature_on_fitted_rows(seed: int) -> None:
+    """The first gate's floor: the best single feature is chosen on the fitted rows (not the
+    test), its test AUC equals scikit-learn's, and a model no better than it is not promoted."""
+    import yaml
+    from sklearn.metrics import roc_auc_score
+
+    from engine.features.snapshot import Snapshot
+    from engine.registry.baseline import baselines
+    from engine.train.dataset import load_training_set
+    from tests.conftest import EXAMPLE
+
+    rng = np.random.default_rng(seed)
+    n = 4000
+    strong = rng.normal(0, 1, n)
+    weak = rng.normal(0, 1, n)
+    cat = rng.choice(["a", "b", "c"], n)
+    logit = 1.6 * strong - 0.9 * weak + np.where(cat == "a", 0.8, 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    df = pd.DataFrame(
+        {"row_id": [f"r{i}" for i in range(n)], "strong": -strong, "weak": weak, "cat": cat, "y": y}
+    )
+    raw = {
+        "name": "b",
+        "entities": {"row": {"key": "row_id"}},
+        "sources": {
+            "t": {
+                "path": "t.csv",
+                "format": "csv",
+                "entity": "row",
+                "columns": {
+                    "row_id": "string",
+                    "strong": "double",
+                    "weak": "double",
+                    "cat": "string",
+                    "y": "int",
+                },
+            }
+        },
+        "label": {"source": "t", "column": "y"},
+        "features": {"views": [{"name": "v", "source": "t", "columns": ["strong", "weak", "cat"]}]},
+        "train": {"seed": seed},
+    }
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d) / "p.yaml").write_text(yaml.safe_dump(raw))
+        cfg = ProjectConfig.load(Path(d) / "p.yaml")
+    s = Snapshot(Path("."), {"snapshot_id": "s", "label_time": None, "entity": "row_id"})
+    ts = load_training_set(cfg, s, df)
+    yt = ts.test["y"].to_numpy()
+    # A model that is the best feature itself (direction fixed): not better than it.
+    same = -ts.test["strong"].to_numpy()
+    b = baselines(ts, same, refit=True, n_boot=200, alpha=0.05, seed=seed)
+    f = b["best_single_feature"]
+    assert f["feature"] == "strong"
+    assert f["auc"]["estimate"] == pytest.approx(roc_auc_score(yt, same), abs=1e-12)
+    assert f["difference"]["estimate"] == pytest.approx(0.0, abs=1e-12) and not f["beaten"]
+    assert b["class_prior"]["beaten"]
+    # The true logit beats both.
+    true = (
+        1.6 * -ts.test["strong"] - 0.9 * ts.test["weak"] + np.where(ts.test["cat"] == "a", 0.8, 0.0)
+    )
+    b2 = baselines(ts, true.to_numpy(), refit=True, n_boot=200, alpha=0.05, seed=seed)
+    assert b2["best_single_feature"]["beaten"] and b2["class_prior"]["beaten"]
+    # Noise beats neither.
+    b3 = baselines(ts, rng.random(len(yt)), refit=True, n_boot=200, alpha=0.05, seed=seed)
+    assert not b3["best_single_feature"]["beaten"]
+    _ = EXAMPLE

@@ -190,8 +190,14 @@ def build_card(
     n_boot: int = 300,
     final_fit: str = "the search's best trial (train rows only)",
 ) -> dict[str, Any]:
-    metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed)
+    from engine.registry.baseline import baselines
+
+    p_test = scores_on_test(scorer, ts)
+    metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed, scores=p_test)
     refit = cfg.train.refit and cfg.train.backend == "tune"
+    floor = baselines(
+        ts, p_test, refit=refit, n_boot=n_boot, alpha=cfg.train.gate.alpha, seed=cfg.train.seed
+    )
     fitted = ts.fitted_range(refit)
     x_test = ts.x("test")
     card: dict[str, Any] = {
@@ -233,6 +239,7 @@ def build_card(
         },
         "search": search,
         "metrics": metrics,
+        "baselines": floor,
         "uplift": uplift,
         "shap_importance": shap_importance(scorer, x_test),
         "shap_output": family(scorer.family).OUTPUT,
@@ -328,6 +335,11 @@ def render_markdown(card: dict[str, Any]) -> str:
             lines.append(f"- {k}: {_ci(res[k])}")
         for grp, rates in res.get("by_group", {}).items():
             lines.append(f"- group `{grp}`: " + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    if card.get("baselines"):
+        from engine.registry.baseline import describe
+
+        lines += ["", "## Baselines on the same test rows (the first gate's floor)"]
+        lines += [f"- {x}" for x in describe(card["baselines"])]
     lines += ["", "## Uplift"]
     u = card.get("uplift")
     if u:

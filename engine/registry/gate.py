@@ -19,7 +19,9 @@ the project file:
 3. Uplift, when both versions carry a Qini AUC: the challenger's upper bound >= the
    champion's estimate (not worse beyond its CI).
 
-No champion yet: the gate passes and says so. Only a pass promotes.
+No champion yet: the challenger must beat the class prior (its AUC interval above 0.5) and
+the best single feature (a paired interval of the AUC difference above 0) on its test rows
+(engine.registry.baseline; ``beat_baselines: false`` turns this off). Only a pass promotes.
 """
 
 from __future__ import annotations
@@ -71,12 +73,7 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
     ch = models.resolve(name, "challenger")
     champ = models.try_resolve(name, "champion")
     if champ is None:
-        res = GateResult(
-            name,
-            ch.version,
-            None,
-            [Check("champion exists", True, "no champion yet: the challenger is the first")],
-        )
+        res = GateResult(name, ch.version, None, _floor(cfg, ws, ch))
     elif champ.version == ch.version:
         res = GateResult(
             name,
@@ -169,6 +166,29 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
         models.promote(name, ch.version, reason="gate passed")
         res.promoted = True
     return res
+
+
+def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check]:
+    """The first model's gate: no champion to compare with, so it must beat the class prior
+    and the best single feature on its own test rows (engine.registry.baseline)."""
+    from engine.features import snapshot as snap
+    from engine.registry.baseline import baselines, describe
+    from engine.train.dataset import load_training_set
+
+    g = cfg.train.gate
+    checks = [Check("champion exists", True, "no champion yet: the challenger is the first")]
+    if not g.beat_baselines:
+        return [*checks, Check("baselines", True, "train.gate.beat_baselines is off: not compared")]
+    ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
+    p = scores_on_test(models.load_scorer(ch), ts)
+    refit = cfg.train.refit and cfg.train.backend == "tune"
+    b = baselines(ts, p, refit=refit, n_boot=g.n_boot, alpha=g.alpha, seed=cfg.train.seed)
+    text = describe(b)
+    checks.append(Check("beats class prior", b["class_prior"]["beaten"], text[0], b["class_prior"]))
+    f = b["best_single_feature"]
+    if f is not None:
+        checks.append(Check("beats best single feature", f["beaten"], text[1], f))
+    return checks
 
 
 def unseen_by(champ: models.ModelRef, ts: TrainingSet) -> tuple[TrainingSet, str | None]:

@@ -42,6 +42,11 @@ class GateConfig(_Model):
     qini_not_worse: bool = Field(
         default=True, description="Uplift: challenger Qini upper CI bound >= champion Qini."
     )
+    beat_baselines: bool = Field(
+        default=True,
+        description="With no champion, the challenger must beat the class prior and the best "
+        "single feature on its test rows (paired AUC interval) to be promoted.",
+    )
     n_boot: int = Field(default=300, ge=50, le=10_000)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_test_rows: int = Field(
