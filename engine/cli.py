@@ -17,6 +17,7 @@ import click
 import typer
 from rich.table import Table
 
+from engine.cli_alerts import alerts_app
 from engine.cli_cluster import jobs_app
 from engine.cli_cluster import submit as submit_cmd
 from engine.cli_common import (
@@ -58,6 +59,7 @@ app.command("submit")(submit_cmd)
 app.command("report")(report_cmd)
 app.command("dashboard")(dashboard_cmd)
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(alerts_app, name="alerts")
 
 
 @app.command()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from engine.monitor.alerts import AlertState, deliver, judge, step
+from engine.monitor.alerting import AlertState, deliver, judge, step
 from engine.monitor.config import MonitorConfig
 from engine.monitor.receiver import http_receiver, smtp_receiver
 
@@ -76,18 +76,19 @@ def test_a_rule_judges_the_interval_not_the_point_and_needs_min_rows() -> None:
 def test_pending_firing_resolved_with_for_and_keep_firing_for(tmp_path: Path) -> None:
     cfg, st = _cfg(), AlertState(tmp_path / "s.json")
     hot, cold = _result(0.5, 0.4, 0.6), _result(0.0, -0.1, 0.1)
-    key = "score-shift|v3|-"
+    key = "insight|score-shift|v3|-"
     assert _run(cfg, st, hot, 0)[0]["to"] == "pending" and not st.outbox
     assert not _run(cfg, st, hot, 300), "held 5 min < for 10 min: still pending"
     assert _run(cfg, st, hot, 600)[0]["to"] == "firing"
-    assert [n["action"] for n in st.outbox] == ["trigger"] and st.outbox[0]["dedup_key"] == key
+    assert [n.action for n in st.outbox] == ["trigger"]
+    assert st.outbox[0].dedup_key == "insight|score-shift|v3", "the group: app, rule, version"
     # Flapping while firing: it keeps firing (keep_firing_for 30 min), no second page.
     for t, r in ((900, cold), (1200, hot), (1500, cold), (1800, hot)):
         assert not _run(cfg, st, r, t)
-    assert len(st.outbox) == 1 and st.alerts[key]["incidents"] == 1
+    assert len(st.outbox) == 1 and st.alerts[key].incidents == 1
     assert not _run(cfg, st, cold, 1800 + 1500), "25 min without holding: still firing"
     assert _run(cfg, st, cold, 1800 + 1800)[0]["to"] == "inactive"
-    assert [n["action"] for n in st.outbox] == ["trigger", "resolve"], "exactly one resolve"
+    assert [n.action for n in st.outbox] == ["trigger", "resolve"], "exactly one resolve"
     assert not _run(cfg, st, cold, 9000) and len(st.outbox) == 2
     # Pending that stops holding goes back to inactive without a page.
     _run(cfg, st, hot, 10_000)
@@ -109,7 +110,7 @@ def test_state_persists_a_restart_sends_nothing_twice(tmp_path: Path) -> None:
                 deliver(cfg, st, log=lambda s: None)
             assert len(rx.delivered()) == 1, "one page for one incident, across restarts"
             body = rx.delivered()[0]["json"]
-            assert body["action"] == "trigger" and body["dedup_key"] == "score-shift|v3|-"
+            assert body["action"] == "trigger" and body["dedup_key"] == "insight|score-shift|v3"
         finally:
             os.environ.pop("TEST_HOOK_URL")
 
@@ -194,7 +195,7 @@ def test_pagerduty_events_v2_trigger_and_resolve_with_retries(tmp_path: Path) ->
             assert deliver(cfg, st, log=logs.append)["sent"] == 1
             events = [r["json"] for r in rx.delivered()]
             assert [e["event_action"] for e in events] == ["trigger", "resolve"]
-            assert events[0]["dedup_key"] == events[1]["dedup_key"] == "var|v2|amount"
+            assert events[0]["dedup_key"] == events[1]["dedup_key"] == "insight|var|v2"
             assert events[0]["routing_key"] == "routing-key-secret-123"
             assert (
                 events[0]["payload"]["severity"] == "critical"
@@ -259,10 +260,12 @@ def test_slack_and_email_deliveries(tmp_path: Path) -> None:
         finally:
             os.environ.pop("TEST_SLACK_URL")
         text = rx.delivered()[0]["json"]["text"]
-        assert text.startswith("[FIRING]") and "uplift.ate_change" in text and "ate|v4|-" in text
+        assert (
+            text.startswith("[FIRING]") and "uplift.ate_change" in text and "insight|ate|v4" in text
+        )
         (_sender, to, msg) = mail.messages[0]
         assert to == ["oncall@example.com"] and "Subject: [insight] FIRING: ate" in msg
-        assert "X-Insight-Dedup-Key: ate|v4|-" in msg
+        assert "X-Insight-Dedup-Key: insight|ate|v4" in msg
 
 
 def test_retrain_once_per_incident_within_cooldown_and_budget(tmp_path: Path) -> None:
@@ -284,11 +287,12 @@ def test_retrain_once_per_incident_within_cooldown_and_budget(tmp_path: Path) ->
     assert len(st.retrains) == 1
     _run(cfg, st, cold, t)
     _run(cfg, st, hot, t + 60)  # a new incident within the hour: cooldown
-    assert len(st.retrains) == 1 and "cooldown" in st.alerts["score-shift|v3|-"]["retrain"]
+    key = "insight|score-shift|v3|-"
+    assert len(st.retrains) == 1 and "cooldown" in (st.alerts[key].retrain or "")
     for k in range(1, 4):  # new incidents hours apart: the weekly budget of 2 caps them
         _run(cfg, st, cold, t + k * 7200)
         _run(cfg, st, hot, t + k * 7200 + 60)
-    assert len(st.retrains) == 2 and "budget" in st.alerts["score-shift|v3|-"]["retrain"]
+    assert len(st.retrains) == 2 and "budget" in (st.alerts[key].retrain or "")
 
 
 def test_bad_rules_are_clear_errors() -> None:

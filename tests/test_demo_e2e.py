@@ -77,7 +77,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
         "traffic like the training window",
         "later, drifted traffic",
         "-> firing",
-        "PagerDuty event(s) (trigger feature-variance-rise",
+        "PagerDuty event(s) (trigger insight|feature-variance-rise|v1",
         "labels arrived",
         "realized AUC",
         "retrain: v2",

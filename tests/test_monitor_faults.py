@@ -198,7 +198,7 @@ def test_killed_monitor_resumes_without_duplicate_alerts(tmp_path: Path) -> None
             r = _insight(*args, env=env)
             assert r.returncode == 0, r.stdout + r.stderr
         pages = rx.delivered()
-        assert len(pages) == 1 and pages[0]["json"]["dedup_key"] == "var|v1|amount", pages
+        assert len(pages) == 1 and pages[0]["json"]["dedup_key"] == "insight|var|v1", pages
 
 
 def test_the_monitor_reads_the_workspaces_registry_from_any_directory(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ operator and a threshold. It *holds* when the statistic's interval lies wholly b
 threshold (the point estimate, for statistics without one) and the slice has at least
 ``min_rows`` rows. Alerts follow Prometheus' semantics: a rule that holds becomes
 *pending*, *firing* once it has held for ``for``, and *resolved* once it has not held for
-``keep_firing_for``; each alert has a dedup key (rule, model version, slice).
+``keep_firing_for``; each alert has a key (app, rule, model version, slice). Firing alerts
+reach people through the route (group, inhibit, silence: engine.monitor.alerting).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # statistic -> (scope, description). Scope "feature" rules name features (or all of them),
-# "group" rules name a sensitive attribute, "model" rules are one number per model version.
+# "group" rules name a sensitive attribute, "model" rules are one number per model version,
+# "app" rules one number per run (judged even when no version answered).
 STATISTICS: dict[str, tuple[str, str]] = {
     "feature.psi": ("feature", "PSI of a numeric feature against the training window"),
     "feature.js": ("feature", "Jensen-Shannon distance of a categorical feature"),
@@ -41,7 +43,8 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "fairness.outcome_rate_shift": ("group", "largest |outcome rate - training rate| of a group"),
     "uplift.ate": ("model", "live ATE of the logged treatment on the logged outcome"),
     "uplift.ate_change": ("model", "relative change of the live ATE vs the training ATE"),
-    "audit.problems": ("model", "problems found verifying the audit chains read"),
+    "audit.problems": ("app", "problems found verifying the audit chains read"),
+    "traffic.requests": ("app", "requests the app answered in the window, all versions"),
 }
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -175,6 +178,82 @@ class RolloutConfig(_Model):
         return v
 
 
+LABELS = ("app", "rule", "version", "role", "slice", "statistic", "severity", "scope")
+
+
+class RouteConfig(_Model):
+    """How firing alerts become notifications (Alertmanager's route): alerts that share the
+    ``group_by`` labels are one group, notified as one page that lists them. The first page
+    waits ``group_wait`` after the group's first alert fires (monitor runs are discrete, so
+    every alert firing in one run is in that page already); a member joining or leaving is
+    one update after ``group_interval``; an unchanged group is re-sent after
+    ``repeat_interval``; the group is resolved once, when no member fires any more."""
+
+    group_by: list[
+        Literal["app", "rule", "version", "role", "slice", "statistic", "severity", "scope"]
+    ] = Field(
+        default_factory=lambda: ["app", "rule", "version"]  # type: ignore[arg-type]
+    )
+    group_wait: str = "0s"
+    group_interval: str = "5m"
+    repeat_interval: str = "4h"
+    report_url: str = Field(
+        default="report.html",
+        description="Where the report is read; a notification links to its section.",
+    )
+
+    @field_validator("group_wait", "group_interval", "repeat_interval")
+    @classmethod
+    def _dur(cls, v: str) -> str:
+        seconds(v)
+        return v
+
+
+class InhibitRule(_Model):
+    """Alertmanager's inhibition: while an alert matching ``source`` fires, alerts matching
+    ``target`` with the same values of the ``equal`` labels are not notified (their states
+    still move). Matchers are ``label: value`` or ``label: "~regex"``."""
+
+    source: dict[str, str]
+    target: dict[str, str]
+    equal: list[str] = Field(default_factory=lambda: ["app"])
+    why: str = ""
+
+    @field_validator("equal")
+    @classmethod
+    def _labels(cls, v: list[str]) -> list[str]:
+        bad = [x for x in v if x not in LABELS]
+        if bad:
+            raise ValueError(f"equal: unknown label(s) {bad}. Fix: use {', '.join(LABELS)}.")
+        return v
+
+
+def default_inhibitions() -> list[InhibitRule]:
+    """A broken audit chain or an app without traffic makes drift numbers meaningless: their
+    drift and score alerts wait; a critical alert mutes its warning twin."""
+    drift = "~(feature|score)\\..*"
+    return [
+        InhibitRule(
+            source={"statistic": "audit.problems"},
+            target={"statistic": drift},
+            equal=["app"],
+            why="the audit chain is broken: the window's numbers cannot be trusted",
+        ),
+        InhibitRule(
+            source={"statistic": "traffic.requests"},
+            target={"statistic": drift},
+            equal=["app"],
+            why="the app has no (or too little) traffic: drift on it is noise",
+        ),
+        InhibitRule(
+            source={"severity": "critical"},
+            target={"severity": "warning"},
+            equal=["app", "statistic", "version", "slice"],
+            why="a critical alert on the same statistic and slice fires",
+        ),
+    ]
+
+
 class MonitorConfig(_Model):
     latency_slo_p95_ms: float = Field(default=250, gt=0)
     fdr: float = Field(default=0.05, gt=0, lt=1, description="BH false discovery rate for drift.")
@@ -187,6 +266,8 @@ class MonitorConfig(_Model):
     rules: list[RuleConfig] = Field(default_factory=list)
     sinks: dict[str, SinkConfig] = Field(default_factory=dict)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    route: RouteConfig = Field(default_factory=RouteConfig)
+    inhibit: list[InhibitRule] = Field(default_factory=default_inhibitions)
 
     @model_validator(mode="after")
     def _refs(self) -> MonitorConfig:

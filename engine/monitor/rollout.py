@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.config import ProjectConfig
-from engine.monitor.alerts import judge
+from engine.monitor.alerting import judge
 from engine.monitor.config import seconds
 from engine.monitor.run import monitor_window
 from engine.workspace import Workspace
@@ -66,7 +66,7 @@ def guards(cfg: ProjectConfig, res: dict[str, Any], challenger: str, champion: s
         update={"rules": [r for r in cfg.monitor.rules if r.models == "challenger"]}
     )
     for j in judge(scoped, res):
-        if j.version == challenger and j.holds:
+        if j.version == f"v{challenger}" and j.holds:
             out.append(f"rule {j.rule} holds on {j.slice or 'the model'} ({j.value})")
     return out
 

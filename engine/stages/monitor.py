@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import ProjectConfig
-from engine.monitor.alerts import AlertState, deliver, judge, step
+from engine.monitor.alerting import AlertState, AlertStatus, deliver, judge, step
+from engine.monitor.alerting import silences as silence_store
 from engine.monitor.config import seconds
 from engine.monitor.run import monitor_dir, monitor_window
 from engine.workspace import Workspace, atomic_write_text
@@ -59,19 +60,22 @@ def stage_monitor(
     if t_from is None:
         t_from = state.last_to if state.last_to is not None else t_to - seconds(cfg.monitor.every)
     result = monitor_window(cfg, ws, t_from, t_to, app=app)
-    judgements = judge(cfg.monitor, result)
-    ctx = {
+    judgements = judge(cfg.monitor, result, app=app)
+    ctx: dict[str, Any] = {
+        "app": app,
         "model": result["model"],
         "project": cfg.name,
         "window": result["window"],
         "run_id": result["run_id"],
     }
-    changes = step(cfg.monitor, state, judgements, t_to, ctx)
+    changes = step(cfg.monitor, state, judgements, t_to, ctx, silence_store.load(ws))
     result["rules"] = {
         "judged": [j.as_dict() for j in judgements],
         "changes": changes,
-        "firing": sorted(k for k, a in state.alerts.items() if a["state"] == "firing"),
-        "pending": sorted(k for k, a in state.alerts.items() if a["state"] == "pending"),
+        "firing": state.with_status(AlertStatus.FIRING),
+        "pending": state.with_status(AlertStatus.PENDING),
+        "muted": ctx["muted"],
+        "open_groups": ctx["open_groups"],
         "queued_notifications": len(state.outbox),
         "retrain_requests": [r for r in state.retrains if r["status"] == "requested"],
     }

@@ -167,7 +167,7 @@ def run_requested(
     log: Callable[[str], None] = print,
 ) -> list[RetrainOutcome]:
     """Run every retrain the monitor requested, each exactly once."""
-    from engine.monitor.alerts import AlertState
+    from engine.monitor.alerting import AlertState
     from engine.stages.monitor import state_path
 
     state = AlertState.load(state_path(ws))

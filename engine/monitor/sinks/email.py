@@ -15,16 +15,26 @@ from engine.monitor.sinks._http import SinkError, secret
 def message(cfg: SinkConfig, note: dict[str, Any]) -> EmailMessage:
     m = EmailMessage()
     state = "FIRING" if note["action"] == "trigger" else "RESOLVED"
-    m["Subject"] = (
-        f"[insight] {state}: {note['rule']} ({note['slice'] or 'model'}, v{note['version']})"
-    )
+    what = note.get("slice") or "model"
+    if len(what) > 60:
+        what = f"{len(note.get('alerts') or [])} slices"
+    m["Subject"] = f"[insight] {state}: {note['rule']} ({what}, {note['version']})"
     m["From"] = cfg.mail_from
     m["To"] = ", ".join(cfg.mail_to)
     m["X-Insight-Dedup-Key"] = note["dedup_key"]
+    head = [note["summary"]]
+    if note.get("first_step"):
+        head.append(f"First: {note['first_step']}")
+    if note.get("link"):
+        head.append(f"Report: {note['link']}")
     m.set_content(
-        note["summary"]
+        "\n".join(head)
         + "\n\n"
-        + "\n".join(f"{k}: {v}" for k, v in sorted(note.items()) if k != "summary")
+        + "\n".join(
+            f"{k}: {v}"
+            for k, v in sorted(note.items())
+            if k not in ("summary", "first_step", "link")
+        )
     )
     return m
 

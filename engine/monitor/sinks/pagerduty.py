@@ -1,5 +1,6 @@
-"""PagerDuty Events API v2: ``trigger`` when an alert fires and ``resolve`` when it
-resolves, both with the alert's dedup key, so PagerDuty groups them into one incident.
+"""PagerDuty Events API v2: ``trigger`` when a group of alerts fires (and again, with the
+same dedup key, when its members change or it repeats) and ``resolve`` when it resolves,
+all with the group's dedup key, so PagerDuty keeps them as one incident.
 The routing key comes from ``routing_key_env``; ``url_env`` may point elsewhere (a test
 receiver, a proxy); the default is PagerDuty's endpoint."""
 
@@ -29,14 +30,18 @@ def event(note: dict[str, Any], routing_key: str) -> dict[str, Any]:
             "custom_details": {
                 k: note.get(k)
                 for k in (
+                    "kind",
                     "rule",
                     "model",
                     "version",
                     "slice",
                     "statistic",
-                    "value",
-                    "interval",
                     "threshold",
+                    "alerts",
+                    "added",
+                    "removed",
+                    "first_step",
+                    "link",
                     "window",
                 )
             },

@@ -10,7 +10,14 @@ from engine.monitor.sinks._http import post_json, secret
 
 def text(note: dict[str, Any]) -> str:
     state = "FIRING" if note["action"] == "trigger" else "RESOLVED"
-    return f"[{state}] {note['summary']} (dedup {note['dedup_key']})"
+    if note.get("kind") == "update":
+        state = "FIRING, UPDATED"
+    out = f"[{state}] {note['summary']} (dedup {note['dedup_key']})"
+    if note.get("first_step"):
+        out += f"\nFirst: {note['first_step']}"
+    if note.get("link"):
+        out += f"\nReport: {note['link']}"
+    return out
 
 
 def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
