@@ -294,3 +294,17 @@ def test_the_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "rule=chain" not in text, "expired ones are hidden without --all"
     code, text = _insight(capsys, "alerts", "list", "-p", str(EXAMPLE), "-w", ws)
     assert code == 0 and "open groups: none" in text
+
+
+def test_every_notification_link_is_a_section_of_the_report() -> None:
+    from engine.monitor.alerting.pipeline import FIRST_STEP
+    from engine.monitor.config import STATISTICS
+    from engine.report.page import PANELS, render_report
+
+    ids = {p[0] for p in PANELS}
+    families = {s.split(".", 1)[0] for s in STATISTICS}
+    assert families <= set(FIRST_STEP), "every statistic's family has a first step"
+    assert {section for _, section in FIRST_STEP.values()} <= ids
+    data = {"header": {"project": "p", "model": "m"}, "versions": []}
+    page = render_report(data)
+    assert all(f'id="{i}"' in page for i in ids)

@@ -50,7 +50,7 @@ def render_report(data: dict[str, Any], *, refresh_s: int | None = None) -> str:
     }
     payload = {**data, "card_links": links}
     sections = "\n".join(
-        f'<section class="panel{" wide" if wide else ""}" data-panel="{pid}">'
+        f'<section class="panel{" wide" if wide else ""}" id="{pid}" data-panel="{pid}">'
         f'<h2>{html.escape(title)}</h2><div class="body"></div></section>'
         for pid, title, wide in PANELS
     )
