@@ -51,10 +51,25 @@ def project_path(project: Path | None) -> Path:
 
 
 def load(
-    project: Path | None, workspace: Path | None, profile: str | None = None
+    project: Path | None,
+    workspace: Path | None,
+    profile: str | None = None,
+    *,
+    must_exist: bool = False,
 ) -> tuple[ProjectConfig, Workspace]:
-    """The project and its workspace, with the profile applied (engine.profiles)."""
+    """The project and its workspace, with the profile applied (engine.profiles).
+    ``must_exist``: a command that only reads (the report, the dashboard) refuses a
+    ``--workspace`` that does not exist instead of making a new, empty one there."""
     from engine.profiles import open_project
+
+    if must_exist and workspace is not None and not workspace.is_dir():
+        from engine.errors import ConfigError
+
+        raise ConfigError(
+            f"--workspace {workspace}: no such folder (a mistyped path?); this command only "
+            "reads a workspace. Fix: pass the folder that `insight demo` or `insight monitor` "
+            "wrote (default .insight), or leave --workspace out."
+        )
 
     cfg, ws, _ = open_project(project_path(project), workspace, profile)
     return cfg, ws

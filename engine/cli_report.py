@@ -32,7 +32,7 @@ def report(
     model timeline) from aggregates only, and a page per model card beside it."""
     from engine.report import MAX_BYTES, write_report
 
-    cfg, ws = _load(project, workspace, profile)
+    cfg, ws = _load(project, workspace, profile, must_exist=True)
     if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--out {out}: the report is an HTML file. Fix: --out report.html")
     r = write_report(cfg, ws, model, out)
@@ -62,7 +62,7 @@ def dashboard(
     Ctrl-C. Set INSIGHT_DASHBOARD_TOKEN to require a token."""
     from engine.report.server import dashboard_url, serve_dashboard
 
-    cfg, ws = _load(project, workspace, profile)
+    cfg, ws = _load(project, workspace, profile, must_exist=True)
     token = os.environ.get("INSIGHT_DASHBOARD_TOKEN") or None
     try:
         server = serve_dashboard(

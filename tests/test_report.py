@@ -265,6 +265,33 @@ def test_the_dashboard_token_when_set(dashboard: tuple[str, Any]) -> None:
     again = httpx.get(url, cookies={"insight_token": "s3cret-token"}, timeout=10)
     assert again.status_code == 200
     assert httpx.get(url + "healthz", timeout=10).status_code == 200
+    # Regression: a token with non-ASCII characters raised in compare_digest and dropped the
+    # connection; it is a wrong token like any other.
+    for bad in ("?token=%C3%A9t%C3%A9", "?token=\u00e9t\u00e9"):
+        assert httpx.get(url + bad, timeout=10).status_code == 401
+    raw = httpx.get(url, headers={"Authorization": "Bearer caf\u00e9".encode()}, timeout=10)
+    assert raw.status_code == 401
+
+
+def test_the_dashboard_checks_the_host_header(dashboard: tuple[str, Any]) -> None:
+    """A page asked for under another name (DNS rebinding to 127.0.0.1) is refused."""
+    url = dashboard[1]()
+    port = url.rsplit(":", 1)[1].strip("/")
+    assert httpx.get(url, headers={"Host": f"localhost:{port}"}, timeout=10).status_code == 200
+    evil = httpx.get(url, headers={"Host": f"attacker.example:{port}"}, timeout=10)
+    assert evil.status_code == 403 and "Host" in evil.text
+
+
+def test_a_mistyped_workspace_is_an_error_not_a_new_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import EXAMPLE
+    from tests.test_init import _insight
+
+    gone = tmp_path / ".insigth"
+    code, text = _insight(capsys, "report", "-p", str(EXAMPLE), "-w", str(gone))
+    assert code != 0 and "no such folder" in text and str(gone) in text
+    assert not gone.exists(), "nothing created there"
 
 
 def test_an_empty_workspace_gives_a_page_that_says_what_to_run(

@@ -80,7 +80,20 @@ class Pages:
             return self.pages
 
 
-def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler]:
+def allowed_hosts(bound: str) -> set[str]:
+    """Host names a request may use: the bound address, and the loopback names where it is
+    a loopback address."""
+    out = {bound.strip("[]")}
+    if bound in ("127.0.0.1", "localhost", "::1") or bound.startswith("127."):
+        out |= {"127.0.0.1", "localhost", "::1"}
+    return out
+
+
+def make_handler(
+    pages: Pages, token: str | None, bound: str = "127.0.0.1"
+) -> type[BaseHTTPRequestHandler]:
+    allowed = allowed_hosts(bound)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "insight-dashboard"
 
@@ -98,8 +111,22 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
                 auth[7:] if auth.startswith("Bearer ") else None,
                 *[c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("insight_token=")],
             ]
-            ok = any(g and hmac.compare_digest(g, token) for g in given)
+            # bytes, not str: compare_digest refuses non-ASCII text (a TypeError that dropped
+            # the connection); any byte string is just a wrong token (a 401)
+            want = token.encode("utf-8", "surrogateescape")
+            ok = any(
+                g and hmac.compare_digest(g.encode("utf-8", "surrogateescape"), want) for g in given
+            )
             return ok, q if ok and q else None
+
+        def _host_ok(self) -> bool:
+            """The Host header names the bound address (or, on loopback, localhost): a
+            page asked for under another name (DNS rebinding) is refused."""
+            host = self.headers.get("Host")
+            if host is None:
+                return True  # HTTP/1.0 without Host: nothing to check
+            name = urlparse(f"//{host}").hostname or ""
+            return name in allowed
 
         def _send(self, code: int, ctype: str, body: bytes, cookie: str | None = None) -> None:
             self.send_response(code)
@@ -123,6 +150,12 @@ def make_handler(pages: Pages, token: str | None) -> type[BaseHTTPRequestHandler
 
         def do_GET(self) -> None:
             path = urlparse(self.path).path
+            if not self._host_ok():
+                return self._send(
+                    403,
+                    "text/plain; charset=utf-8",
+                    b"this dashboard answers only to the address it is bound to (Host header)\n",
+                )
             if path == "/healthz":
                 return self._send(200, "text/plain", b"ok\n")
             ok, cookie = self._authorized()
@@ -178,7 +211,7 @@ def serve_dashboard(
     server (bound, not yet serving: call ``serve_forever``)."""
     pages = Pages(cfg, ws, model, refresh_s, log)
     pages.get()
-    server = ThreadingHTTPServer((host, port), make_handler(pages, token))
+    server = ThreadingHTTPServer((host, port), make_handler(pages, token, host))
     server.daemon_threads = True
     return server
 
