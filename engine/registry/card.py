@@ -273,6 +273,17 @@ def split_ranges(td: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def _choice_md(search: dict[str, Any]) -> list[str]:
+    c = search.get("choice") or {}
+    if not c.get("how"):
+        return []
+    fams = c.get("families") or {}
+    spread = "; ".join(f"{f} {v['mean_auc']:.4f} ± {v['sd_auc']:.4f}" for f, v in fams.items())
+    return [
+        f"- family chosen by {c['how']}" + (f" (mean ± sd fold AUC: {spread})" if spread else "")
+    ]
+
+
 def _ranges_md(td: dict[str, Any]) -> list[str]:
     return [f"- {what}: {r}" for what, r in split_ranges(td)]
 
@@ -291,6 +302,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         *_ranges_md(td),
         f"- split {td['split']['how']}",
         f"- final model: {td.get('final_fit', 'the best trial')}",
+        *_choice_md(card.get("search") or {}),
         f"- parent run: `{mod.get('parent_run_id', '')}`; code version "
         f"`{mod.get('code_version', '')}`",
         f"- features ({len(td['features'])}): {', '.join(td['features'])}",

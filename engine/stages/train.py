@@ -89,6 +89,7 @@ def stage_train(
     with run_ctx as run:
         parent = run.info.run_id
         out = _search(cfg, ws, ts, s, exp, parent, tags, pending, show_progress, hooks)
+        out = _choose(cfg, ts, out, s.manifest.get("entity"))
         mlflow.log_params({f"best.{k}": v for k, v in out.best_config.items()})
         mlflow.log_metrics({f"best.{k}": v for k, v in out.best_metrics.items()})
         mlflow.log_metrics(
@@ -124,6 +125,28 @@ def stage_train(
         final_fit=ref.tags.get("final_fit", ""),
         warnings=list(ts.warnings),
     )
+
+
+def _choose(cfg: ProjectConfig, ts: TrainingSet, out: Any, entity: str | None) -> Any:
+    """On a small table, the family is chosen by k-fold CV among each family's best
+    configuration (engine.train.choice); the chosen one is then refitted as usual."""
+    from engine.train.choice import cv_choice, use_cv
+
+    why = use_cv(cfg, ts)
+    if why is None or len(out.family_best) < 2:
+        return out
+    c = cv_choice(cfg, ts, out.family_best, why, entity)
+    out.choice = c.as_dict()
+    out.family = c.family
+    out.best_config = {"family": c.family, **c.config}
+    chosen = out.family_best[c.family]
+    out.best_metrics = {
+        **out.best_metrics,
+        "valid_auc": float(chosen["valid_auc"]),
+        "round": float(c.rounds),
+        "cv_auc": c.scores[c.family]["mean_auc"],
+    }
+    return out
 
 
 def _search(
@@ -266,6 +289,8 @@ def _register(
             "searcher": cfg.train.searcher if tune_backend else None,
             "scheduler": cfg.train.scheduler if tune_backend else None,
             "valid_auc": out.best_metrics.get("valid_auc"),
+            "choice": out.choice
+            or {"how": "the best trial's validation AUC (one validation split)"},
         },
         uplift=uplift,
         n_boot=cfg.train.gate.n_boot,

@@ -94,6 +94,14 @@ class TrainConfig(_Model):
         description="time: by label time (oldest trains, latest tests); random: stratified by "
         "label, seeded. auto: time when the labels have at least 3 distinct times, else random.",
     )
+    cv: Literal["auto", "always", "off"] = Field(
+        default="auto",
+        description="Choose the family by k-fold cross-validation over train + validation "
+        "(each family's best search configuration): auto where those rows are at most "
+        "cv_max_rows and the split is random (one small validation split is mostly noise).",
+    )
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    cv_max_rows: int = Field(default=20_000, ge=0)
     refit: bool = Field(
         default=True,
         description="Refit the chosen configuration on train + validation rows before "

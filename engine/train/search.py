@@ -48,6 +48,9 @@ class SearchOutcome:
     trial_runs: dict[str, str]
     experiment_path: Path
     trial_nodes: dict[str, list[str]] = field(default_factory=dict)
+    # each family's best finished trial: {"config", "valid_auc", "round"} (engine.train.choice)
+    family_best: dict[str, dict[str, Any]] = field(default_factory=dict)
+    choice: dict[str, Any] | None = None  # how the family was chosen, when by CV
 
 
 def _data(
@@ -252,6 +255,15 @@ def _outcome(
     if not done:
         raise InsightError(f"no trial finished ({errored} errored of {len(results)}).")
     best = max(done, key=lambda r: float(r.metrics[METRIC]))
+    family_best: dict[str, dict[str, Any]] = {}
+    for r in sorted(done, key=lambda r: float(r.metrics[METRIC]), reverse=True):
+        f = str((r.config or {})["family"])
+        if f not in family_best:
+            family_best[f] = {
+                "config": dict((r.config or {}).get(f, {})),
+                "valid_auc": float(r.metrics[METRIC]),
+                "round": int(r.metrics.get("round", 0)),
+            }
     if best.checkpoint is None:
         raise InsightError("the best trial left no checkpoint; cannot register its model.")
     local = Path(tempfile.mkdtemp(prefix="best-", dir=ws.scratch))
@@ -283,6 +295,7 @@ def _outcome(
         trial_runs=runs,
         experiment_path=exp_path,
         trial_nodes=nodes,
+        family_best=family_best,
     )
 
 
