@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test bench env lint typecheck unit clean help browser
+.PHONY: demo test bench env lint typecheck unit clean help browser axe
 
 help:
 	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
@@ -45,10 +45,20 @@ browser:
 			>/dev/null || { echo "could not install chromium: the browser tests need it"; exit 1; }; \
 	fi
 
+# The accessibility check of the report: axe-core from the npm registry (npm pack verifies
+# its integrity), kept inside .venv so a clean clone fetches it once.
+AXE := $(VENV)/axe/axe.min.js
+axe: $(AXE)
+$(AXE): | $(STAMP)
+	@mkdir -p $(VENV)/axe
+	@cd $(VENV)/axe && npm pack axe-core@4.10.3 --silent >/dev/null && \
+		tar xzf axe-core-4.10.3.tgz package/axe.min.js && mv package/axe.min.js . && \
+		rm -rf package axe-core-4.10.3.tgz || { echo "could not fetch axe-core with npm"; exit 1; }
+
 # Two passes, together every test but the cluster tier: the pure tier (unit, stats) on both
 # cores, then the integration tiers (Spark, Ray, Serve, subprocesses, benchmarks) one at a time.
 PURE := not spark and not ray and not serve and not process and not bench and not cluster
-test: lint typecheck browser
+test: lint typecheck browser axe
 	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
 	$(VENV)/bin/pytest -m "(spark or ray or serve or process or bench) and not cluster"
 
@@ -57,7 +67,7 @@ test: lint typecheck browser
 test-cluster: env
 	$(VENV)/bin/pytest -m cluster
 
-unit: env browser
+unit: env browser axe
 	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env

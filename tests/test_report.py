@@ -341,3 +341,90 @@ def test_without_business_values_the_roi_asks_for_them(
         assert "×" not in tile
     finally:
         d.quit()
+
+
+AXE = Path(__file__).resolve().parent.parent / ".venv" / "axe" / "axe.min.js"
+
+
+def axe_violations(d: Any) -> list[dict[str, Any]]:
+    """axe-core's serious and critical violations on the page open in ``d`` (the npm
+    package `make test` fetches: .venv/axe/axe.min.js)."""
+    assert AXE.is_file(), "axe-core is needed: `make test` (or `make axe`) fetches it"
+    d.execute_script(AXE.read_text(encoding="utf-8"))
+    found = d.execute_async_script(
+        "var done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(function (r) {"
+        "  done(r.violations.map(function (v) { return {id: v.id, impact: v.impact,"
+        "    nodes: v.nodes.slice(0, 3).map(function (n) { return n.target.join(' '); })}; }));"
+        "});"
+    )
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def phone_overflow(d: Any) -> list[str]:
+    """Panels wider than a 390 px screen (none may be)."""
+    d.set_window_size(390, 844)
+    d.execute_script("window.dispatchEvent(new Event('resize'))")
+    return d.execute_script(
+        "var w = document.documentElement.clientWidth, out = [];"
+        "document.querySelectorAll('section.panel, header.top').forEach(function (p) {"
+        "  var r = p.getBoundingClientRect(); if (r.right > w + 1) out.push((p.dataset.panel || 'header') + ' ' + r.right);"
+        "});"
+        "if (document.documentElement.scrollWidth > w + 1) out.push('page ' + document.documentElement.scrollWidth);"
+        "return out;"
+    )
+
+
+def test_the_report_is_accessible_and_fits_a_phone(
+    example_cfg: ProjectConfig, big_ws: Workspace, tmp_path: Path
+) -> None:
+    """axe-core finds no serious violation (contrast, names, structure); every chart has a
+    text alternative; at 390 px no panel is wider than the screen."""
+    from engine.report import write_report
+    from tests.test_demo_e2e import _browser
+
+    r = write_report(example_cfg, big_ws, out=tmp_path / "r.html")
+    d = _browser()
+    try:
+        d.get(r.path.as_uri())
+        assert d.find_element("css selector", "body").get_attribute("data-drawn") == "true"
+        assert axe_violations(d) == []
+        charts = d.find_elements("css selector", "div.chart")
+        assert charts and all(
+            (c.get_attribute("role") == "img" and "latest" in (c.get_attribute("aria-label") or ""))
+            for c in charts
+        )
+        assert phone_overflow(d) == []
+        d.save_screenshot(str(tmp_path / "phone.png"))
+    finally:
+        d.quit()
+
+
+def test_twenty_thousand_alert_events_stay_under_2_mb(
+    example_cfg: ProjectConfig, tmp_path: Path
+) -> None:
+    """Regression: 20,000 alert transitions made a 2.9 MB page; the newest are listed and
+    the rest counted per alert."""
+    from engine.report import MAX_BYTES, write_report
+    from engine.report.collect import MAX_EVENTS
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    mon = ws.root / "monitor"
+    mon.mkdir(parents=True)
+    with (mon / "history.jsonl").open("w") as f:
+        for i in range(10_000):
+            line = _line(i, 5)
+            line["changes"] = [
+                {"key": f"insight|drift|v1|num_{j}", "from": a, "to": b, "at": 1.8e9 + i}
+                for j, (a, b) in enumerate((("inactive", "firing"), ("firing", "inactive")))
+            ]
+            f.write(json.dumps(line) + "\n")
+    r = write_report(example_cfg, ws, out=tmp_path / "r.html")
+    assert r.bytes < MAX_BYTES, r.bytes
+    text = r.path.read_text()
+    data = json.loads(
+        text.split('id="report-data">', 1)[1].split("</script>", 1)[0].replace("\\u003c", "<")
+    )
+    a = data["alerts"]
+    assert a["total_events"] == 20_000 and len(a["events"]) == MAX_EVENTS
+    assert sum(a["older"].values()) == 20_000 - MAX_EVENTS

@@ -162,10 +162,36 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
                     )
                 )
         res = GateResult(name, ch.version, champ.version, checks)
+        _tag_paired(name, ch.version, champ.version, a, b, d, len(ts.test))
     if promote and res.passed:
         models.promote(name, ch.version, reason="gate passed")
         res.promoted = True
     return res
+
+
+def _tag_paired(
+    name: str, version: str, vs: str, a: dict[str, Any], b: dict[str, Any], d: Any, rows: int
+) -> None:
+    """The gate's paired comparison on the version, for the report's model timeline (test
+    AUCs of versions come from different test splits; this one is on the same rows)."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient().set_model_version_tag(
+        name,
+        version,
+        "gate_paired_auc",
+        json.dumps(
+            {
+                "vs": vs,
+                "rows": rows,
+                "challenger": a["auc"]["estimate"],
+                "champion": b["auc"]["estimate"],
+                "difference": d._asdict(),
+            }
+        ),
+    )
 
 
 def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check]:

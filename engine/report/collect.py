@@ -50,6 +50,24 @@ def roi(business: Any, tp: float, contacts: float) -> float | None:
     return (tp * business.save_rate * business.retained_value - spend) / spend
 
 
+def audit_ranges(history: list[dict[str, Any]]) -> dict[str, list[tuple[int, int]]]:
+    """Per audit segment, the union of the sequence ranges the monitor runs read."""
+    by: dict[str, list[tuple[int, int]]] = {}
+    for h in history:
+        for seg, a, b in h.get("covered") or []:
+            by.setdefault(str(seg), []).append((int(a), int(b)))
+    out: dict[str, list[tuple[int, int]]] = {}
+    for seg, rs in by.items():
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted(rs):
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        out[seg] = merged
+    return out
+
+
 def _main_version(models: dict[str, Any]) -> str | None:
     """The version a window's headline numbers describe: the champion, else the busiest."""
     if not models:
@@ -134,15 +152,28 @@ def series(cfg: ProjectConfig, history: list[dict[str, Any]]) -> dict[str, Any]:
         "drift": {
             "features": drift,
             "kind": kind,
-            "threshold": {"psi": cfg.drift.psi_threshold, "js": cfg.drift.js_threshold},
+            # the lines drawn are the alert rules' own thresholds (a rule per statistic)
+            "rules": {
+                k: [
+                    {"rule": r.name, "threshold": r.threshold, "op": r.op}
+                    for r in cfg.monitor.rules
+                    if r.statistic == f"feature.{k}"
+                ]
+                for k in ("psi", "js")
+            },
         },
+        "latency_slo_p95_ms": cfg.monitor.latency_slo_p95_ms,
     }
 
 
+MAX_EVENTS = 300  # the newest transitions are listed; older ones are counted per alert
+
+
 def alerts(history: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
-    """The alert transitions (pending, firing, resolved) in time order, and every rule's
-    state now."""
-    events = [
+    """The alert transitions (pending, firing, resolved) in time order, the newest
+    ``MAX_EVENTS`` listed and the rest summarised per alert (20,000 transitions once made
+    a 2.9 MB page), and every alert's state now."""
+    every = [
         {
             "key": c["key"],
             "from": c.get("from"),
@@ -153,6 +184,10 @@ def alerts(history: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, An
         for h in history
         for c in h.get("changes") or []
     ]
+    events = every[-MAX_EVENTS:]
+    older: dict[str, int] = {}
+    for e in every[: max(0, len(every) - MAX_EVENTS)]:
+        older[e["key"]] = older.get(e["key"], 0) + 1
     order = {"firing": 0, "pending": 1, "resolved": 2}
     items = sorted(
         (state.get("alerts") or {}).items(),
@@ -170,7 +205,12 @@ def alerts(history: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, An
         }
         for k, a in items
     }
-    return {"events": events, "now": now}
+    return {
+        "events": events,
+        "now": now,
+        "total_events": len(every),
+        "older": dict(sorted(older.items(), key=lambda kv: -kv[1])[:50]),
+    }
 
 
 def control_events(ws: Workspace) -> dict[str, Any]:
@@ -211,6 +251,15 @@ def _card(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
     return _CARDS.get(key)
 
 
+def _json_tag(text: str | None) -> Any:
+    import json
+
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
 def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any]]:
     """Every registered version with its aliases, gate verdict, rollout steps and card (one
     registry search; tags come with it)."""
@@ -239,6 +288,7 @@ def versions(cfg: ProjectConfig, ws: Workspace, name: str) -> list[dict[str, Any
                 **row,
                 "created_iso": _iso(row["created"] / 1000) if row.get("created") else None,
                 "gate": tags.get("gate"),
+                "gate_paired": _json_tag(tags.get("gate_paired_auc")),
                 "promoted_reason": tags.get("promoted_reason"),
                 "rolled_back": tags.get("rolled_back") == "true",
                 "retrain_incident": tags.get("retrain_incident"),
@@ -306,7 +356,7 @@ def collect(
     cm = metrics.get("confusion") or {}
     b = cfg.business
     segments = sorted({c[0] for h in full for c in h.get("covered") or []})
-    seqs = [(c[1], c[2]) for h in full for c in h.get("covered") or []]
+    ranges = audit_ranges(full)
     served = sorted({v for h in full for v in (h.get("models") or {})}, key=int)
     return {
         "header": {
@@ -324,7 +374,9 @@ def collect(
             else None,
             "audit_folder": str(ws.audit),
             "audit_segments": segments,
-            "audit_records": sum(b_ - a + 1 for a, b_ in seqs),
+            # each record once, however many runs read it (windows can overlap)
+            "audit_records": sum(b_ - a + 1 for rs in ranges.values() for a, b_ in rs),
+            "audit_ranges": {s: [[a, b_] for a, b_ in rs] for s, rs in ranges.items()},
             "chain_ok": all(h.get("chain_ok", True) for h in full),
             "versions_served": served,
             "versions_registered": [v["version"] for v in vs],
@@ -336,6 +388,7 @@ def collect(
             "selection_rate": _num(metrics.get("selection_rate")),
             "lift_top_decile": _num(metrics.get("lift_top_decile")),
             "auc": metrics.get("auc"),
+            "version": champion["version"] if champion else None,
             "roi": roi(b, cm.get("tp", 0), cm.get("tp", 0) + cm.get("fp", 0)) if cm else None,
             "ate": uplift.get("ate"),
             "uplift_rows": uplift.get("rows"),

@@ -51,7 +51,7 @@ def render_report(data: dict[str, Any], *, refresh_s: int | None = None) -> str:
     payload = {**data, "card_links": links}
     sections = "\n".join(
         f'<section class="panel{" wide" if wide else ""}" id="{pid}" data-panel="{pid}">'
-        f'<h2>{html.escape(title)}</h2><div class="body"></div></section>'
+        f'<h2>{html.escape(title)}</h2><div class="body" tabindex="0" aria-label="{html.escape(title)}"></div></section>'
         for pid, title, wide in PANELS
     )
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""

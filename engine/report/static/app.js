@@ -26,12 +26,16 @@
     if (v === null) return "–";
     return pct ? (100 * v).toFixed(digits === undefined ? 1 : digits) + "%" : v.toFixed(digits === undefined ? 3 : digits);
   }
+  // An interval in words where it could not be computed, never "0.000 (– –)".
   function ci(t, digits, pct) {
-    if (!t || num(t[0]) === null) return "–";
+    if (!t || num(t[0]) === null) return "not measured";
     var s = fmt(t[0], digits, pct);
     if (num(t[1]) !== null && num(t[2]) !== null) s += " (" + fmt(t[1], digits, pct) + " – " + fmt(t[2], digits, pct) + ")";
+    else s += " (interval not computed: too few rows)";
     return s;
   }
+  function spansZero(t) { return t && num(t[1]) !== null && num(t[2]) !== null && t[1] <= 0 && t[2] >= 0; }
+  function int(v) { v = num(v); return v === null ? "–" : Math.round(v).toLocaleString("en"); }
   function empty(body, text) { body.appendChild(el("div", { "class": "empty" }, text)); }
   function width(body) { return Math.max(280, Math.floor(body.getBoundingClientRect().width) - 4); }
   function count(arrs) {
@@ -58,7 +62,7 @@
       mark(id, 0, most);
       return null;
     }
-    var box = el("div", { "class": "chart", "data-chart": title });
+    var box = el("div", { "class": "chart", "data-chart": title, role: "img", "aria-label": describe(title, xs, series, opts) });
     body.appendChild(box);
     var data = [xs], cfgSeries = [{}], bands = [];
     series.forEach(function (s, i) {
@@ -85,6 +89,16 @@
     mark(id, 1, count(data.slice(1)));
     return u;
   }
+  // The chart's text alternative: each series' latest value and its range.
+  function describe(title, xs, series, opts) {
+    var parts = series.map(function (s) {
+      var vs = (s.data || []).map(num).filter(function (v) { return v !== null; });
+      if (!vs.length) return s.label + ": no value";
+      var f = function (v) { return opts.pct ? (100 * v).toFixed(1) + "%" : v.toFixed(opts.digits === undefined ? 3 : opts.digits); };
+      return s.label + ": latest " + f(vs[vs.length - 1]) + ", range " + f(Math.min.apply(null, vs)) + " to " + f(Math.max.apply(null, vs));
+    });
+    return title + ". " + parts.join("; ") + ".";
+  }
   function spark(box, id, xs, ys, color) {
     var d = [xs, ys.map(num)];
     new uPlot({ width: 190, height: 42, padding: [6, 8, 6, 8], legend: { show: false }, cursor: { show: false },
@@ -107,7 +121,9 @@
       ["monitor runs", h.monitor_runs + (h.points < h.monitor_runs ? " (" + h.points + " plotted)" : "")],
       ["requests", h.requests_as_of ? h.requests + " as of the last monitor run (" + h.requests_as_of +
         "; later traffic is counted by the next `insight monitor`)" : "not counted yet: `insight monitor` reads the audit log"],
-      ["audit", h.audit_segments.length + " segment(s), " + h.audit_records + " record(s), chain " + (h.chain_ok ? "verified" : "BROKEN")],
+      ["audit", h.audit_segments.length + " segment(s), " + int(h.audit_records) + " record(s) read once each" +
+        (h.audit_ranges ? " (seq " + Object.keys(h.audit_ranges).map(function (s) { return h.audit_ranges[s].map(function (r) { return r[0] + "–" + r[1]; }).join(", "); }).join("; ") + ")" : "") +
+        ", chain " + (h.chain_ok ? "verified" : "BROKEN")],
       ["versions served", h.versions_served.map(function (v) { return "v" + v; }).join(", ") || "none"],
       ["versions registered", h.versions_registered.map(function (v) { return "v" + v; }).join(", ")],
       ["generated", h.generated_at]
@@ -136,22 +152,26 @@
       else t.appendChild(el("div", { "class": "sub trend" }, !xs.length ? "no monitor run yet" :
         n === 1 ? "trend: one monitor window so far" : "not measured on live traffic yet"));
     }
+    var lv = last(S.version), live = lv ? "live v" + lv : "live", card = T.version ? "v" + T.version + " card, test split" : "no card";
     tile("positive rate, observed", fmt(last(S.observed_rate), 1, true),
-      "predicted (mean score) " + fmt(last(S.predicted_rate), 1, true) + " · training " + fmt(T.positive_rate, 1, true),
+      live + ": predicted (mean score) " + fmt(last(S.predicted_rate), 1, true) + " · " + card + " " + fmt(T.positive_rate, 1, true),
       S.observed_rate && count([S.observed_rate]) ? S.observed_rate : S.predicted_rate, COLORS[0]);
     tile("lift, top decile", fmt(last(S.lift_top_decile), 2) + "×",
-      "training (test split) " + fmt(T.lift_top_decile, 2) + "×", S.lift_top_decile, COLORS[1]);
+      live + " · " + card + " " + fmt(T.lift_top_decile, 2) + "×" +
+      (lv && T.version && String(lv) !== String(T.version) ? " (different versions: not comparable)" : ""), S.lift_top_decile, COLORS[1]);
     var ate = T.ate || {};
-    tile("campaign ATE", ci([ate.estimate, ate.low, ate.high], 1, true),
-      (num(last(S.ate)) !== null ? "live " + fmt(last(S.ate), 1, true) + " · " : "") +
-      "card: " + (T.uplift_rows || 0) + " held-out campaign rows", S.ate, COLORS[2]);
+    var ateT = [ate.estimate, ate.low, ate.high];
+    tile("campaign ATE", ci(ateT, 1, true) + (spansZero(ateT) ? " · not significant" : ""),
+      (num(last(S.ate)) !== null ? live + " " + fmt(last(S.ate), 1, true) + " · " : "") +
+      card + ": " + int(T.uplift_rows || 0) + " held-out campaign rows" +
+      (spansZero(ateT) ? "; the interval spans 0: no effect is shown" : ""), S.ate, COLORS[2]);
     if (B.set) tile("ROI", fmt(last(S.roi), 2) + "×",
-      "expected (test split) " + fmt(T.roi, 2) + "× · " + B.retained_value + " " + B.currency + " a kept customer, " +
-      B.contact_cost + " a contact, " + fmt(B.save_rate, 0, true) + " saved", S.roi, COLORS[3]);
+      live + " · " + card + " " + fmt(T.roi, 2) + "× · assumes " + B.retained_value + " " + B.currency + " a kept customer, " +
+      B.contact_cost + " a contact and that a contact keeps " + fmt(B.save_rate, 0, true) + " of would-be churners (your numbers, not measured)", S.roi, COLORS[3]);
     else tile("ROI", "not set",
       "give business.retained_value, contact_cost and save_rate in the project file (your own numbers: none is assumed)", null, COLORS[3]);
     tile("decision rate", fmt(last(S.decision_rate), 1, true),
-      "training " + fmt(T.selection_rate, 1, true) + " at threshold " + D.threshold, S.decision_rate, COLORS[4]);
+      live + " · " + card + " " + fmt(T.selection_rate, 1, true) + " at threshold " + D.threshold, S.decision_rate, COLORS[4]);
   }
 
   function drift() {
@@ -161,11 +181,14 @@
     ["psi", "js"].forEach(function (k) {
       var names = Object.keys(feats).filter(function (f) { return kinds[f] === k; });
       if (!names.length) return;
-      var thr = dr.threshold[k];
       var ser = names.map(function (f) { return { label: f, data: feats[f], width: 1.5 }; });
-      ser.push({ label: "alert threshold " + thr, data: xs.map(function () { return thr; }), color: "#c8372d", dash: [6, 4], width: 2 });
+      var rules = (dr.rules || {})[k] || [];
+      rules.forEach(function (r, i) {
+        ser.push({ label: "rule " + r.rule + " " + r.op + " " + r.threshold, data: xs.map(function () { return r.threshold; }), color: i ? "#8e5ac8" : "#c8372d", dash: [6, 4], width: 2 });
+      });
       chart(body, "drift", k === "psi" ? "PSI per numeric feature" : "Jensen–Shannon per categorical feature",
         xs, ser, { ylabel: k.toUpperCase(), height: 260 });
+      if (!rules.length) body.appendChild(el("p", { "class": "note" }, "No alert rule watches feature." + k + ": no threshold is drawn."));
     });
   }
 
@@ -223,8 +246,12 @@
   function latency() {
     var body = panel("latency"), xs = S.t || [];
     if (!xs.length) return empty(body, "No monitor run yet: latency and volume come from `insight monitor`.");
-    chart(body, "latency", "latency (ms)", xs, [{ label: "p50", data: S.p50_ms }, { label: "p95", data: S.p95_ms }, { label: "p99", data: S.p99_ms }], { ylabel: "ms", digits: 1 });
-    chart(body, "latency", "volume and decisions", xs, [{ label: "requests", data: S.requests, color: COLORS[4] }, { label: "rows", data: S.rows, color: COLORS[5] }], { ylabel: "per window", digits: 0, height: 180 });
+    var slo = num(S.latency_slo_p95_ms);
+    chart(body, "latency", "latency (ms)", xs, [{ label: "p50", data: S.p50_ms }, { label: "p95", data: S.p95_ms }, { label: "p99", data: S.p99_ms }]
+      .concat(slo !== null ? [{ label: "p95 SLO " + slo + " ms", data: xs.map(function () { return slo; }), color: "#c8372d", dash: [6, 4] }] : []), { ylabel: "ms", digits: 1 });
+    // requests and rows on axes of their own: one scale flattened the smaller
+    chart(body, "latency", "requests per window", xs, [{ label: "requests", data: S.requests, color: COLORS[4] }], { ylabel: "requests", digits: 0, height: 160 });
+    chart(body, "latency", "rows scored per window", xs, [{ label: "rows", data: S.rows, color: COLORS[5] }], { ylabel: "rows", digits: 0, height: 160 });
     chart(body, "latency", "decision rate", xs, [{ label: "decision rate", data: S.decision_rate, color: COLORS[2] }], { pct: true, height: 160 });
   }
 
@@ -250,6 +277,11 @@
       body.appendChild(t);
     }
     if (!ev.length) { if (!keys.length) empty(body, "No alert has changed state."); return; }
+    if ((A.total_events || 0) > ev.length) {
+      var older = A.older || {};
+      body.appendChild(el("p", { "class": "note", "data-note": "older-events" }, "The newest " + ev.length + " of " + int(A.total_events) +
+        " state changes are listed; older ones, per alert: " + Object.keys(older).map(function (k) { return k + " " + older[k]; }).join(", ") + "."));
+    }
     var tl = el("table", { "data-table": "alert-timeline" }), hd = el("tr");
     ["time", "rule", "from", "to", "model card"].forEach(function (x) { hd.appendChild(el("th", {}, x)); });
     tl.appendChild(hd);
@@ -269,12 +301,15 @@
     var body = panel("models"), V = D.versions || [];
     if (!V.length) return empty(body, "No registered version.");
     var t = el("table", { "data-table": "versions" }), h = el("tr");
-    ["version", "registered", "family", "test AUC", "aliases", "gate", "rollout", "card"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
+    ["version", "registered", "family", "test AUC (its own test split)", "gate: paired AUC vs champion, same rows", "aliases", "gate", "rollout", "card"].forEach(function (x) { h.appendChild(el("th", {}, x)); });
     t.appendChild(h);
     V.forEach(function (v) {
       var r = el("tr", { "data-version": v.version });
       r.appendChild(el("td", {}, "v" + v.version)); r.appendChild(el("td", {}, v.created_iso || ""));
-      r.appendChild(el("td", {}, v.family)); r.appendChild(el("td", {}, v.test_auc ? Number(v.test_auc).toFixed(3) : "–"));
+      r.appendChild(el("td", {}, v.family)); r.appendChild(el("td", {}, v.test_auc ? Number(v.test_auc).toFixed(3) : "not measured"));
+      var gp = v.gate_paired, gd = gp && gp.difference;
+      r.appendChild(el("td", {}, gd ? "v" + v.version + " " + fmt(gp.challenger, 4) + " vs v" + gp.vs + " " + fmt(gp.champion, 4) +
+        " on " + int(gp.rows) + " rows: " + (gd.estimate >= 0 ? "+" : "") + fmt(gd.estimate, 4) + " (" + fmt(gd.low, 4) + " – " + fmt(gd.high, 4) + ")" : "no paired comparison"));
       var al = el("td"); v.aliases.forEach(function (a) { al.appendChild(chip(a)); al.appendChild(document.createTextNode(" ")); });
       if (v.rolled_back) al.appendChild(chip("rolled back", "rolled-back"));
       r.appendChild(al);
@@ -285,6 +320,7 @@
       t.appendChild(r);
     });
     body.appendChild(t);
+    body.appendChild(el("p", { "class": "note" }, "Each version's test AUC is on its own test split: compare versions by the gate's paired figure, measured on the same rows. Model card pages are in cards/ beside report.html: share the folder, not the page alone."));
     var E = (D.control || {}).events || [];
     if (E.length) {
       var tl = el("table", { "data-table": "control" }), hd = el("tr");
