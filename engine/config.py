@@ -202,8 +202,13 @@ class ServeConfig(_Model):
 class DriftConfig(_Model):
     psi_bins: int = Field(default=10, ge=2, le=1000)
     psi_threshold: float = Field(default=0.2, gt=0)
-    ks_alpha: float = Field(
-        default=0.01, gt=0, lt=1, description="Significance level of KS and chi-square."
+    fdr: float = Field(
+        default=0.05,
+        gt=0,
+        lt=1,
+        description="False discovery rate of the drift tests (KS, chi-square), Benjamini-"
+        "Hochberg across the features compared: the one rule of `insight drift` and "
+        "`insight monitor`.",
     )
     js_threshold: float = Field(
         default=0.1,
@@ -214,6 +219,17 @@ class DriftConfig(_Model):
     current_from: dt.date | None = Field(
         default=None, description="Label times from this date form the current window."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "ks_alpha" in data:
+            raise ValueError(
+                "drift.ks_alpha was replaced by drift.fdr: drift tests are now judged by "
+                "Benjamini-Hochberg across features, in `insight drift` and `insight monitor` "
+                f"alike. Fix: write fdr: {data['ks_alpha']} (or 0.05) instead of ks_alpha."
+            )
+        return data
 
 
 class ProjectConfig(_Model):

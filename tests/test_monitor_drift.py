@@ -59,11 +59,47 @@ def test_drift_check_matches_scipy_and_numpy(seed: int) -> None:
     assert s.jensen_shannon == pytest.approx(
         float(jensenshannon(table[0], table[1], base=2)), abs=1e-9
     )
-    assert s.drifted == (s.chi2_pvalue < cfg.ks_alpha and s.jensen_shannon >= cfg.js_threshold)
+    assert s.drifted == (s.p_adjusted < cfg.fdr and s.jensen_shannon >= cfg.js_threshold)
     for col in ("x", "k"):
         a, b = ref[col].dropna().to_numpy(), cur[col].dropna().to_numpy()
         r = got[col]
         assert r.ks_statistic == pytest.approx(st.ks_2samp(a, b).statistic, abs=1e-12)
         assert r.psi == pytest.approx(_psi(a, b, cfg.psi_bins), abs=1e-9)
         assert (r.n_ref, r.nan_ref) == (a.size, int(ref[col].isna().sum()))
-        assert r.drifted == (r.ks_pvalue < cfg.ks_alpha and r.psi >= cfg.psi_threshold)
+        assert r.drifted == (r.p_adjusted < cfg.fdr and r.psi >= cfg.psi_threshold)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_drift_rule_for_insight_drift_and_the_monitor(seed: int) -> None:
+    """The one Benjamini-Hochberg equals statsmodels' fdr_bh; `insight drift` and the
+    monitor decide with the same function and the same defaults (drift.fdr)."""
+    from statsmodels.stats.multitest import multipletests
+
+    from engine.config import DriftConfig
+    from engine.kernels.report import benjamini_hochberg
+    from engine.monitor import stats
+    from engine.monitor.drift import decide
+
+    rng = np.random.default_rng(seed)
+    p = rng.random(25) ** 3
+    want = multipletests(p, method="fdr_bh")[1]
+    np.testing.assert_allclose(benjamini_hochberg(p), want, rtol=1e-12)
+    np.testing.assert_allclose(stats.bh(list(p)), want, rtol=1e-12)
+    cfg = DriftConfig()
+    dist = rng.random(25) * 0.4
+    kinds = rng.choice(["numeric", "categorical"], 25).tolist()
+    adj, verdict = decide(list(p), list(dist), kinds, cfg)
+    limit = np.where(np.array(kinds) == "numeric", cfg.psi_threshold, cfg.js_threshold)
+    assert verdict == ((want < cfg.fdr) & (dist >= limit)).tolist()
+
+
+def test_the_old_drift_settings_say_where_they_went() -> None:
+    from pydantic import ValidationError
+
+    from engine.config import DriftConfig
+    from engine.monitor.config import MonitorConfig
+
+    with pytest.raises(ValidationError, match="replaced by drift.fdr"):
+        DriftConfig.model_validate({"ks_alpha": 0.01})
+    with pytest.raises(ValidationError, match="moved to drift.fdr"):
+        MonitorConfig.model_validate({"fdr": 0.05})

@@ -109,18 +109,28 @@ def numeric_column_stats(ref: ArrayLike, cur: ArrayLike, bins: int = 10) -> Nume
     return NumericStats(d, w, p, float(a.std()), int(a.size), int(b.size))
 
 
+def benjamini_hochberg(p: ArrayLike) -> NDArray[np.float64]:
+    """Benjamini-Hochberg adjusted p-values (monotone, capped at 1): the engine's one BH,
+    used by the drift report, ``insight drift`` and ``insight monitor`` (pinned to
+    statsmodels' ``multipletests(method="fdr_bh")`` in tests/test_monitor_drift.py)."""
+    a = np.asarray(p, dtype=np.float64)
+    if a.size == 0:
+        return a
+    order = np.argsort(a, kind="stable")
+    ranked = a[order] * a.size / np.arange(1, a.size + 1)
+    adj = np.minimum.accumulate(ranked[::-1])[::-1]
+    out = np.empty_like(a)
+    out[order] = np.minimum(adj, 1.0)
+    return out
+
+
 def _adjust(p: NDArray[np.float64], how: str | None) -> NDArray[np.float64]:
     if how is None or p.size == 0:
         return p
     if how == "bonferroni":
         return np.minimum(p * p.size, 1.0)
     if how == "bh":
-        order = np.argsort(p)
-        ranked = p[order] * p.size / np.arange(1, p.size + 1)
-        adj = np.minimum.accumulate(ranked[::-1])[::-1]
-        out = np.empty_like(p)
-        out[order] = np.minimum(adj, 1.0)
-        return out
+        return benjamini_hochberg(p)
     raise ValueError(f"correction must be None, 'bonferroni' or 'bh', got {how!r}.")
 
 

@@ -13,7 +13,7 @@ reach people through the route (group, inhibit, silence: engine.monitor.alerting
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -255,8 +255,21 @@ def default_inhibitions() -> list[InhibitRule]:
 
 
 class MonitorConfig(_Model):
+    """What the live-traffic monitor measures and how it alerts. Drift is decided by the
+    project's ``drift:`` rule (engine.monitor.drift.decide), the same as `insight drift`."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "fdr" in data:
+            raise ValueError(
+                "monitor.fdr moved to drift.fdr: one drift rule serves `insight drift` and "
+                f"`insight monitor`. Fix: write drift: {{fdr: {data['fdr']}}} and remove "
+                "monitor.fdr."
+            )
+        return data
+
     latency_slo_p95_ms: float = Field(default=250, gt=0)
-    fdr: float = Field(default=0.05, gt=0, lt=1, description="BH false discovery rate for drift.")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Level of every interval.")
     min_rows: int = Field(default=100, ge=1, description="Default smallest slice judged.")
     label_horizon: str = Field(

@@ -1,19 +1,19 @@
 """Feature drift between a reference window and a current window, with the Numba kernels.
 
-Decision rule, per column, a shift that is both statistically significant and material
-(requiring both keeps large samples, where every tiny shift is significant, from flagging
-everything):
+Decision rule (:func:`decide`, the one rule of ``insight drift`` and ``insight monitor``),
+per column, a shift that is both statistically significant and material (requiring both
+keeps large samples, where every tiny shift is significant, from flagging everything):
 
-- numeric: KS p-value < ``ks_alpha`` and PSI >= ``psi_threshold`` (0.2 is the customary
-  "significant shift" level);
-- categorical (text columns): chi-square p-value < ``ks_alpha`` and Jensen-Shannon
-  distance (base 2) >= ``js_threshold`` (0.1, Evidently's default for categoricals).
+- the test's p-value (KS for numbers, chi-square for categories), Benjamini-Hochberg
+  adjusted across the columns compared, is below ``drift.fdr``;
+- and the distance is material: PSI >= ``psi_threshold`` (0.2, the customary "significant
+  shift" level) or Jensen-Shannon (base 2) >= ``js_threshold`` (0.1, Evidently's default).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numba
 import numpy as np
@@ -39,6 +39,7 @@ class ColumnDrift:
     n_cur: int
     nan_ref: int
     nan_cur: int
+    p_adjusted: float | None = None  # the test's p-value, BH-adjusted across the columns
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -54,6 +55,20 @@ class ColumnDrift:
         """The materiality part of the rule: PSI or Jensen-Shannon distance."""
         d = self.psi if self.kind == "numeric" else self.jensen_shannon
         return float("nan") if d is None else float(d)
+
+
+def decide(
+    p_values: list[float], distances: list[float], kinds: list[str], cfg: DriftConfig
+) -> tuple[list[float], list[bool]]:
+    """BH-adjusted p-values and the drift verdict per column (``kinds``: numeric |
+    categorical, which picks the distance's threshold)."""
+    from engine.kernels.report import benjamini_hochberg
+
+    adj = [float(x) for x in benjamini_hochberg(p_values)]
+    limits = [cfg.psi_threshold if k == "numeric" else cfg.js_threshold for k in kinds]
+    return adj, [
+        bool(a < cfg.fdr and d >= t) for a, d, t in zip(adj, distances, limits, strict=True)
+    ]
 
 
 def numeric_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -115,7 +130,7 @@ def drift_check(
             psi=st.psi,
             chi2_pvalue=None,
             jensen_shannon=None,
-            drifted=bool(pv < cfg.ks_alpha and st.psi >= cfg.psi_threshold),
+            drifted=False,  # decided below, across columns
             n_ref=st.n_ref,
             n_cur=st.n_cur,
             nan_ref=int(a.size - st.n_ref),
@@ -141,10 +156,16 @@ def drift_check(
                 psi=None,
                 chi2_pvalue=r.chi2_pvalue,
                 jensen_shannon=r.jensen_shannon,
-                drifted=bool(r.chi2_pvalue < cfg.ks_alpha and r.jensen_shannon >= cfg.js_threshold),
+                drifted=False,
                 n_ref=r.n_ref,
                 n_cur=r.n_cur,
                 nan_ref=r.missing_ref,
                 nan_cur=r.missing_cur,
             )
-    return [out[c] for c in columns if c in out]
+    found = [out[c] for c in columns if c in out]
+    adj, verdict = decide(
+        [c.test_pvalue for c in found], [c.distance for c in found], [c.kind for c in found], cfg
+    )
+    return [
+        replace(c, p_adjusted=a, drifted=v) for c, a, v in zip(found, adj, verdict, strict=True)
+    ]

@@ -26,6 +26,7 @@ from engine.audit.window import Window, read_window
 from engine.config import ProjectConfig
 from engine.monitor import stats
 from engine.monitor.config import seconds
+from engine.monitor.drift import decide
 from engine.workspace import Workspace
 
 
@@ -177,11 +178,14 @@ def _version(
         elif ref["kind"] == "categorical" and f in w.categorical:
             feats[f] = stats.categorical_feature(w.categorical[f][sel], ref, mc.alpha)
     tested = [f for f, s in feats.items() if s.get("p_value") is not None]
-    for f, p in zip(tested, stats.bh([feats[f]["p_value"] for f in tested]), strict=True):
-        feats[f]["p_adjusted"] = p
-        dist = feats[f]["psi"]["estimate"] if "psi" in feats[f] else feats[f]["js"]["estimate"]
-        limit = cfg.drift.psi_threshold if "psi" in feats[f] else cfg.drift.js_threshold
-        feats[f]["drifted"] = bool(p < mc.fdr and dist >= limit)
+    adj, verdict = decide(
+        [feats[f]["p_value"] for f in tested],
+        [(feats[f]["psi"] if "psi" in feats[f] else feats[f]["js"])["estimate"] for f in tested],
+        ["numeric" if "psi" in feats[f] else "categorical" for f in tested],
+        cfg.drift,
+    )
+    for f, p_adj, drifted in zip(tested, adj, verdict, strict=True):
+        feats[f]["p_adjusted"], feats[f]["drifted"] = p_adj, drifted
     out["features"] = feats
     out["drifted"] = [f for f in tested if feats[f]["drifted"]]
     if not w.inputs_logged:

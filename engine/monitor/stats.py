@@ -14,7 +14,7 @@ is no interval): rules judge the interval, not the point (engine.monitor.rules).
 
 Drift p-values (KS from the sketch's lower bracket, which can only make p larger;
 chi-square for categoricals) are Benjamini-Hochberg adjusted across the features of a
-version, at ``monitor.fdr``.
+version, at ``drift.fdr`` (engine.monitor.drift.decide: the rule ``insight drift`` uses too).
 """
 
 from __future__ import annotations
@@ -50,16 +50,10 @@ def rate(k: float, n: int, alpha: float) -> Stat:
 
 
 def bh(p: list[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values (monotone, capped at 1)."""
-    a = np.asarray(p, dtype=np.float64)
-    if a.size == 0:
-        return []
-    order = np.argsort(a)
-    ranked = a[order] * a.size / np.arange(1, a.size + 1)
-    adj = np.minimum.accumulate(ranked[::-1])[::-1]
-    out = np.empty_like(adj)
-    out[order] = np.minimum(adj, 1.0)
-    return out.tolist()
+    """Benjamini-Hochberg adjusted p-values: the kernels' one implementation."""
+    from engine.kernels.report import benjamini_hochberg
+
+    return [float(x) for x in benjamini_hochberg(p)]
 
 
 def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
