@@ -88,7 +88,7 @@ def test_one_drift_rule_for_insight_drift_and_the_monitor(seed: int) -> None:
     cfg = DriftConfig()
     dist = rng.random(25) * 0.4
     kinds = rng.choice(["numeric", "categorical"], 25).tolist()
-    adj, verdict = decide(list(p), list(dist), kinds, cfg)
+    _adj, verdict = decide(list(p), list(dist), kinds, cfg)
     limit = np.where(np.array(kinds) == "numeric", cfg.psi_threshold, cfg.js_threshold)
     assert verdict == ((want < cfg.fdr) & (dist >= limit)).tolist()
 
