@@ -99,7 +99,7 @@ def test_the_old_drift_settings_say_where_they_went() -> None:
     from engine.config import DriftConfig
     from engine.monitor.config import MonitorConfig
 
-    with pytest.raises(ValidationError, match="replaced by drift.fdr"):
+    with pytest.raises(ValidationError, match=r"replaced by drift\.fdr"):
         DriftConfig.model_validate({"ks_alpha": 0.01})
-    with pytest.raises(ValidationError, match="moved to drift.fdr"):
+    with pytest.raises(ValidationError, match=r"moved to drift\.fdr"):
         MonitorConfig.model_validate({"fdr": 0.05})
