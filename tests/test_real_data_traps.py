@@ -490,3 +490,61 @@ def test_the_baselines_match_sklearn_and_pick_the_best_feature_on_fitted_rows(se
     b3 = baselines(ts, rng.random(len(yt)), refit=True, n_boot=200, alpha=0.05, seed=seed)
     assert not b3["best_single_feature"]["beaten"]
     _ = EXAMPLE
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet-ms"])
+def test_a_csv_treatment_table_is_read_as_its_source_says(tmp_path: Path, fmt: str) -> None:
+    """Regression: the treatment source was read with pd.read_parquet whatever its format
+    ('Parquet magic bytes' for a CSV campaign), and a Parquet file of milliseconds crashed
+    the as-of merge ('incompatible merge keys')."""
+    import yaml
+
+    from engine.features.snapshot import Snapshot
+    from engine.train.dataset import load_training_set
+    from engine.train.uplift import uplift_data
+    from tests.conftest import EXAMPLE
+
+    rng = np.random.default_rng(0)
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw.pop("sample", None)
+    raw["train"].pop("until", None)
+    cfg0 = ProjectConfig.model_validate({**raw, "base_dir": str(tmp_path)})
+    feats = [f for f in cfg0.feature_names() if f != "gender"]
+    n = 600
+    times = pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 6, n) * 30, "D")
+    frame = pd.DataFrame({f: rng.normal(0, 1, n) for f in feats})
+    frame["region"], frame["plan"] = rng.choice(["n", "s"], n), rng.choice(["a", "b"], n)
+    frame["gender"] = rng.choice(["f", "m"], n)
+    frame["customer_id"], frame["label_time"] = np.arange(n) % 150, times
+    frame["churned"] = rng.integers(0, 2, n)
+    frame = frame.drop_duplicates(["customer_id", "label_time"])
+    camp = pd.DataFrame(
+        {
+            "customer_id": np.arange(150),
+            "campaign_time": pd.Timestamp("2025-07-15"),
+            "treated": rng.integers(0, 2, 150),
+            "converted": rng.integers(0, 2, 150),
+        }
+    )
+    if fmt == "csv":
+        path = tmp_path / "campaign.csv"
+        camp.assign(campaign_time="15/07/2025").to_csv(path, index=False, sep=";")
+        raw["sources"]["campaign"] |= {
+            "path": str(path),
+            "format": "csv",
+            "delimiter": ";",
+            "time_formats": {"campaign_time": "dd/MM/yyyy"},
+        }
+    else:
+        path = tmp_path / "campaign.parquet"
+        camp.assign(campaign_time=camp["campaign_time"].astype("datetime64[ms]")).to_parquet(path)
+        raw["sources"]["campaign"]["path"] = str(path)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    cfg = ProjectConfig.load(tmp_path / "p.yaml")
+    s = Snapshot(
+        Path("."), {"snapshot_id": "s", "label_time": "label_time", "entity": "customer_id"}
+    )
+    ts = load_training_set(cfg, s, frame)
+    d = uplift_data(cfg, ts, frame, tmp_path)
+    assert len(d.t_train) + len(d.t_test) == 150, "every campaign row found its features"
+    assert set(np.unique(d.t_train)) == {0.0, 1.0}

@@ -26,6 +26,7 @@ from engine.errors import DataError
 from engine.timeformat import to_spark
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.sql import DataFrame, SparkSession
 
 _ACCEPT = {
@@ -385,3 +386,43 @@ def read_columns(
         )
         table = pacsv.read_csv(path, convert_options=opts, **csv_options(src))
     return {c: table.column(r) for c, r in zip(columns, raw, strict=True)}
+
+
+def read_frame(
+    cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]
+) -> pd.DataFrame:
+    """Some columns of a source as pandas, read as the build reads them (no Spark): the
+    source's format, CSV dialect (separator, decimal mark, encoding), renames, declared
+    types (a cell that does not parse is missing) and time formats; Parquet times of any
+    unit as naive nanoseconds. Every reader that needs a source in one process uses this,
+    not its own ``pd.read_parquet`` (the treatment source was read as Parquet whatever its
+    format: test_a_csv_treatment_table_is_read_as_its_source_says)."""
+    import pandas as pd
+
+    from engine.timeformat import to_strptime
+
+    src = cfg.sources[name]
+    arrays = read_columns(cfg, name, workspace, columns)
+    out = {}
+    for c in columns:
+        v = arrays[c].to_pandas()
+        kind = src.columns.get(c) or ("timestamp" if c == src.event_time else None)
+        if src.format == "csv" and kind is not None and kind != "string":
+            text = v.astype("string").str.strip().replace("", pd.NA)
+            if kind in ("int", "double"):
+                if src.decimal == ",":
+                    text = text.str.translate(str.maketrans(",.", ".x"))
+                v = pd.to_numeric(text, errors="coerce")
+            elif kind == "timestamp":
+                fmt = src.time_formats.get(c)
+                v = pd.to_datetime(
+                    text, format=to_strptime(fmt, c) if fmt else "ISO8601", errors="coerce"
+                )
+            elif kind == "bool":
+                v = text.str.lower().map({"true": True, "false": False})
+        if pd.api.types.is_datetime64_any_dtype(v.dtype):
+            if getattr(v.dt, "tz", None) is not None:
+                v = v.dt.tz_convert("UTC").dt.tz_localize(None)
+            v = v.astype("datetime64[ns]")
+        out[c] = v
+    return pd.DataFrame(out)

@@ -44,7 +44,7 @@ class UpliftData:
 def uplift_data(
     cfg: ProjectConfig, ts: TrainingSet, snapshot_df: pd.DataFrame, workspace: Any
 ) -> UpliftData:
-    from engine.data.sources import source_path
+    from engine.data.sources import read_frame
 
     assert cfg.treatment is not None
     tr = cfg.treatment
@@ -57,9 +57,7 @@ def uplift_data(
         raise DataError(
             f"treatment source '{tr.source}' has no event_time; the as-of join needs one."
         )
-    camp = pd.read_parquet(
-        source_path(cfg, tr.source, workspace), columns=[key, when, tr.column, tr.outcome]
-    )
+    camp = read_frame(cfg, tr.source, workspace, [key, when, tr.column, tr.outcome])
     lt = ts.time_col
     if lt is None:
         raise DataError(
@@ -67,6 +65,12 @@ def uplift_data(
             "labels have no time. Fix: set label.event_time, or train.uplift_learners: []."
         )
     feats = snapshot_df[[key, lt, *ts.features]].sort_values(lt)
+    # one time unit on both sides (a Parquet file of milliseconds gave "incompatible merge
+    # keys"), and keys compared as the same type
+    feats[lt] = feats[lt].astype("datetime64[ns]")
+    camp[when] = camp[when].astype("datetime64[ns]")
+    if feats[key].dtype != camp[key].dtype:
+        camp[key] = camp[key].astype(feats[key].dtype)
     camp = camp.sort_values(when)
     joined = pd.merge_asof(
         camp,
