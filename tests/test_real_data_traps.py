@@ -474,21 +474,31 @@ def test_the_baselines_match_sklearn_and_pick_the_best_feature_on_fitted_rows(se
     yt = ts.test["y"].to_numpy()
     # A model that is the best feature itself (direction fixed): not better than it.
     same = -ts.test["strong"].to_numpy()
-    b = baselines(ts, same, refit=True, n_boot=200, alpha=0.05, seed=seed)
+    b = baselines(ts, same, refit=True, n_boot=200, alpha=0.05, seed=seed, rule="better")
     f = b["best_single_feature"]
     assert f["feature"] == "strong"
     assert f["auc"]["estimate"] == pytest.approx(roc_auc_score(yt, same), abs=1e-12)
     assert f["difference"]["estimate"] == pytest.approx(0.0, abs=1e-12) and not f["beaten"]
     assert b["class_prior"]["beaten"]
+    # The default rule: not significantly worse passes, and says it is not shown better.
+    nw = baselines(ts, same, refit=True, n_boot=200, alpha=0.05, seed=seed)
+    assert nw["best_single_feature"]["beaten"] and not nw["best_single_feature"]["better"]
+    # A model clearly worse than the feature fails under either rule.
+    worse = same + rng.normal(0, 2.0, len(same))
+    for rule in ("not_worse", "better"):
+        bw = baselines(ts, worse, refit=True, n_boot=200, alpha=0.05, seed=seed, rule=rule)
+        assert not bw["best_single_feature"]["beaten"], rule
     # The true logit beats both.
     true = (
         1.6 * -ts.test["strong"] - 0.9 * ts.test["weak"] + np.where(ts.test["cat"] == "a", 0.8, 0.0)
     )
-    b2 = baselines(ts, true.to_numpy(), refit=True, n_boot=200, alpha=0.05, seed=seed)
+    b2 = baselines(
+        ts, true.to_numpy(), refit=True, n_boot=200, alpha=0.05, seed=seed, rule="better"
+    )
     assert b2["best_single_feature"]["beaten"] and b2["class_prior"]["beaten"]
     # Noise beats neither.
     b3 = baselines(ts, rng.random(len(yt)), refit=True, n_boot=200, alpha=0.05, seed=seed)
-    assert not b3["best_single_feature"]["beaten"]
+    assert not b3["best_single_feature"]["beaten"] and not b3["class_prior"]["beaten"]
     _ = EXAMPLE
 
 

@@ -388,9 +388,7 @@ def read_columns(
     return {c: table.column(r) for c, r in zip(columns, raw, strict=True)}
 
 
-def read_frame(
-    cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]
-) -> pd.DataFrame:
+def read_frame(cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]) -> pd.DataFrame:
     """Some columns of a source as pandas, read as the build reads them (no Spark): the
     source's format, CSV dialect (separator, decimal mark, encoding), renames, declared
     types (a cell that does not parse is missing) and time formats; Parquet times of any

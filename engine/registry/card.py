@@ -160,6 +160,14 @@ def limitations(card: dict[str, Any], cfg: ProjectConfig) -> list[str]:
         out.append(f"'{col}' is not a model input: {why}.")
     for w in td.get("warnings", []):
         out.append(f"Warning: {w}.")
+    f = (card.get("baselines") or {}).get("best_single_feature") or {}
+    if f and not f.get("better", True):
+        d = f["difference"]
+        out.append(
+            f"Not shown better than '{f['feature']}' alone on the test split (AUC difference "
+            f"{d['estimate']:+.4f}, CI {d['low']:+.4f}..{d['high']:+.4f}): the model may add "
+            "little over that one column."
+        )
     if m["rows"] < 1000:
         out.append(f"The test split is small ({m['rows']} rows): CIs are wide.")
     if m["calibration"]["ece"] > 0.05:
@@ -196,7 +204,13 @@ def build_card(
     metrics = evaluate(scorer, ts, cfg, n_boot=n_boot, seed=cfg.train.seed, scores=p_test)
     refit = cfg.train.refit and cfg.train.backend == "tune"
     floor = baselines(
-        ts, p_test, refit=refit, n_boot=n_boot, alpha=cfg.train.gate.alpha, seed=cfg.train.seed
+        ts,
+        p_test,
+        refit=refit,
+        n_boot=n_boot,
+        alpha=cfg.train.gate.alpha,
+        seed=cfg.train.seed,
+        rule=cfg.train.gate.baseline_rule,
     )
     fitted = ts.fitted_range(refit)
     x_test = ts.x("test")

@@ -208,12 +208,21 @@ def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check
     ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
     p = scores_on_test(models.load_scorer(ch), ts)
     refit = cfg.train.refit and cfg.train.backend == "tune"
-    b = baselines(ts, p, refit=refit, n_boot=g.n_boot, alpha=g.alpha, seed=cfg.train.seed)
+    b = baselines(
+        ts,
+        p,
+        refit=refit,
+        n_boot=g.n_boot,
+        alpha=g.alpha,
+        seed=cfg.train.seed,
+        rule=g.baseline_rule,
+    )
     text = describe(b)
     checks.append(Check("beats class prior", b["class_prior"]["beaten"], text[0], b["class_prior"]))
     f = b["best_single_feature"]
     if f is not None:
-        checks.append(Check("beats best single feature", f["beaten"], text[1], f))
+        name = "better than" if g.baseline_rule == "better" else "not worse than"
+        checks.append(Check(f"{name} best single feature", f["beaten"], text[1], f))
     return checks
 
 

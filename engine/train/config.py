@@ -44,8 +44,17 @@ class GateConfig(_Model):
     )
     beat_baselines: bool = Field(
         default=True,
-        description="With no champion, the challenger must beat the class prior and the best "
-        "single feature on its test rows (paired AUC interval) to be promoted.",
+        description="With no champion, the challenger must beat the class prior (its AUC "
+        "interval above 0.5) and hold against the best single feature on its test rows "
+        "(paired AUC interval, see baseline_rule) to be promoted.",
+    )
+    baseline_rule: Literal["not_worse", "better"] = Field(
+        default="not_worse",
+        description="Against the best single feature: not_worse (the paired interval of "
+        "AUC(model) - AUC(feature) reaches 0 or above: not significantly worse; when it also "
+        "reaches below 0 the gate and the card say the model is not shown better) or better "
+        "(the whole interval above 0: significantly better, which a small test split rarely "
+        "shows).",
     )
     n_boot: int = Field(default=300, ge=50, le=10_000)
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
