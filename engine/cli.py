@@ -384,11 +384,24 @@ def clean(
     profile: ProfileOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
 ) -> None:
-    """Delete the workspace (MLflow db, artifacts, snapshots, data, reports)."""
-    if project is None:
-        project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
-    cfg = ProjectConfig.load(project)
-    ws = Workspace(cfg.workspace_root(workspace))
+    """Delete the workspace (MLflow db, artifacts, snapshots, data, reports): the one the
+    profile names, when --profile is given."""
+    if profile is not None:
+        from engine.profiles import open_project
+
+        cfg, ws, _ = open_project(
+            (
+                project
+                or (Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT)
+            ).resolve(),
+            workspace,
+            profile,
+        )
+    else:
+        if project is None:
+            project = Path("insight.yaml") if Path("insight.yaml").is_file() else DEFAULT_PROJECT
+        cfg = ProjectConfig.load(project)
+        ws = Workspace(cfg.workspace_root(workspace))
     if not ws.root.exists():
         console.print(f"nothing to clean: {ws.root} does not exist")
         return

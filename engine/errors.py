@@ -26,3 +26,11 @@ class StateError(InsightError):
     """The workspace lacks something an earlier stage should have produced."""
 
     exit_code = 3
+
+
+class ServiceError(InsightError):
+    """A service the engine talks to failed (a Ray cluster, an MLflow server, a database,
+    a sink): not the user's input, though often the user's to restart. Exit code 4, so a
+    scheduler can retry it and not a bad project file."""
+
+    exit_code = 4

@@ -28,7 +28,16 @@ def start_ray(
     if ray.is_initialized():
         return {"address": ray.get_runtime_context().gcs_address, "started": False}
     if address:
-        ray.init(address=address, log_to_driver=True)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            from engine.errors import ServiceError
+
+            raise ServiceError(
+                f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0][:300]}. "
+                "Fix: check that its head is up and the address (--address, the profile's "
+                "ray:, or RAY_ADDRESS); with token auth export RAY_AUTH_TOKEN."
+            ) from None
         return {"address": address, "started": False}
     ctx = ray.init(
         num_cpus=num_cpus or os.cpu_count() or 2,

@@ -20,7 +20,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
-from engine.errors import ConfigError, InsightError
+from engine.errors import ConfigError, ServiceError
 from engine.profiles import Resolved
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ JOBS: dict[str, tuple[str, str]] = {
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
-class JobError(InsightError):
+class JobError(ServiceError):
     """A submitted job failed or the cluster refused it."""
 
 

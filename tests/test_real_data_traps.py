@@ -558,3 +558,28 @@ def test_a_csv_treatment_table_is_read_as_its_source_says(tmp_path: Path, fmt: s
     d = uplift_data(cfg, ts, frame, tmp_path)
     assert len(d.t_train) + len(d.t_test) == 150, "every campaign row found its features"
     assert set(np.unique(d.t_train)) == {0.0, 1.0}
+
+
+def test_an_unknown_model_version_lists_the_known_ones(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    from engine.errors import StateError
+    from engine.registry import models
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    client = MlflowClient(tracking_uri=ws.tracking_uri, registry_uri=ws.tracking_uri)
+    client.create_registered_model("m")
+    for _ in range(2):
+        client.create_model_version("m", source=str(tmp_path), tags={"features": "[]"})
+    import mlflow
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_registry_uri(ws.tracking_uri)
+    try:
+        with pytest.raises(StateError, match=r"no version '7' \(versions: 2, 1\)"):
+            models.get_version("m", "7")
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])

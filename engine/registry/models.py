@@ -136,7 +136,15 @@ def get_version(name: str, version: str) -> ModelRef:
     try:
         mv = _client().get_model_version(name, version)
     except MlflowException:
-        raise StateError(f"model '{name}' has no version '{version}'.") from None
+        try:
+            known = [r["version"] for r in list_versions(name)]
+        except StateError:
+            known = []
+        raise StateError(
+            f"model '{name}' has no version '{version}' (versions: "
+            f"{', '.join(known) or 'none registered'}). Fix: pass one of them "
+            "(`insight models list`)."
+        ) from None
     return _ref(name, mv, None)
 
 
