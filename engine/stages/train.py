@@ -81,6 +81,9 @@ def stage_train(
     s = snap.find(ws, cfg.name, snapshot_id)
     frame = s.read_pandas()  # read once: the training set and the uplift join use it
     ts = load_training_set(cfg, s, frame)
+    # the campaign is read and joined before the search: its mistakes surface in seconds,
+    # not after the whole search
+    ud = _uplift_data(cfg, ws, ts, frame)
     tags = {"snapshot_id": s.id, "code_version": code_version(), "project": cfg.name}
     if pending is not None:
         run_ctx = mlflow.start_run(run_id=st["parent_run_id"])
@@ -99,7 +102,7 @@ def stage_train(
                 "trials_stopped_early": out.stopped_early,
             }
         )
-        uplift = _uplift(cfg, ws, ts, frame, exp, parent, tags)
+        uplift = _uplift(cfg, ws, ud, exp, parent, tags)
         ref, card = _register(cfg, ts, out, parent, tags, uplift, alias)
     return TrainResult(
         model_name=ref.name,
@@ -196,23 +199,30 @@ def _search(
     )
 
 
+def _uplift_data(cfg: ProjectConfig, ws: Workspace, ts: TrainingSet, frame: pd.DataFrame) -> Any:
+    """The campaign rows joined to their features, when the project has a treatment."""
+    if cfg.treatment is None or not cfg.train.uplift_learners:
+        return None
+    from engine.train.uplift import uplift_data
+
+    return uplift_data(cfg, ts, frame, ws.root)
+
+
 def _uplift(
     cfg: ProjectConfig,
     ws: Workspace,
-    ts: TrainingSet,
-    frame: pd.DataFrame,
+    ud: Any,
     experiment_id: str,
     parent: str,
     tags: dict[str, str],
 ) -> dict[str, Any] | None:
     """The uplift learners' search, when the project has a treatment and learners."""
-    if cfg.treatment is None or not cfg.train.uplift_learners:
+    if ud is None:
         return None
     import mlflow
 
-    from engine.train.uplift import run_uplift_search, uplift_data
+    from engine.train.uplift import run_uplift_search
 
-    ud = uplift_data(cfg, ts, frame, ws.root)
     uplift = run_uplift_search(
         cfg,
         ud,

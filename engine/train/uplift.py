@@ -50,12 +50,17 @@ def uplift_data(
     tr = cfg.treatment
     src = cfg.sources[tr.source]
     if src.entity is None:
-        raise DataError(f"treatment source '{tr.source}' names no entity; the join needs one.")
+        raise DataError(
+            f"treatment source '{tr.source}' names no entity; the join needs one. Fix: add "
+            f"sources.{tr.source}.entity, or set train.uplift_learners: [] to skip uplift."
+        )
     key = cfg.entities[src.entity].key
     when = src.event_time
     if when is None:
         raise DataError(
-            f"treatment source '{tr.source}' has no event_time; the as-of join needs one."
+            f"treatment source '{tr.source}' has no event_time; the as-of join needs one. "
+            f"Fix: set sources.{tr.source}.event_time to the column saying when each "
+            "customer was assigned, or train.uplift_learners: [] to skip uplift."
         )
     camp = read_frame(cfg, tr.source, workspace, [key, when, tr.column, tr.outcome])
     lt = ts.time_col
