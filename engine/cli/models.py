@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli_common import ProfileOpt, ProjectOpt, WorkspaceOpt
-from engine.cli_common import load as _load
+from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
+from engine.cli.common import load as _load
 from engine.config import ProjectConfig
 from engine.console import console
 from engine.workspace import Workspace

@@ -17,23 +17,23 @@ import click
 import typer
 from rich.table import Table
 
-from engine.cli_alerts import alerts_app
-from engine.cli_cluster import jobs_app
-from engine.cli_cluster import submit as submit_cmd
-from engine.cli_common import (
+from engine.cli.alerts import alerts_app
+from engine.cli.cluster import jobs_app
+from engine.cli.cluster import submit as submit_cmd
+from engine.cli.common import (
     DEFAULT_PROJECT,
     AddressOpt,
     ProfileOpt,
     ProjectOpt,
     WorkspaceOpt,
 )
-from engine.cli_common import load as _load
-from engine.cli_models import models_app
-from engine.cli_monitor import labels_app
-from engine.cli_monitor import monitor as monitor_cmd
-from engine.cli_report import dashboard as dashboard_cmd
-from engine.cli_report import report as report_cmd
-from engine.cli_serve import audit_app, serve_app
+from engine.cli.common import load as _load
+from engine.cli.models import models_app
+from engine.cli.monitor import labels_app
+from engine.cli.monitor import monitor as monitor_cmd
+from engine.cli.report import dashboard as dashboard_cmd
+from engine.cli.report import report as report_cmd
+from engine.cli.serve import audit_app, serve_app
 from engine.config import ProjectConfig
 from engine.console import console, stage
 from engine.errors import InsightError
@@ -454,7 +454,3 @@ def main() -> None:
             soft_wrap=True,
         )
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

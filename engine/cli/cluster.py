@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli_common import ProfileOpt, ProjectOpt, project_path
+from engine.cli.common import ProfileOpt, ProjectOpt, project_path
 from engine.console import console
 from engine.profiles import Resolved
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from engine.cli_common import AddressOpt, ProfileOpt, ProjectOpt, WorkspaceOpt, project_path
-from engine.cli_common import load as _load
+from engine.cli.common import AddressOpt, ProfileOpt, ProjectOpt, WorkspaceOpt, project_path
+from engine.cli.common import load as _load
 from engine.console import console
 from engine.workspace import Workspace
 

@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from engine.cli_common import ProfileOpt, ProjectOpt, WorkspaceOpt
-from engine.cli_common import load as _load
+from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
+from engine.cli.common import load as _load
 from engine.console import console
 
 alerts_app = typer.Typer(help="Alerts: states, groups and silences.", no_args_is_help=True)
