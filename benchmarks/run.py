@@ -80,7 +80,7 @@ def main() -> int:
     if args.profile or args.project:
         sys.path.insert(0, str(HERE.parent))
         from engine.config import DEFAULT_PROJECT
-        from engine.profiles import open_project
+        from engine.project import open_project
 
         _, ws, prof = open_project(args.project or DEFAULT_PROJECT, None, args.profile)
         os.environ["INSIGHT_PROFILE"] = prof.name  # recorded in every result's machine

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, format_validation_error
 from engine.features.views import FeatureView, parse_duration
 from engine.monitor.config import MonitorConfig
 from engine.profiles import ClusterConfig, load_cluster
@@ -472,25 +472,3 @@ def _check_declared(cfg: ProjectConfig, where: str, source: str, column: str) ->
             f"{where}: '{column}' is not a declared column of source '{source}' "
             f"(columns: {', '.join(cols)}). Fix: use one of them or declare it."
         )
-
-
-def format_validation_error(path: Path, exc: ValidationError) -> str:
-    """Render pydantic errors as 'file: yaml.path: problem (got value). Fix: ...' lines."""
-    lines = [f"{path}: {exc.error_count()} problem(s) in the project file:"]
-    for err in exc.errors():
-        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        kind = err["type"]
-        got = err.get("input")
-        msg = err["msg"].removeprefix("Value error, ")
-        if kind == "missing":
-            fix = f"add '{loc}'"
-            lines.append(f"  {loc}: required field is missing. Fix: {fix}.")
-        elif kind == "extra_forbidden":
-            lines.append(
-                f"  {loc}: unknown field (got {got!r}). Fix: remove it or check its spelling."
-            )
-        elif "Fix:" in msg:
-            lines.append(f"  {loc}: {msg}")
-        else:
-            lines.append(f"  {loc}: {msg} (got {got!r}). Fix: correct this value.")
-    return "\n".join(lines)

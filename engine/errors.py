@@ -7,6 +7,11 @@ traceback; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class InsightError(Exception):
     """A problem the user can fix: bad project file, missing data, bad argument."""
@@ -34,3 +39,27 @@ class ServiceError(InsightError):
     scheduler can retry it and not a bad project file."""
 
     exit_code = 4
+
+
+def format_validation_error(path: Any, exc: ValidationError, prefix: str = "") -> str:
+    """Render pydantic errors as 'file: yaml.path: problem (got value). Fix: ...' lines, the
+    project file and its cluster profiles alike (``prefix``: where in the file the
+    validated part sits)."""
+    lines = [f"{path}: {exc.error_count()} problem(s) in the project file:"]
+    for err in exc.errors():
+        loc = prefix + (".".join(str(x) for x in err["loc"]) or "(top level)")
+        kind = err["type"]
+        got = err.get("input")
+        msg = err["msg"].removeprefix("Value error, ")
+        if kind == "missing":
+            fix = f"add '{loc}'"
+            lines.append(f"  {loc}: required field is missing. Fix: {fix}.")
+        elif kind == "extra_forbidden":
+            lines.append(
+                f"  {loc}: unknown field (got {got!r}). Fix: remove it or check its spelling."
+            )
+        elif "Fix:" in msg:
+            lines.append(f"  {loc}: {msg}")
+        else:
+            lines.append(f"  {loc}: {msg} (got {got!r}). Fix: correct this value.")
+    return "\n".join(lines)

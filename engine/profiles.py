@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.errors import ConfigError
+from engine.errors import ConfigError, format_validation_error
 
 LOCAL = "local"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -166,9 +166,7 @@ def load_cluster(raw: Any, base_dir: str) -> ClusterConfig:
     try:
         return ClusterConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"cluster.{where}: {first['msg']}") from None
+        raise ConfigError(format_validation_error(base_dir, exc, prefix="cluster.")) from None
 
 
 def _expand(name: str, field: str, value: str) -> str:
@@ -200,34 +198,6 @@ def resolve(cluster: ClusterConfig, name: str | None = None) -> Resolved:
     try:
         return Resolved(name, Profile.model_validate(data))
     except ValidationError as exc:
-        first = exc.errors()[0]
         raise ConfigError(
-            f"profile '{name}': {'.'.join(str(x) for x in first['loc'])}: {first['msg']}"
+            format_validation_error(f"profile '{name}'", exc, prefix=f"cluster.profiles.{name}.")
         ) from None
-
-
-def open_project(
-    project: str | Path,
-    workspace: str | Path | None = None,
-    profile: str | None = None,
-) -> tuple[Any, Any, Resolved]:
-    """Load a project file and apply a profile: ``(ProjectConfig, Workspace, Resolved)``.
-
-    The profile sets the Spark master, the workspace root (``storage``, one folder per
-    project), the MLflow tracking URI and the Ray address; ``workspace`` overrides the root.
-    """
-    from engine.config import ProjectConfig
-    from engine.workspace import Workspace
-
-    cfg = ProjectConfig.load(project)
-    prof = resolve(cfg.cluster, profile)
-    p = prof.profile
-    if p.spark:
-        cfg = cfg.model_copy(
-            update={"features": cfg.features.model_copy(update={"spark_master": p.spark})}
-        )
-    root: str | Path | None = workspace
-    if root is None and p.storage:
-        root = Path(p.storage) / cfg.name
-    ws = Workspace(cfg.workspace_root(root), tracking=p.mlflow, ray_address=p.ray).ensure()
-    return cfg, ws, prof

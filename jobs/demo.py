@@ -12,7 +12,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.stages.demo import run_demo
     from jobs._common import job_parser, run_job
 

@@ -21,7 +21,7 @@ SMOKE = (
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.stages.features import stage_features
     from jobs._common import job_parser, run_job
 

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.cli.monitor import parse_time
     from engine.monitor.config import seconds
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.stages.monitor import every, stage_monitor
     from jobs._common import job_parser, run_job
 

@@ -28,7 +28,7 @@ SMOKE = "2 trials of 10 rounds, no uplift"
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.raycluster import start_ray, stop_ray
     from engine.stages.train import stage_train
     from jobs._common import job_parser, run_job

@@ -356,7 +356,7 @@ class ModelServer:
 
     @api.post("/explain", response_model=ExplainResponse)
     async def explain(self, req: PredictRequest, request: Request) -> ExplainResponse:
-        from engine.explain import explainer_for
+        from engine.train.families import explainer_for
 
         t0 = time.perf_counter()
         act = self.active

@@ -15,7 +15,7 @@ class Loaded:
     version: str
     ref: Any  # engine.registry.models.ModelRef
     scorer: Any  # a Scorer: probabilities, never labels
-    explainer: Any = None  # engine.explain.Explainer, built on the first /explain
+    explainer: Any = None  # engine.train.explanation.Explainer, built on the first /explain
 
 
 @dataclass

@@ -19,7 +19,7 @@ def serve_on_nodes(project: str, profile: str) -> dict[str, Any]:
     import ray
     from ray.util.state import list_actors
 
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.raycluster import start_ray
     from engine.registry.gate import run_gate
     from engine.registry.models import try_resolve
@@ -71,7 +71,7 @@ def serve_on_nodes(project: str, profile: str) -> dict[str, Any]:
 
 
 def search_on_nodes(project: str, profile: str, seconds: float) -> dict[str, Any]:
-    from engine.profiles import open_project
+    from engine.project import open_project
     from engine.raycluster import start_ray
     from engine.stages.train import stage_train
     from tests.faults import SlowRounds, ship_by_value

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.explain import explainer_for, to_output
-from engine.train.families import FAMILIES, midpoint
+from engine.train.explanation import to_output
+from engine.train.families import FAMILIES, explainer_for, midpoint
 from engine.train.families._sklearn import prepare
 from engine.train.schema import InputSchema
 

@@ -11,7 +11,7 @@ import yaml
 
 from engine.config import DEFAULT_PROJECT
 from engine.errors import ConfigError
-from engine.profiles import open_project
+from engine.project import open_project
 
 
 def _project(tmp_path: Path, cluster: object) -> Path:

@@ -387,7 +387,7 @@ def clean(
     """Delete the workspace (MLflow db, artifacts, snapshots, data, reports): the one the
     profile names, when --profile is given."""
     if profile is not None:
-        from engine.profiles import open_project
+        from engine.project import open_project
 
         cfg, ws, _ = open_project(
             (

@@ -60,7 +60,7 @@ def load(
     """The project and its workspace, with the profile applied (engine.profiles).
     ``must_exist``: a command that only reads (the report, the dashboard) refuses a
     ``--workspace`` that does not exist instead of making a new, empty one there."""
-    from engine.profiles import open_project
+    from engine.project import open_project
 
     if must_exist and workspace is not None and not workspace.is_dir():
         from engine.errors import ConfigError

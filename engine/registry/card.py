@@ -110,7 +110,7 @@ def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
 def shap_importance(scorer: Any, x: pd.DataFrame, max_rows: int = 500) -> dict[str, float]:
     """Mean |SHAP value| per feature on up to ``max_rows`` test rows, from the family's own
     explainer (the same values ``/explain`` serves)."""
-    from engine.explain import explainer_for
+    from engine.train.families import explainer_for
 
     sample = x.sample(min(max_rows, len(x)), random_state=0)
     imp = np.abs(explainer_for(scorer).explain(sample).values).mean(axis=0)

@@ -110,7 +110,7 @@ def score_batch(
     out["model_version"] = version
     if shap:
         if "e" not in cache:
-            from engine.explain import explainer_for
+            from engine.train.families import explainer_for
 
             cache["e"] = explainer_for(scorer)
         e = cache["e"].explain(x)

@@ -16,7 +16,7 @@ A family is one module here behind the :class:`Family` protocol, plus one line i
 
 Every family takes the model-input frame of an :class:`engine.train.schema.InputSchema`
 (numbers and categoricals) and reports SHAP values per original column.
-- ``explainer(scorer)``: SHAP values per row and feature (engine.explain);
+- ``explainer(scorer)``: SHAP values per row and feature (engine.train.explanation);
 - ``card_notes(scorer)``: what the model card says about this kind of model.
 """
 
@@ -115,6 +115,11 @@ def _record_node(path: str) -> None:
         os.write(fd, (line + "\n").encode())
     finally:
         os.close(fd)
+
+
+def explainer_for(scorer: Any) -> Any:
+    """The SHAP explainer of a scorer's family (an engine.train.explanation.Explainer)."""
+    return family(scorer.family).explainer(scorer)
 
 
 def family(name: str) -> Family:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.explain import Explanation
+from engine.train.explanation import Explanation
 from engine.train.families import _sklearn as sk
 from engine.train.schema import InputSchema
 

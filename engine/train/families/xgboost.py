@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from engine.explain import Explanation
+from engine.train.explanation import Explanation
 from engine.train.hooks import round_done, trial_started
 from engine.train.schema import InputSchema
 

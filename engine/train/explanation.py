@@ -1,8 +1,8 @@
 """SHAP values per prediction, for every model family the registry serves.
 
 Each family computes its own (``explainer(scorer)`` in its module under
-``engine.train.families``); this module holds what they share: the result type and the
-lookup. The values are additive in the family's ``output`` space, for every row (tested):
+``engine.train.families``; ``engine.train.families.explainer_for`` finds it); this module
+holds what they share, and imports no family (so there is no import circle). The values are additive in the family's ``output`` space, for every row (tested):
 
 - ``log_odds`` (XGBoost, logistic regression): ``base_value + sum(values) == logit(score)``;
 - ``probability`` (random forest): ``base_value + sum(values) == score``.
@@ -32,13 +32,6 @@ class Explainer(Protocol):
     output: str
 
     def explain(self, x: Any) -> Explanation: ...
-
-
-def explainer_for(scorer: Any) -> Explainer:
-    """The SHAP explainer of a scorer's family."""
-    from engine.train.families import family
-
-    return family(scorer.family).explainer(scorer)  # type: ignore[no-any-return]
 
 
 def to_output(score: NDArray[np.float64], output: str) -> NDArray[np.float64]:

@@ -1,0 +1,35 @@
+"""Opening a project: the project file loaded, its cluster profile applied, its workspace
+ready. What every CLI command and job starts with (kept apart from the profile schemas in
+:mod:`engine.profiles`, which the project file's schema imports: no import circle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import ProjectConfig
+from engine.profiles import Resolved, resolve
+from engine.workspace import Workspace
+
+
+def open_project(
+    project: str | Path,
+    workspace: str | Path | None = None,
+    profile: str | None = None,
+) -> tuple[ProjectConfig, Workspace, Resolved]:
+    """Load a project file and apply a profile: ``(ProjectConfig, Workspace, Resolved)``.
+
+    The profile sets the Spark master, the workspace root (``storage``, one folder per
+    project), the MLflow tracking URI and the Ray address; ``workspace`` overrides the root.
+    """
+    cfg = ProjectConfig.load(project)
+    prof = resolve(cfg.cluster, profile)
+    p = prof.profile
+    if p.spark:
+        cfg = cfg.model_copy(
+            update={"features": cfg.features.model_copy(update={"spark_master": p.spark})}
+        )
+    root: str | Path | None = workspace
+    if root is None and p.storage:
+        root = Path(p.storage) / cfg.name
+    ws = Workspace(cfg.workspace_root(root), tracking=p.mlflow, ray_address=p.ray).ensure()
+    return cfg, ws, prof
