@@ -121,7 +121,7 @@ def test_killed_monitor_resumes_without_duplicate_alerts(tmp_path: Path) -> None
     pages exactly once; a third pages no one."""
     from engine.config import ProjectConfig
     from engine.monitor.profile import build_profile
-    from engine.monitor.run import monitor_dir
+    from engine.monitor.store import monitor_dir
     from engine.workspace import Workspace
 
     proj = _project(

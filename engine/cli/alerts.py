@@ -32,7 +32,7 @@ def list_alerts(
 ) -> None:
     """Every alert the monitor remembers, firing first, and the open notification groups."""
     from engine.monitor.alerting import AlertState, AlertStatus
-    from engine.stages.monitor import state_path
+    from engine.monitor.store import state_path
 
     _, ws = _load(project, workspace, profile)
     st = AlertState.load(state_path(ws))

@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +26,8 @@ from engine.config import ProjectConfig
 from engine.monitor import stats
 from engine.monitor.config import seconds
 from engine.monitor.drift import decide
+from engine.monitor.store import monitor_dir
 from engine.workspace import Workspace
-
-
-def monitor_dir(ws: Workspace) -> Path:
-    return ws.root / "monitor"
 
 
 def iso(t: float) -> str:

@@ -340,8 +340,7 @@ def collect(
     output of :func:`versions`, when the caller has read it already (the card pages)."""
     import json
 
-    from engine.monitor.run import monitor_dir
-    from engine.stages.monitor import read_history
+    from engine.monitor.store import monitor_dir, read_history
 
     name = model or cfg.train.model_name
     full = read_history(ws)

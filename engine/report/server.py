@@ -41,7 +41,7 @@ class Pages:
         self.built_at = 0.0
 
     def _inputs(self) -> tuple[float, ...]:
-        from engine.monitor.run import monitor_dir
+        from engine.monitor.store import monitor_dir
 
         m = monitor_dir(self.ws)
         paths = [m / "history.jsonl", m / "state.json", self.ws.audit / "control"]

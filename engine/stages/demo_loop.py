@@ -77,7 +77,7 @@ def _send(url: str, rows: pd.DataFrame, features: list[str], key: str, batch: in
 def _fresh_monitor_state(ws: Workspace) -> None:
     """Each demo run replays the loop from the start: an earlier run's alert state (firing
     alerts, retrain cooldowns) is moved aside, kept, and named."""
-    from engine.stages.monitor import state_path
+    from engine.monitor.store import state_path
 
     p = state_path(ws)
     if p.is_file():

@@ -168,7 +168,7 @@ def run_requested(
 ) -> list[RetrainOutcome]:
     """Run every retrain the monitor requested, each exactly once."""
     from engine.monitor.alerting import AlertState
-    from engine.stages.monitor import state_path
+    from engine.monitor.store import state_path
 
     state = AlertState.load(state_path(ws))
     done = []

@@ -16,7 +16,7 @@ from engine.workspace import Workspace, atomic_write_text
 
 
 def silences_path(ws: Workspace) -> Path:
-    from engine.monitor.run import monitor_dir
+    from engine.monitor.store import monitor_dir
 
     return monitor_dir(ws) / "silences.json"
 
