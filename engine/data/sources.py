@@ -90,76 +90,105 @@ def csv_options(src: SourceConfig) -> dict[str, Any]:
 
 
 def check_sources(cfg: ProjectConfig, workspace: Path, names: list[str] | None = None) -> None:
-    """Raise DataError naming the first problem in the declared sources (no Spark)."""
+    """Raise DataError naming every problem in the declared sources (no Spark): files,
+    formats, columns and their types, the views' columns, then keys that must be unique."""
     problems: list[str] = []
     for name in names or list(cfg.sources):
-        src = cfg.sources[name]
-        path = source_path(cfg, name, workspace)
-        if not path.exists():
-            hint = (
-                "run `insight data generate` first"
-                if cfg.sample and "{workspace}" in src.path
-                else "fix sources." + name + ".path"
-            )
-            problems.append(f"source '{name}': file '{path}' does not exist. Fix: {hint}.")
-            continue
-        wrong = _wrong_format(src, path)
-        if wrong:
-            problems.append(
-                f"source '{name}': {wrong} Fix: set sources.{name}.format: {_other(src)}."
-            )
-            continue
-        try:
-            schema = read_schema(src, path)
-        except (pa.ArrowInvalid, OSError) as exc:
-            problems.append(
-                f"source '{name}': '{path.name}' could not be read as {src.format}: "
-                f"{str(exc).splitlines()[0][:300]}. Fix: check the file, or sources.{name}.format."
-            )
-            continue
-        fields = {src.rename.get(f.name, f.name): f.type for f in schema}
-        gone = sorted(set(src.rename) - {f.name for f in schema})
-        if gone:
-            problems.append(
-                f"source '{name}': rename names column(s) {gone} that '{path.name}' does not "
-                f"have (columns: {', '.join(f.name for f in schema)}). Fix: correct "
-                f"sources.{name}.rename."
-            )
-        if src.row_id is not None:
-            if src.row_id in fields:
-                problems.append(
-                    f"source '{name}': row_id '{src.row_id}' is already a column of "
-                    f"'{path.name}'. Fix: use that column as the key, or another row_id name."
-                )
-                continue
-            fields[src.row_id] = pa.string()
-        needed = dict(src.columns)
-        if src.event_time and src.event_time not in needed:
-            needed[src.event_time] = "timestamp"
-        if src.entity:
-            key = cfg.entity_key(src.entity)
-            if key != src.row_id:
-                needed.setdefault(key, "int")
-        for col, want in needed.items():
-            if src.format == "csv" and col in fields and col in src.columns:
-                continue  # a CSV cell is cast to its declared type; failures are counted
-            if col not in fields:
-                problems.append(
-                    f"source '{name}': column '{col}' is missing from '{path.name}' "
-                    f"(found: {', '.join(fields)}). Fix: add it or correct sources.{name}."
-                )
-            elif not any(check(_base(fields[col])) for check in _ACCEPT[want]):
-                problems.append(
-                    f"source '{name}': column '{col}' is {fields[col]} in '{path.name}', "
-                    f"expected {want}. Fix: {_declare_as(col, fields[col])}."
-                )
-        problems += _check_views(cfg, name, fields, path)
+        problems += _check_source(cfg, name, workspace)
     if not problems:
         from engine.data.keys import duplicate_keys
 
         problems += duplicate_keys(cfg, workspace, names or list(cfg.sources))
     if problems:
         raise DataError("\n".join(problems))
+
+
+def _open_schema(
+    cfg: ProjectConfig, name: str, workspace: Path
+) -> tuple[Path, pa.Schema | None, str | None]:
+    """The source's file and schema, or the problem that stops reading it."""
+    src = cfg.sources[name]
+    path = source_path(cfg, name, workspace)
+    if not path.exists():
+        hint = (
+            "run `insight data generate` first"
+            if cfg.sample and "{workspace}" in src.path
+            else "fix sources." + name + ".path"
+        )
+        return path, None, f"source '{name}': file '{path}' does not exist. Fix: {hint}."
+    wrong = _wrong_format(src, path)
+    if wrong:
+        return (
+            path,
+            None,
+            f"source '{name}': {wrong} Fix: set sources.{name}.format: {_other(src)}.",
+        )
+    try:
+        return path, read_schema(src, path), None
+    except (pa.ArrowInvalid, OSError) as exc:
+        return (
+            path,
+            None,
+            (
+                f"source '{name}': '{path.name}' could not be read as {src.format}: "
+                f"{str(exc).splitlines()[0][:300]}. Fix: check the file, or sources.{name}.format."
+            ),
+        )
+
+
+def _check_source(cfg: ProjectConfig, name: str, workspace: Path) -> list[str]:
+    src = cfg.sources[name]
+    path, schema, stop = _open_schema(cfg, name, workspace)
+    if schema is None:
+        return [stop or f"source '{name}': unreadable"]
+    problems: list[str] = []
+    fields = {src.rename.get(f.name, f.name): f.type for f in schema}
+    gone = sorted(set(src.rename) - {f.name for f in schema})
+    if gone:
+        problems.append(
+            f"source '{name}': rename names column(s) {gone} that '{path.name}' does not "
+            f"have (columns: {', '.join(f.name for f in schema)}). Fix: correct "
+            f"sources.{name}.rename."
+        )
+    if src.row_id is not None:
+        if src.row_id in fields:
+            return [
+                *problems,
+                f"source '{name}': row_id '{src.row_id}' is already a column of "
+                f"'{path.name}'. Fix: use that column as the key, or another row_id name.",
+            ]
+        fields[src.row_id] = pa.string()
+    problems += _check_types(cfg, name, fields, path)
+    return problems + _check_views(cfg, name, fields, path)
+
+
+def _check_types(
+    cfg: ProjectConfig, name: str, fields: dict[str, pa.DataType], path: Path
+) -> list[str]:
+    """Declared, event-time and key columns exist with a usable type."""
+    src = cfg.sources[name]
+    needed = dict(src.columns)
+    if src.event_time and src.event_time not in needed:
+        needed[src.event_time] = "timestamp"
+    if src.entity:
+        key = cfg.entity_key(src.entity)
+        if key != src.row_id:
+            needed.setdefault(key, "int")
+    out = []
+    for col, want in needed.items():
+        if src.format == "csv" and col in fields and col in src.columns:
+            continue  # a CSV cell is cast to its declared type; failures are counted
+        if col not in fields:
+            out.append(
+                f"source '{name}': column '{col}' is missing from '{path.name}' "
+                f"(found: {', '.join(fields)}). Fix: add it or correct sources.{name}."
+            )
+        elif not any(check(_base(fields[col])) for check in _ACCEPT[want]):
+            out.append(
+                f"source '{name}': column '{col}' is {fields[col]} in '{path.name}', "
+                f"expected {want}. Fix: {_declare_as(col, fields[col])}."
+            )
+    return out
 
 
 def _check_views(

@@ -101,6 +101,22 @@ def group_of(labels: dict[str, str], by: list[str]) -> tuple[str, dict[str, str]
     return "|".join(sel.values()), sel
 
 
+def mute(
+    cfg: MonitorConfig, firing: dict[str, Alert], silences: list[Silence], wall: float
+) -> dict[str, str]:
+    """Firing alerts that are not notified, and why: inhibited by another firing alert, or
+    matched by an active silence."""
+    muted: dict[str, str] = {}
+    for k, a in firing.items():
+        if why := inhibited(k, a, firing, cfg.inhibit):
+            muted[k] = why
+        else:
+            sil = next((s for s in silences if s.active(wall) and s.matches(a.labels)), None)
+            if sil is not None:
+                muted[k] = f"silenced by {sil.id} until {sil.ends_at:.0f}: {sil.comment}"
+    return muted
+
+
 def route(
     cfg: MonitorConfig,
     state: AlertState,
@@ -112,57 +128,66 @@ def route(
 ) -> dict[str, Any]:
     """Group, inhibit and silence the alerts; queue the notifications due at ``now`` and
     any retrain request. Returns what was muted and why (for the monitor's result)."""
-    r = cfg.route
-    rules = {x.name: x for x in cfg.rules}
     mine = {k: a for k, a in state.alerts.items() if a.labels.get("app") == app}
     firing = {k: a for k, a in mine.items() if a.state == AlertStatus.FIRING}
-    muted: dict[str, str] = {}
-    for k, a in firing.items():
-        if why := inhibited(k, a, firing, cfg.inhibit):
-            muted[k] = why
-        else:
-            sil = next((s for s in silences if s.active(wall) and s.matches(a.labels)), None)
-            if sil is not None:
-                muted[k] = f"silenced by {sil.id} until {sil.ends_at:.0f}: {sil.comment}"
+    muted = mute(cfg, firing, silences, wall)
     members: dict[str, list[str]] = {}
     for k, a in mine.items():
-        gk, sel = group_of(a.labels, list(r.group_by))
+        gk, sel = group_of(a.labels, list(cfg.route.group_by))
         members.setdefault(gk, []).append(k)
         state.groups.setdefault(gk, Group(key=gk, labels=sel))
     for gk, keys in members.items():
-        g = state.groups[gk]
         fire = sorted(k for k in keys if k in firing)
-        eligible = [k for k in fire if not muted.get(k, "").startswith("inhibited")]
-        sendable = [k for k in eligible if k not in muted]
-        if eligible and not g.open:
-            g.open, g.incident, g.first_seen, g.notified = True, g.incident + 1, now, []
-            for name in dict.fromkeys(state.alerts[k].rule for k in eligible):
-                rule = rules.get(name)
-                if rule is not None and rule.action == "retrain":
-                    status = request_retrain(rule, f"{gk}#{g.incident}", state, now)
-                    for k in eligible:
-                        state.alerts[k].retrain = status
-        if not g.open:
-            continue
-        if not fire:
-            if g.notified:
-                _queue(cfg, state, g, "resolve", g.notified, ctx, rules)
-            g.open, g.notified = False, []
-            continue
-        if not sendable:
-            continue
-        if not g.notified:
-            if now - _t(g.first_seen, now) >= seconds(r.group_wait):
-                _queue(cfg, state, g, "new", sendable, ctx, rules)
-                g.notified, g.last_notified_at = sendable, now
-        elif set(sendable) != set(g.notified):
-            if now - _t(g.last_notified_at, now) >= seconds(r.group_interval):
-                _queue(cfg, state, g, "update", sendable, ctx, rules)
-                g.notified, g.last_notified_at = sendable, now
-        elif now - _t(g.last_notified_at, now) >= seconds(r.repeat_interval):
-            _queue(cfg, state, g, "repeat", sendable, ctx, rules)
-            g.last_notified_at = now
+        _group_step(cfg, state, state.groups[gk], fire, muted, now, ctx)
     return {"muted": muted, "open_groups": sorted(k for k, g in state.groups.items() if g.open)}
+
+
+def _open(cfg: MonitorConfig, state: AlertState, g: Group, eligible: list[str], now: float) -> None:
+    """A new incident of the group, and one retrain request per rule that asks for it."""
+    g.open, g.incident, g.first_seen, g.notified = True, g.incident + 1, now, []
+    rules = {x.name: x for x in cfg.rules}
+    for name in dict.fromkeys(state.alerts[k].rule for k in eligible):
+        rule = rules.get(name)
+        if rule is not None and rule.action == "retrain":
+            status = request_retrain(rule, f"{g.key}#{g.incident}", state, now)
+            for k in eligible:
+                state.alerts[k].retrain = status
+
+
+def _group_step(
+    cfg: MonitorConfig,
+    state: AlertState,
+    g: Group,
+    fire: list[str],
+    muted: dict[str, str],
+    now: float,
+    ctx: dict[str, Any],
+) -> None:
+    """One group at ``now``: open, notify (new, update, repeat), or resolve once."""
+    r, rules = cfg.route, {x.name: x for x in cfg.rules}
+    eligible = [k for k in fire if not muted.get(k, "").startswith("inhibited")]
+    sendable = [k for k in eligible if k not in muted]
+    if eligible and not g.open:
+        _open(cfg, state, g, eligible, now)
+    if not g.open:
+        return
+    if not fire:
+        if g.notified:
+            _queue(cfg, state, g, "resolve", g.notified, ctx, rules)
+        g.open, g.notified = False, []
+        return
+    if not sendable:
+        return
+    since = now - _t(g.last_notified_at, now)
+    if not g.notified:
+        due, kind = now - _t(g.first_seen, now) >= seconds(r.group_wait), "new"
+    elif set(sendable) != set(g.notified):
+        due, kind = since >= seconds(r.group_interval), "update"
+    else:
+        due, kind = since >= seconds(r.repeat_interval), "repeat"
+    if due:
+        _queue(cfg, state, g, kind, sendable, ctx, rules)
+        g.notified, g.last_notified_at = sendable, now
 
 
 def _fmt(a: Alert) -> str:
