@@ -283,97 +283,8 @@ class ProjectConfig(_Model):
 
     @model_validator(mode="after")
     def _cross_refs(self) -> ProjectConfig:
-        for name, src in self.sources.items():
-            if src.entity is not None and src.entity not in self.entities:
-                raise _ref_error(f"sources.{name}.entity", src.entity, "entity", self.entities)
-        if self.label.source not in self.sources:
-            raise _ref_error("label.source", self.label.source, "source", self.sources)
-        if self.treatment is not None and self.treatment.source not in self.sources:
-            raise _ref_error("treatment.source", self.treatment.source, "source", self.sources)
-        _check_declared(self, "label.column", self.label.source, self.label.column)
-        if self.label.horizon is not None and self.label.event_time is None:
-            raise ValueError(
-                "label.horizon: only for labels with a time (label.event_time): a snapshot "
-                "table's labels share one time and are split at random. Fix: remove "
-                "label.horizon, or set label.event_time."
-            )
-        if self.label.event_time is not None:
-            _check_declared(self, "label.event_time", self.label.source, self.label.event_time)
-            if self.label.as_of is not None:
-                raise ValueError(
-                    "label.as_of: only for labels without event_time (each label row has its "
-                    "own time here). Fix: remove label.as_of."
-                )
-        if self.treatment is not None:
-            _check_declared(self, "treatment.column", self.treatment.source, self.treatment.column)
-            _check_declared(
-                self, "treatment.outcome", self.treatment.source, self.treatment.outcome
-            )
-        names: dict[str, str] = {}
-        for i, view in enumerate(self.features.views):
-            if view.source not in self.sources:
-                raise _ref_error(f"features.views.{i}.source", view.source, "source", self.sources)
-            if self.sources[view.source].entity is None:
-                raise ValueError(
-                    f"features.views.{i}.source: source '{view.source}' declares no entity. "
-                    "Fix: add 'entity:' to the source so its rows can be keyed."
-                )
-            static = self.sources[view.source].event_time is None
-            if not static and self.label.event_time is None and self.label.as_of is None:
-                raise ValueError(
-                    f"features.views.{i} ('{view.name}') reads source '{view.source}', which "
-                    "has event times, but the labels have no time to take features as of. "
-                    "Fix: set label.event_time, or label.as_of to when the labels were "
-                    "observed (features then use only events before it)."
-                )
-            if static and (view.aggregates or view.latest or view.recency or view.ttl):
-                raise ValueError(
-                    f"features.views.{i} ('{view.name}'): aggregates/latest/recency/ttl need an "
-                    f"event-time column, and source '{view.source}' has none. Fix: set "
-                    f"sources.{view.source}.event_time or keep only 'columns'."
-                )
-            for col in view.columns + list(view.latest):
-                _check_declared(self, f"features.views.{i}.columns", view.source, col)
-            for feat in view.feature_names():
-                if feat in names:
-                    raise ValueError(
-                        f"features.views.{i}: feature '{feat}' is also produced by view "
-                        f"'{names[feat]}'. Fix: rename one of them."
-                    )
-                names[feat] = view.name
-        for reserved, what in ((self.label.column, "the label column"),):
-            if reserved in names:
-                raise ValueError(
-                    f"features: '{reserved}' is {what}; a model must not take it as an input. "
-                    f"Fix: remove it from view '{names[reserved]}'."
-                )
-        for rule in self.monitor.rules:
-            unknown = [f for f in rule.features or [] if f not in names]
-            if unknown:
-                raise ValueError(
-                    f"monitor.rules '{rule.name}': unknown feature(s) {unknown} (features: "
-                    f"{', '.join(names)}). Fix: name features the views produce."
-                )
-            if rule.attribute is not None and rule.attribute not in self.sensitive:
-                raise ValueError(
-                    f"monitor.rules '{rule.name}': attribute '{rule.attribute}' is not a "
-                    f"sensitive attribute (sensitive: {self.sensitive or 'none'}). Fix: add it "
-                    "to 'sensitive:' or name one of them."
-                )
-        for col in self.sensitive:
-            if col not in names:
-                raise ValueError(
-                    f"sensitive: '{col}' is not a feature of any view (features: "
-                    f"{', '.join(names)}). Fix: add it to a view's columns."
-                )
-        for entry in self.pii:
-            src_name, _, col = entry.partition(".")
-            if src_name not in self.sources or not col:
-                raise ValueError(
-                    f"pii: '{entry}' must be 'source.column' with a declared source "
-                    f"(sources: {', '.join(self.sources)})."
-                )
-            _check_declared(self, "pii", src_name, col)
+        _check_refs(self)
+        _check_roles(self, _view_names(self))
         return self
 
     def feature_names(self) -> list[str]:
@@ -454,6 +365,108 @@ def infer_format(path: str, base_dir: str = ".") -> str | None:
     except OSError:
         return None
     return "parquet" if head == b"PAR1" else "csv"
+
+
+def _check_refs(cfg: ProjectConfig) -> None:
+    """Sources, entities, the label and the treatment name what exists."""
+    for name, src in cfg.sources.items():
+        if src.entity is not None and src.entity not in cfg.entities:
+            raise _ref_error(f"sources.{name}.entity", src.entity, "entity", cfg.entities)
+    if cfg.label.source not in cfg.sources:
+        raise _ref_error("label.source", cfg.label.source, "source", cfg.sources)
+    if cfg.treatment is not None and cfg.treatment.source not in cfg.sources:
+        raise _ref_error("treatment.source", cfg.treatment.source, "source", cfg.sources)
+    _check_declared(cfg, "label.column", cfg.label.source, cfg.label.column)
+    if cfg.label.horizon is not None and cfg.label.event_time is None:
+        raise ValueError(
+            "label.horizon: only for labels with a time (label.event_time): a snapshot "
+            "table's labels share one time and are split at random. Fix: remove "
+            "label.horizon, or set label.event_time."
+        )
+    if cfg.label.event_time is not None:
+        _check_declared(cfg, "label.event_time", cfg.label.source, cfg.label.event_time)
+        if cfg.label.as_of is not None:
+            raise ValueError(
+                "label.as_of: only for labels without event_time (each label row has its "
+                "own time here). Fix: remove label.as_of."
+            )
+    if cfg.treatment is not None:
+        _check_declared(cfg, "treatment.column", cfg.treatment.source, cfg.treatment.column)
+        _check_declared(cfg, "treatment.outcome", cfg.treatment.source, cfg.treatment.outcome)
+
+
+def _view_names(cfg: ProjectConfig) -> dict[str, str]:
+    """Every view's source and columns exist; feature name -> its view (names unique)."""
+    names: dict[str, str] = {}
+    for i, view in enumerate(cfg.features.views):
+        if view.source not in cfg.sources:
+            raise _ref_error(f"features.views.{i}.source", view.source, "source", cfg.sources)
+        if cfg.sources[view.source].entity is None:
+            raise ValueError(
+                f"features.views.{i}.source: source '{view.source}' declares no entity. "
+                "Fix: add 'entity:' to the source so its rows can be keyed."
+            )
+        static = cfg.sources[view.source].event_time is None
+        if not static and cfg.label.event_time is None and cfg.label.as_of is None:
+            raise ValueError(
+                f"features.views.{i} ('{view.name}') reads source '{view.source}', which "
+                "has event times, but the labels have no time to take features as of. "
+                "Fix: set label.event_time, or label.as_of to when the labels were "
+                "observed (features then use only events before it)."
+            )
+        if static and (view.aggregates or view.latest or view.recency or view.ttl):
+            raise ValueError(
+                f"features.views.{i} ('{view.name}'): aggregates/latest/recency/ttl need an "
+                f"event-time column, and source '{view.source}' has none. Fix: set "
+                f"sources.{view.source}.event_time or keep only 'columns'."
+            )
+        for col in view.columns + list(view.latest):
+            _check_declared(cfg, f"features.views.{i}.columns", view.source, col)
+        for feat in view.feature_names():
+            if feat in names:
+                raise ValueError(
+                    f"features.views.{i}: feature '{feat}' is also produced by view "
+                    f"'{names[feat]}'. Fix: rename one of them."
+                )
+            names[feat] = view.name
+    for reserved, what in ((cfg.label.column, "the label column"),):
+        if reserved in names:
+            raise ValueError(
+                f"features: '{reserved}' is {what}; a model must not take it as an input. "
+                f"Fix: remove it from view '{names[reserved]}'."
+            )
+    return names
+
+
+def _check_roles(cfg: ProjectConfig, names: dict[str, str]) -> None:
+    """Rules, sensitive attributes and PII name features and columns that exist."""
+    for rule in cfg.monitor.rules:
+        unknown = [f for f in rule.features or [] if f not in names]
+        if unknown:
+            raise ValueError(
+                f"monitor.rules '{rule.name}': unknown feature(s) {unknown} (features: "
+                f"{', '.join(names)}). Fix: name features the views produce."
+            )
+        if rule.attribute is not None and rule.attribute not in cfg.sensitive:
+            raise ValueError(
+                f"monitor.rules '{rule.name}': attribute '{rule.attribute}' is not a "
+                f"sensitive attribute (sensitive: {cfg.sensitive or 'none'}). Fix: add it "
+                "to 'sensitive:' or name one of them."
+            )
+    for col in cfg.sensitive:
+        if col not in names:
+            raise ValueError(
+                f"sensitive: '{col}' is not a feature of any view (features: "
+                f"{', '.join(names)}). Fix: add it to a view's columns."
+            )
+    for entry in cfg.pii:
+        src_name, _, col = entry.partition(".")
+        if src_name not in cfg.sources or not col:
+            raise ValueError(
+                f"pii: '{entry}' must be 'source.column' with a declared source "
+                f"(sources: {', '.join(cfg.sources)})."
+            )
+        _check_declared(cfg, "pii", src_name, col)
 
 
 def _ref_error(where: str, value: str, kind: str, known: dict[str, Any]) -> ValueError:
