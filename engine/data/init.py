@@ -331,62 +331,73 @@ def plan(
     if PII_NAMES.search(kcol) or (kc is not None and pii_reason(kc, df[kc.raw])):
         p.pii.append(kcol)  # the key itself is PII: hashed on read and in the audit log
     for c in cols:
-        if c.name in taken or c.name == kcol:
-            continue
-        why = pii_reason(c, df[c.raw])
-        if why:
-            p.pii.append(c.name)
-            p.left_out[c.name] = f"a PII candidate ({why}): hashed on read, never a feature"
-            continue
-        if PII_NAMES.search(c.name):  # named like PII, but its few values identify nobody
-            kept = (
-                f"named like PII, but {c.distinct:,} distinct value(s) identify nobody: kept "
-                "as a feature (list it under pii: if it does identify a person)"
-            )
-            c.note = f"{c.note}; {kept}" if c.note else kept
-        if c.non_null == 0:
-            p.left_out[c.name] = "always empty"
-        elif c.distinct == 1 and c.non_null == p.rows:
-            p.left_out[c.name] = "one value in every row: it tells rows apart by nothing"
-        elif c.kind == "timestamp":
-            if p.time:
-                d = f"{c.name}_days_before_label"
-                p.derived[d] = f"datediff({p.time}, {c.name})"
-            else:
-                d = f"{c.name}_days_since_1970"
-                p.derived[d] = f"datediff({c.name}, DATE'1970-01-01')"
-            p.left_out[c.name] = f"a timestamp: the model takes {d} instead"
-            p.features.append(c.name)  # read by the view; the derived number is the input
-            if tcol is None and TIME_NAMES.search(c.name):
-                p.time_candidates.append(c.name)
-        elif c.kind == "string" and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
-            p.left_out[c.name] = (
-                f"identifier-like text ({c.distinct:,} distinct values in {c.non_null:,} rows)"
-            )
-        elif ID_NAMES.search(c.name) and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
-            p.left_out[c.name] = (
-                f"an identifier by its name ({c.distinct:,} distinct values in "
-                f"{c.non_null:,} rows): a number that names, not measures"
-            )
-        elif why := _leak_or_treatment(c, df[c.raw], y01, dialect.decimal):
-            p.left_out[c.name] = why
-            p.leaks.append(c.name)
+        if c.name not in taken and c.name != kcol:
+            _place(p, c, df[c.raw], y01, tcol is None)
+    _some_feature(p)
+    return p
+
+
+def _place(p: Plan, c: Column, values: pd.Series, y01: np.ndarray, no_time: bool) -> None:
+    """Where one column goes in the plan: PII (hashed, left out), left out with its reason
+    (empty, constant, identifier-like, leaking the label, a treatment), a timestamp (a
+    derived day count), or a feature (a sensitive-attribute candidate listed)."""
+    why = pii_reason(c, values)
+    if why:
+        p.pii.append(c.name)
+        p.left_out[c.name] = f"a PII candidate ({why}): hashed on read, never a feature"
+        return
+    if PII_NAMES.search(c.name):  # named like PII, but its few values identify nobody
+        kept = (
+            f"named like PII, but {c.distinct:,} distinct value(s) identify nobody: kept "
+            "as a feature (list it under pii: if it does identify a person)"
+        )
+        c.note = f"{c.note}; {kept}" if c.note else kept
+    if c.non_null == 0:
+        p.left_out[c.name] = "always empty"
+    elif c.distinct == 1 and c.non_null == p.rows:
+        p.left_out[c.name] = "one value in every row: it tells rows apart by nothing"
+    elif c.kind == "timestamp":
+        if p.time:
+            d = f"{c.name}_days_before_label"
+            p.derived[d] = f"datediff({p.time}, {c.name})"
         else:
-            p.features.append(c.name)
-            if SENSITIVE_NAMES.search(c.name):
-                p.sensitive.append(c.name)
+            d = f"{c.name}_days_since_1970"
+            p.derived[d] = f"datediff({c.name}, DATE'1970-01-01')"
+        p.left_out[c.name] = f"a timestamp: the model takes {d} instead"
+        p.features.append(c.name)  # read by the view; the derived number is the input
+        if no_time and TIME_NAMES.search(c.name):
+            p.time_candidates.append(c.name)
+    elif c.kind == "string" and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
+        p.left_out[c.name] = (
+            f"identifier-like text ({c.distinct:,} distinct values in {c.non_null:,} rows)"
+        )
+    elif ID_NAMES.search(c.name) and c.distinct > 100 and c.distinct > 0.5 * c.non_null:
+        p.left_out[c.name] = (
+            f"an identifier by its name ({c.distinct:,} distinct values in "
+            f"{c.non_null:,} rows): a number that names, not measures"
+        )
+    elif why := _leak_or_treatment(c, values, y01, p.dialect.decimal):
+        p.left_out[c.name] = why
+        p.leaks.append(c.name)
+    else:
+        p.features.append(c.name)
+        if SENSITIVE_NAMES.search(c.name):
+            p.sensitive.append(c.name)
+
+
+def _some_feature(p: Plan) -> None:
+    """At least one column must be left to be a feature."""
     if not [f for f in p.features if p.left_out.get(f) is None] and not p.derived:
         roles = f"the key '{p.key}'" + ("" if p.row_id else " (a column)")
         roles += f", the label '{p.label}'" + (f" and the time '{p.time}'" if p.time else "")
         why = "; ".join(f"'{c}': {r}" for c, r in p.left_out.items())
         raise DataError(
-            f"'{path.name}' has no column left to be a feature: besides {roles}, "
+            f"'{p.path.name}' has no column left to be a feature: besides {roles}, "
             + (f"every column was left out ({why})" if why else "it has no other column")
             + ". Fix: pass a table with attributes besides the key and the label"
             + (", or list a column you want under a view's columns yourself" if why else "")
             + "."
         )
-    return p
 
 
 def _leak_or_treatment(c: Column, values: pd.Series, y: np.ndarray, decimal: str) -> str | None:
