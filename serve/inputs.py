@@ -170,6 +170,56 @@ def _some(names: list[str], shown: int = 5) -> str:
     return f"{names[:shown]} and {len(names) - shown} more ({len(names)} in all)"
 
 
+def _refuse_fields(
+    i: int,
+    raw: dict[str, Any],
+    row: dict[str, Any],
+    names: list[str],
+    fields: RowFields,
+    derive: dict[str, Derivation],
+) -> None:
+    """A 422 for a row with a field the model does not know, or without one it needs
+    (with how a derived feature is computed, and a hint for a row that is an event)."""
+    keys = set(names)
+    unknown = sorted(
+        k
+        for k in raw
+        if k not in keys
+        and fields.aliases.get(k, k) not in keys
+        and k not in fields.known
+        and fields.aliases.get(k, k) not in fields.known
+    )
+    if unknown:
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], [*names, *fields.aliases], 1)
+        near = f" Did you mean '{hint[0]}' for '{unknown[0]}'?" if hint else ""
+        raise HTTPException(
+            422,
+            f"rows[{i}]: unknown field(s) {_some(unknown)}; the model takes {names}.{near}",
+        )
+    missing = [f for f in names if f not in row]
+    if missing:
+        how = "".join(
+            f" '{f}' is computed from {derive[f].columns()}: send those."
+            for f in missing[:5]
+            if f in derive
+        )
+        event = sorted((fields.events - keys) & {fields.aliases.get(k, k) for k in raw})
+        if event:
+            how += (
+                f" The row carries {event}, columns of an event table: features over "
+                "events (counts, sums, latest values) come from an entity's history, "
+                'not from one event. Fix: send {"entities": [id, ...]} to score '
+                "from the online table (`insight features materialize`), or send the "
+                "features by name."
+            )
+        raise HTTPException(
+            422,
+            f"rows[{i}]: missing field(s) {_some(missing)}; send null for an unknown value.{how}",
+        )
+
+
 def rows_frame(
     rows: list[dict[str, Any]], schema: InputSchema, fields: RowFields | None = None
 ) -> tuple[pd.DataFrame, list[str] | None]:
@@ -214,44 +264,7 @@ def rows_frame(
                     "Fix: send ISO dates or times (2026-11-24 or 2026-11-24T10:00:00Z).",
                 ) from None
         if len(row) < len(keys) or len(raw) > len(row):
-            unknown = sorted(
-                k
-                for k in raw
-                if k not in keys
-                and fields.aliases.get(k, k) not in keys
-                and k not in fields.known
-                and fields.aliases.get(k, k) not in fields.known
-            )
-            if unknown:
-                import difflib
-
-                hint = difflib.get_close_matches(unknown[0], [*names, *fields.aliases], 1)
-                near = f" Did you mean '{hint[0]}' for '{unknown[0]}'?" if hint else ""
-                raise HTTPException(
-                    422,
-                    f"rows[{i}]: unknown field(s) {_some(unknown)}; the model takes {names}.{near}",
-                )
-            missing = [f for f in names if f not in row]
-            if missing:
-                how = "".join(
-                    f" '{f}' is computed from {derive[f].columns()}: send those."
-                    for f in missing[:5]
-                    if f in derive
-                )
-                event = sorted((fields.events - keys) & {fields.aliases.get(k, k) for k in raw})
-                if event:
-                    how += (
-                        f" The row carries {event}, columns of an event table: features over "
-                        "events (counts, sums, latest values) come from an entity's history, "
-                        'not from one event. Fix: send {"entities": [id, ...]} to score '
-                        "from the online table (`insight features materialize`), or send the "
-                        "features by name."
-                    )
-                raise HTTPException(
-                    422,
-                    f"rows[{i}]: missing field(s) {_some(missing)}; send null for an unknown "
-                    f"value.{how}",
-                )
+            _refuse_fields(i, raw, row, names, fields, derive)
         if ids is not None and len(ids) != i + 1:
             ids = None  # a row without the key: no ids from rows
         for f in schema.features:
