@@ -180,6 +180,12 @@ def test_the_report_opens_in_chromium_with_every_panel_drawn(demo: DemoRun, tmp_
     try:
         drawn = _check_page(driver, report.as_uri(), tmp_path / "report.png")
         assert drawn["drift"]["charts"] == 2 and drawn["uplift"]["charts"] == 2
+        # Every panel of a real run: no serious accessibility violation, fits a phone.
+        from tests.test_report import axe_violations, phone_overflow
+
+        assert axe_violations(driver) == []
+        assert phone_overflow(driver) == []
+        driver.set_window_size(1400, 1000)
         # The model timeline links to each version's card page, which opens cleanly.
         links = driver.find_elements("css selector", 'section[data-panel="models"] a')
         assert links, "model timeline without card links"

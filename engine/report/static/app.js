@@ -251,7 +251,7 @@
       .concat(slo !== null ? [{ label: "p95 SLO " + slo + " ms", data: xs.map(function () { return slo; }), color: "#c8372d", dash: [6, 4] }] : []), { ylabel: "ms", digits: 1 });
     // requests and rows on axes of their own: one scale flattened the smaller
     chart(body, "latency", "requests per window", xs, [{ label: "requests", data: S.requests, color: COLORS[4] }], { ylabel: "requests", digits: 0, height: 160 });
-    chart(body, "latency", "rows scored per window", xs, [{ label: "rows", data: S.rows, color: COLORS[5] }], { ylabel: "rows", digits: 0, height: 160 });
+    chart(body, "latency", "rows scored per window", xs, [{ label: "rows", data: S.rows, color: COLORS[1] }], { ylabel: "rows", digits: 0, height: 160 });
     chart(body, "latency", "decision rate", xs, [{ label: "decision rate", data: S.decision_rate, color: COLORS[2] }], { pct: true, height: 160 });
   }
 
