@@ -59,7 +59,34 @@ class Workspace:
 
     @property
     def reports(self) -> Path:
+        """The stages' JSON reports (validation, drift); the HTML report is ``site``."""
         return self.root / "reports"
+
+    @property
+    def site(self) -> Path:
+        """The HTML report and its card pages (``insight report``)."""
+        return self.root / "report"
+
+    @property
+    def online(self) -> Path:
+        return self.root / "online"
+
+    @property
+    def serve(self) -> Path:
+        """The detached server's state, the rollout's progress."""
+        return self.root / "serve"
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / "secrets"
+
+    @property
+    def monitor(self) -> Path:
+        return self.root / "monitor"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels"
 
     @property
     def tune(self) -> Path:

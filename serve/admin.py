@@ -18,7 +18,7 @@ def admin_token(cfg: ProjectConfig, ws: Workspace, *, create: bool = False) -> s
     env = os.environ.get(cfg.serve.admin_token_env)
     if env:
         return env
-    path = ws.root / "secrets" / "admin.token"
+    path = ws.secrets / "admin.token"
     if path.is_file():
         return path.read_text().strip()
     if not create:

@@ -44,7 +44,7 @@ class Endpoint:
 
 
 def serve_dir(ws: Workspace) -> Path:
-    return ws.root / "serve"
+    return ws.serve
 
 
 def settings_for(

@@ -48,7 +48,7 @@ def serve_up_cmd(
     token_src = (
         f"${cfg.serve.admin_token_env}"
         if os.environ.get(cfg.serve.admin_token_env)
-        else str(ws.root / "secrets" / "admin.token")
+        else str(ws.secrets / "admin.token")
     )
     if not (foreground or once):
         if address:

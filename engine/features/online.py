@@ -32,7 +32,7 @@ AS_OF = "as_of"
 
 
 def online_root(ws: Workspace, project: str) -> Path:
-    return ws.root / "online" / project
+    return ws.online / project
 
 
 def entity_keys(cfg: ProjectConfig, sources: dict[str, DataFrame], key: str) -> DataFrame:

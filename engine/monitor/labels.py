@@ -40,7 +40,7 @@ class Ingested:
 
 
 def labels_dir(ws: Workspace) -> Path:
-    return ws.root / "labels"
+    return ws.labels
 
 
 def _read(path: Path) -> pd.DataFrame:

@@ -37,7 +37,7 @@ def iso(t: float) -> str:
 def roles(ws: Workspace, app: str, model: str) -> dict[str, str]:
     """version -> role, from the app's rollout state (else the registry's aliases)."""
     out: dict[str, str] = {}
-    p = ws.root / "serve" / f"rollout-{app}.json"
+    p = ws.serve / f"rollout-{app}.json"
     if p.is_file():
         st = json.loads(p.read_text())
         if st.get("champion"):

@@ -13,7 +13,7 @@ from engine.workspace import Workspace
 
 
 def monitor_dir(ws: Workspace) -> Path:
-    return ws.root / "monitor"
+    return ws.monitor
 
 
 def state_path(ws: Workspace) -> Path:

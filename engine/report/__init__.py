@@ -63,7 +63,7 @@ def write_report(
     """Write the report (default: <workspace>/report/report.html) and a page per model card
     under ``cards/`` beside it."""
     t0 = time.monotonic()
-    out = (out or ws.root / "report" / "report.html").resolve()
+    out = (out or ws.site / "report.html").resolve()
     data, page, cards = build(cfg, ws, model)
     written = []
     for href, text in cards.items():
