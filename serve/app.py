@@ -100,7 +100,7 @@ class ModelServer:
 
         from engine.audit import AuditWriter
         from engine.registry.models import resolve, try_resolve
-        from serve.rollout import get_or_create
+        from serve.split import get_or_create
 
         s = settings if isinstance(settings, ServeSettings) else ServeSettings.parse(settings)
         self.s = s
@@ -174,7 +174,7 @@ class ModelServer:
     def _poll(self) -> None:
         import ray
 
-        from serve.rollout import POLL_S
+        from serve.split import POLL_S
 
         while not self._stop.wait(POLL_S):
             try:
@@ -203,7 +203,7 @@ class ModelServer:
         pct = float(act.state.get("challenger_percent") or 0.0)
         if act.challenger is None or pct <= 0.0 or act.state.get("shadow"):
             return np.zeros(n, dtype=bool)
-        from serve.rollout import bucket
+        from serve.split import bucket
 
         keys = ids if ids is not None else [f"{request_id}:{i}" for i in range(n)]
         return np.array([bucket(k, self.name) < pct for k in keys], dtype=bool)

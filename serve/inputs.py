@@ -16,7 +16,9 @@ import pandas as pd
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
+from engine.config import ProjectConfig
 from engine.data.csvfile import COMMA_DECIMAL
+from engine.timeformat import to_strptime
 from engine.train.schema import InputSchema
 from serve.schemas import PredictRequest
 
@@ -438,3 +440,51 @@ def sensitive_groups(
             for k, ok in zip(keys, known, strict=True)
         ]
     return out if any(v is not None for vals in out.values() for v in vals) else None
+
+
+def row_fields(cfg: ProjectConfig) -> RowFields:
+    """What a row from the user's own table carries: the table's column names (aliases of
+    the project's, from ``rename:``), every column the project knows (declared, key, label,
+    times, sensitive, PII: ignored unless the model takes it), the key, the views' derived
+    features and the time formats."""
+    names = [cfg.label.source] + [v.source for v in cfg.features.views]
+    aliases: dict[str, str] = {}
+    known = {cfg.label.column, *(e.key for e in cfg.entities.values())}
+    known |= {a.split(".", 1)[-1] for a in [*cfg.sensitive, *cfg.pii]}
+    for n in dict.fromkeys(names):
+        src = cfg.sources[n]
+        aliases.update({raw: new for raw, new in src.rename.items() if raw != new})
+        known |= set(src.columns) | {c for c in (src.event_time, src.row_id) if c}
+    known |= {c for c in (cfg.label.event_time,) if c}
+    if cfg.treatment is not None:
+        known |= {cfg.treatment.column, cfg.treatment.outcome}
+    known |= {raw for raw, new in aliases.items() if new in known}
+    entity = cfg.sources[cfg.label.source].entity
+    keys = {e.key for e in cfg.entities.values()}
+    events = {
+        c
+        for v in cfg.features.views
+        if (src := cfg.sources[v.source]).event_time and v.source != cfg.label.source
+        for c in [*src.columns, src.event_time]
+        if c not in keys
+    }
+    return RowFields(
+        events=frozenset(events),
+        aliases=aliases,
+        known=frozenset(known),
+        key=cfg.entity_key(entity) if entity else None,
+        derived={k: v for view in cfg.features.views for k, v in view.derived.items()},
+        time=cfg.label.event_time,
+        time_formats={
+            col: to_strptime(fmt, col)
+            for src in cfg.sources.values()
+            for col, fmt in src.time_formats.items()
+        },
+        decimal_comma=frozenset(
+            col
+            for n in dict.fromkeys(names)
+            if cfg.sources[n].decimal == ","
+            for col, kind in cfg.sources[n].columns.items()
+            if kind in ("int", "double")
+        ),
+    )

@@ -21,8 +21,7 @@ from engine.data.init import plan
 from engine.data.project_file import render
 from engine.errors import ConfigError
 from engine.train.schema import FeatureSpec, InputSchema
-from serve.deploy import row_fields
-from serve.inputs import rows_frame
+from serve.inputs import row_fields, rows_frame
 from tests.tables import telecom, write_csv
 
 DIALECTS = [

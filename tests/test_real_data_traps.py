@@ -150,8 +150,7 @@ def test_predict_names_how_many_fields_are_missing_and_hints_at_entities(
     from fastapi import HTTPException
 
     from engine.train.schema import FeatureSpec, InputSchema
-    from serve.deploy import row_fields
-    from serve.inputs import rows_frame
+    from serve.inputs import row_fields, rows_frame
 
     feats = [f for f in example_cfg.feature_names() if f != "gender"]
     cats = {"region", "plan"}

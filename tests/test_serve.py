@@ -424,7 +424,7 @@ def _split_change_checks(s: Served, bodies: list[dict[str, Any]], before: int) -
     assert load.failed == 0
     assert load.ok > switched > 0
     # After the switch every entity sticks to one model; about half see the challenger.
-    from serve.rollout import bucket
+    from serve.split import bucket
 
     with httpx.Client(timeout=30) as c:
         first = c.post(f"{s.url}/predict", json={"entities": s.entities[:200]}).json()[
@@ -764,9 +764,9 @@ def test_rollout_promotes_a_good_challenger_and_rolls_back_a_bad_one(served: Ser
     champion goes 20% -> 100% and is promoted; one fitted on shuffled labels is rolled back
     at its first step, on lift measured from the labels that arrive meanwhile."""
     import mlflow
+    from engine.monitor.rollout import rollout
 
     from engine.monitor.labels import ingest
-    from engine.monitor.rollout import rollout
     from engine.registry.models import find, promote, register_model
     from engine.train.families import logreg
 

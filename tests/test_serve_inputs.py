@@ -17,8 +17,7 @@ from engine.config import ProjectConfig
 from engine.data.init import plan
 from engine.data.project_file import render
 from engine.train.schema import FeatureSpec, InputSchema
-from serve.deploy import row_fields
-from serve.inputs import RowFields, rows_frame
+from serve.inputs import RowFields, row_fields, rows_frame
 from tests.tables import telecom, write_csv
 
 

@@ -5,7 +5,7 @@ person to look at, never re-run behind their back).
 The loop: a fresh snapshot from the sources as they are now (newer data and labels), the
 search on every label up to now (``train.until`` is lifted), the promotion gate without
 promoting, and, for a passing challenger while an app is serving, the staggered rollout
-(engine.monitor.rollout) that promotes it or rolls it back. A failing challenger leaves the
+(engine.stages.rollout) that promotes it or rolls it back. A failing challenger leaves the
 champion serving. Every step is appended to the control audit log (``audit/control``) and
 tagged on the model version in MLflow.
 """
@@ -126,7 +126,7 @@ def retrain(
                 "`insight serve up`, then `insight serve traffic --challenger ...`."
             )
             return out
-        from engine.monitor.rollout import rollout
+        from engine.stages.rollout import rollout
         from serve.admin import admin_token
 
         t = time.monotonic()

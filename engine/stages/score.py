@@ -191,7 +191,7 @@ def _as_the_users_table(
     """/predict's row contract for a table whose columns are the project source's own
     (``rename:``'s left side; dates for the derived day counts), and the features it still
     cannot give (none: the table is scored by that contract)."""
-    from serve.deploy import row_fields
+    from serve.inputs import row_fields
 
     fields = row_fields(cfg)
     have = {fields.aliases.get(c, c) for c in cols} | set(cols)
