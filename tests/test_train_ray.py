@@ -109,7 +109,11 @@ def test_registered_challenger_scores_probabilities_with_lineage(
     assert ref.tags["parent_run_id"] == r.parent_run_id
     t0, t1 = json.loads(ref.tags["train_time_range"])
     ts = load_training_set(cfg, tiny_snapshot)
-    assert (t0, t1) == ts.time_range
+    # the label times the registered model was fitted on (train + validation when refitted),
+    # not the test's: the tag once gave the whole range, test included
+    assert (t0, t1) == ts.fitted_range(refit=cfg.train.refit)
+    assert tuple(json.loads(ref.tags["test_time_range"])) == ts.range_of("test")
+    assert t1 < ts.range_of("test")[0]
     assert ts.train[ts.time_col].max() < ts.valid[ts.time_col].min(), "split by time"
     assert ts.valid[ts.time_col].max() < ts.test[ts.time_col].min()
     scorer = load_scorer(ref)
