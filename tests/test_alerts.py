@@ -330,3 +330,28 @@ def test_bad_rules_are_clear_errors() -> None:
                 ]
             }
         )
+
+
+def test_each_sink_has_its_own_config_type() -> None:
+    """A field of another integration is an error naming it (one config type per sink)."""
+    from pydantic import ValidationError
+
+    from engine.monitor.config import EmailSink, PagerDutySink
+
+    cfg = MonitorConfig.model_validate(
+        {
+            "sinks": {
+                "pd": {"type": "pagerduty", "routing_key_env": "K"},
+                "m": {"type": "email", "mail_to": ["a@b.c"]},
+            }
+        }
+    )
+    assert isinstance(cfg.sinks["pd"], PagerDutySink) and isinstance(cfg.sinks["m"], EmailSink)
+    with pytest.raises(ValidationError, match="smtp_host"):
+        MonitorConfig.model_validate(
+            {"sinks": {"pd": {"type": "pagerduty", "routing_key_env": "K", "smtp_host": "x"}}}
+        )
+    with pytest.raises(ValidationError, match="routing_key_env"):
+        MonitorConfig.model_validate({"sinks": {"pd": {"type": "pagerduty"}}})
+    with pytest.raises(ValidationError, match="mail_to"):
+        MonitorConfig.model_validate({"sinks": {"m": {"type": "email", "mail_to": []}}})

@@ -13,7 +13,7 @@ reach people through the route (group, inhibit, silence: engine.monitor.alerting
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -62,42 +62,62 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class SinkConfig(_Model):
-    """Where alerts go. Secrets are read from the environment variables named here, at send
-    time; they never appear in the project file, a log or a report."""
+class _Sink(_Model):
+    """What every sink shares: retries with exponential backoff, and a timeout. Secrets are
+    read from the environment variables a sink names, at send time; they never appear in
+    the project file, a log or a report."""
 
-    type: Literal["slack", "pagerduty", "email", "webhook"]
-    url_env: str | None = Field(
-        default=None,
-        description="slack/webhook: variable holding the URL; pagerduty: optional "
-        "variable overriding the Events API URL (default events.pagerduty.com).",
-    )
-    routing_key_env: str | None = Field(
-        default=None, description="pagerduty: routing key variable."
-    )
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_port_env: str | None = Field(
-        default=None, description="email: variable overriding smtp_port (e.g. a local relay)."
-    )
-    smtp_user_env: str | None = None
-    smtp_password_env: str | None = None
-    smtp_starttls: bool = False
-    mail_from: str = "insight@localhost"
-    mail_to: list[str] = Field(default_factory=list)
     retries: int = Field(default=4, ge=0, le=10)
     backoff_s: float = Field(default=0.5, ge=0)
     timeout_s: float = Field(default=10, gt=0)
 
-    @model_validator(mode="after")
-    def _needs(self) -> SinkConfig:
-        if self.type in ("slack", "webhook") and not self.url_env:
-            raise ValueError(f"a {self.type} sink needs url_env (the variable holding its URL)")
-        if self.type == "pagerduty" and not self.routing_key_env:
-            raise ValueError("a pagerduty sink needs routing_key_env")
-        if self.type == "email" and not self.mail_to:
-            raise ValueError("an email sink needs mail_to")
-        return self
+
+class SlackSink(_Sink):
+    """A Slack incoming webhook."""
+
+    type: Literal["slack"]
+    url_env: str = Field(description="Variable holding the webhook URL (it is a secret).")
+
+
+class WebhookSink(_Sink):
+    """A generic webhook: the notification as JSON."""
+
+    type: Literal["webhook"]
+    url_env: str = Field(description="Variable holding the URL.")
+
+
+class PagerDutySink(_Sink):
+    """PagerDuty Events API v2."""
+
+    type: Literal["pagerduty"]
+    routing_key_env: str = Field(description="Variable holding the routing (integration) key.")
+    url_env: str | None = Field(
+        default=None,
+        description="Variable overriding the Events API URL (default events.pagerduty.com).",
+    )
+
+
+class EmailSink(_Sink):
+    """E-mail over SMTP."""
+
+    type: Literal["email"]
+    mail_to: list[str] = Field(min_length=1)
+    mail_from: str = "insight@localhost"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_port_env: str | None = Field(
+        default=None, description="Variable overriding smtp_port (e.g. a local relay)."
+    )
+    smtp_user_env: str | None = None
+    smtp_password_env: str | None = None
+    smtp_starttls: bool = False
+
+
+# One config type per integration, chosen by `type` (Alertmanager's receivers: one config
+# struct each); a field of another integration is an error naming this one's fields.
+SinkConfig = Annotated[
+    SlackSink | WebhookSink | PagerDutySink | EmailSink, Field(discriminator="type")
+]
 
 
 class RetrainAction(_Model):

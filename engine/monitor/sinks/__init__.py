@@ -15,7 +15,9 @@ from engine.monitor.config import SinkConfig
 from engine.monitor.sinks import email, pagerduty, slack, webhook
 from engine.monitor.sinks._http import SinkError
 
-SINKS: dict[str, Callable[[SinkConfig, dict[str, Any]], None]] = {
+# The explicit list: a sink is one module and one config type (engine.monitor.config); the
+# config's `type` picks the module, so each send takes its own config type.
+SINKS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "slack": slack.send,
     "pagerduty": pagerduty.send,
     "email": email.send,
@@ -26,4 +28,5 @@ __all__ = ["SINKS", "SinkError", "send"]
 
 
 def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+    """Deliver one notification with the module its config type names."""
     SINKS[cfg.type](cfg, note)

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.monitor.config import _Sink
 
 
 class SinkError(Exception):
@@ -28,7 +28,7 @@ def secret(name: str | None, what: str) -> str:
     return value
 
 
-def post_json(cfg: SinkConfig, url: str, body: dict[str, Any], what: str) -> int:
+def post_json(cfg: _Sink, url: str, body: dict[str, Any], what: str) -> int:
     """POST ``body``; the status on success. Errors name ``what``, never the URL (it may
     hold a token, as Slack's webhook URLs do)."""
     import httpx

@@ -8,11 +8,11 @@ import time
 from email.message import EmailMessage
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.monitor.config import EmailSink
 from engine.monitor.sinks._http import SinkError, secret
 
 
-def message(cfg: SinkConfig, note: dict[str, Any]) -> EmailMessage:
+def message(cfg: EmailSink, note: dict[str, Any]) -> EmailMessage:
     m = EmailMessage()
     state = "FIRING" if note["action"] == "trigger" else "RESOLVED"
     what = note.get("slice") or "model"
@@ -39,7 +39,7 @@ def message(cfg: SinkConfig, note: dict[str, Any]) -> EmailMessage:
     return m
 
 
-def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+def send(cfg: EmailSink, note: dict[str, Any]) -> None:
     import os
 
     port = int(os.environ.get(cfg.smtp_port_env or "") or cfg.smtp_port)

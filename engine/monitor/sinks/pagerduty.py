@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.monitor.config import PagerDutySink
 from engine.monitor.sinks._http import post_json, secret
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -49,6 +49,6 @@ def event(note: dict[str, Any], routing_key: str) -> dict[str, Any]:
     return body
 
 
-def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+def send(cfg: PagerDutySink, note: dict[str, Any]) -> None:
     url = os.environ.get(cfg.url_env or "") or EVENTS_URL
     post_json(cfg, url, event(note, secret(cfg.routing_key_env, "pagerduty")), "pagerduty")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.monitor.config import SlackSink
 from engine.monitor.sinks._http import post_json, secret
 
 
@@ -20,5 +20,5 @@ def text(note: dict[str, Any]) -> str:
     return out
 
 
-def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+def send(cfg: SlackSink, note: dict[str, Any]) -> None:
     post_json(cfg, secret(cfg.url_env, "slack"), {"text": text(note)}, "slack webhook")

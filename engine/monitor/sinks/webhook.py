@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.monitor.config import WebhookSink
 from engine.monitor.sinks._http import post_json, secret
 
 
-def send(cfg: SinkConfig, note: dict[str, Any]) -> None:
+def send(cfg: WebhookSink, note: dict[str, Any]) -> None:
     post_json(cfg, secret(cfg.url_env, "webhook"), note, "webhook")
