@@ -19,7 +19,7 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from engine.config import BusinessConfig, ProjectConfig
-from engine.monitor.stats import confusion, lift_top
+from engine.kernels.scores import confusion, lift_top
 from engine.report.collect import roi, series, thin
 from engine.workspace import Workspace
 

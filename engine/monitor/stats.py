@@ -28,6 +28,7 @@ from numba import njit
 from engine.kernels._objects import value_counts
 from engine.kernels.drift import chi2_counts, jensen_shannon_counts
 from engine.kernels.intervals import fold, newcombe_diff, wilson, z_value
+from engine.kernels.scores import calibration, confusion, lift_top
 from engine.kernels.sketch import NumericSketch, drift_vs_sketch
 
 Stat = dict[str, Any]
@@ -180,28 +181,6 @@ def latency(ms: np.ndarray, slo_p95: float) -> dict[str, Any]:
     }
 
 
-def lift_top(y: np.ndarray, s: np.ndarray, share: float = 0.1) -> float | None:
-    """Lift in the top ``share`` of scores: the positive rate among the ``round(share * n)``
-    highest-scored rows (at least one) over the positive rate of all rows."""
-    n = y.size
-    if n == 0 or y.mean() == 0:
-        return None
-    k = max(1, round(share * n))
-    top = np.argsort(-s, kind="stable")[:k]
-    return float(y[top].mean() / y.mean())
-
-
-def confusion(y: np.ndarray, d: np.ndarray) -> dict[str, int]:
-    """Counts of the decisions against the labels (the business-value matrix's cells)."""
-    yb, db = y.astype(bool), d.astype(bool)
-    return {
-        "tp": int((yb & db).sum()),
-        "fp": int((~yb & db).sum()),
-        "fn": int((yb & ~db).sum()),
-        "tn": int((~yb & ~db).sum()),
-    }
-
-
 def concept(
     y: np.ndarray,
     s: np.ndarray,
@@ -235,21 +214,10 @@ def concept(
     rc = (ref.get("concept") or {}).get("correlation")
     if rc:
         out["correlation_ratio"] = stat(r / rc, lo / rc, hi / rc, n)
-    out["ece"] = stat(_ece(yl, sl), n=n)
+    out["ece"] = stat(calibration_ece(yl, sl), n=n)
     out["label_rate"] = rate(int(yl.sum()), n, alpha)
     out["lift_top_decile"] = stat(lift_top(yl, sl), n=max(1, round(0.1 * n)))
     return out
-
-
-def _ece(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(0, edges.size - 2))
-    e = 0.0
-    for b in range(max(1, edges.size - 1)):
-        m = idx == b
-        if m.any():
-            e += m.mean() * abs(p[m].mean() - y[m].mean())
-    return float(e)
 
 
 def fairness_stats(
@@ -341,3 +309,8 @@ def uplift_stats(
             (a.estimate - r) / abs(r), (a.low - r) / abs(r), (a.high - r) / abs(r), n
         )
     return out
+
+
+def calibration_ece(y: np.ndarray, p: np.ndarray) -> float:
+    """The expected calibration error (engine.kernels.scores.calibration)."""
+    return float(calibration(y, p)["ece"])

@@ -19,6 +19,7 @@ import pandas as pd
 from engine.config import ProjectConfig
 from engine.kernels.fairness import fairness
 from engine.kernels.metrics import auc_bootstrap
+from engine.kernels.scores import calibration, confusion, lift_top
 from engine.train.dataset import TrainingSet
 from engine.train.families import family
 
@@ -45,8 +46,6 @@ def evaluate(
     """Test-split metrics of one model: the numbers a card and the gate use. ``scores``:
     the model's test-split probabilities when the caller already has them."""
     from sklearn.metrics import brier_score_loss, log_loss
-
-    from engine.monitor.stats import confusion, lift_top
 
     test = ts.test
     y = test[ts.label].to_numpy(dtype=np.float64)
@@ -89,22 +88,6 @@ def evaluate(
             res["by_group"] = f.by_group
         out["fairness"][attr] = res
     return out
-
-
-def calibration(y: np.ndarray, p: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Reliability table over score deciles and the expected calibration error."""
-    edges = np.unique(np.quantile(p, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, max(0, edges.size - 2))
-    rows = []
-    ece = 0.0
-    for b in range(max(1, edges.size - 1)):
-        m = idx == b
-        if not m.any():
-            continue
-        mp, my = float(p[m].mean()), float(y[m].mean())
-        ece += m.mean() * abs(mp - my)
-        rows.append({"bin": b, "rows": int(m.sum()), "mean_score": mp, "observed_rate": my})
-    return {"ece": float(ece), "bins": rows}
 
 
 def shap_importance(scorer: Any, x: pd.DataFrame, max_rows: int = 500) -> dict[str, float]:
