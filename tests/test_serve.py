@@ -764,10 +764,10 @@ def test_rollout_promotes_a_good_challenger_and_rolls_back_a_bad_one(served: Ser
     champion goes 20% -> 100% and is promoted; one fitted on shuffled labels is rolled back
     at its first step, on lift measured from the labels that arrive meanwhile."""
     import mlflow
-    from engine.stages.rollout import rollout
 
     from engine.monitor.labels import ingest
     from engine.registry.models import find, promote, register_model
+    from engine.stages.rollout import rollout
     from engine.train.families import logreg
 
     s = served
