@@ -50,13 +50,6 @@ def rate(k: float, n: int, alpha: float) -> Stat:
     return stat(k / n, lo, hi, n)
 
 
-def bh(p: list[float]) -> list[float]:
-    """Benjamini-Hochberg adjusted p-values: the kernels' one implementation."""
-    from engine.kernels.report import benjamini_hochberg
-
-    return [float(x) for x in benjamini_hochberg(p)]
-
-
 def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)

@@ -9,6 +9,12 @@ Split (``train.split``):
 - ``auto`` (default): ``time`` when the labels have at least 3 distinct times, else
   ``random``. The choice is printed and written into the model card.
 
+With ``label.horizon`` (a label that looks ahead of its time) a split by time purges the
+training rows whose outcome window reaches the validation period, and the validation rows
+whose window reaches the test period from the final refit (``TrainingSet.purged``); without
+one, a regular cadence of label times is a warning. A feature that leaks the label stops the
+load unless ``train.allow_leaky`` lists it (engine.data.leaks).
+
 Features: every view feature in the snapshot except the sensitive attributes and
 ``train.exclude``. Numeric and boolean columns are numeric inputs; text columns are
 categorical (engine.train.schema). Left out, with the reason recorded: timestamp columns
