@@ -36,37 +36,20 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from engine.data.columns import (
+    EMAIL_VALUE,
+    ID_NAMES,
+    ISO_TIME,
+    NUMERIC_SHARE,
+    PHONE_VALUE,
+    PII_NAMES,
+    SENSITIVE_NAMES,
+    TIME_NAMES,
+    Column,
+)
 from engine.data.csvfile import COMMA_DECIMAL, Dialect, decimal_mark, sniff
+from engine.data.identity import choose_key, panel_time
 from engine.errors import ConfigError, DataError
-
-PII_NAMES = re.compile(
-    r"(^|_)(e_?mail|phone|mobile|telephone|first_?name|last_?name|full_?name|surname|name|"
-    r"address|street|ssn|passport|iban|ip_?address)($|_)"
-)
-SENSITIVE_NAMES = re.compile(
-    r"(^|_)(gender|sex|age|race|ethnicity|ethnic|religion|nationality|citizenship|marital|"
-    r"married|disability|disabled|pregnan\w*|senior\w*|dependents?)($|_)"
-)
-EMAIL_VALUE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE_VALUE = re.compile(r"^\+?[\d\s().-]{7,20}$")
-ISO_TIME = re.compile(
-    r"^\d{4}-\d{1,2}-\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
-ID_NAMES = re.compile(r"(^|_)(id|key|uuid|guid|number|no)$")
-TIME_NAMES = re.compile(r"(date|time|timestamp|_at$|_on$|day$)")
-NUMERIC_SHARE = 0.95  # of non-blank cells that must parse for a text column to be numeric
-
-
-@dataclass
-class Column:
-    name: str  # as the project uses it (snake_case)
-    raw: str  # as the file has it
-    kind: str  # int | double | string | timestamp | bool
-    distinct: int
-    non_null: int
-    note: str = ""
-    time_format: str = ""  # a CSV time column that is not ISO: its Spark pattern
-    time_swapped: str = ""  # the other order, where every value reads both ways
 
 
 @dataclass
@@ -283,7 +266,7 @@ def plan(
     tcol = find(time, "--time") if time else None
     time_note = ""
     if tcol is None:
-        panel = _panel_time(df, cols, {lab.name}, find(key, "--key") if key else None)
+        panel = panel_time(df, cols, {lab.name}, find(key, "--key") if key else None)
         if panel is not None:
             tcol, time_note = panel
     if tcol is not None and tcol.kind != "timestamp":
@@ -299,7 +282,7 @@ def plan(
             )
     _one_date_order(cols)
     taken = {lab.name} | ({tcol.name} if tcol else set())
-    kcol, row_id, key_note = _key(df, cols, key, tcol, taken, find, path)
+    kcol, row_id, key_note = choose_key(df, cols, key, tcol, taken, find, path)
     p = Plan(
         name=snake(path.stem).replace("_", "-")[:60] or "project",
         path=path,
@@ -444,104 +427,3 @@ def pii_reason(c: Column, values: pd.Series) -> str | None:
     if named and c.distinct > max(20, 0.05 * c.non_null):
         return f"named like PII, {c.distinct:,} distinct values"
     return None
-
-
-def _panel_time(
-    df: pd.DataFrame, cols: list[Column], taken: set[str], key: Column | None
-) -> tuple[Column, str] | None:
-    """A table that holds each entity at several times (monthly snapshots of accounts): a
-    time column with repeated values and an id column that is unique per time but not
-    alone. Then that column is the label time (a split by time, no account on both sides of
-    a random split), found without ``--time``; None for a one-moment table."""
-    n = len(df)
-    times = sorted(
-        (c for c in cols if c.kind == "timestamp" and c.name not in taken and 2 <= c.distinct < n),
-        key=lambda c: (not TIME_NAMES.search(c.name), c.distinct),
-    )
-    ids = (
-        [key]
-        if key is not None
-        else [
-            c
-            for c in cols
-            if c.name not in taken
-            and ID_NAMES.search(c.name)
-            and c.non_null == n
-            and c.kind in ("int", "string")
-        ]
-    )
-    for t in times:
-        if t.non_null < n:
-            continue
-        for c in ids:
-            if c.distinct < n and not df[[c.raw, t.raw]].duplicated().any():
-                return t, (
-                    f"found: '{c.raw}' repeats across {t.distinct:,} values of '{t.raw}' and is "
-                    f"unique per '{t.raw}' (pass --time to choose another column)"
-                )
-    return None
-
-
-def _key(
-    df: pd.DataFrame,
-    cols: list[Column],
-    key: str | None,
-    tcol: Column | None,
-    taken: set[str],
-    find: Any,
-    path: Path,
-) -> tuple[str, bool, str]:
-    """The entity key column, whether it is a generated row id, and a note."""
-    if key is not None:
-        k = find(key, "--key")
-        ids = df[k.raw] if tcol is None else df[[k.raw, tcol.raw]]
-        dup = int(ids.duplicated().sum())
-        if dup:
-            per = "key" if tcol is None else "key and time"
-            raise DataError(
-                f"--key '{key}' is not unique: {dup:,} rows repeat a {per} already seen. "
-                "Fix: pass a unique column (with --time, unique per time), or omit --key for "
-                "a generated row id."
-            )
-        return k.name, False, ""
-    unique = [
-        c
-        for c in cols
-        if c.name not in taken
-        and c.kind in ("int", "string")
-        and c.non_null == len(df)
-        and c.distinct == len(df)
-    ]
-    named = [c for c in unique if ID_NAMES.search(c.name)]
-    plain = [c for c in unique if not PII_NAMES.search(c.name)]
-    if tcol is None and (named or unique):
-        c = (named or plain or unique)[0]  # a PII column is the key only as a last resort
-        return c.name, False, f"'{c.raw}' is unique in every row"
-    if tcol is not None:  # an entity seen at several times: an id column, unique per time
-        for c in cols:
-            if (
-                c.name not in taken
-                and ID_NAMES.search(c.name)
-                and c.non_null == len(df)
-                and not df[[c.raw, tcol.raw]].duplicated().any()
-            ):
-                return c.name, False, f"'{c.raw}' is unique per '{tcol.raw}'"
-    name = "row_id" if "row_id" not in {c.name for c in cols} else "_row_id"
-    groups = df.groupby(list(df.columns), dropna=False, sort=False).size()
-    repeated = groups[groups > 1]
-    same = (
-        f" {int(repeated.sum()):,} rows fall in {len(repeated):,} groups of identical rows "
-        f"(the largest: {int(repeated.max()):,} rows): each keeps its own id; if they are "
-        "one record written twice, remove the copies from the file."
-        if len(repeated)
-        else ""
-    )
-    return (
-        name,
-        True,
-        (
-            "no unique column: each row is keyed by a hash of its values and its occurrence "
-            "among identical rows (unique, the same on every read of this file)."
-            f"{same} Pass --key to name a real one."
-        ),
-    )
