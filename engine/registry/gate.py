@@ -205,18 +205,20 @@ def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check
     checks = [Check("champion exists", True, "no champion yet: the challenger is the first")]
     if not g.beat_baselines:
         return [*checks, Check("baselines", True, "train.gate.beat_baselines is off: not compared")]
-    ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
-    p = scores_on_test(models.load_scorer(ch), ts)
-    refit = cfg.train.refit and cfg.train.backend == "tune"
-    b = baselines(
-        ts,
-        p,
-        refit=refit,
-        n_boot=g.n_boot,
-        alpha=g.alpha,
-        seed=cfg.train.seed,
-        rule=g.baseline_rule,
-    )
+    b = _card_baselines(ch, g.baseline_rule)
+    if b is None:  # a card from before baselines: measure them on the same test rows
+        ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
+        p = scores_on_test(models.load_scorer(ch), ts)
+        refit = cfg.train.refit and cfg.train.backend == "tune"
+        b = baselines(
+            ts,
+            p,
+            refit=refit,
+            n_boot=g.n_boot,
+            alpha=g.alpha,
+            seed=cfg.train.seed,
+            rule=g.baseline_rule,
+        )
     text = describe(b)
     checks.append(Check("beats class prior", b["class_prior"]["beaten"], text[0], b["class_prior"]))
     f = b["best_single_feature"]
@@ -224,6 +226,23 @@ def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check
         name = "better than" if g.baseline_rule == "better" else "not worse than"
         checks.append(Check(f"{name} best single feature", f["beaten"], text[1], f))
     return checks
+
+
+def _card_baselines(ch: models.ModelRef, rule: str) -> dict[str, Any] | None:
+    """The baselines the card measured on the challenger's test rows (the same rows the
+    gate would score again), judged by ``rule``; None when the card has none."""
+    try:
+        b = load_card(ch.run_id).get("baselines")
+    except Exception:
+        return None
+    if not b:
+        return None
+    f = b.get("best_single_feature")
+    if f is not None:
+        if "not_worse" not in f:
+            return None
+        f = {**f, "rule": rule, "beaten": f["better"] if rule == "better" else f["not_worse"]}
+    return {**b, "best_single_feature": f}
 
 
 def unseen_by(champ: models.ModelRef, ts: TrainingSet) -> tuple[TrainingSet, str | None]:
