@@ -134,7 +134,7 @@ def main() -> None:
         window = partial(monitor_window, cfg, ws, t0 - 1, t0 + n * 1e-5 + 1)
         mon = measure(window, repeat=3, warmup=1)
         res = mon.result
-        m = res["models"]["1"]
+        m = res.models["1"]
         budget = measure(lambda: 10.0, repeat=1, warmup=0)  # the budget as the reference side
         budget.min = budget.median = budget.max = 10.0
         cases.append(
@@ -143,13 +143,11 @@ def main() -> None:
                 mon,
                 "budget: 10 s",
                 budget,
-                res["traffic"]["requests"] == n
-                and res["audit"]["chain_ok"]
-                and len(m["features"]) == 25,
+                res.traffic.requests == n and res.audit.chain_ok and len(m.features) == 25,
                 log_mb=round(size_mb, 1),
-                segments=res["audit"]["segments_read"],
-                where_the_time_goes={k: round(v, 3) for k, v in res["seconds"].items()},
-                drifted=m["drifted"],
+                segments=res.audit.segments_read,
+                where_the_time_goes={k: round(v, 3) for k, v in res.seconds.items()},
+                drifted=m.drifted,
                 log_written_s=round(gen_s, 1),
             )
         )

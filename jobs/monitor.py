@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             json.dumps(
                 {
                     "result": str(r.path),
-                    "requests": res["traffic"]["requests"],
-                    "no_traffic": res["no_traffic"],
-                    "chain_ok": res["audit"]["chain_ok"],
-                    "firing": res["rules"]["firing"],
+                    "requests": res.traffic.requests,
+                    "no_traffic": res.no_traffic,
+                    "chain_ok": res.audit.chain_ok,
+                    "firing": res.rules.firing if res.rules else [],
                     "retrain_requests": len(r.retrains),
                 }
             )

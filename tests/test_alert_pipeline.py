@@ -18,7 +18,9 @@ from engine.monitor.alerting import AlertState, deliver, judge, step
 from engine.monitor.alerting import silences as silence_store
 from engine.monitor.config import MonitorConfig
 from engine.monitor.receiver import http_receiver
+from engine.monitor.result import MonitorResult
 from engine.workspace import Workspace
+from tests import results
 
 FEATURES = [f"f{i}" for i in range(9)]
 
@@ -75,10 +77,12 @@ def _cfg(**route: Any) -> MonitorConfig:
 
 def _result(
     drifted: list[str], *, problems: int = 0, requests: int = 500, score_psi: float = 0.0
-) -> dict[str, Any]:
+) -> MonitorResult:
     feats = {
         f: {
+            "kind": "numeric",
             "rows": 400,
+            "null_rate_change": {"estimate": 0.0, "n": 400},
             "psi": {
                 "estimate": 0.5 if f in drifted else 0.01,
                 "low": 0.4 if f in drifted else 0.0,
@@ -89,19 +93,20 @@ def _result(
         for f in FEATURES
     }
     score = {
-        "psi": {"estimate": score_psi, "low": score_psi - 0.01, "high": score_psi + 0.01, "n": 400}
+        "decision_rate": {"estimate": None},
+        "psi": {"estimate": score_psi, "low": score_psi - 0.01, "high": score_psi + 0.01, "n": 400},
     }
-    return {
-        "models": {"1": {"role": "champion", "features": feats, "score": score}},
-        "audit": {"problems": ["segment x: 1 record(s) modified"] * problems},
-        "traffic": {"requests": requests},
-    }
+    return results.result(
+        {"1": results.version(features=feats, score=score)},
+        problems=["segment x: 1 record(s) modified"] * problems,
+        requests=requests,
+    )
 
 
 def _run(
     cfg: MonitorConfig,
     st: AlertState,
-    res: dict[str, Any],
+    res: MonitorResult,
     now: float,
     app: str = "insight",
     **kw: Any,

@@ -15,6 +15,8 @@ import pytest
 from engine.monitor.alerting import AlertState, deliver, judge, step
 from engine.monitor.config import MonitorConfig
 from engine.monitor.receiver import http_receiver, smtp_receiver
+from engine.monitor.result import MonitorResult
+from tests import results
 
 
 def _cfg(**rule: Any) -> MonitorConfig:
@@ -38,20 +40,14 @@ def _cfg(**rule: Any) -> MonitorConfig:
 
 def _result(
     est: float | None, low: float | None = None, high: float | None = None, n: int = 500
-) -> dict[str, Any]:
-    return {
-        "models": {
-            "3": {
-                "role": "champion",
-                "score": {"mean_change": {"estimate": est, "low": low, "high": high, "n": n}},
-            }
-        },
-        "audit": {"problems": []},
-    }
+) -> MonitorResult:
+    mean_change = {"estimate": est, "low": low, "high": high, "n": n}
+    score = {"decision_rate": {"estimate": None}, "mean_change": mean_change}
+    return results.result({"3": results.version(score=score)})
 
 
 def _run(
-    cfg: MonitorConfig, state: AlertState, res: dict[str, Any], now: float
+    cfg: MonitorConfig, state: AlertState, res: MonitorResult, now: float
 ) -> list[dict[str, Any]]:
     ch = step(
         cfg,
@@ -155,34 +151,36 @@ def test_pagerduty_events_v2_trigger_and_resolve_with_retries(tmp_path: Path) ->
             },
         }
     )
-    res = {
-        "models": {
-            "2": {
-                "role": "champion",
-                "features": {
+    res = results.result(
+        {
+            "2": results.version(
+                rows=900,
+                features={
                     "amount": {
+                        "kind": "numeric",
                         "rows": 900,
+                        "null_rate_change": {"estimate": 0.0, "n": 900},
                         "variance_change": {"estimate": 0.4, "low": 0.3, "high": 0.5, "n": 900},
                     }
                 },
-            }
-        },
-        "audit": {"problems": []},
-    }
-    calm = {
-        "models": {
-            "2": {
-                "role": "champion",
-                "features": {
+            )
+        }
+    )
+    calm = results.result(
+        {
+            "2": results.version(
+                rows=900,
+                features={
                     "amount": {
+                        "kind": "numeric",
                         "rows": 900,
+                        "null_rate_change": {"estimate": 0.0, "n": 900},
                         "variance_change": {"estimate": 0.0, "low": -0.05, "high": 0.05, "n": 900},
                     }
                 },
-            }
-        },
-        "audit": {"problems": []},
-    }
+            )
+        }
+    )
     with http_receiver() as rx:
         os.environ.update(TEST_PD_KEY="routing-key-secret-123", TEST_PD_URL=rx.url + "/v2/enqueue")
         try:
@@ -241,17 +239,8 @@ def test_slack_and_email_deliveries(tmp_path: Path) -> None:
                 },
             }
         )
-        res = {
-            "models": {
-                "4": {
-                    "role": "champion",
-                    "uplift": {
-                        "ate_change": {"estimate": -0.4, "low": -0.6, "high": -0.2, "n": 400}
-                    },
-                }
-            },
-            "audit": {"problems": []},
-        }
+        ate_change = {"estimate": -0.4, "low": -0.6, "high": -0.2, "n": 400}
+        res = results.result({"4": results.version(uplift={"rows": 400, "ate_change": ate_change})})
         os.environ["TEST_SLACK_URL"] = rx.url + "/services/T000/B000/XXXX"
         try:
             st = AlertState(tmp_path / "s.json")
@@ -355,3 +344,31 @@ def test_each_sink_has_its_own_config_type() -> None:
         MonitorConfig.model_validate({"sinks": {"pd": {"type": "pagerduty"}}})
     with pytest.raises(ValidationError, match="mail_to"):
         MonitorConfig.model_validate({"sinks": {"m": {"type": "email", "mail_to": []}}})
+
+
+def test_the_monitor_result_is_a_typed_contract(tmp_path: Path) -> None:
+    """The run's JSON reads back into the same typed result; a field nobody declared is an
+    error, not a silently ignored key (a statistic is declared once, in engine.monitor.result)."""
+    import pydantic
+
+    feats = {
+        "x": {"kind": "numeric", "rows": 9, "null_rate_change": {"estimate": 0.0, "n": 9}},
+        "c": {
+            "kind": "categorical",
+            "rows": 9,
+            "null_rate_change": {"estimate": None},
+            "unseen_share": {"estimate": 0.1, "low": 0.0, "high": 0.3, "n": 9},
+        },
+    }
+    res = results.result({"2": results.version(features=feats)}, problems=["seg: 1 modified"])
+    p = tmp_path / "run.json"
+    p.write_text(res.to_json())
+    back = MonitorResult.load(p)
+    assert back == res and back.dump()["window"]["from"] == 0.0
+    assert type(back.models["2"].features["c"]).__name__ == "CategoricalFeature"
+    bad = res.dump()
+    bad["models"]["2"]["score"]["psi_typo"] = {"estimate": 1.0}
+    with pytest.raises(pydantic.ValidationError, match="psi_typo"):
+        MonitorResult.model_validate(bad)
+    (j,) = [j for j in judge(_cfg(statistic="feature.unseen_share", threshold=0.5), back)][-1:]
+    assert j.key == "insight|score-shift|v2|c" and j.value == 0.1 and not j.holds

@@ -169,7 +169,7 @@ def test_variance_change_interval_covers(dist: str) -> None:
     def draw(rng: np.random.Generator) -> Interval:
         x = rng.normal(size=2000) if dist == "normal" else rng.lognormal(0, 0.5, 2000)
         s = stats._variance_change(x, ref, 0.05)
-        return Interval(s["estimate"], s["low"], s["high"])
+        return Interval(s.estimate, s.low, s.high)
 
     assert _coverage(draw, 0.1, REPS) >= 0.92
 
@@ -183,8 +183,9 @@ def test_mean_change_and_correlation_intervals_cover() -> None:
     def mean_draw(rng: np.random.Generator) -> Interval:
         s = rng.beta(2, 5, 1500)  # scores in (0, 1), mean 2/7: 30% above the reference mean
         r = stats.score_stats(s, s >= 0.5, {"sketch": sk, "mean": (2 / 7) / 1.3}, 0.05)
-        m = r["mean_change"]
-        return Interval(m["estimate"], m["low"], m["high"])
+        m = r.mean_change
+        assert m is not None
+        return Interval(m.estimate, m.low, m.high)
 
     assert _coverage(mean_draw, 0.3, REPS) >= 0.92
     # Score-label correlation on labeled decisions (point-biserial), Fisher-z interval:
@@ -195,7 +196,8 @@ def test_mean_change_and_correlation_intervals_cover() -> None:
     def corr_draw(rng: np.random.Generator) -> Interval:
         y = (rng.random(800) < p).astype(float)
         sc = mu * y + rng.normal(size=800)
-        r = stats.concept(y, sc, {"concept": {"correlation": rho}}, 0.05, 800)["correlation"]
-        return Interval(r["estimate"], r["low"], r["high"])
+        r = stats.concept(y, sc, {"concept": {"correlation": rho}}, 0.05, 800).correlation
+        assert r is not None
+        return Interval(r.estimate, r.low, r.high)
 
     assert _coverage(corr_draw, float(rho), max(100, REPS // 3)) >= 0.92

@@ -181,12 +181,12 @@ def test_feature_statistics_match_references(seed: int) -> None:
     cur_c = rng.choice(["a", "b", "c", "zz"], 2000, p=[0.3, 0.3, 0.3, 0.1]).astype(object)
     s = stats.numeric_feature(cur_x, prof["features"]["x"], 0.05)
     d = st.ks_2samp(ref["x"], cur_x).statistic
-    assert s["ks_low"] - 1e-12 <= d <= s["ks_low"] + s["ks_err"] + 1e-12
-    assert s["variance_change"]["estimate"] == pytest.approx(
+    assert s.ks_low - 1e-12 <= d <= s.ks_low + s.ks_err + 1e-12
+    assert s.variance_change.estimate == pytest.approx(
         cur_x.var(ddof=1) / ref["x"].var(ddof=1) - 1, rel=1e-9
     )
     out = ((cur_x < ref["x"].min()) | (cur_x > ref["x"].max())).mean()
-    assert s["out_of_range_share"]["estimate"] == pytest.approx(out)
+    assert s.out_of_range_share.estimate == pytest.approx(out)
     c = stats.categorical_feature(cur_c, prof["features"]["c"], 0.05)
     table = np.vstack(
         [
@@ -194,13 +194,13 @@ def test_feature_statistics_match_references(seed: int) -> None:
             [np.sum(cur_c == k) for k in ["a", "b", "c", "zz"]],
         ]
     )
-    assert c["p_value"] == pytest.approx(
+    assert c.p_value == pytest.approx(
         st.chi2_contingency(table, correction=False).pvalue, rel=1e-6, abs=1e-300
     )
     from scipy.spatial.distance import jensenshannon
 
-    assert c["js"]["estimate"] == pytest.approx(jensenshannon(table[0], table[1], base=2), abs=1e-9)
-    assert c["unseen_share"]["estimate"] == pytest.approx(np.mean(cur_c == "zz"))
+    assert c.js.estimate == pytest.approx(jensenshannon(table[0], table[1], base=2), abs=1e-9)
+    assert c.unseen_share.estimate == pytest.approx(np.mean(cur_c == "zz"))
     from engine.kernels.report import benjamini_hochberg
 
     assert benjamini_hochberg([0.01, 0.04, 0.03]).tolist() == pytest.approx([0.03, 0.04, 0.04])

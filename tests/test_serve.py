@@ -734,7 +734,7 @@ def test_monitor_measures_each_version_of_live_traffic(served: Served) -> None:
     finally:
         assert _admin(s, "/admin/traffic", {"challenger_percent": 0}).status_code == 200
     run = stage_monitor(s.cfg, s.ws, t0, t1, send=False, log=lambda m: None)
-    res = run.result
+    res = run.result.dump()  # the form written to runs/<run_id>.json
     assert res["audit"]["chain_ok"] and res["traffic"]["rows"] == len(preds) == 400
     by_version = {v: sum(p["version"] == v for p in preds) for v in s.versions[:2]}
     models = res["models"]

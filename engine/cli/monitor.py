@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -15,6 +15,10 @@ from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
 from engine.cli.common import load as _load
 from engine.console import console
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.monitor.result import Stat
+    from engine.stages.monitor import MonitorRun
 
 labels_app = typer.Typer(
     help="Delayed labels: outcomes joined to served decisions.", no_args_is_help=True
@@ -47,23 +51,27 @@ def parse_time(text: str | None, now: float) -> float | None:
     return d.timestamp()
 
 
-def _print_run(r: Any) -> None:
+def _est(d: Stat | None, fmt: str = "{:.3f}") -> str:
+    return "-" if d is None or d.estimate is None else fmt.format(d.estimate)
+
+
+def _print_run(r: MonitorRun) -> None:
     res = r.result
-    w = res["window"]
+    w, a = res.window, res.audit
     console.print(
-        f"window {w['from_iso']} .. {w['to_iso']}: {res['traffic']['requests']:,} requests, "
-        f"{res['traffic']['rows']:,} rows; audit: {res['audit']['segments_read']} segment(s) read, "
+        f"window {w.from_iso} .. {w.to_iso}: {res.traffic.requests:,} requests, "
+        f"{res.traffic.rows:,} rows; audit: {a.segments_read} segment(s) read, "
         + (
             "[green]chains intact[/]"
-            if res["audit"]["chain_ok"]
-            else f"[bold red]{len(res['audit']['problems'])} chain problem(s)[/]"
+            if a.chain_ok
+            else f"[bold red]{len(a.problems)} chain problem(s)[/]"
         )
     )
-    for p in res["audit"]["problems"][:5]:
+    for p in a.problems[:5]:
         console.print(f"  [red]{p}[/]")
-    if res["no_traffic"]:
+    if res.no_traffic:
         console.print("no traffic in this window: nothing to measure (not an error)")
-    if res["models"]:
+    if res.models:
         t = Table(
             "version",
             "role",
@@ -75,29 +83,24 @@ def _print_run(r: Any) -> None:
             "labels",
             "AUC",
         )
-        for v, m in res["models"].items():
-            sc, c = m.get("score", {}), m.get("concept", {})
-
-            def est(d: Any, fmt: str = "{:.3f}") -> str:
-                return "-" if not d or d.get("estimate") is None else fmt.format(d["estimate"])
-
+        for v, m in res.models.items():
             t.add_row(
                 f"v{v}",
-                m["role"],
-                f"{m['rows']:,}",
-                est(sc.get("decision_rate")),
-                est(sc.get("psi")),
-                ", ".join(m.get("drifted", [])) or "none",
-                est(m["latency"].get("p95_ms"), "{:.1f}"),
-                est(c.get("coverage")),
-                est(c.get("auc")),
+                m.role,
+                f"{m.rows:,}",
+                _est(m.score.decision_rate),
+                _est(m.score.psi),
+                ", ".join(m.drifted) or "none",
+                _est(m.latency.p95_ms, "{:.1f}"),
+                _est(m.concept.coverage),
+                _est(m.concept.auc),
             )
         console.print(t)
-    rules = res.get("rules", {})
-    for ch in rules.get("changes", []):
-        console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")
-    if rules.get("firing"):
-        console.print(f"firing: {', '.join(rules['firing'])}")
+    if res.rules is not None:
+        for ch in res.rules.changes:
+            console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")
+        if res.rules.firing:
+            console.print(f"firing: {', '.join(res.rules.firing)}")
     if r.delivered:
         console.print(
             f"notifications: {r.delivered.get('sent', 0)} sent, {r.delivered.get('kept', 0)} kept "

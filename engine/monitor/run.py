@@ -26,6 +26,16 @@ from engine.config import ProjectConfig
 from engine.monitor import stats
 from engine.monitor.config import seconds
 from engine.monitor.drift import decide
+from engine.monitor.result import (
+    AuditRead,
+    Covered,
+    LabelsJoined,
+    MonitorResult,
+    ScoreStats,
+    TimeWindow,
+    Traffic,
+    VersionResult,
+)
 from engine.monitor.store import monitor_dir
 from engine.workspace import Workspace
 
@@ -69,37 +79,34 @@ def _profile(ws: Workspace, model: str, version: str) -> dict[str, Any] | None:
 
 def monitor_window(
     cfg: ProjectConfig, ws: Workspace, t_from: float, t_to: float, *, app: str = "insight"
-) -> dict[str, Any]:
+) -> MonitorResult:
     from engine.monitor.labels import join, load_labels
 
     t0 = time.perf_counter()
     mc = cfg.monitor
     w = read_window(ws.audit / app, t_from, t_to)
     name = cfg.train.model_name
-    result: dict[str, Any] = {
-        "run_id": time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
-        "project": cfg.name,
-        "model": name,
-        "window": {"from": t_from, "to": t_to, "from_iso": iso(t_from), "to_iso": iso(t_to)},
-        "generated_at": iso(time.time()),
-        "audit": {
-            "folder": str(ws.audit / app),
-            "segments_read": w.segments_read,
-            "covered": [c.as_dict() for c in w.covered],
-            "problems": w.problems,
-            "chain_ok": not w.problems,
-            "inputs_logged": w.inputs_logged,
-        },
-        "traffic": {"requests": w.requests, "rows": w.rows},
-        "no_traffic": w.rows == 0,
-        "note": (
-            "Rules judge intervals: a rule holds only when a statistic's interval lies wholly "
-            "beyond its threshold, on a slice of at least the rule's min_rows rows."
+    result = MonitorResult(
+        run_id=time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+        project=cfg.name,
+        model=name,
+        window=TimeWindow.model_validate(
+            {"from": t_from, "to": t_to, "from_iso": iso(t_from), "to_iso": iso(t_to)}
         ),
-        "models": {},
-    }
+        generated_at=iso(time.time()),
+        audit=AuditRead(
+            folder=str(ws.audit / app),
+            segments_read=w.segments_read,
+            covered=[Covered(**c.as_dict()) for c in w.covered],
+            problems=w.problems,
+            chain_ok=not w.problems,
+            inputs_logged=w.inputs_logged,
+        ),
+        traffic=Traffic(requests=w.requests, rows=w.rows),
+        no_traffic=w.rows == 0,
+    )
     if w.rows == 0:
-        result["seconds"] = {**w.seconds, "total": time.perf_counter() - t0}
+        result.seconds = {**w.seconds, "total": time.perf_counter() - t0}
         return result
     labels = load_labels(ws)
     joined = (
@@ -109,10 +116,10 @@ def monitor_window(
         if labels is not None and not labels.empty
         else join(None, w.request_of_row[:0], w.request_of_row, w.request_of_row, w.row_time, 0)
     )
-    result["labels"] = {
-        "available": 0 if labels is None else len(labels),
-        "joined_rows": int(np.isfinite(joined["y"]).sum()),
-    }
+    result.labels = LabelsJoined(
+        available=0 if labels is None else len(labels),
+        joined_rows=int(np.isfinite(joined["y"]).sum()),
+    )
     from engine.tracking import use_workspace
 
     use_workspace(ws)  # the roles and profiles come from this workspace's registry
@@ -120,8 +127,8 @@ def monitor_window(
     a = time.perf_counter()
     for v in sorted({str(x) for x in w.version}, key=lambda s: (s not in role_of, s)):
         m = w.version == v
-        result["models"][v] = _version(cfg, ws, w, m, v, role_of.get(v, "other"), joined)
-    result["seconds"] = {
+        result.models[v] = _version(cfg, ws, w, m, v, role_of.get(v, "other"), joined)
+    result.seconds = {
         **w.seconds,
         "statistics": time.perf_counter() - a,
         "total": time.perf_counter() - t0,
@@ -137,7 +144,7 @@ def _version(
     v: str,
     role: str,
     joined: dict[str, np.ndarray],
-) -> dict[str, Any]:
+) -> VersionResult:
     mc = cfg.monitor
     prof = _profile(ws, cfg.train.model_name, v)
     every = bool(m.all())  # one version served the whole window: no copies
@@ -147,48 +154,51 @@ def _version(
         if every and w.rows == w.requests
         else np.unique(w.request_of_row[sel])
     )
-    out: dict[str, Any] = {
+    rows = int(w.rows if every else m.sum())
+    y = joined["y"][sel]
+    concept = stats.concept(y, w.score[sel], prof or {}, mc.alpha, rows, decisions=w.decision[sel])
+    common: dict[str, Any] = {
         "role": role,
-        "rows": int(w.rows if every else m.sum()),
+        "rows": rows,
         "requests": int(reqs.size),
         "profile": prof is not None,
         "latency": stats.latency(w.latency_ms[reqs], mc.latency_slo_p95_ms),
+        "concept": concept,
     }
-    y = joined["y"][sel]
-    out["concept"] = stats.concept(
-        y, w.score[sel], prof or {}, mc.alpha, out["rows"], decisions=w.decision[sel]
-    )
     if prof is None:
-        out["note"] = (
-            "no reference profile for this version (registered before profiles): drift not measured"
+        return VersionResult(
+            **common,
+            score=ScoreStats(decision_rate=stats.rate(int(w.decision[sel].sum()), rows, mc.alpha)),
+            note="no reference profile for this version (registered before profiles): "
+            "drift not measured",
         )
-        out["score"] = {
-            "decision_rate": stats.rate(int(w.decision[sel].sum()), out["rows"], mc.alpha)
-        }
-        return out
-    out["score"] = stats.score_stats(w.score[sel], w.decision[sel], prof["score"], mc.alpha)
-    feats: dict[str, Any] = {}
+    feats: dict[str, stats.NumericFeature | stats.CategoricalFeature] = {}
     for f, ref in prof["features"].items():
         if ref["kind"] == "numeric" and f in w.numeric:
             feats[f] = stats.numeric_feature(w.numeric[f][sel], ref, mc.alpha)
         elif ref["kind"] == "categorical" and f in w.categorical:
             feats[f] = stats.categorical_feature(w.categorical[f][sel], ref, mc.alpha)
-    tested = [f for f, s in feats.items() if s.get("p_value") is not None]
+    tested = [f for f, s in feats.items() if s.p_value is not None]
+    dist = [feats[f].distance() for f in tested]
     adj, verdict = decide(
-        [feats[f]["p_value"] for f in tested],
-        [(feats[f]["psi"] if "psi" in feats[f] else feats[f]["js"])["estimate"] for f in tested],
-        ["numeric" if "psi" in feats[f] else "categorical" for f in tested],
+        [float(feats[f].p_value or 0.0) for f in tested],
+        [float("nan") if d is None or d.estimate is None else d.estimate for d in dist],
+        [feats[f].kind for f in tested],
         cfg.drift,
     )
     for f, p_adj, drifted in zip(tested, adj, verdict, strict=True):
-        feats[f]["p_adjusted"], feats[f]["drifted"] = p_adj, drifted
-    out["features"] = feats
-    out["drifted"] = [f for f in tested if feats[f]["drifted"]]
+        feats[f].p_adjusted, feats[f].drifted = p_adj, drifted
+    out = VersionResult(
+        **common,
+        score=stats.score_stats(w.score[sel], w.decision[sel], prof["score"], mc.alpha),
+        features=feats,
+        drifted=[f for f in tested if feats[f].drifted],
+    )
     if not w.inputs_logged:
-        out["note"] = (
+        out.note = (
             "inputs are logged as hashes (serve.audit_inputs: hash): input drift not measured"
         )
-    out["fairness"] = {
+    out.fairness = {
         attr: stats.fairness_stats(
             w.groups[attr][sel],
             w.decision[sel],
@@ -201,7 +211,7 @@ def _version(
         if attr in w.groups
     }
     if np.isfinite(joined["t"][sel]).any():
-        out["uplift"] = stats.uplift_stats(
+        out.uplift = stats.uplift_stats(
             joined["o"][sel], joined["t"][sel], prof.get("uplift"), mc.alpha
         )
     return out

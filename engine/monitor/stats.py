@@ -1,7 +1,7 @@
 """The statistics of one model version's live traffic against its reference profile.
 
-Every statistic is ``{"estimate", "low", "high", "n"}`` (``low``/``high`` None where there
-is no interval): rules judge the interval, not the point (engine.monitor.rules). Intervals:
+Every statistic is a :class:`engine.monitor.result.Stat` (``low``/``high`` None where
+there is no interval); each function returns its section of the typed result: rules judge the interval, not the point (engine.monitor.rules). Intervals:
 
 - rates (decision rate, null rate, unseen / out-of-range share): Wilson;
 - mean score change: normal interval of the live mean (the reference, from far more rows,
@@ -30,17 +30,23 @@ from engine.kernels.drift import chi2_counts, jensen_shannon_counts
 from engine.kernels.intervals import fold, newcombe_diff, wilson, z_value
 from engine.kernels.scores import calibration, confusion, lift_top
 from engine.kernels.sketch import NumericSketch, drift_vs_sketch
-
-Stat = dict[str, Any]
+from engine.monitor.result import (
+    CategoricalFeature,
+    Concept,
+    Confusion,
+    Fairness,
+    Latency,
+    NumericFeature,
+    ScoreStats,
+    Stat,
+    Uplift,
+)
 
 
 def stat(
     estimate: float | None, low: float | None = None, high: float | None = None, n: int = 0
 ) -> Stat:
-    def clean(v: float | None) -> float | None:
-        return None if v is None or not math.isfinite(float(v)) else float(v)
-
-    return {"estimate": clean(estimate), "low": clean(low), "high": clean(high), "n": int(n)}
+    return Stat.of(estimate, low, high, n)
 
 
 def rate(k: float, n: int, alpha: float) -> Stat:
@@ -50,21 +56,19 @@ def rate(k: float, n: int, alpha: float) -> Stat:
     return stat(k / n, lo, hi, n)
 
 
-def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
+def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> NumericFeature:
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
     ok = x if finite.all() else x[finite]
     n = int(x.size)
-    out: dict[str, Any] = {
-        "kind": "numeric",
-        "rows": n,
-        "null_rate_change": _minus(rate(n - ok.size, n, alpha), ref["nulls"] / max(1, ref["n"])),
-    }
+    nulls = rate(n - ok.size, n, alpha).minus(ref["nulls"] / max(1, ref["n"]))
     if ok.size == 0 or "sketch" not in ref:
-        return out
+        return NumericFeature(rows=n, null_rate_change=nulls)
     d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), ok)
     outside = int(((ok < ref["min"]) | (ok > ref["max"])).sum())
-    out.update(
+    return NumericFeature(
+        rows=n,
+        null_rate_change=nulls,
         ks_low=d.ks_low,
         ks_err=d.ks_err,
         p_value=d.ks_pvalue,
@@ -73,13 +77,6 @@ def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> di
         variance_change=_variance_change(ok, ref, alpha),
         mean=float(np.mean(ok)),
     )
-    return out
-
-
-def _minus(s: Stat, c: float) -> Stat:
-    if s["estimate"] is None:
-        return s
-    return stat(s["estimate"] - c, s["low"] - c, s["high"] - c, s["n"])
 
 
 @njit(cache=True, nogil=True)
@@ -110,7 +107,9 @@ def _variance_change(ok: np.ndarray, ref: dict[str, Any], alpha: float) -> Stat:
     return stat(s2 / rv - 1, (s2 - z * se) / rv - 1, (s2 + z * se) / rv - 1, ok.size)
 
 
-def categorical_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> dict[str, Any]:
+def categorical_feature(
+    values: np.ndarray, ref: dict[str, Any], alpha: float
+) -> CategoricalFeature:
     v = np.asarray(values, dtype=object)
     known = [k for k in ref["counts"]]
     vals, cnt, nulls = value_counts(v)  # by object identity first (engine.kernels._objects)
@@ -120,34 +119,34 @@ def categorical_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -
         counts[str(x)] = counts.get(str(x), 0) + int(c)
     present = n - nulls
     unseen = sum(c for k, c in counts.items() if k not in ref["counts"])
-    out: dict[str, Any] = {
-        "kind": "categorical",
-        "rows": n,
-        "null_rate_change": _minus(rate(nulls, n, alpha), ref["nulls"] / max(1, ref["n"])),
-        "unseen_share": rate(unseen, present, alpha),
-    }
+    out = CategoricalFeature(
+        rows=n,
+        null_rate_change=rate(nulls, n, alpha).minus(ref["nulls"] / max(1, ref["n"])),
+        unseen_share=rate(unseen, present, alpha),
+    )
     if not present:
         return out
     cats = known + sorted(k for k in counts if k not in ref["counts"])
     r = np.array([ref["counts"].get(k, 0) for k in cats], dtype=np.float64)
     c = np.array([counts.get(k, 0) for k in cats], dtype=np.float64)
     ch = chi2_counts(r, c)
-    out.update(p_value=ch.pvalue, js=stat(jensen_shannon_counts(r, c), n=present))
+    out.p_value, out.js = ch.pvalue, stat(jensen_shannon_counts(r, c), n=present)
     return out
 
 
 def score_stats(
     scores: np.ndarray, decisions: np.ndarray, ref: dict[str, Any], alpha: float
-) -> dict[str, Any]:
+) -> ScoreStats:
     s = np.asarray(scores, dtype=np.float64)
-    out: dict[str, Any] = {"decision_rate": rate(int(np.sum(decisions)), s.size, alpha)}
+    dr = rate(int(np.sum(decisions)), s.size, alpha)
     if s.size == 0:
-        return out
+        return ScoreStats(decision_rate=dr)
     d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), s)
     mean, rm = float(s.mean()), float(ref["mean"])
     se = float(s.std(ddof=1) / math.sqrt(s.size)) if s.size > 1 else float("nan")
     z = z_value(alpha)
-    out.update(
+    return ScoreStats(
+        decision_rate=dr,
         psi=stat(d.psi, n=s.size),
         ks_low=d.ks_low,
         p_value=d.ks_pvalue,
@@ -156,22 +155,21 @@ def score_stats(
         if rm > 0
         else stat(None),
     )
-    return out
 
 
-def latency(ms: np.ndarray, slo_p95: float) -> dict[str, Any]:
+def latency(ms: np.ndarray, slo_p95: float) -> Latency:
     a = np.asarray(ms, dtype=np.float64)
     if a.size == 0:
-        return {"requests": 0}
+        return Latency(requests=0)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {
-        "requests": int(a.size),
-        "p50_ms": stat(p50, n=a.size),
-        "p95_ms": stat(p95, n=a.size),
-        "p99_ms": stat(p99, n=a.size),
-        "slo_p95_ms": slo_p95,
-        "slo_met": bool(p95 <= slo_p95),
-    }
+    return Latency(
+        requests=int(a.size),
+        p50_ms=stat(p50, n=a.size),
+        p95_ms=stat(p95, n=a.size),
+        p99_ms=stat(p99, n=a.size),
+        slo_p95_ms=slo_p95,
+        slo_met=bool(p95 <= slo_p95),
+    )
 
 
 def concept(
@@ -181,7 +179,7 @@ def concept(
     alpha: float,
     rows: int,
     decisions: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> Concept:
     """Realized quality on the labeled rows (``y`` NaN where no label arrived): coverage,
     AUC, score-label correlation, calibration, label rate, lift in the top decile and, with
     ``decisions``, the confusion counts (the report's ROI)."""
@@ -189,10 +187,10 @@ def concept(
 
     lab = np.isfinite(y)
     n = int(lab.sum())
-    out: dict[str, Any] = {"coverage": rate(n, rows, alpha), "labeled": n}
+    out = Concept(coverage=rate(n, rows, alpha), labeled=n)
     yl, sl = y[lab], s[lab]
     if decisions is not None and n:
-        out["confusion"] = confusion(yl, decisions[lab])
+        out.confusion = Confusion(**confusion(yl, decisions[lab]))
     if n < 10 or yl.min() == yl.max():
         return out
     a = auc_bootstrap(yl, sl, n_boot=300, alpha=alpha, seed=0)
@@ -203,13 +201,13 @@ def concept(
         lo, hi = math.tanh(zr - z * se), math.tanh(zr + z * se)
     else:
         lo = hi = r
-    out.update(auc=stat(a.estimate, a.low, a.high, n), correlation=stat(r, lo, hi, n))
+    out.auc, out.correlation = stat(a.estimate, a.low, a.high, n), stat(r, lo, hi, n)
     rc = (ref.get("concept") or {}).get("correlation")
     if rc:
-        out["correlation_ratio"] = stat(r / rc, lo / rc, hi / rc, n)
-    out["ece"] = stat(calibration_ece(yl, sl), n=n)
-    out["label_rate"] = rate(int(yl.sum()), n, alpha)
-    out["lift_top_decile"] = stat(lift_top(yl, sl), n=max(1, round(0.1 * n)))
+        out.correlation_ratio = stat(r / rc, lo / rc, hi / rc, n)
+    out.ece = stat(calibration_ece(yl, sl), n=n)
+    out.label_rate = rate(int(yl.sum()), n, alpha)
+    out.lift_top_decile = stat(lift_top(yl, sl), n=max(1, round(0.1 * n)))
     return out
 
 
@@ -220,7 +218,7 @@ def fairness_stats(
     ref: dict[str, Any],
     alpha: float,
     min_rows: int,
-) -> dict[str, Any]:
+) -> Fairness:
     """Per sensitive attribute: selection-rate gap, outcome-rate gap (labeled rows) and the
     largest shift of a group's outcome rate from training; groups below ``min_rows`` rows
     are left out and named."""
@@ -228,14 +226,13 @@ def fairness_stats(
 
     g = np.asarray(groups, dtype=object)
     known = np.array([v is not None for v in g])
-    out: dict[str, Any] = {"rows_with_group": int(known.sum())}
     small: list[str] = []
     if known.any():
         names, counts = np.unique(g[known].astype(str), return_counts=True)
         small = [
             str(n) for n, c in zip(names.tolist(), counts.tolist(), strict=True) if c < min_rows
         ]
-    out["groups_below_min_rows"] = small
+    out = Fairness(rows_with_group=int(known.sum()), groups_below_min_rows=small)
     keep = known & ~np.isin(g.astype(str), small)
     if len({str(v) for v in g[keep]}) >= 2:
         f = fairness(
@@ -245,8 +242,8 @@ def fairness_stats(
             "demographic_parity_difference",
             alpha=alpha,
         )
-        out["selection_rate_gap"] = stat(f.value, f.low, f.high, int(keep.sum()))
-        out["selection_rate_by_group"] = {k: v["selection_rate"] for k, v in f.by_group.items()}
+        out.selection_rate_gap = stat(f.value, f.low, f.high, int(keep.sum()))
+        out.selection_rate_by_group = {k: v["selection_rate"] for k, v in f.by_group.items()}
     lab = keep & np.isfinite(y)
     if len({str(v) for v in g[lab]}) >= 2:
         yy = y[lab].astype(int)
@@ -257,8 +254,8 @@ def fairness_stats(
             "demographic_parity_difference",
             alpha=alpha,
         )
-        out["outcome_rate_gap"] = stat(f.value, f.low, f.high, int(lab.sum()))
-        per = {}
+        out.outcome_rate_gap = stat(f.value, f.low, f.high, int(lab.sum()))
+        per: dict[str, Stat] = {}
         shifts = []
         z = z_value(alpha / max(1, len(ref)))
         for name, r in ref.items():
@@ -270,9 +267,9 @@ def fairness_stats(
             )
             per[name] = stat(iv.estimate, iv.low, iv.high, int(m.sum()))
             shifts.append(fold(iv))
-        out["outcome_rate_shift_by_group"] = per
+        out.outcome_rate_shift_by_group = per
         if shifts:
-            out["outcome_rate_shift"] = stat(
+            out.outcome_rate_shift = stat(
                 max(s.estimate for s in shifts),
                 max(s.low for s in shifts),
                 max(s.high for s in shifts),
@@ -281,24 +278,22 @@ def fairness_stats(
     return out
 
 
-def uplift_stats(
-    y: np.ndarray, t: np.ndarray, ref: dict[str, Any] | None, alpha: float
-) -> dict[str, Any]:
+def uplift_stats(y: np.ndarray, t: np.ndarray, ref: dict[str, Any] | None, alpha: float) -> Uplift:
     from engine.kernels.effects import ate
 
     ok = np.isfinite(y) & np.isfinite(t)
     n = int(ok.sum())
-    out: dict[str, Any] = {"rows": n}
+    out = Uplift(rows=n)
     if n < 4 or len(np.unique(t[ok])) < 2:
         return out
     try:
         a = ate(y[ok], t[ok].astype(int), alpha=alpha)
     except ValueError:
         return out
-    out["ate"] = stat(a.estimate, a.low, a.high, n)
+    out.ate = stat(a.estimate, a.low, a.high, n)
     if ref and ref.get("estimate"):
         r = float(ref["estimate"])
-        out["ate_change"] = stat(
+        out.ate_change = stat(
             (a.estimate - r) / abs(r), (a.low - r) / abs(r), (a.high - r) / abs(r), n
         )
     return out

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from engine.monitor.result import CategoricalFeature, MonitorResult, NumericFeature, Stat
 from engine.workspace import Workspace
 
 
@@ -24,36 +25,33 @@ def history_path(ws: Workspace) -> Path:
     return monitor_dir(ws) / "history.jsonl"
 
 
-def _triple(d: dict[str, Any] | None) -> list[float | None] | None:
-    """[estimate, low, high] of a statistic (None when not measured)."""
-    if not d or d.get("estimate") is None:
-        return None
-    return [d.get("estimate"), d.get("low"), d.get("high")]
+def _est(s: Stat | None) -> float | None:
+    return None if s is None else s.estimate
 
 
-def append_history(ws: Workspace, r: dict[str, Any]) -> None:
-    """One line per run, the numbers the report plots (a partial last line, from a killed
-    run, is skipped by readers)."""
+def _tri(s: Stat | None) -> list[float | None] | None:
+    return None if s is None else s.triple()
+
+
+def history_line(r: MonitorResult) -> dict[str, Any]:
+    """The numbers of one run the report plots."""
     models = {}
-    for v, m in r["models"].items():
-        sc = m.get("score", {})
-        feats = m.get("features", {})
+    for v, m in r.models.items():
+        sc, c = m.score, m.concept
+        feats = m.features
         models[v] = {
-            "role": m["role"],
-            "rows": m["rows"],
-            "requests": m["requests"],
-            "decision_rate": (sc.get("decision_rate") or {}).get("estimate"),
-            "score_mean": sc.get("mean"),
-            "score_psi": (sc.get("psi") or {}).get("estimate"),
-            "latency": {
-                k: (m["latency"].get(k) or {}).get("estimate")
-                for k in ("p50_ms", "p95_ms", "p99_ms")
-            },
-            "drifted": m.get("drifted", []),
-            "psi": {f: s["psi"]["estimate"] for f, s in feats.items() if "psi" in s},
-            "js": {f: s["js"]["estimate"] for f, s in feats.items() if "js" in s},
+            "role": m.role,
+            "rows": m.rows,
+            "requests": m.requests,
+            "decision_rate": _est(sc.decision_rate),
+            "score_mean": sc.mean,
+            "score_psi": _est(sc.psi),
+            "latency": {k: _est(getattr(m.latency, k)) for k in ("p50_ms", "p95_ms", "p99_ms")},
+            "drifted": m.drifted,
+            "psi": {f: _est(s.psi) for f, s in feats.items() if isinstance(s, NumericFeature)},
+            "js": {f: _est(s.js) for f, s in feats.items() if isinstance(s, CategoricalFeature)},
             "concept": {
-                k: (m["concept"].get(k) or {}).get("estimate")
+                k: _est(getattr(c, k))
                 for k in (
                     "coverage",
                     "auc",
@@ -63,33 +61,40 @@ def append_history(ws: Workspace, r: dict[str, Any]) -> None:
                     "lift_top_decile",
                 )
             },
-            "confusion": m["concept"].get("confusion"),
+            "confusion": None if c.confusion is None else c.confusion.model_dump(),
             "fairness": {
-                a: {k: _triple(f.get(k)) for k in ("selection_rate_gap", "outcome_rate_gap")}
-                for a, f in m.get("fairness", {}).items()
+                a: {
+                    "selection_rate_gap": _tri(f.selection_rate_gap),
+                    "outcome_rate_gap": _tri(f.outcome_rate_gap),
+                }
+                for a, f in m.fairness.items()
             },
-            "ate": _triple((m.get("uplift") or {}).get("ate")),
+            "ate": _tri(m.uplift.ate) if m.uplift is not None else None,
         }
-    line = {
-        "run_id": r["run_id"],
-        "ran_at": r.get("generated_at"),
-        "from": r["window"]["from"],
-        "to": r["window"]["to"],
-        "requests": r["traffic"]["requests"],
-        "rows": r["traffic"]["rows"],
-        "chain_ok": r["audit"]["chain_ok"],
+    rules = r.rules
+    return {
+        "run_id": r.run_id,
+        "ran_at": r.generated_at,
+        "from": r.window.from_,
+        "to": r.window.to,
+        "requests": r.traffic.requests,
+        "rows": r.traffic.rows,
+        "chain_ok": r.audit.chain_ok,
         "models": models,
-        "firing": r.get("rules", {}).get("firing", []),
-        "pending": r.get("rules", {}).get("pending", []),
-        "changes": r.get("rules", {}).get("changes", []),
-        "covered": [
-            [c["segment"], c["first_seq"], c["last_seq"]] for c in r["audit"].get("covered", [])
-        ],
+        "firing": rules.firing if rules else [],
+        "pending": rules.pending if rules else [],
+        "changes": rules.changes if rules else [],
+        "covered": [[c.segment, c.first_seq, c.last_seq] for c in r.audit.covered],
     }
+
+
+def append_history(ws: Workspace, r: MonitorResult) -> None:
+    """One line per run, the numbers the report plots (a partial last line, from a killed
+    run, is skipped by readers)."""
     p = history_path(ws)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(line, default=str) + "\n")
+        f.write(json.dumps(history_line(r), default=str) + "\n")
 
 
 def read_history(ws: Workspace) -> list[dict[str, Any]]:

@@ -315,7 +315,7 @@ def fairness_groups(fair: dict[str, Any], alpha: float) -> dict[str, Any]:
             r = rate(round((v.get("selection_rate") or 0.0) * n), n, alpha)
             groups[str(g)] = {
                 "count": n,
-                "selection_rate": [r["estimate"], r["low"], r["high"]],
+                "selection_rate": [r.estimate, r.low, r.high],
                 "tpr": _num(v.get("tpr")),
                 "fpr": _num(v.get("fpr")),
             }

@@ -23,6 +23,7 @@ import pandas as pd
 from engine.config import ProjectConfig
 from engine.console import console
 from engine.features.snapshot import Snapshot
+from engine.monitor.result import Stat
 from engine.workspace import Workspace
 
 ENV = {
@@ -112,22 +113,24 @@ def monitoring_loop(
         n = _send(url, earlier, features, key)
         t1 = time.time()
         r1 = stage_monitor(cfg, ws, t0, t1, log=console.print)
-        m = next(iter(r1.result["models"].values()))
+        m = next(iter(r1.result.models.values()))
+        firing = r1.result.rules.firing if r1.result.rules else []
         console.print(
             f"[bold]traffic like the training window[/]: {n} rows replayed; monitor: "
-            f"{r1.result['traffic']['requests']} requests, drifted: {', '.join(m.get('drifted', [])) or 'none'}; "
-            f"alerts firing: {len(r1.result['rules']['firing'])}  ({time.monotonic() - t:.1f} s)"
+            f"{r1.result.traffic.requests} requests, drifted: {', '.join(m.drifted) or 'none'}; "
+            f"alerts firing: {len(firing)}  ({time.monotonic() - t:.1f} s)"
         )
         t = time.monotonic()
         n = _send(url, later, features, key)
         t2 = time.time()
         r2 = stage_monitor(cfg, ws, t1, t2, log=console.print)
-        m = next(iter(r2.result["models"].values()))
+        m = next(iter(r2.result.models.values()))
+        changes = r2.result.rules.changes if r2.result.rules else []
         pages = [r["json"] for r in rx.delivered("/pagerduty/v2/enqueue")]
         console.print(
-            f"[bold]later, drifted traffic[/]: {n} rows; drifted: {', '.join(m.get('drifted', [])) or 'none'}"
+            f"[bold]later, drifted traffic[/]: {n} rows; drifted: {', '.join(m.drifted) or 'none'}"
         )
-        for ch in r2.result["rules"]["changes"]:
+        for ch in changes:
             console.print(f"  alert {ch['key']}: {ch['from']} -> [bold red]{ch['to']}[/]")
         console.print(
             f"  receivers got {len(pages)} PagerDuty event(s) ("
@@ -135,9 +138,7 @@ def monitoring_loop(
             + f"), {len(rx.delivered('/slack/services/T0/B0/demo'))} Slack message(s), "
             f"{len(mail.messages) if mail else 0} e-mail(s)  ({time.monotonic() - t:.1f} s)"
         )
-        out["alerts_fired"] = [
-            c["key"] for c in r2.result["rules"]["changes"] if c["to"] == "firing"
-        ]
+        out["alerts_fired"] = [c["key"] for c in changes if c["to"] == "firing"]
         out["pagerduty_events"] = len(pages)
         # The outcomes of the later traffic arrive (the generator's truth), keyed by entity.
         t = time.monotonic()
@@ -152,24 +153,22 @@ def monitoring_loop(
             ).to_csv(p, index=False)
             ing = ingest(cfg, ws, p)
         r3 = stage_monitor(cfg, ws, t1, time.time(), send=True, log=console.print)
-        c = next(iter(r3.result["models"].values()))["concept"]
+        c = next(iter(r3.result.models.values())).concept
 
-        def show(s: Any) -> str:
-            if not s or s.get("estimate") is None:
+        def show(s: Stat | None) -> str:
+            if s is None or s.estimate is None:
                 return "n/a"
-            return (
-                f"{s['estimate']:.3f} ({s['low']:.3f}-{s['high']:.3f})"
-                if s.get("low") is not None
-                else f"{s['estimate']:.3f}"
-            )
+            if s.low is None or s.high is None:
+                return f"{s.estimate:.3f}"
+            return f"{s.estimate:.3f} ({s.low:.3f}-{s.high:.3f})"
 
         console.print(
             f"[bold]labels arrived[/]: {ing.rows} outcomes joined by entity and time; coverage "
-            f"{show(c.get('coverage'))}, realized AUC {show(c.get('auc'))}, score-label "
-            f"correlation {show(c.get('correlation'))} = {show(c.get('correlation_ratio'))} of "
+            f"{show(c.coverage)}, realized AUC {show(c.auc)}, score-label "
+            f"correlation {show(c.correlation)} = {show(c.correlation_ratio)} of "
             f"training  ({time.monotonic() - t:.1f} s)"
         )
-        out["realized_auc"] = (c.get("auc") or {}).get("estimate")
+        out["realized_auc"] = c.auc.estimate if c.auc else None
         t = time.monotonic()
         pool = cur.sample(frac=1.0, random_state=3)
         cursor = {"i": 0}

@@ -13,7 +13,6 @@ key lets PagerDuty fold it into the same incident.)
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from engine.config import ProjectConfig
 from engine.monitor.alerting import AlertState, AlertStatus, deliver, judge, step
 from engine.monitor.alerting import silences as silence_store
 from engine.monitor.config import seconds
+from engine.monitor.result import MonitorResult, RulesOutcome
 from engine.monitor.run import monitor_window
 from engine.monitor.store import append_history, monitor_dir, state_path
 from engine.workspace import Workspace, atomic_write_text
@@ -31,7 +31,7 @@ from engine.workspace import Workspace, atomic_write_text
 
 @dataclass
 class MonitorRun:
-    result: dict[str, Any]
+    result: MonitorResult
     path: Path
     changes: list[dict[str, Any]]
     delivered: dict[str, int] = field(default_factory=dict)
@@ -56,24 +56,24 @@ def stage_monitor(
     judgements = judge(cfg.monitor, result, app=app)
     ctx: dict[str, Any] = {
         "app": app,
-        "model": result["model"],
+        "model": result.model,
         "project": cfg.name,
-        "window": result["window"],
-        "run_id": result["run_id"],
+        "window": result.window.model_dump(by_alias=True),
+        "run_id": result.run_id,
     }
     changes = step(cfg.monitor, state, judgements, t_to, ctx, silence_store.load(ws))
-    result["rules"] = {
-        "judged": [j.as_dict() for j in judgements],
-        "changes": changes,
-        "firing": state.with_status(AlertStatus.FIRING),
-        "pending": state.with_status(AlertStatus.PENDING),
-        "muted": ctx["muted"],
-        "open_groups": ctx["open_groups"],
-        "queued_notifications": len(state.outbox),
-        "retrain_requests": [r for r in state.retrains if r["status"] == "requested"],
-    }
-    path = monitor_dir(ws) / "runs" / f"{result['run_id']}.json"
-    atomic_write_text(path, json.dumps(result, indent=1, default=str))
+    result.rules = RulesOutcome(
+        judged=judgements,
+        changes=changes,
+        firing=state.with_status(AlertStatus.FIRING),
+        pending=state.with_status(AlertStatus.PENDING),
+        muted=ctx["muted"],
+        open_groups=ctx["open_groups"],
+        queued_notifications=len(state.outbox),
+        retrain_requests=[r for r in state.retrains if r["status"] == "requested"],
+    )
+    path = monitor_dir(ws) / "runs" / f"{result.run_id}.json"
+    atomic_write_text(path, result.to_json())
     state.last_to = t_to
     state.save()
     append_history(ws, result)

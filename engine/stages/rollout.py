@@ -29,38 +29,45 @@ from typing import Any
 from engine.config import ProjectConfig
 from engine.monitor.alerting import judge
 from engine.monitor.config import seconds
+from engine.monitor.result import MonitorResult
 from engine.monitor.run import monitor_window
 from engine.workspace import Workspace
 
 
-def guards(cfg: ProjectConfig, res: dict[str, Any], challenger: str, champion: str) -> list[str]:
+def guards(cfg: ProjectConfig, res: MonitorResult, challenger: str, champion: str) -> list[str]:
     """What the challenger breached in a step's result (empty: nothing)."""
     rc = cfg.monitor.rollout
-    ch, cp = res["models"].get(challenger, {}), res["models"].get(champion, {})
+    ch, cp = res.models.get(challenger), res.models.get(champion)
     out = []
-    for attr, f in ch.get("fairness", {}).items():
-        g, base = (
-            f.get("selection_rate_gap"),
-            cp.get("fairness", {}).get(attr, {}).get("selection_rate_gap"),
-        )
+    for attr, f in (ch.fairness if ch else {}).items():
+        g = f.selection_rate_gap
+        bf = cp.fairness.get(attr) if cp else None
+        base = bf.selection_rate_gap if bf else None
         if (
-            g
-            and base
-            and g.get("low") is not None
-            and base.get("estimate") is not None
-            and g["low"] - base["estimate"] > rc.max_selection_gap_increase
+            g is not None
+            and base is not None
+            and g.estimate is not None
+            and g.low is not None
+            and base.estimate is not None
+            and g.low - base.estimate > rc.max_selection_gap_increase
         ):
             out.append(
-                f"fairness: selection-rate gap on '{attr}' {g['estimate']:.3f} (low "
-                f"{g['low']:.3f}) vs champion {base['estimate']:.3f}: more than "
+                f"fairness: selection-rate gap on '{attr}' {g.estimate:.3f} (low "
+                f"{g.low:.3f}) vs champion {base.estimate:.3f}: more than "
                 f"+{rc.max_selection_gap_increase}"
             )
-    a, b = ch.get("concept", {}).get("auc"), cp.get("concept", {}).get("auc")
-    lift_known = a and b and a.get("high") is not None and b.get("estimate") is not None
-    if lift_known and b["estimate"] - a["high"] > rc.max_auc_drop:
+    a = ch.concept.auc if ch else None
+    b = cp.concept.auc if cp else None
+    if (
+        a is not None
+        and b is not None
+        and a.estimate is not None
+        and a.high is not None
+        and b.estimate is not None
+        and b.estimate - a.high > rc.max_auc_drop
+    ):
         out.append(
-            f"lift: realized AUC {a['estimate']:.3f} (high {a['high']:.3f}) vs champion "
-            f"{b['estimate']:.3f}"
+            f"lift: realized AUC {a.estimate:.3f} (high {a.high:.3f}) vs champion {b.estimate:.3f}"
         )
     scoped = cfg.monitor.model_copy(
         update={"rules": [r for r in cfg.monitor.rules if r.models == "challenger"]}
@@ -146,9 +153,9 @@ def rollout(
             "percent": pct,
             "seconds": round(time.time() - t_step, 1),
             "challenger_rows": rows,
-            "champion_rows": res["models"].get(champion, {}).get("rows", 0),
+            "champion_rows": res.models[champion].rows if champion in res.models else 0,
             "breaches": breaches,
-            "run_id": res["run_id"],
+            "run_id": res.run_id,
         }
         steps.append(step)
         log(

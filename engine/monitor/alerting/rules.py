@@ -11,12 +11,15 @@ and the result says so.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.monitor.alerting.model import Judgement
 from engine.monitor.config import MonitorConfig, RuleConfig
 
-# model-scope statistic -> where it lives in a model's result: (section, key)
+if TYPE_CHECKING:  # engine.monitor.result imports the alerting model: no import at load
+    from engine.monitor.result import MonitorResult, Stat, VersionResult
+
+# model-scope statistic -> where it lives in a version's result: (section, field)
 _PATHS: dict[str, tuple[str, str]] = {
     "score.psi": ("score", "psi"),
     "score.mean_change": ("score", "mean_change"),
@@ -35,42 +38,46 @@ _PATHS: dict[str, tuple[str, str]] = {
 _ALWAYS = 10**9  # app-scope counts are judged whatever the row count
 
 
-def _app_value(rule: RuleConfig, result: dict[str, Any]) -> dict[str, Any]:
+def _app_value(rule: RuleConfig, result: MonitorResult) -> Stat:
+    from engine.monitor.result import Stat
+
     if rule.statistic == "audit.problems":
-        n = len(result.get("audit", {}).get("problems", []))
+        n = len(result.audit.problems)
     else:  # traffic.requests
-        n = int(result.get("traffic", {}).get("requests") or 0)
-    return {"estimate": float(n), "low": None, "high": None, "n": _ALWAYS}
+        n = result.traffic.requests
+    return Stat(estimate=float(n), n=_ALWAYS)
 
 
-def _values(rule: RuleConfig, model: dict[str, Any]) -> list[tuple[str, Any]]:
-    """(slice, statistic) pairs of one rule on one model's result."""
+def _field(obj: Any, name: str) -> Stat | None:
+    from engine.monitor.result import Stat
+
+    v = getattr(obj, name, None) if obj is not None else None
+    if isinstance(v, Stat) or v is None:
+        return v
+    if isinstance(v, float | int) and not isinstance(v, bool):  # a bare number: no interval
+        return Stat(estimate=float(v), n=int(getattr(obj, "rows", 0)))
+    raise TypeError(f"{name} is not a statistic")
+
+
+def _values(rule: RuleConfig, model: VersionResult) -> list[tuple[str, Stat | None]]:
+    """(slice, statistic) pairs of one rule on one version's result."""
+    key = rule.statistic.split(".", 1)[1]
     if rule.scope == "feature":
-        key = rule.statistic.split(".", 1)[1]
-        feats = model.get("features", {})
-        names = rule.features if rule.features is not None else list(feats)
-        out = []
-        for f in names:
-            v = feats.get(f, {}).get(key)
-            if isinstance(v, float | int) and not isinstance(v, bool):
-                v = {"estimate": float(v), "low": None, "high": None, "n": feats[f].get("rows", 0)}
-            out.append((f, v))
-        return out
+        names = rule.features if rule.features is not None else list(model.features)
+        return [(f, _field(model.features.get(f), key)) for f in names]
     if rule.scope == "group":
-        key = rule.statistic.split(".", 1)[1]
-        fair = model.get("fairness", {})
-        attrs = [rule.attribute] if rule.attribute else list(fair)
-        return [(a, fair.get(a, {}).get(key)) for a in attrs]
-    section, key = _PATHS[rule.statistic]
-    return [("", model.get(section, {}).get(key))]
+        attrs = [rule.attribute] if rule.attribute else list(model.fairness)
+        return [(a, _field(model.fairness.get(a), key)) for a in attrs]
+    section, name = _PATHS[rule.statistic]
+    return [("", _field(getattr(model, section), name))]
 
 
-def holds(rule: RuleConfig, s: Any) -> tuple[bool, str]:
-    if not isinstance(s, dict) or s.get("estimate") is None:
+def holds(rule: RuleConfig, s: Stat | None) -> tuple[bool, str]:
+    if s is None or s.estimate is None:
         return False, "no value (not enough data)"
-    if int(s.get("n") or 0) < rule.min_rows:
-        return False, f"{s.get('n', 0)} rows < min_rows {rule.min_rows}: not judged"
-    lo, hi, est = s.get("low"), s.get("high"), s["estimate"]
+    if s.n < rule.min_rows:
+        return False, f"{s.n} rows < min_rows {rule.min_rows}: not judged"
+    lo, hi, est = s.low, s.high, s.estimate
     if rule.op == ">":
         edge = lo if lo is not None else est
         return bool(edge > rule.threshold), "interval low" if lo is not None else "point"
@@ -83,24 +90,21 @@ def alert_key(app: str, rule: str, version: str, sl: str) -> str:
     return f"{app}|{rule}|{version}|{sl or '-'}"
 
 
-def judge(cfg: MonitorConfig, result: dict[str, Any], app: str = "insight") -> list[Judgement]:
+def judge(cfg: MonitorConfig, result: MonitorResult, app: str = "insight") -> list[Judgement]:
     out = []
     for rule in cfg.rules:
+        pairs: list[tuple[str, str, list[tuple[str, Stat | None]]]]
         if rule.scope == "app":
             pairs = [("-", "", [("", _app_value(rule, result))])]
         else:
             pairs = [
-                (f"v{version}", model.get("role", ""), _values(rule, model))
-                for version, model in result.get("models", {}).items()
-                if rule.models == "all" or model.get("role", "") == rule.models
+                (f"v{version}", model.role, _values(rule, model))
+                for version, model in result.models.items()
+                if rule.models == "all" or model.role == rule.models
             ]
         for version, role, values in pairs:
             for sl, s in values:
                 ok, how = holds(rule, s)
-                est = s.get("estimate") if isinstance(s, dict) else None
-                iv: list[float | None] = (
-                    [s.get("low"), s.get("high")] if isinstance(s, dict) else [None, None]
-                )
                 out.append(
                     Judgement(
                         key=alert_key(app, rule.name, version, sl),
@@ -112,9 +116,9 @@ def judge(cfg: MonitorConfig, result: dict[str, Any], app: str = "insight") -> l
                         statistic=rule.statistic,
                         severity=rule.severity,
                         holds=ok,
-                        value=est,
-                        interval=iv,
-                        n=int(s.get("n") or 0) if isinstance(s, dict) else 0,
+                        value=None if s is None else s.estimate,
+                        interval=[None, None] if s is None else [s.low, s.high],
+                        n=0 if s is None else s.n,
                         note=how,
                     )
                 )
