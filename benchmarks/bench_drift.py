@@ -15,7 +15,7 @@ import pandas as pd
 import scipy.stats as st
 
 from benchmarks._harness import case, measure, parser, write
-from engine.config import DriftConfig
+from engine.config.project import DriftConfig
 from engine.kernels.drift import ks_2samp
 from engine.kernels.report import report
 from engine.monitor.drift import drift_check

@@ -94,7 +94,7 @@ def _ours(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, float]:
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     n, n_ref = (20_000, 20_000) if args.smoke else (1_000_000, 200_000)
-    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.config.project import DEFAULT_PROJECT, ProjectConfig
     from engine.monitor.profile import build_profile
     from engine.monitor.run import monitor_window
     from engine.workspace import Workspace

@@ -78,7 +78,7 @@ def _evidently_html(ref: Any, cur: Any, out: Path) -> int:
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     n, n_ref = (20_000, 20_000) if args.smoke else (1_000_000, 200_000)
-    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.config.project import DEFAULT_PROJECT, ProjectConfig
     from engine.report import write_report
     from engine.workspace import Workspace
 

@@ -46,7 +46,7 @@ def main() -> None:
     import ray
     import xgboost as xgb
 
-    from engine.config import DEFAULT_PROJECT, ProjectConfig
+    from engine.config.project import DEFAULT_PROJECT, ProjectConfig
     from engine.raycluster import ray_env
     from engine.registry.models import register_model
     from engine.stages.score import stage_score

@@ -144,7 +144,7 @@ def main() -> None:
     smoke = args.smoke
     seconds = 0.5 if smoke else 3.0  # per timed window; three windows per measurement
     conc = 8 if smoke else 16
-    from engine.config import ServeConfig
+    from engine.config.project import ServeConfig
 
     max_ongoing = ServeConfig().max_ongoing_requests
     from ray import serve

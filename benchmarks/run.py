@@ -79,7 +79,7 @@ def main() -> int:
 
     if args.profile or args.project:
         sys.path.insert(0, str(HERE.parent))
-        from engine.config import DEFAULT_PROJECT
+        from engine.config.project import DEFAULT_PROJECT
         from engine.project import open_project
 
         _, ws, prof = open_project(args.project or DEFAULT_PROJECT, None, args.profile)

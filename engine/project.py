@@ -1,13 +1,13 @@
 """Opening a project: the project file loaded, its cluster profile applied, its workspace
 ready. What every CLI command and job starts with (kept apart from the profile schemas in
-:mod:`engine.profiles`, which the project file's schema imports: no import circle)."""
+:mod:`engine.config.cluster`, which the project file's schema imports: no import circle)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from engine.config import ProjectConfig
-from engine.profiles import Resolved, resolve
+from engine.config.cluster import Resolved, resolve
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 

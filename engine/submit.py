@@ -20,8 +20,8 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from engine.config.cluster import Resolved
 from engine.errors import ConfigError, ServiceError
-from engine.profiles import Resolved
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -24,7 +24,7 @@ from engine.errors import InsightError
 @dataclass(frozen=True)
 class Workspace:
     root: Path
-    # Set by a cluster profile (engine.profiles): an MLflow server and a Ray address to join.
+    # Set by a cluster profile (engine.config.cluster): an MLflow server and a Ray address to join.
     tracking: str | None = None
     ray_address: str | None = None
 

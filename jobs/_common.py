@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def job_parser(doc: str | None, smoke_help: str) -> argparse.ArgumentParser:
-    from engine.config import DEFAULT_PROJECT
+    from engine.config.project import DEFAULT_PROJECT
 
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--project", type=Path, default=DEFAULT_PROJECT)

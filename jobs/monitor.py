@@ -21,7 +21,7 @@ SMOKE = "one run, last 5 minutes, nothing sent"
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.cli.monitor import parse_time
-    from engine.monitor.config import seconds
+    from engine.config.monitor import seconds
     from engine.project import open_project
     from engine.stages.monitor import every, stage_monitor
     from jobs._common import job_parser, run_job

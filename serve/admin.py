@@ -6,7 +6,7 @@ import os
 import secrets
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import InsightError
 from engine.workspace import Workspace, atomic_write_bytes
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import InsightError, StateError
 from engine.workspace import Workspace, atomic_write_bytes
 from serve.deploy import serve_dir

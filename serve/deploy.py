@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import InsightError, StateError
 from engine.workspace import Workspace
 from serve.admin import admin_token

@@ -16,7 +16,7 @@ import pandas as pd
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_serializer
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.csvfile import COMMA_DECIMAL
 from engine.timeformat import to_strptime
 from engine.train.schema import InputSchema

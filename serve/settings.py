@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.config import AutoscalingConfig, ServeConfig
+from engine.config.project import AutoscalingConfig, ServeConfig
 from serve.inputs import RowFields
 
 _D = ServeConfig()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data import RetailParams, generate_retail
 from engine.workspace import Workspace
 

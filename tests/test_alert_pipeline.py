@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from engine.config.monitor import MonitorConfig
 from engine.monitor.alerting import AlertState, deliver, judge, step
 from engine.monitor.alerting import silences as silence_store
-from engine.monitor.config import MonitorConfig
 from engine.monitor.receiver import http_receiver
 from engine.monitor.result import MonitorResult
 from engine.workspace import Workspace
@@ -302,8 +302,8 @@ def test_the_silence_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_every_notification_link_is_a_section_of_the_report() -> None:
+    from engine.config.monitor import STATISTICS
     from engine.monitor.alerting.pipeline import FIRST_STEP
-    from engine.monitor.config import STATISTICS
     from engine.report.page import PANELS, render_report
 
     ids = {p[0] for p in PANELS}

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from engine.config.monitor import MonitorConfig
 from engine.monitor.alerting import AlertState, deliver, judge, step
-from engine.monitor.config import MonitorConfig
 from engine.monitor.receiver import http_receiver, smtp_receiver
 from engine.monitor.result import MonitorResult
 from tests import results
@@ -325,7 +325,7 @@ def test_each_sink_has_its_own_config_type() -> None:
     """A field of another integration is an error naming it (one config type per sink)."""
     from pydantic import ValidationError
 
-    from engine.monitor.config import EmailSink, PagerDutySink
+    from engine.config.monitor import EmailSink, PagerDutySink
 
     cfg = MonitorConfig.model_validate(
         {

@@ -191,7 +191,7 @@ def test_empty_drift_window_is_a_user_error(tmp_path: Path) -> None:
 
     import pandas as pd
 
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.errors import DataError
     from engine.stages.drift import stage_drift
     from engine.workspace import Workspace

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.config import DEFAULT_PROJECT as EXAMPLE_PROJECT
+from engine.config.project import DEFAULT_PROJECT as EXAMPLE_PROJECT
 from engine.workspace import Workspace
 from tests.pgmlflow import SharedMLflow, start_shared_mlflow
 from tests.raynodes import RayNodes, start_cluster

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from engine.config import DEFAULT_PROJECT
+from engine.config.project import DEFAULT_PROJECT
 from engine.workspace import Workspace
 from tests.sparknodes import ConnectServer, SparkNodes, start_connect, start_spark
 

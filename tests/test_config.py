@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import ConfigError
 from tests.conftest import EXAMPLE
 

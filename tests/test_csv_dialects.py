@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.csvfile import sniff
 from engine.data.init import plan
 from engine.data.project_file import render

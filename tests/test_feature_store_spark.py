@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.features import snapshot as snap
 from engine.stages.features import stage_features

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.features import snapshot as snap
 from engine.pii import hmac_hex, load_key, spark_hmac
 from engine.stages.features import stage_features

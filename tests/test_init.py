@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.init import plan
 from engine.data.project_file import render
 from engine.data.sources import check_sources

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.features.snapshot import Snapshot
 from engine.train.choice import cv_choice, use_cv
 from engine.train.dataset import load_training_set

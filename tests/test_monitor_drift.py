@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 
-from engine.config import DriftConfig
+from engine.config.project import DriftConfig
 from engine.monitor.drift import drift_check
 
 
@@ -75,7 +75,7 @@ def test_one_drift_rule_for_insight_drift_and_the_monitor(seed: int) -> None:
     monitor decide with the same function and the same defaults (drift.fdr)."""
     from statsmodels.stats.multitest import multipletests
 
-    from engine.config import DriftConfig
+    from engine.config.project import DriftConfig
     from engine.kernels.report import benjamini_hochberg
     from engine.monitor.drift import decide
 
@@ -94,8 +94,8 @@ def test_one_drift_rule_for_insight_drift_and_the_monitor(seed: int) -> None:
 def test_the_old_drift_settings_say_where_they_went() -> None:
     from pydantic import ValidationError
 
-    from engine.config import DriftConfig
-    from engine.monitor.config import MonitorConfig
+    from engine.config.monitor import MonitorConfig
+    from engine.config.project import DriftConfig
 
     with pytest.raises(ValidationError, match=r"replaced by drift\.fdr"):
         DriftConfig.model_validate({"ks_alpha": 0.01})

@@ -119,7 +119,7 @@ def test_killed_monitor_resumes_without_duplicate_alerts(tmp_path: Path) -> None
     """SIGKILL mid-run: after the monitor measured its window, before it saved anything
     (tests/faults.py stalls it exactly there); the next run judges the same window and
     pages exactly once; a third pages no one."""
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.monitor.profile import build_profile
     from engine.monitor.store import monitor_dir
     from engine.workspace import Workspace
@@ -207,7 +207,7 @@ def test_the_monitor_reads_the_workspaces_registry_from_any_directory(tmp_path: 
     created, ``mlflow.db`` in the working directory: every version was 'other')."""
     from mlflow import MlflowClient
 
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.workspace import Workspace
 
     proj = _project(tmp_path, [])

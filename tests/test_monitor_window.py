@@ -14,7 +14,7 @@ import scipy.stats as st
 
 from engine.audit import AuditWriter, audit_inputs, decision_record, verify
 from engine.audit.window import read_window
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.monitor import labels as lab
 from engine.monitor import stats

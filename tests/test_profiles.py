@@ -1,4 +1,4 @@
-"""Cluster profiles (engine.profiles): the local default, a profile applied to the project
+"""Cluster profiles (engine.config.cluster): the local default, a profile applied to the project
 (Spark master, workspace on the storage, MLflow server, Ray address), a cluster file the
 project includes, ${VAR} expansion, and clear errors for what cannot work."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.config import DEFAULT_PROJECT
+from engine.config.project import DEFAULT_PROJECT
 from engine.errors import ConfigError
 from engine.project import open_project
 

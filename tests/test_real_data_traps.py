@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.init import plan
 from engine.data.project_file import render
 from engine.data.sources import check_sources

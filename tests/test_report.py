@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import confusion_matrix
 
-from engine.config import BusinessConfig, ProjectConfig
+from engine.config.project import BusinessConfig, ProjectConfig
 from engine.kernels.scores import confusion, lift_top
 from engine.report.collect import roi, series, thin
 from engine.workspace import Workspace
@@ -326,7 +326,7 @@ def test_without_business_values_the_roi_asks_for_them(
     example_cfg: ProjectConfig, tmp_path: Path
 ) -> None:
     """No default numbers: the ROI tile names the three values to set and shows no ratio."""
-    from engine.config import BusinessConfig
+    from engine.config.project import BusinessConfig
     from engine.report import write_report
     from tests.test_demo_e2e import _browser
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import ConfigError, DataError
 from engine.workspace import Workspace
 

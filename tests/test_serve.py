@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 pytestmark = [pytest.mark.ray, pytest.mark.spark, pytest.mark.serve]

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from fastapi import HTTPException
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.init import plan
 from engine.data.project_file import render
 from engine.train.schema import FeatureSpec, InputSchema

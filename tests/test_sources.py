@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.sources import check_sources
 from engine.errors import DataError
 from engine.features.views import Aggregate

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 from tests.faults import RecordPid, SlowRounds, ship_by_value
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 pytestmark = [pytest.mark.ray, pytest.mark.spark]

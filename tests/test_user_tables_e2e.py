@@ -209,7 +209,7 @@ def test_as_good_as_the_obvious_baseline(
 ) -> None:
     """Held-out AUC within 0.02 of the better of one-hot logistic regression and
     HistGradientBoosting, trained on the same rows, on tables whose signal is categorical."""
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.data.init import plan
     from engine.data.project_file import render
     from engine.stages.features import stage_features

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.init import plan
 from engine.data.project_file import render
 from engine.errors import ConfigError, DataError

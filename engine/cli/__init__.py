@@ -34,7 +34,7 @@ from engine.cli.monitor import monitor as monitor_cmd
 from engine.cli.report import dashboard as dashboard_cmd
 from engine.cli.report import report as report_cmd
 from engine.cli.serve import audit_app, serve_app
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.console import console, stage
 from engine.errors import InsightError
 from engine.workspace import Workspace

@@ -11,15 +11,15 @@ import typer
 from rich.table import Table
 
 from engine.cli.common import ProfileOpt, ProjectOpt, project_path
+from engine.config.cluster import Resolved
 from engine.console import console
-from engine.profiles import Resolved
 
 jobs_app = typer.Typer(help="Jobs on the profile's Ray cluster.", no_args_is_help=True)
 
 
 def _profile(project: Path | None, profile: str | None) -> tuple[Path, Resolved]:
-    from engine.config import ProjectConfig
-    from engine.profiles import resolve
+    from engine.config.cluster import resolve
+    from engine.config.project import ProjectConfig
 
     path = project_path(project)
     cfg = ProjectConfig.load(path)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine.config import DEFAULT_PROJECT, ProjectConfig
+from engine.config.project import DEFAULT_PROJECT, ProjectConfig
 from engine.workspace import Workspace
 
 __all__ = [
@@ -57,7 +57,7 @@ def load(
     *,
     must_exist: bool = False,
 ) -> tuple[ProjectConfig, Workspace]:
-    """The project and its workspace, with the profile applied (engine.profiles).
+    """The project and its workspace, with the profile applied (engine.config.cluster).
     ``must_exist``: a command that only reads (the report, the dashboard) refuses a
     ``--workspace`` that does not exist instead of making a new, empty one there."""
     from engine.project import open_project

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
 from engine.cli.common import load as _load
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.console import console
 from engine.workspace import Workspace
 

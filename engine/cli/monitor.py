@@ -33,7 +33,7 @@ def parse_time(text: str | None, now: float) -> float | None:
     if t == "now":
         return now
     if t.startswith("-"):
-        from engine.monitor.config import seconds
+        from engine.config.monitor import seconds
 
         try:
             return now - seconds(t[1:])
@@ -137,7 +137,7 @@ def monitor(
 ) -> None:
     """Measure live traffic from the audit log against each model's training profile; judge
     the alert rules; notify; retrain when a rule says so."""
-    from engine.monitor.config import seconds
+    from engine.config.monitor import seconds
     from engine.stages.monitor import every, stage_monitor
 
     cfg, ws = _load(project, workspace, profile)

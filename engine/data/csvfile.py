@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.csv as pacsv
 
 if TYPE_CHECKING:
-    from engine.source_config import SourceConfig
+    from engine.config.source import SourceConfig
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

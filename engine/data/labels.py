@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import ConfigError, DataError
 
 # Positive spellings recognised without label.positive, by the pair of values present.

@@ -140,7 +140,7 @@ def write(p: Plan, out: Path, force: bool = False) -> Path:
     """Validate the rendered file as a project, then write it atomically."""
     import tempfile
 
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.workspace import atomic_write_text
 
     if out.exists() and not force:

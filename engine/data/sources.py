@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from engine.config import ProjectConfig, SourceConfig
+from engine.config.project import ProjectConfig, SourceConfig
 from engine.data.csvfile import Dialect
 from engine.errors import DataError
 from engine.timeformat import to_spark

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.features.asof import ROW_ORDER, asof_join
 from engine.features.views import Aggregate, FeatureView, parse_duration

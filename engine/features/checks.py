@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.features.build import FT_PREFIX
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import StateError
 from engine.features.build import AS_OF_T, FT_PREFIX, build_view
 from engine.workspace import Workspace, atomic_write_text

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import StateError
 from engine.workspace import Workspace, atomic_write_text
 

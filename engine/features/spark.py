@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from engine.config import ProjectConfig
+    from engine.config.project import ProjectConfig
     from engine.workspace import Workspace
 
 

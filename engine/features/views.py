@@ -23,7 +23,9 @@ import json
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from engine.config.base import Model
 
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _NAME = r"^[A-Za-z_][A-Za-z0-9_{}]*$"
@@ -43,11 +45,7 @@ def parse_duration(text: str) -> dt.timedelta:
     ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Aggregate(_Model):
+class Aggregate(Model):
     name: str = Field(pattern=_NAME, description="Feature name; '{w}' becomes the window.")
     function: Literal["count", "sum", "mean", "min", "max", "count_distinct"]
     column: str | None = None
@@ -79,7 +77,7 @@ class Aggregate(_Model):
         return [(self.name.replace("{w}", w), w) for w in self.windows]
 
 
-class Expectation(_Model):
+class Expectation(Model):
     """A check on one feature column of the built table, run before the snapshot commits."""
 
     column: str
@@ -100,7 +98,7 @@ class Expectation(_Model):
         return self
 
 
-class FeatureView(_Model):
+class FeatureView(Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     source: str
     columns: list[str] = Field(default_factory=list)

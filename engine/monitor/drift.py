@@ -19,7 +19,7 @@ import numba
 import numpy as np
 import pandas as pd
 
-from engine.config import DriftConfig
+from engine.config.project import DriftConfig
 from engine.errors import DataError
 from engine.kernels.drift import ks_pvalue
 from engine.kernels.report import numeric_column_stats, report

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from engine.audit.window import Window, read_window
-from engine.config import ProjectConfig
+from engine.config.monitor import seconds
+from engine.config.project import ProjectConfig
 from engine.monitor import stats
-from engine.monitor.config import seconds
 from engine.monitor.drift import decide
 from engine.monitor.result import (
     AuditRead,

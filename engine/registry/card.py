@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.kernels.fairness import fairness
 from engine.kernels.metrics import auc_bootstrap
 from engine.kernels.scores import calibration, confusion, lift_top

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.kernels.metrics import paired_auc_difference
 from engine.registry import models
 from engine.registry.card import evaluate, load_card, scores_on_test

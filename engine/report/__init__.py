@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 MAX_BYTES = 2 * 1024 * 1024

@@ -12,7 +12,7 @@ import math
 import time
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 

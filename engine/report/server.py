@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
 

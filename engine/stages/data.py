@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.retail import SIZES, RetailParams, generate_retail
 from engine.errors import ConfigError
 from engine.workspace import Workspace

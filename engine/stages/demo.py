@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.console import console, drift_table, stage
 from engine.errors import InsightError
 from engine.workspace import Workspace

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.console import console
 from engine.features.snapshot import Snapshot
 from engine.monitor.result import Stat

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import ConfigError, DataError
 from engine.features import snapshot as snap
 from engine.monitor.drift import ColumnDrift, drift_check

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.data.labels import LabelValues, read_label_values
 from engine.data.sources import (
     check_sources,

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.monitor import seconds
+from engine.config.project import ProjectConfig
 from engine.monitor.alerting import AlertState, AlertStatus, deliver, judge, step
 from engine.monitor.alerting import silences as silence_store
-from engine.monitor.config import seconds
 from engine.monitor.result import MonitorResult, RulesOutcome
 from engine.monitor.run import monitor_window
 from engine.monitor.store import append_history, monitor_dir, state_path

@@ -26,9 +26,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.monitor import seconds
+from engine.config.project import ProjectConfig
 from engine.monitor.alerting import judge
-from engine.monitor.config import seconds
 from engine.monitor.result import MonitorResult
 from engine.monitor.run import monitor_window
 from engine.workspace import Workspace

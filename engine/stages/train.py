@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import StateError
 from engine.features import snapshot as snap
 from engine.train.dataset import TrainingSet

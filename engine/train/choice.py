@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.train.dataset import TrainingSet
 from engine.train.families import family
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.features.snapshot import Snapshot
 from engine.features.views import parse_duration

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import ConfigError
 from engine.train.dataset import TrainingSet
 from engine.workspace import Workspace

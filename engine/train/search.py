@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import InsightError, StateError
 from engine.train.dataset import TrainingSet
 from engine.train.families import dispatch, tune_space

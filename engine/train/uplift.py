@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from engine.config import ProjectConfig
+from engine.config.project import ProjectConfig
 from engine.errors import DataError
 from engine.kernels.effects import bootstrap_ci
 from engine.kernels.qini import qini_auc_bootstrap, uplift_metrics

@@ -1,6 +1,6 @@
 """Alerting, split along Prometheus and Alertmanager lines:
 
-- :mod:`.rules`: each statistic is declared once (``engine.monitor.config.STATISTICS``) and
+- :mod:`.rules`: each statistic is declared once (``engine.config.monitor.STATISTICS``) and
   judged on a monitor result (:func:`judge`);
 - :mod:`.state`: alert states (:class:`AlertStatus`) and the persisted store
   (:class:`AlertState`);
@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.config.monitor import MonitorConfig
 from engine.monitor.alerting.model import (
     Alert,
     AlertStatus,
@@ -28,7 +29,6 @@ from engine.monitor.alerting.notify import deliver
 from engine.monitor.alerting.pipeline import route
 from engine.monitor.alerting.rules import alert_key, judge
 from engine.monitor.alerting.state import AlertState, advance
-from engine.monitor.config import MonitorConfig
 
 __all__ = [
     "Alert",

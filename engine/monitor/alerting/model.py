@@ -47,7 +47,7 @@ class Judgement(_Record):
     note: str = ""
 
     def labels(self) -> dict[str, str]:
-        from engine.monitor.config import STATISTICS
+        from engine.config.monitor import STATISTICS
 
         return {
             "app": self.app,

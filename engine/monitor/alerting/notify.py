@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from engine.config.monitor import MonitorConfig
 from engine.monitor.alerting.state import AlertState
-from engine.monitor.config import MonitorConfig
 
 
 def deliver(cfg: MonitorConfig, state: AlertState, log: Any = print) -> dict[str, int]:

@@ -22,9 +22,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine.config.monitor import InhibitRule, MonitorConfig, RuleConfig, seconds
 from engine.monitor.alerting.model import Alert, AlertStatus, Group, Notification, Silence
 from engine.monitor.alerting.state import AlertState, _t, request_retrain
-from engine.monitor.config import InhibitRule, MonitorConfig, RuleConfig, seconds
 
 _SEVERITY_RANK = {"info": 0, "warning": 1, "error": 2, "critical": 3}
 

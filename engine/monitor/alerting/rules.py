@@ -1,5 +1,5 @@
 """Rules judged on a monitor result: each statistic is declared once in
-:data:`engine.monitor.config.STATISTICS` with its scope, and found here in the result.
+:data:`engine.config.monitor.STATISTICS` with its scope, and found here in the result.
 
 For each rule, each model version it covers and each slice (a feature, a sensitive
 attribute, the model as a whole, or the app for app-scope statistics), the rule *holds*
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from engine.config.monitor import MonitorConfig, RuleConfig
 from engine.monitor.alerting.model import Judgement
-from engine.monitor.config import MonitorConfig, RuleConfig
 
 if TYPE_CHECKING:  # engine.monitor.result imports the alerting model: no import at load
     from engine.monitor.result import MonitorResult, Stat, VersionResult

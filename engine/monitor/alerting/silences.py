@@ -9,9 +9,9 @@ import json
 import time
 from pathlib import Path
 
+from engine.config.monitor import seconds
 from engine.errors import ConfigError, StateError
 from engine.monitor.alerting.model import Matcher, Silence
-from engine.monitor.config import seconds
 from engine.workspace import Workspace, atomic_write_text
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.config.monitor import MonitorConfig, RuleConfig, seconds
 from engine.monitor.alerting.model import Alert, AlertStatus, Group, Judgement, Notification
-from engine.monitor.config import MonitorConfig, RuleConfig, seconds
 from engine.workspace import atomic_write_text
 
 WEEK_S = 7 * 86400

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from engine.monitor.config import SinkConfig
+from engine.config.monitor import SinkConfig
 from engine.monitor.sinks import email, pagerduty, slack, webhook
 from engine.monitor.sinks._http import SinkError
 
-# The explicit list: a sink is one module and one config type (engine.monitor.config); the
+# The explicit list: a sink is one module and one config type (engine.config.monitor); the
 # config's `type` picks the module, so each send takes its own config type.
 SINKS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
     "slack": slack.send,

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from engine.monitor.config import _Sink
+from engine.config.monitor import _Sink
 
 
 class SinkError(Exception):

@@ -8,7 +8,7 @@ import time
 from email.message import EmailMessage
 from typing import Any
 
-from engine.monitor.config import EmailSink
+from engine.config.monitor import EmailSink
 from engine.monitor.sinks._http import SinkError, secret
 
 

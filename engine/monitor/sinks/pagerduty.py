@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from engine.monitor.config import PagerDutySink
+from engine.config.monitor import PagerDutySink
 from engine.monitor.sinks._http import post_json, secret
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

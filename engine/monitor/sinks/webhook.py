@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.monitor.config import WebhookSink
+from engine.config.monitor import WebhookSink
 from engine.monitor.sinks._http import post_json, secret
 
 

@@ -32,19 +32,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from engine.config.base import Model, read_yaml
 from engine.errors import ConfigError, format_validation_error
 
 LOCAL = "local"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-class Profile(BaseModel):
+class Profile(Model):
     """One place to run. Every part left out runs locally."""
-
-    model_config = ConfigDict(extra="forbid")
 
     ray: str | None = Field(
         default=None, description="Ray address the stages join: host:port of the GCS, or auto."
@@ -128,9 +126,7 @@ class Profile(BaseModel):
         return v
 
 
-class ClusterConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ClusterConfig(Model):
     default: str = Field(default=LOCAL, description="The profile used without --profile.")
     profiles: dict[str, Profile] = Field(default_factory=dict)
 
@@ -159,10 +155,7 @@ def load_cluster(raw: Any, base_dir: str) -> ClusterConfig:
                 f"cluster: file '{raw}' does not exist (looked at {p}). Fix: a path relative "
                 "to the project file, or put the profiles under 'cluster:' directly."
             )
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raw = read_yaml(p)
     try:
         return ClusterConfig.model_validate(raw)
     except ValidationError as exc:

@@ -15,7 +15,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from engine.config.base import Model
 
 # statistic -> (scope, description). Scope "feature" rules name features (or all of them),
 # "group" rules name a sensitive attribute, "model" rules are one number per model version,
@@ -58,11 +60,7 @@ def seconds(text: str) -> float:
     return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Sink(_Model):
+class _Sink(Model):
     """What every sink shares: retries with exponential backoff, and a timeout. Secrets are
     read from the environment variables a sink names, at send time; they never appear in
     the project file, a log or a report."""
@@ -120,7 +118,7 @@ SinkConfig = Annotated[
 ]
 
 
-class RetrainAction(_Model):
+class RetrainAction(Model):
     cooldown: str = Field(default="1d", description="No second retrain within this time.")
     budget: int = Field(default=3, ge=1, description="At most this many retrains per 7 days.")
 
@@ -131,7 +129,7 @@ class RetrainAction(_Model):
         return v
 
 
-class RuleConfig(_Model):
+class RuleConfig(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     statistic: str
     op: Literal[">", "<"]
@@ -171,7 +169,7 @@ class RuleConfig(_Model):
         return STATISTICS[self.statistic][0]
 
 
-class RolloutConfig(_Model):
+class RolloutConfig(Model):
     """A passing challenger's staggered rollout, watched by the monitor at every step."""
 
     steps: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0])
@@ -201,7 +199,7 @@ class RolloutConfig(_Model):
 LABELS = ("app", "rule", "version", "role", "slice", "statistic", "severity", "scope")
 
 
-class RouteConfig(_Model):
+class RouteConfig(Model):
     """How firing alerts become notifications (Alertmanager's route): alerts that share the
     ``group_by`` labels are one group, notified as one page that lists them. The first page
     waits ``group_wait`` after the group's first alert fires (monitor runs are discrete, so
@@ -229,7 +227,7 @@ class RouteConfig(_Model):
         return v
 
 
-class InhibitRule(_Model):
+class InhibitRule(Model):
     """Alertmanager's inhibition: while an alert matching ``source`` fires, alerts matching
     ``target`` with the same values of the ``equal`` labels are not notified (their states
     still move). Matchers are ``label: value`` or ``label: "~regex"``."""
@@ -274,7 +272,7 @@ def default_inhibitions() -> list[InhibitRule]:
     ]
 
 
-class MonitorConfig(_Model):
+class MonitorConfig(Model):
     """What the live-traffic monitor measures and how it alerts. Drift is decided by the
     project's ``drift:`` rule (engine.monitor.drift.decide), the same as `insight drift`."""
 

@@ -1,20 +1,18 @@
 """One source of the project file (``sources.NAME``): where a table is, its columns and
 their types, and for a CSV file how it is written (separator, decimal mark, encoding, time
-formats). Part of :class:`engine.config.ProjectConfig`."""
+formats). Part of :class:`engine.config.project.ProjectConfig`."""
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a name usable in SQL and JSON without quoting
+from engine.config.base import IDENT, Model
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(Model):
     """A table the project reads: a CSV or Parquet file (or folder of Parquet files)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
     format: Literal["parquet", "csv"] = Field(

@@ -18,40 +18,34 @@ import datetime as dt
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from engine.config.base import IDENT as _IDENT
+from engine.config.base import Model, read_yaml
+from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.monitor import MonitorConfig
+from engine.config.source import SourceConfig
+from engine.config.train import GateConfig, TrainConfig
 from engine.errors import ConfigError, format_validation_error
 from engine.features.views import FeatureView, parse_duration
-from engine.monitor.config import MonitorConfig
-from engine.profiles import ClusterConfig, load_cluster
-from engine.source_config import IDENT as _IDENT
-from engine.source_config import SourceConfig
-from engine.train.config import GateConfig, TrainConfig
 
 __all__ = ["DEFAULT_PROJECT", "GateConfig", "ProjectConfig", "SourceConfig", "TrainConfig"]
 
 
 # The embedded default project: what `make demo` runs when no insight.yaml is given.
-DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+DEFAULT_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "retail" / "insight.yaml"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EntityConfig(_Model):
+class EntityConfig(Model):
     key: str = Field(pattern=_IDENT)
 
 
-class LabelConfig(_Model):
+class LabelConfig(Model):
     """The outcome to predict. Without ``event_time`` the label source is a snapshot (one
     moment): features join on the key, and training splits at random."""
 
@@ -86,13 +80,13 @@ class LabelConfig(_Model):
         return v
 
 
-class TreatmentConfig(_Model):
+class TreatmentConfig(Model):
     source: str
     column: str
     outcome: str
 
 
-class BusinessConfig(_Model):
+class BusinessConfig(Model):
     """What a decision is worth: the report's ROI (NannyML's business-value matrix, for a
     retention campaign). No value is assumed: without all three numbers the report shows no
     ROI and says which to set. A flagged customer is contacted (``contact_cost``); a contacted
@@ -130,7 +124,7 @@ class BusinessConfig(_Model):
         return None not in (self.retained_value, self.contact_cost, self.save_rate)
 
 
-class SampleConfig(_Model):
+class SampleConfig(Model):
     """Synthetic data the engine generates for this project (``insight data generate``)."""
 
     generator: Literal["retail"] = "retail"
@@ -140,14 +134,14 @@ class SampleConfig(_Model):
     output: str = "{workspace}/data/retail"
 
 
-class FeaturesConfig(_Model):
+class FeaturesConfig(Model):
     views: list[FeatureView] = Field(min_length=1)
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     shuffle_partitions: int = Field(default=4, ge=1)
 
 
-class AutoscalingConfig(_Model):
+class AutoscalingConfig(Model):
     """Replicas scale on ongoing requests per replica (Ray Serve's autoscaler)."""
 
     min_replicas: int = Field(default=1, ge=1)
@@ -165,7 +159,7 @@ class AutoscalingConfig(_Model):
         return self
 
 
-class ServeConfig(_Model):
+class ServeConfig(Model):
     host: str = "127.0.0.1"
     proxy_location: Literal["HeadOnly", "EveryNode", "Disabled"] = Field(
         default="HeadOnly",
@@ -199,7 +193,7 @@ class ServeConfig(_Model):
     admin_token_env: str = "INSIGHT_ADMIN_TOKEN"
 
 
-class DriftConfig(_Model):
+class DriftConfig(Model):
     psi_bins: int = Field(default=10, ge=2, le=1000)
     psi_threshold: float = Field(default=0.2, gt=0)
     fdr: float = Field(
@@ -232,7 +226,7 @@ class DriftConfig(_Model):
         return data
 
 
-class ProjectConfig(_Model):
+class ProjectConfig(Model):
     """The whole project file. Use :meth:`load`."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
@@ -311,10 +305,7 @@ class ProjectConfig(_Model):
                 f"project file '{p}' does not exist. Fix: pass --project PATH to an insight.yaml "
                 "(the example is examples/retail/insight.yaml)."
             )
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        raw = read_yaml(p)
         if not isinstance(raw, dict):
             raise ConfigError(
                 f"{p}: the top level must be a mapping with keys such as 'name', 'sources', "

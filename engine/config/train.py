@@ -7,11 +7,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from engine.config.base import Model
 
 
 def _default_families() -> dict[str, dict[str, list[float]]]:
@@ -20,7 +18,7 @@ def _default_families() -> dict[str, dict[str, list[float]]]:
     return default_spaces()
 
 
-class GateConfig(_Model):
+class GateConfig(Model):
     """When a challenger may replace the champion (``insight models gate``)."""
 
     auc_margin: float = Field(
@@ -66,7 +64,7 @@ class GateConfig(_Model):
     )
 
 
-class TrainConfig(_Model):
+class TrainConfig(Model):
     model_name: str = Field(default="churn", pattern=r"^[A-Za-z0-9_.-]+$")
     num_samples: int = Field(default=4, ge=1, le=1000)
     max_concurrent: int = Field(default=2, ge=1)

@@ -1,0 +1,34 @@
+"""What every schema of the project file shares: the one model base, the name pattern and
+the one YAML loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from engine.errors import ConfigError
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a name usable in SQL and JSON without quoting
+
+
+class Model(BaseModel):
+    """A part of the project file: unknown keys are errors (a typo is never ignored), and
+    a loaded configuration does not change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_yaml(path: Path) -> Any:
+    """The parsed YAML of ``path``; a syntax error is a :class:`ConfigError` naming it."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Fix: save the file "
+            "as UTF-8."
+        ) from None
