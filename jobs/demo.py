@@ -12,8 +12,8 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from engine.demo.run import run_demo
     from engine.project import open_project
-    from engine.stages.demo import run_demo
     from jobs._common import job_parser, run_job
 
     ap = job_parser(__doc__, "tiny data")

@@ -225,7 +225,7 @@ def test_empty_drift_window_is_a_user_error(tmp_path: Path) -> None:
 
 def test_demo_command_reaches_the_demo_stage(tmp_path: Path) -> None:
     """`insight demo` (what `make demo` runs) and jobs/demo.py run one stage
-    (engine.stages.demo); the full run is tests/test_demo_e2e.py. Here: the CLI wiring, up to
+    (engine.demo.run); the full run is tests/test_demo_e2e.py. Here: the CLI wiring, up to
     the stage's first check."""
     r = _run("demo", "--size", "bogus", "--workspace", str(tmp_path / "ws"))
     out = r.stdout + r.stderr

@@ -73,7 +73,7 @@ def demo(
     address: AddressOpt = None,
 ) -> None:
     """Run the whole loop once: data, features, training, serving over HTTP, drift."""
-    from engine.stages.demo import run_demo
+    from engine.demo.run import run_demo
 
     cfg, ws = _load(project, workspace, profile)
     run_demo(cfg, ws, size=size, address=address)

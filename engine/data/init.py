@@ -26,6 +26,7 @@ nothing.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,61 +226,16 @@ def plan(
     positive: str | None = None,
 ) -> Plan:
     """Infer the project for one table (no file is written)."""
-    from collections import Counter
-
-    from engine.data.labels import normalize, resolve
+    from engine.data.labels import normalize
 
     df, fmt, dialect = read_table(path)
     if df.empty or not len(df.columns):
         raise DataError(f"'{path}' has no rows. Fix: pass a table with data.")
-    cols = [_infer(str(c), df[c], fmt, dialect.decimal) for c in df.columns]
-    by_raw = {c.raw: c for c in cols}
-    by_name = {c.name: c for c in cols}
-    if len(by_name) < len(cols):
-        for c in cols:  # two raw names that snake_case the same: keep them apart
-            if sum(1 for d in cols if d.name == c.name) > 1:
-                c.name = f"{c.name}_{cols.index(c)}"
-        by_name = {c.name: c for c in cols}
-
-    def find(arg: str, what: str) -> Column:
-        hit = by_raw.get(arg) or by_name.get(arg) or by_name.get(snake(arg))
-        if hit is None:
-            raise ConfigError(
-                f"{what} '{arg}' is not a column of '{path.name}' (columns: "
-                f"{', '.join(c.raw for c in cols)}). Fix: pass one of them."
-            )
-        return hit
-
+    cols = _columns(df, fmt, dialect.decimal)
+    find = _finder(cols, path)
     lab = find(label, "--label")
-    values: Counter[str] = Counter()
-    missing = 0
-    for v in df[lab.raw].tolist():
-        s = "" if v is None or (isinstance(v, float) and v != v) else normalize(v)
-        if s == "":
-            missing += 1
-        else:
-            values[s] += 1
-    lv = resolve(lab.name, values, missing, positive, option="--positive")
-    pos_raw: Any = next(
-        (v for v in df[lab.raw].dropna().unique() if normalize(v) == lv.positive), lv.positive
-    )
-    tcol = find(time, "--time") if time else None
-    time_note = ""
-    if tcol is None:
-        panel = panel_time(df, cols, {lab.name}, find(key, "--key") if key else None)
-        if panel is not None:
-            tcol, time_note = panel
-    if tcol is not None and tcol.kind != "timestamp":
-        if fmt == "csv":
-            text = df[tcol.raw].astype("string").str.strip()
-            _time_format(tcol, text[text.notna() & (text != "")])
-        if tcol.kind != "timestamp":
-            raise DataError(
-                f"--time '{time}' does not hold dates or times that can be read (e.g. "
-                f"{df[tcol.raw].dropna().head(3).tolist()}). Fix: pass the column that says "
-                "when each label was observed, as ISO dates (2026-06-01) or in one of "
-                "dd/MM/yyyy, MM/dd/yyyy, dd.MM.yyyy, dd-MM-yyyy, yyyy/MM/dd."
-            )
+    values, lv, pos_raw = _label_values(df[lab.raw], lab.name, positive)
+    tcol, time_note = _time_column(df, cols, fmt, lab, time, key, find)
     _one_date_order(cols)
     taken = {lab.name} | ({tcol.name} if tcol else set())
     kcol, row_id, key_note = choose_key(df, cols, key, tcol, taken, find, path)
@@ -310,7 +266,7 @@ def plan(
         )
         .to_numpy(dtype=np.float64)
     )
-    kc = by_name.get(kcol)  # None for a generated row id
+    kc = next((c for c in cols if c.name == kcol), None)  # None for a generated row id
     if PII_NAMES.search(kcol) or (kc is not None and pii_reason(kc, df[kc.raw])):
         p.pii.append(kcol)  # the key itself is PII: hashed on read and in the audit log
     for c in cols:
@@ -318,6 +274,84 @@ def plan(
             _place(p, c, df[c.raw], y01, tcol is None)
     _some_feature(p)
     return p
+
+
+def _columns(df: pd.DataFrame, fmt: str, decimal: str) -> list[Column]:
+    """One inferred record per column; two raw names that snake_case the same are kept
+    apart by their position."""
+    cols = [_infer(str(c), df[c], fmt, decimal) for c in df.columns]
+    if len({c.name for c in cols}) < len(cols):
+        for c in cols:
+            if sum(1 for d in cols if d.name == c.name) > 1:
+                c.name = f"{c.name}_{cols.index(c)}"
+    return cols
+
+
+def _finder(cols: list[Column], path: Path) -> Callable[[str, str], Column]:
+    """A column by its raw name, its snake_case name, or the snake_case of what was given."""
+    by_raw = {c.raw: c for c in cols}
+    by_name = {c.name: c for c in cols}
+
+    def find(arg: str, what: str) -> Column:
+        hit = by_raw.get(arg) or by_name.get(arg) or by_name.get(snake(arg))
+        if hit is None:
+            raise ConfigError(
+                f"{what} '{arg}' is not a column of '{path.name}' (columns: "
+                f"{', '.join(c.raw for c in cols)}). Fix: pass one of them."
+            )
+        return hit
+
+    return find
+
+
+def _label_values(raw: pd.Series, name: str, positive: str | None) -> tuple[Any, Any, Any]:
+    """The label's value counts, the resolved positive class, and that class as written."""
+    from collections import Counter
+
+    from engine.data.labels import normalize, resolve
+
+    values: Counter[str] = Counter()
+    missing = 0
+    for v in raw.tolist():
+        s = "" if v is None or (isinstance(v, float) and v != v) else normalize(v)
+        if s == "":
+            missing += 1
+        else:
+            values[s] += 1
+    lv = resolve(name, values, missing, positive, option="--positive")
+    pos_raw = next((v for v in raw.dropna().unique() if normalize(v) == lv.positive), lv.positive)
+    return values, lv, pos_raw
+
+
+def _time_column(
+    df: pd.DataFrame,
+    cols: list[Column],
+    fmt: str,
+    lab: Column,
+    time: str | None,
+    key: str | None,
+    find: Callable[[str, str], Column],
+) -> tuple[Column | None, str]:
+    """The label-time column: the one given, else a panel's period column if the table is
+    a panel; it must hold readable dates."""
+    tcol = find(time, "--time") if time else None
+    time_note = ""
+    if tcol is None:
+        panel = panel_time(df, cols, {lab.name}, find(key, "--key") if key else None)
+        if panel is not None:
+            tcol, time_note = panel
+    if tcol is not None and tcol.kind != "timestamp":
+        if fmt == "csv":
+            text = df[tcol.raw].astype("string").str.strip()
+            _time_format(tcol, text[text.notna() & (text != "")])
+        if tcol.kind != "timestamp":
+            raise DataError(
+                f"--time '{time}' does not hold dates or times that can be read (e.g. "
+                f"{df[tcol.raw].dropna().head(3).tolist()}). Fix: pass the column that says "
+                "when each label was observed, as ISO dates (2026-06-01) or in one of "
+                "dd/MM/yyyy, MM/dd/yyyy, dd.MM.yyyy, dd-MM-yyyy, yyyy/MM/dd."
+            )
+    return tcol, time_note
 
 
 def _place(p: Plan, c: Column, values: pd.Series, y01: np.ndarray, no_time: bool) -> None:

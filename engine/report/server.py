@@ -89,6 +89,46 @@ def allowed_hosts(bound: str) -> set[str]:
     return out
 
 
+def token_ok(token: str | None, path: str, headers: Any) -> tuple[bool, str | None]:
+    """Whether a request carries the token (query, bearer header or cookie); the token to
+    set as a cookie when it came in the query."""
+    if not token:
+        return True, None
+    q = parse_qs(urlparse(path).query).get("token", [None])[0]
+    auth = headers.get("Authorization", "")
+    cookie = headers.get("Cookie", "")
+    given = [
+        q,
+        auth[7:] if auth.startswith("Bearer ") else None,
+        *[c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("insight_token=")],
+    ]
+    # bytes, not str: compare_digest refuses non-ASCII text (a TypeError that dropped the
+    # connection); any byte string is just a wrong token (a 401)
+    want = token.encode("utf-8", "surrogateescape")
+    ok = any(g and hmac.compare_digest(g.encode("utf-8", "surrogateescape"), want) for g in given)
+    return ok, q if ok and q else None
+
+
+def host_allowed(host: str | None, allowed: set[str] | frozenset[str]) -> bool:
+    """The Host header names the bound address (or, on loopback, localhost): a page asked
+    for under another name (DNS rebinding) is refused."""
+    if host is None:
+        return True  # HTTP/1.0 without Host: nothing to check
+    return (urlparse(f"//{host}").hostname or "") in allowed
+
+
+def current_pages(pages: Pages) -> tuple[dict[str, tuple[str, bytes]] | None, str]:
+    """The pages, rebuilt if their inputs changed; on a failed rebuild the last good pages
+    (a broken input must not take the server down), or None and why when there are none."""
+    try:
+        return pages.get(), ""
+    except Exception as exc:
+        pages.log(f"dashboard: rebuild failed: {type(exc).__name__}: {exc}")
+        if pages.pages:
+            return pages.pages, ""
+        return None, f"the report could not be built: {type(exc).__name__}: {exc}\n"
+
+
 def make_handler(
     pages: Pages, token: str | None, bound: str = "127.0.0.1"
 ) -> type[BaseHTTPRequestHandler]:
@@ -101,32 +141,10 @@ def make_handler(
             return
 
         def _authorized(self) -> tuple[bool, str | None]:
-            if not token:
-                return True, None
-            q = parse_qs(urlparse(self.path).query).get("token", [None])[0]
-            auth = self.headers.get("Authorization", "")
-            cookie = self.headers.get("Cookie", "")
-            given = [
-                q,
-                auth[7:] if auth.startswith("Bearer ") else None,
-                *[c.split("=", 1)[1] for c in cookie.split("; ") if c.startswith("insight_token=")],
-            ]
-            # bytes, not str: compare_digest refuses non-ASCII text (a TypeError that dropped
-            # the connection); any byte string is just a wrong token (a 401)
-            want = token.encode("utf-8", "surrogateescape")
-            ok = any(
-                g and hmac.compare_digest(g.encode("utf-8", "surrogateescape"), want) for g in given
-            )
-            return ok, q if ok and q else None
+            return token_ok(token, self.path, self.headers)
 
         def _host_ok(self) -> bool:
-            """The Host header names the bound address (or, on loopback, localhost): a
-            page asked for under another name (DNS rebinding) is refused."""
-            host = self.headers.get("Host")
-            if host is None:
-                return True  # HTTP/1.0 without Host: nothing to check
-            name = urlparse(f"//{host}").hostname or ""
-            return name in allowed
+            return host_allowed(self.headers.get("Host"), allowed)
 
         def _send(self, code: int, ctype: str, body: bytes, cookie: str | None = None) -> None:
             self.send_response(code)
@@ -166,14 +184,9 @@ def make_handler(
                     b"the dashboard needs its token: Authorization: Bearer <token>, or "
                     b"?token=<token> once (INSIGHT_DASHBOARD_TOKEN where it runs)\n",
                 )
-            try:
-                current = pages.get()
-            except Exception as exc:  # a broken input must not take the server down
-                pages.log(f"dashboard: rebuild failed: {type(exc).__name__}: {exc}")
-                current = pages.pages
-                if not current:
-                    msg = f"the report could not be built: {type(exc).__name__}: {exc}\n"
-                    return self._send(503, "text/plain; charset=utf-8", msg.encode())
+            current, failure = current_pages(pages)
+            if current is None:
+                return self._send(503, "text/plain; charset=utf-8", failure.encode())
             if path not in current:
                 known = ", ".join(sorted(current))
                 return self._send(

@@ -220,18 +220,16 @@ def stage_score(
     record: bool = True,
     log: Any = print,
 ) -> ScoreResult:
+    """Score a snapshot or a table with a registered model through Ray Data, one task per
+    block; the output appears whole (temp path, then rename) or not at all."""
     import ray
 
     from engine.data.sources import fingerprint
-    from engine.features import snapshot as snap
     from engine.raycluster import start_ray
     from engine.registry.models import find, load_scorer
     from engine.tracking import setup_mlflow
 
-    name, _, which = (model or cfg.train.model_name).partition("@")
-    if "/" in name and not which:
-        name, _, which = name.partition("/")
-    which = which or "champion"
+    name, which = _model_name(cfg, model)
     if (snapshot is None) == (input_path is None):
         raise ConfigError("score: give exactly one of --snapshot ID or --input PATH.")
     output = output.resolve()
@@ -243,67 +241,26 @@ def stage_score(
         )
     setup_mlflow(ws, cfg.name)
     ref = find(name, which)
-    if snapshot is not None:
-        src = snap.find(ws, cfg.name, None if snapshot == "latest" else snapshot).data
-    else:
-        assert input_path is not None
-        src = input_path.resolve()
-        if not src.exists():
-            raise DataError(f"score: input '{src}' does not exist.")
+    src = _input(cfg, ws, snapshot, input_path)
     files = _files(src)
     cols, csv_args = _columns(src, files)
-    missing = [f for f in ref.features if f not in cols]
-    label_time = cfg.label.event_time
-    fields = None
-    if missing:  # the user's own table, as the project's source has it?
-        fields, missing = _as_the_users_table(cfg, ref.features, cols)
-    if missing:
-        raise DataError(
-            f"score: '{src}' lacks the model's input column(s) {missing} (model "
-            f"{name} v{ref.version} takes {', '.join(ref.features)}; columns found: "
-            f"{', '.join(cols[:20])}). Fix: score a snapshot of this project, or a table "
-            "with the source's columns (as `insight init` read them) or the features' names."
-        )
-    if fields is not None:
-        back = {new: old for old, new in fields.aliases.items()}
-        keep = [c for c in cols if label_time and c in (label_time, back.get(label_time))]
-        log(
-            f"'{src.name}' is read as the project's source: its own column names, numbers as "
-            "text, day counts from its dates; a cell that does not read is scored as missing "
-            "and counted (output column unparsed_cells)"
-        )
-    else:
-        keys = [k for k in {e.key for e in cfg.entities.values()} if k in cols]
-        keep = [*keys, *([label_time] if label_time and label_time in cols else [])]
+    fields, keep = _reading(cfg, ref, name, src, cols, log)
     t0 = time.monotonic()
     start_ray(ws)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_arrow_backed_pandas_conversion = False
     ctx.enable_progress_bars = False
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    blocks = max(2 * cpus, len(files))
-    if csv_args is not None:
-        import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        args = dict(csv_args)
-        if fields is not None:  # every cell as text: read as the build reads the source
-            args["convert_options"] = pacsv.ConvertOptions(
-                column_types=dict.fromkeys(cols, pa.string())
-            )
-        data = ray.data.read_csv(files, override_num_blocks=blocks, **args)
-    else:
-        data = ray.data.read_parquet(files, override_num_blocks=blocks)
+    data = _read(files, csv_args, fields, cols, blocks=max(2 * cpus, len(files)))
     if limit is not None:  # a smoke run: the first rows only
         data = data.limit(limit)
     # Tasks, not an actor pool: each read block is scored in the task that read it, on any
     # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
     fn: Any = score_batch
-    scorer_ref = ray.put(load_scorer(ref))
     scored = data.map_batches(
         fn,
         fn_kwargs={
-            "scorer_ref": scorer_ref,
+            "scorer_ref": ray.put(load_scorer(ref)),
             "name": name,
             "version": ref.version,
             "threshold": cfg.serve.threshold,
@@ -315,33 +272,8 @@ def stage_score(
         batch_size=batch_size,
         num_cpus=1,
     )
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        try:
-            scored.write_parquet(str(tmp))
-        except Exception as exc:  # a worker's error, wrapped by Ray: name the cause
-            cause = getattr(exc, "cause", None) or exc
-            text = next((x for x in str(cause).splitlines() if x.strip()), repr(cause))
-            raise DataError(
-                f"score: scoring '{src}' failed in a worker: {text[:400]}. Nothing was "
-                "written. Fix: check the table's values against the model's input schema "
-                "(`insight models show`)."
-            ) from None
-        rows, positive = _counts(tmp)
-        if fields is not None and (bad := _unparsed(tmp)):
-            log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
-        decided = positive / rows if rows else 0.0
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    rows, positive = _write_whole(scored, output, src, fields is not None, log)
+    decided = positive / rows if rows else 0.0
     secs = time.monotonic() - t0
     res = ScoreResult(
         model=name,
@@ -363,6 +295,111 @@ def stage_score(
         f"{decided:.3f} -> {output}"
     )
     return res
+
+
+def _model_name(cfg: ProjectConfig, model: str | None) -> tuple[str, str]:
+    """'name@alias', 'name/version' or 'name' (the champion) -> (name, alias or version)."""
+    name, _, which = (model or cfg.train.model_name).partition("@")
+    if "/" in name and not which:
+        name, _, which = name.partition("/")
+    return name, which or "champion"
+
+
+def _input(
+    cfg: ProjectConfig, ws: Workspace, snapshot: str | None, input_path: Path | None
+) -> Path:
+    from engine.features import snapshot as snap
+
+    if snapshot is not None:
+        return snap.find(ws, cfg.name, None if snapshot == "latest" else snapshot).data
+    assert input_path is not None
+    src = input_path.resolve()
+    if not src.exists():
+        raise DataError(f"score: input '{src}' does not exist.")
+    return src
+
+
+def _reading(
+    cfg: ProjectConfig, ref: Any, name: str, src: Path, cols: list[str], log: Any
+) -> tuple[Any, list[str]]:
+    """How the table is read: as a snapshot (the features' names) or as the user's own
+    table (the project source's names and types); and which columns go through to the
+    output beside the scores."""
+    label_time = cfg.label.event_time
+    missing = [f for f in ref.features if f not in cols]
+    fields = None
+    if missing:  # the user's own table, as the project's source has it?
+        fields, missing = _as_the_users_table(cfg, ref.features, cols)
+    if missing:
+        raise DataError(
+            f"score: '{src}' lacks the model's input column(s) {missing} (model "
+            f"{name} v{ref.version} takes {', '.join(ref.features)}; columns found: "
+            f"{', '.join(cols[:20])}). Fix: score a snapshot of this project, or a table "
+            "with the source's columns (as `insight init` read them) or the features' names."
+        )
+    if fields is None:
+        keys = [k for k in {e.key for e in cfg.entities.values()} if k in cols]
+        return None, [*keys, *([label_time] if label_time and label_time in cols else [])]
+    back = {new: old for old, new in fields.aliases.items()}
+    keep = [c for c in cols if label_time and c in (label_time, back.get(label_time))]
+    log(
+        f"'{src.name}' is read as the project's source: its own column names, numbers as "
+        "text, day counts from its dates; a cell that does not read is scored as missing "
+        "and counted (output column unparsed_cells)"
+    )
+    return fields, keep
+
+
+def _read(
+    files: list[str], csv_args: dict[str, Any] | None, fields: Any, cols: list[str], blocks: int
+) -> Any:
+    import ray
+
+    if csv_args is None:
+        return ray.data.read_parquet(files, override_num_blocks=blocks)
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    args = dict(csv_args)
+    if fields is not None:  # every cell as text: read as the build reads the source
+        args["convert_options"] = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(cols, pa.string())
+        )
+    return ray.data.read_csv(files, override_num_blocks=blocks, **args)
+
+
+def _write_whole(
+    scored: Any, output: Path, src: Path, users_table: bool, log: Any
+) -> tuple[int, int]:
+    """Write to a temp path beside ``output``, then rename: the output is whole or absent
+    (an older one is replaced only once the new one is complete). Returns (rows, decided)."""
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        try:
+            scored.write_parquet(str(tmp))
+        except Exception as exc:  # a worker's error, wrapped by Ray: name the cause
+            cause = getattr(exc, "cause", None) or exc
+            text = next((x for x in str(cause).splitlines() if x.strip()), repr(cause))
+            raise DataError(
+                f"score: scoring '{src}' failed in a worker: {text[:400]}. Nothing was "
+                "written. Fix: check the table's values against the model's input schema "
+                "(`insight models show`)."
+            ) from None
+        rows, positive = _counts(tmp)
+        if users_table and (bad := _unparsed(tmp)):
+            log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
+        if output.exists():
+            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(output, old)
+            os.replace(tmp, output)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return int(rows), int(positive)
 
 
 def _record(ws: Workspace, res: ScoreResult, src: Path, shap: bool) -> None:
