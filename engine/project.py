@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from engine.config.cluster import Resolved, resolve
+from engine.config.forecast import ForecastProject
 from engine.config.project import ProjectConfig
 from engine.workspace import Workspace
 
@@ -33,3 +34,21 @@ def open_project(
         root = Path(p.storage) / cfg.name
     ws = Workspace(cfg.workspace_root(root), tracking=p.mlflow, ray_address=p.ray).ensure()
     return cfg, ws, prof
+
+
+def open_forecast_project(
+    project: str | Path,
+    workspace: str | Path | None = None,
+    profile: str | None = None,
+) -> tuple[ForecastProject, Workspace, Resolved]:
+    """The forecasting part of a project file (engine.config.forecast), its profile
+    applied as :func:`open_project` applies it (workspace root, MLflow, Ray)."""
+    proj = ForecastProject.load(project)
+    prof = resolve(proj.cluster, profile)
+    p = prof.profile
+    root: str | Path | None = workspace
+    if root is None and p.storage:
+        root = Path(p.storage) / proj.name
+    root = Path(root if root is not None else proj.workspace).resolve()
+    ws = Workspace(root, tracking=p.mlflow, ray_address=p.ray).ensure()
+    return proj, ws, prof

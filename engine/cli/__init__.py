@@ -28,6 +28,7 @@ from engine.cli.common import (
     WorkspaceOpt,
 )
 from engine.cli.common import load as _load
+from engine.cli.forecast import forecast_app
 from engine.cli.models import models_app
 from engine.cli.monitor import labels_app
 from engine.cli.monitor import monitor as monitor_cmd
@@ -60,6 +61,7 @@ app.command("report")(report_cmd)
 app.command("dashboard")(dashboard_cmd)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(forecast_app, name="forecast")
 
 
 @app.command()

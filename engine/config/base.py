@@ -4,12 +4,15 @@ the one YAML loader."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
 from engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from engine.config.source import SourceConfig
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a name usable in SQL and JSON without quoting
 
@@ -32,3 +35,13 @@ def read_yaml(path: Path) -> Any:
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}). Fix: save the file "
             "as UTF-8."
         ) from None
+
+
+class HasSources(Protocol):
+    """A project file's part that names sources (the churn project, the forecast project):
+    what the source readers of engine.data.sources need."""
+
+    @property
+    def sources(self) -> dict[str, SourceConfig]: ...
+
+    def resolve_path(self, path: str, workspace: Path) -> Path: ...

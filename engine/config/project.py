@@ -28,6 +28,7 @@ from pydantic import (
 from engine.config.base import IDENT as _IDENT
 from engine.config.base import Model, read_yaml
 from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.forecast import ForecastConfig
 from engine.config.monitor import MonitorConfig
 from engine.config.source import SourceConfig
 from engine.config.train import GateConfig, TrainConfig
@@ -244,6 +245,9 @@ class ProjectConfig(Model):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     business: BusinessConfig = Field(default_factory=BusinessConfig)
+    forecast: ForecastConfig | None = Field(
+        default=None, description="The demand-forecasting task (engine.config.forecast)."
+    )
     cluster: ClusterConfig = Field(
         default_factory=ClusterConfig,
         description="Where each part runs (profiles), or a path to a YAML file with them.",
@@ -312,6 +316,12 @@ class ProjectConfig(Model):
                 f"'entities', 'label'; got {type(raw).__name__}."
             )
         raw["base_dir"] = str(p.resolve().parent)
+        if "forecast" in raw and "label" not in raw:
+            raise ConfigError(
+                f"{p} is a forecasting project ('forecast:' and no 'label:'): this command "
+                "needs a churn label. Fix: use `insight forecast train` / `insight forecast` "
+                "with this file, or add a 'label:' block for the churn task."
+            )
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

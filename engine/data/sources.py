@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from engine.config.base import HasSources
 from engine.config.project import ProjectConfig, SourceConfig
 from engine.data.csvfile import Dialect
 from engine.errors import DataError
@@ -38,7 +39,7 @@ _ACCEPT = {
 }
 
 
-def source_path(cfg: ProjectConfig, name: str, workspace: Path) -> Path:
+def source_path(cfg: HasSources, name: str, workspace: Path) -> Path:
     return cfg.resolve_path(cfg.sources[name].path, workspace)
 
 
@@ -398,7 +399,7 @@ def source_quality(
 
 
 def read_columns(
-    cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]
+    cfg: HasSources, name: str, workspace: Path, columns: list[str]
 ) -> dict[str, pa.ChunkedArray]:
     """Some columns of a source as Arrow arrays (no Spark): for checks before a build."""
     src = cfg.sources[name]
@@ -417,7 +418,7 @@ def read_columns(
     return {c: table.column(r) for c, r in zip(columns, raw, strict=True)}
 
 
-def read_frame(cfg: ProjectConfig, name: str, workspace: Path, columns: list[str]) -> pd.DataFrame:
+def read_frame(cfg: HasSources, name: str, workspace: Path, columns: list[str]) -> pd.DataFrame:
     """Some columns of a source as pandas, read as the build reads them (no Spark): the
     source's format, CSV dialect (separator, decimal mark, encoding), renames, declared
     types (a cell that does not parse is missing) and time formats; Parquet times of any

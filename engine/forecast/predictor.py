@@ -1,0 +1,153 @@
+"""The registered forecaster: the per-series choice, the conformal half-widths and the
+scales, with the forecast configuration. Local models are refitted on the history they
+are given (statsforecast fits in milliseconds per series), so one registered version
+forecasts from any origin: the history up to the origin, plus the known-in-advance
+columns' future values.
+
+``Forecaster.forecast(history, future)`` returns one row per series and step:
+``unique_id, ds, step, forecast, lo-<level>, hi-<level>, model`` (the candidate used).
+A series the backtest never saw (a new product) gets the common choice and the median
+scale of the others' (said in the ``note`` column); a ``+x`` choice without future known
+values is a :class:`DataError` naming the series and period.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from engine.config.forecast import ForecastConfig
+from engine.errors import DataError
+from engine.forecast.backtest import apply_intervals
+from engine.forecast.models import ENSEMBLE, forecast_batch
+
+
+@dataclass
+class Forecaster:
+    config: ForecastConfig
+    chosen: dict[str, str]
+    scale: dict[str, float]
+    quantiles: dict[int, list[float]]
+    snapshot_id: str
+
+    @property
+    def common(self) -> str:
+        """The candidate chosen most often: what an unseen series gets."""
+        vals = list(self.chosen.values())
+        return max(set(vals), key=vals.count) if vals else self.config.families[0]
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "config": self.config.model_dump(mode="json"),
+                "chosen": self.chosen,
+                "scale": self.scale,
+                "quantiles": {str(k): v for k, v in self.quantiles.items()},
+                "snapshot_id": self.snapshot_id,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Forecaster:
+        d = json.loads(text)
+        return cls(
+            ForecastConfig.model_validate(d["config"]),
+            d["chosen"],
+            {k: float(v) for k, v in d["scale"].items()},
+            {int(k): v for k, v in d["quantiles"].items()},
+            d["snapshot_id"],
+        )
+
+    def future_needed(self, ids: list[str]) -> bool:
+        return bool(self.config.known) and any(
+            self.chosen.get(u, self.common).endswith("+x")
+            or self.chosen.get(u, self.common) == ENSEMBLE
+            for u in ids
+        )
+
+    def check_future(self, ids: list[str], last: pd.Series, future: pd.DataFrame | None) -> None:
+        """Every series that needs them has the known columns' values at every forecast
+        period; otherwise a DataError naming the first series and period missing."""
+        fc = self.config
+        if not self.future_needed(ids):
+            return
+        off = pd.tseries.frequencies.to_offset(fc.freq)
+        want = pd.DataFrame(
+            [(u, last[u] + off * (i + 1)) for u in ids for i in range(fc.horizon)],
+            columns=["unique_id", "ds"],
+        )
+        got = (
+            future[["unique_id", "ds", *fc.known]]
+            if future is not None
+            else pd.DataFrame(columns=["unique_id", "ds", *fc.known])
+        )
+        m = want.merge(got, on=["unique_id", "ds"], how="left")
+        miss = m[fc.known].isna().any(axis=1)
+        if miss.any():
+            i = int(np.flatnonzero(miss.to_numpy())[0])
+            cols = [c for c in fc.known if pd.isna(m[c].iloc[i])]
+            raise DataError(
+                f"forecast: series {m['unique_id'].iloc[i]} has no future value of {cols} "
+                f"for the period {m['ds'].iloc[i].date()} ({int(miss.sum())} series-period(s) "
+                f"missing in all). Its model ({self.chosen.get(m['unique_id'].iloc[i], self.common)}) "
+                f"uses the known-in-advance columns {fc.known}. Fix: give their planned values "
+                "for every period of the horizon."
+            )
+
+    def forecast(self, history: pd.DataFrame, future: pd.DataFrame | None) -> pd.DataFrame:
+        fc = self.config
+        ids = list(dict.fromkeys(history["unique_id"].tolist()))
+        last = history.groupby("unique_id", sort=False)["ds"].max()
+        self.check_future(ids, last, future)
+        res, _ = forecast_batch(
+            history,
+            future,
+            fc.horizon,
+            fc.families,
+            fc.season_length,
+            fc.freq,
+            fc.known if future is not None else [],
+            fc.ensemble,
+        )
+        res["step"] = res.groupby("unique_id", sort=False).cumcount() + 1
+        used = res["unique_id"].map(lambda u: self.chosen.get(u, self.common))
+        cols = [c for c in res.columns if c not in ("unique_id", "ds", "step")]
+        used = used.where(used.isin(cols), other=fc.families[0])
+        res["model"] = used.to_numpy()
+        res["forecast"] = res[cols].to_numpy()[
+            np.arange(len(res)), [cols.index(x) for x in res["model"]]
+        ]
+        med = float(np.median(list(self.scale.values()))) if self.scale else 1.0
+        scale = pd.Series({u: self.scale.get(u, med) for u in ids})
+        out = apply_intervals(
+            res[["unique_id", "ds", "step", "forecast", "model"]], "forecast", scale, self.quantiles
+        )
+        out["note"] = np.where(
+            out["unique_id"].isin(list(self.chosen)), "", "new series: common model, median scale"
+        )
+        return out
+
+
+class ForecastPyfunc(PythonModel):  # type: ignore[misc]
+    """MLflow pyfunc wrapper: ``predict`` takes history rows (y set) and future rows (y
+    empty, known columns set) in one frame."""
+
+    def __init__(self) -> None:
+        self.f: Forecaster | None = None
+
+    def load_context(self, context: Any) -> None:
+        with open(context.artifacts["forecaster"], encoding="utf-8") as fh:
+            self.f = Forecaster.from_json(fh.read())
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
+        assert self.f is not None
+        df = model_input.copy()
+        df["ds"] = pd.to_datetime(df["ds"])
+        hist = df[df["y"].notna()]
+        fut = df[df["y"].isna()]
+        return self.f.forecast(hist, fut if len(fut) else None)

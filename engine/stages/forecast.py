@@ -1,0 +1,419 @@
+"""Stage: demand forecasting. ``stage_forecast_train`` checks the series table into a
+content-addressed panel snapshot, backtests every candidate over rolling origins in Ray
+tasks, chooses per series and calibrates the intervals (engine.forecast.backtest), and
+tracks and registers the result in MLflow with its card; ``stage_forecast`` writes every
+series' forecast from the end of its history to Parquet (temp path, then rename)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engine.config.forecast import ForecastProject
+from engine.errors import ConfigError, DataError
+from engine.features.snapshot import Snapshot, commit, snapshot_root, temp_dir
+from engine.forecast.panel import Panel, load_panel
+from engine.workspace import Workspace
+
+PANEL_FORMAT = 1
+CARD = "forecast_card.json"
+
+
+@dataclass
+class ForecastTrainResult:
+    model_name: str
+    version: str
+    alias: str
+    run_id: str
+    snapshot_id: str
+    card: dict[str, Any]
+    seconds: dict[str, float]
+
+
+def panel_snapshot(proj: ForecastProject, ws: Workspace, panel: Panel) -> Snapshot:
+    """The checked panel as an immutable snapshot; its id hashes the forecast block and
+    the source's bytes, so the same inputs find the same folder and write nothing."""
+    from engine.data.sources import fingerprint, source_path
+
+    fc = proj.forecast
+    src_fp = fingerprint(source_path(proj, fc.source, ws.root))
+    spec = {
+        "format": PANEL_FORMAT,
+        "source": proj.sources[fc.source].model_dump(mode="json"),
+        "forecast": {k: v for k, v in fc.model_dump(mode="json").items()},
+        "source_fingerprint": src_fp,
+    }
+    sid = "fc-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    final = snapshot_root(ws, proj.name) / sid
+    if (final / "manifest.json").is_file():
+        return Snapshot(final, json.loads((final / "manifest.json").read_text()))
+    tmp = temp_dir(ws, proj.name, sid)
+    (tmp / "data").mkdir(parents=True)
+    panel.frame.to_parquet(tmp / "data" / "panel.parquet", index=False)
+    panel.profile.to_parquet(tmp / "profile.parquet", index=False)
+    manifest = {
+        "snapshot_id": sid,
+        "kind": "forecast-panel",
+        "format": PANEL_FORMAT,
+        "series": panel.series,
+        "rows": len(panel.frame),
+        "freq": panel.freq,
+        "time_range": [str(panel.frame["ds"].min()), str(panel.frame["ds"].max())],
+        "keys": panel.keys,
+        "known": panel.known,
+        "static": panel.static,
+        "notes": panel.notes,
+        **spec,
+    }
+    return commit(tmp, manifest)
+
+
+def read_panel(s: Snapshot) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_parquet(s.data / "panel.parquet"), pd.read_parquet(s.path / "profile.parquet")
+
+
+def _card(
+    proj: ForecastProject, panel: Panel, bt: Any, snap_id: str, short: list[str]
+) -> dict[str, Any]:
+    fc = proj.forecast
+    ev = dict(bt.evaluation)
+    wins = bt.final.chosen.value_counts().to_dict()
+    per = bt.per_series.sort_values("holdout_mase", ascending=False)
+    return {
+        "task": "forecast",
+        "snapshot_id": snap_id,
+        "freq": fc.freq,
+        "horizon": fc.horizon,
+        "season_length": fc.season_length,
+        "series": {
+            "total": panel.series,
+            "backtested": len(bt.per_series),
+            "too_short_fallback": len(short),
+            "kinds": panel.profile["kind"].value_counts().to_dict(),
+            "constant": int(panel.profile["constant"].sum()),
+            "gaps": int(panel.profile["gaps"].sum()),
+        },
+        "backtest": {
+            "windows": fc.backtest.windows,
+            "step": fc.step,
+            "holdout": fc.backtest.holdout,
+            "candidates": bt.candidates,
+            "choice": (
+                f"per series by MASE on the windows before the held-out one(s); a series "
+                f"leaves the candidate best over all series only for one better by more "
+                f"than {bt.final.margin:.0%}"
+                + (
+                    " (margin chosen by leave-one-window-out CV: "
+                    + ", ".join(f"{m:g}: {v:.3f}" for m, v in bt.final.margin_cv.items())
+                    + ")"
+                    if bt.final.margin_cv
+                    else ""
+                )
+            ),
+            "intervals": (
+                "split-conformal per horizon step on scale-free errors pooled across "
+                "series, from cross-fitted choices; "
+                f"at least {bt.final.calibration_errors} errors per step"
+            ),
+        },
+        "holdout": ev,
+        "wins": {str(k): int(v) for k, v in wins.items()},
+        "worst_series": [
+            {"unique_id": str(r.unique_id), "mase": float(r.holdout_mase), "model": str(r.chosen)}
+            for r in per.head(10).itertuples()
+            if np.isfinite(r.holdout_mase)
+        ],
+        "levels": fc.levels,
+        "notes": panel.notes,
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    h = card["holdout"]
+    lines = [
+        f"# Forecast card: {card['series']['total']} series, {card['freq']}, horizon "
+        f"{card['horizon']}",
+        "",
+        f"Snapshot `{card['snapshot_id']}`. {card['series']['backtested']} series backtested "
+        f"over {card['backtest']['windows']} rolling origins ({card['backtest']['step']} "
+        f"periods apart); {card['series']['too_short_fallback']} too short (seasonal naive / "
+        "naive fallback).",
+        "",
+        "## Held-out accuracy (the last window, not used to choose or calibrate)",
+        "",
+        f"- chosen per series: MASE **{h['mase']:.3f}**, WAPE {h['wape']:.3f}, sMAPE "
+        f"{h['smape']:.3f}, bias {h['bias']:+.3f}",
+        f"- best single candidate: {h['best_single']} MASE "
+        f"{h['mase_by_candidate'][h['best_single']]:.3f} (chosen better by "
+        f"{h['improvement_vs_best_single']:+.3f})",
+        "- interval coverage: " + ", ".join(f"{lv}%: {c:.1%}" for lv, c in h["coverage"].items()),
+        "",
+        "| candidate | MASE (held out, every series) | series won (final choice) |",
+        "|---|---|---|",
+    ]
+    for k, v in sorted(h["mase_by_candidate"].items(), key=lambda kv: kv[1]):
+        lines.append(f"| {k} | {v:.3f} | {card['wins'].get(k, 0)} |")
+    if h.get("by_group"):
+        lines += ["", "| demand class | series | MASE | coverage |", "|---|---|---|---|"]
+        for g, d in h["by_group"].items():
+            cov = ", ".join(f"{lv}%: {c:.1%}" for lv, c in d["coverage"].items())
+            lines.append(f"| {g} | {d['series']} | {d['mase']:.3f} | {cov} |")
+    lines += ["", "Worst series (held-out MASE): "]
+    lines += [f"- {w['unique_id']}: {w['mase']:.2f} ({w['model']})" for w in card["worst_series"]]
+    return "\n".join(lines) + "\n"
+
+
+def stage_forecast_train(
+    proj: ForecastProject,
+    ws: Workspace,
+    *,
+    use_ray: bool = True,
+    log: Callable[[str], None] = print,
+) -> ForecastTrainResult:
+    import mlflow
+
+    from engine.forecast.backtest import run_backtest, series_scale
+    from engine.forecast.predictor import Forecaster, ForecastPyfunc
+    from engine.registry.models import try_resolve
+    from engine.tracking import code_version, setup_mlflow
+
+    fc = proj.forecast
+    t0 = time.perf_counter()
+    panel = load_panel(proj, ws.root)
+    snap = panel_snapshot(proj, ws, panel)
+    prof = panel.profile
+    log(
+        f"panel {snap.id}: {panel.series:,} series, {len(panel.frame):,} periods, {fc.freq}; "
+        + ", ".join(f"{k} {v}" for k, v in prof["kind"].value_counts().items())
+    )
+    ok = prof.loc[prof["backtestable"], "unique_id"].tolist()
+    short = prof.loc[~prof["backtestable"], "unique_id"].tolist()
+    if use_ray:
+        from engine.raycluster import start_ray
+
+        start_ray(ws)
+    t_panel = time.perf_counter()
+    groups = prof.set_index("unique_id")["kind"]
+    bt = run_backtest(panel.frame, fc, ok, log=log, use_ray=use_ray, groups=groups)
+    t_bt = time.perf_counter()
+    chosen = {str(k): str(v) for k, v in bt.final.chosen.items()}
+    common = str(bt.final.chosen.value_counts().idxmax())
+    for u in short:
+        chosen[u] = common  # forecast by the fallback whatever the name: counted in the card
+    lens = panel.frame.groupby("unique_id", sort=False).size()
+    scale = {str(k): float(v) for k, v in series_scale(panel.frame, lens, fc.season_length).items()}
+    fcr = Forecaster(fc, chosen, scale, bt.final.quantiles, snap.id)
+    card = _card(proj, panel, bt, snap.id, short)
+    setup_mlflow(ws, proj.name)
+    with mlflow.start_run(run_name=f"forecast-{snap.id}") as run:
+        mlflow.set_tags({"task": "forecast", "snapshot_id": snap.id, "code": code_version()})
+        mlflow.log_params(
+            {
+                "horizon": fc.horizon,
+                "freq": fc.freq,
+                "season_length": fc.season_length,
+                "windows": fc.backtest.windows,
+                "step": fc.step,
+                "families": ",".join(fc.families),
+                "known": ",".join(fc.known),
+                "choice_margin": bt.final.margin,
+            }
+        )
+        h = card["holdout"]
+        mlflow.log_metrics(
+            {
+                "holdout_mase": h["mase"],
+                "holdout_wape": h["wape"],
+                "holdout_smape": h["smape"],
+                "holdout_bias": h["bias"],
+                "improvement_vs_best_single": h["improvement_vs_best_single"],
+                **{f"coverage_{lv}": c for lv, c in h["coverage"].items()},
+                **{f"mase_{k.replace('+', '_x')}": v for k, v in h["mase_by_candidate"].items()},
+            }
+        )
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d)
+            bt.per_series.to_parquet(p / "per_series.parquet", index=False)
+            bt.table.to_parquet(p / "backtest.parquet", index=False)
+            (p / CARD).write_text(json.dumps(card, indent=1, default=str))
+            (p / "forecast_card.md").write_text(card_markdown(card))
+            (p / "forecaster.json").write_text(fcr.to_json())
+            mlflow.log_artifacts(d)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ForecastPyfunc(),
+                artifacts={"forecaster": str(p / "forecaster.json")},
+                registered_model_name=fc.model_name,
+            )
+    version = str(info.registered_model_version)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    tags = {
+        "task": "forecast",
+        "family": "forecast",
+        "features": json.dumps(fc.known),
+        "snapshot_id": snap.id,
+        "holdout_mase": f"{card['holdout']['mase']:.6f}",
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(fc.model_name, version, k, v)
+    champ = try_resolve(fc.model_name, "champion")
+    better = champ is None or float(champ.tags.get("holdout_mase", "inf")) > card["holdout"]["mase"]
+    alias = "champion" if better else "challenger"
+    client.set_registered_model_alias(fc.model_name, alias, version)
+    secs = {
+        "panel": t_panel - t0,
+        "backtest": t_bt - t_panel,
+        "register": time.perf_counter() - t_bt,
+    }
+    log(
+        f"registered {fc.model_name} v{version} as @{alias}: held-out MASE {h['mase']:.3f} "
+        f"(best single {h['best_single']} {h['mase_by_candidate'][h['best_single']]:.3f}); "
+        "coverage " + ", ".join(f"{lv}% {c:.1%}" for lv, c in h["coverage"].items())
+    )
+    return ForecastTrainResult(fc.model_name, version, alias, run.info.run_id, snap.id, card, secs)
+
+
+def load_forecaster(ws: Workspace, name: str, which: str = "champion") -> tuple[Any, Any]:
+    """The registered forecaster (and its model version) by alias or version."""
+    import mlflow
+
+    from engine.forecast.predictor import Forecaster
+    from engine.registry.models import find
+    from engine.tracking import use_workspace
+
+    use_workspace(ws)
+    ref = find(name, which)
+    if ref.tags.get("task") != "forecast":
+        raise ConfigError(
+            f"model '{name}' v{ref.version} is not a forecaster (task "
+            f"{ref.tags.get('task', 'churn')}). Fix: forecast.model_name names the "
+            "forecasting model."
+        )
+    text = mlflow.artifacts.load_text(f"runs:/{ref.run_id}/forecaster.json")
+    return Forecaster.from_json(text), ref
+
+
+def _forecast_batch(hist: pd.DataFrame, fut: pd.DataFrame | None, text: str) -> pd.DataFrame:
+    from engine.forecast.predictor import Forecaster
+
+    return Forecaster.from_json(text).forecast(hist, fut)
+
+
+def stage_forecast(
+    proj: ForecastProject,
+    ws: Workspace,
+    *,
+    output: Path,
+    future: Path | None = None,
+    model: str = "champion",
+    overwrite: bool = False,
+    use_ray: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Every series' forecast from the end of its history, with intervals, to Parquet.
+    ``future``: a table of the known columns' planned values (series keys, time, known)."""
+    fc = proj.forecast
+    output = output.resolve()
+    if output.exists() and not overwrite:
+        raise ConfigError(
+            f"forecast: output '{output}' already exists. Fix: a new path, or --overwrite."
+        )
+    fcr, ref = load_forecaster(ws, fc.model_name, model)
+    panel = load_panel(proj, ws.root)
+    hist = panel.frame.assign(y=panel.frame["y"].where(panel.frame["observed"]))
+    fut = _read_future(future, fc) if future is not None else None
+    ids = list(dict.fromkeys(hist["unique_id"].tolist()))
+    fcr.check_future(ids, hist.groupby("unique_id", sort=False)["ds"].max(), fut)
+    t0 = time.perf_counter()
+    text = fcr.to_json()
+    size = fc.batch_series
+    batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+    groups = dict(tuple(hist.groupby("unique_id", sort=False)))
+    parts = []
+    if use_ray and len(batches) > 1:
+        import ray
+
+        from engine.raycluster import start_ray
+
+        start_ray(ws)
+        task = ray.remote(num_cpus=1, max_retries=2)(_forecast_batch)
+        refs = [
+            task.remote(
+                ray.put(pd.concat([groups[u] for u in b], ignore_index=True)),
+                None if fut is None else fut[fut["unique_id"].isin(b)],
+                text,
+            )
+            for b in batches
+        ]
+        parts = ray.get(refs)
+    else:
+        parts = [
+            _forecast_batch(
+                pd.concat([groups[u] for u in b], ignore_index=True),
+                None if fut is None else fut[fut["unique_id"].isin(b)],
+                text,
+            )
+            for b in batches
+        ]
+    out = pd.concat(parts, ignore_index=True)
+    out.insert(0, "model_version", ref.version)
+    out.insert(1, "snapshot_id", fcr.snapshot_id)
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.to_parquet(tmp, index=False)
+        if output.is_dir():
+            shutil.rmtree(output)
+        os.replace(tmp, output)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    secs = time.perf_counter() - t0
+    log(
+        f"forecast {len(ids):,} series x {fc.horizon} periods with {fc.model_name} "
+        f"v{ref.version} in {secs:.1f} s -> {output}"
+    )
+    return {"series": len(ids), "rows": len(out), "output": str(output), "seconds": secs}
+
+
+def _read_future(path: Path, fc: Any) -> pd.DataFrame:
+    from engine.forecast.panel import series_id
+
+    if not path.exists():
+        raise DataError(f"forecast: future table '{path}' does not exist.")
+    df = pd.read_csv(path) if path.suffix.lower() in (".csv", ".txt") else pd.read_parquet(path)
+    need = [*fc.series, fc.time, *fc.known]
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise DataError(
+            f"forecast: future table '{path.name}' lacks column(s) {miss}. Fix: one row per "
+            f"series and period ahead with {need}."
+        )
+    out = df.copy()
+    out["unique_id"] = series_id(out, fc.series)
+    out["ds"] = pd.to_datetime(out[fc.time], errors="coerce")
+    for c in fc.known:
+        v = pd.to_numeric(out[c], errors="coerce")
+        bad = v.isna() & out[c].notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"forecast: future '{c}' of series {out['unique_id'].iloc[i]} at "
+                f"{out[fc.time].iloc[i]} is {out[c].iloc[i]!r}, not a number. Fix: numbers only."
+            )
+        out[c] = v
+    return out[["unique_id", "ds", *fc.known]]
