@@ -96,10 +96,47 @@ def validate(
     )
 
 
+def _init_forecast(
+    source: Path, target: str, time: str, series: str, out: Path | None, force: bool
+) -> None:
+    from engine.forecast.init import plan_forecast, write_forecast_project
+
+    keys = [k.strip() for k in series.split(",") if k.strip()]
+    p = plan_forecast(source.resolve(), target, time, keys)
+    path = write_forecast_project(
+        p, (out or source.resolve().parent / "insight.yaml").resolve(), force
+    )
+    fc = p.config
+    console.print(f"wrote {path}")
+    console.print(
+        f"  {p.rows:,} rows, {p.series:,} series by {', '.join(fc.series)}; {fc.freq} "
+        f"(season {fc.season_length}), horizon {fc.horizon}; {p.gaps:,} absent period(s)"
+    )
+    console.print("  demand: " + ", ".join(f"{v} {k}" for k, v in sorted(p.kinds.items())))
+    console.print(
+        f"  known in advance: {', '.join(fc.known) or 'none'}; static: "
+        f"{', '.join(fc.static) or 'none'}"
+        + (f"; changing, not marked known: {', '.join(p.maybe_known)}" if p.maybe_known else "")
+    )
+    if p.short:
+        console.print(f"  {p.short} series shorter than {p.need} periods: fallback forecasts")
+    console.print(
+        f"next: insight forecast train -p {path}; insight forecast -p {path} -o out.parquet"
+    )
+
+
 @app.command("init")
 def init_project(
     source: Annotated[Path, typer.Option("--from", help="Your table: a CSV or Parquet file.")],
-    label: Annotated[str, typer.Option(help="The column to predict (two values).")],
+    label: Annotated[
+        str | None, typer.Option(help="Churn: the column to predict (two values).")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Forecasting: the quantity to forecast (with --series).")
+    ] = None,
+    series: Annotated[
+        str | None, typer.Option(help="Forecasting: the key columns of a series, comma-separated.")
+    ] = None,
     key: Annotated[
         str | None, typer.Option(help="Unique id column (default: inferred, else a row hash).")
     ] = None,
@@ -114,9 +151,23 @@ def init_project(
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
-    """Write a commented project file for your own table, inferred from its data."""
+    """Write a commented project file for your own table, inferred from its data: churn
+    (--label) or demand forecasting (--target, --time, --series)."""
     from engine.data.init import plan
     from engine.data.project_file import write
+    from engine.errors import ConfigError
+
+    if target is not None or series is not None:
+        if target is None or series is None or time is None:
+            raise ConfigError(
+                "forecasting needs --target, --time and --series together (e.g. --target "
+                "units --time week --series store,sku)."
+            )
+        return _init_forecast(source, target, time, series, out, force)
+    if label is None:
+        raise ConfigError(
+            "init needs --label COLUMN (churn) or --target/--time/--series (forecasting)."
+        )
 
     p = plan(source.resolve(), label, key, time, positive)
     path = write(p, (out or source.resolve().parent / "insight.yaml").resolve(), force)

@@ -9,8 +9,8 @@ and profiles each series (length, zero share, ADI and CV² for the intermittent-
 classes of Syntetos and Boylan, too short to backtest).
 
 The panel is long: ``unique_id`` (the series keys joined by ``/``), ``ds``, ``y`` (float),
-``observed`` (False where the value was filled), then the known-in-advance and static
-columns.
+``observed`` (False where no value was recorded), ``filled`` (the period was absent from
+the table), then the known-in-advance and static columns.
 """
 
 from __future__ import annotations
@@ -119,6 +119,17 @@ def check_and_fill(df: pd.DataFrame, fc: ForecastConfig) -> Panel:
             f"frequency the data has (insight init infers it: {infer_freq(out['ds'])}), or "
             "align the periods upstream."
         )
+    for c in fc.known:
+        v = pd.to_numeric(out[c], errors="coerce")
+        bad = v.isna() & out[c].notna() & (out[c].astype(str).str.strip() != "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"forecast: known column '{c}' holds {out[c].iloc[i]!r} for series "
+                f"{out['unique_id'].iloc[i]} at {out['ds'].iloc[i].date()}: not a number. "
+                "Fix: numbers only (a flag as 0/1), or declare the column's decimal mark."
+            )
+        out[c] = v
     blank = int(out["y"].isna().sum())
     panel = _fill(out, fc, off)
     prof = profile(panel, fc)
@@ -146,6 +157,7 @@ def _fill(df: pd.DataFrame, fc: ForecastConfig, off: Any) -> pd.DataFrame:
     )
     absent = full["_present"].isna().to_numpy()
     full["observed"] = full["y"].notna()
+    full["filled"] = absent
     if fc.gaps == "zero":
         full.loc[absent, "y"] = 0.0
         full.loc[absent, "observed"] = True  # recorded as absent: a real zero
@@ -154,7 +166,7 @@ def _fill(df: pd.DataFrame, fc: ForecastConfig, off: Any) -> pd.DataFrame:
         full[c] = g[c].transform("first")
     for c in fc.known:  # an absent period's price: the last one set (then the next)
         full[c] = g[c].transform(lambda s: s.ffill().bfill())
-    return full[["unique_id", "ds", "y", "observed", *fc.series, *fc.known, *fc.static]]
+    return full[["unique_id", "ds", "y", "observed", "filled", *fc.series, *fc.known, *fc.static]]
 
 
 def profile(panel: pd.DataFrame, fc: ForecastConfig) -> pd.DataFrame:
@@ -179,6 +191,7 @@ def profile(panel: pd.DataFrame, fc: ForecastConfig) -> pd.DataFrame:
                 "points": len(y),
                 "observed": int(obs.sum()),
                 "gaps": int((~obs).sum()),
+                "absent": int(s["filled"].sum()),
                 "zero_share": float((yo == 0).mean()) if len(yo) else 1.0,
                 "adi": adi,
                 "cv2": cv2,

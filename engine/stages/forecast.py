@@ -142,6 +142,11 @@ def _card(
 
 def card_markdown(card: dict[str, Any]) -> str:
     h = card["holdout"]
+    cv = h["cross_validated"]
+    plain = min(
+        (c for c in cv["mase_by_candidate"] if "+" not in c and c != "ensemble"),
+        key=lambda c: cv["mase_by_candidate"][c],
+    )
     lines = [
         f"# Forecast card: {card['series']['total']} series, {card['freq']}, horizon "
         f"{card['horizon']}",
@@ -151,7 +156,19 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"periods apart); {card['series']['too_short_fallback']} too short (seasonal naive / "
         "naive fallback).",
         "",
-        "## Held-out accuracy (the last window, not used to choose or calibrate)",
+        "## Every window held out in turn (choice and intervals made on the others)",
+        "",
+        f"- chosen per series: MASE **{cv['mase']:.3f}** (by window: "
+        + ", ".join(f"{x:.3f}" for x in cv["mase_by_window"])
+        + f"); best single candidate {cv['best_single']} {cv['mase_by_candidate'][cv['best_single']]:.3f}; "
+        f"best plain statsforecast family {plain} {cv['mase_by_candidate'][plain]:.3f}",
+        "- interval coverage: "
+        + ", ".join(f"{lv}%: {c:.1%}" for lv, c in cv["coverage"].items())
+        + " (by window: "
+        + "; ".join(", ".join(f"{c:.0%}" for c in w.values()) for w in cv["coverage_by_window"])
+        + ")",
+        "",
+        "## The last window, held out (not used to choose or calibrate)",
         "",
         f"- chosen per series: MASE **{h['mase']:.3f}**, WAPE {h['wape']:.3f}, sMAPE "
         f"{h['smape']:.3f}, bias {h['bias']:+.3f}",
@@ -370,6 +387,8 @@ def stage_forecast(
             for b in batches
         ]
     out = pd.concat(parts, ignore_index=True)
+    keys = hist.groupby("unique_id", sort=False)[fc.series].first()
+    out = keys.reset_index().merge(out, on="unique_id", how="right")
     out.insert(0, "model_version", ref.version)
     out.insert(1, "snapshot_id", fcr.snapshot_id)
     tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
