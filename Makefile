@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test bench env lint typecheck unit clean help browser axe
+.PHONY: demo test bench env lint typecheck unit clean help browser axe realdata
 
 help:
 	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
@@ -55,10 +55,25 @@ $(AXE): | $(STAMP)
 		tar xzf axe-core-4.10.3.tgz package/axe.min.js && mv package/axe.min.js . && \
 		rm -rf package axe-core-4.10.3.tgz || { echo "could not fetch axe-core with npm"; exit 1; }
 
+# A real many-series retail panel for the forecasting tests, shipped inside a Debian
+# package (nothing downloaded at run time): Dominick's orange juice, 83 stores x 11 brands,
+# weekly units with prices, deals and features (R's bayesm, orangeJuice). Only the .rda
+# file is kept, under .venv; the package is not installed.
+OJ := $(VENV)/data/orangeJuice.rda
+realdata: $(OJ)
+$(OJ): | $(STAMP)
+	@mkdir -p $(VENV)/data/deb
+	@cd $(VENV)/data/deb && { apt-get download r-cran-bayesm >/dev/null 2>&1 || \
+		{ SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get update -qq && \
+		  apt-get download r-cran-bayesm >/dev/null 2>&1; }; } && \
+		dpkg-deb -x r-cran-bayesm_*.deb x && \
+		cp x/usr/lib/R/site-library/bayesm/data/orangeJuice.rda ../orangeJuice.rda && \
+		cd .. && rm -rf deb || { echo "could not fetch r-cran-bayesm (Debian) for the real-data tests"; exit 1; }
+
 # Two passes, together every test but the cluster tier: the pure tier (unit, stats) on both
 # cores, then the integration tiers (Spark, Ray, Serve, subprocesses, benchmarks) one at a time.
 PURE := not spark and not ray and not serve and not process and not bench and not cluster
-test: lint typecheck browser axe
+test: lint typecheck browser axe realdata
 	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
 	$(VENV)/bin/pytest -m "(spark or ray or serve or process or bench) and not cluster"
 
@@ -67,7 +82,7 @@ test: lint typecheck browser axe
 test-cluster: env
 	$(VENV)/bin/pytest -m cluster
 
-unit: env browser axe
+unit: env browser axe realdata
 	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env

@@ -14,13 +14,15 @@ short to backtest, and checks the table as ``insight forecast train`` will.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
+from engine.config.base import IDENT
 from engine.config.forecast import ForecastConfig
 from engine.errors import ConfigError
 from engine.forecast.panel import check_and_fill, infer_freq, min_points
@@ -46,6 +48,7 @@ class ForecastPlan:
     short: int
     need: int
     maybe_known: list[str] = field(default_factory=list)
+    rename: dict[str, str] = field(default_factory=dict)  # the table's name -> identifier
     zero_gaps_note: str = ""
 
 
@@ -54,9 +57,13 @@ def _unit(freq: str) -> str:
 
 
 def plan_forecast(path: Path, target: str, time: str, series: list[str]) -> ForecastPlan:
-    from engine.data.init import read_table
+    from engine.data.init import read_table, snake
 
     df, fmt, dialect = read_table(path)
+    rename = {str(c): snake(str(c)) for c in df.columns if not re.match(IDENT, str(c))}
+    df = df.rename(columns=rename)
+    target, time = rename.get(target, target), rename.get(time, time)
+    series = [rename.get(k, k) for k in series]
     missing = [c for c in [target, time, *series] if c not in df.columns]
     if missing:
         raise ConfigError(
@@ -92,7 +99,7 @@ def plan_forecast(path: Path, target: str, time: str, series: list[str]) -> Fore
     periods = sum(len(pd.date_range(a, b, freq=off)) for a, b in span.to_numpy())
     absent = periods - int(ds.groupby(sid).nunique().sum())
     # Absent periods in a table that records no zeros were not recorded, not zero demand.
-    gaps = "missing" if absent and zero_share < 0.01 else "zero"
+    gaps: Literal["zero", "missing"] = "missing" if absent and zero_share < 0.01 else "zero"
     fc = ForecastConfig(
         source="sales",
         gaps=gaps,
@@ -124,6 +131,9 @@ def plan_forecast(path: Path, target: str, time: str, series: list[str]) -> Fore
         short=int((~prof["backtestable"]).sum()),
         need=min_points(fc),
         maybe_known=maybe,
+        rename={
+            k: v for k, v in rename.items() if v in {*series, time, target, *known, *fc.static}
+        },
     )
 
 
@@ -138,6 +148,9 @@ def render(p: ForecastPlan, out: Path) -> str:
             src.append(f"    delimiter: {p.dialect.delimiter!r}")
         if getattr(p.dialect, "decimal", ".") != ".":
             src.append(f"    decimal: {p.dialect.decimal!r}")
+    if p.rename:
+        src.append("    rename:   # the table's names -> names usable in the file")
+        src += [f"      {json.dumps(k)}: {v}" for k, v in p.rename.items()]
     kinds = ", ".join(f"{v} {k}" for k, v in sorted(p.kinds.items()))
     lines = [
         f"# Forecasting project for {p.path.name}, written by `insight init`.",

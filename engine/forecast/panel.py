@@ -144,13 +144,17 @@ def _sid(df: pd.DataFrame, keys: list[str], i: int) -> str:
 
 
 def _fill(df: pd.DataFrame, fc: ForecastConfig, off: Any) -> pd.DataFrame:
-    """Every period from each series' first to its last; absent ones filled as declared."""
+    """Every period from each series' first to the table's last; absent ones filled as
+    declared."""
     cols = ["unique_id", "ds", "y", *fc.series, *fc.known, *fc.static]
     df = df[cols].sort_values(["unique_id", "ds"], kind="stable")
-    span = df.groupby("unique_id", sort=False)["ds"].agg(["min", "max"])
+    # Every series runs to the table's last period: a forecast origin is one date for the
+    # whole table, and a series' trailing absent periods are gaps like any other.
+    first = df.groupby("unique_id", sort=False)["ds"].min()
+    end = df["ds"].max()
     parts = []
-    for uid, (lo, hi) in zip(span.index, span.to_numpy(), strict=True):
-        parts.append(pd.DataFrame({"unique_id": uid, "ds": pd.date_range(lo, hi, freq=off)}))
+    for uid, lo in first.items():
+        parts.append(pd.DataFrame({"unique_id": uid, "ds": pd.date_range(lo, end, freq=off)}))
     grid = pd.concat(parts, ignore_index=True)
     full = grid.merge(
         df.assign(_present=True), on=["unique_id", "ds"], how="left", validate="one_to_one"

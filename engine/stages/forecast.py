@@ -352,7 +352,8 @@ def stage_forecast(
     fcr, ref = load_forecaster(ws, fc.model_name, model)
     panel = load_panel(proj, ws.root)
     hist = panel.frame.assign(y=panel.frame["y"].where(panel.frame["observed"]))
-    fut = _read_future(future, fc) if future is not None else None
+    rename = proj.sources[fc.source].rename
+    fut = _read_future(future, fc, rename) if future is not None else None
     ids = list(dict.fromkeys(hist["unique_id"].tolist()))
     fcr.check_future(ids, hist.groupby("unique_id", sort=False)["ds"].max(), fut)
     t0 = time.perf_counter()
@@ -409,12 +410,15 @@ def stage_forecast(
     return {"series": len(ids), "rows": len(out), "output": str(output), "seconds": secs}
 
 
-def _read_future(path: Path, fc: Any) -> pd.DataFrame:
+def _read_future(path: Path, fc: Any, rename: dict[str, str]) -> pd.DataFrame:
+    """The planned known values: columns named as the sales table names them (the
+    source's renames apply) or as the project file does."""
     from engine.forecast.panel import series_id
 
     if not path.exists():
         raise DataError(f"forecast: future table '{path}' does not exist.")
     df = pd.read_csv(path) if path.suffix.lower() in (".csv", ".txt") else pd.read_parquet(path)
+    df = df.rename(columns=rename)
     need = [*fc.series, fc.time, *fc.known]
     miss = [c for c in need if c not in df.columns]
     if miss:
