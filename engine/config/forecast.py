@@ -39,6 +39,36 @@ class BacktestConfig(Model):
     )
 
 
+class InventoryConfig(Model):
+    """``business.inventory``: the stock policy the forecast feeds (periodic review,
+    order-up-to; engine.forecast.inventory)."""
+
+    lead_time: int = Field(ge=0, description="Periods from order to arrival.")
+    review_period: int = Field(default=1, ge=1, description="Periods between orders.")
+    service_level: float | None = Field(
+        default=None, gt=0.5, lt=1, description="Target cycle service level (e.g. 0.95)."
+    )
+    holding_cost: float | None = Field(default=None, gt=0, description="Per unit per period.")
+    stockout_cost: float | None = Field(default=None, gt=0, description="Per unit short.")
+
+    @model_validator(mode="after")
+    def _target(self) -> InventoryConfig:
+        costs = self.holding_cost is not None and self.stockout_cost is not None
+        if (self.service_level is None) == (not costs):
+            raise ValueError(
+                "inventory needs service_level, or holding_cost and stockout_cost (their "
+                "critical ratio sets it), not both."
+            )
+        return self
+
+    @property
+    def target(self) -> float:
+        if self.service_level is not None:
+            return self.service_level
+        assert self.holding_cost is not None and self.stockout_cost is not None
+        return self.stockout_cost / (self.stockout_cost + self.holding_cost)
+
+
 class ForecastConfig(Model):
     """``forecast:`` of the project file."""
 
@@ -171,6 +201,9 @@ class ForecastProject(Model):
     sources: dict[str, SourceConfig]
     forecast: ForecastConfig
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    inventory: InventoryConfig | None = Field(
+        default=None, description="From the file's business.inventory."
+    )
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="after")
@@ -190,6 +223,9 @@ class ForecastProject(Model):
                 "--target COLUMN --time COLUMN --series KEYS writes it)."
             )
         mine = {k: v for k, v in raw.items() if k not in _OTHER_TASK}
+        business = raw.get("business")
+        if isinstance(business, dict) and business.get("inventory") is not None:
+            mine["inventory"] = business["inventory"]
         if isinstance(mine.get("cluster"), str):
             mine["cluster"] = load_cluster(mine["cluster"], str(raw.get("base_dir", ".")))
         try:

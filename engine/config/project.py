@@ -28,7 +28,7 @@ from pydantic import (
 from engine.config.base import IDENT as _IDENT
 from engine.config.base import Model, read_yaml
 from engine.config.cluster import ClusterConfig, load_cluster
-from engine.config.forecast import ForecastConfig
+from engine.config.forecast import ForecastConfig, InventoryConfig
 from engine.config.monitor import MonitorConfig
 from engine.config.source import SourceConfig
 from engine.config.train import GateConfig, TrainConfig
@@ -103,6 +103,9 @@ class BusinessConfig(Model):
         default=None, ge=0, le=1, description="Share of contacted would-be churners kept."
     )
     currency: str = Field(default="EUR", max_length=8)
+    inventory: InventoryConfig | None = Field(
+        default=None, description="The stock policy the demand forecast feeds (forecast:)."
+    )
 
     @model_validator(mode="after")
     def _all_or_none(self) -> BusinessConfig:

@@ -102,6 +102,7 @@ class Choice:
     calibration_errors: int  # errors behind each step's quantile (the smallest)
     margin: float = 0.0  # the choice margin used
     margin_cv: dict[float, float] = field(default_factory=dict)  # margin -> CV MASE
+    picks: pd.DataFrame | None = None  # unique_id, window, pick: the cross-fitted choices
 
 
 def _mase(bt: pd.DataFrame, cands: list[str]) -> pd.DataFrame:
@@ -178,9 +179,13 @@ def choose(
         margin, cv = cv_margin(use, cands, windows)
     chosen = _pick(_mase(use, cands), cands, margin)
     errs = []
+    picks = []
     for k in windows:
         others = [j for j in windows if j != k] or [k]  # one window: in-sample (said)
         pick_k = _pick(_mase(use[use["window"].isin(others)], cands), cands, margin)
+        picks.append(
+            pd.DataFrame({"unique_id": pick_k.index, "window": k, "pick": pick_k.to_numpy()})
+        )
         wk = use[(use["window"] == k) & use["observed"].to_numpy(dtype=bool)]
         c = wk["unique_id"].map(pick_k)
         ok = c.notna().to_numpy()
@@ -196,7 +201,7 @@ def choose(
         for lv in levels
     }
     n_min = int(e.groupby("step").size().min()) if len(e) else 0
-    return Choice(chosen, q, n_min, margin, cv)
+    return Choice(chosen, q, n_min, margin, cv, pd.concat(picks, ignore_index=True))
 
 
 def apply_intervals(

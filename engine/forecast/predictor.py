@@ -34,6 +34,7 @@ class Forecaster:
     scale: dict[str, float]
     quantiles: dict[int, list[float]]
     snapshot_id: str
+    cum_errors: dict[int, list[float]] | None = None  # P -> quantile grid (inventory)
 
     @property
     def common(self) -> str:
@@ -49,6 +50,7 @@ class Forecaster:
                 "scale": self.scale,
                 "quantiles": {str(k): v for k, v in self.quantiles.items()},
                 "snapshot_id": self.snapshot_id,
+                "cum_errors": {str(k): v for k, v in (self.cum_errors or {}).items()},
             }
         )
 
@@ -61,6 +63,7 @@ class Forecaster:
             {k: float(v) for k, v in d["scale"].items()},
             {int(k): v for k, v in d["quantiles"].items()},
             d["snapshot_id"],
+            {int(k): v for k, v in d.get("cum_errors", {}).items()} or None,
         )
 
     def future_needed(self, ids: list[str]) -> bool:

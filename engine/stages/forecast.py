@@ -231,7 +231,11 @@ def stage_forecast_train(
         chosen[u] = common  # forecast by the fallback whatever the name: counted in the card
     lens = panel.frame.groupby("unique_id", sort=False).size()
     scale = {str(k): float(v) for k, v in series_scale(panel.frame, lens, fc.season_length).items()}
-    fcr = Forecaster(fc, chosen, scale, bt.final.quantiles, snap.id)
+    from engine.forecast.inventory import cumulative_errors, error_grid
+
+    assert bt.final.picks is not None
+    grid = error_grid(cumulative_errors(bt.table, bt.final.picks, bt.candidates, fc.horizon))
+    fcr = Forecaster(fc, chosen, scale, bt.final.quantiles, snap.id, grid)
     card = _card(proj, panel, bt, snap.id, short)
     setup_mlflow(ws, proj.name)
     with mlflow.start_run(run_name=f"forecast-{snap.id}") as run:
@@ -407,7 +411,40 @@ def stage_forecast(
         f"forecast {len(ids):,} series x {fc.horizon} periods with {fc.model_name} "
         f"v{ref.version} in {secs:.1f} s -> {output}"
     )
-    return {"series": len(ids), "rows": len(out), "output": str(output), "seconds": secs}
+    result: dict[str, Any] = {
+        "series": len(ids),
+        "rows": len(out),
+        "output": str(output),
+        "seconds": secs,
+    }
+    if proj.inventory is not None and fcr.cum_errors:
+        result["inventory"] = _inventory(proj, fcr, out, output, log)
+    return result
+
+
+def _inventory(
+    proj: ForecastProject, fcr: Any, out: pd.DataFrame, output: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """The stock each series needs under business.inventory, beside the forecasts."""
+    from engine.forecast import inventory as inv
+    from engine.workspace import atomic_write_bytes
+
+    ic = proj.inventory
+    assert ic is not None
+    pol = inv.Policy(ic.target, ic.lead_time, ic.review_period)
+    med = float(np.median(list(fcr.scale.values()))) if fcr.scale else 1.0
+    scale = pd.Series({u: fcr.scale.get(u, med) for u in out["unique_id"].unique()})
+    plan = inv.plan(out, scale, fcr.cum_errors, pol, proj.forecast.freq)
+    path = output.with_name(output.stem + ".inventory.parquet")
+    atomic_write_bytes(path, plan.to_parquet(index=False))
+    s = inv.summary(plan)
+    log(
+        f"inventory at a {ic.target:.0%} cycle service level (lead time {ic.lead_time}, review "
+        f"every {ic.review_period}): safety stock {s['safety_stock']:,.0f} units, expected fill "
+        f"rate {s['fill_rate']:.1%}, inventory turnover {s['inventory_turnover']:.1f} per year "
+        f"-> {path}"
+    )
+    return {**s, "path": str(path)}
 
 
 def _read_future(path: Path, fc: Any, rename: dict[str, str]) -> pd.DataFrame:

@@ -1,0 +1,130 @@
+"""Forecasting: the engine's rolling-origin backtest fanned out over Ray tasks (batches of
+series, each batch's rows put once) vs statsforecast's own ``cross_validation`` with
+``n_jobs`` = the CPUs, on the same series, the same models (seasonal naive, AutoETS,
+Theta), the same windows. Both refit every window; the forecasts must agree.
+
+Full: 2,000 weekly series x 150 weeks, 3 windows of 8 weeks. Smoke: 60 series x 70 weeks.
+Reports series per second per core and the panel's bytes per series.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._harness import case, measure, parser, write
+from engine.config.forecast import ForecastConfig
+
+
+def _panel(n: int, t: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    level = rng.uniform(10, 300, n)
+    k = np.arange(t)
+    y = level[:, None] * (1 + 0.25 * np.sin(2 * np.pi * k / 52))[None, :] + rng.normal(
+        0, 1, (n, t)
+    ) * (0.15 * level[:, None])
+    ds = pd.date_range("2022-01-03", periods=t, freq="W-MON")
+    return pd.DataFrame(
+        {
+            "unique_id": np.repeat([f"s{i}" for i in range(n)], t),
+            "ds": np.tile(ds, n),
+            "y": np.maximum(y, 0).ravel(),
+            "observed": True,
+        }
+    )
+
+
+def _statsforecast(df: pd.DataFrame, fc: ForecastConfig, cpus: int) -> pd.DataFrame:
+    from statsforecast import StatsForecast
+
+    from engine.forecast.models import statsforecast_models
+
+    sf = StatsForecast(
+        models=statsforecast_models(fc.families, fc.season_length), freq=fc.freq, n_jobs=cpus
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sf.cross_validation(
+            df=df[["unique_id", "ds", "y"]],
+            h=fc.horizon,
+            n_windows=fc.backtest.windows,
+            step_size=fc.step,
+        )
+
+
+def _engine(df: pd.DataFrame, fc: ForecastConfig) -> pd.DataFrame:
+    from engine.forecast.backtest import run_backtest
+
+    ids = list(dict.fromkeys(df["unique_id"]))
+    return run_backtest(df, fc, ids, log=lambda m: None).table
+
+
+def _agree(ours: pd.DataFrame, ref: pd.DataFrame, fams: list[str]) -> bool:
+    m = ours.merge(ref, on=["unique_id", "ds"], suffixes=("", "_ref"))
+    if len(m) != len(ours):
+        return False
+    for f in fams:
+        col = {"seasonal_naive": "seasonal_naive", "auto_ets": "auto_ets", "theta": "theta"}[f]
+        a, b = m[f].to_numpy(), np.maximum(m[col + "_ref"].to_numpy(), 0)
+        if not np.allclose(a, b, rtol=1e-6, atol=1e-6):
+            return False
+    return True
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    import ray
+
+    n, t = (60, 80) if args.smoke else (2000, 150)
+    cpus = os.cpu_count() or 1
+    df = _panel(n, t)
+    fc = ForecastConfig(
+        source="x",
+        series=["unique_id"],
+        time="ds",
+        target="y",
+        freq="W-MON",
+        horizon=8,
+        season_length=52,
+        families=["seasonal_naive", "auto_ets", "theta"],
+        ensemble=False,
+        backtest={"windows": 3},
+        batch_series=max(10, n // (4 * cpus)),
+    )
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        repeat = 3 if args.smoke else 2
+        ours = measure(partial(_engine, df, fc), repeat)
+        ref = measure(partial(_statsforecast, df, fc, cpus), repeat)
+    finally:
+        ray.shutdown()
+    bytes_per_series = int(df.memory_usage(deep=True).sum() / n)
+    extra: dict[str, Any] = {
+        "series": n,
+        "weeks": t,
+        "cpus": cpus,
+        "engine_series_per_s_per_core": n / ours.median / cpus,
+        "reference_series_per_s_per_core": n / ref.median / cpus,
+        "panel_bytes_per_series": bytes_per_series,
+        "within_1_2x": ours.median <= 1.2 * ref.median,
+    }
+    cases = [
+        case(
+            f"backtest {n:,} series x {t} weeks, 3 windows, 3 families (Ray tasks)",
+            ours,
+            f"statsforecast cross_validation n_jobs={cpus}",
+            ref,
+            _agree(ours.result, ref.result, fc.families),
+            **extra,
+        )
+    ]
+    write("forecast", args.smoke, cases, args.out)
+
+
+if __name__ == "__main__":
+    main()
