@@ -83,18 +83,20 @@ def main() -> None:
     n, t = (60, 80) if args.smoke else (2000, 150)
     cpus = os.cpu_count() or 1
     df = _panel(n, t)
-    fc = ForecastConfig(
-        source="x",
-        series=["unique_id"],
-        time="ds",
-        target="y",
-        freq="W-MON",
-        horizon=8,
-        season_length=52,
-        families=["seasonal_naive", "auto_ets", "theta"],
-        ensemble=False,
-        backtest={"windows": 3},
-        batch_series=max(10, n // (4 * cpus)),
+    fc = ForecastConfig.model_validate(
+        dict(
+            source="x",
+            series=["unique_id"],
+            time="ds",
+            target="y",
+            freq="W-MON",
+            horizon=8,
+            season_length=52,
+            families=["seasonal_naive", "auto_ets", "theta"],
+            ensemble=False,
+            backtest={"windows": 3},
+            batch_series=max(10, n // (4 * cpus)),
+        )
     )
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:

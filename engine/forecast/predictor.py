@@ -73,11 +73,19 @@ class Forecaster:
             for u in ids
         )
 
-    def check_future(self, ids: list[str], last: pd.Series, future: pd.DataFrame | None) -> None:
-        """Every series that needs them has the known columns' values at every forecast
-        period; otherwise a DataError naming the first series and period missing."""
+    def check_future(
+        self,
+        ids: list[str],
+        last: pd.Series,
+        future: pd.DataFrame | None,
+        *,
+        every: bool = False,
+    ) -> None:
+        """Every series that needs them (``every``: every series, whatever its model) has
+        the known columns' values at every forecast period; otherwise a DataError naming
+        the first series and period missing."""
         fc = self.config
-        if not self.future_needed(ids):
+        if not fc.known or not (every or self.future_needed(ids)):
             return
         off = pd.tseries.frequencies.to_offset(fc.freq)
         want = pd.DataFrame(
@@ -102,11 +110,13 @@ class Forecaster:
                 "for every period of the horizon."
             )
 
-    def forecast(self, history: pd.DataFrame, future: pd.DataFrame | None) -> pd.DataFrame:
+    def forecast(
+        self, history: pd.DataFrame, future: pd.DataFrame | None, *, every: bool = False
+    ) -> pd.DataFrame:
         fc = self.config
         ids = list(dict.fromkeys(history["unique_id"].tolist()))
         last = history.groupby("unique_id", sort=False)["ds"].max()
-        self.check_future(ids, last, future)
+        self.check_future(ids, last, future, every=every)
         res, _ = forecast_batch(
             history,
             future,

@@ -7,6 +7,7 @@ series' forecast from the end of its history to Parquet (temp path, then rename)
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import shutil
@@ -136,7 +137,14 @@ def _card(
             if np.isfinite(r.holdout_mase)
         ],
         "levels": fc.levels,
-        "notes": panel.notes,
+        "notes": panel.notes
+        + [
+            f"{lv}% intervals unbounded at some steps: too few backtest errors (the "
+            f"conformal quantile needs at least {math.ceil(lv / (100 - lv))} per step; "
+            "more series or windows)"
+            for lv, qs in bt.final.quantiles.items()
+            if any(not math.isfinite(q) for q in qs)
+        ],
     }
 
 
