@@ -360,3 +360,52 @@ def test_intervals_cover_simulated_futures_within_3_points_of_nominal() -> None:
     print({lv: round(float(np.mean(xs)), 4) for lv, xs in inside.items()})
     for lv, xs in inside.items():
         assert abs(np.mean(xs) - lv / 100) <= 0.03, (lv, xs)
+
+
+def test_the_sales_generator_keeps_its_truth_and_is_reused(tmp_path: Any) -> None:
+    from engine.data.sales import against_truth, generate_sales
+
+    t = generate_sales(tmp_path, stores=2, products=6, weeks=60, horizon=4)
+    sales = pd.read_csv(tmp_path / "sales.csv")
+    fut = pd.read_csv(tmp_path / "future.csv")
+    assert (
+        not t["reused"]
+        and generate_sales(tmp_path, stores=2, products=6, weeks=60, horizon=4)["reused"]
+    )
+    assert len(fut) == 12 * 4 and sales.groupby(["store", "product"]).size().min() == 26
+    assert set(t["new_products"]) == {"S0/P04", "S1/P04"} and t["structural_break"] == "S0/P00"
+    # a forecast equal to the expected demand is 0 from it; the noise floor is the draw's
+    perfect = pd.DataFrame(
+        [
+            {
+                "unique_id": u,
+                "step": k + 1,
+                "forecast": v["expected"][k],
+                "lo-80": 0.0,
+                "hi-80": 1e9,
+            }
+            for u, v in t["future"].items()
+            for k in range(4)
+        ]
+    )
+    vs = against_truth(perfect, t, [80])
+    draws = np.array([d for v in t["future"].values() for d in v["draw"]])
+    exp = np.array([e for v in t["future"].values() for e in v["expected"]])
+    assert vs["mae_vs_expected"] == 0 and vs["noise_floor_mae"] == pytest.approx(
+        np.abs(draws - exp).mean()
+    )
+    assert vs["coverage"]["80"] == 1.0
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_smape_equals_its_definition(seed: int) -> None:
+    from engine.forecast.backtest import smape
+
+    rng = np.random.default_rng(seed)
+    f = np.where(rng.random(50) < 0.2, 0.0, rng.gamma(2, 3, 50))
+    y = np.where(rng.random(50) < 0.2, 0.0, rng.gamma(2, 3, 50))
+    ref = [
+        0.0 if a == b == 0 else 2 * abs(a - b) / (abs(a) + abs(b))
+        for a, b in zip(f, y, strict=True)
+    ]
+    assert smape(f, y) == pytest.approx(np.mean(ref))

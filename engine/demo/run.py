@@ -67,21 +67,23 @@ def run_demo(
     s = _features(cfg, ws, summary)
     ray_dir = ws.ray_temp_dir()
     try:
-        with stage("3/7 Ray Tune search, tracked in MLflow"):
+        with stage("3/8 Ray Tune search, tracked in MLflow"):
             start_ray(ws, address=address)
             tr = _train_and_gate(cfg, ws, s.id, summary)
-        with stage("4/7 online table (Spark) and Ray Serve on 127.0.0.1, real HTTP"):
+        with stage("4/8 online table (Spark) and Ray Serve on 127.0.0.1, real HTTP"):
             url = _serve_and_call(cfg, ws, s, tr.features, summary)
         with stage(
-            "5/7 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
+            "5/8 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
         ):
             _drift(cfg, ws, s.id, Path(str(data["path"])), summary)
-        with stage("6/7 the monitoring loop: audit log -> monitor -> alerts -> labels -> retrain"):
+        with stage("6/8 the monitoring loop: audit log -> monitor -> alerts -> labels -> retrain"):
             from engine.demo.loop import monitoring_loop
 
             summary["loop"] = monitoring_loop(cfg, ws, url, tr.features, s)
+        with stage("7/8 demand: many series backtested on Ray, chosen per series, stock levels"):
+            summary["demand"] = _demand(ws)
     finally:
-        with stage("7/7 shutdown"):
+        with stage("8/8 shutdown"):
             _shutdown(ray_dir)
     rep = write_report(cfg, ws)
     summary["report"] = str(rep.path)
@@ -95,7 +97,7 @@ def _sample_data(
 ) -> dict[str, Any]:
     from engine.stages.data import stage_data
 
-    with stage("1/7 sample data"):
+    with stage("1/8 sample data"):
         data = stage_data(cfg, ws, size)
         rows = data["rows"]
         assert isinstance(rows, dict)
@@ -111,7 +113,7 @@ def _sample_data(
 def _features(cfg: ProjectConfig, ws: Workspace, summary: dict[str, Any]) -> Snapshot:
     from engine.stages.features import stage_features
 
-    with stage("2/7 features on Spark (point-in-time as-of join -> snapshot)"):
+    with stage("2/8 features on Spark (point-in-time as-of join -> snapshot)"):
         s, reused_snap = stage_features(cfg, ws)
         m = s.manifest
         console.print(
@@ -260,6 +262,66 @@ def _drift(
     summary["drift_matches_truth"] = ok
 
 
+DEMAND_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "demand" / "insight.yaml"
+
+
+def _demand(ws: Workspace) -> dict[str, Any]:
+    """The sales panel with known truth, forecast as a user would: train (backtest,
+    choice, intervals, registry), then every series' next 8 weeks with the planned prices,
+    and the stock each needs; then how close each part came to the truth."""
+    import pandas as pd
+
+    from engine.config.forecast import ForecastProject
+    from engine.data.sales import against_truth, generate_sales
+    from engine.stages.forecast import stage_forecast, stage_forecast_train
+
+    proj = ForecastProject.load(DEMAND_PROJECT)
+    truth = generate_sales(ws.data / "sales")
+    console.print(
+        f"sales panel: {truth['series']} series, truth: elasticity {truth['elasticity']}, "
+        f"promotion lift +{truth['promo_lift']:.0%}, {len(truth['intermittent'])} intermittent, "
+        f"{len(truth['new_products'])} new products, a break in {truth['structural_break']}"
+        + (" (reused)" if truth.get("reused") else "")
+    )
+    tr = stage_forecast_train(proj, ws, log=console.print)
+    cv = tr.card["holdout"]["cross_validated"]
+    plain = {k: v for k, v in cv["mase_by_candidate"].items() if k in proj.forecast.families}
+    best = min(plain, key=lambda k: plain[k])
+    console.print(
+        f"every window held out in turn: chosen MASE [bold]{cv['mase']:.3f}[/] vs the best "
+        f"single statsforecast family {best} {plain[best]:.3f}; interval coverage "
+        + ", ".join(f"{lv}% -> {c:.1%}" for lv, c in cv["coverage"].items())
+        + "; wins: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(tr.card["wins"].items(), key=lambda kv: -kv[1]))
+    )
+    out = ws.root / "forecasts" / "demand.parquet"
+    res = stage_forecast(
+        proj,
+        ws,
+        output=out,
+        future=ws.data / "sales" / "future.csv",
+        overwrite=True,
+        log=console.print,
+    )
+    vs = against_truth(pd.read_parquet(out), truth, proj.forecast.levels)
+    console.print(
+        f"against the truth of the next 8 weeks: MAE {vs['mae_vs_expected']:.2f} units from "
+        f"the expected demand (the demand's own noise: {vs['noise_floor_mae']:.2f}); the "
+        "intervals held what the future drew: "
+        + ", ".join(f"{lv}% -> {c:.1%}" for lv, c in vs["coverage"].items())
+    )
+    return {
+        "model": f"models:/{tr.model_name}/{tr.version}",
+        "cv_mase": cv["mase"],
+        "best_family": best,
+        "best_family_mase": plain[best],
+        "coverage": cv["coverage"],
+        "vs_truth": vs,
+        "inventory": res.get("inventory"),
+        "forecasts": str(out),
+    }
+
+
 def _shutdown(ray_dir: Path) -> None:
     from engine.procs import processes_mentioning
     from engine.raycluster import stop_ray
@@ -287,6 +349,10 @@ def _print_outputs(ws: Workspace, summary: dict[str, Any], rep: Any) -> None:
     console.print(f"  model              {summary['model']}")
     console.print(f"  drift report       {summary['drift_report']}")
     console.print(f"  audit log          {summary.get('audit')}  (insight audit verify)")
+    if summary.get("demand"):
+        console.print(
+            f"  demand forecasts   {summary['demand']['forecasts']} (+ .inventory.parquet)"
+        )
     console.print(
         f"  report             {rep.path} ({rep.bytes / 1024:.0f} KB, {len(rep.cards)} card "
         "page(s) in cards/)"

@@ -229,6 +229,12 @@ class Backtest:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+def smape(f: np.ndarray, y: np.ndarray) -> float:
+    """Symmetric MAPE, 0 where both the forecast and the actual are zero."""
+    den = np.abs(f) + np.abs(y)
+    return float(np.mean(np.where(den > 0, 2 * np.abs(f - y) / np.where(den > 0, den, 1.0), 0.0)))
+
+
 def evaluate(
     bt: pd.DataFrame,
     ch: Choice,
@@ -281,13 +287,7 @@ def evaluate(
         "best_single": best,
         "improvement_vs_best_single": single[best] - float(per["chosen"].mean()),
         "wape": float(np.abs(f - y).sum() / max(np.abs(y).sum(), 1e-12)),
-        "smape": float(
-            np.mean(
-                np.where(
-                    np.abs(f) + np.abs(y) > 0, 2 * np.abs(f - y) / (np.abs(f) + np.abs(y)), 0.0
-                )
-            )
-        ),
+        "smape": smape(f, y),
         "bias": float((f - y).sum() / max(np.abs(y).sum(), 1e-12)),
         "coverage": coverage,
         "by_group": by_group,

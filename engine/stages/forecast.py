@@ -7,8 +7,8 @@ series' forecast from the end of its history to Parquet (temp path, then rename)
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 import os
 import shutil
 import tempfile
