@@ -239,7 +239,8 @@ def build_forecast_app(settings: dict[str, Any]) -> Any:
 
 def forecast_up(proj: Any, ws: Any, *, port: int | None = None, alias: str = "champion") -> str:
     """Deploy the forecasting app beside any other app (its own route prefix) on the
-    connected Ray cluster, bound to 127.0.0.1; returns its URL once it answers."""
+    connected Ray cluster, bound to 127.0.0.1 (Serve started on ``port`` unless it runs
+    already: then on its proxy's port); returns its URL once it answers."""
     from ray import serve
 
     from engine.stages.forecast import load_forecaster
@@ -254,8 +255,14 @@ def forecast_up(proj: Any, ws: Any, *, port: int | None = None, alias: str = "ch
         "audit_dir": str(ws.audit / APP_NAME),
         "alias": alias,
     }
-    port = port or free_port("127.0.0.1")
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    from ray.serve.context import _get_global_client
+
+    running = _get_global_client(raise_if_no_controller_running=False)
+    if running is not None:  # beside the churn app: its proxy, its port
+        port = int(running.http_config.port)
+    else:
+        port = port or free_port("127.0.0.1")
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(
         build_forecast_app(settings), name=APP_NAME, route_prefix=ROUTE_PREFIX, blocking=False
     )

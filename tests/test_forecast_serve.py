@@ -72,7 +72,7 @@ def forecast_url(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> An
     try:
         yield url, proj, ws
     finally:
-        serve.delete("forecast")
+        serve.shutdown()  # the next module's Serve starts on its own port
 
 
 def _future(
