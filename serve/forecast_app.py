@@ -119,30 +119,15 @@ class ForecastServer:
         return out
 
     def _future(self, req: ForecastRequest) -> pd.DataFrame | None:
-        from engine.forecast.panel import series_id
+        from engine.errors import DataError
+        from engine.forecast.predictor import future_frame
 
-        fc = self.f.config
         if not req.future:
             return None
-        df = pd.DataFrame(req.future)
-        miss = [c for c in [*fc.series, fc.time] if c not in df.columns]
-        if miss:
-            raise ClientError(f"future rows lack {miss}: each row gives {fc.series}, {fc.time}.")
-        df["unique_id"] = series_id(df, fc.series)
-        df["ds"] = pd.to_datetime(df[fc.time], errors="coerce")
-        for c in fc.known:
-            if c not in df.columns:
-                df[c] = None
-            v = pd.to_numeric(df[c], errors="coerce")
-            bad = v.isna() & df[c].notna()
-            if bad.any():
-                i = int(bad.to_numpy().nonzero()[0][0])
-                raise ClientError(
-                    f"future '{c}' of series {df['unique_id'].iloc[i]} at "
-                    f"{df[fc.time].iloc[i]} is {df[c].iloc[i]!r}: not a number."
-                )
-            df[c] = v
-        return df[["unique_id", "ds", *fc.known]]
+        try:
+            return future_frame(pd.DataFrame(req.future), self.f.config)
+        except DataError as exc:
+            raise ClientError(str(exc)) from None
 
     @api.post("/")
     def forecast(self, req: ForecastRequest) -> dict[str, Any]:

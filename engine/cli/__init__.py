@@ -96,35 +96,6 @@ def validate(
     )
 
 
-def _init_forecast(
-    source: Path, target: str, time: str, series: str, out: Path | None, force: bool
-) -> None:
-    from engine.forecast.init import plan_forecast, write_forecast_project
-
-    keys = [k.strip() for k in series.split(",") if k.strip()]
-    p = plan_forecast(source.resolve(), target, time, keys)
-    path = write_forecast_project(
-        p, (out or source.resolve().parent / "insight.yaml").resolve(), force
-    )
-    fc = p.config
-    console.print(f"wrote {path}")
-    console.print(
-        f"  {p.rows:,} rows, {p.series:,} series by {', '.join(fc.series)}; {fc.freq} "
-        f"(season {fc.season_length}), horizon {fc.horizon}; {p.gaps:,} absent period(s)"
-    )
-    console.print("  demand: " + ", ".join(f"{v} {k}" for k, v in sorted(p.kinds.items())))
-    console.print(
-        f"  known in advance: {', '.join(fc.known) or 'none'}; static: "
-        f"{', '.join(fc.static) or 'none'}"
-        + (f"; changing, not marked known: {', '.join(p.maybe_known)}" if p.maybe_known else "")
-    )
-    if p.short:
-        console.print(f"  {p.short} series shorter than {p.need} periods: fallback forecasts")
-    console.print(
-        f"next: insight forecast train -p {path}; insight forecast -p {path} -o out.parquet"
-    )
-
-
 @app.command("init")
 def init_project(
     source: Annotated[Path, typer.Option("--from", help="Your table: a CSV or Parquet file.")],
@@ -163,7 +134,9 @@ def init_project(
                 "forecasting needs --target, --time and --series together (e.g. --target "
                 "units --time week --series store,sku)."
             )
-        return _init_forecast(source, target, time, series, out, force)
+        from engine.cli.forecast import init_forecast
+
+        return init_forecast(source, target, time, series, out, force)
     if label is None:
         raise ConfigError(
             "init needs --label COLUMN (churn) or --target/--time/--series (forecasting)."

@@ -91,3 +91,33 @@ def train(
         f"model {r.model_name} v{r.version} @{r.alias} (MLflow run {r.run_id}); next: "
         "insight forecast -o forecasts.parquet"
     )
+
+
+def init_forecast(
+    source: Path, target: str, time: str, series: str, out: Path | None, force: bool
+) -> None:
+    """`insight init --target --time --series`: a commented forecasting project."""
+    from engine.forecast.init import plan_forecast, write_forecast_project
+
+    keys = [k.strip() for k in series.split(",") if k.strip()]
+    p = plan_forecast(source.resolve(), target, time, keys)
+    path = write_forecast_project(
+        p, (out or source.resolve().parent / "insight.yaml").resolve(), force
+    )
+    fc = p.config
+    console.print(f"wrote {path}")
+    console.print(
+        f"  {p.rows:,} rows, {p.series:,} series by {', '.join(fc.series)}; {fc.freq} "
+        f"(season {fc.season_length}), horizon {fc.horizon}; {p.gaps:,} absent period(s)"
+    )
+    console.print("  demand: " + ", ".join(f"{v} {k}" for k, v in sorted(p.kinds.items())))
+    console.print(
+        f"  known in advance: {', '.join(fc.known) or 'none'}; static: "
+        f"{', '.join(fc.static) or 'none'}"
+        + (f"; changing, not marked known: {', '.join(p.maybe_known)}" if p.maybe_known else "")
+    )
+    if p.short:
+        console.print(f"  {p.short} series shorter than {p.need} periods: fallback forecasts")
+    console.print(
+        f"next: insight forecast train -p {path}; insight forecast -p {path} -o out.parquet"
+    )

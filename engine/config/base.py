@@ -45,3 +45,9 @@ class HasSources(Protocol):
     def sources(self) -> dict[str, SourceConfig]: ...
 
     def resolve_path(self, path: str, workspace: Path) -> Path: ...
+
+
+def resolve_source_path(base_dir: str, path: str, workspace: Path) -> Path:
+    """Expand ``{workspace}`` and make a source path absolute (relative to the file)."""
+    p = Path(path.replace("{workspace}", str(workspace)))
+    return p if p.is_absolute() else (Path(base_dir) / p).resolve()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from engine.config.base import IDENT, Model, read_yaml
+from engine.config.base import IDENT, Model, read_yaml, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
 from engine.config.source import SourceConfig
 from engine.errors import ConfigError, format_validation_error
@@ -247,6 +247,4 @@ class ForecastProject(Model):
         return cls.from_dict(raw, p)
 
     def resolve_path(self, path: str, workspace: Path) -> Path:
-        expanded = path.replace("{workspace}", str(workspace))
-        p = Path(expanded)
-        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+        return resolve_source_path(self.base_dir, path, workspace)

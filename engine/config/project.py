@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from engine.config.base import IDENT as _IDENT
-from engine.config.base import Model, read_yaml
+from engine.config.base import Model, read_yaml, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
 from engine.config.forecast import ForecastConfig, InventoryConfig
 from engine.config.monitor import MonitorConfig
@@ -338,9 +338,7 @@ class ProjectConfig(Model):
 
     def resolve_path(self, path: str, workspace: Path) -> Path:
         """Expand ``{workspace}`` and make a source path absolute (relative to the file)."""
-        expanded = path.replace("{workspace}", str(workspace))
-        p = Path(expanded)
-        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+        return resolve_source_path(self.base_dir, path, workspace)
 
     def entity_key(self, entity: str) -> str:
         return self.entities[entity].key

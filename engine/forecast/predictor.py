@@ -146,6 +146,36 @@ class Forecaster:
         return out
 
 
+def future_frame(df: pd.DataFrame, fc: ForecastConfig, where: str = "future") -> pd.DataFrame:
+    """Planned known values as the forecaster takes them (unique_id, ds, known...): the
+    keys and time present, every known value a number (a missing column is all missing,
+    which check_future names by series and period); else a DataError naming the value."""
+    from engine.forecast.panel import series_id
+
+    need = [*fc.series, fc.time]
+    miss = [c for c in need if c not in df.columns]
+    if miss:
+        raise DataError(
+            f"forecast: {where} lacks column(s) {miss}. Fix: one row per series and period "
+            f"ahead with {[*need, *fc.known]}."
+        )
+    out = df.copy()
+    out["unique_id"] = series_id(out, fc.series)
+    out["ds"] = pd.to_datetime(out[fc.time], errors="coerce")
+    for c in fc.known:
+        raw = out[c] if c in out.columns else pd.Series(None, index=out.index, dtype=object)
+        v = pd.to_numeric(raw, errors="coerce")
+        bad = v.isna() & raw.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(
+                f"forecast: {where} '{c}' of series {out['unique_id'].iloc[i]} at "
+                f"{out[fc.time].iloc[i]} is {raw.iloc[i]!r}: not a number. Fix: numbers only."
+            )
+        out[c] = v
+    return out[["unique_id", "ds", *fc.known]]
+
+
 class ForecastPyfunc(PythonModel):  # type: ignore[misc]
     """MLflow pyfunc wrapper: ``predict`` takes history rows (y set) and future rows (y
     empty, known columns set) in one frame."""

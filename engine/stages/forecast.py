@@ -458,30 +458,9 @@ def _inventory(
 def _read_future(path: Path, fc: Any, rename: dict[str, str]) -> pd.DataFrame:
     """The planned known values: columns named as the sales table names them (the
     source's renames apply) or as the project file does."""
-    from engine.forecast.panel import series_id
+    from engine.forecast.predictor import future_frame
 
     if not path.exists():
         raise DataError(f"forecast: future table '{path}' does not exist.")
     df = pd.read_csv(path) if path.suffix.lower() in (".csv", ".txt") else pd.read_parquet(path)
-    df = df.rename(columns=rename)
-    need = [*fc.series, fc.time, *fc.known]
-    miss = [c for c in need if c not in df.columns]
-    if miss:
-        raise DataError(
-            f"forecast: future table '{path.name}' lacks column(s) {miss}. Fix: one row per "
-            f"series and period ahead with {need}."
-        )
-    out = df.copy()
-    out["unique_id"] = series_id(out, fc.series)
-    out["ds"] = pd.to_datetime(out[fc.time], errors="coerce")
-    for c in fc.known:
-        v = pd.to_numeric(out[c], errors="coerce")
-        bad = v.isna() & out[c].notna()
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"forecast: future '{c}' of series {out['unique_id'].iloc[i]} at "
-                f"{out[fc.time].iloc[i]} is {out[c].iloc[i]!r}, not a number. Fix: numbers only."
-            )
-        out[c] = v
-    return out[["unique_id", "ds", *fc.known]]
+    return future_frame(df.rename(columns=rename), fc, f"future table '{path.name}'")
