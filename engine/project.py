@@ -46,6 +46,8 @@ def open_forecast_project(
     proj = ForecastProject.load(project)
     prof = resolve(proj.cluster, profile)
     p = prof.profile
+    if p.spark:
+        proj = proj.model_copy(update={"spark_master": p.spark})
     root: str | Path | None = workspace
     if root is None and p.storage:
         root = Path(p.storage) / proj.name

@@ -53,6 +53,10 @@ class ForecastRequest(BaseModel):
     future: list[dict[str, Any]] = Field(
         default_factory=list, description="Planned known values: keys, time, known columns."
     )
+    explain: bool = Field(
+        default=False,
+        description="SHAP values of the global model's forecasts (series it forecasts).",
+    )
 
 
 class ClientError(ValueError):
@@ -69,6 +73,24 @@ def _with_horizon(f: Any, h: int) -> Any:
 
     cfg = f.config.model_copy(update={"horizon": h})
     return replace(f, config=cfg, quantiles={k: v[:h] for k, v in f.quantiles.items()})
+
+
+def _shap_by_point(f: Any, hist: pd.DataFrame, fut: Any, out: pd.DataFrame) -> dict:
+    """(unique_id, step) -> {"shap": {"base", "contributions" (every feature, largest
+    first)}} for the points the global model forecast; base + contributions is the
+    model's raw forecast (the answer clips it at zero)."""
+    used = out.loc[out["model"] == "global", "unique_id"].unique()
+    if f.global_model is None or not len(used):
+        return {}
+    ex = f.explain(hist[hist["unique_id"].isin(used)], fut)
+    feats = [c for c in ex.columns if c not in ("unique_id", "step", "base")]
+    res = {}
+    for d in ex.to_dict("records"):
+        contrib = sorted(((c, float(d[c])) for c in feats), key=lambda t: -abs(t[1]))
+        res[(d["unique_id"], int(d["step"]))] = {
+            "shap": {"base": float(d["base"]), "contributions": dict(contrib)}
+        }
+    return res
 
 
 # Helpers the class uses are defined above it: Serve pickles the deployment class by value
@@ -88,8 +110,7 @@ class ForecastServer:
         mlflow.set_tracking_uri(s.tracking_uri)
         mlflow.set_registry_uri(s.tracking_uri)
         self.ref = find(s.model, s.alias)
-        text = mlflow.artifacts.load_text(f"runs:/{self.ref.run_id}/forecaster.json")
-        self.f = Forecaster.from_json(text)
+        self.f = Forecaster.load_run(self.ref.run_id)
         panel = pd.read_parquet(s.panel_path)
         self.history = panel.assign(y=panel["y"].where(panel["observed"]))
         self.by_id = dict(tuple(self.history.groupby("unique_id", sort=False)))
@@ -164,6 +185,7 @@ class ForecastServer:
         except DataError as exc:
             raise ClientError(str(exc)) from None
         rid = uuid.uuid4().hex
+        shap = _shap_by_point(forecaster, hist, fut, out) if req.explain else {}
         answer: list[dict[str, Any]] = []
         for uid, part in out.groupby("unique_id", sort=False):
             answer.append(
@@ -180,6 +202,7 @@ class ForecastServer:
                                 for lv in fc.levels
                                 for side in ("lo", "hi")
                             },
+                            **shap.get((uid, int(r["step"])), {}),
                         }
                         for _, r in part.iterrows()
                     ],

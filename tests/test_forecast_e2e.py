@@ -81,7 +81,8 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
     assert "freq: W-MON" in text and "known: [promo_flag, unit_price]" in text, text
     assert '"Units Sold": units_sold' in text and "static: [store_size]" in text
     # small batches: the backtest fans out over several Ray tasks
-    text = text.replace("  levels:", "  batch_series: 4\n  levels:").replace(
+    # stores sum their products: the forecasts are reconciled across total, store, product
+    text = text.replace("  levels:", "  batch_series: 4\n  hierarchy: [store]\n  levels:").replace(
         "families: [seasonal_naive, auto_ets, auto_arima, croston]",
         "families: [seasonal_naive, naive, auto_ets, croston]",
     )
@@ -90,6 +91,8 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "backtest: 3/3 batch(es)" in out and "registered demand v1 as @champion" in out, out
+    assert "point-in-time features on Spark" in out and "global model: 4 LightGBM" in out, out
+    assert "hierarchy (MinTrace(wls_var)" in out, out
     # The planned prices for the next 8 weeks; one missing: a clear error, nothing written.
     hist = pd.read_csv(tmp_path / "sales.csv")
     last = pd.to_datetime(hist["Week Start"]).max()
@@ -116,7 +119,20 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
         tmp_path, "forecast", "-w", ".insight", "-o", "f.parquet", "--future", "future.csv"
     )
     assert r.returncode == 0, r.stdout + r.stderr
-    f = pd.read_parquet(tmp_path / "f.parquet")
+    levels = pd.read_parquet(tmp_path / "f.parquet")
+    assert levels.groupby("level").size().to_dict() == {
+        "store/sku_name": 12 * 8,
+        "store": 2 * 8,
+        "total": 8,
+    }
+    # the levels add up: each store is the sum of its products, the total of the stores
+    f = levels[levels["level"] == "store/sku_name"]
+    up = levels[levels["level"] != "store/sku_name"].set_index(["unique_id", "ds"])["forecast"]
+    by_store = f.groupby(["Store", "ds"])["forecast"].sum()
+    for (store, ds), v in by_store.items():
+        assert up[(f"store={store}", ds)] == pytest.approx(v, rel=1e-8)
+    tot = f.groupby("ds")["forecast"].sum()
+    assert np.allclose(up.loc["total"].loc[tot.index].to_numpy(), tot.to_numpy(), rtol=1e-8)
     assert len(f) == 12 * 8 and set(f["Store"]) == {"North", "South"}, f.columns
     assert (f["model_version"] == "1").all() and f["snapshot_id"].str.startswith("fc-").all()
     assert (f["lo-95"] <= f["lo-80"]).all() and (f["lo-80"] <= f["forecast"]).all()
@@ -137,6 +153,11 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
         card["series"]["total"] == 12 and card["series"]["too_short_fallback"] == 2
     )  # the new SKU in both stores
     assert sum(card["wins"].values()) == 10
+    hy = card["hierarchy"]
+    assert list(hy["levels"]) == ["total", "store", "store/sku_name"]
+    assert hy["levels"]["store"]["series"] == 2 and hy["incoherence_after"] < 1e-8
+    assert card["global_model"]["search"]["trials"] == 4
+    assert card["global_model"]["features_snapshot"].startswith("ff-")
     per = pd.read_parquet(
         mlflow.artifacts.download_artifacts(f"runs:/{ref.run_id}/per_series.parquet")
     )
@@ -168,15 +189,19 @@ def _orange_juice() -> pd.DataFrame:
 
 
 @pytest.mark.ray
+@pytest.mark.spark
 def test_on_real_orange_juice_sales_the_choice_beats_every_single_family(
-    ray_local: Any,
+    ray_local: Any, spark: Any
 ) -> None:
     """60 store x brand series of Dominick's weekly orange-juice sales, with the brand's
     price, deals and features known in advance: each window held out in turn, the
-    engine's per-series choice against each statsforecast family run alone on every series,
-    and the 80% / 95% intervals' coverage."""
+    engine's per-series choice (statsforecast families, their regression-on-known
+    variants, and the global LightGBM model on Spark's point-in-time features, searched
+    by Tune) against each statsforecast family run alone on every series, and the 80% /
+    95% intervals' coverage."""
     from engine.config.forecast import ForecastConfig
     from engine.forecast.backtest import run_backtest
+    from engine.forecast.features import FeatureSpec, model_input, spark_features
     from engine.forecast.panel import check_and_fill
 
     df = _orange_juice()
@@ -199,8 +224,12 @@ def test_on_real_orange_juice_sales_the_choice_beats_every_single_family(
     panel = check_and_fill(df, fc)
     ok = panel.profile.loc[panel.profile["backtestable"], "unique_id"].tolist()
     assert len(ok) == 60
-    bt = run_backtest(panel.frame, fc, ok, log=lambda m: None)
+    spec = FeatureSpec.of(fc, panel.frame)
+    inp = model_input(panel.frame, spec)
+    feats = spark_features(spark, inp, spec)
+    bt = run_backtest(panel.frame, fc, ok, log=print, global_inputs=(feats, inp, spec))
     cv = bt.evaluation["cross_validated"]
+    assert "global" in cv["mase_by_candidate"] and bt.global_search is not None
     plain = {k: v for k, v in cv["mase_by_candidate"].items() if k in fc.families}
     best_plain = min(plain, key=lambda k: plain[k])
     print(

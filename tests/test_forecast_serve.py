@@ -192,3 +192,38 @@ def test_client_mistakes_are_422s_naming_the_series_and_period(
     assert r.status_code == 422, (r.status_code, r.text)
     for w in words:
         assert w in r.text, r.text
+
+
+def test_global_model_forecasts_are_served_with_their_shap_values(forecast_url: Any) -> None:
+    """The fixture's sales move with price; the global LightGBM model (Spark features,
+    Tune search) forecasts the series it won, and ``explain`` gives each of its points
+    the SHAP values that add up to it."""
+    url, _, _ = forecast_url
+    stores, skus = ["A", "B", "C", "D"], ["p0", "p1", "p2"]
+    body = {
+        "series": [{"store": s, "sku": k} for s in stores for k in skus],
+        "future": _future(stores, skus, "2026-03-02", 6),
+        "explain": True,
+    }
+    r = httpx.post(f"{url}/", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    out = r.json()["forecasts"]
+    glob = [a for a in out if a["model"] == "global"]
+    print(f"/forecast explain: {len(glob)} of {len(out)} series forecast by the global model")
+    assert glob, [a["model"] for a in out]
+    for a in out:
+        for p in a["points"]:
+            assert ("shap" in p) == (a["model"] == "global")
+    for a in glob:
+        for p in a["points"]:
+            sh = p["shap"]
+            raw = sh["base"] + sum(sh["contributions"].values())
+            assert p["forecast"] == pytest.approx(max(raw, 0.0), rel=1e-6, abs=1e-6)
+            assert "price" in sh["contributions"] and "lag1" in sh["contributions"]
+    # without explain: the same forecasts, no SHAP
+    r2 = httpx.post(f"{url}/", json={**body, "explain": False}, timeout=120)
+    plain = r2.json()["forecasts"]
+    assert all("shap" not in p for a in plain for p in a["points"])
+    assert [p["forecast"] for a in plain for p in a["points"]] == [
+        p["forecast"] for a in out for p in a["points"]
+    ]

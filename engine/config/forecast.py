@@ -69,6 +69,34 @@ class InventoryConfig(Model):
         return self.stockout_cost / (self.stockout_cost + self.holding_cost)
 
 
+class GlobalModelConfig(Model):
+    """``forecast.global_model``: one gradient-boosted model over every series
+    (mlforecast's recursive forecasts with LightGBM), on point-in-time features built by
+    Spark (engine.forecast.features), its settings searched by Ray Tune on the backtest
+    windows before the held-out one(s). It competes per series like any family."""
+
+    enabled: bool = Field(default=True, description="Add the global model as a candidate.")
+    lags: list[int] = Field(
+        default_factory=list,
+        description="Target lags (default: 1-4 and the season length where it is 5-104).",
+    )
+    windows: list[int] = Field(
+        default_factory=lambda: [4],
+        description="Rolling mean and standard deviation windows over the previous periods.",
+    )
+    trials: int = Field(
+        default=4, ge=1, le=64, description="LightGBM settings tried by the Tune search."
+    )
+    seed: int = Field(default=0, description="Seed of the search and of LightGBM.")
+
+    @field_validator("lags", "windows")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 or k > 366 for k in v):
+            raise ValueError(f"{v}: each between 1 and 366 periods.")
+        return sorted(set(v))
+
+
 class ForecastConfig(Model):
     """``forecast:`` of the project file."""
 
@@ -110,6 +138,13 @@ class ForecastConfig(Model):
         "beats it on that series by more than this share of MASE (0: pure per-series; "
         "unset: chosen by leave-one-window-out cross-validation).",
     )
+    hierarchy: list[str] = Field(
+        default_factory=list,
+        description="Columns that group the series, top down (series keys or static "
+        "columns, e.g. [category]): levels total, each prefix, the series; forecasts are "
+        "reconciled across them (engine.forecast.hierarchy).",
+    )
+    global_model: GlobalModelConfig = Field(default_factory=GlobalModelConfig)
     levels: list[int] = Field(default_factory=lambda: [80, 95])
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     batch_series: int = Field(
@@ -163,6 +198,12 @@ class ForecastConfig(Model):
                 if c in roles:
                     raise ValueError(f"column '{c}' is both {roles[c]} and {role}: one role each.")
                 roles[c] = role
+        bad = [c for c in self.hierarchy if c not in self.series and c not in self.static]
+        if bad or len(set(self.hierarchy)) != len(self.hierarchy):
+            raise ValueError(
+                f"hierarchy {self.hierarchy}: {bad or 'a column twice'}. Fix: list series "
+                f"keys ({self.series}) or static columns ({self.static}), top down, once each."
+            )
         if self.backtest.holdout >= self.backtest.windows:
             raise ValueError(
                 f"backtest.holdout {self.backtest.holdout} must be below backtest.windows "
@@ -201,6 +242,10 @@ class ForecastProject(Model):
     sources: dict[str, SourceConfig]
     forecast: ForecastConfig
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    spark_master: str = Field(
+        default="local[2]",
+        description="Spark master of the feature snapshot (a cluster profile's spark: sets it).",
+    )
     inventory: InventoryConfig | None = Field(
         default=None, description="From the file's business.inventory."
     )

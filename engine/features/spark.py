@@ -118,10 +118,24 @@ def is_connect(spark: SparkSession) -> bool:
 @contextlib.contextmanager
 def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
     """A Spark session for this project that is stopped (JVM included) on exit."""
-    spark = get_spark(
+    with master_session(
         cfg.features.spark_master,
+        ws,
         driver_memory=cfg.features.spark_driver_memory,
         shuffle_partitions=cfg.features.shuffle_partitions,
+    ) as spark:
+        yield spark
+
+
+@contextlib.contextmanager
+def master_session(
+    master: str, ws: Workspace, *, driver_memory: str = "2g", shuffle_partitions: int = 4
+) -> Iterator[SparkSession]:
+    """A Spark session on ``master`` that is stopped (JVM included) on exit."""
+    spark = get_spark(
+        master,
+        driver_memory=driver_memory,
+        shuffle_partitions=shuffle_partitions,
         local_dir=ws.scratch / "spark",
     )
     try:

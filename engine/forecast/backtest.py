@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config.forecast import ForecastConfig
-from engine.forecast.models import candidates, forecast_batch
+from engine.forecast.models import GLOBAL, candidates, forecast_batch
 
 
 def _positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -227,6 +227,7 @@ class Backtest:
     evaluation: dict[str, Any]  # held-out accuracy and coverage
     per_series: pd.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    global_search: Any = None  # engine.forecast.global_model.Search, when it ran
 
 
 def smape(f: np.ndarray, y: np.ndarray) -> float:
@@ -352,9 +353,12 @@ def run_backtest(
     log: Callable[[str], None] = print,
     use_ray: bool = True,
     groups: pd.Series | None = None,
+    global_inputs: tuple[pd.DataFrame, pd.DataFrame, Any] | None = None,
 ) -> Backtest:
     """Backtest the backtestable series in batches (Ray tasks, one batch's rows each),
-    then choose and calibrate (see module)."""
+    then choose and calibrate (see module). ``global_inputs`` (the feature snapshot's
+    rows, the model input, the FeatureSpec): the global model joins as a candidate,
+    searched on the windows before the held-out ones (engine.forecast.global_model)."""
     t0 = time.perf_counter()
     ids = list(backtestable)
     if not ids:
@@ -398,6 +402,11 @@ def run_backtest(
     w = fc.backtest.windows
     fit_w = list(range(w - fc.backtest.holdout))
     held = list(range(w - fc.backtest.holdout, w))
+    search = None
+    if global_inputs is not None:
+        bt, search = _add_global(bt, fc, ids, fit_w, global_inputs, use_ray, log)
+        cands.append(GLOBAL)
+    t_global = time.perf_counter()
     ho_choice = choose(bt, cands, fit_w, fc.levels, fc.choice_margin)
     ev = evaluate(bt, ho_choice, cands, held, groups)
     ev["cross_validated"] = cross_validate(bt, cands, w, fc.levels, fc.choice_margin, groups)
@@ -417,5 +426,47 @@ def run_backtest(
         final,
         ev,
         per.reset_index(),
-        {"fit": t_fit - t0, "choose": time.perf_counter() - t_fit},
+        {"fit": t_fit - t0, "global": t_global - t_fit, "choose": time.perf_counter() - t_global},
+        search,
     )
+
+
+def _add_global(
+    bt: pd.DataFrame,
+    fc: ForecastConfig,
+    ids: list[str],
+    fit_w: list[int],
+    global_inputs: tuple[pd.DataFrame, pd.DataFrame, Any],
+    use_ray: bool,
+    log: Callable[[str], None],
+) -> tuple[pd.DataFrame, Any]:
+    """The global model's column of the backtest table: its settings searched on the
+    calibration windows ``fit_w``, then every window forecast with the best one. A period
+    it could not forecast (none expected) takes the first family's value."""
+    from engine.forecast import global_model as gm
+
+    feats, inp, spec = global_inputs
+    target = bt[["unique_id", "window", "ds", "y", "observed", "scale"]]
+    found = gm.search(
+        feats,
+        inp,
+        spec,
+        fc,
+        fit_w,
+        target[target["window"].isin(fit_w)],
+        ids,
+        use_ray=use_ray,
+        log=log,
+    )
+    got = gm.backtest_windows(
+        feats, inp, spec, found.best, fc, list(range(fc.backtest.windows)), ids
+    )
+    out = bt.merge(got, on=["unique_id", "window", "ds"], how="left")
+    miss = out[GLOBAL].isna()
+    if miss.any():
+        log(
+            f"global model: {int(miss.sum())} backtest period(s) without a forecast; "
+            f"{fc.families[0]}'s value used"
+        )
+        out.loc[miss, GLOBAL] = out.loc[miss, fc.families[0]]
+    return out, found

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 ENSEMBLE = "ensemble"
+GLOBAL = "global"  # engine.forecast.global_model: one model over every series
 
 
 def statsforecast_models(families: list[str], season_length: int) -> list[Any]:

@@ -24,7 +24,9 @@ from mlflow.pyfunc import PythonModel
 from engine.config.forecast import ForecastConfig
 from engine.errors import DataError
 from engine.forecast.backtest import apply_intervals
-from engine.forecast.models import ENSEMBLE, forecast_batch
+from engine.forecast.models import ENSEMBLE, GLOBAL, forecast_batch
+
+GLOBAL_ARTIFACT = "global_model.pkl"
 
 
 @dataclass
@@ -35,6 +37,10 @@ class Forecaster:
     quantiles: dict[int, list[float]]
     snapshot_id: str
     cum_errors: dict[int, list[float]] | None = None  # P -> quantile grid (inventory)
+    global_spec: dict[str, Any] | None = None  # FeatureSpec of the global model, if any
+    static_values: dict[str, dict[str, Any]] | None = None  # unique_id -> static columns
+    hierarchy: dict[str, Any] | None = None  # upper_chosen, weights, method (hierarchy.py)
+    global_model: Any = None  # the fitted MLForecast (artifact global_model.pkl)
 
     @property
     def common(self) -> str:
@@ -51,6 +57,9 @@ class Forecaster:
                 "quantiles": {str(k): v for k, v in self.quantiles.items()},
                 "snapshot_id": self.snapshot_id,
                 "cum_errors": {str(k): v for k, v in (self.cum_errors or {}).items()},
+                "global_spec": self.global_spec,
+                "static_values": self.static_values,
+                "hierarchy": self.hierarchy,
             }
         )
 
@@ -64,12 +73,34 @@ class Forecaster:
             {int(k): v for k, v in d["quantiles"].items()},
             d["snapshot_id"],
             {int(k): v for k, v in d.get("cum_errors", {}).items()} or None,
+            d.get("global_spec"),
+            d.get("static_values"),
+            d.get("hierarchy"),
+        )
+
+    @classmethod
+    def load_run(cls, run_id: str) -> Forecaster:
+        """The forecaster a training run logged, its global model included."""
+        import mlflow
+
+        f = cls.from_json(mlflow.artifacts.load_text(f"runs:/{run_id}/forecaster.json"))
+        if f.global_spec is not None:
+            from engine.forecast.global_model import loads
+
+            path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{GLOBAL_ARTIFACT}")
+            with open(path, "rb") as fh:
+                f.global_model = loads(fh.read())
+        return f
+
+    def uses_global(self, ids: list[str]) -> bool:
+        return self.global_model is not None and any(
+            self.chosen.get(u, self.common) == GLOBAL for u in ids
         )
 
     def future_needed(self, ids: list[str]) -> bool:
         return bool(self.config.known) and any(
             self.chosen.get(u, self.common).endswith("+x")
-            or self.chosen.get(u, self.common) == ENSEMBLE
+            or self.chosen.get(u, self.common) in (ENSEMBLE, GLOBAL)
             for u in ids
         )
 
@@ -127,6 +158,9 @@ class Forecaster:
             fc.known if future is not None else [],
             fc.ensemble,
         )
+        if self.uses_global(ids):
+            res = res.merge(self._global(history, future), on=["unique_id", "ds"], how="left")
+            res[GLOBAL] = res[GLOBAL].fillna(res[fc.families[0]])
         res["step"] = res.groupby("unique_id", sort=False).cumcount() + 1
         used = res["unique_id"].map(lambda u: self.chosen.get(u, self.common))
         cols = [c for c in res.columns if c not in ("unique_id", "ds", "step")]
@@ -144,6 +178,39 @@ class Forecaster:
             out["unique_id"].isin(list(self.chosen)), "", "new series: common model, median scale"
         )
         return out
+
+    def _model_input(self, history: pd.DataFrame) -> tuple[pd.DataFrame, Any]:
+        """The history as the global model reads it: static columns from the training
+        panel where the caller did not send them (a new series: the most common value)."""
+        from engine.forecast.features import FeatureSpec, model_input
+
+        assert self.global_spec is not None
+        spec = FeatureSpec.from_dict(self.global_spec)
+        h = history.copy()
+        if "observed" not in h.columns:
+            h["observed"] = h["y"].notna()
+        sv = pd.DataFrame.from_dict(self.static_values or {}, orient="index")
+        for c in spec.static:
+            if c not in h.columns:
+                common = sv[c].mode().iloc[0] if c in sv.columns and len(sv) else 0
+                h[c] = h["unique_id"].map(sv[c] if c in sv.columns else {}).fillna(common)
+        return model_input(h, spec), spec
+
+    def _global(self, history: pd.DataFrame, future: pd.DataFrame | None) -> pd.DataFrame:
+        from engine.forecast.global_model import predict
+
+        inp, spec = self._model_input(history)
+        return predict(self.global_model, inp, future, spec, self.config.horizon)
+
+    def explain(self, history: pd.DataFrame, future: pd.DataFrame | None) -> pd.DataFrame:
+        """SHAP values of the global model's forecast for each series and step (base +
+        contributions = the model's raw forecast); empty without a global model."""
+        from engine.forecast.global_model import explain
+
+        if self.global_model is None:
+            return pd.DataFrame()
+        inp, spec = self._model_input(history)
+        return explain(self.global_model, inp, future, spec, self.config.horizon)
 
 
 def future_frame(df: pd.DataFrame, fc: ForecastConfig, where: str = "future") -> pd.DataFrame:
@@ -186,6 +253,11 @@ class ForecastPyfunc(PythonModel):  # type: ignore[misc]
     def load_context(self, context: Any) -> None:
         with open(context.artifacts["forecaster"], encoding="utf-8") as fh:
             self.f = Forecaster.from_json(fh.read())
+        if "global_model" in context.artifacts:
+            from engine.forecast.global_model import loads
+
+            with open(context.artifacts["global_model"], "rb") as fh:
+                self.f.global_model = loads(fh.read())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
         assert self.f is not None

@@ -195,6 +195,30 @@ def card_markdown(card: dict[str, Any]) -> str:
         for g, d in h["by_group"].items():
             cov = ", ".join(f"{lv}%: {c:.1%}" for lv, c in d["coverage"].items())
             lines.append(f"| {g} | {d['series']} | {d['mase']:.3f} | {cov} |")
+    hy = card.get("hierarchy")
+    if hy:
+        lines += [
+            "",
+            f"## Levels, every backtest window, {hy['method']}",
+            "",
+            "| level | series | MASE base | MASE reconciled | MASE bottom-up |",
+            "|---|---|---|---|---|",
+        ]
+        for lv, d in hy["levels"].items():
+            lines.append(
+                f"| {lv} | {d['series']} | {d['mase_base']:.3f} | {d['mase_reconciled']:.3f} "
+                f"| {d['mase_bottom_up']:.3f} |"
+            )
+    g = card.get("global_model")
+    if g:
+        best = ", ".join(f"{k} {v}" for k, v in g["search"]["best"].items())
+        top = ", ".join(f"{k} {v:.0%}" for k, v in list(g["importance_gain_share"].items())[:5])
+        lines += [
+            "",
+            f"Global model: {g['estimator']} on Spark's point-in-time features (snapshot "
+            f"`{g['features_snapshot']}`); {g['search']['trials']} settings searched by Tune "
+            f"on {g['search']['on']}; best: {best}. Largest shares of gain: {top}.",
+        ]
     lines += ["", "Worst series (held-out MASE): "]
     lines += [f"- {w['unique_id']}: {w['mase']:.2f} ({w['model']})" for w in card["worst_series"]]
     return "\n".join(lines) + "\n"
@@ -229,10 +253,18 @@ def stage_forecast_train(
         from engine.raycluster import start_ray
 
         start_ray(ws)
+    g_in, fsnap_id = _global_inputs(proj, ws, panel, snap, ok, log)
     t_panel = time.perf_counter()
     groups = prof.set_index("unique_id")["kind"]
-    bt = run_backtest(panel.frame, fc, ok, log=log, use_ray=use_ray, groups=groups)
+    bt = run_backtest(
+        panel.frame, fc, ok, log=log, use_ray=use_ray, groups=groups, global_inputs=g_in
+    )
     t_bt = time.perf_counter()
+    gmodel = None
+    if g_in is not None and bt.global_search is not None:
+        from engine.forecast import global_model as gm
+
+        gmodel = gm.fit(*g_in, bt.global_search.best, fc.freq, fc.global_model.seed)
     chosen = {str(k): str(v) for k, v in bt.final.chosen.items()}
     common = str(bt.final.chosen.value_counts().idxmax())
     for u in short:
@@ -244,7 +276,16 @@ def stage_forecast_train(
     assert bt.final.picks is not None
     grid = error_grid(cumulative_errors(bt.table, bt.final.picks, bt.candidates, fc.horizon))
     fcr = Forecaster(fc, chosen, scale, bt.final.quantiles, snap.id, grid)
+    if gmodel is not None and g_in is not None:
+        fcr.global_spec = g_in[2].to_dict()
+        fcr.static_values = _static_values(panel.frame, fc.static)
+        fcr.global_model = gmodel
     card = _card(proj, panel, bt, snap.id, short)
+    if fc.hierarchy:
+        card["hierarchy"] = _hierarchy(panel, fc, ok, bt, log)
+        fcr.hierarchy = {k: card["hierarchy"][k] for k in ("upper_chosen", "weights", "method")}
+    if gmodel is not None and g_in is not None:
+        card["global_model"] = _global_card(bt, g_in[2], gmodel, fsnap_id)
     setup_mlflow(ws, proj.name)
     with mlflow.start_run(run_name=f"forecast-{snap.id}") as run:
         mlflow.set_tags({"task": "forecast", "snapshot_id": snap.id, "code": code_version()})
@@ -279,11 +320,26 @@ def stage_forecast_train(
             (p / CARD).write_text(json.dumps(card, indent=1, default=str))
             (p / "forecast_card.md").write_text(card_markdown(card))
             (p / "forecaster.json").write_text(fcr.to_json())
+            artifacts = {"forecaster": str(p / "forecaster.json")}
+            if gmodel is not None:
+                from engine.forecast.global_model import dumps
+                from engine.forecast.predictor import GLOBAL_ARTIFACT
+
+                (p / GLOBAL_ARTIFACT).write_bytes(dumps(gmodel))
+                artifacts["global_model"] = str(p / GLOBAL_ARTIFACT)
+                assert bt.global_search is not None
+                pd.DataFrame([{**c, "mase": m} for c, m in bt.global_search.scores]).to_parquet(
+                    p / "global_search.parquet", index=False
+                )
+                mlflow.log_params(
+                    {f"global_{k}": v for k, v in bt.global_search.best.items()}
+                    | {"global_features_snapshot": fsnap_id}
+                )
             mlflow.log_artifacts(d)
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=ForecastPyfunc(),
-                artifacts={"forecaster": str(p / "forecaster.json")},
+                artifacts=artifacts,
                 registered_model_name=fc.model_name,
             )
     version = str(info.registered_model_version)
@@ -316,9 +372,110 @@ def stage_forecast_train(
     return ForecastTrainResult(fc.model_name, version, alias, run.info.run_id, snap.id, card, secs)
 
 
+def _global_inputs(
+    proj: ForecastProject,
+    ws: Workspace,
+    panel: Panel,
+    snap: Snapshot,
+    ok: list[str],
+    log: Callable[[str], None],
+) -> tuple[tuple[pd.DataFrame, pd.DataFrame, Any] | None, str]:
+    """The global model's training rows: the panel's point-in-time features, built on
+    Spark into their own snapshot (engine.forecast.features); None when it is off."""
+    fc = proj.forecast
+    if not fc.global_model.enabled or not ok:
+        return None, ""
+    from engine.features.spark import master_session
+    from engine.forecast.features import (
+        FeatureSpec,
+        features_snapshot,
+        model_input,
+        read_features,
+    )
+
+    spec = FeatureSpec.of(fc, panel.frame)
+    fsnap = features_snapshot(
+        lambda: master_session(proj.spark_master, ws), ws, proj.name, snap, spec
+    )
+    feats = read_features(fsnap)
+    log(
+        f"features {fsnap.id}: {len(feats):,} rows x {len(spec.columns)} point-in-time "
+        f"features on Spark ({', '.join(spec.columns)})"
+    )
+    return (feats, model_input(panel.frame, spec), spec), fsnap.id
+
+
+def _hierarchy(
+    panel: Panel, fc: Any, ok: list[str], bt: Any, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Backtest the upper levels' series with the local families, reconcile every
+    window's forecasts (MinTrace) and measure each level before and after."""
+    from engine.forecast import hierarchy as hy
+    from engine.forecast.backtest import backtest_batch, choose
+    from engine.forecast.models import candidates
+
+    st = hy.structure(panel.frame, fc, ok)
+    up = hy.upper_frame(panel.frame, st)
+    fc_up = fc.model_copy(
+        update={
+            "known": [],
+            "static": [],
+            "hierarchy": [],
+            "global_model": fc.global_model.model_copy(update={"enabled": False}),
+        }
+    )
+    up_bt = backtest_batch(up, fc_up.model_dump(mode="json"))
+    cands = candidates(fc.families, [], fc.ensemble)
+    ch = choose(up_bt, cands, list(range(fc.backtest.windows)), fc.levels, fc.choice_margin)
+    assert ch.picks is not None and bt.final.picks is not None
+    bottom_rows = hy.picked(bt.table, bt.final.picks, bt.candidates)
+    upper_rows = hy.picked(up_bt, ch.picks, cands)
+    res, _ = hy.evaluate_levels(bottom_rows, upper_rows, st)
+    res["upper_chosen"] = {str(k): str(v) for k, v in ch.chosen.items()}
+    res["weights"] = hy.error_weights(bottom_rows, upper_rows)
+    log(
+        "hierarchy ("
+        + res["method"]
+        + "): MASE per level, base -> reconciled: "
+        + "; ".join(
+            f"{lv} ({d['series']}) {d['mase_base']:.3f} -> {d['mase_reconciled']:.3f}"
+            for lv, d in res["levels"].items()
+        )
+    )
+    return res
+
+
+def _static_values(frame: pd.DataFrame, static: list[str]) -> dict[str, dict[str, Any]]:
+    if not static:
+        return {}
+    first = frame.groupby("unique_id", sort=False)[static].first()
+    out: dict[str, dict[str, Any]] = json.loads(first.to_json(orient="index"))
+    return out
+
+
+def _global_card(bt: Any, spec: Any, mlf: Any, fsnap_id: str) -> dict[str, Any]:
+    model = mlf.models_["global"]
+    gain = model.booster_.feature_importance(importance_type="gain")
+    names = model.booster_.feature_name()
+    total = float(gain.sum()) or 1.0
+    top = sorted(zip(names, gain, strict=True), key=lambda t: -t[1])[:10]
+    return {
+        "estimator": "LightGBM through mlforecast (recursive)",
+        "features_snapshot": fsnap_id,
+        "features": spec.columns,
+        "search": {
+            "trials": len(bt.global_search.scores),
+            "on": "MASE on the backtest windows before the held-out one(s)",
+            "best": bt.global_search.best,
+            "scores": [{"params": c, "mase": m} for c, m in bt.global_search.scores],
+            "seconds": bt.global_search.seconds,
+        },
+        "importance_gain_share": {n: float(g) / total for n, g in top},
+    }
+
+
 def load_forecaster(ws: Workspace, name: str, which: str = "champion") -> tuple[Any, Any]:
     """The registered forecaster (and its model version) by alias or version."""
-    import mlflow
 
     from engine.forecast.predictor import Forecaster
     from engine.registry.models import find
@@ -332,14 +489,19 @@ def load_forecaster(ws: Workspace, name: str, which: str = "champion") -> tuple[
             f"{ref.tags.get('task', 'churn')}). Fix: forecast.model_name names the "
             "forecasting model."
         )
-    text = mlflow.artifacts.load_text(f"runs:/{ref.run_id}/forecaster.json")
-    return Forecaster.from_json(text), ref
+    return Forecaster.load_run(ref.run_id), ref
 
 
-def _forecast_batch(hist: pd.DataFrame, fut: pd.DataFrame | None, text: str) -> pd.DataFrame:
+def _forecast_batch(
+    hist: pd.DataFrame, fut: pd.DataFrame | None, text: str, gbytes: bytes | None
+) -> pd.DataFrame:
+    from engine.forecast.global_model import loads
     from engine.forecast.predictor import Forecaster
 
-    return Forecaster.from_json(text).forecast(hist, fut)
+    f = Forecaster.from_json(text)
+    if gbytes is not None:
+        f.global_model = loads(gbytes)
+    return f.forecast(hist, fut)
 
 
 def stage_forecast(
@@ -370,6 +532,11 @@ def stage_forecast(
     fcr.check_future(ids, hist.groupby("unique_id", sort=False)["ds"].max(), fut)
     t0 = time.perf_counter()
     text = fcr.to_json()
+    gbytes = None
+    if fcr.global_model is not None:
+        from engine.forecast.global_model import dumps
+
+        gbytes = dumps(fcr.global_model)
     size = fc.batch_series
     batches = [ids[i : i + size] for i in range(0, len(ids), size)]
     groups = dict(tuple(hist.groupby("unique_id", sort=False)))
@@ -381,11 +548,13 @@ def stage_forecast(
 
         start_ray(ws)
         task = ray.remote(num_cpus=1, max_retries=2)(_forecast_batch)
+        gref = ray.put(gbytes)
         refs = [
             task.remote(
                 ray.put(pd.concat([groups[u] for u in b], ignore_index=True)),
                 None if fut is None else fut[fut["unique_id"].isin(b)],
                 text,
+                gref,
             )
             for b in batches
         ]
@@ -396,10 +565,24 @@ def stage_forecast(
                 pd.concat([groups[u] for u in b], ignore_index=True),
                 None if fut is None else fut[fut["unique_id"].isin(b)],
                 text,
+                gbytes,
             )
             for b in batches
         ]
     out = pd.concat(parts, ignore_index=True)
+    if fc.hierarchy and fcr.hierarchy:
+        from engine.forecast.hierarchy import forecast_levels
+
+        out = forecast_levels(
+            panel.frame, out, fc, fcr.hierarchy["upper_chosen"], fcr.hierarchy["weights"]
+        )
+        log(
+            f"reconciled {out['level'].nunique()} levels ({fcr.hierarchy['method']}): "
+            + ", ".join(
+                f"{lv} {n}"
+                for lv, n in out.groupby("level", sort=False)["unique_id"].nunique().items()
+            )
+        )
     keys = hist.groupby("unique_id", sort=False)[fc.series].first()
     out = keys.reset_index().merge(out, on="unique_id", how="right")
     out.insert(0, "model_version", ref.version)
@@ -426,7 +609,8 @@ def stage_forecast(
         "seconds": secs,
     }
     if proj.inventory is not None and fcr.cum_errors:
-        result["inventory"] = _inventory(proj, fcr, out, output, log)
+        own = out[out["unique_id"].isin(ids)] if "level" in out.columns else out
+        result["inventory"] = _inventory(proj, fcr, own, output, log)
     return result
 
 
