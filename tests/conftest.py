@@ -76,6 +76,18 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
 _STRAYS = ("mlflow.db", "mlruns")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_stray_mlflow_store_in_the_session() -> Iterator[None]:
+    """The same check over the whole session: a module- or session-scoped fixture runs
+    before the per-test check takes its 'before' (a forecast fixture once wrote ./mlruns
+    that way unseen)."""
+    before = {name for name in _STRAYS if (ROOT / name).exists()}
+    yield
+    made = [name for name in _STRAYS if name not in before and (ROOT / name).exists()]
+    if made:
+        pytest.fail(f"this session wrote {made} into the repository root ({ROOT})", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _no_stray_mlflow_store() -> Iterator[None]:
     before = {name for name in _STRAYS if (ROOT / name).exists()}

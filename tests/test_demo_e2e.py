@@ -65,7 +65,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
         [sys.executable, str(ROOT / "jobs" / "demo.py"), "--smoke", "--workspace", str(ws)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=840,  # about 4 minutes alone; the integration tier runs beside it
         check=False,
         cwd=tmp_path,
         env={**os.environ, TAG: tag},

@@ -286,8 +286,10 @@ def stage_forecast_train(
         fcr.hierarchy = {k: card["hierarchy"][k] for k in ("upper_chosen", "weights", "method")}
     if gmodel is not None and g_in is not None:
         card["global_model"] = _global_card(bt, g_in[2], gmodel, fsnap_id)
-    setup_mlflow(ws, proj.name)
-    with mlflow.start_run(run_name=f"forecast-{snap.id}") as run:
+    # the project's experiment, whose artifacts live in the workspace (a bare start_run
+    # used the Default experiment, whose artifact root is ./mlruns of the working directory)
+    exp_id = setup_mlflow(ws, proj.name)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"forecast-{snap.id}") as run:
         mlflow.set_tags({"task": "forecast", "snapshot_id": snap.id, "code": code_version()})
         mlflow.log_params(
             {
