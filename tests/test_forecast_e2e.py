@@ -82,7 +82,7 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
     assert '"Units Sold": units_sold' in text and "static: [store_size]" in text
     # small batches: the backtest fans out over several Ray tasks
     # stores sum their products: the forecasts are reconciled across total, store, product
-    text = text.replace("  levels:", "  batch_series: 4\n  hierarchy: [store]\n  levels:").replace(
+    text = text.replace("  levels:", "  batch_series: 4\n  hierarchy: [Store]\n  levels:").replace(
         "families: [seasonal_naive, auto_ets, auto_arima, croston]",
         "families: [seasonal_naive, naive, auto_ets, croston]",
     )
@@ -121,16 +121,16 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
     assert r.returncode == 0, r.stdout + r.stderr
     levels = pd.read_parquet(tmp_path / "f.parquet")
     assert levels.groupby("level").size().to_dict() == {
-        "store/sku_name": 12 * 8,
-        "store": 2 * 8,
+        "Store/sku_name": 12 * 8,
+        "Store": 2 * 8,
         "total": 8,
     }
     # the levels add up: each store is the sum of its products, the total of the stores
-    f = levels[levels["level"] == "store/sku_name"]
-    up = levels[levels["level"] != "store/sku_name"].set_index(["unique_id", "ds"])["forecast"]
+    f = levels[levels["level"] == "Store/sku_name"]
+    up = levels[levels["level"] != "Store/sku_name"].set_index(["unique_id", "ds"])["forecast"]
     by_store = f.groupby(["Store", "ds"])["forecast"].sum()
     for (store, ds), v in by_store.items():
-        assert up[(f"store={store}", ds)] == pytest.approx(v, rel=1e-8)
+        assert up[(f"Store={store}", ds)] == pytest.approx(v, rel=1e-8)
     tot = f.groupby("ds")["forecast"].sum()
     assert np.allclose(up.loc["total"].loc[tot.index].to_numpy(), tot.to_numpy(), rtol=1e-8)
     assert len(f) == 12 * 8 and set(f["Store"]) == {"North", "South"}, f.columns
@@ -154,8 +154,8 @@ def test_init_train_and_forecast_a_shop_export_through_the_cli(tmp_path: Path) -
     )  # the new SKU in both stores
     assert sum(card["wins"].values()) == 10
     hy = card["hierarchy"]
-    assert list(hy["levels"]) == ["total", "store", "store/sku_name"]
-    assert hy["levels"]["store"]["series"] == 2 and hy["incoherence_after"] < 1e-8
+    assert list(hy["levels"]) == ["total", "Store", "Store/sku_name"]
+    assert hy["levels"]["Store"]["series"] == 2 and hy["incoherence_after"] < 1e-8
     assert card["global_model"]["search"]["trials"] == 4
     assert card["global_model"]["features_snapshot"].startswith("ff-")
     per = pd.read_parquet(

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config.forecast import ForecastConfig
-from engine.forecast.models import GLOBAL, candidates, forecast_batch
+from engine.forecast.models import GLOBAL, add_global_to_ensemble, candidates, forecast_batch
 
 
 def _positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -469,4 +469,5 @@ def _add_global(
             f"{fc.families[0]}'s value used"
         )
         out.loc[miss, GLOBAL] = out.loc[miss, fc.families[0]]
+    add_global_to_ensemble(out)
     return out, found

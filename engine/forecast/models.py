@@ -182,3 +182,18 @@ def candidates(families: list[str], known: list[str], ensemble: bool) -> list[st
     if ensemble and len(out) > 1:
         out.append(ENSEMBLE)
     return out
+
+
+def add_global_to_ensemble(res: pd.DataFrame) -> None:
+    """The ensemble is the mean of every candidate: with the global model's column
+    present, fold it into the local candidates' mean (in place)."""
+    if ENSEMBLE not in res.columns or GLOBAL not in res.columns:
+        return
+    local = [
+        c
+        for c in res.columns
+        if c
+        not in ("unique_id", "ds", "window", "step", ENSEMBLE, GLOBAL, "y", "observed", "scale")
+    ]
+    n = len(local)
+    res[ENSEMBLE] = (res[ENSEMBLE] * n + res[GLOBAL]) / (n + 1)

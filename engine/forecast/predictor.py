@@ -24,7 +24,7 @@ from mlflow.pyfunc import PythonModel
 from engine.config.forecast import ForecastConfig
 from engine.errors import DataError
 from engine.forecast.backtest import apply_intervals
-from engine.forecast.models import ENSEMBLE, GLOBAL, forecast_batch
+from engine.forecast.models import ENSEMBLE, GLOBAL, add_global_to_ensemble, forecast_batch
 
 GLOBAL_ARTIFACT = "global_model.pkl"
 
@@ -94,7 +94,7 @@ class Forecaster:
 
     def uses_global(self, ids: list[str]) -> bool:
         return self.global_model is not None and any(
-            self.chosen.get(u, self.common) == GLOBAL for u in ids
+            self.chosen.get(u, self.common) in (GLOBAL, ENSEMBLE) for u in ids
         )
 
     def future_needed(self, ids: list[str]) -> bool:
@@ -161,6 +161,7 @@ class Forecaster:
         if self.uses_global(ids):
             res = res.merge(self._global(history, future), on=["unique_id", "ds"], how="left")
             res[GLOBAL] = res[GLOBAL].fillna(res[fc.families[0]])
+            add_global_to_ensemble(res)
         res["step"] = res.groupby("unique_id", sort=False).cumcount() + 1
         used = res["unique_id"].map(lambda u: self.chosen.get(u, self.common))
         cols = [c for c in res.columns if c not in ("unique_id", "ds", "step")]
