@@ -5,6 +5,8 @@ agree with the shap package."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -215,3 +217,16 @@ def test_the_search_draws_distinct_settings_from_the_default() -> None:
     assert d[0] == DEFAULT and len(d) == 6
     assert len({tuple(sorted(c.items())) for c in d}) == 6
     assert draw(6, 0) == d and draw(6, 1) != d
+
+
+@pytest.mark.spark
+def test_a_session_the_caller_has_is_used_and_left_running(spark: Any, tmp_path: Any) -> None:
+    """The forecast stage opens Spark with master_session; in a process that already has a
+    session (a notebook, this suite's fixture) it must use that one and not stop it."""
+    from engine.features.spark import master_session
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    with master_session("local[1]", ws) as s:
+        assert s.sparkContext.applicationId == spark.sparkContext.applicationId  # type: ignore[attr-defined]
+    assert spark.range(3).count() == 3  # type: ignore[attr-defined]

@@ -131,7 +131,15 @@ def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
 def master_session(
     master: str, ws: Workspace, *, driver_memory: str = "2g", shuffle_partitions: int = 4
 ) -> Iterator[SparkSession]:
-    """A Spark session on ``master`` that is stopped (JVM included) on exit."""
+    """A Spark session on ``master`` that is stopped (JVM included) on exit; but a
+    session this process already has (a notebook's, a caller's) is used as it is and left
+    running: stopping it under its owner broke every later use of it."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
     spark = get_spark(
         master,
         driver_memory=driver_memory,
