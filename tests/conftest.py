@@ -95,3 +95,24 @@ def _no_stray_mlflow_store() -> Iterator[None]:
     made = [name for name in _STRAYS if name not in before and (ROOT / name).exists()]
     if made:
         pytest.fail(f"this test wrote {made} into the repository root ({ROOT})", pytrace=False)
+
+
+# The integration tier runs on two xdist workers, a whole file per worker at a time
+# (--dist loadfile), in collection order. Starting with the longest files evens the two
+# workers' finishing times (longest-first scheduling); the order inside a file is kept.
+_LONGEST_FIRST = (
+    "test_demo_e2e.py",
+    "test_benchmarks_smoke.py",
+    "test_user_tables_e2e.py",
+    "test_serve.py",
+    "test_forecast_e2e.py",
+    "test_train_ray.py",
+    "test_jobs.py",
+    "test_train_faults.py",
+    "test_forecast_serve.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda it: rank.get(it.path.name, len(rank)))

@@ -60,6 +60,7 @@ def forecast_url(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> An
             "known": ["price"],
             "families": ["naive", "seasonal_naive"],
             "season_length": 4,
+            "global_model": {"trials": 2},
         },
     }
     (d / "insight.yaml").write_text(yaml.safe_dump(raw))
