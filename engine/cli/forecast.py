@@ -82,7 +82,8 @@ def train(
 ) -> None:
     """Check the series table, backtest every family over rolling origins, choose per
     series, calibrate the intervals, register the forecaster with its card."""
-    from engine.stages.forecast import card_markdown, stage_forecast_train
+    from engine.forecast.card import card_markdown
+    from engine.stages.forecast import stage_forecast_train
 
     proj, ws = _open(project, workspace, profile)
     r = stage_forecast_train(proj, ws, use_ray=not local, log=console.print)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config.forecast import ForecastConfig
-from engine.forecast.features import FeatureSpec, encode_static
+from engine.forecast.features import FeatureSpec
 from engine.forecast.models import GLOBAL
 
 SPACE: dict[str, list[Any]] = {
@@ -154,7 +154,6 @@ def backtest_windows(
             fc.global_model.seed,
         )
         hist = inp[(inp["ds"] < cut) & inp["unique_id"].isin(ids)]
-        hist = hist[hist["unique_id"].isin(hist["unique_id"].unique())]
         dates = pd.date_range(cut, periods=fc.horizon, freq=off)
         fut = inp[inp["ds"].isin(dates) & inp["unique_id"].isin(hist["unique_id"].unique())]
         fut = _complete_future(fut, hist, dates, spec)
@@ -323,7 +322,6 @@ __all__ = [
     "Search",
     "backtest_windows",
     "draw",
-    "encode_static",
     "explain",
     "fit",
     "predict",
