@@ -8,6 +8,7 @@ row. Spark time is execution only (``noop`` write), after the session is up.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ def main() -> None:
         )
     )
     spark.stop()
+    shutil.rmtree(tmp, ignore_errors=True)  # the inputs and Spark's scratch
     write("bench_asof", args.smoke, cases, args.out)
 
 

@@ -152,6 +152,7 @@ def main() -> None:
         if ray.is_initialized():
             ray.shutdown()
         time.sleep(0.5)
+        shutil.rmtree(ws.ray_temp_dir(), ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     write("bench_score", args.smoke, cases, args.out)
 

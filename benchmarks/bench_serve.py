@@ -22,6 +22,7 @@ Cases (throughput = answered requests per second, latency p50/p99 in ms):
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import subprocess
 import sys
@@ -265,6 +266,8 @@ def main() -> None:
         stop_ray()
         uv.terminate()
         uv.wait(timeout=30)
+        shutil.rmtree(ws.ray_temp_dir(), ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     for k, v in results.items():
         print(
             f"{k}: "

@@ -14,6 +14,7 @@ same script gives ~10 s / ~30 s trials on a slower or faster box. Smoke: ~1 s tr
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from functools import partial
@@ -157,12 +158,14 @@ def main() -> None:
     targets = [1.0] if args.smoke else [10.0, 30.0]
     n_trials = 2 if args.smoke else 4
     storage = Path(tempfile.mkdtemp(prefix="bench-tune-"))
+    # Ray's session folder: short (socket paths stay under 107 bytes), removed at the end
+    ray_tmp = tempfile.mkdtemp(prefix="insray-b-")
     ray.init(
         num_cpus=CPUS,
         include_dashboard=False,
         log_to_driver=False,
         object_store_memory=512 * 1024 * 1024,
-        _temp_dir=tempfile.mkdtemp(prefix="insray-b-", dir="/tmp"),
+        _temp_dir=ray_tmp,
     )
     cases = []
     # Each side is repeated; warm-ups: the sequential loop is warmed by the calibration, and
@@ -244,6 +247,8 @@ def main() -> None:
         )
     finally:
         ray.shutdown()
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     write("bench_tune", args.smoke, cases, args.out)
 
 

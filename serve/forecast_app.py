@@ -226,6 +226,16 @@ class ForecastServer:
                         json.dumps(req.future, sort_keys=True, default=str).encode()
                     ).hexdigest(),
                     "forecasts": [[p["forecast"] for p in a["points"]] for a in answer],
+                    # what the monitor needs to score it once actuals arrive
+                    "ds": [[p["ds"] for p in a["points"]] for a in answer],
+                    "steps": [[p["step"] for p in a["points"]] for a in answer],
+                    "intervals": {
+                        str(lv): [
+                            [[p[f"lo_{lv}"], p[f"hi_{lv}"]] for p in a["points"]] for a in answer
+                        ]
+                        for lv in fc.levels
+                    },
+                    "series_order": [a["unique_id"] for a in answer],
                     "latency_ms": latency,
                 }
             ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +69,34 @@ def ray_local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
     yield ws
     stop_ray()
     shutil.rmtree(ws.ray_temp_dir(), ignore_errors=True)
+
+
+def _in_use(paths: list[Path]) -> set[Path]:
+    """Those of ``paths`` named on a running process's command line (a live Ray cluster's
+    raylet, GCS and workers carry their session folder)."""
+    used: set[Path] = set()
+    for cmd in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmd.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        used.update(p for p in paths if str(p) in text)
+    return used
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _ray_session_folders_are_removed() -> Iterator[None]:
+    """Ray leaves its session folder (logs, sockets) in the temp dir after a shutdown; a
+    workspace's is /tmp/insray-<hash>. Remove the ones this session made that no running
+    process uses (the other xdist worker's live cluster keeps its own)."""
+    tmp = Path(tempfile.gettempdir())
+    before = set(tmp.glob("insray-*"))
+    yield
+    new = [p for p in tmp.glob("insray-*") if p not in before]
+    if not Path("/proc").is_dir():
+        return
+    for p in set(new) - _in_use(new):
+        shutil.rmtree(p, ignore_errors=True)
 
 
 # MLflow's default store is `mlflow.db` in the working directory: a call that reaches MLflow

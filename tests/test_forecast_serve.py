@@ -228,3 +228,46 @@ def test_global_model_forecasts_are_served_with_their_shap_values(forecast_url: 
     assert [p["forecast"] for a in plain for p in a["points"]] == [
         p["forecast"] for a in out for p in a["points"]
     ]
+
+
+def test_served_forecasts_are_scored_by_the_monitor_once_actuals_are_known(
+    forecast_url: Any,
+) -> None:
+    """A forecast from an origin inside the history has its actuals already: the monitor
+    finds it in the audit log and scores exactly those points, as computed here from the
+    answer and the table; forecasts of weeks not yet sold count as issued, not scored."""
+    from engine.forecast.monitor import issued
+    from engine.stages.forecast import load_forecaster
+    from engine.stages.monitor import stage_forecast_monitor
+
+    url, proj, ws = forecast_url
+    t0 = time.time()
+    body = {
+        "series": [{"store": "C", "sku": "p1"}, {"store": "D", "sku": "p2"}],
+        "origin": "2026-01-12",
+        "horizon": 4,
+        "future": _future(["C", "D"], ["p1", "p2"], "2026-01-12", 4),
+    }
+    r = httpx.post(f"{url}/", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    got = issued(ws, t0, time.time() + 1, proj.forecast.levels)
+    assert got.requests == 1 and got.problems == [] and len(got.frame) == 8
+    run = stage_forecast_monitor(proj, ws, t0, time.time() + 1, send=False, log=lambda m: None)
+    q = run.result.models["1"].forecast["all"]
+    assert q.points == 8 and q.issued_points == 8 and q.series == 2
+    table = pd.read_csv(proj.resolve_path("sales.csv", ws.root), parse_dates=["week"])
+    table["unique_id"] = table["store"] + "/" + table["sku"]
+    f, _ = load_forecaster(ws, "demand")
+    errs, inside = [], []
+    for a in r.json()["forecasts"]:
+        for p in a["points"]:
+            y = float(
+                table.loc[
+                    (table["unique_id"] == a["unique_id"]) & (table["week"] == p["ds"]), "units"
+                ].iloc[0]
+            )
+            errs.append((a["unique_id"], abs(y - p["forecast"]) / f.scale[a["unique_id"]]))
+            inside.append(p["lo_80"] <= y <= p["hi_80"])
+    e = pd.DataFrame(errs, columns=["u", "e"]).groupby("u")["e"].mean().mean()
+    assert q.mase.estimate == pytest.approx(float(e), rel=1e-9)
+    assert q.coverage_80 is not None and q.coverage_80.estimate == pytest.approx(np.mean(inside))

@@ -311,7 +311,7 @@ def test_an_empty_workspace_gives_a_page_that_says_what_to_run(
         body = d.find_element("css selector", "body")
         assert body.get_attribute("data-drawn") == "true"
         assert not [e for e in d.get_log("browser") if e["level"] == "SEVERE"]
-        for panel in ("drift", "uplift", "fairness", "latency", "alerts", "models"):
+        for panel in ("drift", "uplift", "fairness", "latency", "alerts", "models", "demand"):
             text = d.find_element("css selector", f'section[data-panel="{panel}"] .body').text
             assert "insight" in text or "No " in text, (panel, text)
         top = d.find_element("css selector", "header.top").text

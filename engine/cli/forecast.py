@@ -5,7 +5,7 @@ forecast with its intervals."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -92,6 +92,164 @@ def train(
         f"model {r.model_name} v{r.version} @{r.alias} (MLflow run {r.run_id}); next: "
         "insight forecast -o forecasts.parquet"
     )
+
+
+@forecast_app.command("serve")
+def serve_cmd(
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Alias or version to serve.")] = "champion",
+    once: Annotated[
+        bool, typer.Option("--once", help="Start, answer one health check, stop.")
+    ] = False,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve POST /forecast on 127.0.0.1 in this process until Ctrl-C: per series its
+    points and intervals, SHAP with explain: true; every answer audited."""
+    import time as _time
+
+    from ray import serve
+
+    from engine.raycluster import start_ray, stop_ray
+    from serve.forecast_app import forecast_up
+
+    proj, ws = _open(project, workspace, profile)
+    start_ray(ws)
+    try:
+        url = forecast_up(proj, ws, port=port, alias=model)
+        console.print(
+            f"serving {proj.forecast.model_name}@{model} at [bold]{url}[/] (POST {url}/, "
+            f"docs: {url}/docs); audit: {ws.audit / 'forecast'}"
+        )
+        if not once:
+            console.print("Ctrl-C to stop")
+            while True:
+                _time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        stop_ray()
+
+
+@forecast_app.command("actuals")
+def actuals_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet: series keys, time, target.")],
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Store actuals that arrived after the forecasts (beside the series table, which the
+    monitor also reads as it is now); `insight labels ingest` does the same here."""
+    from engine.forecast.monitor import ingest_actuals
+
+    proj, ws = _open(project, workspace, profile)
+    r = ingest_actuals(proj, ws, path)
+    console.print(
+        ("already stored: " if r.duplicate else "stored ")
+        + f"{r.rows:,} actuals of {r.series:,} series -> {r.path}\nnext: insight forecast monitor"
+    )
+
+
+@forecast_app.command("monitor")
+def monitor_cmd(
+    since: Annotated[
+        str | None,
+        typer.Option("--from", help="Forecasts issued since: ISO time or '-30d' (default -90d)."),
+    ] = None,
+    until: Annotated[str | None, typer.Option("--to", help="Issued before (default now).")] = None,
+    send: Annotated[bool, typer.Option("--send/--no-send", help="Deliver notifications.")] = True,
+    retrain: Annotated[
+        bool, typer.Option("--retrain/--no-retrain", help="Run the retrain a rule requests.")
+    ] = True,
+    local: Annotated[bool, typer.Option(help="Retrain in one process, no Ray.")] = False,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Score the issued forecasts against the actuals known now, per group of series
+    (realized MASE and its ratio to the backtest, bias, interval coverage, each with an
+    interval); judge forecast.* alert rules; notify; retrain when a rule says so."""
+    import time as _time
+
+    from engine.cli.monitor import parse_time
+    from engine.stages.monitor import stage_forecast_monitor
+
+    proj, ws = _open(project, workspace, profile)
+    now = _time.time()
+    r = stage_forecast_monitor(
+        proj, ws, parse_time(since, now), parse_time(until, now), send=send, log=console.print
+    )
+    print_forecast_run(r)
+    if retrain and r.retrains:
+        from engine.stages.retrain import run_forecast_requested
+
+        run_forecast_requested(proj, ws, use_ray=not local, log=console.print)
+
+
+def print_forecast_run(r: Any) -> None:
+    from rich.table import Table
+
+    res = r.result
+    w, a = res.window, res.audit
+    console.print(
+        f"forecasts issued {w.from_iso} .. {w.to_iso}: {res.traffic.requests:,} answer(s) and "
+        f"batch run(s), {res.traffic.rows:,} series-periods; audit: "
+        + ("[green]intact[/]" if a.chain_ok else f"[bold red]{len(a.problems)} problem(s)[/]")
+    )
+    for p in a.problems[:5]:
+        console.print(f"  [red]{p}[/]")
+    if res.no_traffic:
+        console.print("no forecasts issued in this window: nothing to score (not an error)")
+
+    def fmt(s: Any, pct: bool = False) -> str:
+        if s is None or s.estimate is None:
+            return "-"
+        f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+        ci = "" if s.low is None or s.high is None else f" [{f(s.low)}, {f(s.high)}]"
+        return f(s.estimate) + ci
+
+    for v, m in res.models.items():
+        if m.note:
+            console.print(f"v{v}: {m.note}")
+        if not m.forecast:
+            continue
+        t = Table(
+            "group",
+            "series",
+            "points",
+            "actuals",
+            "MASE",
+            "vs backtest",
+            "bias",
+            "80% inside",
+            "95% inside",
+            title=f"v{v} ({m.role})",
+        )
+        for g, q in m.forecast.items():
+            t.add_row(
+                g,
+                f"{q.series:,}",
+                f"{q.points:,}",
+                fmt(q.actuals_share, True),
+                fmt(q.mase),
+                fmt(q.mase_ratio),
+                fmt(q.bias, True),
+                fmt(q.coverage_80, True),
+                fmt(q.coverage_95, True),
+            )
+        console.print(t)
+    if res.rules is not None:
+        for ch in res.rules.changes:
+            console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")
+        if res.rules.firing:
+            console.print(f"firing: {', '.join(res.rules.firing)}")
+    for q in r.retrains:
+        console.print(f"retrain requested by {q['rule']} ({q['incident']})")
+    console.print(f"result: {r.path}")
 
 
 def init_forecast(

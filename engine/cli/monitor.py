@@ -172,9 +172,18 @@ def labels_ingest(
     workspace: WorkspaceOpt = None,
     profile: ProfileOpt = None,
 ) -> None:
-    """Store delayed outcomes; the monitor joins them to the decisions they answer."""
+    """Store delayed outcomes; the monitor joins them to the decisions they answer. In a
+    forecasting project (a forecast: block, no label:), the file holds actuals."""
+    from engine.cli.common import project_path
+    from engine.config.base import read_yaml
     from engine.monitor.labels import ingest
 
+    raw = read_yaml(project_path(project)) if project_path(project).is_file() else None
+    if isinstance(raw, dict) and "forecast" in raw and "label" not in raw:
+        from engine.cli.forecast import actuals_cmd
+
+        actuals_cmd(path, project, workspace, profile)
+        return
     cfg, ws = _load(project, workspace, profile)
     r = ingest(cfg, ws, path)
     if r.duplicate:

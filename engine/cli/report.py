@@ -30,11 +30,26 @@ def report(
 ) -> None:
     """Write one self-contained HTML report (KPIs, drift, uplift, fairness, latency, alerts,
     model timeline) from aggregates only, and a page per model card beside it."""
-    from engine.report import MAX_BYTES, write_report
+    from engine.cli.common import project_path
+    from engine.config.base import read_yaml
+    from engine.report import MAX_BYTES, write_forecast_report, write_report
 
-    cfg, ws = _load(project, workspace, profile, must_exist=True)
     if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"--out {out}: the report is an HTML file. Fix: --out report.html")
+    raw = read_yaml(project_path(project)) if project_path(project).is_file() else None
+    if isinstance(raw, dict) and "forecast" in raw and "label" not in raw:
+        from engine.project import open_forecast_project
+
+        if workspace is not None and not workspace.is_dir():
+            raise ConfigError(f"--workspace {workspace}: no such folder (a mistyped path?).")
+        proj, fws, _ = open_forecast_project(project_path(project), workspace, profile)
+        fr = write_forecast_report(proj, fws, out)
+        console.print(
+            f"report of {proj.forecast.model_name}: {fr.header['monitor_runs']} forecast "
+            f"monitor run(s); {fr.bytes / 1024:.0f} KB -> open {fr.path.as_uri()}"
+        )
+        return
+    cfg, ws = _load(project, workspace, profile, must_exist=True)
     r = write_report(cfg, ws, model, out)
     h = r.header
     console.print(

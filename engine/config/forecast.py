@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engine.config.base import IDENT, Model, read_yaml, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.monitor import MonitorConfig
 from engine.config.source import SourceConfig
 from engine.errors import ConfigError, format_validation_error
 
@@ -145,6 +146,12 @@ class ForecastConfig(Model):
         "reconciled across them (engine.forecast.hierarchy).",
     )
     global_model: GlobalModelConfig = Field(default_factory=GlobalModelConfig)
+    monitor_by: list[str] | None = Field(
+        default=None,
+        description="Columns (series keys or static) whose values group the series in the "
+        "monitor's accuracy report, beside 'all' (unset: the hierarchy's top column, else "
+        "the first series key when there are several).",
+    )
     levels: list[int] = Field(default_factory=lambda: [80, 95])
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     batch_series: int = Field(
@@ -204,6 +211,12 @@ class ForecastConfig(Model):
                 f"hierarchy {self.hierarchy}: {bad or 'a column twice'}. Fix: list series "
                 f"keys ({self.series}) or static columns ({self.static}), top down, once each."
             )
+        bad = [c for c in self.monitor_by or [] if c not in self.series and c not in self.static]
+        if bad:
+            raise ValueError(
+                f"monitor_by {self.monitor_by}: {bad} is not a column of the series. Fix: "
+                f"series keys ({self.series}) or static columns ({self.static})."
+            )
         if self.backtest.holdout >= self.backtest.windows:
             raise ValueError(
                 f"backtest.holdout {self.backtest.holdout} must be below backtest.windows "
@@ -215,6 +228,15 @@ class ForecastConfig(Model):
     @property
     def step(self) -> int:
         return self.backtest.step or self.horizon
+
+    @property
+    def groups_by(self) -> list[str]:
+        """The columns the monitor groups series by (see ``monitor_by``)."""
+        if self.monitor_by is not None:
+            return self.monitor_by
+        if self.hierarchy:
+            return self.hierarchy[:1]
+        return self.series[:1] if len(self.series) > 1 else []
 
 
 # Keys of a project file that belong to the churn task (read by ProjectConfig, not here).
@@ -229,7 +251,6 @@ _OTHER_TASK = {
     "train",
     "serve",
     "drift",
-    "monitor",
     "business",
 }
 
@@ -245,6 +266,10 @@ class ForecastProject(Model):
     spark_master: str = Field(
         default="local[2]",
         description="Spark master of the feature snapshot (a cluster profile's spark: sets it).",
+    )
+    monitor: MonitorConfig = Field(
+        default_factory=MonitorConfig,
+        description="Alert rules on forecast accuracy (forecast.* statistics), sinks, route.",
     )
     inventory: InventoryConfig | None = Field(
         default=None, description="From the file's business.inventory."

@@ -21,7 +21,8 @@ from engine.config.base import Model
 
 # statistic -> (scope, description). Scope "feature" rules name features (or all of them),
 # "group" rules name a sensitive attribute, "model" rules are one number per model version,
-# "app" rules one number per run (judged even when no version answered).
+# "segment" rules one number per group of forecast series (and "all"), "app" rules one
+# number per run (judged even when no version answered).
 STATISTICS: dict[str, tuple[str, str]] = {
     "feature.psi": ("feature", "PSI of a numeric feature against the training window"),
     "feature.js": ("feature", "Jensen-Shannon distance of a categorical feature"),
@@ -45,6 +46,12 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "fairness.outcome_rate_shift": ("group", "largest |outcome rate - training rate| of a group"),
     "uplift.ate": ("model", "live ATE of the logged treatment on the logged outcome"),
     "uplift.ate_change": ("model", "relative change of the live ATE vs the training ATE"),
+    "forecast.mase": ("segment", "realized MASE of a series group's forecasts (actuals in)"),
+    "forecast.mase_ratio": ("segment", "realized MASE / the backtest's on the same series"),
+    "forecast.bias": ("segment", "sum(forecast - actual) / sum(actual): + over-forecasts"),
+    "forecast.coverage_80": ("segment", "share of actuals inside the 80% intervals"),
+    "forecast.coverage_95": ("segment", "share of actuals inside the 95% intervals"),
+    "forecast.actuals_share": ("segment", "share of issued forecast points with an actual"),
     "audit.problems": ("app", "problems found verifying the audit chains read"),
     "traffic.requests": ("app", "requests the app answered in the window, all versions"),
 }

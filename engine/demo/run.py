@@ -310,8 +310,10 @@ def _demand(ws: Workspace) -> dict[str, Any]:
         "intervals held what the future drew: "
         + ", ".join(f"{lv}% -> {c:.1%}" for lv, c in vs["coverage"].items())
     )
+    mon = _demand_monitor(proj, ws, truth)
     return {
         "model": f"models:/{tr.model_name}/{tr.version}",
+        "monitor": mon,
         "cv_mase": cv["mase"],
         "best_family": best,
         "best_family_mase": plain[best],
@@ -319,6 +321,48 @@ def _demand(ws: Workspace) -> dict[str, Any]:
         "vs_truth": vs,
         "inventory": res.get("inventory"),
         "forecasts": str(out),
+    }
+
+
+def _demand_monitor(proj: Any, ws: Workspace, truth: dict[str, Any]) -> dict[str, Any]:
+    """The 8 weeks that followed arrive as actuals (the generator's draws); the forecast
+    monitor scores the issued forecasts against them, as it would an ERP's extract."""
+    import pandas as pd
+
+    from engine.forecast.monitor import ingest_actuals
+    from engine.stages.monitor import stage_forecast_monitor
+
+    fut = pd.read_csv(ws.data / "sales" / "future.csv")
+    fut["units"] = [
+        truth["future"][f"{s}/{p}"]["draw"][k]
+        for s, p, k in zip(
+            fut["store"], fut["product"], fut.groupby(["store", "product"]).cumcount(), strict=True
+        )
+    ]
+    path = ws.data / "sales" / "actuals.csv"
+    fut[["store", "product", "week", "units"]].to_csv(path, index=False)
+    ingest_actuals(proj, ws, path)
+    run = stage_forecast_monitor(proj, ws, send=False, log=console.print)
+    v, m = next(iter(run.result.models.items()))
+    q = m.forecast.get("all")
+    if q is None or q.mase.estimate is None:
+        return {}
+
+    def ci(s: Any, pct: bool = False) -> str:
+        f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+        return f"{f(s.estimate)} ({f(s.low)}-{f(s.high)})" if s.low is not None else f(s.estimate)
+
+    console.print(
+        f"forecast monitor, v{v} on the {q.points} series-weeks that followed: realized MASE "
+        f"{ci(q.mase)}, {ci(q.mase_ratio)} x its backtest; bias {ci(q.bias, True)}; "
+        + ", ".join(f"{lv}% held {ci(c, True)}" for lv, c in q.coverage.items())
+    )
+    return {
+        "version": v,
+        "mase": q.mase.triple(),
+        "mase_ratio": q.mase_ratio.triple() if q.mase_ratio else None,
+        "coverage": {lv: c.triple() for lv, c in q.coverage.items()},
+        "result": str(run.path),
     }
 
 

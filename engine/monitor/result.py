@@ -149,6 +149,25 @@ class Uplift(_Part):
     ate_change: Stat | None = None
 
 
+class ForecastQuality(_Part):
+    """Realized accuracy of one group of series' issued forecasts whose actuals arrived,
+    against the backtest that chose the model (engine.forecast.monitor). Intervals: a
+    bootstrap over series (errors within a series are correlated), or over points when the
+    group has fewer than five series."""
+
+    series: int
+    points: int
+    issued_points: int
+    actuals_share: Stat
+    mase: Stat
+    reference_mase: float | None = None
+    mase_ratio: Stat | None = None
+    bias: Stat
+    coverage_80: Stat | None = None
+    coverage_95: Stat | None = None
+    coverage: dict[str, Stat] = Field(default_factory=dict)  # level -> share inside
+
+
 class VersionResult(_Part):
     """One model version's traffic in the window, against its own reference profile."""
 
@@ -163,6 +182,7 @@ class VersionResult(_Part):
     drifted: list[str] = Field(default_factory=list)
     fairness: dict[str, Fairness] = Field(default_factory=dict)
     uplift: Uplift | None = None
+    forecast: dict[str, ForecastQuality] = Field(default_factory=dict)  # group -> quality
     note: str | None = None
 
 

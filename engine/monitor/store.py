@@ -21,8 +21,9 @@ def state_path(ws: Workspace) -> Path:
     return monitor_dir(ws) / "state.json"
 
 
-def history_path(ws: Workspace) -> Path:
-    return monitor_dir(ws) / "history.jsonl"
+def history_path(ws: Workspace, name: str = "history") -> Path:
+    """``history.jsonl`` (the churn monitor's), ``history-forecast.jsonl`` (forecasts')."""
+    return monitor_dir(ws) / f"{name}.jsonl"
 
 
 def _est(s: Stat | None) -> float | None:
@@ -70,6 +71,21 @@ def history_line(r: MonitorResult) -> dict[str, Any]:
                 for a, f in m.fairness.items()
             },
             "ate": _tri(m.uplift.ate) if m.uplift is not None else None,
+            "forecast": {
+                g: {
+                    "series": q.series,
+                    "points": q.points,
+                    "issued_points": q.issued_points,
+                    "actuals_share": _est(q.actuals_share),
+                    "mase": _tri(q.mase),
+                    "reference_mase": q.reference_mase,
+                    "mase_ratio": _tri(q.mase_ratio),
+                    "bias": _tri(q.bias),
+                    "coverage": {lv: _tri(c) for lv, c in q.coverage.items()},
+                }
+                for g, q in m.forecast.items()
+            }
+            or None,
         }
     rules = r.rules
     return {
@@ -88,17 +104,17 @@ def history_line(r: MonitorResult) -> dict[str, Any]:
     }
 
 
-def append_history(ws: Workspace, r: MonitorResult) -> None:
+def append_history(ws: Workspace, r: MonitorResult, name: str = "history") -> None:
     """One line per run, the numbers the report plots (a partial last line, from a killed
     run, is skipped by readers)."""
-    p = history_path(ws)
+    p = history_path(ws, name)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("a", encoding="utf-8") as f:
         f.write(json.dumps(history_line(r), default=str) + "\n")
 
 
-def read_history(ws: Workspace) -> list[dict[str, Any]]:
-    p = history_path(ws)
+def read_history(ws: Workspace, name: str = "history") -> list[dict[str, Any]]:
+    p = history_path(ws, name)
     if not p.is_file():
         return []
     out = []

@@ -73,3 +73,58 @@ def write_report(
     write_page(out, page)
     size = len(page.encode("utf-8"))
     return ReportResult(out, size, written, time.monotonic() - t0, data["header"])
+
+
+def write_forecast_report(proj: Any, ws: Workspace, out: Path | None = None) -> ReportResult:
+    """The report of a forecasting-only project (no churn model): its demand panel
+    (backtest, stock, live accuracy) and its alerts, from aggregates only."""
+    import json
+
+    from engine.forecast.monitor import APP
+    from engine.monitor.store import monitor_dir, read_history
+    from engine.report.collect import _iso, alerts, control_events
+    from engine.report.demand import demand_section
+    from engine.report.page import render_report
+
+    t0 = time.monotonic()
+    out = (out or ws.site / "report.html").resolve()
+    hist = read_history(ws, "history-forecast")
+    sp = monitor_dir(ws) / "state.json"
+    state = json.loads(sp.read_text()) if sp.is_file() else {}
+    state["alerts"] = {
+        k: a for k, a in (state.get("alerts") or {}).items() if k.startswith(APP + "|")
+    }
+    demand = demand_section(ws)
+    champ = next((d["version"] for d in demand if d["model"] == proj.forecast.model_name), None)
+    last = hist[-1] if hist else {}
+    header = {
+        "kind": "forecast",
+        "project": proj.name,
+        "model": proj.forecast.model_name,
+        "champion": champ,
+        "generated_at": _iso(time.time()),
+        "monitor_runs": len(hist),
+        "points": len(hist),
+        "from_iso": _iso(last.get("from")),
+        "to_iso": _iso(last.get("to")),
+        "requests": int(last.get("requests") or 0),
+        "requests_as_of": last.get("ran_at"),
+        "audit_folder": str(ws.audit / APP),
+        "audit_segments": [],
+        "audit_records": 0,
+        "audit_ranges": {},
+        "chain_ok": all(h.get("chain_ok", True) for h in hist),
+        "versions_served": sorted({v for h in hist for v in h.get("models") or {}}, key=int),
+        "versions_registered": [d["version"] for d in demand],
+    }
+    data = {
+        "header": header,
+        "series": {},
+        "alerts": alerts(hist, state),
+        "control": control_events(ws),
+        "versions": [],
+        "demand": demand,
+    }
+    page = render_report(data, panels=["demand", "alerts"])
+    write_page(out, page)
+    return ReportResult(out, len(page.encode("utf-8")), [], time.monotonic() - t0, header)

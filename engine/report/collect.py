@@ -341,6 +341,7 @@ def collect(
     import json
 
     from engine.monitor.store import monitor_dir, read_history
+    from engine.report.demand import demand_section
 
     name = model or cfg.train.model_name
     full = read_history(ws)
@@ -404,4 +405,5 @@ def collect(
             for x in vs
         ],
         "threshold": cfg.serve.threshold,
+        "demand": demand_section(ws),
     }

@@ -24,6 +24,7 @@ PANELS = [
     ("latency", "Latency, volume and decision rate", True),
     ("alerts", "Alerts timeline", False),
     ("models", "Model timeline", True),
+    ("demand", "Demand: forecast accuracy and stock", True),
 ]
 
 
@@ -40,8 +41,12 @@ def card_href(model: str, version: str) -> str:
     return f"cards/{model}-v{version}.html"
 
 
-def render_report(data: dict[str, Any], *, refresh_s: int | None = None) -> str:
-    """The report page. ``refresh_s``: the live dashboard reloads itself that often."""
+def render_report(
+    data: dict[str, Any], *, refresh_s: int | None = None, panels: list[str] | None = None
+) -> str:
+    """The report page. ``refresh_s``: the live dashboard reloads itself that often;
+    ``panels``: the panels shown (default all; a forecasting-only project has no churn
+    panels)."""
     h = data["header"]
     links = {
         v["version"]: card_href(h["model"], v["version"])
@@ -52,7 +57,11 @@ def render_report(data: dict[str, Any], *, refresh_s: int | None = None) -> str:
     sections = "\n".join(
         f'<section class="panel{" wide" if wide else ""}" id="{pid}" data-panel="{pid}">'
         f'<h2>{html.escape(title)}</h2><div class="body" tabindex="0" aria-label="{html.escape(title)}"></div></section>'
-        for pid, title, wide in PANELS
+        for pid, title, wide in (
+            PANELS
+            if panels is None
+            else sorted((p for p in PANELS if p[0] in panels), key=lambda p: panels.index(p[0]))
+        )
     )
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
     title = f"{h['project']} · {h['model']} · Insight Engine report"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -25,11 +26,11 @@ from engine.config.forecast import ForecastProject
 from engine.errors import ConfigError, DataError
 from engine.features.snapshot import Snapshot, commit, snapshot_root, temp_dir
 from engine.forecast.card import build_card, card_markdown, global_card
+from engine.forecast.monitor import CARD
 from engine.forecast.panel import Panel, load_panel
 from engine.workspace import Workspace
 
 PANEL_FORMAT = 1
-CARD = "forecast_card.json"
 
 
 @dataclass
@@ -450,9 +451,32 @@ def stage_forecast(
         "output": str(output),
         "seconds": secs,
     }
+    own = out[out["unique_id"].isin(ids)] if "level" in out.columns else out
     if proj.inventory is not None and fcr.cum_errors:
-        own = out[out["unique_id"].isin(ids)] if "level" in out.columns else out
         result["inventory"] = _inventory(proj, fcr, own, output, log)
+    from engine.forecast.monitor import record_batch
+
+    inv = result.get("inventory")
+    kept = record_batch(
+        ws,
+        own,
+        model=fc.model_name,
+        version=ref.version,
+        snapshot_id=fcr.snapshot_id,
+        levels=fc.levels,
+        inventory=None
+        if inv is None or proj.inventory is None
+        else {
+            **{
+                k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in inv.items()
+                if k != "path"
+            },
+            **proj.inventory.model_dump(),
+            "target_service_level": proj.inventory.target,
+        },
+    )
+    result["issued"] = str(kept)  # what `insight forecast monitor` scores once actuals arrive
     return result
 
 

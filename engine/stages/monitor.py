@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config.monitor import seconds
+from engine.config.forecast import ForecastProject
+from engine.config.monitor import MonitorConfig, seconds
 from engine.config.project import ProjectConfig
 from engine.monitor.alerting import AlertState, AlertStatus, deliver, judge, step
 from engine.monitor.alerting import silences as silence_store
@@ -53,15 +54,37 @@ def stage_monitor(
     if t_from is None:
         t_from = state.last_to if state.last_to is not None else t_to - seconds(cfg.monitor.every)
     result = monitor_window(cfg, ws, t_from, t_to, app=app)
-    judgements = judge(cfg.monitor, result, app=app)
+    return judge_and_record(cfg.monitor, cfg.name, ws, result, state, t_to, app, send, log)
+
+
+def judge_and_record(
+    mc: MonitorConfig,
+    project: str,
+    ws: Workspace,
+    result: MonitorResult,
+    state: AlertState,
+    t_to: float,
+    app: str,
+    send: bool,
+    log: Callable[[str], None],
+    *,
+    advance: bool = True,
+    history: str = "history",
+) -> MonitorRun:
+    """Judge the rules on a result, move the alert states, write the result and the
+    history, then deliver what is queued (see the module: the order is the crash safety)."""
+    judgements = judge(mc, result, app=app)
     ctx: dict[str, Any] = {
         "app": app,
         "model": result.model,
-        "project": cfg.name,
+        "project": project,
         "window": result.window.model_dump(by_alias=True),
         "run_id": result.run_id,
     }
-    changes = step(cfg.monitor, state, judgements, t_to, ctx, silence_store.load(ws))
+    changes = step(mc, state, judgements, t_to, ctx, silence_store.load(ws))
+    mine = [
+        r for r in state.retrains if r["status"] == "requested" and r.get("app", "insight") == app
+    ]
     result.rules = RulesOutcome(
         judged=judgements,
         changes=changes,
@@ -70,16 +93,16 @@ def stage_monitor(
         muted=ctx["muted"],
         open_groups=ctx["open_groups"],
         queued_notifications=len(state.outbox),
-        retrain_requests=[r for r in state.retrains if r["status"] == "requested"],
+        retrain_requests=mine,
     )
     path = monitor_dir(ws) / "runs" / f"{result.run_id}.json"
     atomic_write_text(path, result.to_json())
-    state.last_to = t_to
+    if advance:  # the next run starts where this one ended
+        state.last_to = t_to
     state.save()
-    append_history(ws, result)
-    delivered = deliver(cfg.monitor, state, log) if send else {}
-    pending = [r for r in state.retrains if r["status"] == "requested"]
-    return MonitorRun(result, path, changes, delivered, pending)
+    append_history(ws, result, history)
+    delivered = deliver(mc, state, log) if send else {}
+    return MonitorRun(result, path, changes, delivered, mine)
 
 
 def every(
@@ -108,3 +131,41 @@ def every(
     except KeyboardInterrupt:
         log(f"stopped after {done} run(s); the next run starts where the last one ended")
     return done
+
+
+FORECAST_LOOKBACK = "90d"  # default window of a forecast monitor run: forecasts issued since
+
+
+def stage_forecast_monitor(
+    proj: ForecastProject,
+    ws: Workspace,
+    t_from: float | None = None,
+    t_to: float | None = None,
+    *,
+    send: bool = True,
+    log: Callable[[str], None] = print,
+) -> MonitorRun:
+    """Score the forecasts issued in ``[t_from, t_to)`` (default: the last 90 days) against
+    the actuals known now (engine.forecast.monitor), then the same rules, alert states,
+    notifications and retrain requests as the churn monitor, under the app ``forecast``.
+    Actuals arrive weeks after a forecast: each run re-scores the whole lookback, so it
+    does not move the churn monitor's "last window" mark."""
+    from engine.forecast.monitor import APP, monitor_forecast
+
+    state = AlertState.load(state_path(ws))
+    t_to = time.time() if t_to is None else t_to
+    t_from = t_to - seconds(FORECAST_LOOKBACK) if t_from is None else t_from
+    result = monitor_forecast(proj, ws, t_from, t_to)
+    return judge_and_record(
+        proj.monitor,
+        proj.name,
+        ws,
+        result,
+        state,
+        t_to,
+        APP,
+        send,
+        log,
+        advance=False,
+        history="history-forecast",
+    )

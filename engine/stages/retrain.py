@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.config.forecast import ForecastProject
 from engine.config.project import ProjectConfig
 from engine.errors import InsightError
 from engine.workspace import Workspace
@@ -172,7 +173,9 @@ def run_requested(
 
     state = AlertState.load(state_path(ws))
     done = []
-    for req in [r for r in state.retrains if r["status"] == "requested"]:
+    for req in [
+        r for r in state.retrains if r["status"] == "requested" and r.get("app", "insight") == app
+    ]:
         req.update(status="running", started=time.time())
         state.save()
         try:
@@ -183,4 +186,72 @@ def run_requested(
             req.update(status="failed", error=str(exc))
             log(f"retrain for {req['incident']} failed: {exc}")
         state.save()
+    return done
+
+
+def run_forecast_requested(
+    proj: ForecastProject,
+    ws: Workspace,
+    *,
+    use_ray: bool = True,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run every retrain a forecast-accuracy rule requested, each exactly once: a fresh
+    backtest on the series table as it is now (the actuals that fired the rule included),
+    registered as a new version, which becomes the champion only if its held-out MASE
+    beats the champion's (engine.stages.forecast); each step in the control audit log."""
+    from mlflow.tracking import MlflowClient
+
+    from engine.audit import AuditWriter
+    from engine.forecast.monitor import APP
+    from engine.monitor.alerting import AlertState
+    from engine.monitor.store import state_path
+    from engine.stages.forecast import stage_forecast_train
+
+    state = AlertState.load(state_path(ws))
+    done: list[dict[str, Any]] = []
+    todo = [r for r in state.retrains if r["status"] == "requested" and r.get("app") == APP]
+    if not todo:
+        return done
+    control = AuditWriter(ws.audit / "control", writer="retrain-forecast")
+    try:
+        for req in todo:
+            req.update(status="running", started=time.time())
+            state.save()
+            base = {"kind": "retrain", "app": APP, "incident": req["incident"]}
+            control.append([{**base, "event": "start", "rule": req["rule"], "time": time.time()}])
+            try:
+                r = stage_forecast_train(proj, ws, use_ray=use_ray, log=log)
+                MlflowClient().set_model_version_tag(
+                    r.model_name, r.version, "retrain_incident", req["incident"]
+                )
+                h = r.card["holdout"]
+                outcome = (
+                    f"v{r.version} registered as @{r.alias} (held-out MASE {h['mase']:.3f})"
+                    + (
+                        "; redeploy the forecasting app to serve it"
+                        if r.alias == "champion"
+                        else ": the champion's held-out MASE is lower, it keeps serving"
+                    )
+                )
+                req.update(status="done", version=r.version, alias=r.alias, outcome=outcome)
+                log(f"retrain for {req['incident']}: {outcome}")
+            except InsightError as exc:
+                req.update(status="failed", error=str(exc))
+                log(f"retrain for {req['incident']} failed: {exc}")
+            control.append(
+                [
+                    {
+                        **base,
+                        "event": "end",
+                        "status": req["status"],
+                        "time": time.time(),
+                        "summary": req.get("outcome") or req.get("error"),
+                    }
+                ]
+            )
+            state.save()
+            done.append(dict(req))
+    finally:
+        control.close()
     return done

@@ -149,7 +149,8 @@ def _open(cfg: MonitorConfig, state: AlertState, g: Group, eligible: list[str], 
     for name in dict.fromkeys(state.alerts[k].rule for k in eligible):
         rule = rules.get(name)
         if rule is not None and rule.action == "retrain":
-            status = request_retrain(rule, f"{g.key}#{g.incident}", state, now)
+            app = str(state.alerts[eligible[0]].labels.get("app", "insight"))
+            status = request_retrain(rule, f"{g.key}#{g.incident}", state, now, app)
             for k in eligible:
                 state.alerts[k].retrain = status
 

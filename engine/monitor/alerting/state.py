@@ -128,10 +128,13 @@ def _step(
         changes.append({"key": key, "from": str(before), "to": str(a.state), "at": now})
 
 
-def request_retrain(rule: RuleConfig, incident: str, state: AlertState, now: float) -> str:
+def request_retrain(
+    rule: RuleConfig, incident: str, state: AlertState, now: float, app: str = "insight"
+) -> str:
     """One retrain per incident of a rule with ``action: retrain``, within its cooldown and
-    weekly budget; returns what happened (requested, or why it was skipped)."""
-    mine = [r for r in state.retrains if r["rule"] == rule.name]
+    weekly budget; returns what happened (requested, or why it was skipped). The request
+    names the app: each app's retrain loop runs its own (churn, forecasting)."""
+    mine = [r for r in state.retrains if r["rule"] == rule.name and r.get("app", "insight") == app]
     last = max((float(r["at"]) for r in mine), default=-1e18)
     recent = sum(1 for r in mine if now - float(r["at"]) < WEEK_S)
     if now - last < seconds(rule.retrain.cooldown):
@@ -139,6 +142,6 @@ def request_retrain(rule: RuleConfig, incident: str, state: AlertState, now: flo
     if recent >= rule.retrain.budget:
         return f"skipped: budget of {rule.retrain.budget} retrains per 7 days spent"
     state.retrains.append(
-        {"rule": rule.name, "incident": incident, "at": now, "status": "requested"}
+        {"rule": rule.name, "incident": incident, "at": now, "status": "requested", "app": app}
     )
     return "requested"

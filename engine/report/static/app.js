@@ -115,7 +115,15 @@
 
   function header() {
     var h = D.header, m = document.querySelector("header.top .meta");
-    var parts = [
+    var parts = h.kind === "forecast" ? [
+      ["project", h.project], ["model", h.model], ["champion", h.champion ? "v" + h.champion : "none"],
+      ["forecasts issued", h.from_iso ? h.from_iso + " → " + h.to_iso + " (the last forecast monitor run's window)" : "not scored yet: `insight forecast monitor`"],
+      ["forecast monitor runs", h.monitor_runs],
+      ["forecast log", h.chain_ok ? "chain verified by every run" : "chain BROKEN (see the alerts)"],
+      ["versions scored", h.versions_served.map(function (v) { return "v" + v; }).join(", ") || "none"],
+      ["versions registered", h.versions_registered.map(function (v) { return "v" + v; }).join(", ")],
+      ["generated", h.generated_at]
+    ] : [
       ["project", h.project], ["model", h.model], ["champion", h.champion ? "v" + h.champion : "none"],
       ["windows", h.from_iso ? h.from_iso + " → " + h.to_iso : "no monitor run yet"],
       ["monitor runs", h.monitor_runs + (h.points < h.monitor_runs ? " (" + h.points + " plotted)" : "")],
@@ -345,8 +353,79 @@
     mark("models", 0, V.length + E.length);
   }
 
-  var steps = [header, kpis, drift, uplift, fairness, latency, alerts, models];
+
+  // Demand: per forecasting model, the champion's held-out backtest, the latest batch
+  // run's stock figures and the forecast monitor's realized accuracy, each with its version.
+  function demand() {
+    var body = panel("demand"), M = D.demand || [];
+    if (!M.length) {
+      mark("demand", 0, 0);
+      return empty(body, "No forecasting model in this workspace. Train one: insight forecast train -p PROJECT (a project file with a forecast: block; insight init --target COLUMN --time COLUMN --series KEYS writes one).");
+    }
+    function table(name, head, rows) {
+      var t = el("table", { "data-table": name }), hd = el("tr");
+      head.forEach(function (h) { hd.appendChild(el("th", {}, h)); });
+      t.appendChild(hd);
+      rows.forEach(function (r) {
+        var tr = el("tr");
+        r.forEach(function (c) { tr.appendChild(el("td", {}, c)); });
+        t.appendChild(tr);
+      });
+      body.appendChild(t);
+      mark("demand", 0, rows.length);
+    }
+    M.forEach(function (m) {
+      var H = m.holdout || {}, cov = H.coverage || {};
+      body.appendChild(el("h3", {}, m.model + " v" + m.version + " (champion): " + int(m.series) + " series, " + m.freq + ", horizon " + m.horizon));
+      var rows = [["all series", fmt(H.mase), fmt(cov["80"], 1, true), fmt(cov["95"], 1, true)]];
+      Object.keys(H.by_group || {}).forEach(function (g) {
+        var b = H.by_group[g], c = b.coverage || {};
+        rows.push([g + " (" + int(b.series) + ")", fmt(b.mase), fmt(c["80"], 1, true), fmt(c["95"], 1, true)]);
+      });
+      body.appendChild(el("p", { "class": "note" }, "Held-out backtest of v" + m.version + " (windows its choice never saw): MASE " + fmt(H.mase) +
+        " vs the best single candidate for every series, " + H.best_single + ", " + fmt(H.best_single_mase) +
+        (num(H.mase) !== null && num(H.best_single_mase) ? " (" + fmt(1 - H.mase / H.best_single_mase, 1, true) + " lower)" : "") +
+        "; WAPE " + fmt(H.wape, 1, true) + ", bias " + fmt(H.bias, 1, true) + ". Families chosen: " +
+        Object.keys(m.wins || {}).map(function (k) { return k + " " + m.wins[k]; }).join(", ") + "."));
+      table("demand-backtest", ["series (demand kind)", "MASE, v" + m.version + " backtest", "80% interval holds", "95% interval holds"], rows);
+      var I = m.inventory;
+      if (I) {
+        body.appendChild(el("p", { "class": "note" }, "Stock from the batch forecast of v" + I.version + " (" + I.at_iso + ") at a " +
+          fmt(I.target_service_level, 0, true) + " cycle service level, lead time " + I.lead_time + ", an order every " + I.review_period + " period(s):"));
+        table("demand-stock", ["series", "safety stock (units)", "expected fill rate", "inventory turnover (per year)"],
+          [[int(I.series), int(I.safety_stock), fmt(I.fill_rate, 1, true), fmt(I.inventory_turnover, 1)]]);
+      } else {
+        empty(body, "No stock figures yet: give business.inventory in the project file and run insight forecast -o forecasts.parquet.");
+      }
+      var L = m.live;
+      if (!L) {
+        empty(body, "Not measured on actuals yet: once actuals arrive (the series table grows, or insight labels ingest FILE), run insight forecast monitor.");
+        return;
+      }
+      body.appendChild(el("p", { "class": "note" }, "Live accuracy of v" + L.version + ": forecasts issued " + L.from_iso + " – " + L.to_iso +
+        ", scored against the actuals known at " + L.ran_at + " (intervals: bootstrap over series)." +
+        (L.firing.length ? " Firing: " + L.firing.join(", ") + "." : " No forecast alert firing.")));
+      var lrows = Object.keys(L.groups).map(function (g) {
+        var q = L.groups[g], c = q.coverage || {};
+        return [g, int(q.series), int(q.points) + " of " + int(q.issued_points), ci(q.mase, 3), ci(q.mase_ratio, 2), ci(q.bias, 1, true),
+          ci(c["80"], 1, true), ci(c["95"], 1, true)];
+      });
+      table("demand-live", ["group", "series", "points with actuals", "MASE, v" + L.version + " live", "vs its backtest", "bias", "80% holds", "95% holds"], lrows);
+      var tr = (m.trend || []).filter(function (x) { return x.ratio; });
+      if (tr.length) {
+        var xs = tr.map(function (x) { return x.t; });
+        chart(body, "demand", "realized MASE / backtest MASE, all series", xs, [{ label: "v" + tr[tr.length - 1].version,
+          data: tr.map(function (x) { return x.ratio[0]; }),
+          band: [tr.map(function (x) { return x.ratio[1]; }), tr.map(function (x) { return x.ratio[2]; })] }], { height: 180, digits: 2 });
+      }
+    });
+  }
+
+  var steps = [header, kpis, drift, uplift, fairness, latency, alerts, models, demand];
+  var ids = { kpis: "kpi", drift: "drift", uplift: "uplift", fairness: "fairness", latency: "latency",
+    alerts: "alerts", models: "models", demand: "demand" };
   steps.forEach(function (f) {
+    if (ids[f.name] && !panel(ids[f.name])) return;  // a panel this page does not show
     try { f(); } catch (e) { console.error("panel " + f.name + ": " + e); throw e; }
   });
   document.body.setAttribute("data-drawn", "true");
