@@ -97,6 +97,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
         "realized AUC",
         "retrain: v2",
         "retrain gate auc:",
+        "forecast monitor, v1 on the 384 series-weeks that followed: realized MASE",
         "demo finished",
         "Open the report: file://",
     ):
@@ -117,7 +118,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
 # --- the report and the dashboard in a real browser (Debian's chromium + chromium-driver,
 # installed by `make test`; a missing browser fails, it does not skip).
 
-PANELS = ("kpi", "drift", "uplift", "fairness", "latency", "alerts", "models")
+PANELS = ("kpi", "drift", "uplift", "fairness", "latency", "alerts", "models", "demand")
 # Series colours app.js draws with: a drawn chart has pixels of them on its canvas.
 SERIES_RGB = [(31, 119, 180), (232, 113, 10), (42, 157, 92), (200, 55, 45), (142, 90, 200)]
 
@@ -194,6 +195,14 @@ def test_the_report_opens_in_chromium_with_every_panel_drawn(demo: DemoRun, tmp_
     try:
         drawn = _check_page(driver, report.as_uri(), tmp_path / "report.png")
         assert drawn["drift"]["charts"] == 2 and drawn["uplift"]["charts"] == 2
+        demand = driver.find_element("css selector", 'section[data-panel="demand"] .body').text
+        for words in (
+            "Held-out backtest of v1",
+            "Stock from the batch forecast of v1",
+            "Live accuracy of v1",
+            "inventory turnover",
+        ):
+            assert words in demand, (words, demand[:2000])
         # Every panel of a real run: no serious accessibility violation, fits a phone.
         from tests.test_report import axe_violations, phone_overflow
 

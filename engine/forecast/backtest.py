@@ -27,6 +27,7 @@ intervals cross-fitted over all of them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable
@@ -345,6 +346,21 @@ def cross_validate(
     return out
 
 
+def _batch_rows(frame: pd.DataFrame, ids: list[str], size: int) -> list[np.ndarray]:
+    """Row positions of each batch of ``size`` series of ``ids`` (in their order): one
+    stable sort of the codes, then contiguous slices; a batch's rows are copied only when
+    it is sent (no per-series frames, no second panel in memory)."""
+    codes = pd.Categorical(frame["unique_id"], categories=ids).codes
+    keep = np.flatnonzero(codes >= 0)
+    order = keep[np.argsort(codes[keep], kind="stable")]
+    sorted_codes = codes[order]
+    out = []
+    for i in range(0, len(ids), size):
+        a, b = np.searchsorted(sorted_codes, [i, i + size])
+        out.append(order[a:b])
+    return out
+
+
 def run_backtest(
     frame: pd.DataFrame,
     fc: ForecastConfig,
@@ -372,30 +388,39 @@ def run_backtest(
             f"a fit of {max(fc.season_length + 1, 8)}); the longest has {longest}. Fix: fewer "
             "backtest.windows, a shorter step or horizon, or a smaller season_length."
         )
-    batches = [ids[i : i + fc.batch_series] for i in range(0, len(ids), fc.batch_series)]
     fc_json = fc.model_dump(mode="json")
-    sub = frame[frame["unique_id"].isin(ids)]
-    by_id = dict(tuple(sub.groupby("unique_id", sort=False)))
+    rows = _batch_rows(frame, ids, fc.batch_series)
+
+    def batch(k: np.ndarray) -> pd.DataFrame:
+        return frame.iloc[k].reset_index(drop=True)
+
     parts: list[pd.DataFrame] = []
-    if use_ray and len(batches) > 1:
+    if use_ray and len(rows) > 1:
         import ray
 
         task = ray.remote(num_cpus=1, max_retries=2)(backtest_batch)
+        # A bounded number of batches in flight: the object store holds a few batches'
+        # rows, never the whole panel (a 100,000-series panel is gigabytes).
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        inflight = max(2, 2 * cpus)
+        todo = iter(rows)
         pending = [
-            task.remote(ray.put(pd.concat([by_id[u] for u in b], ignore_index=True)), fc_json)
-            for b in batches
+            task.remote(ray.put(batch(k)), fc_json) for k in itertools.islice(todo, inflight)
         ]
         done = 0
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             parts.extend(ray.get(ready))
             done += len(ready)
-            if done == len(batches) or done % max(1, len(batches) // 10) == 0:
-                log(f"backtest: {done}/{len(batches)} batch(es) of series done")
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(task.remote(ray.put(batch(nxt)), fc_json))
+            if done == len(rows) or done % max(1, len(rows) // 10) == 0:
+                log(f"backtest: {done}/{len(rows)} batch(es) of series done")
     else:
-        for i, b in enumerate(batches):
-            parts.append(backtest_batch(pd.concat([by_id[u] for u in b]), fc_json))
-            log(f"backtest: {i + 1}/{len(batches)} batch(es) of series done")
+        for i, k in enumerate(rows):
+            parts.append(backtest_batch(batch(k), fc_json))
+            log(f"backtest: {i + 1}/{len(rows)} batch(es) of series done")
     t_fit = time.perf_counter()
     bt = pd.concat(parts, ignore_index=True)
     cands = candidates(fc.families, fc.known, fc.ensemble)
@@ -458,9 +483,18 @@ def _add_global(
         use_ray=use_ray,
         log=log,
     )
-    got = gm.backtest_windows(
-        feats, inp, spec, found.best, fc, list(range(fc.backtest.windows)), ids
-    )
+    windows = list(range(fc.backtest.windows))
+    if use_ray and len(windows) > 1:  # one Ray task per window (each fit is single-threaded)
+        import ray
+
+        task = ray.remote(num_cpus=1, max_retries=2)(gm.backtest_windows)
+        fr, ir = ray.put(feats), ray.put(inp)
+        got: pd.DataFrame = pd.concat(
+            ray.get([task.remote(fr, ir, spec, found.best, fc, [k], ids) for k in windows]),
+            ignore_index=True,
+        )
+    else:
+        got = gm.backtest_windows(feats, inp, spec, found.best, fc, windows, ids)
     out = bt.merge(got, on=["unique_id", "window", "ds"], how="left")
     miss = out[GLOBAL].isna()
     if miss.any():
