@@ -7,6 +7,10 @@ Full: 2,000 weekly series x 150 weeks, 3 windows of 8 weeks. Smoke: 24 series x 
 one timed run each (the suite checks that it runs and that the answers agree).
 Reports series per second per core and the panel's bytes per series.
 
+Third case: ``POST /forecast`` through Ray Serve over HTTP, one daily series, 28 steps,
+sequential requests (p50 and p99), against the same forecast computed in process by the
+registered forecaster (what the replica runs): the serving overhead, and equal answers.
+
 Second case: the global model (one LightGBM over every series) trained through the engine
 (on the feature snapshot's rows, then mlforecast's recursive forecast) vs mlforecast's own
 ``fit`` + ``predict`` on the same series, the same features and settings: rows trained per
@@ -16,14 +20,19 @@ second, and the forecasts must be the same.
 from __future__ import annotations
 
 import os
+import shutil
+import statistics
+import tempfile
+import time
 import warnings
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmarks._harness import case, measure, parser, write
+from benchmarks._harness import Timing, case, measure, parser, write
 from engine.config.forecast import ForecastConfig
 
 
@@ -118,6 +127,99 @@ def _global_reference(inp: Any, spec: Any, fc: ForecastConfig) -> pd.DataFrame:
     return out
 
 
+def _latencies(fn: Any, n: int, warmup: int = 3) -> tuple[Timing, list[float]]:
+    for _ in range(warmup):
+        fn()
+    lat, out = [], None
+    for _ in range(n):
+        t0 = time.perf_counter()
+        out = fn()
+        lat.append(time.perf_counter() - t0)
+    return Timing(min(lat), statistics.median(lat), max(lat), n, warmup, out), lat
+
+
+def _serve_case(smoke: bool) -> dict[str, Any]:
+    """/forecast latency, one series x 28 days, vs the forecaster in process."""
+    import httpx
+    import yaml
+    from ray import serve
+
+    from engine.config.forecast import ForecastProject
+    from engine.stages.forecast import load_forecaster, stage_forecast_train
+    from engine.workspace import Workspace
+    from serve.forecast_app import forecast_up
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-fcserve-"))
+    try:
+        rng = np.random.default_rng(0)
+        days = pd.date_range("2025-01-01", periods=200, freq="D")
+        rows = [
+            (f"s{i}", d.date().isoformat(), int(v))
+            for i in range(20)
+            for d, v in zip(
+                days,
+                rng.poisson(
+                    rng.uniform(5, 80) * (1 + 0.3 * np.sin(np.arange(200) * 2 * np.pi / 7))
+                ),
+                strict=True,
+            )
+        ]
+        pd.DataFrame(rows, columns=["sku", "day", "units"]).to_csv(tmp / "sales.csv", index=False)
+        raw = {
+            "name": "bench",
+            "sources": {"sales": {"path": "sales.csv", "format": "csv"}},
+            "forecast": {
+                "source": "sales",
+                "series": ["sku"],
+                "time": "day",
+                "target": "units",
+                "freq": "D",
+                "horizon": 28,
+                "season_length": 7,
+                "families": ["naive", "seasonal_naive", "auto_ets"],
+                "backtest": {"windows": 3, "holdout": 1},
+                "global_model": {"enabled": False},
+            },
+        }
+        (tmp / "insight.yaml").write_text(yaml.safe_dump(raw))
+        proj = ForecastProject.load(tmp / "insight.yaml")
+        ws = Workspace(tmp / ".insight").ensure()
+        stage_forecast_train(proj, ws, use_ray=False, log=lambda m: None)
+        url = forecast_up(proj, ws)
+        try:
+            f, _ = load_forecaster(ws, "demand")
+            panel = pd.read_parquet(
+                ws.features / "bench" / f.snapshot_id / "data" / "panel.parquet"
+            )
+            hist = panel[panel["unique_id"] == "s3"]
+            hist = hist.assign(y=hist["y"].where(hist["observed"]))
+            body = {"series": [{"sku": "s3"}]}
+            n = 5 if smoke else 300
+            with httpx.Client(timeout=60) as c:
+                http, lat_h = _latencies(
+                    lambda: c.post(f"{url}/", json=body).raise_for_status().json(), n
+                )
+            local, lat_l = _latencies(lambda: f.forecast(hist, None, every=True), n)
+        finally:
+            serve.shutdown()
+        got = [p["forecast"] for p in http.result["forecasts"][0]["points"]]
+        equal = bool(np.allclose(got, local.result["forecast"].to_numpy(), rtol=1e-9))
+        return case(
+            "POST /forecast over HTTP (Ray Serve), one daily series x 28 steps, sequential",
+            http,
+            "the registered forecaster called in process (what the replica computes)",
+            local,
+            equal,
+            p50_ms=1000 * float(np.percentile(lat_h, 50)),
+            p99_ms=1000 * float(np.percentile(lat_h, 99)),
+            in_process_p50_ms=1000 * float(np.percentile(lat_l, 50)),
+            in_process_p99_ms=1000 * float(np.percentile(lat_l, 99)),
+            model=str(http.result["forecasts"][0]["model"]),
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     import ray
@@ -145,6 +247,7 @@ def main() -> None:
         repeat = 1 if args.smoke else 2  # smoke: the suite checks it runs and agrees
         ours = measure(partial(_engine, df, fc), repeat)
         ref = measure(partial(_statsforecast, df, fc, cpus), repeat)
+        served = _serve_case(args.smoke)
     finally:
         ray.shutdown()
     feats, inp, spec = _global_inputs(df, fc)
@@ -185,6 +288,7 @@ def main() -> None:
             engine_rows_per_s=len(feats) / g_ours.median,
             reference_rows_per_s=len(feats) / g_ref.median,
         ),
+        served,
     ]
     write("forecast", args.smoke, cases, args.out)
 

@@ -86,11 +86,15 @@ async def _load(url: str, body: dict[str, Any], concurrency: int, seconds: float
     }
 
 
+WINDOWS = 3  # timed windows per measurement (1 at the smoke size: the suite checks it runs)
+
+
 def load(
-    url: str, body: dict[str, Any], concurrency: int, seconds: float, windows: int = 3
+    url: str, body: dict[str, Any], concurrency: int, seconds: float, windows: int | None = None
 ) -> dict[str, Any]:
     """Warm up (connections, replicas), then ``windows`` timed windows of ``seconds`` each:
     requests/s is the median window's, with the min and max kept."""
+    windows = windows or WINDOWS
     asyncio.run(_load(url, body, concurrency, 0.3))
     runs = [asyncio.run(_load(url, body, concurrency, seconds)) for _ in range(windows)]
     rps = sorted(r["rps"] for r in runs)
@@ -143,6 +147,8 @@ def _model(tmp: Path, smoke: bool) -> tuple[str, list[str], np.ndarray]:
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     smoke = args.smoke
+    global WINDOWS
+    WINDOWS = 1 if smoke else 3
     seconds = 0.5 if smoke else 3.0  # per timed window; three windows per measurement
     conc = 8 if smoke else 16
     from engine.config.project import ServeConfig

@@ -171,7 +171,7 @@ def main() -> None:
     # Each side is repeated; warm-ups: the sequential loop is warmed by the calibration, and
     # Tune by one small search first (driver imports, the first actors), so neither side's
     # timed runs pay one-time costs the other does not.
-    repeat = 2
+    repeat = 1 if args.smoke else 2  # smoke: the suite checks that it runs and agrees
     try:
         _tune(data, _configs(2, seed=3), 10, storage)
         for target in targets:

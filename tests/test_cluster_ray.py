@@ -217,8 +217,9 @@ def test_submitted_features_and_bench_jobs_succeed_and_record_the_cluster(
     nodes: RayNodes, project: Path, tiny_snapshot: Any
 ) -> None:
     """`insight submit features` reuses the snapshot on the shared storage; `insight submit
-    bench` runs a benchmark as a Ray job, scores on the cluster, and its result records the
-    profile, the 3 nodes and their 2 task CPUs."""
+    bench` runs benchmarks as a Ray job: one scores on the cluster, and its result records the
+    profile, the 3 nodes and their 2 task CPUs; the forecast backtest's batches split over
+    both worker nodes."""
     env = _env(nodes)
     f = _insight(env, "submit", "features", "-p", str(project), "--profile", "nodes")
     assert f.returncode == 0 and "SUCCEEDED" in f.stdout, f.stdout[-4000:] + f.stderr[-2000:]
@@ -235,6 +236,7 @@ def test_submitted_features_and_bench_jobs_succeed_and_record_the_cluster(
         "--smoke",
         "--only",
         "bench_score",
+        "bench_forecast_scale",
     )
     assert b.returncode == 0 and "SUCCEEDED" in b.stdout, b.stdout[-4000:] + b.stderr[-2000:]
     out = Path(project_storage(project)) / "retail" / "benchmarks" / "nodes"
@@ -244,6 +246,10 @@ def test_submitted_features_and_bench_jobs_succeed_and_record_the_cluster(
     assert m["git_sha"] and m["cpu_model"] and m["packages"]["ray"]
     (c,) = doc["cases"]
     assert "the Ray cluster (3 nodes, 2 CPUs)" in c["case"] and c["equal"] is True, c
+    # the forecast backtest's batches ran on both worker nodes (the head has no task CPU)
+    (fc,) = json.loads((out / "bench_forecast_scale.smoke.json").read_text())["cases"]
+    assert fc["equal"] is True and fc["cluster_cpus"] == 2, fc
+    assert len(fc["batches_per_node"]) == 2 and sum(fc["batches_per_node"].values()) == 3, fc
 
 
 def _driver(nodes: RayNodes, *args: str, timeout: float = 600) -> subprocess.Popen[str]:

@@ -64,9 +64,16 @@ def run_demo(
     t_start = time.monotonic()
     summary: dict[str, Any] = {"workspace": str(ws.root)}
     data = _sample_data(cfg, ws, size, summary)
-    s = _features(cfg, ws, summary)
     ray_dir = ws.ray_temp_dir()
+    # One Spark session (one JVM) for every stage that uses Spark: features, the online
+    # table, the retrain's snapshot, the demand features; each alone would start and stop
+    # its own (engine.features.spark.master_session uses an active session as it is).
+    spark = contextlib.ExitStack()
     try:
+        from engine.features.spark import spark_session
+
+        spark.enter_context(spark_session(cfg, ws))
+        s = _features(cfg, ws, summary)
         with stage("3/8 Ray Tune search, tracked in MLflow"):
             start_ray(ws, address=address)
             tr = _train_and_gate(cfg, ws, s.id, summary)
@@ -84,7 +91,10 @@ def run_demo(
             summary["demand"] = _demand(ws)
     finally:
         with stage("8/8 shutdown"):
-            _shutdown(ray_dir)
+            try:
+                _shutdown(ray_dir)
+            finally:
+                spark.close()
     rep = write_report(cfg, ws)
     summary["report"] = str(rep.path)
     summary["seconds"] = round(time.monotonic() - t_start, 1)
@@ -117,7 +127,7 @@ def _features(cfg: ProjectConfig, ws: Workspace, summary: dict[str, Any]) -> Sna
         s, reused_snap = stage_features(cfg, ws)
         m = s.manifest
         console.print(
-            f"snapshot [bold]{s.id}[/]{' (reused, Spark not started)' if reused_snap else ''}: "
+            f"snapshot [bold]{s.id}[/]{' (reused: the sources have not changed)' if reused_snap else ''}: "
             f"{m['rows']:,} rows x {len(m['features'])} features, label times "
             f"{m['event_time_range'][0]} .. {m['event_time_range'][1]}"
         )
