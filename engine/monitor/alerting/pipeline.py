@@ -42,6 +42,12 @@ FIRST_STEP: dict[str, tuple[str, str]] = {
         "drift",
     ),
     "decision": ("compare the decision rate with the training selection rate (KPIs)", "kpi"),
+    "forecast": (
+        "open the report's demand panel: compare the named group's actuals with its forecasts "
+        "(a promotion, a price change or a new store?); if the world changed, retrain "
+        "(`insight forecast train`) on the grown table",
+        "demand",
+    ),
     "latency": (
         "check replicas and load (`insight serve status`); scale out or lower the batch size",
         "latency",
