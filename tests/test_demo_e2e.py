@@ -97,7 +97,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
         "realized AUC",
         "retrain: v2",
         "retrain gate auc:",
-        "forecast monitor, v1 on the 384 series-weeks that followed: realized MASE",
+        "forecast monitor, v1 on the 192 series-weeks that followed: realized MASE",
         "demo finished",
         "Open the report: file://",
     ):

@@ -88,7 +88,7 @@ def run_demo(
 
             summary["loop"] = monitoring_loop(cfg, ws, url, tr.features, s)
         with stage("7/8 demand: many series backtested on Ray, chosen per series, stock levels"):
-            summary["demand"] = _demand(ws)
+            summary["demand"] = _demand(ws, size)
     finally:
         with stage("8/8 shutdown"):
             try:
@@ -275,7 +275,7 @@ def _drift(
 DEMAND_PROJECT = Path(__file__).resolve().parents[2] / "examples" / "demand" / "insight.yaml"
 
 
-def _demand(ws: Workspace) -> dict[str, Any]:
+def _demand(ws: Workspace, size: str | None = None) -> dict[str, Any]:
     """The sales panel with known truth, forecast as a user would: train (backtest,
     choice, intervals, registry), then every series' next 8 weeks with the planned prices,
     and the stock each needs; then how close each part came to the truth."""
@@ -286,7 +286,8 @@ def _demand(ws: Workspace) -> dict[str, Any]:
     from engine.stages.forecast import stage_forecast, stage_forecast_train
 
     proj = ForecastProject.load(DEMAND_PROJECT)
-    truth = generate_sales(ws.data / "sales")
+    # the tiny (smoke) demo: 2 stores x 12 products instead of 4 x 12, the same story
+    truth = generate_sales(ws.data / "sales", stores=2 if size == "tiny" else 4)
     console.print(
         f"sales panel: {truth['series']} series, truth: elasticity {truth['elasticity']}, "
         f"promotion lift +{truth['promo_lift']:.0%}, {len(truth['intermittent'])} intermittent, "
