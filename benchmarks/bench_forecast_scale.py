@@ -134,7 +134,7 @@ def _nodes_of_batches() -> dict[str, int]:
         from ray.util.state import list_tasks
 
         tasks = list_tasks(
-            filters=[("state", "=", "FINISHED")], limit=100_000, raise_on_missing_output=False
+            filters=[("state", "=", "FINISHED")], limit=10_000, raise_on_missing_output=False
         )
     except Exception:
         return {}

@@ -22,7 +22,8 @@ error), its ratio to the backtest's held-out MASE *on the same series*, bias
 (``sum(forecast - actual) / sum(actual)``), coverage of each interval level, and the
 share of issued points whose actual arrived. Each with a (1 - monitor.alpha) interval: a
 percentile bootstrap over series (the points of one series share its errors); when a
-group has fewer than five series, within series (coverage: Wilson's interval on the points). ``tests/test_forecast_monitor.py`` checks
+group has fewer than five series, within series. Coverage: Wilson's interval on the points,
+widened to the bootstrap's where that is wider (never [100%, 100%]). ``tests/test_forecast_monitor.py`` checks
 the points against utilsforecast and pandas and the intervals' coverage by simulation.
 """
 
@@ -391,13 +392,16 @@ def quality(
         inside = (
             (y >= df[f"lo-{lv}"].to_numpy(float)) & (y <= df[f"hi-{lv}"].to_numpy(float))
         ).astype(float)
-        if s_n >= MIN_SERIES_BOOTSTRAP:
-            st = Stat.of(float(inside.mean()), *_percentiles((w @ inside) / wsum, alpha), n=n_pts)
-        else:  # few series: Wilson's interval on the points (a bootstrap of an all-inside
-            # sample would say [100%, 100%])
-            from engine.monitor.stats import rate
+        from engine.monitor.stats import rate
 
-            st = rate(float(inside.sum()), n_pts, alpha)
+        # Wilson's interval on the points, never degenerate (a bootstrap of an all-inside
+        # sample says [100%, 100%]); with enough series, widened to the bootstrap over
+        # series where that is wider (the points of a series are correlated)
+        st = rate(float(inside.sum()), n_pts, alpha)
+        if s_n >= MIN_SERIES_BOOTSTRAP and st.low is not None and st.high is not None:
+            lo, hi = _percentiles((w @ inside) / wsum, alpha)
+            if lo is not None and hi is not None:
+                st = Stat.of(st.estimate, min(lo, st.low), max(hi, st.high), n=n_pts)
         out.coverage[str(lv)] = st
         if lv in (80, 95):
             setattr(out, f"coverage_{lv}", st)
