@@ -321,7 +321,7 @@ def _demand(ws: Workspace, size: str | None = None) -> dict[str, Any]:
         "intervals held what the future drew: "
         + ", ".join(f"{lv}% -> {c:.1%}" for lv, c in vs["coverage"].items())
     )
-    mon = _demand_monitor(proj, ws, truth)
+    mon = _demand_monitor(proj, ws, truth, str(res["version"]))
     return {
         "model": f"models:/{tr.model_name}/{tr.version}",
         "monitor": mon,
@@ -335,7 +335,9 @@ def _demand(ws: Workspace, size: str | None = None) -> dict[str, Any]:
     }
 
 
-def _demand_monitor(proj: Any, ws: Workspace, truth: dict[str, Any]) -> dict[str, Any]:
+def _demand_monitor(
+    proj: Any, ws: Workspace, truth: dict[str, Any], version: str
+) -> dict[str, Any]:
     """The 8 weeks that followed arrive as actuals (the generator's draws); the forecast
     monitor scores the issued forecasts against them, as it would an ERP's extract."""
     import pandas as pd
@@ -354,8 +356,9 @@ def _demand_monitor(proj: Any, ws: Workspace, truth: dict[str, Any]) -> dict[str
     fut[["store", "product", "week", "units"]].to_csv(path, index=False)
     ingest_actuals(proj, ws, path)
     run = stage_forecast_monitor(proj, ws, send=False, log=console.print)
-    v, m = next(iter(run.result.models.items()))
-    q = m.forecast.get("all")
+    v = str(version)  # the version that forecast this run (an earlier run's may be there too)
+    m = run.result.models.get(v)
+    q = None if m is None else m.forecast.get("all")
     if q is None or q.mase.estimate is None:
         return {}
 

@@ -446,6 +446,7 @@ def stage_forecast(
         f"v{ref.version} in {secs:.1f} s -> {output}"
     )
     result: dict[str, Any] = {
+        "version": ref.version,
         "series": len(ids),
         "rows": len(out),
         "output": str(output),
