@@ -19,7 +19,6 @@ import contextlib
 import os
 import threading
 import time
-import warnings
 from functools import partial
 from typing import Any
 
@@ -27,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks._harness import case, measure, parser, write
+from benchmarks.bench_forecast import _statsforecast
 from engine.config.forecast import ForecastConfig
 
 
@@ -94,24 +94,6 @@ def _engine(df: pd.DataFrame, fc: ForecastConfig, ids: list[str]) -> Any:
     from engine.forecast.backtest import run_backtest
 
     return run_backtest(df, fc, ids, log=lambda m: None)
-
-
-def _statsforecast(df: pd.DataFrame, fc: ForecastConfig, cpus: int) -> pd.DataFrame:
-    from statsforecast import StatsForecast
-
-    from engine.forecast.models import statsforecast_models
-
-    sf = StatsForecast(
-        models=statsforecast_models(fc.families, fc.season_length), freq=fc.freq, n_jobs=cpus
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return sf.cross_validation(
-            df=df[["unique_id", "ds", "y"]],
-            h=fc.horizon,
-            n_windows=fc.backtest.windows,
-            step_size=fc.step,
-        )
 
 
 def _agree(table: pd.DataFrame, ref: pd.DataFrame, fams: list[str], sample: list[str]) -> bool:

@@ -194,7 +194,7 @@ def _project(d: Path, weeks: int, *, shift: dict[str, float] | None = None) -> A
 def test_ingest_actuals_checks_the_whole_file_and_writes_nothing_on_a_problem(
     tmp_path: Path,
 ) -> None:
-    from engine.forecast.monitor import actuals, actuals_dir, ingest_actuals
+    from engine.forecast.actuals import actuals, actuals_dir, ingest_actuals
     from engine.workspace import Workspace
 
     proj = _project(tmp_path, 20)

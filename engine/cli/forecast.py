@@ -144,7 +144,7 @@ def actuals_cmd(
 ) -> None:
     """Store actuals that arrived after the forecasts (beside the series table, which the
     monitor also reads as it is now); `insight labels ingest` does the same here."""
-    from engine.forecast.monitor import ingest_actuals
+    from engine.forecast.actuals import ingest_actuals
 
     proj, ws = _open(project, workspace, profile)
     r = ingest_actuals(proj, ws, path)
@@ -242,14 +242,9 @@ def print_forecast_run(r: Any) -> None:
                 fmt(q.coverage_95, True),
             )
         console.print(t)
-    if res.rules is not None:
-        for ch in res.rules.changes:
-            console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")
-        if res.rules.firing:
-            console.print(f"firing: {', '.join(res.rules.firing)}")
-    for q in r.retrains:
-        console.print(f"retrain requested by {q['rule']} ({q['incident']})")
-    console.print(f"result: {r.path}")
+    from engine.cli.monitor import print_outcome
+
+    print_outcome(r)
 
 
 def init_forecast(

@@ -96,6 +96,13 @@ def _print_run(r: MonitorRun) -> None:
                 _est(m.concept.auc),
             )
         console.print(t)
+    print_outcome(r)
+
+
+def print_outcome(r: MonitorRun) -> None:
+    """What a monitor run moved (alerts, notifications, retrain requests) and where its
+    result is: the same for the churn and the forecast monitors."""
+    res = r.result
     if res.rules is not None:
         for ch in res.rules.changes:
             console.print(f"alert {ch['key']}: {ch['from']} -> [bold]{ch['to']}[/]")

@@ -342,7 +342,7 @@ def _demand_monitor(
     monitor scores the issued forecasts against them, as it would an ERP's extract."""
     import pandas as pd
 
-    from engine.forecast.monitor import ingest_actuals
+    from engine.forecast.actuals import ingest_actuals
     from engine.stages.monitor import stage_forecast_monitor
 
     fut = pd.read_csv(ws.data / "sales" / "future.csv")
