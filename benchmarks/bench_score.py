@@ -9,7 +9,9 @@ the machine-wide /tmp/ray/ray_current_cluster, which other Ray users here would 
 ceiling is 2x, and the read, the write and the driver share the same two cores.
 
 Full: 1,000,000 rows x 20 features in 8 Parquet files, XGBoost 200 trees of depth 6.
-``--smoke``: 20,000 rows, 20 trees.
+``--smoke``: 20,000 rows, 20 trees (no 2-CPU run).
+
+The local engine (the same stage in one process, batch by batch) is measured beside both.
 """
 
 from __future__ import annotations
@@ -106,6 +108,18 @@ def main() -> None:
                 cfg, ws, input_path=src, output=out, overwrite=True, log=lambda *_: None
             )
 
+        def engine_local() -> Any:
+            out = tmp / "scores-local"
+            return stage_score(
+                cfg,
+                ws,
+                input_path=src,
+                output=out,
+                overwrite=True,
+                engine="local",
+                log=lambda *_: None,
+            )
+
         def reference() -> np.ndarray:
             t = pd.read_parquet(src)
             p = booster.predict(xgb.DMatrix(t[NUM]))
@@ -134,7 +148,25 @@ def main() -> None:
                 reference_rows_per_s=n / ref.median,
             )
         )
-        if not cluster:  # on a cluster, it is what it is: no 1-vs-2-CPU local comparison
+        # the local engine (`insight score --engine local`, and `auto` for a small table on
+        # one machine): the same stage in this process, batch by batch
+        loc = measure(engine_local, **reps)
+        got_l = pd.read_parquet(tmp / "scores-local").set_index("customer_id")["score"]
+        cases.append(
+            case(
+                f"score {n:,} rows x {len(NUM)} features, Parquet in and out, in one process "
+                "(--engine local)",
+                loc,
+                "one process: pandas read + Booster.predict (2 threads) + write",
+                ref,
+                bool(np.allclose(got_l.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)),
+                rows_per_s=n / loc.median,
+                reference_rows_per_s=n / ref.median,
+            )
+        )
+        # on a cluster, it is what it is: no 1-vs-2-CPU local comparison; the smoke size
+        # skips it too (a second local Ray start, for a ratio 20,000 rows cannot show)
+        if not cluster and not args.smoke:
             start(2)
             two = measure(engine_run, **reps)
             cases.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from engine.rayenv import ray_env
 from engine.workspace import Workspace
@@ -39,22 +40,67 @@ def start_ray(
                 "ray:, or RAY_ADDRESS); with token auth export RAY_AUTH_TOKEN."
             ) from None
         return {"address": address, "started": False}
-    ctx = ray.init(
-        num_cpus=num_cpus or os.cpu_count() or 2,
-        include_dashboard=False,
-        object_store_memory=object_store_mb * 1024 * 1024,
-        _temp_dir=str(ws.ray_temp_dir()),
-        log_to_driver=False,
-        _node_ip_address="127.0.0.1",
-        configure_logging=True,
-        logging_level=logging.WARNING,
-    )
+    temp = str(ws.ray_temp_dir())
+    kw: dict[str, Any] = {
+        "num_cpus": num_cpus or os.cpu_count() or 2,
+        "include_dashboard": False,
+        "object_store_memory": object_store_mb * 1024 * 1024,
+        "_temp_dir": temp,
+        "log_to_driver": False,
+        "_node_ip_address": "127.0.0.1",
+        "configure_logging": True,
+        "logging_level": logging.WARNING,
+    }
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            ctx = ray.init(**kw)
+            break
+        except Exception as exc:
+            # Ray gives a new node 30 s (fixed in ray._private.node) to register; on a
+            # loaded machine its Python agents can take longer to import. The half-started
+            # node's processes are this process's children: end them, then start again.
+            if "timed out during startup" not in str(exc) or attempt == START_ATTEMPTS:
+                raise
+            _end_children_under(temp)
+            log.warning(
+                "Ray's local node did not register within Ray's 30 s start-up limit (a "
+                "loaded machine?); starting it again (attempt %d of %d)",
+                attempt + 1,
+                START_ATTEMPTS,
+            )
     info = getattr(ctx, "address_info", {})
     return {"address": info.get("gcs_address"), "started": True}
 
 
-def stop_ray() -> None:
-    import ray
+START_ATTEMPTS = 2
+log = logging.getLogger(__name__)
 
-    if ray.is_initialized():
+
+def _end_children_under(temp: str) -> None:
+    """End the processes this process started for a Ray session under ``temp`` (its GCS,
+    raylet and agents carry the folder on their command lines) and wait for them."""
+    import psutil
+
+    from engine.procs import children_alive
+
+    mine = []
+    for p in children_alive():
+        try:
+            if temp in " ".join(p.cmdline()):
+                mine.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for p in mine:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            continue
+    psutil.wait_procs(mine, timeout=10)
+
+
+def stop_ray() -> None:
+    import sys
+
+    ray = sys.modules.get("ray")  # not imported: nothing started (and no import to pay)
+    if ray is not None and ray.is_initialized():
         ray.shutdown()

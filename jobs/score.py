@@ -1,5 +1,7 @@
 """Batch scoring as a job: a registered model scores a snapshot or a table with Ray Data
-across the cluster's CPUs, into Parquet (what ``insight score`` runs).
+across the cluster's CPUs, into Parquet (what ``insight score`` runs). Submitted to a
+cluster (RAY_ADDRESS set), it scores on Ray Data; run on one machine with no cluster named,
+a table under 256 MB is scored in this process (``--engine ray`` to force Ray Data).
 
     python jobs/score.py --snapshot latest --output /mnt/insight/scores/2026-11
     insight submit score --profile lab -- --snapshot latest --output /mnt/insight/scores/x
@@ -22,7 +24,7 @@ SMOKE = (
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from engine.project import open_project
-    from engine.raycluster import start_ray, stop_ray
+    from engine.raycluster import stop_ray
     from engine.stages.score import stage_score
     from jobs._common import job_parser, run_job
 
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, default=None, help="the Parquet folder (required)")
     ap.add_argument("--shap", action="store_true")
     ap.add_argument("--overwrite", action="store_true")
+    ap.add_argument("--engine", choices=["auto", "ray", "local"], default="auto")
     args = ap.parse_args(argv)
 
     def body() -> int:
@@ -47,7 +50,6 @@ def main(argv: list[str] | None = None) -> int:
                 args.snapshot = "latest"
         elif args.output is None:
             ap.error("--output is required")
-        start_ray(ws)
         try:
             r = stage_score(
                 cfg,
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 shap=args.shap or args.smoke,
                 limit=1000 if args.smoke else None,
                 record=not args.smoke,
+                engine=args.engine,
             )
         finally:
             stop_ray()

@@ -130,3 +130,70 @@ def test_a_users_csv_and_bad_input(
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "nothing partial"
     with pytest.raises(ConfigError, match="exactly one"):
         stage_score(cfg, ws, output=tmp_path / "x")
+
+
+def test_local_engine_writes_what_ray_data_writes(
+    scored_ws: tuple[ProjectConfig, Workspace, Any, Any], tmp_path: Path
+) -> None:
+    """The in-process engine (``auto`` on one machine for a small table) and Ray Data give
+    the same rows, scores, decisions and SHAP values, on a snapshot and on a user's CSV with
+    a cell that does not read; a bad value is the same clear error, nothing written."""
+    from engine.stages.score import stage_score
+
+    cfg, ws, snap, model = scored_ws
+    for kind, kw in (
+        ("snapshot", {"snapshot": "latest", "shap": True}),
+        ("csv", {"input_path": tmp_path / "t.csv"}),
+    ):
+        if kind == "csv":
+            src = snap.read_pandas().head(300)
+            src[[*model.features, "customer_id"]].assign(note="kept").to_csv(
+                tmp_path / "t.csv", index=False
+            )
+        outs = {}
+        for engine in ("ray", "local"):
+            out = tmp_path / f"{kind}-{engine}"
+            r = stage_score(cfg, ws, output=out, engine=engine, batch_size=97, record=False, **kw)
+            assert (r.cpus == 1) == (engine == "local")
+            outs[engine] = pd.read_parquet(out)
+        # the rows in one order (Ray's blocks may finish in any order): by every column
+        # that is not a float, then by the score
+        a, b = (
+            outs[e]
+            .sort_values([c for c in outs[e].columns if outs[e][c].dtype.kind != "f"] + ["score"])
+            .reset_index(drop=True)
+            for e in ("ray", "local")
+        )
+        assert list(a.columns) == list(b.columns) and len(a) == len(b) > 0
+        pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-12, rtol=0)
+    bad = tmp_path / "bad.csv"
+    num = next(f for f in model.features if f not in model.schema.categorical)
+    snap.read_pandas().head(20)[list(model.features)].assign(**{num: "abc"}).to_csv(
+        bad, index=False
+    )
+    with pytest.raises(DataError, match=r"scoring '.*bad.csv' failed.*Fix:"):
+        stage_score(cfg, ws, input_path=bad, output=tmp_path / "never", engine="local")
+    assert not (tmp_path / "never").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "nothing partial"
+    with pytest.raises(ConfigError, match="unknown engine 'spark'"):
+        stage_score(cfg, ws, snapshot="latest", output=tmp_path / "x", engine="spark")
+
+
+def test_auto_engine_picks_ray_only_when_it_pays(tmp_path: Path, monkeypatch: Any) -> None:
+    import sys
+
+    from engine.stages import score as sc
+
+    f = tmp_path / "small.parquet"
+    f.write_bytes(b"x" * 1000)
+    ws = Workspace(tmp_path / ".insight").ensure()
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)  # Ray not imported in this process
+    assert sc._use_ray("auto", ws, [str(f)]) is False
+    assert sc._use_ray("ray", ws, [str(f)]) is True
+    monkeypatch.setattr(sc, "LOCAL_MAX_BYTES", 999)
+    assert sc._use_ray("auto", ws, [str(f)]) is True, "a large input goes to Ray Data"
+    monkeypatch.setattr(sc, "LOCAL_MAX_BYTES", 10_000)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    assert sc._use_ray("auto", ws, [str(f)]) is True, "a named cluster is used"
+    assert sc._use_ray("local", ws, [str(f)]) is False

@@ -272,19 +272,31 @@ def score(
     ] = None,
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP values per feature.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output.")] = False,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="ray (Ray Data over the cluster's CPUs), local (this process, batch by "
+            "batch) or auto: Ray when a cluster is named (--address, profile, RAY_ADDRESS) "
+            "or the input is over 256 MB, else local."
+        ),
+    ] = "auto",
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
     profile: ProfileOpt = None,
     address: AddressOpt = None,
 ) -> None:
-    """Batch scoring with Ray Data: scores, decisions, model version (and SHAP) to Parquet."""
-    from engine.raycluster import start_ray, stop_ray
+    """Batch scoring: scores, decisions, model version (and SHAP) to Parquet, on Ray Data or
+    in this process (--engine)."""
+    from engine.raycluster import stop_ray
     from engine.stages.score import stage_score
 
     cfg, ws = _load(project, workspace, profile)
-    start_ray(ws, address=address)
+    if address:
+        from engine.raycluster import start_ray
+
+        start_ray(ws, address=address)
     try:
-        with stage("batch scoring on Ray Data"):
+        with stage("batch scoring"):
             r = stage_score(
                 cfg,
                 ws,
@@ -294,6 +306,7 @@ def score(
                 output=output,
                 shap=shap,
                 overwrite=overwrite,
+                engine=engine,
                 log=console.print,
             )
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from engine.config.forecast import ForecastProject
+from engine.forecast.models import GLOBAL
 from engine.forecast.panel import Panel
 
 
@@ -80,8 +81,10 @@ def build_card(
 def card_markdown(card: dict[str, Any]) -> str:
     h = card["holdout"]
     cv = h["cross_validated"]
+    # a statsforecast family on its own: no regressors (+x), no ensemble, not the global
+    # model (it reads the regressors too)
     plain = min(
-        (c for c in cv["mase_by_candidate"] if "+" not in c and c != "ensemble"),
+        (c for c in cv["mase_by_candidate"] if "+" not in c and c not in ("ensemble", GLOBAL)),
         key=lambda c: cv["mase_by_candidate"][c],
     )
     lines = [
@@ -98,7 +101,7 @@ def card_markdown(card: dict[str, Any]) -> str:
         f"- chosen per series: MASE **{cv['mase']:.3f}** (by window: "
         + ", ".join(f"{x:.3f}" for x in cv["mase_by_window"])
         + f"); best single candidate {cv['best_single']} {cv['mase_by_candidate'][cv['best_single']]:.3f}; "
-        f"best plain statsforecast family {plain} {cv['mase_by_candidate'][plain]:.3f}",
+        f"best statsforecast family without regressors {plain} {cv['mase_by_candidate'][plain]:.3f}",
         "- interval coverage: "
         + ", ".join(f"{lv}%: {c:.1%}" for lv, c in cv["coverage"].items())
         + " (by window: "

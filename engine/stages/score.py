@@ -1,5 +1,12 @@
 """Stage: batch scoring, the cheaper serving pattern. A registered model scores a table with
-Ray Data across the cluster's CPUs and writes Parquet.
+Ray Data across the cluster's CPUs, or in this process, and writes Parquet.
+
+Which engine (``engine="auto"``): Ray Data when a Ray cluster is already joined or named
+(``--address``, the profile's ``ray:``, ``RAY_ADDRESS``) or the input is larger than
+:data:`LOCAL_MAX_BYTES`; otherwise this process, batch by batch (memory bounded by the batch
+size). On one machine a single process scores faster than Ray Data (benchmarks/NOTES.md:
+Ray Data at 0.27x), and a table of a few thousand rows does not wait ~10 s for a local Ray
+cluster to start. Both engines write the same rows (tested).
 
 Input: a feature snapshot (``--snapshot ID``) or any Parquet/CSV table (``--input PATH``)
 with the model's feature columns (extra columns are kept as they are: ids, times), or the
@@ -63,6 +70,12 @@ def _model(scorer_ref: Any) -> tuple[Any, dict[str, Any]]:
     return _WORKER_CACHE[key]
 
 
+# Above this many input bytes, `auto` scores on Ray Data even with no cluster named (the
+# process would otherwise be the only CPU busy for minutes).
+LOCAL_MAX_BYTES = 256 * 1024 * 1024
+ENGINES = ("auto", "ray", "local")
+
+
 def score_batch(
     batch: Any,
     *,
@@ -73,12 +86,14 @@ def score_batch(
     keep: list[str],
     shap: bool,
     fields: Any = None,
+    local: tuple[Any, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Score one pandas batch (a Ray Data task: fused with the read, on any CPU). The model
     comes through the object store: loaded from MLflow once, by the driver, not once per
     worker (workers import neither MLflow nor the registry). ``fields``: the batch is the
-    user's own table, read by /predict's row contract (serve.inputs.table_frame)."""
-    scorer, cache = _model(scorer_ref)
+    user's own table, read by /predict's row contract (serve.inputs.table_frame).
+    ``local``: (scorer, cache) in this process (the local engine), instead of the ref."""
+    scorer, cache = local if local is not None else _model(scorer_ref)
     features = list(scorer.features)
     if fields is not None:
         from fastapi import HTTPException
@@ -218,17 +233,18 @@ def stage_score(
     overwrite: bool = False,
     limit: int | None = None,
     record: bool = True,
+    engine: str = "auto",
     log: Any = print,
 ) -> ScoreResult:
-    """Score a snapshot or a table with a registered model through Ray Data, one task per
-    block; the output appears whole (temp path, then rename) or not at all."""
-    import ray
-
+    """Score a snapshot or a table with a registered model through Ray Data (one task per
+    block) or in this process (``engine``: see module); the output appears whole (temp path,
+    then rename) or not at all."""
     from engine.data.sources import fingerprint
-    from engine.raycluster import start_ray
     from engine.registry.models import find, load_scorer
     from engine.tracking import setup_mlflow
 
+    if engine not in ENGINES:
+        raise ConfigError(f"score: unknown engine '{engine}'. Fix: one of {', '.join(ENGINES)}.")
     name, which = _model_name(cfg, model)
     if (snapshot is None) == (input_path is None):
         raise ConfigError("score: give exactly one of --snapshot ID or --input PATH.")
@@ -246,33 +262,24 @@ def stage_score(
     cols, csv_args = _columns(src, files)
     fields, keep = _reading(cfg, ref, name, src, cols, log)
     t0 = time.monotonic()
-    start_ray(ws)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_arrow_backed_pandas_conversion = False
-    ctx.enable_progress_bars = False
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    data = _read(files, csv_args, fields, cols, blocks=max(2 * cpus, len(files)))
-    if limit is not None:  # a smoke run: the first rows only
-        data = data.limit(limit)
-    # Tasks, not an actor pool: each read block is scored in the task that read it, on any
-    # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
-    fn: Any = score_batch
-    scored = data.map_batches(
-        fn,
-        fn_kwargs={
-            "scorer_ref": ray.put(load_scorer(ref)),
-            "name": name,
-            "version": ref.version,
-            "threshold": cfg.serve.threshold,
-            "keep": keep,
-            "shap": shap,
-            "fields": fields,
-        },
-        batch_format="pandas",
-        batch_size=batch_size,
-        num_cpus=1,
-    )
-    rows, positive = _write_whole(scored, output, src, fields is not None, log)
+    kw = {
+        "name": name,
+        "version": ref.version,
+        "threshold": cfg.serve.threshold,
+        "keep": keep,
+        "shap": shap,
+        "fields": fields,
+    }
+    if _use_ray(engine, ws, files):
+        rows, positive, cpus = _score_on_ray(
+            ws, files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
+        )
+        where = f"on {cpus} CPU(s), Ray Data"
+    else:
+        rows, positive = _score_here(
+            files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
+        )
+        cpus, where = 1, "in one process"
     decided = positive / rows if rows else 0.0
     secs = time.monotonic() - t0
     res = ScoreResult(
@@ -291,10 +298,136 @@ def stage_score(
         _record(ws, res, src, shap)
     log(
         f"scored {res.rows:,} rows with {name} v{ref.version} in {secs:.1f} s "
-        f"({res.rows_per_s:,.0f} rows/s on {cpus} CPU(s)); decision rate "
-        f"{decided:.3f} -> {output}"
+        f"({res.rows_per_s:,.0f} rows/s {where}); decision rate {decided:.3f} -> {output}"
     )
     return res
+
+
+def _use_ray(engine: str, ws: Workspace, files: list[str]) -> bool:
+    """Ray Data for ``engine='ray'``; for ``auto``, when Ray is already up in this process,
+    a cluster is named, or the input is large (see module)."""
+    import sys
+
+    if engine != "auto":
+        return engine == "ray"
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        return True
+    if ws.ray_address or os.environ.get("RAY_ADDRESS"):
+        return True
+    return sum(os.path.getsize(f) for f in files) > LOCAL_MAX_BYTES
+
+
+def _batches(
+    files: list[str], csv_args: dict[str, Any] | None, cols: list[str], fields: Any, size: int
+) -> Any:
+    """The input's record batches, read as Ray Data reads them (Parquet as stored; CSV with
+    the sniffed dialect, every cell as text for the user's own table)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    for f in files:
+        if csv_args is None:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=size)
+            continue
+        args = dict(csv_args)
+        ro = args.get("read_options") or pacsv.ReadOptions()
+        args["read_options"] = pacsv.ReadOptions(encoding=ro.encoding, block_size=1 << 22)
+        if fields is not None:
+            args["convert_options"] = pacsv.ConvertOptions(
+                column_types=dict.fromkeys(cols, pa.string())
+            )
+        with pacsv.open_csv(f, **args) as reader:
+            yield from reader
+
+
+def _score_here(
+    files: list[str],
+    csv_args: dict[str, Any] | None,
+    cols: list[str],
+    scorer: Any,
+    kw: dict[str, Any],
+    output: Path,
+    src: Path,
+    batch_size: int,
+    limit: int | None,
+    log: Any,
+) -> tuple[int, int]:
+    """The local engine: batch by batch through :func:`score_batch` in this process, one
+    Parquet file per batch into a temp folder, renamed whole at the end."""
+    from engine.errors import InsightError
+
+    local: tuple[Any, dict[str, Any]] = (scorer, {})
+    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        left = limit
+        k = 0
+        for rb in _batches(files, csv_args, cols, kw["fields"], batch_size):
+            if left is not None:
+                if left <= 0:
+                    break
+                rb = rb.slice(0, left)
+                left -= rb.num_rows
+            if rb.num_rows == 0:
+                continue
+            try:
+                out = score_batch(rb.to_pandas(), scorer_ref=None, local=local, **kw)
+            except InsightError:
+                raise
+            except Exception as exc:
+                text = next((x for x in str(exc).splitlines() if x.strip()), repr(exc))
+                raise DataError(
+                    f"score: scoring '{src}' failed: {text[:400]}. Nothing was written. Fix: "
+                    "check the table's values against the model's input schema (`insight "
+                    "models show`)."
+                ) from None
+            out.to_parquet(tmp / f"part-{k:05d}.parquet", index=False)
+            k += 1
+        return _publish(tmp, output, src, kw["fields"] is not None, log)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _score_on_ray(
+    ws: Workspace,
+    files: list[str],
+    csv_args: dict[str, Any] | None,
+    cols: list[str],
+    scorer: Any,
+    kw: dict[str, Any],
+    output: Path,
+    src: Path,
+    batch_size: int,
+    limit: int | None,
+    log: Any,
+) -> tuple[int, int, int]:
+    import ray
+
+    from engine.raycluster import start_ray
+
+    start_ray(ws)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_arrow_backed_pandas_conversion = False
+    ctx.enable_progress_bars = False
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    data = _read(files, csv_args, kw["fields"], cols, blocks=max(2 * cpus, len(files)))
+    if limit is not None:  # a smoke run: the first rows only
+        data = data.limit(limit)
+    # Tasks, not an actor pool: each read block is scored in the task that read it, on any
+    # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
+    fn: Any = score_batch
+    scored = data.map_batches(
+        fn,
+        fn_kwargs={"scorer_ref": ray.put(scorer), **kw},
+        batch_format="pandas",
+        batch_size=batch_size,
+        num_cpus=1,
+    )
+    rows, positive = _write_whole(scored, output, src, kw["fields"] is not None, log)
+    return rows, positive, cpus
 
 
 def _model_name(cfg: ProjectConfig, model: str | None) -> tuple[str, str]:
@@ -386,19 +519,25 @@ def _write_whole(
                 "written. Fix: check the table's values against the model's input schema "
                 "(`insight models show`)."
             ) from None
-        rows, positive = _counts(tmp)
-        if users_table and (bad := _unparsed(tmp)):
-            log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
-        if output.exists():
-            old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(output, old)
-            os.replace(tmp, output)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, output)
+        return _publish(tmp, output, src, users_table, log)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _publish(tmp: Path, output: Path, src: Path, users_table: bool, log: Any) -> tuple[int, int]:
+    """Count the written rows, then rename ``tmp`` to ``output`` (an older output is
+    replaced only now, once the new one is complete). Returns (rows, decided)."""
+    rows, positive = _counts(tmp)
+    if users_table and (bad := _unparsed(tmp)):
+        log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
+    if output.exists():
+        old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(output, old)
+        os.replace(tmp, output)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, output)
     return int(rows), int(positive)
 
 

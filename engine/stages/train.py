@@ -230,6 +230,7 @@ def _uplift(
         parent_run_id=parent,
         tags=tags,
         tracking_uri=ws.tracking_uri,
+        storage_path=str(ws.tune.resolve()),
     )
     mlflow.log_metrics(
         {

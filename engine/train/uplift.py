@@ -154,8 +154,11 @@ def run_uplift_search(
     parent_run_id: str,
     tags: dict[str, str],
     tracking_uri: str,
+    storage_path: str,
 ) -> dict[str, Any]:
-    """A Tune grid over learners x depth; each trial an MLflow run under the parent."""
+    """A Tune grid over learners x depth; each trial an MLflow run under the parent. The
+    trials reuse their worker processes (a trial is a second of fitting; a fresh actor is
+    several of imports); Tune's state lives under ``storage_path`` (the workspace)."""
     from ray import tune
 
     from engine.train.tracking import MLflowTrialCallback
@@ -174,10 +177,14 @@ def run_uplift_search(
             "n_estimators": 100,
         },
         tune_config=tune.TuneConfig(
-            metric="qini_auc", mode="max", max_concurrent_trials=cfg.train.max_concurrent
+            metric="qini_auc",
+            mode="max",
+            max_concurrent_trials=cfg.train.max_concurrent,
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name=f"{cfg.name}-uplift-{parent_run_id[:8]}",
+            storage_path=storage_path,
             callbacks=[
                 MLflowTrialCallback(
                     tracking_uri, experiment_id, parent_run_id, {**tags, "kind": "uplift"}
