@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 from functools import partial
@@ -162,10 +164,11 @@ def main() -> None:
         )
     )
     address = os.environ.get("RAY_ADDRESS")
+    ray_tmp = tempfile.mkdtemp(prefix="insray-b-")  # a private session folder, removed after
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, _temp_dir=ray_tmp)
     cluster_cpus = int(ray.cluster_resources().get("CPU", cpus))
     small = df[df["unique_id"].isin(ids[:300])]
     try:
@@ -187,6 +190,7 @@ def main() -> None:
             time.sleep(1)
     finally:
         ray.shutdown()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     bt = ours.result
     print(
         f"engine: {n:,} series x {t} weeks in {ours.median:.1f} s ({bt.seconds}); peak RSS "

@@ -173,7 +173,8 @@ def main() -> None:
     # timed runs pay one-time costs the other does not.
     repeat = 1 if args.smoke else 2  # smoke: the suite checks that it runs and agrees
     try:
-        _tune(data, _configs(2, seed=3), 10, storage)
+        if not args.smoke:  # smoke: one run of each side, nothing to warm for
+            _tune(data, _configs(2, seed=3), 10, storage)
         for target in targets:
             configs = _configs(n_trials, seed=1)
             rounds = max(10, round(target / _calibrate(data, configs)))
