@@ -191,6 +191,7 @@ def monitor_cmd(
 
 
 def print_forecast_run(r: Any) -> None:
+    from rich import box
     from rich.table import Table
 
     res = r.result
@@ -206,42 +207,56 @@ def print_forecast_run(r: Any) -> None:
         console.print("no forecasts issued in this window: nothing to score (not an error)")
 
     def fmt(s: Any, pct: bool = False) -> str:
+        """The estimate, its 95% interval on a second line: columns stay narrow enough for
+        an 80-column terminal."""
         if s is None or s.estimate is None:
             return "-"
-        f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
-        ci = "" if s.low is None or s.high is None else f" [{f(s.low)}, {f(s.high)}]"
-        return f(s.estimate) + ci
+        if s.low is None or s.high is None:
+            ci = ""
+        elif pct:
+            ci = f"\n{s.low * 100:.0f}..{s.high * 100:.0f}%"
+        else:
+            ci = f"\n{s.low:.2f}..{s.high:.2f}"
+        return (f"{s.estimate:.1%}" if pct else f"{s.estimate:.3f}") + ci
 
     for v, m in res.models.items():
         if m.note:
             console.print(f"v{v}: {m.note}")
         if not m.forecast:
             continue
-        t = Table(
-            "group",
-            "series",
-            "points",
-            "actuals",
-            "MASE",
-            "vs backtest",
-            "bias",
-            "80% inside",
-            "95% inside",
-            title=f"v{v} ({m.role})",
+        # the project's own interval levels (80 and 95 by default), as the monitor scored them
+        levels = sorted({lv for q in m.forecast.values() for lv in q.coverage}, key=float)
+        # up to two levels fit beside the accuracy in 80 columns; more get a table of their own
+        inline = levels if len(levels) <= 2 else []
+
+        def table(title: str, heads: list[str]) -> Table:
+            t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), pad_edge=False)
+            t.add_column("group", overflow="fold", min_width=10)  # the one column that wraps
+            for head in heads:
+                t.add_column(head, no_wrap=True)
+            return t
+
+        t = table(
+            f"v{v} ({m.role}): 95% intervals under each figure",
+            ["series\npoints", "actuals", "MASE", "vs\nbacktest", "bias"]
+            + [f"{lv}%\ninside" for lv in inline],
         )
         for g, q in m.forecast.items():
             t.add_row(
                 g,
-                f"{q.series:,}",
-                f"{q.points:,}",
+                f"{q.series:,}\n{q.points:,}",
                 fmt(q.actuals_share, True),
                 fmt(q.mase),
                 fmt(q.mase_ratio),
                 fmt(q.bias, True),
-                fmt(q.coverage_80, True),
-                fmt(q.coverage_95, True),
+                *[fmt(q.coverage.get(lv), True) for lv in inline],
             )
         console.print(t)
+        if levels and not inline:
+            c = table(f"v{v}: actuals inside each interval", [f"{lv}%" for lv in levels])
+            for g, q in m.forecast.items():
+                c.add_row(g, *[fmt(q.coverage.get(lv), True) for lv in levels])
+            console.print(c)
     from engine.cli.monitor import print_outcome
 
     print_outcome(r)
