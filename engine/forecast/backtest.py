@@ -38,7 +38,13 @@ import numpy as np
 import pandas as pd
 
 from engine.config.forecast import ForecastConfig
-from engine.forecast.models import GLOBAL, add_global_to_ensemble, candidates, forecast_batch
+from engine.forecast.models import (
+    GLOBAL,
+    add_global_to_ensemble,
+    candidates,
+    forecast_batch,
+    positions_of,
+)
 
 
 def _positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +162,7 @@ def cv_margin(use: pd.DataFrame, cands: list[str], windows: list[int]) -> tuple[
                 float(
                     np.nanmean(
                         m.loc[common].to_numpy()[
-                            np.arange(len(common)), [cands.index(x) for x in pick.loc[common]]
+                            np.arange(len(common)), positions_of(cands, pick.loc[common])
                         ]
                     )
                 )
@@ -191,7 +197,7 @@ def choose(
         c = wk["unique_id"].map(pick_k)
         ok = c.notna().to_numpy()
         wk, c = wk[ok], c[ok]
-        yhat = wk[cands].to_numpy()[np.arange(len(wk)), [cands.index(x) for x in c]]
+        yhat = wk[cands].to_numpy()[np.arange(len(wk)), positions_of(cands, c)]
         errs.append(
             pd.DataFrame({"step": wk["step"].to_numpy(), "e": np.abs(wk["y"] - yhat) / wk["scale"]})
         )
@@ -250,7 +256,7 @@ def evaluate(
     c = ho["unique_id"].map(ch.chosen)
     ho = ho[c.notna().to_numpy()]
     c = c[c.notna()]
-    ho["chosen"] = ho[cands].to_numpy()[np.arange(len(ho)), [cands.index(x) for x in c]]
+    ho["chosen"] = ho[cands].to_numpy()[np.arange(len(ho)), positions_of(cands, c)]
     per = _mase(ho, [*cands, "chosen"])
     scale = ho.groupby("unique_id", sort=False)["scale"].first()
     iv = apply_intervals(ho, "chosen", scale, ch.quantiles)

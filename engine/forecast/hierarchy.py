@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from engine.config.forecast import ForecastConfig
+from engine.forecast.models import positions_of
 
 TOTAL = "total"
 METHOD = "wls_var"
@@ -138,7 +139,7 @@ def reconcile(
 def picked(bt: pd.DataFrame, picks: pd.DataFrame, cands: list[str]) -> pd.DataFrame:
     """Each row's forecast by its series' cross-fitted pick for that window."""
     m = bt.merge(picks, on=["unique_id", "window"], how="inner")
-    idx = [cands.index(p) for p in m["pick"]]
+    idx = positions_of(cands, m["pick"])
     m["base"] = m[cands].to_numpy(dtype=float)[np.arange(len(m)), idx]
     return m[["unique_id", "window", "ds", "y", "observed", "scale", "base"]]
 
@@ -242,7 +243,7 @@ def forecast_levels(
     common = max(set(upper_chosen.values()), key=list(upper_chosen.values()).count)
     pick = res["unique_id"].map(lambda u: upper_chosen.get(u, common))
     pick = pick.where(pick.isin(cands), cands[0])
-    res["base"] = res[cands].to_numpy()[np.arange(len(res)), [cands.index(c) for c in pick]]
+    res["base"] = res[cands].to_numpy()[np.arange(len(res)), positions_of(cands, pick)]
     base = pd.concat(
         [
             res[["unique_id", "ds", "base"]],

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engine.forecast.models import positions_of
+
 GRID = np.linspace(0.0, 1.0, 201)  # quantile grid stored per protection interval
 
 PERIODS_PER_YEAR = {"W": 52.0, "D": 365.0, "M": 12.0, "Q": 4.0, "H": 8760.0}
@@ -43,7 +45,7 @@ def cumulative_errors(
     interval P = 1..horizon: one per series and window where all P periods were recorded."""
     rows = bt.merge(picks, on=["unique_id", "window"], how="inner")
     c = rows["pick"]
-    rows["yhat"] = rows[cands].to_numpy()[np.arange(len(rows)), [cands.index(x) for x in c]]
+    rows["yhat"] = rows[cands].to_numpy()[np.arange(len(rows)), positions_of(cands, c)]
     rows = rows.sort_values(["unique_id", "window", "step"])
     g = rows.groupby(["unique_id", "window"], sort=False)
     rows["cy"] = g["y"].cumsum()
