@@ -9,7 +9,7 @@ from typing import Any
 from engine.rayenv import ray_env
 from engine.workspace import Workspace
 
-__all__ = ["ray_env", "start_ray", "stop_ray"]
+__all__ = ["ray_env", "ray_wanted", "start_ray", "stop_ray"]
 
 
 def start_ray(
@@ -96,6 +96,18 @@ def _end_children_under(temp: str) -> None:
         except psutil.NoSuchProcess:
             continue
     psutil.wait_procs(mine, timeout=10)
+
+
+def ray_wanted(ws: Workspace) -> bool:
+    """Whether work that could run in this process should go to Ray anyway: Ray is already
+    up here, or a cluster is named (the profile's ``ray:``, ``RAY_ADDRESS``, so every
+    submitted job). A caller adds its own size threshold (batch scoring, batch forecast)."""
+    import sys
+
+    ray = sys.modules.get("ray")  # not imported: not up (and no import to pay)
+    if ray is not None and ray.is_initialized():
+        return True
+    return bool(ws.ray_address or os.environ.get("RAY_ADDRESS"))
 
 
 def stop_ray() -> None:

@@ -31,6 +31,21 @@ stop_ray()
 """
 
 
+def _run(
+    env: dict[str, str], cwd: Path, script: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh Python process (its own environment and working folder)."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize("order", ["engine-first", "ray-first"])
 def test_a_token_file_in_home_does_not_break_the_local_ray(order: str, tmp_path: Path) -> None:
     home = tmp_path / "home"
@@ -38,15 +53,7 @@ def test_a_token_file_in_home_does_not_break_the_local_ray(order: str, tmp_path:
     (home / ".ray" / "auth_token").write_text(secrets.token_hex(32))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(HOME=str(home), PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
-    r = subprocess.run(
-        [sys.executable, "-c", SCRIPT, order, str(tmp_path / ".insight")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    r = _run(env, tmp_path, SCRIPT, order, str(tmp_path / ".insight"))
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "answer 42" in r.stdout, out[-3000:]
     assert "InvalidAuthToken" not in out
@@ -90,15 +97,7 @@ def test_a_node_that_misses_rays_start_limit_is_ended_and_started_again(tmp_path
     node's processes and starts once more."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(HOME=str(tmp_path), PYTHONPATH=str(ROOT), RAY_USAGE_STATS_ENABLED="0")
-    r = subprocess.run(
-        [sys.executable, "-c", SLOW_START, str(tmp_path / ".insight")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    r = _run(env, tmp_path, SLOW_START, str(tmp_path / ".insight"))
     out = r.stdout + r.stderr
     assert r.returncode == 0 and "answer 42" in r.stdout, out[-3000:]
     assert "first node's processes left 0" in r.stdout, out[-3000:]

@@ -182,18 +182,18 @@ def test_local_engine_writes_what_ray_data_writes(
 def test_auto_engine_picks_ray_only_when_it_pays(tmp_path: Path, monkeypatch: Any) -> None:
     import sys
 
-    from engine.stages import score as sc
+    from engine.stages import score_engines as sc
 
     f = tmp_path / "small.parquet"
     f.write_bytes(b"x" * 1000)
     ws = Workspace(tmp_path / ".insight").ensure()
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # Ray not imported in this process
-    assert sc._use_ray("auto", ws, [str(f)]) is False
-    assert sc._use_ray("ray", ws, [str(f)]) is True
+    assert sc.use_ray("auto", ws, [str(f)]) is False
+    assert sc.use_ray("ray", ws, [str(f)]) is True
     monkeypatch.setattr(sc, "LOCAL_MAX_BYTES", 999)
-    assert sc._use_ray("auto", ws, [str(f)]) is True, "a large input goes to Ray Data"
+    assert sc.use_ray("auto", ws, [str(f)]) is True, "a large input goes to Ray Data"
     monkeypatch.setattr(sc, "LOCAL_MAX_BYTES", 10_000)
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
-    assert sc._use_ray("auto", ws, [str(f)]) is True, "a named cluster is used"
-    assert sc._use_ray("local", ws, [str(f)]) is False
+    assert sc.use_ray("auto", ws, [str(f)]) is True, "a named cluster is used"
+    assert sc.use_ray("local", ws, [str(f)]) is False

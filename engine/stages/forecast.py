@@ -354,17 +354,6 @@ def _forecast_batch(
 LOCAL_MAX_SERIES = 300
 
 
-def _ray_pays(ws: Workspace, series: int) -> bool:
-    """Ray for a batch forecast: when it is already up in this process, a cluster is named
-    (the profile's ``ray:``, ``RAY_ADDRESS``), or the panel is large."""
-    import sys
-
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        return True
-    return bool(ws.ray_address or os.environ.get("RAY_ADDRESS")) or series > LOCAL_MAX_SERIES
-
-
 def stage_forecast(
     proj: ForecastProject,
     ws: Workspace,
@@ -402,10 +391,10 @@ def stage_forecast(
     batches = [ids[i : i + size] for i in range(0, len(ids), size)]
     groups = dict(tuple(hist.groupby("unique_id", sort=False)))
     parts = []
-    if use_ray and len(batches) > 1 and _ray_pays(ws, len(ids)):
-        import ray
+    from engine.raycluster import ray_wanted, start_ray
 
-        from engine.raycluster import start_ray
+    if use_ray and len(batches) > 1 and (ray_wanted(ws) or len(ids) > LOCAL_MAX_SERIES):
+        import ray
 
         start_ray(ws)
         task = ray.remote(num_cpus=1, max_retries=2)(_forecast_batch)

@@ -1,12 +1,8 @@
 """Stage: batch scoring, the cheaper serving pattern. A registered model scores a table with
 Ray Data across the cluster's CPUs, or in this process, and writes Parquet.
 
-Which engine (``engine="auto"``): Ray Data when a Ray cluster is already joined or named
-(``--address``, the profile's ``ray:``, ``RAY_ADDRESS``) or the input is larger than
-:data:`LOCAL_MAX_BYTES`; otherwise this process, batch by batch (memory bounded by the batch
-size). On one machine a single process scores faster than Ray Data (benchmarks/NOTES.md:
-Ray Data at 0.27x), and a table of a few thousand rows does not wait ~10 s for a local Ray
-cluster to start. Both engines write the same rows (tested).
+Which engine (``engine="auto"``): engine.stages.score_engines. Both write the same rows
+(tested).
 
 Input: a feature snapshot (``--snapshot ID``) or any Parquet/CSV table (``--input PATH``)
 with the model's feature columns (extra columns are kept as they are: ids, times), or the
@@ -18,26 +14,21 @@ input's key columns (the entity key and label time, where present), ``score``, `
 (score >= ``serve.threshold``), ``model`` and ``model_version``, and with ``shap=True`` one
 ``shap_<feature>`` column per model input (SHAP values in the family's output space).
 
-The output folder appears whole or not at all: Ray writes into a temporary folder beside it,
+The output folder appears whole or not at all: each engine writes into a temporary folder beside it,
 which is renamed at the end. One ``batch`` record (input and output fingerprints, rows,
 model version, seconds) is appended to the audit log (``audit/batch``).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 from engine.config.project import ProjectConfig
 from engine.errors import ConfigError, DataError
+from engine.stages.score_engines import ENGINES, ScoringJob, score_here, score_on_ray, use_ray
 from engine.workspace import Workspace
 
 
@@ -53,111 +44,6 @@ class ScoreResult:
     rows_per_s: float
     cpus: int
     decision_rate: float
-
-
-# Per worker process (Ray reuses workers across tasks): the scorer fetched once from the
-# object store, and its SHAP explainer, keyed by the object's id.
-_WORKER_CACHE: dict[str, tuple[Any, dict[str, Any]]] = {}
-
-
-def _model(scorer_ref: Any) -> tuple[Any, dict[str, Any]]:
-    import ray
-
-    key = scorer_ref.hex()
-    if key not in _WORKER_CACHE:
-        _WORKER_CACHE.clear()  # one model per worker at a time
-        _WORKER_CACHE[key] = (ray.get(scorer_ref), {})
-    return _WORKER_CACHE[key]
-
-
-# Above this many input bytes, `auto` scores on Ray Data even with no cluster named (the
-# process would otherwise be the only CPU busy for minutes).
-LOCAL_MAX_BYTES = 256 * 1024 * 1024
-ENGINES = ("auto", "ray", "local")
-
-
-def score_batch(
-    batch: Any,
-    *,
-    scorer_ref: Any,
-    name: str,
-    version: str,
-    threshold: float,
-    keep: list[str],
-    shap: bool,
-    fields: Any = None,
-    local: tuple[Any, dict[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Score one pandas batch (a Ray Data task: fused with the read, on any CPU). The model
-    comes through the object store: loaded from MLflow once, by the driver, not once per
-    worker (workers import neither MLflow nor the registry). ``fields``: the batch is the
-    user's own table, read by /predict's row contract (serve.inputs.table_frame).
-    ``local``: (scorer, cache) in this process (the local engine), instead of the ref."""
-    scorer, cache = local if local is not None else _model(scorer_ref)
-    features = list(scorer.features)
-    if fields is not None:
-        from fastapi import HTTPException
-
-        from serve.inputs import table_frame
-
-        try:
-            raw, ids, unparsed = table_frame(batch, scorer.schema, fields)
-        except HTTPException as exc:  # the row contract's words, for a table
-            import re
-
-            raise DataError(
-                re.sub(r"rows\[(\d+)\]", r"row \1 of a batch", str(exc.detail))
-            ) from None
-        x = scorer.schema.frame(raw)
-        out = pd.DataFrame(index=range(len(batch)))
-        if ids is not None:
-            out[fields.key] = ids
-        for c in keep:
-            out[fields.aliases.get(c, c)] = batch[c].to_numpy()
-        out["unparsed_cells"] = unparsed
-    else:
-        x = scorer.schema.frame(batch[features])
-        out = batch[keep].reset_index(drop=True).copy()
-    p = np.asarray(scorer.proba(x), dtype=np.float64)
-    out["score"] = p
-    out["decision"] = p >= threshold
-    out["model"] = name
-    out["model_version"] = version
-    if shap:
-        if "e" not in cache:
-            from engine.train.families import explainer_for
-
-            cache["e"] = explainer_for(scorer)
-        e = cache["e"].explain(x)
-        for j, f in enumerate(features):
-            out[f"shap_{f}"] = e.values[:, j]
-    return out
-
-
-def _counts(folder: Path) -> tuple[int, int]:
-    """Rows (from the Parquet footers) and positive decisions (one column read) of the
-    written output, without a second pass through Ray."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    if not folder.exists():  # an empty input: Ray writes no file at all
-        folder.mkdir(parents=True)
-        return 0, 0
-    d = ds.dataset(str(folder), format="parquet")
-    rows = d.count_rows()
-    decided = pc.sum(d.to_table(columns=["decision"])["decision"]).as_py() if rows else 0
-    return int(rows), int(decided or 0)
-
-
-def _unparsed(folder: Path) -> int:
-    """Cells of the user's table that did not read (scored as missing), in all."""
-    import pyarrow.compute as pc
-    import pyarrow.dataset as ds
-
-    d = ds.dataset(str(folder), format="parquet")
-    if "unparsed_cells" not in d.schema.names or not d.count_rows():
-        return 0
-    return int(pc.sum(d.to_table(columns=["unparsed_cells"])["unparsed_cells"]).as_py() or 0)
 
 
 def _files(path: Path) -> list[str]:
@@ -270,15 +156,14 @@ def stage_score(
         "shap": shap,
         "fields": fields,
     }
-    if _use_ray(engine, ws, files):
-        rows, positive, cpus = _score_on_ray(
-            ws, files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
-        )
+    job = ScoringJob(
+        files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
+    )
+    if use_ray(engine, ws, files):
+        rows, positive, cpus = score_on_ray(ws, job)
         where = f"on {cpus} CPU(s), Ray Data"
     else:
-        rows, positive = _score_here(
-            files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
-        )
+        rows, positive = score_here(job)
         cpus, where = 1, "in one process"
     decided = positive / rows if rows else 0.0
     secs = time.monotonic() - t0
@@ -301,133 +186,6 @@ def stage_score(
         f"({res.rows_per_s:,.0f} rows/s {where}); decision rate {decided:.3f} -> {output}"
     )
     return res
-
-
-def _use_ray(engine: str, ws: Workspace, files: list[str]) -> bool:
-    """Ray Data for ``engine='ray'``; for ``auto``, when Ray is already up in this process,
-    a cluster is named, or the input is large (see module)."""
-    import sys
-
-    if engine != "auto":
-        return engine == "ray"
-    ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        return True
-    if ws.ray_address or os.environ.get("RAY_ADDRESS"):
-        return True
-    return sum(os.path.getsize(f) for f in files) > LOCAL_MAX_BYTES
-
-
-def _batches(
-    files: list[str], csv_args: dict[str, Any] | None, cols: list[str], fields: Any, size: int
-) -> Any:
-    """The input's record batches, read as Ray Data reads them (Parquet as stored; CSV with
-    the sniffed dialect, every cell as text for the user's own table)."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    for f in files:
-        if csv_args is None:
-            yield from pq.ParquetFile(f).iter_batches(batch_size=size)
-            continue
-        args = dict(csv_args)
-        ro = args.get("read_options") or pacsv.ReadOptions()
-        args["read_options"] = pacsv.ReadOptions(encoding=ro.encoding, block_size=1 << 22)
-        if fields is not None:
-            args["convert_options"] = pacsv.ConvertOptions(
-                column_types=dict.fromkeys(cols, pa.string())
-            )
-        with pacsv.open_csv(f, **args) as reader:
-            yield from reader
-
-
-def _score_here(
-    files: list[str],
-    csv_args: dict[str, Any] | None,
-    cols: list[str],
-    scorer: Any,
-    kw: dict[str, Any],
-    output: Path,
-    src: Path,
-    batch_size: int,
-    limit: int | None,
-    log: Any,
-) -> tuple[int, int]:
-    """The local engine: batch by batch through :func:`score_batch` in this process, one
-    Parquet file per batch into a temp folder, renamed whole at the end."""
-    from engine.errors import InsightError
-
-    local: tuple[Any, dict[str, Any]] = (scorer, {})
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
-    try:
-        left = limit
-        k = 0
-        for rb in _batches(files, csv_args, cols, kw["fields"], batch_size):
-            if left is not None:
-                if left <= 0:
-                    break
-                rb = rb.slice(0, left)
-                left -= rb.num_rows
-            if rb.num_rows == 0:
-                continue
-            try:
-                out = score_batch(rb.to_pandas(), scorer_ref=None, local=local, **kw)
-            except InsightError:
-                raise
-            except Exception as exc:
-                text = next((x for x in str(exc).splitlines() if x.strip()), repr(exc))
-                raise DataError(
-                    f"score: scoring '{src}' failed: {text[:400]}. Nothing was written. Fix: "
-                    "check the table's values against the model's input schema (`insight "
-                    "models show`)."
-                ) from None
-            out.to_parquet(tmp / f"part-{k:05d}.parquet", index=False)
-            k += 1
-        return _publish(tmp, output, src, kw["fields"] is not None, log)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _score_on_ray(
-    ws: Workspace,
-    files: list[str],
-    csv_args: dict[str, Any] | None,
-    cols: list[str],
-    scorer: Any,
-    kw: dict[str, Any],
-    output: Path,
-    src: Path,
-    batch_size: int,
-    limit: int | None,
-    log: Any,
-) -> tuple[int, int, int]:
-    import ray
-
-    from engine.raycluster import start_ray
-
-    start_ray(ws)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_arrow_backed_pandas_conversion = False
-    ctx.enable_progress_bars = False
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    data = _read(files, csv_args, kw["fields"], cols, blocks=max(2 * cpus, len(files)))
-    if limit is not None:  # a smoke run: the first rows only
-        data = data.limit(limit)
-    # Tasks, not an actor pool: each read block is scored in the task that read it, on any
-    # free CPU (an actor pool holding every CPU starved the read tasks on a 2-CPU cluster).
-    fn: Any = score_batch
-    scored = data.map_batches(
-        fn,
-        fn_kwargs={"scorer_ref": ray.put(scorer), **kw},
-        batch_format="pandas",
-        batch_size=batch_size,
-        num_cpus=1,
-    )
-    rows, positive = _write_whole(scored, output, src, kw["fields"] is not None, log)
-    return rows, positive, cpus
 
 
 def _model_name(cfg: ProjectConfig, model: str | None) -> tuple[str, str]:
@@ -481,64 +239,6 @@ def _reading(
         "and counted (output column unparsed_cells)"
     )
     return fields, keep
-
-
-def _read(
-    files: list[str], csv_args: dict[str, Any] | None, fields: Any, cols: list[str], blocks: int
-) -> Any:
-    import ray
-
-    if csv_args is None:
-        return ray.data.read_parquet(files, override_num_blocks=blocks)
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    args = dict(csv_args)
-    if fields is not None:  # every cell as text: read as the build reads the source
-        args["convert_options"] = pacsv.ConvertOptions(
-            column_types=dict.fromkeys(cols, pa.string())
-        )
-    return ray.data.read_csv(files, override_num_blocks=blocks, **args)
-
-
-def _write_whole(
-    scored: Any, output: Path, src: Path, users_table: bool, log: Any
-) -> tuple[int, int]:
-    """Write to a temp path beside ``output``, then rename: the output is whole or absent
-    (an older one is replaced only once the new one is complete). Returns (rows, decided)."""
-    tmp = output.parent / f".{output.name}.tmp-{uuid.uuid4().hex[:8]}"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        try:
-            scored.write_parquet(str(tmp))
-        except Exception as exc:  # a worker's error, wrapped by Ray: name the cause
-            cause = getattr(exc, "cause", None) or exc
-            text = next((x for x in str(cause).splitlines() if x.strip()), repr(cause))
-            raise DataError(
-                f"score: scoring '{src}' failed in a worker: {text[:400]}. Nothing was "
-                "written. Fix: check the table's values against the model's input schema "
-                "(`insight models show`)."
-            ) from None
-        return _publish(tmp, output, src, users_table, log)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _publish(tmp: Path, output: Path, src: Path, users_table: bool, log: Any) -> tuple[int, int]:
-    """Count the written rows, then rename ``tmp`` to ``output`` (an older output is
-    replaced only now, once the new one is complete). Returns (rows, decided)."""
-    rows, positive = _counts(tmp)
-    if users_table and (bad := _unparsed(tmp)):
-        log(f"{bad:,} cell(s) of '{src.name}' did not read and were scored as missing")
-    if output.exists():
-        old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(output, old)
-        os.replace(tmp, output)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, output)
-    return int(rows), int(positive)
 
 
 def _record(ws: Workspace, res: ScoreResult, src: Path, shap: bool) -> None:
