@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.config.cluster import Resolved, resolve
 from engine.config.forecast import ForecastProject
 from engine.config.project import ProjectConfig
+from engine.config.target import TargetProject
 from engine.workspace import Workspace
 
 
@@ -48,6 +49,24 @@ def open_forecast_project(
     p = prof.profile
     if p.spark:
         proj = proj.model_copy(update={"spark_master": p.spark})
+    root: str | Path | None = workspace
+    if root is None and p.storage:
+        root = Path(p.storage) / proj.name
+    root = Path(root if root is not None else proj.workspace).resolve()
+    ws = Workspace(root, tracking=p.mlflow, ray_address=p.ray).ensure()
+    return proj, ws, prof
+
+
+def open_target_project(
+    project: str | Path,
+    workspace: str | Path | None = None,
+    profile: str | None = None,
+) -> tuple[TargetProject, Workspace, Resolved]:
+    """The targeting part of a project file (engine.config.target), its profile applied
+    as :func:`open_project` applies it (workspace root, MLflow, Ray)."""
+    proj = TargetProject.load(project)
+    prof = resolve(proj.cluster, profile)
+    p = prof.profile
     root: str | Path | None = workspace
     if root is None and p.storage:
         root = Path(p.storage) / proj.name

@@ -35,6 +35,7 @@ from engine.cli.monitor import monitor as monitor_cmd
 from engine.cli.report import dashboard as dashboard_cmd
 from engine.cli.report import report as report_cmd
 from engine.cli.serve import audit_app, serve_app
+from engine.cli.target import target_app
 from engine.config.project import ProjectConfig
 from engine.console import console, stage
 from engine.errors import InsightError
@@ -62,6 +63,7 @@ app.command("dashboard")(dashboard_cmd)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(forecast_app, name="forecast")
+app.add_typer(target_app, name="target")
 
 
 @app.command()
@@ -117,17 +119,37 @@ def init_project(
     positive: Annotated[
         str | None, typer.Option(help="The label's positive value (default: yes/true/1...).")
     ] = None,
+    treatment: Annotated[
+        str | None,
+        typer.Option(help="Targeting: the column saying which arm each customer was assigned."),
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option(help="Targeting: the treatment column's control value.")
+    ] = None,
+    outcome: Annotated[
+        str | None, typer.Option(help="Targeting: what customers did (binary or an amount).")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Where to write (default: insight.yaml beside the table).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
 ) -> None:
     """Write a commented project file for your own table, inferred from its data: churn
-    (--label) or demand forecasting (--target, --time, --series)."""
+    (--label), demand forecasting (--target, --time, --series) or targeting from a
+    randomised campaign (--treatment, --control, --outcome)."""
     from engine.data.init import plan
     from engine.data.project_file import write
     from engine.errors import ConfigError
 
+    if treatment is not None or control is not None or outcome is not None:
+        if treatment is None or control is None or outcome is None:
+            raise ConfigError(
+                "targeting needs --treatment, --control and --outcome together (e.g. "
+                "--treatment segment --control 'No E-Mail' --outcome visit)."
+            )
+        from engine.cli.target import init_campaign
+
+        return init_campaign(source, treatment, control, outcome, key, positive, out, force)
     if target is not None or series is not None:
         if target is None or series is None or time is None:
             raise ConfigError(
@@ -139,7 +161,8 @@ def init_project(
         return init_forecast(source, target, time, series, out, force)
     if label is None:
         raise ConfigError(
-            "init needs --label COLUMN (churn) or --target/--time/--series (forecasting)."
+            "init needs --label COLUMN (churn), --target/--time/--series (forecasting) or "
+            "--treatment/--control/--outcome (targeting)."
         )
 
     p = plan(source.resolve(), label, key, time, positive)

@@ -325,6 +325,12 @@ class ProjectConfig(Model):
                 "needs a churn label. Fix: use `insight forecast train` / `insight forecast` "
                 "with this file, or add a 'label:' block for the churn task."
             )
+        if "target" in raw and "label" not in raw:
+            raise ConfigError(
+                f"{p} is a targeting project ('target:' and no 'label:'): this command "
+                "needs a churn label. Fix: use `insight target train` / `insight target "
+                "decide` with this file, or add a 'label:' block for the churn task."
+            )
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

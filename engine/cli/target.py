@@ -1,0 +1,146 @@
+"""``insight target``: whom to contact. ``insight target train`` learns uplift from a
+randomised campaign table (learners cross-fitted and searched, segments, the policy's
+held-out value) and registers it with its card; ``insight target decide`` writes a ranked
+contact list for a customer table under a budget."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+
+from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
+from engine.console import console
+
+target_app = typer.Typer(
+    help="Targeting (uplift): train on a campaign table; decide whom to contact under a budget."
+)
+
+
+def _open(project: Path | None, workspace: Path | None, profile: str | None) -> tuple[Any, Any]:
+    from engine.errors import ConfigError
+    from engine.project import open_target_project
+
+    if project is None:
+        if not Path("insight.yaml").is_file():
+            raise ConfigError(
+                "target: no --project and no ./insight.yaml. Fix: pass --project PATH to a "
+                "project file with a 'target:' block (insight init --from TABLE --treatment "
+                "COLUMN --control VALUE --outcome COLUMN writes one)."
+            )
+        project = Path("insight.yaml")
+    proj, ws, _ = open_target_project(project.resolve(), workspace, profile)
+    return proj, ws
+
+
+@target_app.command("train")
+def train(
+    engine: Annotated[
+        str, typer.Option(help="auto: Ray Tune if Ray is wanted or the table is large; ray; local.")
+    ] = "auto",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Check the campaign, search the learners by out-of-fold Qini, find the segments, value
+    the policy at the budget, register the targeting model with its card."""
+    from engine.errors import ConfigError
+    from engine.stages.target import stage_target_train
+    from engine.targeting.card import card_markdown
+
+    if engine not in ("auto", "ray", "local"):
+        raise ConfigError(f"--engine is {engine!r}. Fix: auto, ray or local.")
+    eng: Literal["auto", "ray", "local"] = engine  # type: ignore[assignment]
+    proj, ws = _open(project, workspace, profile)
+    r = stage_target_train(proj, ws, engine=eng, log=console.print)
+    console.print(card_markdown(r.card))
+    console.print(
+        f"model {r.model_name} v{r.version} @{r.alias} (MLflow run {r.run_id}); next: "
+        "insight target decide --from customers.csv -o contacts.csv"
+    )
+
+
+@target_app.command("decide")
+def decide(
+    source: Annotated[Path, typer.Option("--from", help="Customers: CSV or Parquet.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The contact list (.csv/.parquet).")
+    ],
+    contacts: Annotated[
+        int | None, typer.Option(help="Budget: at most this many contacts.")
+    ] = None,
+    money: Annotated[float | None, typer.Option(help="Budget: at most this much spend.")] = None,
+    model: Annotated[str, typer.Option(help="Alias or version.")] = "champion",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Rank customers by net value of contact; write who to contact, with which arm."""
+    from pydantic import ValidationError
+
+    from engine.config.target import Budget
+    from engine.errors import ConfigError
+    from engine.stages.target import stage_target_decide
+
+    budget = None
+    if contacts is not None or money is not None:
+        try:
+            budget = Budget(contacts=contacts, money=money)
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(f"--contacts/--money: {msg}") from None
+    proj, ws = _open(project, workspace, profile)
+    s = stage_target_decide(
+        proj, ws, source.resolve(), output.resolve(), budget=budget, which=model
+    )
+    cur = proj.business.currency
+    console.print(
+        f"wrote {output}: {s['contacts']:,} of {s['customers']:,} customers to contact ("
+        + ", ".join(f"{a} {n:,}" for a, n in s["by_arm"].items())
+        + f"); spend {s['spend']:,.2f} {cur}; expected {s['expected_incremental']:,.1f} extra "
+        f"conversions, profit {s['expected_profit']:,.2f} {cur} (model estimate; the card "
+        f"has the held-out CI). Model {s['model']} v{s['version']}."
+    )
+
+
+def init_campaign(
+    source: Path,
+    treatment: str,
+    control: str,
+    outcome: str,
+    key: str | None,
+    positive: str | None,
+    out: Path | None,
+    force: bool,
+) -> None:
+    """`insight init --treatment --control --outcome`: a commented targeting project."""
+    from engine.targeting.balance import warning
+    from engine.targeting.init import plan_campaign, write_campaign_project
+
+    p = plan_campaign(source.resolve(), treatment, control, outcome, key, positive)
+    path = write_campaign_project(
+        p, (out or source.resolve().parent / "insight.yaml").resolve(), force
+    )
+    b = p.balance
+    console.print(f"wrote {path}")
+    console.print(
+        f"  {p.rows:,} rows; arms: "
+        + ", ".join(f"{a} {n:,}" for a, n in b["arms"].items())
+        + f" (control {p.control!r})"
+    )
+    console.print(
+        f"  outcome: {p.outcome} ({p.outcome_kind}"
+        + (f", positive {p.positive!r}" if p.positive is not None else "")
+        + f"); key: {p.key or 'none (rows are numbered)'}"
+    )
+    console.print(f"  features ({len(p.features)}): {', '.join(p.features)}")
+    for k, v in p.left_out.items():
+        console.print(f"  left out {k}: {v}")
+    for why, n in p.dropped.items():
+        console.print(f"  {n:,} row(s) will be dropped: {why}")
+    w = warning(b)
+    console.print(
+        f"  randomisation check: {'the arms look randomised (' + b['rule'] + ')' if w is None else 'WARNING: ' + w}"
+    )
+    console.print(f"next: insight target train -p {path}")
