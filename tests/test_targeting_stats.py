@@ -100,30 +100,55 @@ def test_qini_for_amounts_equals_the_binary_kernel_on_0_1_outcomes(seed: int) ->
 # ---- segment lift ---------------------------------------------------------------------
 
 
-def test_cell_lift_matches_pandas_and_scipy(seed: int) -> None:
+def test_cell_lift_matches_pandas_scipy_and_statsmodels(seed: int) -> None:
+    """Amounts: Welch's interval and test (pandas moments, SciPy's normal). 0/1 outcomes:
+    Newcombe's interval (statsmodels) and the pooled score test (SciPy's chi-square test of
+    the 2x2 table, no continuity correction)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
     rng = np.random.default_rng(seed)
     n = 3000
     seg = rng.integers(0, 4, n)
     arm = rng.integers(0, 3, n)
-    y = (
-        rng.gamma(2.0, 5.0, n) * (rng.random(n) < 0.4)
-        if seed % 2
-        else (rng.random(n) < 0.3).astype(float)
-    )
+    binary = seed % 2 == 0
+    if binary:
+        y = (rng.random(n) < 0.3).astype(float)
+    else:
+        y = rng.gamma(2.0, 5.0, n) * (rng.random(n) < 0.4)
     r = cell_lift(y, arm, seg, n_segments=4, n_arms=3, n_boot=200, seed=seed)
     df = pd.DataFrame({"y": y, "a": arm, "s": seg})
-    g = df.groupby(["s", "a"])["y"].agg(["mean", "var", "count"])
+    g = df.groupby(["s", "a"])["y"].agg(["mean", "var", "count", "sum"])
     for s in range(4):
         for k in (1, 2):
-            m1, v1, n1 = g.loc[(s, k)]
-            m0, v0, n0 = g.loc[(s, 0)]
-            se = np.sqrt(v1 / n1 + v0 / n0)
+            m1, v1, n1, x1 = g.loc[(s, k)]
+            m0, v0, n0, x0 = g.loc[(s, 0)]
             assert r.lift[s, k - 1] == pytest.approx(m1 - m0, abs=1e-12)
             assert r.n_arm[s, k - 1] == n1 and r.n_control[s, k - 1] == n0
-            assert r.low[s, k - 1] == pytest.approx(m1 - m0 - stats.norm.ppf(0.975) * se, rel=1e-9)
-            z = (m1 - m0) / se
-            assert r.p_value[s, k - 1] == pytest.approx(2 * stats.norm.sf(abs(z)), rel=1e-7)
+            if binary:
+                lo, hi = confint_proportions_2indep(x1, n1, x0, n0, method="newcomb")
+                assert (r.low[s, k - 1], r.high[s, k - 1]) == pytest.approx((lo, hi), rel=1e-9)
+                tab = [[x1, n1 - x1], [x0, n0 - x0]]
+                p = stats.chi2_contingency(tab, correction=False)[1]
+            else:
+                se = np.sqrt(v1 / n1 + v0 / n0)
+                lo = m1 - m0 - stats.norm.ppf(0.975) * se
+                assert r.low[s, k - 1] == pytest.approx(lo, rel=1e-9)
+                p = 2 * stats.norm.sf(abs((m1 - m0) / se))
+            assert r.p_value[s, k - 1] == pytest.approx(p, rel=1e-7)
             assert r.boot_low[s, k - 1] <= r.lift[s, k - 1] <= r.boot_high[s, k - 1]
+
+
+def test_a_small_cell_without_conversions_is_not_declared() -> None:
+    """The real null experiment's trap: 11 control rows, none positive, 93 treated with 7:
+    Wald's standard error of the control is 0 and its test declared a lift; the score test
+    does not, and a cell under min_rows is not tested at all."""
+    y = np.r_[np.zeros(11), np.ones(7), np.zeros(86)]
+    arm = np.r_[np.zeros(11, dtype=int), np.ones(93, dtype=int)]
+    seg = np.zeros(104, dtype=int)
+    r = cell_lift(y, arm, seg, n_segments=1, n_arms=2, n_boot=100, min_rows=10)
+    assert r.p_value[0, 0] > 0.3 and r.low[0, 0] < 0 < r.high[0, 0]
+    r2 = cell_lift(y, arm, seg, n_segments=1, n_arms=2, n_boot=100)
+    assert np.isnan(r2.p_value[0, 0])
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "amount"])

@@ -71,6 +71,7 @@ def resolve(
     missing: int,
     declared: Any,
     option: str = "label.positive",
+    what: str = "label column",
 ) -> LabelValues:
     """The positive and negative value of a binary label, or a DataError / ConfigError.
     ``option``: where the user sets the positive value (the project file's field, or
@@ -78,12 +79,12 @@ def resolve(
     shown = ", ".join(f"{v!r} ({n:,})" for v, n in values.most_common(8))
     if not values:
         raise DataError(
-            f"label column '{column}' has no values ({missing:,} rows are empty). "
+            f"{what} '{column}' has no values ({missing:,} rows are empty). "
             "Fix: point label.column at the column that holds the outcome."
         )
     if len(values) > 2:
         raise DataError(
-            f"label column '{column}' has {len(values)} distinct values ({shown}); a binary "
+            f"{what} '{column}' has {len(values)} distinct values ({shown}); a binary "
             "label has two. Fix: map it to two values in the source, or pick another column."
         )
     if declared is not None:
@@ -104,8 +105,7 @@ def resolve(
                 else f"set {option} to it (e.g. {option}: {rare!r})"
             )
             raise ConfigError(
-                f"label column '{column}' holds {shown}: which one is the positive outcome? "
-                f"Fix: {fix}."
+                f"{what} '{column}' holds {shown}: which one is the positive outcome? Fix: {fix}."
             )
     neg = next((v for v in values if v != pos), None)
     return LabelValues(column, pos, neg, dict(values), missing)

@@ -7,10 +7,16 @@ conversion or an amount such as spend).
   normalised as (actual - random) / (perfect - random). For 0/1 outcomes
   :func:`engine.kernels.qini.qini_auc` is the faster path and gives the same number.
 - ``cell_lift``: per segment and treated arm, the difference in mean outcome against the
-  control with a Welch normal interval and its two-sided p-value, and a percentile
-  bootstrap interval that resamples within each (segment, arm) cell (the arms' sizes are
-  fixed by the design). 0/1 outcomes are resampled as binomial draws of the cell's count
-  (exactly the distribution of a resample's mean), other outcomes row by row in Numba.
+  control with an interval and a two-sided p-value, and a percentile bootstrap interval
+  that resamples within each (segment, arm) cell (the arms' sizes are fixed by the
+  design). 0/1 outcomes: Newcombe's hybrid score interval and the pooled two-proportion
+  score test (the chi-square test of the 2x2 table): both hold near rates of 0 and 1 and in
+  small cells, where Wald's interval and test do not (a segment of 11 control rows with no
+  conversion has a Wald standard error of 0, and was declared different on a real null
+  experiment). Amounts: Welch's normal interval and test. Cells with fewer than
+  ``min_rows`` rows in the arm or the control get an interval but no test (p = NaN: never
+  declared). Bootstrap: 0/1 outcomes as binomial draws of the cell's count (exactly the
+  distribution of a resample's mean), amounts row by row in Numba.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
-from engine.kernels.intervals import z_value
+from engine.kernels.intervals import newcombe_diff, z_value
 
 
 def _curve(
@@ -144,6 +150,7 @@ def cell_lift(
     n_boot: int = 1000,
     alpha: float = 0.05,
     seed: int = 0,
+    min_rows: int = 20,
 ) -> CellLift:
     """Lift of each treated arm over the control within each segment (see module doc)."""
     ya = np.ascontiguousarray(y, dtype=np.float64)
@@ -154,19 +161,34 @@ def cell_lift(
     if aa.size and (aa.min() < 0 or aa.max() >= n_arms or sa.min() < 0 or sa.max() >= n_segments):
         raise ValueError("arm and segment codes must lie in 0..n_arms-1 and 0..n_segments-1.")
     n, s1, s2 = _moments(ya, aa, sa, n_segments, n_arms)
+    binary = bool(np.isin(ya, (0.0, 1.0)).all())
+    z = z_value(alpha)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s1 / n
         var = (s2 - n * mean**2) / (n - 1)
         var = np.where(n > 1, np.maximum(var, 0.0), np.nan)
         lift = mean[:, 1:] - mean[:, :1]
-        se = np.sqrt(var[:, 1:] / n[:, 1:] + var[:, :1] / n[:, :1])
-        z = z_value(alpha)
-        p = _two_sided_p(lift / se)
-        p = np.where(se == 0, np.where(lift == 0, 1.0, 0.0), p)
+        n1, n0 = n[:, 1:], n[:, :1]
+        if binary:
+            pooled = (s1[:, 1:] + s1[:, :1]) / (n1 + n0)
+            se_test = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n0))
+        else:
+            se_test = np.sqrt(var[:, 1:] / n1 + var[:, :1] / n0)
+        p = _two_sided_p(lift / se_test)
+        p = np.where(se_test == 0, 1.0, p)  # one outcome value in both arms: no difference
+        p = np.where((n1 < min_rows) | (n0 < min_rows), np.nan, p)
+        se = np.sqrt(var[:, 1:] / n1 + var[:, :1] / n0)
+        low, high = lift - z * se, lift + z * se
+    if binary:
+        for s in range(n_segments):
+            for a in range(1, n_arms):
+                if n[s, a] > 0 and n[s, 0] > 0:
+                    iv = newcombe_diff(s1[s, a], n[s, a], s1[s, 0], n[s, 0], z)
+                    low[s, a - 1], high[s, a - 1] = iv.low, iv.high
     cell = sa * n_arms + aa
     order = np.argsort(cell, kind="stable").astype(np.int64)
     starts = np.searchsorted(cell[order], np.arange(n_segments * n_arms + 1)).astype(np.int64)
-    if np.isin(ya, (0.0, 1.0)).all():
+    if binary:
         rng = np.random.default_rng(seed)
         flat_n = n.reshape(-1)
         flat_p = np.nan_to_num(mean.reshape(-1))
@@ -188,8 +210,8 @@ def cell_lift(
         mean[:, 1:],
         mc,
         lift,
-        lift - z * se,
-        lift + z * se,
+        low,
+        high,
         p,
         lo_b,
         hi_b,

@@ -147,7 +147,7 @@ def stage_target_train(
                 registered_model_name=proj.model_name,
             )
     version = str(info.registered_model_version)
-    alias = _alias(proj.model_name, version, pick.qini)
+    alias = _alias(proj.model_name, version, pick.qini, list(c.x.columns))
     secs = {
         "data": t_data - t0,
         "search": t_search - t_data,
@@ -164,13 +164,14 @@ def stage_target_train(
     return TargetTrainResult(proj.model_name, version, alias, run.info.run_id, card, secs)
 
 
-def _alias(name: str, version: str, qini: float) -> str:
+def _alias(name: str, version: str, qini: float, features: list[str]) -> str:
     from mlflow.tracking import MlflowClient
 
     from engine.registry.models import try_resolve
 
     client = MlflowClient()
-    for k, v in {"task": "target", "oof_qini": f"{qini:.6f}"}.items():
+    tags = {"task": "target", "oof_qini": f"{qini:.6f}", "features": json.dumps(features)}
+    for k, v in tags.items():
         client.set_model_version_tag(name, version, k, v)
     champ = try_resolve(name, "champion")
     better = champ is None or float(champ.tags.get("oof_qini", "-inf")) < qini

@@ -5,8 +5,9 @@ non-negative amount) and the features (text as pandas categories, booleans as 0/
 Everything a campaign can get wrong is checked here, before any model is fitted, and
 named with the value seen and a fix: a control value that is not in the column, a single
 arm, an arm too small for its interval, a negative amount, an outcome that is not binary.
-Rows without an arm or an outcome are dropped and counted; exact duplicate rows are
-dropped and counted; a customer assigned twice keeps the first assignment (counted).
+Rows without an arm or an outcome are dropped and counted; with a customer key, exact
+duplicate rows are dropped and a customer assigned twice keeps the first assignment (both
+counted); without one, identical rows may be different customers and are all kept.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def resolve_arms(
 
 
 def outcome_values(
-    raw: pd.Series, t: TargetConfig, kind: str | None = None
+    raw: pd.Series, t: TargetConfig, kind: str | None = None, option: str = "target.positive"
 ) -> tuple[NDArray[np.float64], str]:
     """The outcome as float (NaN where blank) and its kind (binary or amount)."""
     from engine.data.labels import normalize, resolve
@@ -135,7 +136,7 @@ def outcome_values(
     for v, n in norm.value_counts().items():
         if v != "":
             values[str(v)] = int(n)
-    lv = resolve(t.outcome, values, int((norm == "").sum()), t.positive, "target.positive")
+    lv = resolve(t.outcome, values, int((norm == "").sum()), t.positive, option, "outcome column")
     y = np.where(norm == "", np.nan, (norm == lv.positive).astype(np.float64))
     return y.astype(np.float64), "binary"
 
@@ -171,10 +172,11 @@ def load_campaign(proj: TargetProject, workspace: Path) -> Campaign:
 
 def campaign_from_frame(frame: pd.DataFrame, t: TargetConfig) -> Campaign:
     dropped: dict[str, int] = {}
-    n0 = len(frame)
-    frame = frame.drop_duplicates()
-    if len(frame) < n0:
-        dropped["exact duplicate rows"] = n0 - len(frame)
+    if t.key:  # without a key two identical rows may be two customers: both are kept
+        n0 = len(frame)
+        frame = frame.drop_duplicates()
+        if len(frame) < n0:
+            dropped["exact duplicate rows"] = n0 - len(frame)
     if t.key:
         dup = frame[t.key].duplicated(keep="first")
         if dup.any():

@@ -150,7 +150,14 @@ def build_card(
 def _slim(s: Segmentation) -> Segmentation:
     """A segmentation without its per-row codes (the artifact carries no campaign rows)."""
     return Segmentation(
-        s.kind, np.zeros(0, dtype=np.int64), s.names, s.criterion, s.detail, s.model, s.columns
+        s.kind,
+        np.zeros(0, dtype=np.int64),
+        s.names,
+        s.criterion,
+        s.detail,
+        s.model,
+        s.columns,
+        s.fill,
     )
 
 

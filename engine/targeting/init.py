@@ -86,7 +86,7 @@ def plan_campaign(
         positive=positive,
         features=["x_"],
     )
-    y, _ = outcome_values(frame[oc.name], probe)
+    y, _ = outcome_values(frame[oc.name], probe, option="--positive")
     pos = None
     if kind == "binary":
         from engine.data.labels import normalize
@@ -102,13 +102,14 @@ def plan_campaign(
                 f"--key '{key}' repeats in {n:,} row(s); a customer key names one row. Fix: "
                 "pass a unique column, or leave --key out."
             )
-    else:
+    else:  # a column named like an id, unique once exact duplicate rows are dropped
+        unique_rows = len(df.drop_duplicates())
         kc = next(
             (
                 c.name
                 for c in cols
                 if ID_NAMES.search(c.name)
-                and c.distinct == len(df)
+                and c.distinct == unique_rows
                 and c.name not in (tc.name, oc.name)
             ),
             None,
@@ -128,7 +129,8 @@ def plan_campaign(
         positive=pos,
         key=kc,
     )
-    _classify(p, cols, df, frame, np.where(np.isnan(y), 0.0, y))
+    # leaks are judged against "acted at all" (an amount above 0 for spend)
+    _classify(p, cols, df, frame, (np.nan_to_num(y) > 0).astype(np.float64))
     if not p.features:
         raise DataError(
             f"'{path.name}' has no column left to be a feature besides the treatment, the "

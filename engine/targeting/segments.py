@@ -34,22 +34,35 @@ TOP_CATEGORIES = 12
 
 
 def encode(
-    x: pd.DataFrame, columns: list[str] | None = None
+    x: pd.DataFrame,
+    columns: list[str] | None = None,
+    few_categories: bool = False,
+    fill: dict[str, float] | None = None,
 ) -> tuple[NDArray[np.float64], list[str]]:
     """Numbers as they are (missing -> the median), categories one-hot (the commonest
-    TOP_CATEGORIES of each), as one float matrix with a name per column."""
+        TOP_CATEGORIES of each), as one float matrix with a name per column. ``few_categories``:
+        leave out categorical columns with more levels than that (K-means distances over a
+        hundred village dummies cluster villages, not customers). ``fill``: the medians to fill
+    missing numbers with (the training rows'; filled in here when empty)."""
     parts: list[NDArray[np.float64]] = []
     names: list[str] = []
     for c in x.columns:
         v = x[c]
         if isinstance(v.dtype, pd.CategoricalDtype):
+            if few_categories and v.nunique() > TOP_CATEGORIES:
+                continue
             top = v.value_counts().index[:TOP_CATEGORIES].tolist()
             for cat in top:
                 parts.append((v == cat).to_numpy(dtype=np.float64))
                 names.append(f"{c}={cat}")
         else:
             a = v.to_numpy(dtype=np.float64)
-            med = np.nanmedian(a) if np.isfinite(a).any() else 0.0
+            if fill is not None and c in fill:
+                med = fill[c]
+            else:
+                med = float(np.nanmedian(a)) if np.isfinite(a).any() else 0.0
+                if fill is not None:
+                    fill[c] = med
             parts.append(np.where(np.isnan(a), med, a))
             names.append(c)
     if columns is not None:  # the columns another encoding produced, in its order
@@ -68,9 +81,10 @@ class Segmentation:
     detail: dict[str, Any] = field(default_factory=dict)
     model: Any = None  # the fitted scaler+kmeans or tree, to assign new rows
     columns: list[str] = field(default_factory=list)
+    fill: dict[str, float] = field(default_factory=dict)  # training medians
 
     def assign(self, x: pd.DataFrame) -> NDArray[np.int64]:
-        m, _ = encode(x, self.columns)
+        m, _ = encode(x, self.columns, fill=dict(self.fill))
         if self.kind == "kmeans":
             scaler, km = self.model
             return np.asarray(km.predict(scaler.transform(m)), dtype=np.int64)
@@ -83,7 +97,8 @@ def kmeans(x: pd.DataFrame, k: int | str = "auto", k_max: int = 6, seed: int = 0
     from sklearn.metrics import silhouette_score
     from sklearn.preprocessing import StandardScaler
 
-    m, cols = encode(x)
+    fill: dict[str, float] = {}
+    m, cols = encode(x, few_categories=True, fill=fill)
     scaler = StandardScaler().fit(m)
     z = scaler.transform(m)
     rng = np.random.default_rng(seed)
@@ -108,9 +123,16 @@ def kmeans(x: pd.DataFrame, k: int | str = "auto", k_max: int = 6, seed: int = 0
     centers = scaler.inverse_transform(km.cluster_centers_)
     names = []
     for ci in range(chosen):
-        # the two features that set the cluster apart most (standardised centre)
-        top = np.argsort(-np.abs(km.cluster_centers_[ci]))[:2]
-        desc = ", ".join(_describe(cols[j], centers[ci, j]) for j in top)
+        # what sets the cluster apart most: its largest standardised centres, a category
+        # only where most of the cluster has it
+        order = np.argsort(-np.abs(km.cluster_centers_[ci]))
+        picked = [
+            j
+            for j in order
+            if ("=" not in cols[j] and abs(km.cluster_centers_[ci, j]) > 0.3)
+            or ("=" in cols[j] and centers[ci, j] >= 0.5)
+        ][:3]
+        desc = ", ".join(_describe(cols[j], centers[ci, j]) for j in picked) or "average"
         names.append(f"cluster {ci + 1} ({desc})")
     return Segmentation(
         "kmeans",
@@ -120,12 +142,13 @@ def kmeans(x: pd.DataFrame, k: int | str = "auto", k_max: int = 6, seed: int = 0
         {"silhouette": scores, "k": chosen},
         (scaler, km),
         cols,
+        fill,
     )
 
 
 def _describe(col: str, v: float) -> str:
     if "=" in col:
-        return f"{col} {v:.0%}"
+        return f"{col.replace('=', ' ')} ({v:.0%})"
     return f"{col} ~{v:.3g}"
 
 
@@ -144,7 +167,8 @@ def effect_tree(
     segments in 22% of runs instead of 5%)."""
     from sklearn.tree import DecisionTreeRegressor
 
-    m, cols = encode(c.x)
+    fill: dict[str, float] = {}
+    m, cols = encode(c.x, fill=fill)
     rng = np.random.default_rng(seed)
     discover = np.zeros(c.arm.size, dtype=bool)
     for k in range(c.n_arms):  # half of every arm
@@ -172,6 +196,7 @@ def effect_tree(
         {"depth": depth},
         (tree, leaf_code),
         cols,
+        fill,
     )
 
 

@@ -48,6 +48,7 @@ class Targeter:
         b = budget if budget is not None else self.budget
         if b is not None:
             check_budget(b, self.econ)
+        x = self.model.inputs(x)  # typed as in training: text as its categories
         tau = self.model.uplift(x)
         arm, net = best_arms(tau, self.econ)
         by_money = b is not None and b.money is not None

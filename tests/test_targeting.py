@@ -1,0 +1,238 @@
+"""Targeting from a user's campaign table (generated here, shaped like real ones: text
+arms, yes/no outcomes, odd column names, blanks, duplicates): `insight init` writes a
+project that loads, `insight target train` registers a targeter with its card, `insight
+target decide` writes a contact list within the budget; every bad input is a clear error
+and writes nothing. Unit tier (in-process, the local search engine; MLflow on sqlite)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.config.target import Budget, TargetProject
+from engine.data.campaign import make_campaign
+from engine.errors import ConfigError, DataError
+from engine.targeting.init import plan_campaign
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def _table(tmp: Path, n: int = 3000, seed: int = 1, amount: bool = False, fmt: str = "csv") -> Path:
+    df, _ = make_campaign(n, seed=seed, amount=amount)
+    # what real exports have: blanks in attributes, an exact duplicate row, a note column
+    df.loc[df.index[:40], "Channel"] = None
+    df.loc[df.index[40:60], "Tenure (months)"] = np.nan
+    df = pd.concat([df, df.iloc[:3]], ignore_index=True)
+    df["Campaign note"] = "spring"
+    p = tmp / f"E-mail campaign.{fmt}"
+    if fmt == "csv":
+        df.to_csv(p, index=False)
+    else:
+        df.to_parquet(p, index=False)
+    return p
+
+
+def _init(table: Path, *extra: str, outcome: str = "visit") -> tuple[int, str]:
+    r = CliRunner().invoke(
+        app,
+        [
+            "init",
+            "--from",
+            str(table),
+            "--treatment",
+            "segment",
+            "--control",
+            "No E-Mail",
+            "--outcome",
+            outcome,
+            *extra,
+        ],
+    )
+    if r.exception and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.output
+
+
+def test_init_train_decide_on_a_campaign_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    table = _table(tmp_path)
+    code, out = _init(table)
+    assert code == 0, out
+    proj = TargetProject.load(tmp_path / "insight.yaml")
+    t = proj.target
+    assert t.treatment == "segment" and t.control == "No E-Mail"
+    assert t.arms == ["Discount E-Mail", "News E-Mail"] and t.outcome_kind == "binary"
+    assert t.positive == "yes" and t.key == "customer_id"
+    assert set(t.features) == {
+        "age",
+        "tenure_months",
+        "spend_last_year",
+        "region",
+        "channel",
+        "days_since_purchase",
+    }, "the constant note column is left out, the key is not a feature"
+    assert "randomisation check: the arms look randomised" in out
+    # the user's economics and a budget
+    raw = yaml.safe_load((tmp_path / "insight.yaml").read_text())
+    raw["business"] = {
+        "value_per_conversion": 30.0,
+        "cost_per_contact": {"Discount E-Mail": 1.0, "News E-Mail": 0.5},
+        "budget": {"contacts": 600},
+    }
+    raw["target"].update({"learners": ["t_learner", "x_learner"], "depths": [2], "folds": 3})
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = CliRunner().invoke(app, ["target", "train", "--engine", "local"])
+    assert r.exit_code == 0, r.output
+    assert "dropped 3 row(s): exact duplicate rows" in r.output
+    assert "registered e-mail-campaign-uplift v1 as @champion" in " ".join(r.output.split())
+    from engine.stages.target import load_targeter
+    from engine.workspace import Workspace
+
+    tg, ref = load_targeter(Workspace((tmp_path / ".insight").resolve()), "e-mail-campaign-uplift")
+    assert ref.tags["task"] == "target"
+    import mlflow
+
+    card = json.loads(mlflow.artifacts.load_text(f"runs:/{ref.run_id}/target_card.json"))
+    assert card["campaign"]["rows"] == 3000 and card["campaign"]["dropped"] == {
+        "exact duplicate rows": 3
+    }
+    assert {s["name"] for s in card["search"]["configurations"]} == {
+        "t_learner(max_depth=2)",
+        "x_learner(max_depth=2)",
+    }
+    at = card["policy"]["at_budget"]
+    assert at["policy"]["contacts"] <= 600 and at["random"]["contacts"] == 600
+    assert set(at) == {"policy", "treat_all", "treat_none", "random", "treat_by_baseline"}
+    for kind in ("kmeans", "effect_tree"):
+        rows = card["segments"][kind]["table"]
+        assert rows and all(r["low"] <= r["lift"] <= r["high"] for r in rows)
+    assert len(card["calibration"]) == 2 * 10
+    # the next campaign's customers: the file's own column names
+    nxt, _ = make_campaign(500, seed=9)
+    customers = tmp_path / "next.csv"
+    nxt.drop(columns=["segment", "visit"]).to_csv(customers, index=False)
+    out = tmp_path / "contacts.csv"
+    r = CliRunner().invoke(
+        app, ["target", "decide", "--from", str(customers), "-o", str(out), "--contacts", "100"]
+    )
+    assert r.exit_code == 0, r.output
+    dec = pd.read_csv(out)
+    assert len(dec) == 500 and int(dec["contact"].sum()) == 100
+    assert set(dec.loc[dec["contact"], "arm"]) <= {"Discount E-Mail", "News E-Mail"}
+    assert dec["customer_id"].str.startswith("C09").all()
+    first = dec[dec["contact"]]
+    assert (first["net_value"].diff().dropna() <= 1e-12).all(), "best first"
+    assert first["segment"].notna().all() and first["cluster"].notna().all()
+    # a money budget buys fewer contacts than its cheapest arm allows
+    r = CliRunner().invoke(
+        app, ["target", "decide", "--from", str(customers), "-o", str(out), "--money", "30"]
+    )
+    assert r.exit_code == 0, r.output
+    dec = pd.read_csv(out)
+    assert dec.loc[dec["contact"], "cost"].sum() <= 30.0
+
+
+def test_an_amount_outcome_and_a_parquet_table(tmp_path: Path) -> None:
+    from engine.stages.target import stage_target_train
+    from engine.workspace import Workspace
+
+    table = _table(tmp_path, 3000, 2, amount=True, fmt="parquet")
+    code, out = _init(table, "--out", str(tmp_path / "p.yaml"), outcome="spend")
+    assert code == 0, out
+    raw = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    assert raw["target"]["outcome_kind"] == "amount"
+    raw["target"].update({"learners": ["t_learner"], "depths": [2], "folds": 3})
+    raw["target"]["segments"] = {"k": 3, "n_boot": 200}
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    proj = TargetProject.load(tmp_path / "p.yaml")
+    ws = Workspace(tmp_path / "ws").ensure()
+    r = stage_target_train(proj, ws, engine="local", log=lambda _: None)
+    assert r.card["campaign"]["outcome_kind"] == "amount"
+    assert r.card["chosen"]["per_arm"][0]["uplift_auc"] is None, "no uplift AUC for amounts"
+    assert np.isfinite(r.card["chosen"]["qini"])
+
+
+# ---- bad input: a clear error, nothing written ------------------------------------------
+
+
+def test_a_control_value_not_in_the_column(tmp_path: Path) -> None:
+    table = _table(tmp_path, 400)
+    with pytest.raises(
+        ConfigError, match=r"'no e-mail', which is not a value.*differs only in case"
+    ):
+        plan_campaign(table, "segment", "no e-mail", "visit")
+    assert not (tmp_path / "insight.yaml").exists()
+
+
+def test_one_arm_only(tmp_path: Path) -> None:
+    df, _ = make_campaign(300, seed=3)
+    df["segment"] = "No E-Mail"
+    p = tmp_path / "c.csv"
+    df.to_csv(p, index=False)
+    with pytest.raises(DataError, match="one arm only"):
+        plan_campaign(p, "segment", "No E-Mail", "visit")
+
+
+def test_an_arm_too_small_for_its_interval(tmp_path: Path) -> None:
+    df, _ = make_campaign(600, seed=4)
+    df.loc[df.index[:5], "segment"] = "SMS"
+    p = tmp_path / "c.csv"
+    df.to_csv(p, index=False)
+    with pytest.raises(
+        DataError, match=r"'SMS' \(5 rows\).*min_arm_rows \(30\).*listing the others"
+    ):
+        plan_campaign(p, "segment", "No E-Mail", "visit")
+
+
+def test_an_amount_with_negative_values(tmp_path: Path) -> None:
+    df, _ = make_campaign(600, seed=5, amount=True)
+    df.loc[df.index[:7], "spend"] = -12.5
+    p = tmp_path / "c.csv"
+    df.to_csv(p, index=False)
+    with pytest.raises(DataError, match=r"7 negative value\(s\) \(smallest -12.5\)"):
+        plan_campaign(p, "segment", "No E-Mail", "spend")
+
+
+def test_a_budget_below_one_contact_writes_no_list(tmp_path: Path) -> None:
+    from engine.targeting.policy import Economics, check_budget
+
+    econ = Economics(30.0, np.array([0.0, 1.0, 0.5]))
+    with pytest.raises(ConfigError, match=r"below the cheapest contact \(0.5\)"):
+        check_budget(Budget(money=0.2), econ)
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Budget(contacts=0)
+    r = CliRunner().invoke(
+        app,
+        [
+            "target",
+            "decide",
+            "--from",
+            "x.csv",
+            "-o",
+            str(tmp_path / "o.csv"),
+            "--contacts",
+            "0",
+            "-p",
+            str(tmp_path / "none.yaml"),
+        ],
+    )
+    assert isinstance(r.exception, ConfigError) and "--contacts/--money" in str(r.exception)
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_targeting_file_given_to_a_churn_command_says_which_command(tmp_path: Path) -> None:
+    from engine.config.project import ProjectConfig
+
+    table = _table(tmp_path, 400)
+    assert _init(table)[0] == 0
+    with pytest.raises(ConfigError, match="insight target train"):
+        ProjectConfig.load(tmp_path / "insight.yaml")
