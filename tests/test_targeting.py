@@ -99,6 +99,7 @@ def test_init_train_decide_on_a_campaign_table(
 
     tg, ref = load_targeter(Workspace((tmp_path / ".insight").resolve()), "e-mail-campaign-uplift")
     assert ref.tags["task"] == "target"
+    assert tg.arms == ["No E-Mail", "Discount E-Mail", "News E-Mail"] and tg.key == "customer_id"
     import mlflow
 
     card = json.loads(mlflow.artifacts.load_text(f"runs:/{ref.run_id}/target_card.json"))
