@@ -77,19 +77,9 @@ def decide(
     profile: ProfileOpt = None,
 ) -> None:
     """Rank customers by net value of contact; write who to contact, with which arm."""
-    from pydantic import ValidationError
-
-    from engine.config.target import Budget
-    from engine.errors import ConfigError
     from engine.stages.target import stage_target_decide
 
-    budget = None
-    if contacts is not None or money is not None:
-        try:
-            budget = Budget(contacts=contacts, money=money)
-        except ValidationError as exc:
-            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"--contacts/--money: {msg}") from None
+    budget = _budget(contacts, money)
     proj, ws = _open(project, workspace, profile)
     s = stage_target_decide(
         proj, ws, source.resolve(), output.resolve(), budget=budget, which=model
@@ -102,6 +92,76 @@ def decide(
         f"conversions, profit {s['expected_profit']:,.2f} {cur} (model estimate; the card "
         f"has the held-out CI). Model {s['model']} v{s['version']}."
     )
+
+
+@target_app.command("serve")
+def serve_cmd(
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Alias or version to serve.")] = "champion",
+    replicas: Annotated[int, typer.Option(min=1, help="Replicas sharing one budget.")] = 1,
+    holdout: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share held out at random (live control).")
+    ] = 0.1,
+    contacts: Annotated[
+        int | None, typer.Option(help="This deployment's budget in contacts (default: the file's).")
+    ] = None,
+    money: Annotated[
+        float | None, typer.Option(help="This deployment's budget in money (default: the file's).")
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Start, answer one health check, stop.")
+    ] = False,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Serve POST /decide on 127.0.0.1 until Ctrl-C: per customer, contact or not, the arm,
+    the expected lift with its segment's interval, and why; the budget holds across
+    replicas; every answer audited."""
+    import time as _time
+
+    from ray import serve
+
+    from engine.raycluster import start_ray, stop_ray
+    from serve.target_app import target_up
+
+    budget = _budget(contacts, money)
+    proj, ws = _open(project, workspace, profile)
+    start_ray(ws)
+    try:
+        url = target_up(
+            proj, ws, port=port, alias=model, replicas=replicas, holdout=holdout, budget=budget
+        )
+        console.print(
+            f"serving {proj.model_name}@{model} at [bold]{url}[/] (POST {url}/, budget: GET "
+            f"{url}/budget, docs: {url}/docs); audit: {ws.audit / 'decide'}"
+        )
+        if not once:
+            console.print("Ctrl-C to stop")
+            while True:
+                _time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        serve.shutdown()
+        stop_ray()
+
+
+def _budget(contacts: int | None, money: float | None) -> Any:
+    from pydantic import ValidationError
+
+    from engine.config.target import Budget
+    from engine.errors import ConfigError
+
+    if contacts is None and money is None:
+        return None
+    try:
+        return Budget(contacts=contacts, money=money)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--contacts/--money: {msg}") from None
 
 
 def init_campaign(

@@ -190,6 +190,12 @@ def _json(v: Any) -> Any:
     return str(v)
 
 
+def budget_cutoff(tg: Any) -> float:
+    """The least net value worth a contact when customers come one at a time: where the
+    budget's cut fell on the campaign's rows (engine.targeting.policy.strategies)."""
+    return float(tg.meta.get("cutoff", 0.0))
+
+
 def load_targeter(ws: Workspace, name: str, which: str = "champion") -> tuple[Any, Any]:
     """The registered targeter (and its model version) by alias or version."""
     import mlflow

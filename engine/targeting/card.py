@@ -43,6 +43,7 @@ def build_card(
         pol.check_budget(budget, econ)
     risk, risk_name = (c.risk, f"{t.risk}") if c.risk is not None else (cf.mu[:, 0], "baseline")
     at = pol.strategies(cf.tau, g, econ, budget, risk, risk_name, t.seed)
+    cutoff = at.pop("cutoff")
     curve = pol.profit_curve(cf.tau, g, econ)
     clusters = kmeans(c.x, seg_cfg.k, seg_cfg.k_max, t.seed)
     tree = effect_tree(
@@ -74,7 +75,7 @@ def build_card(
         econ,
         budget,
         t.key,
-        meta={"learner": pick.name, "oof_qini": pick.qini},
+        meta={"learner": pick.name, "oof_qini": pick.qini, "cutoff": cutoff},
     )
     arms_ate = []
     for k in range(1, c.n_arms):
@@ -141,6 +142,7 @@ def build_card(
             "estimator": "doubly robust, cross-fitted outcome models, arm shares as "
             "propensities; normal CI over rows",
             "risk_ranking": risk_name,
+            "serving_cutoff": cutoff,
         },
         "curves": _curves(c, cf.tau, t.seed),
     }

@@ -152,7 +152,7 @@ def strategies(
     """The policy and its rivals on the same rows, at the budget (or unlimited)."""
     n = tau.shape[0]
     by_money = budget is not None and budget.money is not None
-    order, arm, _ = ranking(tau, econ, by_money)
+    order, arm, net = ranking(tau, econ, by_money)
     b = budget or Budget(contacts=n)
     take = contacts_for(b, econ.costs[arm], order)
     policy = np.zeros(n, dtype=np.int64)
@@ -175,6 +175,9 @@ def strategies(
         f"treat_by_{risk_name}": value_of(risky, g, econ).asdict(),
     }
     out["rivals_arm"] = one
+    # what an online policy serving one customer at a time uses: the least net value the
+    # budget reached on these rows (0 without a budget: every profitable contact)
+    out["cutoff"] = float(net[order[take - 1]]) if budget is not None and take > 0 else 0.0
     out["policy_arms"] = {int(a): int((policy == a).sum()) for a in np.unique(policy) if a > 0}
     return out
 

@@ -10,6 +10,7 @@ interval that covers; a segment's does (tested by simulation).
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,7 @@ class Targeter:
                 "segment": np.asarray(self.tree.names, dtype=object)[leaf],
                 "cluster": np.asarray(self.clusters.names, dtype=object)[cluster],
                 "rank": rank,
+                "row": np.arange(len(x)),  # the customer's position in the input
             },
             index=x.index,
         )
@@ -105,6 +107,57 @@ class Targeter:
         if not isinstance(obj, Targeter):
             raise TypeError(f"not a targeter: {type(obj).__name__}")
         return obj
+
+
+def online_decisions(
+    t: Targeter,
+    x: pd.DataFrame,
+    reserve: Callable[[list[float]], list[bool]],
+    rng: np.random.Generator,
+    holdout: float,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """Decisions for customers arriving now (one request), in the request's order: the
+    ones worth at least ``threshold`` net, less a random ``holdout`` share (the live
+    control), ask ``reserve`` for their contacts, best first; ``reserve`` grants while the
+    budget lasts (the Serve app's ledger, shared by every replica)."""
+    dec = t.decide(x)  # best first; "row": the request's order
+    want = (dec["net_value"] >= max(threshold, 1e-12)).to_numpy()
+    held = want & (rng.random(len(dec)) < holdout)
+    ask = want & ~held
+    granted = np.zeros(len(dec), dtype=bool)
+    if ask.any():
+        costs = [float(t.econ.costs[t.arms.index(a)]) for a in dec["best_arm"][ask]]
+        granted[np.flatnonzero(ask)] = reserve(costs)
+    answer: list[dict[str, Any]] = [{} for _ in range(len(dec))]
+    for j, r in enumerate(dec.to_dict("records")):
+        reason = (
+            "held out at random (the live control)"
+            if held[j]
+            else "net value below the budget's cut-off"
+            if not want[j]
+            else "budget spent"
+            if not granted[j]
+            else "contact"
+        )
+        answer[int(r["row"])] = {
+            "contact": bool(granted[j]),
+            "arm": r["best_arm"] if granted[j] else None,
+            "best_arm": r["best_arm"],
+            "expected_lift": float(r["expected_lift"]),
+            "lift_interval": [_num(r["segment_lift_low"]), _num(r["segment_lift_high"])],
+            "net_value": float(r["net_value"]),
+            "segment": r["segment"],
+            "cluster": r["cluster"],
+            "held_out": bool(held[j]),
+            "why": f"{reason}; segment: {r['segment']}",
+        }
+    return answer
+
+
+def _num(v: Any) -> float | None:
+    f = float(v)
+    return None if f != f else f
 
 
 def summary(decisions: pd.DataFrame, econ: Economics) -> dict[str, Any]:
