@@ -237,3 +237,46 @@ def test_a_targeting_file_given_to_a_churn_command_says_which_command(tmp_path: 
     assert _init(table)[0] == 0
     with pytest.raises(ConfigError, match="insight target train"):
         ProjectConfig.load(tmp_path / "insight.yaml")
+
+
+# ---- the churn project's treatment block: prerequisites at load, text arms ---------------
+
+
+def _churn_with_campaign(tmp: Path, **source: object) -> Path:
+    from tests.conftest import EXAMPLE
+
+    raw = yaml.safe_load(EXAMPLE.read_text())
+    raw["sources"]["campaign"].update(source)
+    raw["sources"]["campaign"] = {
+        k: v for k, v in raw["sources"]["campaign"].items() if v is not None
+    }
+    p = tmp / "p.yaml"
+    p.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return p
+
+
+def test_a_treatment_source_without_times_is_refused_when_the_file_loads(tmp_path: Path) -> None:
+    """Regression: a randomised table has no event_time; this was found only after the
+    whole churn search. Now `insight validate` (any load) says it first, with the way out."""
+    from engine.config.project import ProjectConfig
+
+    p = _churn_with_campaign(tmp_path, event_time=None)
+    with pytest.raises(
+        ConfigError, match=r"has no event_time.*insight init --from TABLE --treatment"
+    ):
+        ProjectConfig.load(p)
+
+
+def test_a_text_treatment_column_needs_its_control_value() -> None:
+    """Regression: 'Womens E-Mail' / 'No E-Mail' crashed with 'a cannot be empty unless no
+    samples are taken'."""
+    from engine.train.uplift import treated_01
+
+    arms = pd.Series(["Womens E-Mail", "No E-Mail", " No E-Mail", None])
+    t = treated_01(arms, "No E-Mail", "segment")
+    assert t.tolist()[:3] == [1.0, 0.0, 0.0] and np.isnan(t.iloc[3])
+    with pytest.raises(DataError, match=r"not 0/1: which value is the control.*treatment.control"):
+        treated_01(arms, None, "segment")
+    with pytest.raises(DataError, match=r"3 arms.*targeting project"):
+        treated_01(pd.Series(["a", "b", "c"]), "a", "segment")
+    assert treated_01(pd.Series([1, 0, True, "false"]), None, "t").tolist() == [1.0, 0.0, 1.0, 0.0]

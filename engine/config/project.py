@@ -82,9 +82,22 @@ class LabelConfig(Model):
 
 
 class TreatmentConfig(Model):
+    """A campaign on a churn project's customers (uplift beside the churn model): each
+    assignment row (``source``, with the customers' entity key and an ``event_time``: when
+    it was sent) is joined to the customer's features of the latest label time at or
+    before the send time (an as-of join backward), so no feature sees the campaign. The
+    outcome is observed after the send. A randomised table with no times, or a campaign
+    on its own: ``insight init --from campaign.csv --treatment COL --control VALUE
+    --outcome COL`` (a targeting project, engine.config.target)."""
+
     source: str
     column: str
     outcome: str
+    control: str | None = Field(
+        default=None,
+        description="The treatment column's value of the control arm ('No E-Mail'); every "
+        "other value is treated. Default: the column holds 0/1 (or false/true).",
+    )
 
 
 class BusinessConfig(Model):
@@ -399,8 +412,40 @@ def _check_refs(cfg: ProjectConfig) -> None:
                 "own time here). Fix: remove label.as_of."
             )
     if cfg.treatment is not None:
-        _check_declared(cfg, "treatment.column", cfg.treatment.source, cfg.treatment.column)
-        _check_declared(cfg, "treatment.outcome", cfg.treatment.source, cfg.treatment.outcome)
+        _check_treatment(cfg)
+
+
+def _check_treatment(cfg: ProjectConfig) -> None:
+    """What the campaign join needs, checked when the file loads (so by `insight validate`
+    and before any search), not after the churn search has run."""
+    tr = cfg.treatment
+    assert tr is not None
+    _check_declared(cfg, "treatment.column", tr.source, tr.column)
+    _check_declared(cfg, "treatment.outcome", tr.source, tr.outcome)
+    if not cfg.train.uplift_learners:
+        return
+    src = cfg.sources[tr.source]
+    if src.entity is None:
+        raise ValueError(
+            f"treatment.source '{tr.source}' names no entity; the join to the customers' "
+            f"features needs their key. Fix: add sources.{tr.source}.entity, or set "
+            "train.uplift_learners: [] to skip uplift."
+        )
+    if src.event_time is None:
+        raise ValueError(
+            f"treatment.source '{tr.source}' has no event_time: each assignment joins the "
+            "customer's features as of its send time, and this table says none. Fix: set "
+            f"sources.{tr.source}.event_time to the send-time column; for a randomised "
+            "table without times, make it a targeting project (insight init --from TABLE "
+            "--treatment COLUMN --control VALUE --outcome COLUMN)."
+        )
+    if cfg.label.event_time is None:
+        raise ValueError(
+            "treatment: uplift joins each assignment to the features as of its send time, "
+            "and the labels have no time. Fix: set label.event_time, or "
+            "train.uplift_learners: [], or make the campaign a targeting project (insight "
+            "init --from TABLE --treatment COLUMN --control VALUE --outcome COLUMN)."
+        )
 
 
 def _view_names(cfg: ProjectConfig) -> dict[str, str]:

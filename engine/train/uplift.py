@@ -56,19 +56,11 @@ def uplift_data(
         )
     key = cfg.entities[src.entity].key
     when = src.event_time
-    if when is None:
-        raise DataError(
-            f"treatment source '{tr.source}' has no event_time; the as-of join needs one. "
-            f"Fix: set sources.{tr.source}.event_time to the column saying when each "
-            "customer was assigned, or train.uplift_learners: [] to skip uplift."
-        )
-    camp = read_frame(cfg, tr.source, workspace, [key, when, tr.column, tr.outcome])
     lt = ts.time_col
-    if lt is None:
-        raise DataError(
-            "uplift joins each campaign assignment to the features as of its time, and the "
-            "labels have no time. Fix: set label.event_time, or train.uplift_learners: []."
-        )
+    assert when is not None and lt is not None  # checked when the file loaded (_check_treatment)
+    camp = read_frame(cfg, tr.source, workspace, [key, when, tr.column, tr.outcome])
+    camp[tr.column] = treated_01(camp[tr.column], tr.control, tr.column)
+    camp = camp.dropna(subset=[tr.column])
     feats = snapshot_df[[key, lt, *ts.features]].sort_values(lt)
     # one time unit on both sides (a Parquet file of milliseconds gave "incompatible merge
     # keys"), and keys compared as the same type
@@ -101,6 +93,40 @@ def uplift_data(
     t = t_all.astype(np.float64)
     y = joined[tr.outcome].to_numpy(dtype=np.float64)
     return UpliftData(x[~test], t[~test], y[~test], x[test], t[test], y[test])
+
+
+def treated_01(values: pd.Series, control: str | None, column: str) -> pd.Series:
+    """The treatment column as 0/1: the control value 0 and every other value 1 (text arms
+    such as 'Womens E-Mail' / 'No E-Mail'), or a column already 0/1 (false/true). A text
+    column without ``treatment.control`` crashed deep in the split ('a cannot be empty
+    unless no samples are taken'); now it is this error, naming the values."""
+    from engine.targeting.campaign import arm_text
+
+    text = arm_text(values)
+    seen = sorted(str(v) for v in text.dropna().unique())
+    if control is not None:
+        if control not in seen:
+            raise DataError(
+                f"treatment.control is {control!r}, not a value of '{column}' (values: "
+                f"{seen[:8]}). Fix: set it to the control arm's value."
+            )
+        if len(seen) > 2:
+            raise DataError(
+                f"'{column}' has {len(seen)} arms ({seen[:8]}); uplift on a churn project "
+                "compares one treatment with the control. Fix: map the arms to two in the "
+                "source, or make the campaign a targeting project (insight init --from "
+                "TABLE --treatment COLUMN --control VALUE --outcome COLUMN: any number of "
+                "arms)."
+            )
+        return (text != control).astype("float64").where(text.notna())
+    known = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0}
+    odd = [v for v in seen if v.lower() not in known]
+    if odd:
+        raise DataError(
+            f"'{column}' holds {seen[:8]}, not 0/1: which value is the control? Fix: set "
+            f"treatment.control (e.g. treatment.control: {seen[0]!r})."
+        )
+    return text.str.lower().map(known).astype("float64")
 
 
 def _xgb(kind: str, hp: dict[str, Any], seed: int) -> Any:
