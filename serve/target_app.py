@@ -22,6 +22,7 @@ record (kind ``decide``) in the app's audit folder.
 Client mistakes are 422s that name the customer and the column.
 """
 
+import hashlib
 import json
 import os
 import time
@@ -128,8 +129,13 @@ class TargetServer:
         self.ref = find(s.model, s.alias)
         path = mlflow.artifacts.download_artifacts(f"models:/{s.model}/{self.ref.version}")
         self.t = Targeter.loads((Path(path) / "artifacts" / ARTIFACT).read_bytes())
+        # one ledger per model version and budget, shared by the replicas (a redeploy with
+        # another budget gets its own; the file keeps what was spent across restarts)
         self.ledger = BudgetLedger.options(  # type: ignore[attr-defined]
-            name=f"insight-budget-{s.model}", get_if_exists=True, lifetime="detached"
+            name="insight-budget-" + hashlib.sha256(s.budget_file.encode()).hexdigest()[:16],
+            namespace="insight",
+            get_if_exists=True,
+            lifetime="detached",
         ).remote(s.budget_file, s.contacts, s.money)
         self.rng = np.random.default_rng()
         self.pii_key = None
@@ -268,7 +274,14 @@ def target_up(
         "tracking_uri": ws.tracking_uri,
         "model": proj.model_name,
         "audit_dir": str(ws.audit / APP_NAME),
-        "budget_file": str(ws.serve / f"budget-{proj.model_name}-v{ref.version}.json"),
+        "budget_file": str(
+            ws.serve
+            / (
+                f"budget-{proj.model_name}-v{ref.version}-"
+                + ("none" if b is None else f"{b.contacts or 0}c-{b.money or 0:g}m")
+                + ".json"
+            )
+        ),
         "alias": alias,
         "num_replicas": replicas,
         "holdout": holdout,

@@ -230,4 +230,4 @@ def test_demo_command_reaches_the_demo_stage(tmp_path: Path) -> None:
     r = _run("demo", "--size", "bogus", "--workspace", str(tmp_path / "ws"))
     out = r.stdout + r.stderr
     assert r.returncode == 2 and "--size 'bogus' is unknown" in out, out
-    assert "1/8 sample data" in out and "Traceback" not in out
+    assert "1/9 sample data" in out and "Traceback" not in out

@@ -79,6 +79,7 @@ def test_init_train_decide_on_a_campaign_table(
         "region",
         "channel",
         "days_since_purchase",
+        "churn_score",
     }, "the constant note column is left out, the key is not a feature"
     assert "randomisation check: the arms look randomised" in out
     # the user's economics and a budget

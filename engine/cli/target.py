@@ -149,6 +149,22 @@ def serve_cmd(
         stop_ray()
 
 
+@target_app.command("demo")
+def demo_cmd(
+    size: Annotated[
+        str | None, typer.Option(help="tiny: 6,000 customers (default 30,000).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """The sample business's randomised e-mail campaign, end to end: init, train, next
+    month's contact list under a budget, scored against the known true effects."""
+    from engine.demo.targeting import run_targeting
+    from engine.workspace import Workspace
+
+    ws = Workspace((workspace or Path(".insight")).resolve()).ensure()
+    run_targeting(ws, size)
+
+
 def _budget(contacts: int | None, money: float | None) -> Any:
     from pydantic import ValidationError
 

@@ -68,6 +68,8 @@ def make_campaign(
             "Region": region,
             "Channel": channel,
             "Days since purchase": recency,
+            # what the churn model says of them (its probability, with a model's error)
+            "Churn score": np.clip(churn_risk + rng.normal(0, 0.08, n), 0, 1).round(3),
             "segment": np.asarray(arms, dtype=object)[a],
         }
     )

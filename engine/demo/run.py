@@ -74,23 +74,27 @@ def run_demo(
 
         spark.enter_context(spark_session(cfg, ws))
         s = _features(cfg, ws, summary)
-        with stage("3/8 Ray Tune search, tracked in MLflow"):
+        with stage("3/9 Ray Tune search, tracked in MLflow"):
             start_ray(ws, address=address)
             tr = _train_and_gate(cfg, ws, s.id, summary)
-        with stage("4/8 online table (Spark) and Ray Serve on 127.0.0.1, real HTTP"):
+        with stage("4/9 online table (Spark) and Ray Serve on 127.0.0.1, real HTTP"):
             url = _serve_and_call(cfg, ws, s, tr.features, summary)
         with stage(
-            "5/8 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
+            "5/9 drift check (Numba: KS + PSI, chi-square + JS), training vs current window"
         ):
             _drift(cfg, ws, s.id, Path(str(data["path"])), summary)
-        with stage("6/8 the monitoring loop: audit log -> monitor -> alerts -> labels -> retrain"):
+        with stage("6/9 the monitoring loop: audit log -> monitor -> alerts -> labels -> retrain"):
             from engine.demo.loop import monitoring_loop
 
             summary["loop"] = monitoring_loop(cfg, ws, url, tr.features, s)
-        with stage("7/8 demand: many series backtested on Ray, chosen per series, stock levels"):
+        with stage("7/9 demand: many series backtested on Ray, chosen per series, stock levels"):
             summary["demand"] = _demand(ws, size)
+        with stage("8/9 targeting: whom to contact under a budget (uplift, segments, /decide)"):
+            from engine.demo.targeting import run_targeting
+
+            summary["targeting"] = run_targeting(ws, size, serve=True)
     finally:
-        with stage("8/8 shutdown"):
+        with stage("9/9 shutdown"):
             try:
                 _shutdown(ray_dir)
             finally:
@@ -107,7 +111,7 @@ def _sample_data(
 ) -> dict[str, Any]:
     from engine.stages.data import stage_data
 
-    with stage("1/8 sample data"):
+    with stage("1/9 sample data"):
         data = stage_data(cfg, ws, size)
         rows = data["rows"]
         assert isinstance(rows, dict)
@@ -123,7 +127,7 @@ def _sample_data(
 def _features(cfg: ProjectConfig, ws: Workspace, summary: dict[str, Any]) -> Snapshot:
     from engine.stages.features import stage_features
 
-    with stage("2/8 features on Spark (point-in-time as-of join -> snapshot)"):
+    with stage("2/9 features on Spark (point-in-time as-of join -> snapshot)"):
         s, reused_snap = stage_features(cfg, ws)
         m = s.manifest
         console.print(
@@ -410,6 +414,12 @@ def _print_outputs(ws: Workspace, summary: dict[str, Any], rep: Any) -> None:
     if summary.get("demand"):
         console.print(
             f"  demand forecasts   {summary['demand']['forecasts']} (+ .inventory.parquet)"
+        )
+    if summary.get("targeting"):
+        t = summary["targeting"]
+        console.print(
+            f"  targeting          {t['model']} ({t['project']}); next month's list captured "
+            f"{t['captured']:.0%} of the achievable profit"
         )
     console.print(
         f"  report             {rep.path} ({rep.bytes / 1024:.0f} KB, {len(rep.cards)} card "
