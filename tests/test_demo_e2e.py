@@ -123,7 +123,17 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
 # --- the report and the dashboard in a real browser (Debian's chromium + chromium-driver,
 # installed by `make test`; a missing browser fails, it does not skip).
 
-PANELS = ("kpi", "drift", "uplift", "fairness", "latency", "alerts", "models", "demand")
+PANELS = (
+    "kpi",
+    "drift",
+    "uplift",
+    "fairness",
+    "latency",
+    "alerts",
+    "models",
+    "demand",
+    "targeting",
+)
 # Series colours app.js draws with: a drawn chart has pixels of them on its canvas.
 SERIES_RGB = [(31, 119, 180), (232, 113, 10), (42, 157, 92), (200, 55, 45), (142, 90, 200)]
 
@@ -208,6 +218,18 @@ def test_the_report_opens_in_chromium_with_every_panel_drawn(demo: DemoRun, tmp_
             "inventory turnover",
         ):
             assert words in demand, (words, demand[:2000])
+        target = driver.find_element("css selector", 'section[data-panel="targeting"] .body').text
+        for words in (
+            "email-campaign-uplift v1 (champion)",
+            "held-out Qini AUC",
+            "treat by churn score",
+            "K-means segments",
+            "Effect-tree segments",
+            "BH-adjusted p",
+        ):
+            assert words in target, (words, target[:2000])
+        # two Qini curves (one per offer arm) and the profit over the budget
+        assert drawn["targeting"]["charts"] == 3
         # Every panel of a real run: no serious accessibility violation, fits a phone.
         from tests.test_report import axe_violations, phone_overflow
 

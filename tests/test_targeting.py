@@ -7,6 +7,7 @@ and writes nothing. Unit tier (in-process, the local search engine; MLflow on sq
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +282,92 @@ def test_a_text_treatment_column_needs_its_control_value() -> None:
     with pytest.raises(DataError, match=r"3 arms.*targeting project"):
         treated_01(pd.Series(["a", "b", "c"]), "a", "segment")
     assert treated_01(pd.Series([1, 0, True, "false"]), None, "t").tolist() == [1.0, 0.0, 1.0, 0.0]
+
+
+# ---- live lift ---------------------------------------------------------------------------
+
+
+def _served(tmp: Path, true_lift: float, expected: float, n: int = 4000, seed: int = 0) -> tuple:
+    """A targeting project and audited /decide answers: the policy chose every customer,
+    10% held out at random; outcomes drawn with a known lift; the model expected another."""
+    from engine.audit import AuditWriter
+    from engine.workspace import Workspace
+
+    raw = {
+        "name": "shop",
+        "sources": {"campaign": {"path": "campaign.csv", "format": "csv"}},
+        "target": {
+            "source": "campaign",
+            "key": "customer_id",
+            "treatment": "segment",
+            "control": "No E-Mail",
+            "outcome": "visit",
+            "positive": "yes",
+            "features": ["age"],
+        },
+        "pii": ["campaign.customer_id"],
+    }
+    proj = TargetProject.from_dict({**raw, "base_dir": str(tmp)})
+    ws = Workspace(tmp / "ws").ensure()
+    rng = np.random.default_rng(seed)
+    held = rng.random(n) < 0.1
+    seg = np.where(rng.random(n) < 0.5, "young", "old")
+    keys = [f"C{i}" for i in range(n)]
+    from engine.pii import hmac_hex, load_key
+
+    k = load_key(ws.root)
+    w = AuditWriter(ws.audit / "decide", writer="t")
+    for i in range(0, n, 100):
+        w.append(
+            [
+                {
+                    "kind": "decide",
+                    "route": "decide",
+                    "request_id": f"r{i}",
+                    "time": time.time(),
+                    "model": "shop-uplift",
+                    "versions": ["1"],
+                    "keys": [hmac_hex(k, x) for x in keys[i : i + 100]],
+                    "decisions": [
+                        {
+                            "contact": not h,
+                            "arm": None if h else "E-Mail",
+                            "best_arm": "E-Mail",
+                            "expected_lift": expected,
+                            "held_out": bool(h),
+                            "segment": s,
+                        }
+                        for h, s in zip(held[i : i + 100], seg[i : i + 100], strict=True)
+                    ],
+                }
+            ]
+        )
+    y = rng.random(n) < 0.2 + true_lift * ~held
+    f = tmp / "outcomes.csv"
+    pd.DataFrame({"Customer ID": keys, "visit": np.where(y, "yes", "no")}).rename(
+        columns={"Customer ID": "customer_id"}
+    ).to_csv(f, index=False)
+    return proj, ws, f
+
+
+def test_live_lift_per_segment_covers_the_true_lift_and_fires_on_a_decline(tmp_path: Path) -> None:
+    from engine.targeting.live import ingest_outcomes, live_lift
+
+    proj, ws, f = _served(tmp_path / "a", true_lift=0.10, expected=0.10)
+    r1 = ingest_outcomes(proj, ws, f)
+    assert r1["rows"] == 4000
+    assert ingest_outcomes(proj, ws, f)["path"] == r1["path"], "the same file is stored once"
+    out = live_lift(proj, ws)
+    assert out["with_outcome"] == 4000 and set(out["segments"]) == {"all", "old", "young"}
+    lo, hi = out["segments"]["all"]["lift"][1:]
+    assert lo <= 0.10 <= hi and not out["firing"]
+    # the model promised 0.10, customers now give 0.02: the whole interval of the change
+    # lies below -5% in every segment
+    proj2, ws2, f2 = _served(tmp_path / "b", true_lift=0.02, expected=0.10, seed=1)
+    ingest_outcomes(proj2, ws2, f2)
+    out2 = live_lift(proj2, ws2)
+    assert "target|lift-decline|all|v1" in out2["firing"]
+    assert out2["segments"]["all"]["change"][2] < -0.05
+    from engine.report.targeting import targeting_section  # the report reads the history
+
+    assert targeting_section(ws2) == [], "no registered targeting model: no panel entry"

@@ -149,6 +149,56 @@ def serve_cmd(
         stop_ray()
 
 
+@target_app.command("outcomes")
+def outcomes_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV or Parquet: the customer key, the outcome.")],
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Record what served customers did (keyed like the campaign table), for live lift."""
+    from engine.targeting.live import ingest_outcomes
+
+    proj, ws = _open(project, workspace, profile)
+    r = ingest_outcomes(proj, ws, path.resolve())
+    console.print(
+        f"{r['rows']:,} outcome(s) recorded ({r['dropped']:,} blank dropped): {r['path']}"
+    )
+
+
+@target_app.command("monitor")
+def monitor_cmd(
+    hours: Annotated[
+        float | None, typer.Option(help="Window: the last N hours (default: all).")
+    ] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Live lift per segment (contacted vs held out at random), against the card's promise;
+    the 5%-decline rule per segment."""
+    import time as _time
+
+    from engine.targeting.live import live_lift
+
+    proj, ws = _open(project, workspace, profile)
+    t_from = None if hours is None else _time.time() - 3600 * hours
+    r = live_lift(proj, ws, t_from=t_from)
+    console.print(
+        f"{proj.model_name} v{r['version']}: {r['decided']:,} decisions, {r['with_outcome']:,} "
+        "chosen customers with an outcome (contacted or held out)"
+    )
+    for name, s in r["segments"].items():
+        lift, ch = s["lift"], s["change"]
+        show = "n/a" if lift[0] is None else f"{lift[0]:+.4f} ({lift[1]:+.4f}..{lift[2]:+.4f})"
+        chg = "n/a" if ch[0] is None else f"{ch[0]:+.0%} ({ch[1]:+.0%}..{ch[2]:+.0%})"
+        console.print(
+            f"  {name}: {s['contacted']:,} contacted / {s['held_out']:,} held out; live lift "
+            f"{show}; vs expected {chg}" + ("" if s["enough_rows"] else " (too few rows to judge)")
+        )
+    console.print("firing: " + (", ".join(r["firing"]) or "none"))
+
+
 @target_app.command("demo")
 def demo_cmd(
     size: Annotated[

@@ -342,6 +342,7 @@ def collect(
 
     from engine.monitor.store import monitor_dir, read_history
     from engine.report.demand import demand_section
+    from engine.report.targeting import targeting_section
 
     name = model or cfg.train.model_name
     full = read_history(ws)
@@ -406,4 +407,5 @@ def collect(
         ],
         "threshold": cfg.serve.threshold,
         "demand": demand_section(ws),
+        "targeting": targeting_section(ws),
     }

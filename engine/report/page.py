@@ -25,6 +25,7 @@ PANELS = [
     ("alerts", "Alerts timeline", False),
     ("models", "Model timeline", True),
     ("demand", "Demand: forecast accuracy and stock", True),
+    ("targeting", "Targeting: whom to contact under a budget", True),
 ]
 
 

@@ -421,9 +421,85 @@
     });
   }
 
-  var steps = [header, kpis, drift, uplift, fairness, latency, alerts, models, demand];
+  // Targeting: per targeting model, the champion's card (held-out Qini with its band, profit
+  // over budgets, the policy against its rivals, segments with BH) and the live lift.
+  function targeting() {
+    var body = panel("targeting"), M = D.targeting || [];
+    if (!M.length) {
+      mark("targeting", 0, 0);
+      return empty(body, "No targeting model in this workspace. Train one: insight target train -p PROJECT (insight init --from campaign.csv --treatment COLUMN --control VALUE --outcome COLUMN writes the project).");
+    }
+    function table(name, head, rows) {
+      var t = el("table", { "data-table": name }), hd = el("tr");
+      head.forEach(function (h) { hd.appendChild(el("th", {}, h)); });
+      t.appendChild(hd);
+      rows.forEach(function (r) {
+        var tr = el("tr");
+        r.forEach(function (c) { tr.appendChild(el("td", {}, c)); });
+        t.appendChild(tr);
+      });
+      body.appendChild(t);
+      mark("targeting", 0, rows.length);
+    }
+    M.forEach(function (m) {
+      var C = m.campaign, cur = m.currency, v = "v" + m.version;
+      body.appendChild(el("h3", {}, m.model + " " + v + " (champion): " + int(C.rows) + " customers, arms " +
+        Object.keys(C.rows_per_arm).map(function (a) { return a + " " + int(C.rows_per_arm[a]); }).join(", ") +
+        "; outcome " + C.outcome + " (" + C.outcome_kind + ")"));
+      body.appendChild(el("p", { "class": "note" }, "Chosen " + m.chosen.name + ": out-of-fold Qini " + fmt(m.chosen.qini, 4) +
+        " (bootstrap SE " + fmt(m.chosen.se, 4) + "); " + m.why + ". Every number below is " + v +
+        "'s, on the campaign's rows scored by models that never saw them (cross-fitting)." +
+        (m.randomisation.looks_randomised ? "" : " Warning: the arms were not balanced on every feature (" + m.randomisation.flagged.length + " comparison(s)): the uplift may be confounded.")));
+      table("targeting-effects", ["arm", "rows", "ATE, " + v + " campaign (95% CI)", "held-out Qini AUC (95% CI)"],
+        C.effects.map(function (e, i) {
+          var q = ((m.chosen.per_arm || [])[i] || {}).qini_auc || {};
+          return [e.arm, int(e.rows), ci([e.ate.estimate, e.ate.low, e.ate.high], 4), ci([q.estimate, q.low, q.high], 4)];
+        }));
+      (m.curves || []).forEach(function (c) {
+        var s = [{ label: "Qini, " + c.arm, data: c.qini }];
+        if (c.qini_low) s[0].band = [c.qini_low, c.qini_high];
+        s.push({ label: "random targeting", data: c.random, color: "#7f7f7f", dash: [5, 4] });
+        chart(body, "targeting", "Qini curve of " + v + ", " + c.arm + " vs control" + (c.qini_low ? " (95% bootstrap band)" : ""),
+          c.fraction, s, { time: false, xlabel: "share contacted", ylabel: "incremental " + C.outcome, height: 220 });
+      });
+      var P = m.profit_curve || [];
+      chart(body, "targeting", "profit of " + v + "'s policy over the budget (" + cur + ", 95% CI), held out", P.map(function (p) { return p.contacts; }),
+        [{ label: "profit", data: P.map(function (p) { return p.profit; }), band: [P.map(function (p) { return p.low; }), P.map(function (p) { return p.high; })] }],
+        { time: false, xlabel: "contacts", ylabel: cur, height: 220, digits: 0 });
+      var A = m.at_budget || {}, names = Object.keys(A);
+      body.appendChild(el("p", { "class": "note" }, "At the budget (" + (m.budget ? JSON.stringify(m.budget) : "none: every profitable contact") +
+        "), the policy against the strategies it must beat, on the same rows (doubly robust estimate):"));
+      table("targeting-policy", ["strategy", "contacts", "incremental " + C.outcome, "profit (" + cur + ", 95% CI)"],
+        names.map(function (k) { var a = A[k]; return [k.replace(/_/g, " "), int(a.contacts), fmt(a.incremental, 1), ci([a.profit, a.low, a.high], 0)]; }));
+      ["kmeans", "effect_tree"].forEach(function (kind) {
+        var S = m.segments[kind];
+        body.appendChild(el("p", { "class": "note" }, (kind === "kmeans" ? "K-means segments: " : "Effect-tree segments: ") + S.criterion +
+          ". Benjamini-Hochberg at " + fmt(m.segments.fdr, 0, true) + " across every row of the table."));
+        table("targeting-" + kind, ["segment", "arm", "rows (arm / control)", "lift, " + v + " (95% CI)", "BH-adjusted p", "differs from 0"],
+          S.table.map(function (r) {
+            return [r.segment, r.arm, int(r.rows_arm) + " / " + int(r.rows_control), ci([r.lift, r.low, r.high], 4),
+              r.p_adjusted === null ? "not tested (too few rows)" : fmt(r.p_adjusted, 3), r.significant ? "yes" : "no"];
+          }));
+      });
+      var L = m.live;
+      if (!L) {
+        empty(body, "Live lift not measured yet: serve it (insight target serve), record outcomes (insight target outcomes FILE), then run insight target monitor.");
+        return;
+      }
+      body.appendChild(el("p", { "class": "note" }, "Live lift of v" + L.version + ": decisions " + L.from_iso + " – " + L.to_iso +
+        ", contacted vs held out at random among the customers the policy chose, outcomes known at " + L.ran_at + "." +
+        ((L.firing || []).length ? " Firing: " + L.firing.join(", ") + "." : " No targeting alert firing.")));
+      table("targeting-live", ["segment", "contacted / held out", "live lift (95% CI)", "expected (card)", "change vs expected"],
+        Object.keys(L.segments || {}).map(function (s) {
+          var q = L.segments[s];
+          return [s, int(q.contacted) + " / " + int(q.held_out), ci(q.lift, 4), fmt(q.expected, 4), ci(q.change, 1, true)];
+        }));
+    });
+  }
+
+  var steps = [header, kpis, drift, uplift, fairness, latency, alerts, models, demand, targeting];
   var ids = { kpis: "kpi", drift: "drift", uplift: "uplift", fairness: "fairness", latency: "latency",
-    alerts: "alerts", models: "models", demand: "demand" };
+    alerts: "alerts", models: "models", demand: "demand", targeting: "targeting" };
   steps.forEach(function (f) {
     if (ids[f.name] && !panel(ids[f.name])) return;  // a panel this page does not show
     try { f(); } catch (e) { console.error("panel " + f.name + ": " + e); throw e; }
