@@ -237,7 +237,10 @@ def crossfit(
     for f in range(folds):
         tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         m = fit(c.subset(tr), learner, hp, seed, threads)
-        xte = c.x.iloc[te]
-        tau[te] = m.uplift(xte)
+        xte = m.inputs(c.x.iloc[te])
         mu[te] = m.outcomes(xte)
+        # S and T: the uplift is the outcomes' difference (predicted once, not twice)
+        tau[te] = (
+            mu[te, 1:] - mu[te, :1] if learner in ("s_learner", "t_learner") else m.uplift(xte)
+        )
     return CrossFit(learner, dict(hp), tau, mu, fold)
