@@ -81,13 +81,14 @@ def _bootstrap_table(
     rng = np.random.default_rng(seed)
     df = pd.DataFrame({"y": y, "a": arm, "s": seg})
     out = np.empty((int(seg.max()) + 1, 2, 2))
-    for s, part in df.groupby("s"):
+    for s in range(out.shape[0]):
+        part = df[df["s"] == s]
         ctrl = part.loc[part["a"] == 0, "y"].to_numpy()
         mc = rng.choice(ctrl, (n_boot, ctrl.size)).mean(axis=1)
         for k in (1, 2):
             tr = part.loc[part["a"] == k, "y"].to_numpy()
             mt = rng.choice(tr, (n_boot, tr.size)).mean(axis=1)
-            out[int(s), k - 1] = np.quantile(mt - mc, [0.025, 0.975])
+            out[s, k - 1] = np.quantile(mt - mc, [0.025, 0.975])
     return out
 
 
