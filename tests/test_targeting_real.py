@@ -55,7 +55,7 @@ def _train(
     plan = plan_campaign(p, "Incentive", "no incentive", outcome, **kw)
     path = write_campaign_project(plan, tmp / "insight.yaml", force=True)
     raw = yaml.safe_load(path.read_text())
-    raw["target"].update({"learners": [learner], "depths": [depth], "folds": 5})
+    raw["target"].update({"learners": [learner], "depths": [depth], "folds": 3})
     raw["business"] = {
         "value_per_conversion": 2.0,
         "cost_per_contact": 0.5,
