@@ -46,8 +46,10 @@ class Campaign:
 
     def subset(self, rows: NDArray[Any]) -> Campaign:
         keys = None if self.keys is None else self.keys.iloc[rows].reset_index(drop=True)
+        x = self.x.iloc[rows]  # a copy already: renumber it in place (no second copy)
+        x.index = pd.RangeIndex(len(x))
         return Campaign(
-            self.x.iloc[rows].reset_index(drop=True),
+            x,
             self.arm[rows],
             self.y[rows],
             self.arms,

@@ -164,8 +164,9 @@ def fit(
         xs[ARM] = pd.Categorical(a, categories=list(range(c.n_arms)))
         m.outcome_models = [base_model(kind, hp, seed, threads).fit(xs, y)]
         return m
+    xm = _mat(x)  # converted once; rows taken from it per arm
     m.outcome_models = [
-        base_model(kind, hp, seed, threads).fit(_mat(x[a == k]), y[a == k]) for k in range(c.n_arms)
+        base_model(kind, hp, seed, threads).fit(xm[a == k], y[a == k]) for k in range(c.n_arms)
     ]
     if learner == "t_learner":
         return m
@@ -173,10 +174,10 @@ def fit(
         mu0 = m.outcome_models[0]
         for k in range(1, c.n_arms):
             on_k, on_0 = a == k, a == 0
-            d1 = y[on_k] - _predict(mu0, x[on_k])
-            d0 = _predict(m.outcome_models[k], x[on_0]) - y[on_0]
-            tau1 = base_model("regressor", hp, seed, threads).fit(_mat(x[on_k]), d1)
-            tau0 = base_model("regressor", hp, seed, threads).fit(_mat(x[on_0]), d0)
+            d1 = y[on_k] - _predict(mu0, xm[on_k])
+            d0 = _predict(m.outcome_models[k], xm[on_0]) - y[on_0]
+            tau1 = base_model("regressor", hp, seed, threads).fit(xm[on_k], d1)
+            tau0 = base_model("regressor", hp, seed, threads).fit(xm[on_0], d0)
             m.effect_models.append((tau1, tau0))
         return m
     # DR: nuisances out of sample on a 2-fold split of these rows, then one regression of
@@ -190,7 +191,7 @@ def fit(
             + (a == k) * (y - mu[:, k]) / p[k]
             - (a == 0) * (y - mu[:, 0]) / p[0]
         )
-        m.effect_models.append(base_model("regressor", hp, seed, threads).fit(_mat(x), psi))
+        m.effect_models.append(base_model("regressor", hp, seed, threads).fit(xm, psi))
     return m
 
 
