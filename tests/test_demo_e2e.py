@@ -98,11 +98,10 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
         "retrain: v2",
         "retrain gate auc:",
         "forecast monitor, v1 on the 192 series-weeks that followed: realized MASE",
-        "campaign: 6,000 customers e-mailed at random",
-        "search (Ray Tune, 2 configurations)",
+        "campaign: 4,000 customers e-mailed at random",
+        "search (Ray Tune, 1 configuration)",
         "of the achievable",
         "Churn risk and uplift rank customers differently",
-        "served POST http://127.0.0.1:",
         "demo finished",
         "Open the report: file://",
     ):

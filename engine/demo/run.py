@@ -92,7 +92,9 @@ def run_demo(
         with stage("8/9 targeting: whom to contact under a budget (uplift, segments, /decide)"):
             from engine.demo.targeting import run_targeting
 
-            summary["targeting"] = run_targeting(ws, size, serve=True)
+            # /decide is served in the full demo; the smoke size leaves it to
+            # tests/test_target_serve.py (a Serve deployment is ~10 s of the suite)
+            summary["targeting"] = run_targeting(ws, size, serve=size != "tiny")
     finally:
         with stage("9/9 shutdown"):
             try:

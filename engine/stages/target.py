@@ -105,7 +105,8 @@ def stage_target_train(
             scores = search_here(c, t, os.cpu_count() or 1, log)
             where = "this process"
         pick, why = choose(scores, COMPLEXITY)
-        log(f"search ({where}, {len(scores)} configurations): {why}")
+        k = len(scores)
+        log(f"search ({where}, {k} configuration{'s' if k != 1 else ''}): {why}")
         t_search = time.perf_counter()
         card, targeter = build_card(proj, c, bal, scores, pick, why, log)
         card["search"]["engine"] = where
