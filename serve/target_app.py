@@ -60,6 +60,7 @@ class TargetSettings(BaseModel):
     contacts: int | None = None  # the budget (one of the two, or none)
     money: float | None = None
     threshold: float = 0.0  # least net value worth a contact
+    admin_token_sha256: str | None = None  # admin routes need the bearer token
     hash_keys: bool = False  # the customer key is PII: audited as a keyed hash
     workspace: str = ""
 
@@ -68,6 +69,13 @@ class DecideRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customers: list[dict[str, Any]] = Field(min_length=1, max_length=1000)
+
+
+class TrafficChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    challenger: str | None = None
+    challenger_percent: float = Field(ge=0, le=100)
 
 
 class ClientError(ValueError):
@@ -111,6 +119,14 @@ class BudgetLedger:
     def state(self) -> dict[str, Any]:
         return {"spent": dict(self.spent), "contacts": self.contacts, "money": self.money}
 
+    # the champion/challenger split, for every replica (changed by the admin routes)
+    def split(self) -> dict[str, Any]:
+        return dict(getattr(self, "_split", {"champion": None, "challenger": None, "percent": 0.0}))
+
+    def set_split(self, upd: dict[str, Any]) -> dict[str, Any]:
+        self._split = {**self.split(), **upd}
+        return dict(self._split)
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25}, max_ongoing_requests=32)
 @serve.ingress(api)
@@ -129,6 +145,7 @@ class TargetServer:
         self.ref = find(s.model, s.alias)
         path = mlflow.artifacts.download_artifacts(f"models:/{s.model}/{self.ref.version}")
         self.t = Targeter.loads((Path(path) / "artifacts" / ARTIFACT).read_bytes())
+        self.models: dict[str, Targeter] = {str(self.ref.version): self.t}
         # one ledger per model version and budget, shared by the replicas (a redeploy with
         # another budget gets its own; the file keeps what was spent across restarts)
         self.ledger = BudgetLedger.options(  # type: ignore[attr-defined]
@@ -156,6 +173,60 @@ class TargetServer:
         from engine.pii import hmac_hex
 
         return hmac_hex(self.pii_key, str(k))
+
+    def _targeter(self, version: str) -> Any:
+        """A registered version's targeter, loaded once per replica."""
+        if version not in self.models:
+            import mlflow
+
+            from engine.targeting.targeter import ARTIFACT, Targeter
+
+            path = mlflow.artifacts.download_artifacts(f"models:/{self.s.model}/{version}")
+            self.models[version] = Targeter.loads(
+                (Path(path) / "artifacts" / ARTIFACT).read_bytes()
+            )
+        return self.models[version]
+
+    def _admin(self, request: Request) -> None:
+        from fastapi import HTTPException
+
+        want = self.s.admin_token_sha256
+        got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if want is None or hashlib.sha256(got.encode()).hexdigest() != want:
+            raise HTTPException(401, "admin routes need the bearer token (serve/admin.py)")
+
+    @api.post("/admin/traffic")
+    def admin_traffic(self, change: TrafficChange, request: Request) -> dict[str, Any]:
+        """Give ``challenger_percent`` of the customers (by their key's hash: a customer
+        stays with one version) to the ``challenger`` version."""
+        self._admin(request)
+        upd: dict[str, Any] = {"percent": float(change.challenger_percent)}
+        if change.challenger is not None:
+            from engine.registry.models import find
+
+            try:
+                upd["challenger"] = str(find(self.s.model, change.challenger).version)
+            except Exception as exc:
+                raise ClientError(f"challenger {change.challenger!r}: {exc}") from None
+            self._targeter(upd["challenger"])  # loads before anyone is routed to it
+        return dict(ray.get(self.ledger.set_split.remote(upd)))
+
+    @api.post("/admin/promote")
+    def admin_promote(self, request: Request) -> dict[str, Any]:
+        """The challenger becomes the champion: registry alias and this app."""
+        from engine.registry.models import promote
+
+        self._admin(request)
+        st = ray.get(self.ledger.split.remote())
+        if not st.get("challenger"):
+            raise ClientError("no challenger is deployed: nothing to promote")
+        v = str(st["challenger"])
+        promote(self.s.model, v, "promoted by the targeting roll-out")
+        return dict(
+            ray.get(
+                self.ledger.set_split.remote({"champion": v, "challenger": None, "percent": 0.0})
+            )
+        )
 
     @api.get("/budget")
     def budget(self) -> dict[str, Any]:
@@ -196,9 +267,33 @@ class TargetServer:
         def reserve(costs: list[float]) -> list[bool]:
             return list(ray.get(ledger.reserve.remote(costs)))
 
-        answer = online_decisions(
-            self.t, x[self.t.model.features], reserve, self.rng, self.s.holdout, self.s.threshold
-        )
+        split = ray.get(ledger.split.remote())
+        champ = str(split.get("champion") or self.ref.version)
+        chall = split.get("challenger")
+        pct = float(split.get("percent") or 0.0)
+        route = np.zeros(len(x), dtype=bool)  # True: the challenger decides
+        if chall and pct > 0:
+            if keys is not None:  # by the key's hash: a customer stays with one version
+                h = [int(hashlib.sha256(str(k).encode()).hexdigest()[:8], 16) for k in keys]
+                route = np.asarray(h) % 10_000 < pct * 100
+            else:
+                route = self.rng.random(len(x)) < pct / 100
+        answer: list[dict[str, Any]] = [{} for _ in range(len(x))]
+        for version, on in ((champ, ~route), (str(chall), route)):
+            if not on.any():
+                continue
+            tg = self._targeter(version)
+            rows = np.flatnonzero(on)
+            part = online_decisions(
+                tg,
+                x.iloc[rows][tg.model.features].reset_index(drop=True),
+                reserve,
+                self.rng,
+                self.s.holdout,
+                self.s.threshold,
+            )
+            for r, a in zip(rows, part, strict=True):
+                answer[int(r)] = {**a, "version": version}
         if keys is not None and key is not None:
             for p, k in enumerate(keys.tolist()):
                 answer[p] = {key: k, **answer[p]}
@@ -212,7 +307,7 @@ class TargetServer:
                     "request_id": rid,
                     "time": time.time(),
                     "model": self.s.model,
-                    "versions": [self.ref.version],
+                    "versions": sorted({a["version"] for a in answer}),
                     "inputs": [{f: c.get(f) for f in self.t.model.features} for c in req.customers],
                     "keys": None if keys is None else [self._key(k) for k in keys],
                     "decisions": [
@@ -225,6 +320,7 @@ class TargetServer:
                                 "expected_lift",
                                 "held_out",
                                 "segment",
+                                "version",
                             )
                         }
                         for a in answer
@@ -236,7 +332,7 @@ class TargetServer:
         return {
             "request_id": rid,
             "model": self.s.model,
-            "version": self.ref.version,
+            "version": champ,
             "decisions": answer,
         }
 
@@ -258,11 +354,13 @@ def target_up(
     replicas: int = 1,
     holdout: float = 0.1,
     budget: Any = None,
+    token: str | None = None,
 ) -> str:
     """Deploy the targeting app (its own route prefix) on the connected Ray cluster, bound to
     127.0.0.1; returns its URL once it answers. ``budget`` (an engine.config.target.Budget):
     the budget of this deployment, instead of the project's (today's budget, say); the
-    cut-off stays the one the project's budget had on the campaign."""
+    cut-off stays the one the project's budget had on the campaign. ``token``: the admin
+    bearer token (replicas see only its SHA-256); without one the admin routes are shut."""
     from ray import serve
 
     from engine.stages.target import budget_cutoff, load_targeter
@@ -290,6 +388,7 @@ def target_up(
         "threshold": budget_cutoff(tg),
         "hash_keys": bool(tg.key) and f"{proj.target.source}.{tg.key}" in proj.pii,
         "workspace": str(ws.root),
+        "admin_token_sha256": None if token is None else hashlib.sha256(token.encode()).hexdigest(),
     }
     from ray.serve.context import _get_global_client
 

@@ -15,6 +15,7 @@ import pytest
 pytestmark = [pytest.mark.serve, pytest.mark.filterwarnings("ignore::FutureWarning")]
 
 BUDGET = 30
+TOKEN = "test-admin-token"  # a test's own token for its own app
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,8 @@ def decide_url(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Any:
         "budget": {"contacts": 1500},
     }
     raw["pii"] = ["campaign.customer_id"]
+    raw["sensitive"] = ["region"]
+    raw["target"]["rollout"] = {"steps": [50, 100], "min_rows": 120, "max_wait": "3m"}
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     proj = TargetProject.load(path)
     ws = Workspace(d / ".insight").ensure()
@@ -52,7 +55,7 @@ def decide_url(tmp_path_factory: pytest.TempPathFactory, ray_local: Any) -> Any:
     from engine.config.target import Budget
 
     # today's budget: 30 contacts (the project's 1,500 of 2,500 set the cut-off)
-    url = target_up(proj, ws, replicas=2, holdout=0.1, budget=Budget(contacts=BUDGET))
+    url = target_up(proj, ws, replicas=2, holdout=0.1, budget=Budget(contacts=BUDGET), token=TOKEN)
     try:
         yield url, proj, ws
     finally:
@@ -130,3 +133,90 @@ def test_client_mistakes_are_422s_naming_the_customer(decide_url: Any) -> None:
     assert r.status_code == 422 and "customers[0].age is 'forty'" in r.text
     r = httpx.post(f"{url}/", json={"customers": []}, timeout=60)
     assert r.status_code == 422
+
+
+def _traffic(url: str, proj: Any, ws: Any, lift: dict[str, float], seed: int) -> Any:
+    """A traffic hook for the roll-out: 10 requests of 30 new customers, then their
+    outcomes (0.2 without contact, plus the version's true lift when contacted)."""
+    import pandas as pd
+
+    from engine.targeting.live import ingest_outcomes
+
+    state = {"batch": seed}
+
+    def send(_: float) -> None:
+        rng = np.random.default_rng(state["batch"])
+        rows = []
+        with httpx.Client(timeout=60) as c:
+            for _i in range(10):
+                state["batch"] += 1
+                cust = _customers(30, state["batch"] % 100 + 10)
+                for x in cust:
+                    x["customer_id"] = f"R{state['batch']}-{x['customer_id']}"
+                r = c.post(f"{url}/", json={"customers": cust})
+                r.raise_for_status()
+                for d in r.json()["decisions"]:
+                    p = 0.2 + (lift[d["version"]] if d["contact"] else 0.0)
+                    rows.append((d["customer_id"], "yes" if rng.random() < p else "no"))
+        f = ws.root / f"outcomes-{state['batch']}.csv"
+        pd.DataFrame(rows, columns=["customer_id", "visit"]).to_csv(f, index=False)
+        ingest_outcomes(proj, ws, f)
+
+    return send
+
+
+def test_a_new_policy_rolls_out_in_steps_and_rolls_back_on_a_lift_breach(decide_url: Any) -> None:
+    """The staggered roll-out of a policy, on real HTTP: v2 hurts the customers it contacts
+    (live lift -0.1 against the champion's +0.3): rolled back at the first step, v1 keeps
+    answering. Then a v3 as good as v1 goes 50% -> 100% and is promoted."""
+    from engine.audit import AuditWriter, verify
+    from engine.config.target import Budget
+    from engine.registry.models import resolve
+    from engine.stages.target import stage_target_train
+    from engine.targeting.rollout import rollout_policy
+    from serve.target_app import target_up
+
+    url, proj, ws = decide_url
+    # a budget that does not run out (the first test spent the other), more held out
+    url = target_up(proj, ws, replicas=1, holdout=0.3, budget=Budget(contacts=10**6), token=TOKEN)
+    champion = resolve(proj.model_name, "champion").version
+    v2 = stage_target_train(proj, ws, engine="local", log=lambda m: None).version
+    control = AuditWriter(ws.audit / "control", writer="rollout-test")
+    lift = {champion: 0.3, v2: -0.1}
+    r = rollout_policy(
+        proj,
+        ws,
+        v2,
+        champion,
+        url=url,
+        token=TOKEN,
+        traffic=_traffic(url, proj, ws, lift, 500),
+        control=control,
+        log=lambda m: None,
+    )
+    assert r["result"] == "rolled back", r
+    assert r["steps"][0]["percent"] == 50 and any("lift" in b for b in r["steps"][0]["breaches"])
+    after = httpx.post(f"{url}/", json={"customers": _customers(20, 77)}, timeout=60).json()
+    assert {d["version"] for d in after["decisions"]} == {champion}, "v1 answers everyone again"
+    v3 = stage_target_train(proj, ws, engine="local", log=lambda m: None).version
+    lift[v3] = 0.3
+    r = rollout_policy(
+        proj,
+        ws,
+        v3,
+        champion,
+        url=url,
+        token=TOKEN,
+        traffic=_traffic(url, proj, ws, lift, 900),
+        control=control,
+        log=lambda m: None,
+    )
+    assert r["result"] == "promoted", r
+    assert [s["percent"] for s in r["steps"]] == [50, 100]
+    assert resolve(proj.model_name, "champion").version == v3
+    after = httpx.post(f"{url}/", json={"customers": _customers(20, 78)}, timeout=60).json()
+    assert {d["version"] for d in after["decisions"]} == {v3}
+    assert verify(ws.audit / "control").ok
+    # the admin routes need the token
+    r401 = httpx.post(f"{url}/admin/traffic", json={"challenger_percent": 0}, timeout=60)
+    assert r401.status_code == 401

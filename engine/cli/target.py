@@ -132,7 +132,14 @@ def serve_cmd(
     start_ray(ws)
     try:
         url = target_up(
-            proj, ws, port=port, alias=model, replicas=replicas, holdout=holdout, budget=budget
+            proj,
+            ws,
+            port=port,
+            alias=model,
+            replicas=replicas,
+            holdout=holdout,
+            budget=budget,
+            token=_token(ws, create=True),
         )
         console.print(
             f"serving {proj.model_name}@{model} at [bold]{url}[/] (POST {url}/, budget: GET "
@@ -199,6 +206,45 @@ def monitor_cmd(
     console.print("firing: " + (", ".join(r["firing"]) or "none"))
 
 
+@target_app.command("rollout")
+def rollout_cmd(
+    version: Annotated[str, typer.Argument(help="The new policy's registry version.")],
+    url: Annotated[str, typer.Option(help="The running /decide app's URL.")],
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Roll a new policy version out in steps (target.rollout.steps) on the running /decide
+    app, judged at each step on live lift and contact-rate fairness against the champion;
+    promote it, or roll back on a breach."""
+    from engine.audit import AuditWriter
+    from engine.errors import ConfigError
+    from engine.registry.models import resolve
+    from engine.targeting.rollout import rollout_policy
+    from engine.tracking import use_workspace
+
+    proj, ws = _open(project, workspace, profile)
+    token = _token(ws, create=False)
+    if token is None:
+        raise ConfigError(
+            "the roll-out calls the app's admin routes and no admin token was found. Fix: "
+            "set INSIGHT_ADMIN_TOKEN (the token the app was started with)."
+        )
+    use_workspace(ws)
+    champion = resolve(proj.model_name, "champion").version
+    r = rollout_policy(
+        proj,
+        ws,
+        version,
+        champion,
+        url=url.rstrip("/"),
+        token=token,
+        control=AuditWriter(ws.audit / "control", writer="target-rollout"),
+        log=console.print,
+    )
+    console.print(f"v{version}: {r['result']} after {len(r['steps'])} step(s)")
+
+
 @target_app.command("demo")
 def demo_cmd(
     size: Annotated[
@@ -213,6 +259,26 @@ def demo_cmd(
 
     ws = Workspace((workspace or Path(".insight")).resolve()).ensure()
     run_targeting(ws, size)
+
+
+def _token(ws: Any, *, create: bool) -> str | None:
+    """The admin bearer token: $INSIGHT_ADMIN_TOKEN, else <workspace>/secrets/admin.token
+    (0600, created by `insight target serve` when neither exists)."""
+    import os
+    import secrets
+
+    from engine.workspace import atomic_write_bytes
+
+    env = os.environ.get("INSIGHT_ADMIN_TOKEN")
+    if env:
+        return env
+    path = ws.secrets / "admin.token"
+    if not path.is_file():
+        if not create:
+            return None
+        atomic_write_bytes(path, secrets.token_urlsafe(32).encode())
+        path.chmod(0o600)
+    return str(path.read_text().strip())
 
 
 def _budget(contacts: int | None, money: float | None) -> Any:

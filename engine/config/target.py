@@ -51,6 +51,32 @@ class SegmentsConfig(Model):
     n_boot: int = Field(default=1000, ge=100, le=100_000, description="Bootstrap resamples.")
 
 
+class TargetRollout(Model):
+    """``target.rollout``: a new policy version reaches customers in steps, each step
+    judged on live traffic against the champion in the same window; a breach rolls back."""
+
+    steps: list[float] = Field(default_factory=lambda: [10.0, 50.0, 100.0])
+    min_rows: int = Field(
+        default=200,
+        ge=20,
+        description="Chosen customers with an outcome (contacted or held out) each version "
+        "needs in a step before it is judged; fewer by max_wait: rolled back.",
+    )
+    max_wait: str = "30m"
+    max_lift_drop: float = Field(
+        default=0.0,
+        ge=0,
+        description="Breach when the challenger's live lift interval lies wholly below the "
+        "champion's live lift minus this.",
+    )
+    max_contact_gap_increase: float = Field(
+        default=0.1,
+        ge=0,
+        description="Breach when, on a sensitive attribute, the challenger's gap in contact "
+        "rate between groups exceeds the champion's by more than this.",
+    )
+
+
 class Budget(Model):
     """One of a number of contacts or an amount of money."""
 
@@ -143,6 +169,7 @@ class TargetConfig(Model):
         description="Fewest rows an arm needs (per fold, a model and a CI need rows).",
     )
     segments: SegmentsConfig = Field(default_factory=SegmentsConfig)
+    rollout: TargetRollout = Field(default_factory=TargetRollout)
     model_name: str = Field(default="", description="Registry name (default: NAME-uplift).")
     risk: str | None = Field(
         default=None,

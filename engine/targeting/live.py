@@ -106,11 +106,13 @@ def decisions(ws: Workspace, model: str, t_from: float, t_to: float) -> pd.DataF
         if r.get("model") != model or not (t_from <= float(r["time"]) < t_to):
             continue
         keys = r.get("keys") or [None] * len(r["decisions"])
-        for k, d in zip(keys, r["decisions"], strict=True):
+        inputs = r.get("inputs") or [{}] * len(r["decisions"])
+        for k, d, x in zip(keys, r["decisions"], inputs, strict=True):
             rows.append(
                 {
                     "key": k,
-                    "version": str(r["versions"][0]),
+                    "version": str(d.get("version", r["versions"][0])),
+                    "inputs": x,
                     "contact": bool(d["contact"]),
                     "held_out": bool(d["held_out"]),
                     "arm": d["best_arm"],
@@ -132,6 +134,8 @@ def live_lift(
     t_from: float | None = None,
     t_to: float | None = None,
     min_rows: int = 20,
+    version: str | None = None,
+    history: bool = True,
 ) -> dict[str, Any]:
     """Live lift per segment and overall, its change against the model's expectation, the
     rule's verdict; appended to the targeting monitor's history."""
@@ -147,7 +151,7 @@ def live_lift(
             "serve it (insight target serve) and let traffic come."
         )
     chosen = d[d["contact"] | d["held_out"]].merge(_outcomes(ws, proj.model_name), on="key")
-    version = str(d["version"].iloc[-1])
+    version = str(d["version"].iloc[-1]) if version is None else str(version)
     chosen = chosen[chosen["version"] == version]
     segs = sorted(chosen["segment"].unique().tolist())
     out: dict[str, Any] = {
@@ -197,10 +201,15 @@ def live_lift(
             }
             if enough and change[2] is not None and change[2] < DECLINE:
                 out["firing"].append(f"target|lift-decline|{name}|v{version}")
-    p = history_path(ws, HISTORY)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    import json
+    mine = d[d["version"] == version]
+    out["contact_rate"] = float(mine["contact"].mean()) if len(mine) else None
+    out["_decided"] = mine  # for the roll-out's fairness guard; not written
+    if history:
+        import json
 
-    with p.open("a", encoding="utf-8") as f:
-        f.write(json.dumps(out, default=str) + "\n")
+        p = history_path(ws, HISTORY)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        line = {k: v for k, v in out.items() if not k.startswith("_")}
+        with p.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(line, default=str) + "\n")
     return out
