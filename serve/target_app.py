@@ -290,7 +290,8 @@ class TargetServer:
                 reserve,
                 self.rng,
                 self.s.holdout,
-                self.s.threshold,
+                # each version's own cut-off (the deployment's is the champion's)
+                float(tg.meta.get("cutoff", self.s.threshold)),
             )
             for r, a in zip(rows, part, strict=True):
                 answer[int(r)] = {**a, "version": version}
