@@ -95,7 +95,7 @@ def _bootstrap_table(
 def main() -> None:
     ap = parser(__doc__ or "")
     args = ap.parse_args()
-    n = 20_000 if args.smoke else 1_000_000
+    n = 4_000 if args.smoke else 1_000_000
     threads = os.cpu_count() or 1
     c = _data(n)
     from engine.targeting import learners, policy
@@ -105,10 +105,10 @@ def main() -> None:
     cases = []
     breakdown: dict[str, float] = {}
     # 1. out-of-fold uplift (full size: one timed run each, warmed on the smoke size)
-    warm = _data(5000, 1)
+    warm = _data(2000, 1)
     learners.crossfit(warm, "t_learner", HP, 5, 0, threads)
     fold = learners.fold_ids(c.arm, 5, 0)
-    reps = 3 if args.smoke else 1
+    reps = 1  # warmed on the small table above; the full size is one long run per side
     t_eng = measure(
         lambda: learners.crossfit(c, "t_learner", HP, 5, 0, threads), repeat=reps, warmup=0
     )

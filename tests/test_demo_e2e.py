@@ -99,7 +99,7 @@ def test_demo_runs_end_to_end_and_leaves_no_process(demo: DemoRun) -> None:
         "retrain gate auc:",
         "forecast monitor, v1 on the 192 series-weeks that followed: realized MASE",
         "campaign: 4,000 customers e-mailed at random",
-        "search (Ray Tune, 1 configuration)",
+        "search (this process, 1 configuration)",
         "of the achievable",
         "Churn risk and uplift rank customers differently",
         "demo finished",

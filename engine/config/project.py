@@ -299,6 +299,8 @@ class ProjectConfig(Model):
     def _cross_refs(self) -> ProjectConfig:
         _check_refs(self)
         _check_roles(self, _view_names(self))
+        if self.treatment is not None:  # after the views: their errors are the more basic
+            _check_treatment(self)
         return self
 
     def feature_names(self) -> list[str]:
@@ -411,8 +413,6 @@ def _check_refs(cfg: ProjectConfig) -> None:
                 "label.as_of: only for labels without event_time (each label row has its "
                 "own time here). Fix: remove label.as_of."
             )
-    if cfg.treatment is not None:
-        _check_treatment(cfg)
 
 
 def _check_treatment(cfg: ProjectConfig) -> None:

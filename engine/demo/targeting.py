@@ -70,7 +70,11 @@ def run_targeting(ws: Workspace, size: str | None = None, serve: bool = False) -
     )
     proj = TargetProject.load(path)
     t0 = time.monotonic()
-    r = stage_target_train(proj, ws, log=console.print)
+    # the smoke size searches in this process (one configuration: a Tune trial's start-up
+    # would be most of it); the full demo searches on Ray Tune
+    r = stage_target_train(
+        proj, ws, engine="local" if size == "tiny" else "auto", log=console.print
+    )
     card = r.card
     at = card["policy"]["at_budget"]
     cur = "EUR"
