@@ -91,6 +91,7 @@ def test_init_train_decide_on_a_campaign_table(
         "budget": {"contacts": 600},
     }
     raw["target"].update({"learners": ["t_learner", "x_learner"], "depths": [2], "folds": 3})
+    raw["target"]["segments"] = {"k": "auto", "k_max": 4, "n_boot": 300}
     (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     r = CliRunner().invoke(app, ["target", "train", "--engine", "local"])
     assert r.exit_code == 0, r.output
