@@ -98,6 +98,7 @@ def stage_forecast_train(
     from engine.forecast.backtest import run_backtest, series_scale
     from engine.forecast.predictor import Forecaster, ForecastPyfunc
     from engine.registry.models import try_resolve
+    from engine.stages.target import pins
     from engine.tracking import code_version, setup_mlflow
 
     fc = proj.forecast
@@ -205,6 +206,10 @@ def stage_forecast_train(
                 python_model=ForecastPyfunc(),
                 artifacts=artifacts,
                 registered_model_name=fc.model_name,
+                # named, not inferred: inference runs the model in a subprocess (~7 s)
+                pip_requirements=pins(
+                    "mlflow", "statsforecast", "mlforecast", "lightgbm", "pandas", "numpy"
+                ),
             )
     version = str(info.registered_model_version)
     from mlflow.tracking import MlflowClient

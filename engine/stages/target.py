@@ -146,6 +146,8 @@ def stage_target_train(
                 python_model=TargetPyfunc(),
                 artifacts={"targeter": str(p / ARTIFACT)},
                 registered_model_name=proj.model_name,
+                # named, not inferred: inference runs the model in a subprocess (~7 s)
+                pip_requirements=pins("mlflow", "xgboost", "scikit-learn", "pandas", "numpy"),
             )
     version = str(info.registered_model_version)
     alias = _alias(proj.model_name, version, pick.qini, list(c.x.columns))
@@ -189,6 +191,13 @@ def _json(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return str(v)
+
+
+def pins(*dists: str) -> list[str]:
+    """``name==version`` of installed distributions: a logged model's requirements."""
+    from importlib.metadata import version
+
+    return [f"{d}=={version(d)}" for d in dists]
 
 
 def budget_cutoff(tg: Any) -> float:
