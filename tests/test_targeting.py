@@ -307,6 +307,20 @@ def _served(tmp: Path, true_lift: float, expected: float, n: int = 4000, seed: i
             "features": ["age"],
         },
         "pii": ["campaign.customer_id"],
+        "monitor": {
+            "sinks": {"hook": {"type": "webhook", "url_env": "INSIGHT_TEST_HOOK_URL"}},
+            "rules": [
+                {
+                    "name": "lift-decline",
+                    "statistic": "target.lift_change",
+                    "op": "<",
+                    "threshold": -0.05,
+                    "min_rows": 40,
+                    "severity": "critical",
+                    "sinks": ["hook"],
+                }
+            ],
+        },
     }
     proj = TargetProject.from_dict({**raw, "base_dir": str(tmp)})
     ws = Workspace(tmp / "ws").ensure()
@@ -369,6 +383,18 @@ def test_live_lift_per_segment_covers_the_true_lift_and_fires_on_a_decline(tmp_p
     out2 = live_lift(proj2, ws2)
     assert "target|lift-decline|all|v1" in out2["firing"]
     assert out2["segments"]["all"]["change"][2] < -0.05
+    # the same rule, declared in monitor.rules, through the alert pipeline: firing per
+    # segment, a notification queued for its sink (not sent here)
+    from engine.stages.monitor import stage_target_monitor
+
+    run = stage_target_monitor(proj2, ws2, send=False, log=lambda m: None)
+    assert run.result.rules is not None
+    firing = run.result.rules.firing
+    want = {f"decide|lift-decline|v1|{s}" for s in ("all", "old", "young")}
+    assert want <= set(firing), firing
+    assert run.result.rules.queued_notifications >= 1
+    ok = stage_target_monitor(proj, ws, send=False, log=lambda m: None)
+    assert ok.result.rules is not None and not ok.result.rules.firing
     from engine.report.targeting import targeting_section  # the report reads the history
 
     assert targeting_section(ws2) == [], "no registered targeting model: no panel entry"

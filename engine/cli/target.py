@@ -203,7 +203,15 @@ def monitor_cmd(
             f"  {name}: {s['contacted']:,} contacted / {s['held_out']:,} held out; live lift "
             f"{show}; vs expected {chg}" + ("" if s["enough_rows"] else " (too few rows to judge)")
         )
-    console.print("firing: " + (", ".join(r["firing"]) or "none"))
+    from engine.stages.monitor import stage_target_monitor
+
+    run = stage_target_monitor(proj, ws, t_from=t_from, log=console.print)
+    firing = run.result.rules.firing if run.result.rules else []
+    console.print(
+        "rules (monitor.rules, routed like every alert): "
+        + (", ".join(firing) or "none firing")
+        + f"; result: {run.path}"
+    )
 
 
 @target_app.command("rollout")

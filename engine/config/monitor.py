@@ -52,6 +52,16 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "forecast.coverage_80": ("segment", "share of actuals inside the 80% intervals"),
     "forecast.coverage_95": ("segment", "share of actuals inside the 95% intervals"),
     "forecast.actuals_share": ("segment", "share of issued forecast points with an actual"),
+    "target.lift": (
+        "segment",
+        "live lift, contacted vs held out among the customers a "
+        "targeting policy chose, per effect segment (and all)",
+    ),
+    "target.lift_change": (
+        "segment",
+        "relative change of that live lift vs what the model "
+        "expected for the same customers: < -0.05 is a 5% decline",
+    ),
     "audit.problems": ("app", "problems found verifying the audit chains read"),
     "traffic.requests": ("app", "requests the app answered in the window, all versions"),
 }

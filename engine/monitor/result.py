@@ -149,6 +149,16 @@ class Uplift(_Part):
     ate_change: Stat | None = None
 
 
+class TargetLift(_Part):
+    """Live lift of one targeting version in one effect segment (engine.targeting.live):
+    contacted vs held out at random among the customers it chose."""
+
+    contacted: int
+    held_out: int
+    lift: Stat
+    lift_change: Stat
+
+
 class ForecastQuality(_Part):
     """Realized accuracy of one group of series' issued forecasts whose actuals arrived,
     against the backtest that chose the model (engine.forecast.monitor). Intervals: a
@@ -183,6 +193,7 @@ class VersionResult(_Part):
     fairness: dict[str, Fairness] = Field(default_factory=dict)
     uplift: Uplift | None = None
     forecast: dict[str, ForecastQuality] = Field(default_factory=dict)  # group -> quality
+    target: dict[str, TargetLift] = Field(default_factory=dict)  # effect segment -> lift
     note: str | None = None
 
 

@@ -169,3 +169,37 @@ def stage_forecast_monitor(
         advance=False,
         history="history-forecast",
     )
+
+
+def stage_target_monitor(
+    proj: Any,
+    ws: Workspace,
+    t_from: float | None = None,
+    t_to: float | None = None,
+    *,
+    send: bool = True,
+    log: Callable[[str], None] = print,
+) -> MonitorRun:
+    """The served targeting policy's live lift per effect segment (engine.targeting.live),
+    judged by the project's rules (``target.lift``, ``target.lift_change``) with the same
+    alert states, grouping, inhibition, silences and sinks as the other monitors, under the
+    app ``decide``. Outcomes arrive after decisions: each run re-reads the whole window."""
+    from engine.targeting.live import APP, monitor_target
+
+    state = AlertState.load(state_path(ws))
+    t_to = time.time() if t_to is None else t_to
+    t_from = 0.0 if t_from is None else t_from
+    result = monitor_target(proj, ws, t_from, t_to)
+    return judge_and_record(
+        proj.monitor,
+        proj.name,
+        ws,
+        result,
+        state,
+        t_to,
+        APP,
+        send,
+        log,
+        advance=False,
+        history="history-target-rules",
+    )

@@ -306,6 +306,14 @@ def render(p: CampaignPlan, out: Path) -> str:
         + ", ".join(f"{_q(a)}: 0.1" for a in p.arms)
         + "}",
         "  # budget: {contacts: 5000}   # or {money: 2000}",
+        "",
+        "# Live lift of the served policy (insight target monitor): the seeds' rule, a 5%",
+        "# decline of the lift against what the model promised, per effect segment. Add",
+        "# sinks (slack, pagerduty, email, webhook) and name them in the rule to be told.",
+        "monitor:",
+        "  rules:",
+        "    - {name: lift-decline, statistic: target.lift_change, op: '<', threshold: -0.05,",
+        "       min_rows: 40, severity: critical}",
     ]
     if p.pii:
         lines += ["", "pii: [" + ", ".join(f"campaign.{c}" for c in p.pii) + "]"]

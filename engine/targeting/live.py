@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -213,3 +214,74 @@ def live_lift(
         with p.open("a", encoding="utf-8") as f:
             f.write(json.dumps(line, default=str) + "\n")
     return out
+
+
+APP = "decide"
+
+
+def monitor_target(proj: TargetProject, ws: Workspace, t_from: float, t_to: float) -> Any:
+    """The window's live lift of every version that decided in it, as the monitor's typed
+    result (versions carry ``target``: effect segment -> lift), for the rules, alert states
+    and sinks the churn and forecast monitors use (``target.lift``, ``target.lift_change``,
+    scope segment)."""
+    from engine.monitor.result import (
+        AuditRead,
+        Concept,
+        MonitorResult,
+        ScoreStats,
+        Stat,
+        TargetLift,
+        TimeWindow,
+        Traffic,
+        VersionResult,
+    )
+    from engine.monitor.run import iso
+    from engine.monitor.stats import latency
+
+    t0 = time.perf_counter()
+    d = decisions(ws, proj.model_name, t_from, t_to)
+    result = MonitorResult(
+        run_id=time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+        project=proj.name,
+        model=proj.model_name,
+        window=TimeWindow.model_validate(
+            {"from": t_from, "to": t_to, "from_iso": iso(t_from), "to_iso": iso(t_to)}
+        ),
+        generated_at=iso(time.time()),
+        audit=AuditRead(
+            folder=str(ws.audit / APP),
+            segments_read=0,
+            problems=[],
+            chain_ok=True,
+            inputs_logged=True,
+        ),
+        traffic=Traffic(requests=len(d), rows=len(d)),
+        no_traffic=d.empty,
+    )
+    if d.empty:
+        result.seconds = {"total": time.perf_counter() - t0}
+        return result
+    for ver in sorted(d["version"].unique()):
+        r = live_lift(proj, ws, t_from=t_from, t_to=t_to, version=str(ver), history=False)
+        segs = {}
+        for name, s in r["segments"].items():
+            n = int(s["contacted"] + s["held_out"])
+            segs[name] = TargetLift(
+                contacted=int(s["contacted"]),
+                held_out=int(s["held_out"]),
+                lift=Stat.of(s["lift"][0], s["lift"][1], s["lift"][2], n),
+                lift_change=Stat.of(s["change"][0], s["change"][1], s["change"][2], n),
+            )
+        mine = d[d["version"] == ver]
+        result.models[str(ver)] = VersionResult(
+            role="champion",
+            rows=len(mine),
+            requests=len(mine),
+            profile=True,
+            latency=latency(np.zeros(0), proj.monitor.latency_slo_p95_ms),
+            concept=Concept(coverage=Stat(), labeled=int(r["with_outcome"])),
+            score=ScoreStats(decision_rate=Stat.of(float(mine["contact"].mean()), n=len(mine))),
+            target=segs,
+        )
+    result.seconds = {"total": time.perf_counter() - t0}
+    return result

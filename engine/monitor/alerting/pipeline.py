@@ -66,6 +66,12 @@ FIRST_STEP: dict[str, tuple[str, str]] = {
         "compare live lift with the card's ATE (uplift panel); pause targeting if it reversed",
         "uplift",
     ),
+    "target": (
+        "open the report's targeting panel: the named segment's live lift against what the "
+        "policy promised; if it reversed, stop contacting that segment (a new version without "
+        "it, `insight target rollout`) and retrain on the recent campaign",
+        "targeting",
+    ),
     "audit": (
         "run `insight audit verify` and find the segment named; nothing else in this window "
         "can be trusted until it is explained",

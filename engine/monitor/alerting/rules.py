@@ -68,7 +68,9 @@ def _values(rule: RuleConfig, model: VersionResult) -> list[tuple[str, Stat | No
     if rule.scope == "group":
         attrs = [rule.attribute] if rule.attribute else list(model.fairness)
         return [(a, _field(model.fairness.get(a), key)) for a in attrs]
-    if rule.scope == "segment":  # forecast accuracy per group of series
+    if rule.scope == "segment":  # per group of forecast series, or per effect segment
+        if rule.statistic.startswith("target."):
+            return [(g, _field(q, key)) for g, q in model.target.items()]
         return [(g, _field(q, key)) for g, q in model.forecast.items()]
     section, name = _PATHS[rule.statistic]
     return [("", _field(getattr(model, section), name))]
