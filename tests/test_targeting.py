@@ -136,6 +136,19 @@ def test_init_train_decide_on_a_campaign_table(
     first = dec[dec["contact"]]
     assert (first["net_value"].diff().dropna() <= 1e-12).all(), "best first"
     assert first["segment"].notna().all() and first["cluster"].notna().all()
+    # `insight score` on a targeting project: the same decisions, the file's budget
+    r = CliRunner().invoke(
+        app, ["score", "--input", str(customers), "-o", str(tmp_path / "scored")]
+    )
+    assert r.exit_code == 0, r.output
+    scored = pd.read_parquet(tmp_path / "scored" / "decisions.parquet")
+    same = CliRunner().invoke(
+        app, ["target", "decide", "--from", str(customers), "-o", str(tmp_path / "d.csv")]
+    )
+    assert same.exit_code == 0, same.output
+    ref = pd.read_csv(tmp_path / "d.csv")
+    np.testing.assert_allclose(scored["expected_lift"], ref["expected_lift"], rtol=1e-9)
+    assert scored["contact"].tolist() == ref["contact"].tolist()
     # a money budget buys fewer contacts than its cheapest arm allows
     r = CliRunner().invoke(
         app, ["target", "decide", "--from", str(customers), "-o", str(out), "--money", "30"]
@@ -398,3 +411,39 @@ def test_live_lift_per_segment_covers_the_true_lift_and_fires_on_a_decline(tmp_p
     from engine.report.targeting import targeting_section  # the report reads the history
 
     assert targeting_section(ws2) == [], "no registered targeting model: no panel entry"
+
+
+def test_the_rollout_guards_name_a_fairness_breach_and_a_lift_breach(tmp_path: Path) -> None:
+    """The roll-out's guards on two versions' live results: a challenger that contacts one
+    region far more often than the champion does is a fairness breach; a lift interval
+    wholly below the champion's is a lift breach; equal versions pass."""
+    from engine.targeting.rollout import contact_gaps, guards
+
+    proj, _, _ = _served(tmp_path, 0.1, 0.1, n=200)
+    proj = proj.model_copy(update={"sensitive": ["region"]})
+    rng = np.random.default_rng(0)
+
+    def decided(north_rate: float) -> pd.DataFrame:
+        region = rng.choice(["north", "south"], 400)
+        rate = np.where(region == "north", north_rate, 0.5)
+        return pd.DataFrame(
+            {"inputs": [{"region": r} for r in region], "contact": rng.random(400) < rate}
+        )
+
+    def res(lift: list[float], north_rate: float, v: str) -> dict:
+        seg = {"contacted": 300, "held_out": 100, "lift": lift, "change": [0, 0, 0]}
+        return {
+            "segments": {"all": seg},
+            "firing": [],
+            "version": v,
+            "_decided": decided(north_rate),
+        }
+
+    gap = contact_gaps(decided(0.9), ["region"])["region"]
+    assert 0.3 < gap < 0.5
+    champ = res([0.10, 0.05, 0.15], 0.5, "1")
+    assert guards(proj, champ, res([0.10, 0.05, 0.15], 0.5, "2")) == []
+    unfair = guards(proj, champ, res([0.10, 0.05, 0.15], 0.95, "2"))
+    assert len(unfair) == 1 and unfair[0].startswith("fairness: contact-rate gap on 'region'")
+    worse = guards(proj, champ, res([-0.05, -0.10, 0.0], 0.5, "2"))
+    assert len(worse) == 1 and worse[0].startswith("lift:")

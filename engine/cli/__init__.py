@@ -313,6 +313,10 @@ def score(
     from engine.raycluster import stop_ray
     from engine.stages.score import stage_score
 
+    if _is_targeting(project):  # a targeting project: its decisions, in batch
+        from engine.cli.target import score_decisions
+
+        return score_decisions(input_path, output, model, project, workspace, profile)
     cfg, ws = _load(project, workspace, profile)
     if address:
         from engine.raycluster import start_ray
@@ -338,6 +342,16 @@ def score(
         f"output: {r.output}  (input {r.input_fingerprint[:12]}, output "
         f"{r.output_fingerprint[:12]}; one batch record in {ws.audit / 'batch'})"
     )
+
+
+def _is_targeting(project: Path | None) -> bool:
+    """A project file with ``target:`` and no ``label:`` (engine.config.target)."""
+    from engine.cli.common import project_path
+    from engine.config.base import read_yaml
+
+    p = project_path(project)
+    raw = read_yaml(p) if p.is_file() else None
+    return isinstance(raw, dict) and "target" in raw and "label" not in raw
 
 
 @features_app.command("list")

@@ -269,6 +269,38 @@ def demo_cmd(
     run_targeting(ws, size)
 
 
+def score_decisions(
+    input_path: Path | None,
+    output: Path,
+    model: str | None,
+    project: Path | None,
+    workspace: Path | None,
+    profile: str | None,
+) -> None:
+    """`insight score` on a targeting project: the same decisions as `target decide` (and,
+    customer by customer, as /decide's policy), for a table; the budget is the file's."""
+    from engine.errors import ConfigError
+    from engine.stages.target import stage_target_decide
+
+    if input_path is None:
+        raise ConfigError(
+            "scoring a targeting project needs --input TABLE (the customers to decide for)."
+        )
+    out = (
+        output
+        if output.suffix.lower() in (".csv", ".parquet", ".pq")
+        else output / "decisions.parquet"
+    )
+    proj, ws = _open(project, workspace, profile)
+    s = stage_target_decide(
+        proj, ws, input_path.resolve(), out.resolve(), which=model or "champion"
+    )
+    console.print(
+        f"output: {out}: {s['contacts']:,} of {s['customers']:,} customers to contact "
+        f"(model {s['model']} v{s['version']})"
+    )
+
+
 def _token(ws: Any, *, create: bool) -> str | None:
     """The admin bearer token: $INSIGHT_ADMIN_TOKEN, else <workspace>/secrets/admin.token
     (0600, created by `insight target serve` when neither exists)."""
