@@ -29,6 +29,7 @@ from engine.cli.common import (
 )
 from engine.cli.common import load as _load
 from engine.cli.forecast import forecast_app
+from engine.cli.init import init_project
 from engine.cli.models import models_app
 from engine.cli.monitor import labels_app
 from engine.cli.monitor import monitor as monitor_cmd
@@ -57,6 +58,7 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labels_app, name="labels")
 app.command("monitor")(monitor_cmd)
+app.command("init")(init_project)
 app.command("submit")(submit_cmd)
 app.command("report")(report_cmd)
 app.command("dashboard")(dashboard_cmd)
@@ -95,107 +97,6 @@ def validate(
     console.print(
         f"[green]ok[/]: project '{cfg.name}', {len(cfg.sources)} sources, "
         f"{len(cfg.feature_names())} features"
-    )
-
-
-@app.command("init")
-def init_project(
-    source: Annotated[Path, typer.Option("--from", help="Your table: a CSV or Parquet file.")],
-    label: Annotated[
-        str | None, typer.Option(help="Churn: the column to predict (two values).")
-    ] = None,
-    target: Annotated[
-        str | None, typer.Option(help="Forecasting: the quantity to forecast (with --series).")
-    ] = None,
-    series: Annotated[
-        str | None, typer.Option(help="Forecasting: the key columns of a series, comma-separated.")
-    ] = None,
-    key: Annotated[
-        str | None, typer.Option(help="Unique id column (default: inferred, else a row hash).")
-    ] = None,
-    time: Annotated[
-        str | None, typer.Option(help="When each label was observed (default: none).")
-    ] = None,
-    positive: Annotated[
-        str | None, typer.Option(help="The label's positive value (default: yes/true/1...).")
-    ] = None,
-    treatment: Annotated[
-        str | None,
-        typer.Option(help="Targeting: the column saying which arm each customer was assigned."),
-    ] = None,
-    control: Annotated[
-        str | None, typer.Option(help="Targeting: the treatment column's control value.")
-    ] = None,
-    outcome: Annotated[
-        str | None, typer.Option(help="Targeting: what customers did (binary or an amount).")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Where to write (default: insight.yaml beside the table).")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing file.")] = False,
-) -> None:
-    """Write a commented project file for your own table, inferred from its data: churn
-    (--label), demand forecasting (--target, --time, --series) or targeting from a
-    randomised campaign (--treatment, --control, --outcome)."""
-    from engine.data.init import plan
-    from engine.data.project_file import write
-    from engine.errors import ConfigError
-
-    if treatment is not None or control is not None or outcome is not None:
-        if treatment is None or control is None or outcome is None:
-            raise ConfigError(
-                "targeting needs --treatment, --control and --outcome together (e.g. "
-                "--treatment segment --control 'No E-Mail' --outcome visit)."
-            )
-        from engine.cli.target import init_campaign
-
-        return init_campaign(source, treatment, control, outcome, key, positive, out, force)
-    if target is not None or series is not None:
-        if target is None or series is None or time is None:
-            raise ConfigError(
-                "forecasting needs --target, --time and --series together (e.g. --target "
-                "units --time week --series store,sku)."
-            )
-        from engine.cli.forecast import init_forecast
-
-        return init_forecast(source, target, time, series, out, force)
-    if label is None:
-        raise ConfigError(
-            "init needs --label COLUMN (churn), --target/--time/--series (forecasting) or "
-            "--treatment/--control/--outcome (targeting)."
-        )
-
-    p = plan(source.resolve(), label, key, time, positive)
-    path = write(p, (out or source.resolve().parent / "insight.yaml").resolve(), force)
-    kinds = {c.name: c.kind for c in p.columns}
-    feats = [f for f in p.features if kinds.get(f) != "timestamp"] + list(p.derived)
-    cats = [f for f in feats if kinds.get(f) == "string"]
-    console.print(f"wrote {path}")
-    console.print(
-        f"  {p.rows:,} rows; key: {p.key}{' (generated: ' + p.key_note + ')' if p.row_id else ''}"
-    )
-    console.print(
-        f"  label: {p.label} (positive {p.positive!r}); "
-        + (
-            f"time: {p.time}" + (f" ({p.time_note})" if p.time_note else "")
-            if p.time
-            else "no time: a snapshot, split at random"
-        )
-    )
-    console.print(f"  {len(feats)} features ({len(cats)} categorical): {', '.join(feats)}")
-    for col, why in p.left_out.items():
-        console.print(f"  left out: {col}: {why}")
-    for c in p.columns:
-        if c.time_format:
-            ambiguous = f" ({c.note})" if "also reads" in c.note else ""
-            console.print(f"  times: {c.name} read as {c.time_format}{ambiguous}")
-    if p.sensitive:
-        console.print(
-            f"  sensitive candidates (not marked; see the file): {', '.join(p.sensitive)}"
-        )
-    console.print(
-        f"next: insight validate -p {path}; insight features build -p {path}; "
-        f"insight train -p {path}"
     )
 
 
@@ -310,10 +211,11 @@ def score(
 ) -> None:
     """Batch scoring: scores, decisions, model version (and SHAP) to Parquet, on Ray Data or
     in this process (--engine)."""
+    from engine.cli.target import is_targeting
     from engine.raycluster import stop_ray
     from engine.stages.score import stage_score
 
-    if _is_targeting(project):  # a targeting project: its decisions, in batch
+    if is_targeting(project):  # a targeting project: its decisions, in batch
         from engine.cli.target import score_decisions
 
         return score_decisions(input_path, output, model, project, workspace, profile)
@@ -342,16 +244,6 @@ def score(
         f"output: {r.output}  (input {r.input_fingerprint[:12]}, output "
         f"{r.output_fingerprint[:12]}; one batch record in {ws.audit / 'batch'})"
     )
-
-
-def _is_targeting(project: Path | None) -> bool:
-    """A project file with ``target:`` and no ``label:`` (engine.config.target)."""
-    from engine.cli.common import project_path
-    from engine.config.base import read_yaml
-
-    p = project_path(project)
-    raw = read_yaml(p) if p.is_file() else None
-    return isinstance(raw, dict) and "target" in raw and "label" not in raw
 
 
 @features_app.command("list")

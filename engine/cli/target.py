@@ -376,3 +376,13 @@ def init_campaign(
         f"  randomisation check: {'the arms look randomised (' + b['rule'] + ')' if w is None else 'WARNING: ' + w}"
     )
     console.print(f"next: insight target train -p {path}")
+
+
+def is_targeting(project: Path | None) -> bool:
+    """A project file with ``target:`` and no ``label:`` (engine.config.target)."""
+    from engine.cli.common import project_path
+    from engine.config.base import read_yaml
+
+    p = project_path(project)
+    raw = read_yaml(p) if p.is_file() else None
+    return isinstance(raw, dict) and "target" in raw and "label" not in raw

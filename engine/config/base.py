@@ -37,6 +37,21 @@ def read_yaml(path: Path) -> Any:
         ) from None
 
 
+def read_project_file(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """A project file's mapping with ``base_dir`` set (the folder its paths are relative
+    to): what every task's loader starts from."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"project file '{p}' does not exist. Fix: pass --project PATH to an insight.yaml."
+        )
+    raw = read_yaml(p)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping.")
+    raw["base_dir"] = str(p.resolve().parent)
+    return p, raw
+
+
 class HasSources(Protocol):
     """A project file's part that names sources (the churn project, the forecast project):
     what the source readers of engine.data.sources need."""

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from engine.config.base import IDENT, Model, read_yaml, resolve_source_path
+from engine.config.base import IDENT, Model, read_project_file, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
 from engine.config.monitor import MonitorConfig
 from engine.config.source import SourceConfig
@@ -278,15 +278,7 @@ class TargetProject(Model):
 
     @classmethod
     def load(cls, path: str | Path) -> TargetProject:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(
-                f"project file '{p}' does not exist. Fix: pass --project PATH to an insight.yaml."
-            )
-        raw = read_yaml(p)
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping.")
-        raw["base_dir"] = str(p.resolve().parent)
+        p, raw = read_project_file(path)
         return cls.from_dict(raw, p)
 
     def resolve_path(self, path: str, workspace: Path) -> Path:

@@ -9,7 +9,6 @@ instinct) would have earned instead.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,8 +169,3 @@ def _serve(proj: Any, ws: Workspace, customers: pd.DataFrame, tg: Any) -> dict[s
         f"{held} held out at random as the live control; audit: {ws.audit / 'decide'}"
     )
     return {"url": url, "contacts": contacts, "held_out": held}
-
-
-def main(path: Path | None = None) -> None:  # pragma: no cover - `insight target demo`
-    ws = Workspace((path or Path(".insight")).resolve()).ensure()
-    run_targeting(ws)

@@ -19,8 +19,9 @@ def _iso(t: float | None) -> str | None:
     return dt.datetime.fromtimestamp(float(t), dt.UTC).isoformat(timespec="seconds")
 
 
-def _forecast_models() -> list[tuple[str, Any]]:
-    """(name, champion version) of every registered model whose versions are forecasters."""
+def champions(task: str) -> list[tuple[str, Any]]:
+    """(name, champion version) of every registered model whose champion is of ``task``
+    (forecast, target): the demand and targeting panels' models."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -31,7 +32,7 @@ def _forecast_models() -> list[tuple[str, Any]]:
             mv = c.get_model_version_by_alias(rm.name, "champion")
         except MlflowException:
             continue
-        if (mv.tags or {}).get("task") == "forecast":
+        if (mv.tags or {}).get("task") == task:
             out.append((rm.name, mv))
     return out
 
@@ -58,7 +59,7 @@ def demand_section(ws: Workspace, *, max_points: int = 200) -> list[dict[str, An
     use_workspace(ws)
     history = read_history(ws, "history-forecast")
     out = []
-    for name, mv in _forecast_models():
+    for name, mv in champions("forecast"):
         card = _card(mv.run_id) or {}
         h = card.get("holdout") or {}
         batch = last_batch(ws, name)

@@ -12,22 +12,6 @@ from typing import Any
 from engine.workspace import Workspace
 
 
-def _target_models() -> list[tuple[str, Any]]:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    c = MlflowClient()
-    out = []
-    for rm in c.search_registered_models():
-        try:
-            mv = c.get_model_version_by_alias(rm.name, "champion")
-        except MlflowException:
-            continue
-        if (mv.tags or {}).get("task") == "target":
-            out.append((rm.name, mv))
-    return out
-
-
 def _card(run_id: str) -> dict[str, Any] | None:
     import mlflow
 
@@ -42,12 +26,13 @@ def _card(run_id: str) -> dict[str, Any] | None:
 def targeting_section(ws: Workspace) -> list[dict[str, Any]]:
     """One entry per targeting model (empty: no targeting in this workspace)."""
     from engine.monitor.store import read_history
+    from engine.report.demand import champions
     from engine.tracking import use_workspace
 
     use_workspace(ws)
     history = read_history(ws, "history-target")
     out = []
-    for name, mv in _target_models():
+    for name, mv in champions("target"):
         card = _card(mv.run_id)
         if card is None:
             continue

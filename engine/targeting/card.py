@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.config.target import Budget, TargetProject
+from engine.config.target import TargetProject
 from engine.kernels.effects import ate, bootstrap_ci
 from engine.targeting import policy as pol
 from engine.targeting.campaign import Campaign
@@ -277,9 +277,3 @@ def card_markdown(card: dict[str, Any]) -> str:
                 f"{lift} | {ci} | {padj} | {'yes' if row['significant'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def budget_share(budget: Budget | None, n: int) -> float:
-    if budget is None or budget.contacts is None:
-        return 1.0
-    return min(1.0, budget.contacts / max(n, 1))
