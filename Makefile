@@ -9,7 +9,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test bench env lint typecheck unit clean help browser axe realdata
+.PHONY: demo test bench env lint typecheck unit clean help browser axe realdata jdbc
 
 help:
 	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
@@ -45,6 +45,19 @@ browser:
 			>/dev/null || { echo "could not install chromium: the browser tests need it"; exit 1; }; \
 	fi
 
+# The database tests read a real PostgreSQL (Debian's server binaries, started by the test
+# fixture) with Spark's JDBC reader: PostgreSQL's JDBC driver is Debian's
+# libpostgresql-jdbc-java (a jar under /usr/share/java), installed here when missing.
+JDBC_JAR := /usr/share/java/postgresql.jar
+jdbc:
+	@if [ -f $(JDBC_JAR) ] && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+		echo "installing postgresql and libpostgresql-jdbc-java (Debian packages) for the database tests"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql libpostgresql-jdbc-java \
+			>/dev/null || { echo "could not install postgresql / libpostgresql-jdbc-java: the database tests need them"; exit 1; }; \
+	fi
+
 # The accessibility check of the report: axe-core from the npm registry (npm pack verifies
 # its integrity), kept inside .venv so a clean clone fetches it once.
 AXE := $(VENV)/axe/axe.min.js
@@ -78,7 +91,7 @@ $(OJ): | $(STAMP)
 # worker starts its own Ray cluster and Spark session on ports it picks; nothing in the tier
 # assumes it is alone on the machine.
 PURE := not spark and not ray and not serve and not process and not bench and not cluster
-test: lint typecheck browser axe realdata
+test: lint typecheck browser axe realdata jdbc
 	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
 	$(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder \
 		-m "(spark or ray or serve or process or bench) and not cluster"
@@ -88,7 +101,7 @@ test: lint typecheck browser axe realdata
 test-cluster: env
 	$(VENV)/bin/pytest -m cluster
 
-unit: env browser axe realdata
+unit: env browser axe realdata jdbc
 	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
 bench: env

@@ -4,6 +4,7 @@ ready. What every CLI command and job starts with (kept apart from the profile s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config.cluster import Resolved, resolve
@@ -73,3 +74,37 @@ def open_target_project(
     root = Path(root if root is not None else proj.workspace).resolve()
     ws = Workspace(root, tracking=p.mlflow, ray_address=p.ray).ensure()
     return proj, ws, prof
+
+
+@dataclass(frozen=True)
+class AnyProject:
+    """A project file of any task, for what every task shares (sources, ingestion,
+    schedules): the task's config, its workspace, and where Spark runs."""
+
+    cfg: ProjectConfig | ForecastProject | TargetProject
+    ws: Workspace
+    task: str  # churn | forecast | target
+    spark_master: str
+    path: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.cfg.base_dir)
+
+
+def open_any_project(
+    project: str | Path, workspace: str | Path | None = None, profile: str | None = None
+) -> AnyProject:
+    """Open a churn, forecast or targeting project file by what it holds (``label:``,
+    ``forecast:`` or ``target:``), its profile applied."""
+    from engine.config.base import read_project_file
+
+    p, raw = read_project_file(project)
+    if "label" in raw:
+        cfg, ws, _ = open_project(p, workspace, profile)
+        return AnyProject(cfg, ws, "churn", cfg.features.spark_master, p.resolve())
+    if "forecast" in raw:
+        fc, ws, _ = open_forecast_project(p, workspace, profile)
+        return AnyProject(fc, ws, "forecast", fc.spark_master, p.resolve())
+    tp, ws, prof = open_target_project(p, workspace, profile)
+    return AnyProject(tp, ws, "target", prof.profile.spark or "local[2]", p.resolve())

@@ -10,33 +10,16 @@ import os
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from tests.pgserver import start_postgres
 from tests.raynodes import free_ports, stop_groups
 
 BIN = Path(sys.executable).parent
-
-
-def _pg_bin() -> Path:
-    roots = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not roots:
-        raise RuntimeError(
-            "PostgreSQL's binaries are not installed (/usr/lib/postgresql/*/bin). Fix: "
-            "apt-get install postgresql"
-        )
-    return roots[-1].parent
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run it as the postgres user then."""
-    if os.geteuid() == 0:
-        return ["runuser", "-u", "postgres", "--", *cmd]
-    return cmd
 
 
 @dataclass
@@ -63,86 +46,14 @@ class SharedMLflow:
 
 
 def start_shared_mlflow() -> SharedMLflow:
-    pg = _pg_bin()
-    root = Path(tempfile.mkdtemp(prefix="imlf-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    data, sock = root / "pgdata", root / "sock"
-    data.mkdir()
-    sock.mkdir()
-    if os.geteuid() == 0:
-        subprocess.run(["chown", "postgres", str(data), str(sock)], check=True)
-    pw = secrets.token_hex(12)
-    pwfile = root / "pw"
-    pwfile.write_text(pw)
-    os.chmod(pwfile, 0o644)
-    subprocess.run(
-        _as_postgres(
-            [
-                str(pg / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                "insight",
-                "-A",
-                "scram-sha-256",
-                f"--pwfile={pwfile}",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
-    pwfile.unlink()
-    pg_port, ml_port = free_ports(2)
-    procs: list[subprocess.Popen[bytes]] = []
-    log = open(root / "postgres.log", "wb")  # noqa: SIM115 (kept open for the process)
-    procs.append(
-        subprocess.Popen(
-            _as_postgres(
-                [
-                    str(pg / "postgres"),
-                    "-D",
-                    str(data),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(pg_port),
-                    "-k",
-                    str(sock),
-                ]
-            ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    )
+    pg = start_postgres()
+    root = pg.root
+    (ml_port,) = free_ports(1)
+    procs: list[subprocess.Popen[bytes]] = pg.procs
     db = SharedMLflow("", "admin", secrets.token_hex(12), "", root, procs)
     try:
-        env = {**os.environ, "PGPASSWORD": pw}
-        deadline = time.monotonic() + 60
-        while (
-            subprocess.run(
-                [str(pg / "pg_isready"), "-h", "127.0.0.1", "-p", str(pg_port)], capture_output=True
-            ).returncode
-            != 0
-        ):
-            if time.monotonic() > deadline:
-                raise RuntimeError((root / "postgres.log").read_text()[-2000:])
-            time.sleep(0.5)
-        subprocess.run(
-            [
-                str(pg / "createdb"),
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(pg_port),
-                "-U",
-                "insight",
-                "mlflow",
-            ],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        pg.createdb("mlflow")
+        pw, pg_port = pg.password, pg.port
         db.db_url = f"postgresql+psycopg://insight:{pw}@127.0.0.1:{pg_port}/mlflow"
         auth = root / "basic_auth.ini"
         auth.write_text(

@@ -29,6 +29,9 @@ from engine.cli.common import (
 )
 from engine.cli.common import load as _load
 from engine.cli.forecast import forecast_app
+from engine.cli.ingest import ingest as ingest_cmd
+from engine.cli.ingest import ledger as ledger_cmd
+from engine.cli.ingest import schedule_app
 from engine.cli.init import init_project
 from engine.cli.models import models_app
 from engine.cli.monitor import labels_app
@@ -66,6 +69,9 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(target_app, name="target")
+app.command("ingest")(ingest_cmd)
+app.command("ledger")(ledger_cmd)
+app.add_typer(schedule_app, name="schedule")
 
 
 @app.command()

@@ -16,8 +16,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engine.config.base import IDENT, Model, read_project_file, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.ingest import ScheduleConfig
 from engine.config.monitor import MonitorConfig
-from engine.config.source import SourceConfig
+from engine.config.source import SourceConfig, complete_sources
 from engine.errors import ConfigError, format_validation_error
 
 # statsforecast models, one local model per series (engine.forecast.models)
@@ -274,6 +275,7 @@ class ForecastProject(Model):
     inventory: InventoryConfig | None = Field(
         default=None, description="From the file's business.inventory."
     )
+    schedule: ScheduleConfig | None = None
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="after")
@@ -292,7 +294,8 @@ class ForecastProject(Model):
                 f"{where}: no 'forecast:' block. Fix: add one (insight init --from TABLE "
                 "--target COLUMN --time COLUMN --series KEYS writes it)."
             )
-        mine = {k: v for k, v in raw.items() if k not in _OTHER_TASK}
+        mine = complete_sources({k: v for k, v in raw.items() if k not in _OTHER_TASK})
+        assert isinstance(mine, dict)
         business = raw.get("business")
         if isinstance(business, dict) and business.get("inventory") is not None:
             mine["inventory"] = business["inventory"]

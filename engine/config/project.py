@@ -29,8 +29,15 @@ from engine.config.base import IDENT as _IDENT
 from engine.config.base import Model, read_yaml, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
 from engine.config.forecast import ForecastConfig, InventoryConfig
+from engine.config.ingest import ScheduleConfig
 from engine.config.monitor import MonitorConfig
-from engine.config.source import SourceConfig
+from engine.config.source import (  # noqa: F401 (re-exported)
+    CSV_SUFFIXES,
+    PARQUET_SUFFIXES,
+    SourceConfig,
+    complete_sources,
+    infer_format,
+)
 from engine.config.train import GateConfig, TrainConfig
 from engine.errors import ConfigError, format_validation_error
 from engine.features.views import FeatureView, parse_duration
@@ -261,6 +268,9 @@ class ProjectConfig(Model):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
     business: BusinessConfig = Field(default_factory=BusinessConfig)
+    schedule: ScheduleConfig | None = Field(
+        default=None, description="Ingest, features and train on a cadence (insight schedule)."
+    )
     forecast: ForecastConfig | None = Field(
         default=None, description="The demand-forecasting task (engine.config.forecast)."
     )
@@ -278,15 +288,7 @@ class ProjectConfig(Model):
         are CSV; .parquet .pq and folders are Parquet), else the file's first bytes (Parquet
         files begin with 'PAR1'). A CSV path read as Parquet crashed validate with 'Parquet
         magic bytes not found' (test_a_csv_source_without_format_is_read_as_csv)."""
-        if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
-            return data
-        sources = {}
-        for name, src in data["sources"].items():
-            if isinstance(src, dict) and "format" not in src and isinstance(src.get("path"), str):
-                fmt = infer_format(src["path"], data.get("base_dir", "."))
-                src = {**src, "format": fmt} if fmt else src
-            sources[name] = src
-        return {**data, "sources": sources}
+        return complete_sources(data)
 
     @model_validator(mode="before")
     @classmethod
@@ -363,31 +365,6 @@ class ProjectConfig(Model):
 
     def entity_key(self, entity: str) -> str:
         return self.entities[entity].key
-
-
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
-
-
-def infer_format(path: str, base_dir: str = ".") -> str | None:
-    """'csv' or 'parquet' for a source path by its extension, else by its first bytes when
-    the file can be opened here; None when neither tells (the default, Parquet, applies)."""
-    suffix = Path(path).suffix.lower()
-    if suffix in CSV_SUFFIXES:
-        return "csv"
-    if suffix in PARQUET_SUFFIXES:
-        return "parquet"
-    if "{workspace}" in path:
-        return None
-    p = Path(path) if Path(path).is_absolute() else Path(base_dir) / path
-    if p.is_dir():
-        return "parquet"
-    try:
-        with p.open("rb") as fh:
-            head = fh.read(4)
-    except OSError:
-        return None
-    return "parquet" if head == b"PAR1" else "csv"
 
 
 def _check_refs(cfg: ProjectConfig) -> None:

@@ -4,17 +4,34 @@ formats). Part of :class:`engine.config.project.ProjectConfig`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from engine.config.base import IDENT, Model
+from engine.config.ingest import CheckConfig, DatabaseConfig, IngestConfig
+
+RAW_STORE = "{workspace}/raw/"
 
 
 class SourceConfig(Model):
-    """A table the project reads: a CSV or Parquet file (or folder of Parquet files)."""
+    """A table the project reads: a CSV or Parquet file (or folder of Parquet files), or a
+    database table or query (kind postgres or jdbc), ingested into the workspace's raw store
+    by ``insight ingest`` and read from there."""
 
+    kind: Literal["file", "postgres", "jdbc"] = Field(
+        default="file",
+        description="file: path is a CSV or Parquet file; postgres, jdbc: database names the "
+        "table, path is the raw store `insight ingest` lands it in (default "
+        "{workspace}/raw/NAME).",
+    )
     path: str
+    database: DatabaseConfig | None = None
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    checks: list[CheckConfig] = Field(
+        default_factory=list, description="Expectations run on each ingested batch."
+    )
     format: Literal["parquet", "csv"] = Field(
         default="parquet",
         description="csv or parquet. Omitted: from the path's extension (.csv .tsv .txt: csv; "
@@ -67,6 +84,39 @@ class SourceConfig(Model):
         description="CSV: the text encoding (utf-8, or e.g. windows-1252 for files saved "
         "by older spreadsheet programs). `insight init` finds it from the file.",
     )
+
+    @property
+    def is_database(self) -> bool:
+        return self.kind != "file"
+
+    @model_validator(mode="after")
+    def _database(self) -> SourceConfig:
+        if self.is_database:
+            if self.database is None:
+                raise ValueError(
+                    f"a {self.kind} source needs database: {{url: ..., table: ...}} (or query:)."
+                )
+            if self.format != "parquet":
+                raise ValueError(
+                    "a database source is landed as Parquet: remove format (and CSV options)."
+                )
+            url = self.database.url
+            if self.kind == "postgres" and not url.startswith("postgresql://"):
+                raise ValueError(
+                    f"a postgres source's database.url begins postgresql:// (seen {url[:30]!r})."
+                    " Fix: write postgresql://HOST:PORT/DB, or use kind: jdbc."
+                )
+            if self.kind == "jdbc" and not (url.startswith("jdbc:") and self.database.driver):
+                raise ValueError(
+                    "a jdbc source's database.url begins jdbc: and names its driver class "
+                    "(database.driver) and jar (database.jar)."
+                )
+        elif self.database is not None or self.checks:
+            raise ValueError(
+                "database and checks are for database sources: set kind: postgres or jdbc, or "
+                "remove them."
+            )
+        return self
 
     @field_validator("encoding")
     @classmethod
@@ -125,3 +175,46 @@ class SourceConfig(Model):
                 "Fix: declare them under columns as timestamp, or remove the format."
             )
         return self
+
+
+def complete_sources(data: object, base_dir: str = ".") -> object:
+    """A project file's ``sources`` with what each omits filled in: a database source's
+    path (its raw store, {workspace}/raw/NAME) and format; a file's format from its path
+    (the extension, else the file's first bytes). Every task's loader calls this."""
+    if not isinstance(data, dict) or not isinstance(data.get("sources"), dict):
+        return data
+    sources = {}
+    for name, src in data["sources"].items():
+        if isinstance(src, dict) and src.get("kind") in ("postgres", "jdbc"):
+            src = {"path": RAW_STORE + name, **src}
+            src.setdefault("format", "parquet")
+        elif isinstance(src, dict) and "format" not in src and isinstance(src.get("path"), str):
+            fmt = infer_format(src["path"], data.get("base_dir", base_dir))
+            src = {**src, "format": fmt} if fmt else src
+        sources[name] = src
+    return {**data, "sources": sources}
+
+
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+
+
+def infer_format(path: str, base_dir: str = ".") -> str | None:
+    """'csv' or 'parquet' for a source path by its extension, else by its first bytes when
+    the file can be opened here; None when neither tells (the default, Parquet, applies)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if "{workspace}" in path:
+        return None
+    p = Path(path) if Path(path).is_absolute() else Path(base_dir) / path
+    if p.is_dir():
+        return "parquet"
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    return "parquet" if head == b"PAR1" else "csv"

@@ -17,8 +17,9 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engine.config.base import IDENT, Model, read_project_file, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.ingest import ScheduleConfig
 from engine.config.monitor import MonitorConfig
-from engine.config.source import SourceConfig
+from engine.config.source import SourceConfig, complete_sources
 from engine.errors import ConfigError, format_validation_error
 
 LEARNERS = ("s_learner", "t_learner", "x_learner", "dr_learner")
@@ -226,6 +227,7 @@ class TargetProject(Model):
     pii: list[str] = Field(default_factory=list)
     sensitive: list[str] = Field(default_factory=list)
     sample: Any = None
+    schedule: ScheduleConfig | None = None
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="after")
@@ -268,7 +270,8 @@ class TargetProject(Model):
                 f"{where}: no 'target:' block. Fix: add one (insight init --from TABLE "
                 "--treatment COLUMN --control VALUE --outcome COLUMN writes it)."
             )
-        mine = {k: v for k, v in raw.items() if k not in _OTHER_TASK}
+        mine = complete_sources({k: v for k, v in raw.items() if k not in _OTHER_TASK})
+        assert isinstance(mine, dict)
         if isinstance(mine.get("cluster"), str):
             mine["cluster"] = load_cluster(mine["cluster"], str(raw.get("base_dir", ".")))
         try:

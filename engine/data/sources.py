@@ -24,6 +24,7 @@ from engine.config.base import HasSources
 from engine.config.project import ProjectConfig, SourceConfig
 from engine.data.csvfile import Dialect
 from engine.errors import DataError
+from engine.ingest.store import INTERNAL, data_files, key_columns
 from engine.timeformat import to_spark
 
 if TYPE_CHECKING:
@@ -46,11 +47,15 @@ def source_path(cfg: HasSources, name: str, workspace: Path) -> Path:
 def read_schema(src: SourceConfig, path: Path) -> pa.Schema:
     if src.format == "parquet":
         if path.is_dir():
-            files = sorted(path.rglob("*.parquet"))
+            files = data_files(path)
             if not files:
                 raise DataError(f"'{path}' is a folder with no .parquet files.")
-            return pq.read_schema(files[0])
-        return pq.read_schema(path)
+            schema = pq.read_schema(files[0])
+        else:
+            schema = pq.read_schema(path)
+        if src.is_database:  # the raw store's bookkeeping columns are not the source's
+            schema = pa.schema([f for f in schema if f.name not in INTERNAL])
+        return schema
     with pacsv.open_csv(path, **csv_options(src)) as reader:
         return reader.schema
 
@@ -64,7 +69,7 @@ def _wrong_format(src: SourceConfig, path: Path) -> str | None:
     file begins and ends with 'PAR1'; a CSV file does not."""
     f = path
     if path.is_dir():
-        files = sorted(path.rglob("*.parquet")) or sorted(p for p in path.rglob("*") if p.is_file())
+        files = data_files(path) or data_files(path, "")
         if not files:
             return None
         f = files[0]
@@ -110,6 +115,13 @@ def _open_schema(
     """The source's file and schema, or the problem that stops reading it."""
     src = cfg.sources[name]
     path = source_path(cfg, name, workspace)
+    if src.is_database and not (path.is_dir() and data_files(path)):
+        return (
+            path,
+            None,
+            f"source '{name}' ({src.kind}) has not been ingested yet: its raw store '{path}' "
+            f"holds no rows. Fix: run `insight ingest {name}` first.",
+        )
     if not path.exists():
         hint = (
             "run `insight data generate` first"
@@ -252,8 +264,7 @@ def _nanos(src: SourceConfig, path: Path) -> dict[str, bool]:
 def fingerprint(path: Path) -> str:
     """Content hash of a file or folder of files (sha256 over names and bytes)."""
     h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
+    for f in data_files(path, ""):
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         with f.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 22), b""):
@@ -283,11 +294,17 @@ def _typed(src: SourceConfig, col: str, kind: str) -> str:
     return f"try_cast({cell} AS {_SPARK_TYPES[kind]})"
 
 
-def _raw(spark: SparkSession, src: SourceConfig, path: str) -> DataFrame:
+def _raw(spark: SparkSession, cfg: HasSources, name: str, path: str) -> DataFrame:
     """The file as Spark reads it, columns renamed as the source says. Nanosecond timestamps
     (read as longs, see engine.features.spark) become times, truncated to microseconds."""
     from pyspark.sql import functions as F
 
+    src = cfg.sources[name]
+    if src.is_database:
+        from engine.ingest.store import current
+
+        df = current(spark.read.parquet(path), key_columns(cfg, name), src.ingest.watermark)
+        return df.withColumnsRenamed(src.rename) if src.rename else df
     if src.format == "parquet":
         df = spark.read.parquet(path)
         nanos = _nanos(src, Path(path))
@@ -342,7 +359,7 @@ def read_source(
     from engine.pii import spark_hmac
 
     src = cfg.sources[name]
-    df = _raw(spark, src, str(source_path(cfg, name, workspace)))
+    df = _raw(spark, cfg, name, str(source_path(cfg, name, workspace)))
     if src.event_time:
         from engine.features.asof import ROW_ORDER
 
@@ -375,7 +392,7 @@ def source_quality(
     src = cfg.sources[name]
     if src.format != "csv" or not src.columns:
         return {}
-    raw = _raw(spark, src, str(source_path(cfg, name, workspace)))
+    raw = _raw(spark, cfg, name, str(source_path(cfg, name, workspace)))
     typed = [(c, k) for c, k in src.columns.items() if c in raw.columns and k != "string"]
     if not typed:
         return {}
@@ -406,9 +423,16 @@ def read_columns(
     path = source_path(cfg, name, workspace)
     back = {new: old for old, new in src.rename.items()}
     raw = [back.get(c, c) for c in columns]
-    if src.format == "parquet":
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
-        tables = [pq.read_table(f, columns=raw) for f in files]
+    if src.is_database:
+        from engine.ingest.store import INTERNAL, current_arrow
+
+        keys = key_columns(cfg, name)
+        order = [src.ingest.watermark] if src.ingest.watermark else []
+        cols = list(dict.fromkeys([*raw, *keys, *order, *INTERNAL]))
+        tables = [pq.read_table(f, columns=cols) for f in data_files(path)]
+        table = current_arrow(pa.concat_tables(tables), keys, src.ingest.watermark)
+    elif src.format == "parquet":
+        tables = [pq.read_table(f, columns=raw) for f in data_files(path)]
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
     else:
         opts = pacsv.ConvertOptions(

@@ -42,10 +42,14 @@ def get_spark(
     shuffle_partitions: int = 4,
     local_dir: Path | None = None,
     app_name: str = "insight-features",
+    jars: list[str] | None = None,
 ) -> SparkSession:
     """Start (or return) the process's Spark session.
 
-    Progress bars stay on when stderr is a terminal (Spark's own console progress).
+    Progress bars stay on when stderr is a terminal (Spark's own console progress). The
+    JDBC drivers the database sources read with are on its class path: PostgreSQL's
+    (Debian's libpostgresql-jdbc-java) when installed, and the ``jars`` given (a driver's
+    jar must be there when the JVM starts; Spark cannot add one to a running driver).
     """
     spark_env()
     from pyspark.sql import SparkSession
@@ -64,6 +68,9 @@ def get_spark(
     )
     for k, v in _SQL_CONF.items():
         builder = builder.config(k, v)
+    class_path = [j for j in [*(jars or []), _DEBIAN_JDBC] if Path(j).is_file()]
+    if class_path:
+        builder = builder.config("spark.jars", ",".join(dict.fromkeys(class_path)))
     if local_dir is not None:
         local_dir.mkdir(parents=True, exist_ok=True)
         builder = builder.config("spark.local.dir", str(local_dir))
@@ -71,6 +78,8 @@ def get_spark(
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 
+
+_DEBIAN_JDBC = "/usr/share/java/postgresql.jar"
 
 # Session settings the feature build relies on; on Spark Connect they are set per session.
 _SQL_CONF = {
@@ -123,13 +132,19 @@ def spark_session(cfg: ProjectConfig, ws: Workspace) -> Iterator[SparkSession]:
         ws,
         driver_memory=cfg.features.spark_driver_memory,
         shuffle_partitions=cfg.features.shuffle_partitions,
+        jars=[s.database.jar for s in cfg.sources.values() if s.database and s.database.jar],
     ) as spark:
         yield spark
 
 
 @contextlib.contextmanager
 def master_session(
-    master: str, ws: Workspace, *, driver_memory: str = "2g", shuffle_partitions: int = 4
+    master: str,
+    ws: Workspace,
+    *,
+    driver_memory: str = "2g",
+    shuffle_partitions: int = 4,
+    jars: list[str] | None = None,
 ) -> Iterator[SparkSession]:
     """A Spark session on ``master`` that is stopped (JVM included) on exit; but a
     session this process already has (a notebook's, a caller's) is used as it is and left
@@ -145,6 +160,7 @@ def master_session(
         driver_memory=driver_memory,
         shuffle_partitions=shuffle_partitions,
         local_dir=ws.scratch / "spark",
+        jars=jars,
     )
     try:
         yield spark

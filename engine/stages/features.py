@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from engine.config.base import HasSources
 from engine.config.project import ProjectConfig
 from engine.data.labels import LabelValues, read_label_values
 from engine.data.sources import (
@@ -35,6 +36,26 @@ from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+def ingested(ws: Workspace, cfg: HasSources, name: str) -> dict[str, object]:
+    """Lineage of a database source: the ingestion runs whose rows the read saw (every
+    landed run so far: the raw store is append-only), with their watermarks."""
+    if not cfg.sources[name].is_database:
+        return {}
+    from engine.ingest.ledger import landed_runs
+
+    runs = [
+        {
+            "run": r["run"],
+            "ingest_date": r.get("ingest_date"),
+            "watermark_after": (r.get("watermark_after") or {}).get("value"),
+            "rows_landed": r.get("rows_landed"),
+            "record_hash": r.get("hash"),
+        }
+        for r in landed_runs(ws, name)
+    ]
+    return {"kind": cfg.sources[name].kind, "ingest_runs": runs}
 
 
 def used_sources(cfg: ProjectConfig) -> list[str]:
@@ -295,7 +316,7 @@ def _build(
             "label_rows": n_labels,
             "one_row_per_label_row": int(row["rows"]) == n_labels,
             "event_time_range": [str(row["t_min"]), str(row["t_max"])] if stored_lt else None,
-            "sources": {n: {"fingerprint": fp} for n, fp in fps.items()},
+            "sources": {n: {"fingerprint": fp, **ingested(ws, cfg, n)} for n, fp in fps.items()},
             "unparsed_cells": quality,
             "content_hash": format(int(row["h"] or 0) % (1 << 128), "032x"),
             "pii_hashed": list(cfg.pii),
