@@ -384,7 +384,7 @@ def test_credentials_and_columns_are_checked_before_anything_is_written(
     monkeypatch.setenv("PGPASSWORD", "wrong")
     for reader in ("spark", "adbc"):
         with pytest.raises(
-            ConfigError, match="refused the user name or password. Fix: set PGUSER and PGPASSWORD"
+            ConfigError, match=r"refused the user name or password\. Fix: set PGUSER and PGPASSWORD"
         ) as e:
             ingest_source(cfg, "accounts", ws, spark, reader=reader)  # type: ignore[arg-type]
         assert "wrong" not in str(e.value)

@@ -31,6 +31,7 @@ from engine.cli.common import load as _load
 from engine.cli.forecast import forecast_app
 from engine.cli.ingest import ingest as ingest_cmd
 from engine.cli.ingest import ledger as ledger_cmd
+from engine.cli.ingest import lineage as lineage_cmd
 from engine.cli.ingest import schedule_app
 from engine.cli.init import init_project
 from engine.cli.models import models_app
@@ -71,6 +72,7 @@ app.add_typer(forecast_app, name="forecast")
 app.add_typer(target_app, name="target")
 app.command("ingest")(ingest_cmd)
 app.command("ledger")(ledger_cmd)
+app.command("lineage")(lineage_cmd)
 app.add_typer(schedule_app, name="schedule")
 
 

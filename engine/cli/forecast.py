@@ -5,7 +5,7 @@ forecast with its intervals."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ forecast_app = typer.Typer(
     help="Demand forecasting: train (backtest, choose, register) and forecast.",
     invoke_without_command=True,
 )
+
+if TYPE_CHECKING:
+    from engine.data.init import DbTable
 
 
 def _open(project: Path | None, workspace: Path | None, profile: str | None):  # type: ignore[no-untyped-def]
@@ -263,7 +266,7 @@ def print_forecast_run(r: Any) -> None:
 
 
 def init_forecast(
-    source: Path, target: str, time: str, series: str, out: Path | None, force: bool
+    source: Path | DbTable, target: str, time: str, series: str, out: Path | None, force: bool
 ) -> None:
     """`insight init --target --time --series`: a commented forecasting project."""
     from engine.forecast.init import plan_forecast, write_forecast_project

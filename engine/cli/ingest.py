@@ -256,3 +256,31 @@ def schedule_export(
     if cron is not None:
         atomic_write_text(cron, export_cron(sched, p.path, workdir))
         console.print(f"cron table: {cron} (install with `crontab {cron}`)")
+
+
+def lineage(
+    request: Annotated[
+        str | None, typer.Option("--request", help="A served decision's request id.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="A model version (of the project's model).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default: the project's).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Trace a decision (or a model version) to the snapshot it was trained on and the
+    ingestion runs that brought that snapshot's rows."""
+    from engine.ingest.lineage import trace_request, trace_version
+    from engine.project import open_any_project
+
+    p = open_any_project(project_path(project), workspace, profile)
+    if (request is None) == (version is None):
+        raise ConfigError("say what to trace: --request ID or --version N.")
+    if request is not None:
+        out = trace_request(p.ws, p.cfg.name, request)
+    else:
+        name = model or getattr(getattr(p.cfg, "train", None), "model_name", None) or p.cfg.name
+        out = trace_version(p.ws, p.cfg.name, str(name), str(version))
+    console.print_json(json.dumps(out, default=str))

@@ -13,7 +13,14 @@ from engine.console import console
 
 
 def init_project(
-    source: Annotated[Path, typer.Option("--from", help="Your table: a CSV or Parquet file.")],
+    source_text: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="Your table: a CSV or Parquet file, or a PostgreSQL table "
+            "(postgresql://HOST:PORT/DB?table=NAME; credentials from PGUSER / PGPASSWORD).",
+        ),
+    ],
     label: Annotated[
         str | None, typer.Option(help="Churn: the column to predict (two values).")
     ] = None,
@@ -50,9 +57,11 @@ def init_project(
     """Write a commented project file for your own table, inferred from its data: churn
     (--label), demand forecasting (--target, --time, --series) or targeting from a
     randomised campaign (--treatment, --control, --outcome)."""
-    from engine.data.init import plan
+    from engine.data.init import DbTable, parse_from, plan
     from engine.data.project_file import write
     from engine.errors import ConfigError
+
+    source = parse_from(source_text)
 
     if treatment is not None or control is not None or outcome is not None:
         if treatment is None or control is None or outcome is None:
@@ -79,7 +88,10 @@ def init_project(
         )
 
     p = plan(source.resolve(), label, key, time, positive)
-    path = write(p, (out or source.resolve().parent / "insight.yaml").resolve(), force)
+    default_out = (
+        Path.cwd() if isinstance(source, DbTable) else source.resolve().parent
+    ) / "insight.yaml"
+    path = write(p, (out or default_out).resolve(), force)
     kinds = {c.name: c.kind for c in p.columns}
     feats = [f for f in p.features if kinds.get(f) != "timestamp"] + list(p.derived)
     cats = [f for f in feats if kinds.get(f) == "string"]

@@ -6,7 +6,7 @@ contact list for a customer table under a budget."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -16,6 +16,9 @@ from engine.console import console
 target_app = typer.Typer(
     help="Targeting (uplift): train on a campaign table; decide whom to contact under a budget."
 )
+
+if TYPE_CHECKING:
+    from engine.data.init import DbTable
 
 
 def _open(project: Path | None, workspace: Path | None, profile: str | None) -> tuple[Any, Any]:
@@ -337,7 +340,7 @@ def _budget(contacts: int | None, money: float | None) -> Any:
 
 
 def init_campaign(
-    source: Path,
+    source: Path | DbTable,
     treatment: str,
     control: str,
     outcome: str,

@@ -6,12 +6,15 @@ entity at several times, the label time found without ``--time``. Part of ``insi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from engine.data.columns import ID_NAMES, PII_NAMES, TIME_NAMES, Column
 from engine.errors import DataError
+
+if TYPE_CHECKING:
+    from engine.data.init import DbTable
 
 
 def panel_time(
@@ -57,7 +60,7 @@ def choose_key(
     tcol: Column | None,
     taken: set[str],
     find: Any,
-    path: Path,
+    path: Path | DbTable,
 ) -> tuple[str, bool, str]:
     """The entity key column, whether it is a generated row id, and a note."""
     if key is not None:

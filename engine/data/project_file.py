@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.data.init import Plan
+from engine.data.init import DbTable, Plan, location_lines
 from engine.errors import ConfigError
 
 
@@ -23,8 +23,11 @@ def render(p: Plan) -> str:
         "",
         "sources:",
         f"  {src}:",
-        f"    path: {q(p.path.name)}",
-        f"    format: {p.fmt}",
+        *(
+            location_lines(p.path, p.fmt, Path.cwd())
+            if isinstance(p.path, DbTable)
+            else [f"    path: {q(p.path.name)}", f"    format: {p.fmt}"]
+        ),
     ]
     d = p.dialect
     if d.delimiter != ",":

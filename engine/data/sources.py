@@ -156,7 +156,8 @@ def _check_source(cfg: ProjectConfig, name: str, workspace: Path) -> list[str]:
         return [stop or f"source '{name}': unreadable"]
     problems: list[str] = []
     fields = {src.rename.get(f.name, f.name): f.type for f in schema}
-    gone = sorted(set(src.rename) - {f.name for f in schema})
+    # a database source lands under the project's names (engine.ingest.run renames)
+    gone = [] if src.is_database else sorted(set(src.rename) - {f.name for f in schema})
     if gone:
         problems.append(
             f"source '{name}': rename names column(s) {gone} that '{path.name}' does not "
@@ -303,8 +304,8 @@ def _raw(spark: SparkSession, cfg: HasSources, name: str, path: str) -> DataFram
     if src.is_database:
         from engine.ingest.store import current
 
-        df = current(spark.read.parquet(path), key_columns(cfg, name), src.ingest.watermark)
-        return df.withColumnsRenamed(src.rename) if src.rename else df
+        # landed under the project's names: engine.ingest.run applied the renames
+        return current(spark.read.parquet(path), key_columns(cfg, name), src.ingest.watermark)
     if src.format == "parquet":
         df = spark.read.parquet(path)
         nanos = _nanos(src, Path(path))
@@ -421,7 +422,7 @@ def read_columns(
     """Some columns of a source as Arrow arrays (no Spark): for checks before a build."""
     src = cfg.sources[name]
     path = source_path(cfg, name, workspace)
-    back = {new: old for old, new in src.rename.items()}
+    back = {} if src.is_database else {new: old for old, new in src.rename.items()}
     raw = [back.get(c, c) for c in columns]
     if src.is_database:
         from engine.ingest.store import INTERNAL, current_arrow

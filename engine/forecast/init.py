@@ -18,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
 
@@ -26,6 +26,9 @@ from engine.config.base import IDENT
 from engine.config.forecast import ForecastConfig
 from engine.errors import ConfigError
 from engine.forecast.panel import check_and_fill, infer_freq, min_points
+
+if TYPE_CHECKING:
+    from engine.data.init import DbTable
 
 SET_IN_ADVANCE = re.compile(
     r"price|promo|deal|feat|discount|display|holiday|advert|\bad\b|campaign", re.I
@@ -37,7 +40,7 @@ HORIZONS = {"W": 8, "D": 28, "M": 6, "Q": 4, "H": 48}
 @dataclass
 class ForecastPlan:
     name: str
-    path: Path
+    path: Path | DbTable
     fmt: str
     dialect: Any
     config: ForecastConfig
@@ -56,7 +59,7 @@ def _unit(freq: str) -> str:
     return "M" if freq.startswith("M") else freq[0]
 
 
-def plan_forecast(path: Path, target: str, time: str, series: list[str]) -> ForecastPlan:
+def plan_forecast(path: Path | DbTable, target: str, time: str, series: list[str]) -> ForecastPlan:
     from engine.data.init import read_table, snake
 
     df, fmt, dialect = read_table(path)
@@ -138,11 +141,11 @@ def plan_forecast(path: Path, target: str, time: str, series: list[str]) -> Fore
 
 
 def render(p: ForecastPlan, out: Path) -> str:
-    import os
 
     fc = p.config
-    rel = os.path.relpath(p.path, out.parent)
-    src = [f"    path: {rel}", f"    format: {p.fmt}"]
+    from engine.data.init import location_lines
+
+    src = location_lines(p.path, p.fmt, out.parent)
     if p.fmt == "csv":
         if getattr(p.dialect, "delimiter", ",") != ",":
             src.append(f"    delimiter: {p.dialect.delimiter!r}")

@@ -15,10 +15,9 @@ not look randomised.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,11 +25,14 @@ import pandas as pd
 from engine.config.target import TargetConfig
 from engine.errors import ConfigError, DataError
 
+if TYPE_CHECKING:
+    from engine.data.init import DbTable
+
 
 @dataclass
 class CampaignPlan:
     name: str
-    path: Path
+    path: Path | DbTable
     fmt: str
     dialect: Any
     rows: int
@@ -50,7 +52,7 @@ class CampaignPlan:
 
 
 def plan_campaign(
-    path: Path,
+    path: Path | DbTable,
     treatment: str,
     control: str,
     outcome: str,
@@ -229,7 +231,8 @@ def _q(v: Any) -> str:
 
 
 def render(p: CampaignPlan, out: Path) -> str:
-    rel = os.path.relpath(p.path, out.parent)
+    from engine.data.init import location_lines
+
     types = {c.name: c.kind for c in p.columns}
     rename = {c.raw: c.name for c in p.columns if c.raw != c.name}
     b = p.balance
@@ -241,8 +244,7 @@ def render(p: CampaignPlan, out: Path) -> str:
         "",
         "sources:",
         "  campaign:",
-        f"    path: {_q(rel)}",
-        f"    format: {p.fmt}",
+        *location_lines(p.path, p.fmt, out.parent),
     ]
     d = p.dialect
     if p.fmt == "csv" and d.delimiter != ",":

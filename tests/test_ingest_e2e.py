@@ -1,0 +1,275 @@
+"""A churn project whose customers, transactions and labels live in PostgreSQL, run as a
+user runs it (one `insight` command per step, each in its own process): ingest, build,
+more rows arrive, ingest again (only the new rows), build (the snapshot has them and names
+the runs), train, and a served decision traced back to the ingestion runs behind it. And
+`insight init --from postgresql://...` writes a database project as it does for a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from engine.data import RetailParams, generate_retail
+from engine.workspace import Workspace
+from tests.pgserver import PostgresServer, start_postgres
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "retail" / "insight.yaml"
+
+pytestmark = [pytest.mark.process, pytest.mark.slow, pytest.mark.spark, pytest.mark.ray]
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+def _insight(cwd: Path, pg: PostgresServer, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+        env={**os.environ, **pg.env},
+        check=False,
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "Traceback" not in out and pg.password not in out
+    return " ".join(out.split())
+
+
+def _us(t: pa.Table) -> pa.Table:
+    """Nanosecond times (pandas') as microseconds, what PostgreSQL stores."""
+    cols = [c.cast(pa.timestamp("us")) if pa.types.is_timestamp(c.type) else c for c in t.columns]
+    return pa.Table.from_arrays(cols, names=t.column_names)
+
+
+def _load(pg: PostgresServer, name: str, t: pa.Table, mode: str = "create") -> None:
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(pg.dsn()) as conn, conn.cursor() as cur:
+        cur.adbc_ingest(name, _us(t), mode=mode)
+        conn.commit()
+
+
+def _project(tmp: Path, pg: PostgresServer, data: Path) -> Path:
+    raw: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    raw.pop("sample")
+    raw.pop("treatment")
+    src = raw["sources"]
+    db = {"url": pg.url()}
+    src["customers"].update(
+        kind="postgres",
+        database={**db, "table": "customers"},
+        ingest={"watermark": "updated_at"},
+        checks=[
+            {"check": "unique", "column": "customer_id", "blocking": True},
+            {"check": "in_set", "column": "plan", "values": ["basic", "standard", "premium"]},
+        ],
+    )
+    src["customers"].pop("path"), src["customers"].pop("format")
+    src["customers"]["columns"]["updated_at"] = "timestamp"
+    src["transactions"].update(
+        kind="postgres",
+        database={**db, "table": "transactions", "max_partitions": 2},
+        ingest={"watermark": "txn_time", "lookback": "1d"},
+        checks=[{"check": "range", "column": "amount", "min": 0}],
+    )
+    src["transactions"].pop("path")
+    src["labels"].update(
+        kind="postgres",
+        database={**db, "table": "labels", "reader": "spark"},
+        ingest={"watermark": "label_time", "key": ["customer_id", "label_time"]},
+    )
+    src["labels"].pop("path")
+    src["campaign"]["path"] = str(data / "campaign.parquet")
+    raw["train"].update(num_samples=1, max_concurrent=1, families={"logreg": {"C": [0.01, 1.0]}})
+    raw["train"].pop("uplift_learners")
+    raw["train"]["gate"]["qini_not_worse"] = False
+    raw["schedule"] = {
+        "ingest": {"every": "1h"},
+        "features": {"after": "ingest"},
+        "train": {"after": "features"},
+    }
+    path = tmp / "insight.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_a_database_project_from_ingest_to_a_traced_decision(
+    pg: PostgresServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    generate_retail(RetailParams(customers=500, days=300), data)
+    customers = pq.read_table(data / "customers.parquet")
+    plans = sorted(set(customers["plan"].to_pylist()))
+    customers = customers.append_column("updated_at", customers["signup_time"])
+    tx = pq.read_table(data / "transactions.parquet")
+    labels = pq.read_table(data / "labels.parquet")
+    t_cut = (
+        pc.min_max(tx["txn_time"])["min"].as_py()
+        + (pc.min_max(tx["txn_time"])["max"].as_py() - pc.min_max(tx["txn_time"])["min"].as_py())
+        * 0.8
+    )
+    early_tx = tx.filter(pc.less(tx["txn_time"], pa.scalar(t_cut, tx["txn_time"].type)))
+    late_tx = tx.filter(pc.greater_equal(tx["txn_time"], pa.scalar(t_cut, tx["txn_time"].type)))
+    l_cut = sorted(set(labels["label_time"].to_pylist()))[-1]
+    early_lab = labels.filter(
+        pc.less(labels["label_time"], pa.scalar(l_cut, labels["label_time"].type))
+    )
+    late_lab = labels.filter(
+        pc.equal(labels["label_time"], pa.scalar(l_cut, labels["label_time"].type))
+    )
+    _load(pg, "customers", customers)
+    _load(pg, "transactions", early_tx)
+    _load(pg, "labels", early_lab)
+    project = _project(tmp_path, pg, data)
+    yml = yaml.safe_load(project.read_text())
+    yml["sources"]["customers"]["checks"][1]["values"] = plans
+    project.write_text(yaml.safe_dump(yml, sort_keys=False))
+    ws = Workspace(tmp_path / ".insight")
+
+    out = _insight(tmp_path, pg, "ingest")
+    assert (
+        f"customers: run 1 landed: {customers.num_rows:,} read, {customers.num_rows:,} landed"
+        in out
+    )
+    assert f"transactions: run 1 landed: {early_tx.num_rows:,} read" in out
+    assert "labels: run 1 landed" in out and "(spark, 1 partition(s)" in out
+    out = _insight(tmp_path, pg, "features", "build")
+    first = json.loads(next((ws.features / "retail").glob("*/manifest.json")).read_text())
+    assert [r["run"] for r in first["sources"]["transactions"]["ingest_runs"]] == [1]
+
+    # more rows arrive: the last label date, the latest transactions, 5 customers change plan
+    _load(pg, "transactions", late_tx, mode="append")
+    _load(pg, "labels", late_lab, mode="append")
+    pg.execute(
+        "UPDATE customers SET plan = 'premium', updated_at = now()::timestamp "
+        "WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 5)"
+    )
+    out = _insight(tmp_path, pg, "ingest")
+    assert "customers: run 2 landed: 6 read, 5 landed, 1 already landed" in out, out
+    assert f"transactions: run 2 landed: {late_tx.num_rows:,} read" in out or (
+        "transactions: run 2 landed:" in out and f"{late_tx.num_rows:,} landed" in out
+    )
+    out = _insight(tmp_path, pg, "features", "build")
+    manifests = [
+        json.loads(p.read_text()) for p in (ws.features / "retail").glob("*/manifest.json")
+    ]
+    second = max(manifests, key=lambda m: m["created_at"])
+    assert second["snapshot_id"] != first["snapshot_id"] and second["rows"] > first["rows"]
+    assert [r["run"] for r in second["sources"]["transactions"]["ingest_runs"]] == [1, 2]
+    assert second["sources"]["customers"]["kind"] == "postgres"
+
+    # a re-run with nothing new lands nothing and changes no snapshot
+    out = _insight(tmp_path, pg, "ingest", "transactions")
+    assert "transactions: run 3 landed:" in out and " 0 landed" in out
+    ledger = json.loads(
+        _insight(tmp_path, pg, "ledger", "--json").split("\n")[0]
+        if False
+        else _ledger_json(tmp_path, pg)
+    )
+    assert ledger["problems"] == []
+    assert [(r["source"], r["run"], r["status"]) for r in ledger["runs"]] == [
+        ("customers", 1, "landed"),
+        ("customers", 2, "landed"),
+        ("labels", 1, "landed"),
+        ("labels", 2, "landed"),
+        ("transactions", 1, "landed"),
+        ("transactions", 2, "landed"),
+        ("transactions", 3, "landed"),
+    ]
+
+    _insight(tmp_path, pg, "train")
+    # a served decision by version 1, as a replica writes it, traced back to the runs
+    from engine.audit import AuditWriter
+    from engine.audit.records import decision_record
+
+    w = AuditWriter(ws.audit / "predict", writer="replica-test")
+    w.append(
+        [
+            decision_record(
+                route="/predict",
+                request_id="req-42",
+                model="retail-churn",
+                versions=["1"],
+                generation=1,
+                ids=["h1"],
+                layout="-",
+                inputs={},
+                input_policy="none",
+                scores=[0.7],
+                threshold=0.5,
+                latency_ms=1.0,
+            )
+        ]
+    )
+    w.close()
+    trace = json.loads(_lineage_json(tmp_path, pg, "--request", "req-42"))
+    v1 = trace["lineage"][0]
+    assert trace["versions"] == ["1"] and v1["snapshot_id"] == second["snapshot_id"]
+    tx_runs = v1["sources"]["transactions"]["ingest_runs"]
+    assert [(r["run"], r["in_ledger"]) for r in tx_runs] == [(1, True), (2, True)]
+    assert tx_runs[1]["since"].startswith('"txn_time" >= TIMESTAMP')
+
+
+def _ledger_json(cwd: Path, pg: PostgresServer) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "ledger", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **pg.env},
+        check=True,
+    )
+    return r.stdout
+
+
+def _lineage_json(cwd: Path, pg: PostgresServer, *args: str) -> str:
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "lineage", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **pg.env},
+        check=False,
+    )
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return r.stdout
+
+
+def test_init_from_a_postgresql_table(pg: PostgresServer, tmp_path: Path) -> None:
+    pg.execute(
+        'CREATE TABLE subscribers ("Customer ID" text, tenure int, plan text, monthly numeric(8,2),'
+        " email text, churned text, updated_at timestamptz);"
+        "INSERT INTO subscribers SELECT 'C' || g, g % 70, (ARRAY['a','b','c'])[1 + g % 3],"
+        " 20 + g % 50, 'u' || g || '@example.com', CASE WHEN g % 4 = 0 THEN 'Yes' ELSE 'No' END,"
+        " timestamptz '2026-01-01 00:00+00' + g * interval '1 minute' FROM generate_series(1, 800) g"
+    )
+    out = _insight(
+        tmp_path, pg, "init", "--from", pg.url() + "?table=subscribers", "--label", "churned"
+    )
+    assert "wrote" in out and "label: churned (positive 'Yes')" in out
+    text = (tmp_path / "insight.yaml").read_text()
+    assert "kind: postgres" in text and "table: subscribers" in text
+    assert pg.password not in text and pg.user not in text.split("database:")[1].split("\n")[0]
+    out = _insight(tmp_path, pg, "ingest")
+    assert "subscribers" in out or "table: run 1 landed: 800 read, 800 landed" in out
+    _insight(tmp_path, pg, "validate")
