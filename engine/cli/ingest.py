@@ -80,6 +80,11 @@ def ingest_once(p, sources: list[str] | None, reader: str | None):  # type: igno
     unknown = [n for n in names if n not in p.cfg.sources]
     if unknown:
         raise ConfigError(f"unknown source(s) {unknown}; sources: {', '.join(p.cfg.sources)}.")
+    from engine.ingest.run import choose_reader, reach
+
+    for n in names:  # a database that cannot be reached fails here, before Spark starts
+        if (reader or choose_reader(p.cfg.sources[n], p.spark_master)) == "adbc":
+            reach(p.cfg, n, p.ws)
     jars = [s.database.jar for s in p.cfg.sources.values() if s.database and s.database.jar]
     out = []
     with master_session(p.spark_master, p.ws, jars=jars) as spark:

@@ -74,28 +74,43 @@ def _allowed(
     return df.select(F.col("v").cast(dtype).alias("v")).where("v IS NOT NULL").distinct()
 
 
+def missing(df: DataFrame, column: str) -> Column:
+    """True where a value is missing: null, or NaN in a floating-point column (pandas and
+    pandera count NaN as missing; Spark orders NaN above every number, so a range check
+    would otherwise fail it)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    c = F.col(f"`{column}`")
+    if isinstance(df.schema[column].dataType, T.DoubleType | T.FloatType):
+        return c.isNull() | F.isnan(c)
+    return c.isNull()
+
+
 def _row_fail(df: DataFrame, i: int, chk: CheckConfig) -> tuple[DataFrame, Column]:
     """``df`` with what the check needs joined on, and the column that is true where row
     fails check ``i``."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    c = F.col(f"`{chk.column}`")
+    col = str(chk.column)
+    c = F.col(f"`{col}`")
+    absent = missing(df, col)
     if chk.check == "not_null":
-        return df, c.isNull()
+        return df, absent
     if chk.check == "unique":
         n = F.count(F.lit(1)).over(Window.partitionBy(c))
         df = df.withColumn(f"__n{i}", n)
-        return df, c.isNotNull() & (F.col(f"__n{i}") > 1)
+        return df, ~absent & (F.col(f"__n{i}") > 1)
     if chk.check == "regex":
-        return df, c.isNotNull() & ~c.cast("string").rlike(f"^(?:{chk.pattern})")
+        return df, ~absent & ~c.cast("string").rlike(f"^(?:{chk.pattern})")
     if chk.check == "range":
         out = F.lit(False)
         if chk.min is not None:
             out = out | (c < F.lit(chk.min))
         if chk.max is not None:
             out = out | (c > F.lit(chk.max))
-        return df, c.isNotNull() & out
+        return df, ~absent & out
     raise AssertionError(chk.check)
 
 
@@ -134,7 +149,7 @@ def run_checks(
             flagged = flagged.join(
                 allowed, flagged[f"`{chk.column}`"].eqNullSafe(allowed["v"]), "left"
             ).drop("v")
-            cond = F.col(f"`{chk.column}`").isNotNull() & F.col(f"__ok{i}").isNull()
+            cond = ~missing(df, str(chk.column)) & F.col(f"__ok{i}").isNull()
         else:
             flagged, cond = _row_fail(flagged, i, chk)
         flagged = flagged.withColumn(f"__f{i}", cond)

@@ -78,6 +78,35 @@ def choose_reader(src: SourceConfig, spark_master: str) -> str:
     return "adbc" if src.kind == "postgres" and spark_master.startswith("local") else "spark"
 
 
+def reach(cfg: HasSources, name: str, ws: Workspace) -> None:
+    """Connect once over ADBC and read the relation's columns (no rows): a database that
+    is down, or refuses the credentials, is reported in a second, and recorded in the
+    ledger as a failed run (the watermark unchanged)."""
+    src = cfg.sources[name]
+    try:
+        db.probe_columns(None, name, src)
+    except (ConfigError, DataError) as exc:
+        book = ledger.Ledger(ws)
+        try:
+            book.append(
+                {
+                    "source": name,
+                    "run": ledger.next_run(ws, name),
+                    "status": "failed",
+                    "relation": db.base_relation(src),
+                    "reader": "adbc",
+                    "watermark_before": ledger.last_watermark(ws, name),
+                    "watermark_after": ledger.last_watermark(ws, name),
+                    "rows_read": 0,
+                    "rows_landed": 0,
+                    "error": str(exc)[:500],
+                }
+            )
+        finally:
+            book.close()
+        raise
+
+
 def _needed_columns(cfg: HasSources, name: str) -> set[str]:
     src = cfg.sources[name]
     need = set(src.columns) | set(store.key_columns(cfg, name))
