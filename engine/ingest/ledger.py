@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.audit import AuditWriter
 from engine.audit.verify import read_records
+from engine.config.base import HasSources
 from engine.workspace import Workspace
 
 APP = "ingest"
@@ -55,6 +56,27 @@ def last_watermark(ws: Workspace, source: str) -> dict[str, Any] | None:
         if wm:
             return dict(wm)
     return None
+
+
+def ingested(ws: Workspace, cfg: HasSources, name: str) -> dict[str, Any]:
+    """Lineage of a source read now: for a database source, its kind and the ingestion
+    runs whose rows the read sees (every landed run so far: the raw store is append-only),
+    with their watermarks and ledger record hashes; {} for a file."""
+    if not cfg.sources[name].is_database:
+        return {}
+    return {
+        "kind": cfg.sources[name].kind,
+        "ingest_runs": [
+            {
+                "run": r["run"],
+                "ingest_date": r.get("ingest_date"),
+                "watermark_after": (r.get("watermark_after") or {}).get("value"),
+                "rows_landed": r.get("rows_landed"),
+                "record_hash": r.get("hash"),
+            }
+            for r in landed_runs(ws, name)
+        ],
+    }
 
 
 def file_sha256(path: Path) -> str:

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from engine.config.base import HasSources
 from engine.config.project import ProjectConfig
 from engine.data.labels import LabelValues, read_label_values
 from engine.data.sources import (
@@ -31,31 +30,12 @@ from engine.features.build import (
 )
 from engine.features.checks import leakage_report, raise_on_failures, run_expectations
 from engine.features.spark import spark_session
+from engine.ingest.ledger import ingested
 from engine.pii import key_fingerprint, load_key
 from engine.workspace import Workspace, atomic_write_text
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-
-def ingested(ws: Workspace, cfg: HasSources, name: str) -> dict[str, object]:
-    """Lineage of a database source: the ingestion runs whose rows the read saw (every
-    landed run so far: the raw store is append-only), with their watermarks."""
-    if not cfg.sources[name].is_database:
-        return {}
-    from engine.ingest.ledger import landed_runs
-
-    runs = [
-        {
-            "run": r["run"],
-            "ingest_date": r.get("ingest_date"),
-            "watermark_after": (r.get("watermark_after") or {}).get("value"),
-            "rows_landed": r.get("rows_landed"),
-            "record_hash": r.get("hash"),
-        }
-        for r in landed_runs(ws, name)
-    ]
-    return {"kind": cfg.sources[name].kind, "ingest_runs": runs}
 
 
 def used_sources(cfg: ProjectConfig) -> list[str]:

@@ -48,6 +48,7 @@ def panel_snapshot(proj: ForecastProject, ws: Workspace, panel: Panel) -> Snapsh
     """The checked panel as an immutable snapshot; its id hashes the forecast block and
     the source's bytes, so the same inputs find the same folder and write nothing."""
     from engine.data.sources import fingerprint, source_path
+    from engine.ingest.ledger import ingested
 
     fc = proj.forecast
     src_fp = fingerprint(source_path(proj, fc.source, ws.root))
@@ -77,6 +78,7 @@ def panel_snapshot(proj: ForecastProject, ws: Workspace, panel: Panel) -> Snapsh
         "known": panel.known,
         "static": panel.static,
         "notes": panel.notes,
+        "ingest": ingested(ws, proj, fc.source),
         **spec,
     }
     return commit(tmp, manifest)

@@ -110,6 +110,10 @@ def stage_target_train(
         t_search = time.perf_counter()
         card, targeter = build_card(proj, c, bal, scores, pick, why, log)
         card["search"]["engine"] = where
+        from engine.ingest.ledger import ingested
+
+        if lineage := ingested(ws, proj, t.source):  # a database source: the runs it saw
+            card["source_lineage"] = lineage
         t_card = time.perf_counter()
         mlflow.log_params(
             {
