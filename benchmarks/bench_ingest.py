@@ -103,6 +103,7 @@ def _pull_cases(spark: Any, pg: Any, n: int, repeat: int) -> list[dict[str, Any]
     def jdbc() -> tuple[int, int, float]:
         df, _ = db.jdbc_frame(spark, "t", src, sql, "id")
         row = df.selectExpr("count(*) AS n", "sum(id) AS s", "sum(amount) AS a").first()
+        assert row is not None
         return int(row["n"]), int(row["s"]), round(float(row["a"]), 2)
 
     sp = measure(jdbc, repeat=repeat)
@@ -190,10 +191,9 @@ def _checks_case(spark: Any, n: int, repeat: int, tmp: Path) -> dict[str, Any]:
         v = rng.normal(50, 20, n)
         v[rng.random(n) < 0.001] = np.nan
         cols[f"x{i}"] = v
-    cols["code"] = np.where(
-        rng.random(n) < 0.999, "AB-" + pd.Series(rng.integers(0, 999, n)).astype(str), "bad"
-    )
-    cols["name"] = np.where(rng.random(n) < 0.999, "x", None)
+    codes = np.char.add("AB-", rng.integers(0, 999, n).astype(str))
+    cols["code"] = np.where(rng.random(n) < 0.999, codes, "bad")
+    cols["name"] = np.array(["x", None], dtype=object)[(rng.random(n) >= 0.999).astype(int)]
     df = pd.DataFrame(cols)
     allowed = pd.DataFrame({"sku": [f"S{i}" for i in range(0, 2 * n, 2)]})  # n values
     allowed.to_parquet(tmp / "allowed.parquet")
