@@ -349,7 +349,7 @@ def test_exports_call_the_same_commands(tmp_path: Path) -> None:
 
 @pytest.mark.process
 def test_schedule_run_stops_on_ctrl_c_with_a_summary(tmp_path: Path) -> None:
-    """`insight schedule run` until Ctrl-C: a job that fails (no database to reach) is
+    """`insight ingest --every 1h` until Ctrl-C: a run that fails (no database to reach) is
     retried with backoff and the loop goes on; SIGINT ends it with a summary, exit 0."""
     (tmp_path / "insight.yaml").write_text(
         "name: sched\nsources:\n  t:\n    kind: postgres\n    database: {url: 'postgresql://127.0.0.1:1/x', table: t}\n"
@@ -358,7 +358,7 @@ def test_schedule_run_stops_on_ctrl_c_with_a_summary(tmp_path: Path) -> None:
     )
     env = {**os.environ, "PGUSER": "u", "PGPASSWORD": "p"}
     p = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "schedule", "run"],
+        [sys.executable, "-m", "engine.cli", "ingest", "--every", "1h"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

@@ -403,3 +403,37 @@ def test_credentials_and_columns_are_checked_before_anything_is_written(
     for f in ws.root.rglob("*"):
         if f.is_file():
             assert pg_env.password.encode() not in f.read_bytes(), f
+
+
+def test_a_generic_jdbc_source_names_its_driver(
+    pg_env: PostgresServer, spark: Any, tmp_path: Path
+) -> None:
+    """kind jdbc: any database with a JDBC driver (here PostgreSQL's, named as a user of
+    another database would name theirs); read by Spark, landed as a postgres source is."""
+    pg_env.execute("DROP TABLE IF EXISTS accounts CASCADE;" + ACCOUNTS)
+    pg_cfg = _accounts(pg_env)
+    src = pg_cfg.sources["accounts"].model_dump()
+    src.update(
+        kind="jdbc",
+        database={
+            "url": f"jdbc:postgresql://127.0.0.1:{pg_env.port}/postgres",
+            "table": "accounts",
+            "driver": "org.postgresql.Driver",
+            "jar": db.DEBIAN_JAR,
+        },
+    )
+    cfg = Sources({"accounts": SourceConfig.model_validate(src)})
+    ws = Workspace(tmp_path / ".insight").ensure()
+    r = ingest_source(cfg, "accounts", ws, spark)  # type: ignore[arg-type]
+    assert (r.reader, r.rows_landed) == ("spark", 400)  # auto: ADBC reads PostgreSQL only
+    ws2 = Workspace(tmp_path / "pg").ensure()
+    ingest_source(pg_cfg, "accounts", ws2, spark, reader="adbc")  # type: ignore[arg-type]
+    assert _current(cfg, ws).equals(_current(pg_cfg, ws2))
+    with pytest.raises(ConfigError, match="the ADBC reader reads PostgreSQL only"):
+        ingest_source(cfg, "accounts", ws, spark, reader="adbc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="names its driver class"):
+        SourceConfig.model_validate({**src, "database": {**src["database"], "driver": None}})
+    with pytest.raises(ValueError, match="holds a password"):
+        SourceConfig.model_validate(
+            {**src, "database": {**src["database"], "url": "jdbc:postgresql://h/db?password=x"}}
+        )

@@ -37,7 +37,7 @@ def pg() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def _insight(cwd: Path, pg: PostgresServer, *args: str) -> str:
+def _insight(cwd: Path, pg: PostgresServer, *args: str, code: int = 0) -> str:
     r = subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
         capture_output=True,
@@ -48,7 +48,7 @@ def _insight(cwd: Path, pg: PostgresServer, *args: str) -> str:
         check=False,
     )
     out = r.stdout + r.stderr
-    assert r.returncode == 0, out[-4000:]
+    assert r.returncode == code, out[-4000:]
     assert "Traceback" not in out and pg.password not in out
     return " ".join(out.split())
 
@@ -162,12 +162,12 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
         "UPDATE customers SET plan = 'premium', updated_at = now()::timestamp "
         "WHERE customer_id IN (SELECT customer_id FROM customers ORDER BY customer_id LIMIT 5)"
     )
-    out = _insight(tmp_path, pg, "ingest")
+    # the project's schedule, one pass: ingest (rows landed) -> features build -> train
+    out = _insight(tmp_path, pg, "schedule", "run", "--once")
     assert "customers: run 2 landed: 6 read, 5 landed, 1 already landed" in out, out
-    assert f"transactions: run 2 landed: {late_tx.num_rows:,} read" in out or (
-        "transactions: run 2 landed:" in out and f"{late_tx.num_rows:,} landed" in out
-    )
-    out = _insight(tmp_path, pg, "features", "build")
+    assert f"transactions: run 2 landed: {late_tx.num_rows:,} read" in out, out
+    assert "[schedule] ingest: ok, changed" in out and "[schedule] features: ok" in out
+    assert "[schedule] train: ok" in out, out
     manifests = [
         json.loads(p.read_text()) for p in (ws.features / "retail").glob("*/manifest.json")
     ]
@@ -176,14 +176,11 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
     assert [r["run"] for r in second["sources"]["transactions"]["ingest_runs"]] == [1, 2]
     assert second["sources"]["customers"]["kind"] == "postgres"
 
-    # a re-run with nothing new lands nothing and changes no snapshot
-    out = _insight(tmp_path, pg, "ingest", "transactions")
+    # a re-run with nothing new lands nothing, and says so to an orchestrator (exit 99:
+    # the exported DAG skips the tasks after it)
+    out = _insight(tmp_path, pg, "ingest", "transactions", "--unchanged-exit", "99", code=99)
     assert "transactions: run 3 landed:" in out and " 0 landed" in out
-    ledger = json.loads(
-        _insight(tmp_path, pg, "ledger", "--json").split("\n")[0]
-        if False
-        else _ledger_json(tmp_path, pg)
-    )
+    ledger = json.loads(_ledger_json(tmp_path, pg))
     assert ledger["problems"] == []
     assert [(r["source"], r["run"], r["status"]) for r in ledger["runs"]] == [
         ("customers", 1, "landed"),
@@ -195,7 +192,6 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
         ("transactions", 3, "landed"),
     ]
 
-    _insight(tmp_path, pg, "train")
     # a served decision by version 1, as a replica writes it, traced back to the runs
     from engine.audit import AuditWriter
     from engine.audit.records import decision_record
@@ -226,6 +222,11 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
     tx_runs = v1["sources"]["transactions"]["ingest_runs"]
     assert [(r["run"], r["in_ledger"]) for r in tx_runs] == [(1, True), (2, True)]
     assert tx_runs[1]["since"].startswith('"txn_time" >= TIMESTAMP')
+    # the credentials are nowhere under the workspace: not in the ledger, the snapshots,
+    # MLflow's store and artifacts, the logs
+    secret = pg.password.encode()
+    leaked = [f for f in ws.root.rglob("*") if f.is_file() and secret in f.read_bytes()]
+    assert leaked == []
 
 
 def _ledger_json(cwd: Path, pg: PostgresServer) -> str:

@@ -249,10 +249,13 @@ def audit_verify(
 ) -> None:
     """Check the hash chains of the audit log: any modified, removed or reordered record fails."""
     from engine.audit import verify
+    from engine.ingest.ledger import verify_ledger
 
+    ledger_problems: list[str] = []
     if path is None:
         _, ws = _load(project, workspace, profile)
         path = ws.audit
+        ledger_problems = verify_ledger(ws)  # runs chained across segments; landed files
     if not path.is_dir():
         console.print(
             f"[red]no audit folder at {path}[/]. Fix: pass --path or serve some requests."
@@ -260,10 +263,11 @@ def audit_verify(
         raise typer.Exit(2)
     res = verify(path)
     console.print(f"{len(res.segments)} segment(s), {res.records} record(s) under {path}")
-    if res.ok:
+    problems = res.problems + ledger_problems
+    if not problems:
         console.print("[green]audit log intact[/]: every chain verifies")
         return
-    for p in res.problems[:50]:
+    for p in problems[:50]:
         console.print(f"[red]{p}[/]")
-    console.print(f"[red]audit log NOT intact: {len(res.problems)} problem(s)[/]")
+    console.print(f"[red]audit log NOT intact: {len(problems)} problem(s)[/]")
     raise typer.Exit(1)
