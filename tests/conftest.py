@@ -135,6 +135,7 @@ _LONGEST_FIRST = (
     "test_user_tables_e2e.py",
     "test_serve.py",
     "test_forecast_e2e.py",
+    "test_ingest_e2e.py",
     "test_train_ray.py",
     "test_jobs.py",
     "test_train_faults.py",

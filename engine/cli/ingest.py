@@ -150,12 +150,14 @@ def _loop(  # type: ignore[no-untyped-def]
                 update[j] = JobSchedule(every=spec.every or "1d")
         sched = sched.model_copy(update=update)
     runner = command_runner(p.path, p.ws, p.task, ingest_args or [])
-    s = Scheduler(sched, runner, log=lambda m: console.print(f"[schedule] {m}"))
+    from rich.markup import escape
+
+    s = Scheduler(sched, runner, log=lambda m: console.print(escape(f"[schedule] {m}")))
     install_signals(s)
     states = s.loop(max_ticks=max_ticks, once=once)
     console.print("schedule stopped. Last runs:")
     for st in states.values():
-        console.print(f"  {st.name}: {st.runs} run(s), last {st.last or 'never'}")
+        console.print(escape(f"  {st.name}: {st.runs} run(s), last {st.last or 'never'}"))
 
 
 def ledger(
