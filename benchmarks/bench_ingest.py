@@ -291,8 +291,9 @@ def main() -> None:
         print(f"loaded {n:,} rows into PostgreSQL in {time.perf_counter() - t0:.1f} s", flush=True)
         cases = _pull_cases(spark, pg, n, repeat)
         write("bench_ingest", args.smoke, cases, args.out)  # kept as each part ends
-        cases.append(_incremental_case(spark, pg, n))
-        write("bench_ingest", args.smoke, cases, args.out)
+        if not args.smoke:  # the smoke size leaves it to tests/test_ingest_db.py
+            cases.append(_incremental_case(spark, pg, n))
+            write("bench_ingest", args.smoke, cases, args.out)
         cases.append(_checks_case(spark, n, repeat, tmp))
         write("bench_ingest", args.smoke, cases, args.out)
     finally:

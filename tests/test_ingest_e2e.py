@@ -1,8 +1,7 @@
 """A churn project whose customers, transactions and labels live in PostgreSQL, run as a
 user runs it (one `insight` command per step, each in its own process): ingest, build,
 more rows arrive, ingest again (only the new rows), build (the snapshot has them and names
-the runs), train, and a served decision traced back to the ingestion runs behind it. And
-`insight init --from postgresql://...` writes a database project as it does for a file."""
+the runs), train, and a served decision traced back to the ingestion runs behind it."""
 
 from __future__ import annotations
 
@@ -37,7 +36,9 @@ def pg() -> Iterator[PostgresServer]:
     server.stop()
 
 
-def _insight(cwd: Path, pg: PostgresServer, *args: str, code: int = 0) -> str:
+def _insight(cwd: Path, pg: PostgresServer, *args: str, code: int = 0, raw: bool = False) -> str:
+    """Run `insight ARGS` as a user would; the exit code must be ``code``; the output
+    (stdout and stderr, whitespace folded, or ``raw``: stdout as printed)."""
     r = subprocess.run(
         [sys.executable, "-m", "engine.cli", *args],
         capture_output=True,
@@ -50,7 +51,18 @@ def _insight(cwd: Path, pg: PostgresServer, *args: str, code: int = 0) -> str:
     out = r.stdout + r.stderr
     assert r.returncode == code, out[-4000:]
     assert "Traceback" not in out and pg.password not in out
-    return " ".join(out.split())
+    return r.stdout if raw else " ".join(out.split())
+
+
+def _in_process(cwd: Path, pg: PostgresServer, mp: pytest.MonkeyPatch, *args: str) -> str:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    mp.chdir(cwd)
+    r = CliRunner().invoke(app, list(args), env=pg.env)
+    assert r.exit_code == 0, (r.output, r.exception)
+    return " ".join(r.output.split())
 
 
 def _us(t: pa.Table) -> pa.Table:
@@ -112,7 +124,7 @@ def _project(tmp: Path, pg: PostgresServer, data: Path) -> Path:
 
 
 def test_a_database_project_from_ingest_to_a_traced_decision(
-    pg: PostgresServer, tmp_path: Path
+    pg: PostgresServer, tmp_path: Path, spark: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     data = tmp_path / "data"
     generate_retail(RetailParams(customers=500, days=300), data)
@@ -144,7 +156,9 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
     project.write_text(yaml.safe_dump(yml, sort_keys=False))
     ws = Workspace(tmp_path / ".insight")
 
-    out = _insight(tmp_path, pg, "ingest")
+    # the first pull in this process (on the test session's Spark); the rest as a user runs
+    # them, each `insight` command its own process
+    out = _in_process(tmp_path, pg, monkeypatch, "ingest")
     assert (
         f"customers: run 1 landed: {customers.num_rows:,} read, {customers.num_rows:,} landed"
         in out
@@ -175,11 +189,7 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
     assert [r["run"] for r in second["sources"]["transactions"]["ingest_runs"]] == [1, 2]
     assert second["sources"]["customers"]["kind"] == "postgres"
 
-    # a re-run with nothing new lands nothing, and says so to an orchestrator (exit 99:
-    # the exported DAG skips the tasks after it)
-    out = _insight(tmp_path, pg, "ingest", "transactions", "--unchanged-exit", "99", code=99)
-    assert "transactions: run 3 landed:" in out and " 0 landed" in out
-    ledger = json.loads(_ledger_json(tmp_path, pg))
+    ledger = json.loads(_insight(tmp_path, pg, "ledger", "--json", raw=True))
     assert ledger["problems"] == []
     assert [(r["source"], r["run"], r["status"]) for r in ledger["runs"]] == [
         ("customers", 1, "landed"),
@@ -188,7 +198,6 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
         ("labels", 2, "landed"),
         ("transactions", 1, "landed"),
         ("transactions", 2, "landed"),
-        ("transactions", 3, "landed"),
     ]
 
     # a served decision by version 1, as a replica writes it, traced back to the runs
@@ -215,7 +224,7 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
         ]
     )
     w.close()
-    trace = json.loads(_lineage_json(tmp_path, pg, "--request", "req-42"))
+    trace = json.loads(_insight(tmp_path, pg, "lineage", "--request", "req-42", raw=True))
     v1 = trace["lineage"][0]
     assert trace["versions"] == ["1"] and v1["snapshot_id"] == second["snapshot_id"]
     tx_runs = v1["sources"]["transactions"]["ingest_runs"]
@@ -226,50 +235,3 @@ def test_a_database_project_from_ingest_to_a_traced_decision(
     secret = pg.password.encode()
     leaked = [f for f in ws.root.rglob("*") if f.is_file() and secret in f.read_bytes()]
     assert leaked == []
-
-
-def _ledger_json(cwd: Path, pg: PostgresServer) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "ledger", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **pg.env},
-        check=True,
-    )
-    return r.stdout
-
-
-def _lineage_json(cwd: Path, pg: PostgresServer, *args: str) -> str:
-    r = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "lineage", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **pg.env},
-        check=False,
-    )
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    return r.stdout
-
-
-def test_init_from_a_postgresql_table(pg: PostgresServer, tmp_path: Path) -> None:
-    pg.execute(
-        'CREATE TABLE subscribers ("Customer ID" text, tenure int, plan text, monthly numeric(8,2),'
-        " email text, churned text, updated_at timestamptz);"
-        "INSERT INTO subscribers SELECT 'C' || g, g % 70, (ARRAY['a','b','c'])[1 + g % 3],"
-        " 20 + g % 50, 'u' || g || '@example.com', CASE WHEN g % 4 = 0 THEN 'Yes' ELSE 'No' END,"
-        " timestamptz '2026-01-01 00:00+00' + g * interval '1 minute' FROM generate_series(1, 800) g"
-    )
-    out = _insight(
-        tmp_path, pg, "init", "--from", pg.url() + "?table=subscribers", "--label", "churned"
-    )
-    assert "wrote" in out and "label: churned (positive 'Yes')" in out
-    text = (tmp_path / "insight.yaml").read_text()
-    assert "kind: postgres" in text and "table: subscribers" in text
-    assert pg.password not in text and pg.user not in text.split("database:")[1].split("\n")[0]
-    out = _insight(tmp_path, pg, "ingest")
-    assert "subscribers" in out or "table: run 1 landed: 800 read, 800 landed" in out
-    _insight(tmp_path, pg, "validate")

@@ -182,9 +182,8 @@ def command_runner(
         with job_lock(ws.root, f"schedule-{job}"):
             r = subprocess.run(cmd, check=False)
         if r.returncode != 0:
-            raise RuntimeError(
-                f"`insight {' '.join(job_command(job, task))}` exited {r.returncode}"
-            )
+            shown = " ".join(["insight", *job_command(job, task)])
+            raise RuntimeError(f"{shown} exited {r.returncode}")
         return job == "train" or _state(ws, job) != before
 
     return run
