@@ -374,7 +374,7 @@ def test_schedule_run_stops_on_ctrl_c_with_a_summary(tmp_path: Path) -> None:
             if not line:
                 break  # it ended on its own: the assertions below say why
             lines.append(line)
-            if "next try in 2 s" in line:  # failed twice: 1 s, then 2 s
+            if "next try in 1 s" in line:  # the first failure: retried after backoff_s
                 break
         p.send_signal(signal.SIGINT)
         rest, _ = p.communicate(timeout=60)

@@ -180,15 +180,26 @@ def with_row_hash(df: DataFrame) -> DataFrame:
     return df.withColumn(store.ROW_HASH, F.sha2(F.concat_ws("\u001f", *vals), 256))
 
 
-def _existing_hashes(spark: SparkSession, path: Path, keys: list[str]) -> DataFrame | None:
-    """Row hashes already current in the raw store: per key the latest version (a row
-    equal to it is not landed again); without a key, every landed row."""
+def _existing_hashes(
+    spark: SparkSession, path: Path, keys: list[str], pulled: DataFrame, rows: int
+) -> DataFrame | None:
+    """Row hashes already current in the raw store for the rows just pulled: per key the
+    latest version (a row equal to it is not landed again); without a key, landed rows
+    with the same hash. Only the store's rows whose key (or hash) was pulled are ranked: a
+    1% incremental run sorts 1% of the store, not all of it."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     if not path.is_dir() or not store.data_files(path):
         return None
     landed = spark.read.parquet(*[str(f) for f in store.data_files(path)])
+    on = keys or [store.ROW_HASH]
+    wanted = pulled.select(*on).distinct()
+    if rows <= 2_000_000:  # an incremental pull: sent to every task, the store not shuffled
+        wanted = F.broadcast(wanted)
+    landed = landed.select(*dict.fromkeys([*on, store.RUN, store.ROW_HASH])).join(
+        wanted, on, "left_semi"
+    )
     if keys:
         w = Window.partitionBy(*keys).orderBy(F.col(store.RUN).desc(), F.col(store.ROW_HASH).desc())
         landed = landed.withColumn("__n", F.row_number().over(w)).where("__n = 1")
@@ -308,7 +319,7 @@ def _ingest_locked(
                 "non-blocking to quarantine the failing rows instead."
             )
         good = with_row_hash(checked.good)
-        existing = _existing_hashes(spark, path, keys)
+        existing = _existing_hashes(spark, path, keys, good, out.rows_read)
         new = good.dropDuplicates([store.ROW_HASH])
         if existing is not None:
             new = new.join(existing, store.ROW_HASH, "left_anti").select(*good.columns)
