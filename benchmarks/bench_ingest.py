@@ -102,7 +102,11 @@ def _pull_cases(spark: Any, pg: Any, n: int, repeat: int) -> list[dict[str, Any]
 
     def jdbc() -> tuple[int, int, float]:
         df, _ = db.jdbc_frame(spark, "t", src, sql, "id")
-        row = df.selectExpr("count(*) AS n", "sum(id) AS s", "sum(amount) AS a").first()
+        # hash(*) makes Spark read every column (JDBC prunes the columns a query does not
+        # use: an aggregate of two columns would pull two columns of eight)
+        row = df.selectExpr(
+            "count(*) AS n", "sum(id) AS s", "sum(amount) AS a", "sum(hash(*)) AS h"
+        ).first()
         assert row is not None
         return int(row["n"]), int(row["s"]), round(float(row["a"]), 2)
 
