@@ -50,7 +50,10 @@ from engine.data.columns import (
 )
 from engine.data.csvfile import COMMA_DECIMAL, Dialect, decimal_mark, sniff
 from engine.data.identity import choose_key, panel_time
+from engine.data.location import DbTable, location_lines, parse_from, read_db
 from engine.errors import ConfigError, DataError
+
+__all__ = ["DbTable", "Plan", "location_lines", "parse_from", "plan", "read_table"]
 
 
 @dataclass
@@ -92,90 +95,12 @@ def snake(name: str) -> str:
     return s if s and not s[0].isdigit() else f"c_{s}"
 
 
-@dataclass(frozen=True)
-class DbTable:
-    """``--from postgresql://HOST:PORT/DB?table=NAME``: a table in PostgreSQL, read for
-    inference over ADBC (credentials from PGUSER / PGPASSWORD), written to the project file
-    as a source of kind postgres (the URL without credentials)."""
-
-    url: str
-    table: str
-
-    @property
-    def name(self) -> str:
-        return self.table
-
-    @property
-    def stem(self) -> str:
-        return self.table.split(".")[-1]
-
-    @property
-    def parent(self) -> Path:
-        return Path.cwd()
-
-    def resolve(self) -> DbTable:
-        return self
-
-    def __str__(self) -> str:
-        return f"{self.url}?table={self.table}"
-
-
-INFER_ROWS = 500_000  # rows of a database table read to infer the project
-
-
-def parse_from(text: str) -> Path | DbTable:
-    """What ``--from`` names: a file, or a database table (postgresql://...?table=NAME)."""
-    if not text.startswith(("postgresql://", "postgres://")):
-        return Path(text)
-    from urllib.parse import parse_qs, urlsplit
-
-    parts = urlsplit(text.replace("postgres://", "postgresql://", 1))
-    if "@" in parts.netloc:
-        raise ConfigError(
-            "--from: the URL holds a user name or password. Fix: remove them from the URL "
-            "and set PGUSER and PGPASSWORD in the environment (they never go into the file)."
-        )
-    table = (parse_qs(parts.query).get("table") or [""])[0]
-    if not table or not re.match(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)?$", table):
-        raise ConfigError(
-            f"--from {text.split('?')[0]}: name the table: ...?table=NAME (or SCHEMA.NAME)."
-        )
-    return DbTable(parts._replace(query="", fragment="").geturl(), table)
-
-
-def _read_db(loc: DbTable) -> pd.DataFrame:
-    from engine.config.source import SourceConfig
-    from engine.ingest import db
-
-    src = SourceConfig.model_validate(
-        {"kind": "postgres", "path": "-", "database": {"url": loc.url, "table": loc.table}}
-    )
-    table = db.read_arrow(loc.table, src, f"SELECT * FROM {loc.table} LIMIT {INFER_ROWS}")
-    return db.normalize_arrow(table).to_pandas()
-
-
-def location_lines(loc: Path | DbTable, fmt: str, out_dir: Path) -> list[str]:
-    """A source's where-lines in the project file: a file's path (relative to the file)
-    and format, or a database table's kind and ``database:``."""
-    import json
-    import os
-
-    if isinstance(loc, DbTable):
-        return [
-            "    kind: postgres   # rows pulled by `insight ingest` (PGUSER / PGPASSWORD)",
-            f"    database: {{url: {json.dumps(loc.url)}, table: {loc.table}}}",
-        ]
-    rel = os.path.relpath(loc, out_dir)
-    plain = re.match(r"^[\w./-]+$", rel) and not rel.startswith("-")
-    return [f"    path: {rel if plain else json.dumps(rel)}", f"    format: {fmt}"]
-
-
 def read_table(path: Path | DbTable) -> tuple[pd.DataFrame, str, Dialect]:
     """The table with every CSV cell as text (types are inferred here, not by a parser that
     turns a column with one blank into text), and the CSV's dialect; Parquet as it is; a
     database table as ADBC reads it (its first 500,000 rows)."""
     if isinstance(path, DbTable):
-        return _read_db(path), "postgres", Dialect()
+        return read_db(path), "postgres", Dialect()
     if not path.is_file():
         raise ConfigError(
             f"--from '{path}' does not exist. Fix: pass the path of a CSV or Parquet file."
