@@ -152,23 +152,10 @@ def stage_forecast_monitor(
     does not move the churn monitor's "last window" mark."""
     from engine.forecast.monitor import APP, monitor_forecast
 
-    state = AlertState.load(state_path(ws))
     t_to = time.time() if t_to is None else t_to
     t_from = t_to - seconds(FORECAST_LOOKBACK) if t_from is None else t_from
     result = monitor_forecast(proj, ws, t_from, t_to)
-    return judge_and_record(
-        proj.monitor,
-        proj.name,
-        ws,
-        result,
-        state,
-        t_to,
-        APP,
-        send,
-        log,
-        advance=False,
-        history="history-forecast",
-    )
+    return _judge_task(proj, ws, result, t_to, APP, send, log, "history-forecast")
 
 
 def stage_target_monitor(
@@ -186,10 +173,24 @@ def stage_target_monitor(
     app ``decide``. Outcomes arrive after decisions: each run re-reads the whole window."""
     from engine.targeting.live import APP, monitor_target
 
-    state = AlertState.load(state_path(ws))
     t_to = time.time() if t_to is None else t_to
-    t_from = 0.0 if t_from is None else t_from
-    result = monitor_target(proj, ws, t_from, t_to)
+    result = monitor_target(proj, ws, 0.0 if t_from is None else t_from, t_to)
+    return _judge_task(proj, ws, result, t_to, APP, send, log, "history-target-rules")
+
+
+def _judge_task(
+    proj: Any,
+    ws: Workspace,
+    result: Any,
+    t_to: float,
+    app: str,
+    send: bool,
+    log: Callable[[str], None],
+    history: str,
+) -> MonitorRun:
+    """A task monitor's result judged by the project's rules, like the churn monitor's, but
+    without moving its last-window mark (the task re-reads its whole lookback each run)."""
+    state = AlertState.load(state_path(ws))
     return judge_and_record(
         proj.monitor,
         proj.name,
@@ -197,9 +198,9 @@ def stage_target_monitor(
         result,
         state,
         t_to,
-        APP,
+        app,
         send,
         log,
         advance=False,
-        history="history-target-rules",
+        history=history,
     )
