@@ -8,8 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
+from engine.audit import columnar as col
 from engine.audit.chain import genesis, split_line, split_line_v1
 from engine.audit.fastcheck import check_clean
+
+SUFFIXES = (".jsonl", col.SUFFIX)
+
+
+def segment_name(path: Path) -> str:
+    return path.name.removesuffix(col.SUFFIX).removesuffix(".jsonl")
+
+
+def head_path(path: Path) -> Path:
+    return path.with_name(segment_name(path) + ".head")
 
 
 def _format(lines: list[bytes]) -> int:
@@ -86,7 +99,46 @@ def verify_segment(path: Path) -> SegmentCheck:
     no newline is a record still being written: it is not judged (and not counted) unless
     the head says the segment was closed (tests/test_explain_audit.py, the concurrency test).
     """
+    if path.suffix == col.SUFFIX:
+        return read_columnar(path)[0]
     return read_segment(path)[0]
+
+
+def read_columnar(path: Path) -> tuple[SegmentCheck, list[pa.RecordBatch]]:
+    """Verify a format-3 segment (every frame's digest, the seq ranges, the head) and return
+    its record batches (zero-copy over the mapped file): what was verified."""
+    chk = SegmentCheck(str(path), 0)
+    head, head_problem = _read_head(head_path(path))  # before the records: see verify_segment
+    if head_problem:
+        chk.problems.append(head_problem)
+    try:
+        buf = col.read_file(path)
+    except FileNotFoundError:
+        chk.problems.append("segment file removed while it was being verified")
+        return chk, []
+    sc = col.scan(segment_name(path), buf)
+    chk.records = sc.records
+    if sc.problems:
+        chk.problems += sc.problems + col.name_damage(buf, sc)
+    _fragment(chk, sc.fragment, head)
+    if head is not None:
+        head_seq = int(head["seq"])
+        if sc.last_seq < head_seq:
+            chk.problems.append(
+                f"ends at seq {sc.last_seq} but its head file says seq {head_seq}: "
+                f"{head_seq - sc.last_seq} record(s) removed from the end"
+            )
+        else:
+            at = [f for f in sc.frames if f.count and f.first + f.count - 1 == head_seq]
+            if not at or at[0].digest.hex() != head["hash"]:
+                chk.problems.append(
+                    f"record seq {head_seq}'s hash differs from the head file's: modified"
+                )
+    batches, problems = col.decode(buf, sc.frames)
+    for p in problems:
+        if p not in chk.problems:
+            chk.problems.append(p)
+    return chk, batches
 
 
 def read_segment(path: Path) -> tuple[SegmentCheck, bytes]:
@@ -190,7 +242,7 @@ def _listing(root: Path) -> tuple[set[Path], set[Path]]:
     for p in root.rglob("*"):
         if p.name.startswith("."):
             continue  # atomic-write temp files
-        if p.suffix == ".jsonl":
+        if p.suffix in SUFFIXES:
             segs.add(p)
         elif p.suffix == ".head":
             heads.add(p)
@@ -211,18 +263,37 @@ def verify(root: Path) -> VerifyResult:
     and that segment is verified too.
     """
     segs, heads = _listing(root)
+    named = {head_path(p) for p in segs}
     for head in heads:
-        seg = head.with_suffix(".jsonl")
-        if seg not in segs and seg.exists():
-            segs.add(seg)  # created while the folder was being listed
+        for suffix in SUFFIXES:
+            seg = head.with_suffix(suffix)
+            if seg not in segs and seg.exists():
+                segs.add(seg)  # created while the folder was being listed
+                named.add(head)
     checks = [verify_segment(p) for p in sorted(segs)]
-    for head in sorted(heads):
-        seg = head.with_suffix(".jsonl")
-        if seg not in segs:
-            checks.append(
-                SegmentCheck(str(seg), 0, ["segment file removed (its head file remains)"])
+    for head in sorted(heads - named):
+        checks.append(
+            SegmentCheck(
+                str(head.with_suffix(".jsonl")), 0, ["segment file removed (its head file remains)"]
             )
+        )
     return VerifyResult(checks)
+
+
+def _records_of(p: Path) -> Iterator[dict[str, Any]]:
+    if p.suffix == col.SUFFIX:
+        buf = col.read_file(p)
+        sc = col.scan(segment_name(p), buf, check=False)
+        if sc.open_record is not None:
+            yield {**sc.open_record, "seq": 0}
+        batches, _ = col.decode(buf, sc.frames)
+        for b in batches:
+            yield from col.to_records(b)
+        return
+    lines, _ = _complete_lines(p.read_bytes())
+    for line in lines:
+        if line.strip():
+            yield json.loads(line)
 
 
 def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str, Any]]:
@@ -232,12 +303,8 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
     (no newline yet) is not read. For analysis of large windows use
     :func:`engine.audit.window.read_window` (columnar)."""
     for p in segments(root):
-        lines, _ = _complete_lines(p.read_bytes())
         layouts: dict[str, dict[str, Any]] = {}
-        for line in lines:
-            if not line.strip():
-                continue
-            rec = json.loads(line)
+        for rec in _records_of(p):
             if rec.get("kind") == "layout":
                 layouts[rec["layout"]] = rec
             if kind is not None and rec.get("kind") != kind:

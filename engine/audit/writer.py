@@ -17,6 +17,14 @@ decision that uses it, and decision records carry only its id and the values.
 Durability: each batch of records is one ``write`` followed by ``flush``, before the HTTP
 answer is sent, so a killed process (SIGKILL) loses no answered record: the bytes are in the
 OS. ``fsync=True`` also survives a machine crash, at ~1 ms per batch.
+
+Group commit: callers that append while another caller's batch is being written wait, and
+the next writer takes all of them in one write (one frame, one flush); ``append_async``
+groups the requests of one event-loop turn the same way, without a thread per request.
+
+``columnar=True`` writes format 3 (engine.audit.columnar: Arrow record batches in
+hash-chained frames, ``<segment>.arrows``), what served apps write; format 2 (JSON lines) is
+what the small control logs write, and what segments written before are.
 """
 
 from __future__ import annotations
@@ -31,8 +39,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from engine.audit import columnar as col
 from engine.audit.chain import FORMAT, encode, genesis
 from engine.workspace import atomic_write_bytes
+
+
+class _Slot:
+    __slots__ = ("done", "error", "records", "written")
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.done = False
+        self.written = 0
+        self.error: BaseException | None = None
 
 
 def layout_id(numeric: list[str], categorical: list[str], groups: list[str] | None = None) -> str:
@@ -51,11 +70,18 @@ class AuditWriter:
         anchor_every: int = 100,
         fsync: bool = False,
         max_records: int = 100_000,
+        columnar: bool = False,
     ) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.root = root
         self.writer = writer
+        self.columnar = columnar
         self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)
+        self._queue: list[_Slot] = []
+        self._leader = False
+        self._async_q: list[tuple[list[dict[str, Any]], Any]] = []
+        self._async_scheduled = False
         self._anchor_every = anchor_every
         self._fsync = fsync
         self._max_records = max(2, max_records)
@@ -66,9 +92,14 @@ class AuditWriter:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in self.writer)[:60]
         self.segment = f"{stamp}-{safe or 'writer'}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.path = self.root / f"{self.segment}.jsonl"
+        self.path = self.root / f"{self.segment}{col.SUFFIX if self.columnar else '.jsonl'}"
         self.head_path = self.root / f"{self.segment}.head"
-        self._f: TextIO = self.path.open("x", encoding="utf-8")
+        if self.columnar:
+            self._fb = self.path.open("xb")
+            self._fb.write(col.MAGIC)
+            self._schema_written = False
+        else:
+            self._f: TextIO = self.path.open("x", encoding="utf-8")
         self._seq = 0
         self._prev = genesis(self.segment)
         self._since_anchor = 0
@@ -82,7 +113,7 @@ class AuditWriter:
                     "kind": "segment-open",
                     "segment": self.segment,
                     "writer": self.writer,
-                    "format": FORMAT,
+                    "format": col.FORMAT if self.columnar else FORMAT,
                     "time": time.time(),
                 }
             ]
@@ -107,9 +138,59 @@ class AuditWriter:
         return lid
 
     def append(self, records: Iterable[dict[str, Any]]) -> int:
-        """Chain and write ``records`` (one write, then flush). Returns how many."""
-        with self._lock:
-            recs = list(records)
+        """Chain and write ``records``; returns when they are written (and flushed), with
+        how many. Concurrent callers are grouped into one write (group commit)."""
+        slot = _Slot(list(records))
+        with self._cv:
+            self._queue.append(slot)
+            while not slot.done:
+                if self._leader:
+                    self._cv.wait()
+                    continue
+                self._leader = True
+                group, self._queue = self._queue, []
+                self._cv.release()  # others queue up while this group is written
+                try:
+                    self._write_group(group)
+                finally:
+                    self._cv.acquire()
+                    self._leader = False
+                    self._cv.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        return slot.written
+
+    async def append_async(self, records: Iterable[dict[str, Any]]) -> int:
+        """``append`` from a coroutine: the records of every coroutine that appends in the
+        same turn of the event loop are written together, once the turn ends."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        self._async_q.append((list(records), fut))
+        if not self._async_scheduled:
+            self._async_scheduled = True
+            loop.call_soon(self._flush_async)
+        return await fut
+
+    def _flush_async(self) -> None:
+        self._async_scheduled = False
+        items, self._async_q = self._async_q, []
+        try:
+            self.append([r for recs, _ in items for r in recs])
+        except BaseException as exc:  # every waiting request learns it was not written
+            for _, fut in items:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for recs, fut in items:
+            if not fut.done():
+                fut.set_result(len(recs))
+
+    def _write_group(self, group: list[_Slot]) -> None:
+        """Write the records of ``group`` (called by the leader, the lock held)."""
+        recs = [r for s in group for r in s.records]
+        try:
             if self._seq + len(recs) + 2 > self._max_records:
                 self._close_locked()
                 self._open_segment()
@@ -120,9 +201,17 @@ class AuditWriter:
                     out.append(self._layouts[lid])
                     self._emitted.add(lid)
                 out.append(rec)
-            return self._write_locked(out) - (len(out) - len(recs))
+            self._write_locked(out)
+        except BaseException as exc:
+            for s in group:
+                s.error, s.done = exc, True
+            return
+        for s in group:
+            s.written, s.done = len(s.records), True
 
     def _write_locked(self, recs: list[dict[str, Any]]) -> int:
+        if self.columnar:
+            return self._write_frame(recs)
         lines = []
         for rec in recs:
             line, self._prev = encode(rec, self._seq, self._prev)
@@ -144,6 +233,46 @@ class AuditWriter:
             self._anchor()
         return len(lines)
 
+    def _write_frame(self, recs: list[dict[str, Any]]) -> int:
+        if not recs:
+            return 0
+        first = self._seq
+        blob = b""
+        prev = bytes.fromhex(self._prev)
+        if first == 0:  # the segment-open record: JSON, it names the segment
+            payload = json.dumps(recs[0], sort_keys=True, separators=(",", ":")).encode()
+            blob, prev = col.frame(prev, col.K_OPEN, 0, 1, payload)
+            first, recs = 1, recs[1:]
+        if recs and not self._schema_written:
+            part, prev = col.frame(
+                prev, col.K_SCHEMA, first, 0, col.SCHEMA.serialize().to_pybytes()
+            )
+            blob += part
+            self._schema_written = True
+        if recs:
+            batch = col.to_batch(recs, first)
+            part, prev = col.frame(
+                prev, col.K_BATCH, first, len(recs), batch.serialize().to_pybytes()
+            )
+            blob += part
+        self._fb.write(blob)
+        self._fb.flush()
+        if self._fsync:
+            os.fsync(self._fb.fileno())
+        n = len(recs) + (1 if self._seq == 0 else 0)
+        self._seq += n
+        self._prev = prev.hex()
+        for rec in recs:
+            t = rec.get("time")
+            if isinstance(t, int | float):
+                self._last_time = t = float(t)
+                self._t_min = t if self._t_min is None else min(self._t_min, t)
+                self._t_max = t if self._t_max is None else max(self._t_max, t)
+        self._since_anchor += n
+        if self._since_anchor >= self._anchor_every:
+            self._anchor()
+        return n
+
     def _anchor(self, closed: bool = False) -> None:
         head: dict[str, Any] = {
             "segment": self.segment,
@@ -162,10 +291,13 @@ class AuditWriter:
         self._since_anchor = 0
 
     def _close_locked(self) -> None:
-        if not self._f.closed:
+        f = self._fb if self.columnar else self._f
+        if not f.closed:
             self._anchor(closed=True)
-            self._f.close()
+            f.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._cv:
+            while self._leader:
+                self._cv.wait()
             self._close_locked()

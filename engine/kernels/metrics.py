@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
+from engine.kernels import cores
 from engine.kernels._checks import binary_scores
 from engine.kernels.intervals import Interval, bca
 
@@ -152,7 +153,8 @@ def auc_bootstrap(
     o = np.argsort(s, kind="stable")
     ys, ss = y[o], s[o]
     est = float(_weighted_auc(ss, ys, np.ones(s.size)))
-    boots = _boot(ss, ys, n_boot, seed)
+    with cores.numba_threads():
+        boots = _boot(ss, ys, n_boot, seed)
     return bca(est, boots, _jackknife(ys, _placements(ss, ys), est), alpha)
 
 
@@ -194,7 +196,8 @@ def paired_auc_difference(
     one = np.ones(y.size)
     est_a = float(_weighted_auc(sa[oa], y[oa], one))
     est_b = float(_weighted_auc(sb[ob], y[ob], one))
-    boots = _boot_paired(y, sa[oa], oa, sb[ob], ob, n_boot, seed)
+    with cores.numba_threads():
+        boots = _boot_paired(y, sa[oa], oa, sb[ob], ob, n_boot, seed)
     ja = np.empty(y.size)
     jb = np.empty(y.size)
     ja[oa] = _jackknife(y[oa], _placements(sa[oa], y[oa]), est_a)

@@ -18,6 +18,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import ArrayLike, NDArray
 
+from engine.kernels import cores
 from engine.kernels._checks import treatment_cells, uplift_inputs
 from engine.kernels.effects import ate_from_cells
 from engine.kernels.intervals import Interval, percentile
@@ -108,8 +109,8 @@ def _groups(
     if buf.size < 200_000:
         for part in parts:
             part.sort()
-    else:  # NumPy's sort releases the GIL: sort the cells in two threads, in place
-        with ThreadPoolExecutor(max_workers=2) as pool:
+    else:  # NumPy's sort releases the GIL: the four cells sorted in the threads given, in place
+        with ThreadPoolExecutor(max_workers=min(4, cores.allowed())) as pool:
             list(pool.map(np.ndarray.sort, sorted(parts, key=len, reverse=True)))
     return _merge_groups(buf, starts)
 

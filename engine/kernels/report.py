@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, NamedTuple, Protocol
 
-import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from engine.kernels import cores
 from engine.kernels._objects import _factorized_counts, object_counts
 from engine.kernels._sort import sort_f64
 from engine.kernels.drift import (
@@ -196,7 +196,7 @@ def report(
         for c, (ra, ca) in zip(num, pairs, strict=True):
             if np.isinf(ra).any() or np.isinf(ca).any():
                 raise ValueError(f"column '{c}' holds infinite values. Fix: clip or drop them.")
-        with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
+        with ThreadPoolExecutor(max_workers=cores.allowed()) as pool:
             stats = list(pool.map(lambda rc: numeric_column_stats(rc[0], rc[1], psi_bins), pairs))
         for i, c in enumerate(num):
             d_i, w_i, p_i, s_i, n, m = stats[i]

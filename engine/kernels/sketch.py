@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, cast
 
-import numba
 import numpy as np
 from numba import njit, prange
 from numpy.typing import ArrayLike, NDArray
 
+from engine.kernels import cores
 from engine.kernels._checks import as_float_1d, count_codes
 from engine.kernels.drift import (
     Chi2Result,
@@ -195,8 +195,9 @@ def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
     if x.ndim != 1:
         raise ValueError(f"'cur' must be 1-D, got shape {x.shape}.")
     edges, (code, lo_v, scale) = sk.binning
-    chunks = max(1, min(numba.get_num_threads(), x.size // 65_536))
-    inner, atom, nan = _bin_pass(x, edges, code, lo_v, scale, chunks)
+    chunks = max(1, min(cores.allowed(), x.size // 65_536))
+    with cores.numba_threads():
+        inner, atom, nan = _bin_pass(x, edges, code, lo_v, scale, chunks)
     # PSI edges are fine edges: a value's PSI bin follows from its fine bin.
     psi_e = np.asarray(sk.psi_edges)
     psi_lt = np.searchsorted(psi_e, edges, side="left")  # PSI edges < e_j

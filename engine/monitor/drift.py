@@ -15,12 +15,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
-import numba
 import numpy as np
 import pandas as pd
 
 from engine.config.project import DriftConfig
 from engine.errors import DataError
+from engine.kernels import cores
 from engine.kernels.drift import ks_pvalue
 from engine.kernels.report import numeric_column_stats, report
 
@@ -116,7 +116,7 @@ def drift_check(
         for c in num
     ]
     # One sort per side and one fused walk per column (KS, PSI), columns in parallel threads.
-    with ThreadPoolExecutor(max_workers=max(1, numba.get_num_threads())) as pool:
+    with ThreadPoolExecutor(max_workers=cores.allowed()) as pool:
         stats = list(pool.map(lambda ab: numeric_column_stats(ab[0], ab[1], cfg.psi_bins), pairs))
     for col, (a, b), st in zip(num, pairs, stats, strict=True):
         if st.n_ref == 0 or st.n_cur == 0:

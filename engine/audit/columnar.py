@@ -1,0 +1,312 @@
+"""Audit format 3: columnar segments, Arrow record batches in a hash-chained frame file.
+
+A segment ``<segment>.arrows`` is ``MAGIC`` followed by frames. A frame is a 64-byte header
+(kind, payload length, first seq, record count, digest) and its payload:
+
+- kind 1, *open*: the segment-open record as JSON (it names the segment; record seq 0);
+- kind 2, *schema*: an Arrow IPC schema message (every batch after it uses it);
+- kind 3, *batch*: an Arrow IPC record-batch message, one row per record, seq
+  ``first_seq .. first_seq + count - 1`` (a ``seq`` column repeats them).
+
+``digest = SHA-256(previous frame's digest || kind, length, first_seq, count || payload)``;
+the first frame follows the segment's genesis hash (engine.audit.chain.genesis). Verifying a
+segment hashes each frame's bytes as they lie in the file (OpenSSL, which releases the GIL,
+so segments verify in parallel threads): no decoding. A frame whose digest does not match
+is then decoded, if it still decodes, and each row's ``rh`` (SHA-256 of the row's values as
+canonical JSON, written with the row) is recomputed, so the record that was modified is
+named by its seq; a removed or reordered record is named from the ``seq`` column. The
+``.head`` file is the same as format 2's (its ``hash`` is the last frame's digest).
+
+Inputs are typed columns: ``x`` holds each row's numeric features as float64, ``xc`` the
+categorical ones as text, in the order of the request's layout (a ``layout`` row, once per
+segment, names them), exactly as format 2 keeps them, so one window reader serves both.
+Fields a record carries beyond the schema are kept as JSON text in ``extra``: nothing a
+caller writes is dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from engine.audit.chain import genesis
+
+FORMAT = 3
+SUFFIX = ".arrows"
+MAGIC = b"INSAUD3\n"
+HEADER = struct.Struct("<B7xQQQ32s")  # kind, length, first seq, count, digest: 64 bytes
+_LINK = struct.Struct("<BQQQ")
+K_OPEN, K_SCHEMA, K_BATCH = 1, 2, 3
+
+_S = pa.string()
+COLUMNS: list[tuple[str, pa.DataType]] = [
+    ("seq", pa.int64()),
+    ("kind", _S),
+    ("time", pa.float64()),
+    ("route", _S),
+    ("request_id", _S),
+    ("model", _S),
+    ("versions", pa.list_(_S)),
+    ("generation", pa.int64()),
+    ("ids", pa.list_(_S)),
+    ("layout", _S),
+    ("numeric", pa.list_(_S)),
+    ("categorical", pa.list_(_S)),
+    ("groups", pa.list_(_S)),
+    ("x", pa.list_(pa.list_(pa.float64()))),
+    ("xc", pa.list_(pa.list_(_S))),
+    ("g", pa.list_(pa.list_(_S))),
+    ("input_hashes", pa.list_(_S)),
+    ("input_policy", _S),
+    ("scores", pa.list_(pa.float64())),
+    ("threshold", pa.float64()),
+    ("decisions", pa.list_(pa.bool_())),
+    ("latency_ms", pa.float64()),
+    ("shadow", pa.struct([("version", _S), ("scores", pa.list_(pa.float64()))])),
+    ("unseen_categories", pa.map_(_S, pa.int64())),
+    ("extra", _S),  # JSON of any other fields
+]
+SCHEMA_NO_HASH = pa.schema(COLUMNS)
+SCHEMA = pa.schema([*COLUMNS, ("rh", pa.binary(32))])
+_NAMES = {n for n, _ in COLUMNS} - {"extra"}
+
+
+def _digest(prev: bytes, kind: int, first: int, count: int, payload: Any) -> bytes:
+    h = hashlib.sha256(prev)
+    h.update(_LINK.pack(kind, len(memoryview(payload)), first, count))
+    h.update(payload)
+    return h.digest()
+
+
+def frame(prev: bytes, kind: int, first: int, count: int, payload: bytes) -> tuple[bytes, bytes]:
+    """The bytes of one frame after ``prev`` and its digest."""
+    d = _digest(prev, kind, first, count, payload)
+    return HEADER.pack(kind, len(payload), first, count, d) + payload, d
+
+
+def genesis_bytes(segment: str) -> bytes:
+    return bytes.fromhex(genesis(segment))
+
+
+# ---- rows ------------------------------------------------------------------------------
+
+
+def _plain(o: Any) -> Any:
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"an audit record cannot hold a {type(o).__name__}")
+
+
+def _row(rec: dict[str, Any], seq: int) -> dict[str, Any]:
+    row = {k: v for k, v in rec.items() if k in _NAMES}
+    rest = {k: v for k, v in rec.items() if k not in _NAMES}
+    if isinstance(row.get("unseen_categories"), dict):
+        row["unseen_categories"] = list(row["unseen_categories"].items())
+    row["seq"] = seq
+    row["extra"] = (
+        json.dumps(rest, sort_keys=True, separators=(",", ":"), default=_plain) if rest else None
+    )
+    return row
+
+
+def row_hash(values: dict[str, Any]) -> bytes:
+    """SHA-256 of a row's values (as Arrow gives them back, ``rh`` left out) as canonical
+    JSON: what a row is checked against when its frame's digest does not match."""
+    body = {k: v for k, v in values.items() if k != "rh"}
+    blob = json.dumps(body, sort_keys=True, separators=(",", ":"), default=_plain)
+    return hashlib.sha256(blob.encode()).digest()
+
+
+def to_batch(records: list[dict[str, Any]], first_seq: int) -> pa.RecordBatch:
+    """Records (dicts, as engine.audit.records makes them) as one batch with ``rh``.
+
+    A field whose value does not fit its column (a caller's record of another shape) moves
+    the whole record's fields to ``extra``: what is written is always read back."""
+    rows = [_row(r, first_seq + i) for i, r in enumerate(records)]
+    try:
+        b = pa.RecordBatch.from_pylist(rows, schema=SCHEMA_NO_HASH)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        rows = [_odd(r, first_seq + i) for i, r in enumerate(records)]
+        b = pa.RecordBatch.from_pylist(rows, schema=SCHEMA_NO_HASH)
+    back = b.to_pylist()
+    rh = pa.array([row_hash(v) for v in back], pa.binary(32))
+    return pa.RecordBatch.from_arrays([*b.columns, rh], schema=SCHEMA)
+
+
+def _odd(rec: dict[str, Any], seq: int) -> dict[str, Any]:
+    keep = {"kind": str(rec.get("kind", "")), "seq": seq}
+    t = rec.get("time")
+    if isinstance(t, int | float):
+        keep["time"] = float(t)
+    rest = {k: v for k, v in rec.items() if k not in ("kind", "seq", "time")}
+    keep["extra"] = json.dumps(rest, sort_keys=True, separators=(",", ":"), default=_plain)
+    return keep
+
+
+def to_records(table: pa.Table | pa.RecordBatch) -> Iterator[dict[str, Any]]:
+    """Rows back as records (as format 2 reads them: fields present, ``seq`` included)."""
+    for v in table.to_pylist():
+        rec: dict[str, Any] = {k: x for k, x in v.items() if x is not None and k != "rh"}
+        extra = rec.pop("extra", None)
+        if extra:
+            rec.update(json.loads(extra))
+        if "unseen_categories" in rec:
+            rec["unseen_categories"] = dict(rec["unseen_categories"])
+        yield rec
+
+
+# ---- reading and verifying -------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    kind: int
+    first: int
+    count: int
+    start: int  # byte offset of the payload
+    length: int
+    digest: bytes
+
+
+@dataclass
+class Scan:
+    """What a walk over a segment's frames found: the frames, the schema, problems."""
+
+    frames: list[Frame] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    fragment: bool = False  # a frame still being written (bytes after the last whole one)
+    records: int = 0
+    last_seq: int = -1
+    last_digest: bytes = b""
+    open_record: dict[str, Any] | None = None
+
+
+def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
+    """Walk the frames of a segment's bytes, checking every digest (``check``) and the seq
+    ranges; the payloads are not decoded."""
+    out = Scan()
+    mv = memoryview(buf)
+    if bytes(mv[: len(MAGIC)]) != MAGIC:
+        out.problems.append("not an audit segment of format 3 (its first bytes differ): modified")
+        return out
+    pos, end = len(MAGIC), len(mv)
+    prev = genesis_bytes(segment)
+    expect = 0
+    while pos < end:
+        if end - pos < HEADER.size:
+            out.fragment = True
+            break
+        kind, length, first, count, digest = HEADER.unpack_from(mv, pos)
+        start = pos + HEADER.size
+        if kind not in (K_OPEN, K_SCHEMA, K_BATCH):
+            out.problems.append(f"byte {pos}: not a frame header: modified")
+            break
+        if start + length > end:
+            out.fragment = True
+            break
+        payload = mv[start : start + length]
+        where = f"frame at byte {pos} (seq {first}..{first + count - 1})"
+        if check and _digest(prev, kind, first, count, payload) != digest:
+            out.problems.append(f"{where}: content does not match its digest: modified")
+        if first > expect:
+            out.problems.append(
+                f"{where}: seq {first} follows seq {expect - 1}: "
+                f"{first - expect} record(s) removed (seq {expect}..{first - 1})"
+            )
+        elif first < expect:
+            out.problems.append(f"{where}: seq {first} after seq {expect - 1}: reordered")
+        if kind == K_OPEN:
+            try:
+                rec = json.loads(bytes(payload))
+                out.open_record = rec
+                if rec.get("segment") != segment:
+                    out.problems.append("the first record names another segment: moved or replaced")
+            except ValueError:
+                out.problems.append("the segment-open frame is not JSON: modified")
+        out.frames.append(Frame(kind, first, count, start, length, digest))
+        prev = digest
+        expect = max(expect, first + count)
+        out.records += count
+        out.last_seq = first + count - 1 if count else out.last_seq
+        out.last_digest = digest
+        pos = start + length
+    if not out.frames or out.frames[0].kind != K_OPEN:
+        out.problems.append("the segment does not start with its open record: modified")
+    return out
+
+
+def decode(buf: pa.Buffer | bytes, frames: list[Frame]) -> tuple[list[pa.RecordBatch], list[str]]:
+    """The record batches of a segment (zero-copy over ``buf``); problems for frames that
+    do not decode."""
+    schema: pa.Schema | None = None
+    out: list[pa.RecordBatch] = []
+    problems: list[str] = []
+    base = buf if isinstance(buf, pa.Buffer) else pa.py_buffer(buf)
+    for f in frames:
+        if f.kind == K_OPEN:
+            continue
+        body = base.slice(f.start, f.length)
+        try:
+            if f.kind == K_SCHEMA:
+                schema = pa.ipc.read_schema(body)
+            elif schema is not None:
+                out.append(pa.ipc.read_record_batch(body, schema))
+        except (pa.ArrowInvalid, OSError) as exc:
+            problems.append(
+                f"seq {f.first}..{f.first + f.count - 1}: does not decode "
+                f"({str(exc).splitlines()[0][:120]}): modified"
+            )
+    return out, problems
+
+
+def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
+    """For frames whose digest did not match (or whose rows are out of order): which
+    records, by seq, no longer match their row hash, and which are missing or moved."""
+    bad = {p.split(":")[0] for p in sc.problems}
+    frames = [
+        f
+        for f in sc.frames
+        if f.kind == K_SCHEMA
+        or f"frame at byte {f.start - HEADER.size} (seq {f.first}..{f.first + f.count - 1})" in bad
+    ]
+    batches, problems = decode(buf, frames)
+    for b in batches:
+        problems += check_rows(b)
+    return problems
+
+
+def check_rows(b: pa.RecordBatch, first: int | None = None) -> list[str]:
+    """Each row's hash against its values, and the seq column's order."""
+    problems: list[str] = []
+    if "rh" not in b.schema.names or "seq" not in b.schema.names:
+        return ["a batch lacks its seq or row-hash column: modified"]
+    rows = b.to_pylist()
+    for v in rows:
+        if v["rh"] != row_hash(v):
+            problems.append(f"record seq {v['seq']}: content does not match its row hash: modified")
+    seqs = [v["seq"] for v in rows]
+    if seqs:
+        lo = seqs[0] if first is None else first
+        for i, s in enumerate(seqs):
+            if s != lo + i:
+                if s is not None and s > lo + i:
+                    problems.append(
+                        f"record seq {lo + i}: missing (seq {s} in its place): record(s) removed"
+                    )
+                else:
+                    problems.append(f"record seq {s} at the place of seq {lo + i}: reordered")
+                break
+    return problems
+
+
+def read_file(path: Path) -> pa.Buffer:
+    """The segment's bytes, memory-mapped (zero copy: batches point into the page cache)."""
+    with pa.memory_map(str(path), "r") as mm:
+        return mm.read_buffer()
