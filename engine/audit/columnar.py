@@ -186,6 +186,7 @@ class Scan:
     last_seq: int = -1
     last_digest: bytes = b""
     open_record: dict[str, Any] | None = None
+    bad: list[Frame] = field(default_factory=list)  # frames whose digest did not match
 
 
 def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
@@ -213,8 +214,10 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
             break
         payload = mv[start : start + length]
         where = f"frame at byte {pos} (seq {first}..{first + count - 1})"
+        fr = Frame(kind, first, count, start, length, digest)
         if check and _digest(prev, kind, first, count, payload) != digest:
             out.problems.append(f"{where}: content does not match its digest: modified")
+            out.bad.append(fr)
         if first > expect:
             out.problems.append(
                 f"{where}: seq {first} follows seq {expect - 1}: "
@@ -230,7 +233,7 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
                     out.problems.append("the first record names another segment: moved or replaced")
             except ValueError:
                 out.problems.append("the segment-open frame is not JSON: modified")
-        out.frames.append(Frame(kind, first, count, start, length, digest))
+        out.frames.append(fr)
         prev = digest
         expect = max(expect, first + count)
         out.records += count
@@ -267,23 +270,35 @@ def decode(buf: pa.Buffer | bytes, frames: list[Frame]) -> tuple[list[pa.RecordB
 
 
 def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
-    """For frames whose digest did not match (or whose rows are out of order): which
-    records, by seq, no longer match their row hash, and which are missing or moved."""
-    bad = {p.split(":")[0] for p in sc.problems}
-    frames = [
-        f
-        for f in sc.frames
-        if f.kind == K_SCHEMA
-        or f"frame at byte {f.start - HEADER.size} (seq {f.first}..{f.first + f.count - 1})" in bad
-    ]
-    batches, problems = decode(buf, frames)
-    for b in batches:
-        problems += check_rows(b)
+    """For each frame whose digest did not match: which of its records, by seq, no longer
+    match their row hash, are missing or moved; or, when all its records are intact, that
+    the chain broke before it (a frame before it was changed and its digest recomputed)."""
+    schema = [f for f in sc.frames if f.kind == K_SCHEMA]
+    problems: list[str] = []
+    for f in sc.bad:
+        if f.kind != K_BATCH:
+            continue
+        batches, bad = decode(buf, [*schema[:1], f])
+        problems += bad
+        for b in batches:
+            rows = check_rows(b, f.first, f.count)
+            if not rows:  # intact: the frame before was re-digested; name its records
+                rows = [
+                    f"seq {f.first}..{f.first + f.count - 1}: every record matches its row "
+                    "hash, so the chain broke before them: a record before was modified and "
+                    "its frame's digest recomputed ('prev' does not match)"
+                ]
+                before = [g for g in sc.frames if g.kind == K_BATCH and g.start < f.start]
+                if before:
+                    for pb in decode(buf, [*schema[:1], before[-1]])[0]:
+                        rows += check_rows(pb, before[-1].first, before[-1].count)
+            problems += rows
     return problems
 
 
-def check_rows(b: pa.RecordBatch, first: int | None = None) -> list[str]:
-    """Each row's hash against its values, and the seq column's order."""
+def check_rows(b: pa.RecordBatch, first: int | None = None, count: int | None = None) -> list[str]:
+    """Each row's hash against its values, and the seq column's order (from ``first``,
+    ``count`` rows, as the frame's header says)."""
     problems: list[str] = []
     if "rh" not in b.schema.names or "seq" not in b.schema.names:
         return ["a batch lacks its seq or row-hash column: modified"]
@@ -292,17 +307,16 @@ def check_rows(b: pa.RecordBatch, first: int | None = None) -> list[str]:
         if v["rh"] != row_hash(v):
             problems.append(f"record seq {v['seq']}: content does not match its row hash: modified")
     seqs = [v["seq"] for v in rows]
-    if seqs:
-        lo = seqs[0] if first is None else first
-        for i, s in enumerate(seqs):
-            if s != lo + i:
-                if s is not None and s > lo + i:
-                    problems.append(
-                        f"record seq {lo + i}: missing (seq {s} in its place): record(s) removed"
-                    )
-                else:
-                    problems.append(f"record seq {s} at the place of seq {lo + i}: reordered")
-                break
+    lo = (seqs[0] if seqs else 0) if first is None else first
+    want = list(range(lo, lo + (len(seqs) if count is None else count)))
+    have = set(seqs)
+    gone = [q for q in want if q not in have]
+    if gone:
+        span = f"{gone[0]}" if len(gone) == 1 else f"{gone[0]}..{gone[-1]} ({len(gone)})"
+        problems.append(f"record seq {span}: missing: record(s) removed")
+    elif seqs != want[: len(seqs)]:
+        i = next(k for k, q in enumerate(seqs) if q != want[k])
+        problems.append(f"record seq {seqs[i]} at the place of seq {want[i]}: reordered")
     return problems
 
 

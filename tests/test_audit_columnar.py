@@ -1,0 +1,273 @@
+"""Audit format 3 (engine.audit.columnar): Arrow record batches in hash-chained frames.
+Every tamper the JSON-lines format is tested against is detected here too, and the record
+is named by its seq; `insight audit verify` verifies both formats side by side."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from engine.audit import AuditWriter, read_records, verify
+from engine.audit import columnar as col
+from engine.audit.verify import segment_name
+
+
+def _rec(i: int) -> dict[str, object]:
+    return {
+        "kind": "decision",
+        "route": "predict",
+        "request_id": f"r{i}",
+        "time": 1_800_000_000.0 + i,
+        "versions": ["1"],
+        "scores": [i / 100],
+        "decisions": [i % 2 == 0],
+        "x": [[float(i), None]],
+        "xc": [["a" if i % 3 else None]],
+        "latency_ms": 1.0 + i,
+        "note": {"free": i},  # a field outside the schema: kept in 'extra'
+    }
+
+
+def _log(tmp_path: Path, n: int = 30, per: int = 5) -> Path:
+    w = AuditWriter(tmp_path / "audit", writer="t", anchor_every=5, columnar=True)
+    for i in range(0, n, per):
+        w.append([_rec(j) for j in range(i, min(n, i + per))])
+    w.close()
+    return w.path
+
+
+def test_records_read_back_as_written(tmp_path: Path) -> None:
+    p = _log(tmp_path)
+    assert p.suffix == ".arrows"
+    res = verify(p.parent)
+    assert res.ok and res.records == 31, res.problems  # + the open record
+    got = list(read_records(p.parent))
+    assert [r["request_id"] for r in got] == [f"r{i}" for i in range(30)]
+    r7 = got[7]
+    assert r7["x"] == [[7.0, None]] and r7["xc"] == [["a"]] and r7["note"] == {"free": 7}
+    assert r7["decisions"] == [False] and r7["seq"] == 8
+
+
+def _rewrite(
+    p: Path, change: Callable[[pa.RecordBatch], pa.RecordBatch], *, redigest: bool
+) -> None:
+    """Replace the batch holding seq 12 by ``change(batch)``; with ``redigest`` its frame's
+    digest is recomputed (what a forger who knows the format does), else kept."""
+    buf = p.read_bytes()
+    sc = col.scan(segment_name(p), buf, check=False)
+    schema = pa.ipc.read_schema(
+        pa.py_buffer(buf[sc.frames[1].start : sc.frames[1].start + sc.frames[1].length])
+    )
+    out = bytearray(buf[: len(col.MAGIC)])
+    prev = col.genesis_bytes(segment_name(p))
+    for f in sc.frames:
+        payload = buf[f.start : f.start + f.length]
+        digest = f.digest
+        if f.kind == col.K_BATCH and f.first <= 12 < f.first + f.count:
+            b = pa.ipc.read_record_batch(pa.py_buffer(payload), schema)
+            payload = change(b).serialize().to_pybytes()
+            if redigest:
+                _, digest = col.frame(prev, f.kind, f.first, f.count, payload)
+        out += col.HEADER.pack(f.kind, len(payload), f.first, f.count, digest) + payload
+        prev = digest
+    p.write_bytes(bytes(out))
+
+
+def _set_score(b: pa.RecordBatch, seq: int, score: float, fix_rh: bool = False) -> pa.RecordBatch:
+    rows = b.to_pylist()
+    for r in rows:
+        if r["seq"] == seq:
+            r["scores"] = [score]
+            if fix_rh:
+                r["rh"] = col.row_hash(r)
+    return pa.RecordBatch.from_pylist(rows, schema=b.schema)
+
+
+def _tamper(tmp_path: Path, how: str) -> list[str]:
+    p = _log(tmp_path)
+    if how == "modify":
+        _rewrite(p, lambda b: _set_score(b, 12, 0.99), redigest=False)
+    elif how == "modify_redigest":  # the frame re-digested, the row hash not: still named
+        _rewrite(p, lambda b: _set_score(b, 12, 0.99), redigest=True)
+    elif how == "remove":
+        _rewrite(
+            p,
+            lambda b: b.filter(pa.array([s != 12 for s in b.column("seq").to_pylist()])),
+            redigest=False,
+        )
+    elif how == "reorder":
+
+        def swap(b: pa.RecordBatch) -> pa.RecordBatch:
+            i = b.column("seq").to_pylist().index(12)
+            order = list(range(b.num_rows))
+            order[i], order[i + 1] = order[i + 1], order[i]
+            return b.take(pa.array(order))
+
+        _rewrite(p, swap, redigest=False)
+    elif how == "rehash":  # row hash and frame digest recomputed: the next link breaks
+        _rewrite(p, lambda b: _set_score(b, 12, 0.99, fix_rh=True), redigest=True)
+    elif how == "truncate":
+        sc = col.scan(segment_name(p), p.read_bytes())
+        p.write_bytes(p.read_bytes()[: sc.frames[-1].start - col.HEADER.size])
+    elif how == "cut_mid_frame":
+        p.write_bytes(p.read_bytes()[:-7])
+    elif how == "delete_segment":
+        p.unlink()
+    elif how == "replace":  # another segment's bytes under this name
+        other = _log(tmp_path / "other")
+        shutil.copy(other, p)
+    return verify(p.parent).problems
+
+
+@pytest.mark.parametrize(
+    ("how", "words"),
+    [
+        ("modify", "record seq 12: content does not match its row hash"),
+        ("modify_redigest", "record seq 12: content does not match its row hash"),
+        ("remove", "record seq 12: missing"),
+        ("reorder", "record seq 13 at the place of seq 12: reordered"),
+        ("rehash", "'prev' does not match"),
+        ("truncate", "removed from the end"),
+        ("cut_mid_frame", "incomplete"),
+        ("delete_segment", "segment file removed"),
+        ("replace", "moved or replaced"),
+    ],
+)
+def test_verify_detects_and_names_tampering(tmp_path: Path, how: str, words: str) -> None:
+    problems = _tamper(tmp_path, how)
+    assert problems and any(words in p for p in problems), problems
+
+
+def test_a_frame_being_written_is_not_judged_until_the_segment_closes(tmp_path: Path) -> None:
+    w = AuditWriter(tmp_path / "audit", writer="live", anchor_every=2, columnar=True)
+    w.append([_rec(0), _rec(1)])
+    with w.path.open("ab") as f:  # half a frame, as a live writer may leave it for a moment
+        f.write(struct.pack("<B7xQ", col.K_BATCH, 1000))
+    live = verify(w.path.parent)
+    assert live.ok and live.segments[0].in_progress and live.records == 3
+    assert [r["request_id"] for r in read_records(w.path.parent)] == ["r0", "r1"]
+
+
+def test_group_commit_writes_concurrent_appends_together(tmp_path: Path) -> None:
+    """Threads appending at once are written in fewer frames than appends, every record
+    once, in one unbroken chain."""
+    w = AuditWriter(tmp_path / "audit", writer="g", columnar=True)
+    n_threads, per = 8, 200
+    start = threading.Barrier(n_threads)
+
+    def work(k: int) -> None:
+        start.wait()
+        for i in range(per):
+            w.append([_rec(k * 10_000 + i)])
+
+    ts = [threading.Thread(target=work, args=(k,)) for k in range(n_threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    w.close()
+    sc = col.scan(segment_name(w.path), w.path.read_bytes())
+    batches = [f for f in sc.frames if f.kind == col.K_BATCH]
+    assert not sc.problems and sc.records == 1 + n_threads * per
+    assert len(batches) < n_threads * per  # grouped (typically far fewer)
+    ids = [r["request_id"] for r in read_records(w.path.parent)]
+    assert sorted(ids) == sorted(f"r{k * 10_000 + i}" for k in range(n_threads) for i in range(per))
+    assert verify(w.path.parent).ok
+
+
+def test_async_appends_of_one_loop_turn_are_one_frame(tmp_path: Path) -> None:
+    import asyncio
+
+    w = AuditWriter(tmp_path / "audit", writer="a", columnar=True)
+
+    async def many() -> list[int]:
+        return await asyncio.gather(*(w.append_async([_rec(i)]) for i in range(50)))
+
+    assert asyncio.run(many()) == [1] * 50
+    w.close()
+    sc = col.scan(segment_name(w.path), w.path.read_bytes())
+    assert [f.count for f in sc.frames if f.kind == col.K_BATCH] == [50]
+    assert verify(w.path.parent).ok
+
+
+def test_both_formats_in_one_folder_verify_and_read(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    old = AuditWriter(root, writer="old")
+    old.append([_rec(i) for i in range(3)])
+    old.close()
+    new = AuditWriter(root, writer="new", columnar=True)
+    new.append([_rec(i) for i in range(3, 6)])
+    new.close()
+    res = verify(root)
+    assert res.ok and res.records == 8, res.problems
+    assert sorted(r["request_id"] for r in read_records(root)) == [f"r{i}" for i in range(6)]
+
+
+def test_cli_verify_names_the_damage_in_a_columnar_segment(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    p = _log(tmp_path)
+    ok = CliRunner().invoke(app, ["audit", "verify", "--path", str(p.parent)])
+    assert ok.exit_code == 0 and "intact" in ok.output
+    _rewrite(p, lambda b: _set_score(b, 12, 0.5), redigest=False)
+    bad = CliRunner().invoke(app, ["audit", "verify", "--path", str(p.parent)])
+    assert bad.exit_code == 1 and "seq 12" in bad.output and "NOT intact" in bad.output
+
+
+def test_the_head_names_the_last_frame(tmp_path: Path) -> None:
+    p = _log(tmp_path)
+    head = json.loads(p.with_suffix(".head").read_text())
+    sc = col.scan(segment_name(p), p.read_bytes())
+    assert head["closed"] and head["seq"] == sc.last_seq == 30
+    assert head["hash"] == sc.last_digest.hex()
+    head["hash"] = "0" * 64
+    p.with_suffix(".head").write_text(json.dumps(head))
+    assert any("head file" in x for x in verify(p.parent).problems)
+
+
+def test_live_columnar_writers_never_look_tampered(tmp_path: Path) -> None:
+    root = tmp_path / "audit"
+    root.mkdir()
+    stop = threading.Event()
+    written = [0] * 3
+
+    def writer(k: int) -> None:
+        while not stop.is_set():
+            w = AuditWriter(root, writer=f"w{k}", anchor_every=3, columnar=True)
+            for j in range(7):
+                w.append([_rec(j)])
+                written[k] += 1
+                time.sleep(0.0005)
+            w.close()
+
+    threads = [threading.Thread(target=writer, args=(k,), daemon=True) for k in range(3)]
+    for t in threads:
+        t.start()
+    bad = []
+    deadline = time.monotonic() + 20.0
+    n = 0
+    try:
+        while time.monotonic() < deadline and (n < 40 or sum(written) < 150):
+            r = verify(root)
+            n += 1
+            if not r.ok:
+                bad.append(r.problems[:3])
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert n >= 40 and sum(written) >= 150, (n, sum(written))
+    assert not bad, bad[:3]
+    final = verify(root)
+    assert final.ok and final.records == sum(written) + len(final.segments)
