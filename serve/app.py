@@ -143,7 +143,10 @@ class ModelServer:
                 raise ValueError("hash_entity_ids needs 'workspace' (where the PII key lives)")
             self._pii_key = load_key(Path(s.workspace))
         self.audit = AuditWriter(
-            Path(s.audit_dir), writer=f"replica-{self.replica}", fsync=s.audit_fsync
+            Path(s.audit_dir),
+            writer=f"replica-{self.replica}",
+            fsync=s.audit_fsync,
+            columnar=s.audit_format == "columnar",
         )
         batched: Any = self._batched
         batched.set_max_batch_size(s.max_batch_size)
@@ -342,7 +345,7 @@ class ModelServer:
         rec = self._record(
             "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec, unseen
         )
-        self.audit.append([rec])
+        await self.audit.append_async([rec])  # group commit: one write per loop turn
         row_ids: list[str | None] = list(ids) if ids is not None else [None] * n
         return PredictResponse(
             request_id=rid,
@@ -387,7 +390,7 @@ class ModelServer:
                 )
         done = [o for o in out if o is not None]
         scores = [o.score for o in done]
-        self.audit.append(
+        await self.audit.append_async(
             [
                 self._record(
                     "explain", rid, act, [o.version for o in done], ids, x, scores, t0, None, unseen

@@ -79,6 +79,7 @@ def settings_for(
         "rows": row_fields(cfg),
         "audit_inputs": sc.audit_inputs,
         "audit_fsync": sc.audit_fsync,
+        "audit_format": sc.audit_format,
         "challenger_percent": sc.challenger_percent,
         "shadow": sc.shadow,
         "autoscaling": sc.autoscaling,

@@ -53,6 +53,7 @@ class ServeSettings(BaseModel):
     )
     audit_inputs: Literal["values", "hash"] = _D.audit_inputs
     audit_fsync: bool = _D.audit_fsync
+    audit_format: Literal["columnar", "jsonl"] = _D.audit_format
     challenger_percent: float = Field(default=_D.challenger_percent, ge=0, le=100)
     shadow: bool = _D.shadow
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)

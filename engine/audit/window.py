@@ -16,7 +16,7 @@ from __future__ import annotations
 import calendar
 import json
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from engine.audit.verify import _listing, _read_head, read_segment
+from engine.audit import columnar as col
+from engine.audit.verify import _listing, _read_head, read_columnar, read_segment
+from engine.kernels import cores
 
 _STR = pa.string()
 SCHEMA = pa.schema(
@@ -160,17 +162,37 @@ def _overlaps(path: Path, t_from: float, t_to: float) -> bool:
     return _start_time(path) - _NAME_SLACK_S < t_to
 
 
-def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 << 24) -> Window:
-    """The decisions answered in ``[t_from, t_to)`` (seconds since the epoch), verified."""
-    w = Window(t_from, t_to)
-    t0 = time.perf_counter()
-    segs, _ = _listing(root)
-    chosen = sorted(p for p in segs if _overlaps(p, t_from, t_to))
-    t_verify = 0.0
-    parse_s: list[float] = []
+@dataclass
+class SegmentRead:
+    """One segment, verified and decoded: its table (None if it held nothing), the problems
+    its check found, the unseen-category counts of its decisions in the window."""
 
-    def parse(data: bytes) -> pa.Table:
-        a = time.perf_counter()
+    path: Path
+    table: pa.Table | None
+    problems: list[str]
+    unseen: dict[str, int]
+    verify_s: float
+    parse_s: float
+
+
+def read_segment_table(
+    path: Path, t_from: float, t_to: float, *, block_size: int = 1 << 24
+) -> SegmentRead:
+    """Verify and decode one segment of either format (thread-safe: OpenSSL's hashing and
+    Arrow's decoding release the GIL, so segments are read in parallel)."""
+    a = time.perf_counter()
+    unseen: dict[str, int] = {}
+    if path.suffix == col.SUFFIX:
+        chk, batches = read_columnar(path)
+        b = time.perf_counter()
+        table = pa.Table.from_batches(batches, schema=col.SCHEMA) if batches else None
+        if table is not None and table.column("unseen_categories").null_count < table.num_rows:
+            _unseen_columnar(table, t_from, t_to, unseen)
+        return SegmentRead(path, table, chk.problems, unseen, b - a, time.perf_counter() - b)
+    chk, data = read_segment(path)
+    b = time.perf_counter()
+    table = None
+    if data:
         table = pj.read_json(
             pa.BufferReader(data),
             read_options=pj.ReadOptions(block_size=block_size),
@@ -178,38 +200,68 @@ def read_window(root: Path, t_from: float, t_to: float, *, block_size: int = 1 <
                 explicit_schema=SCHEMA, unexpected_field_behavior="ignore"
             ),
         )
-        parse_s.append(time.perf_counter() - a)
-        return table
+        if b'"unseen_categories"' in data:  # rare: only requests with values never seen
+            for line in data.split(b"\n"):
+                if b'"unseen_categories"' in line:
+                    rec = json.loads(line)
+                    if t_from <= float(rec.get("time", -1)) < t_to:
+                        for k, v in rec["unseen_categories"].items():
+                            unseen[k] = unseen.get(k, 0) + int(v)
+    return SegmentRead(path, table, chk.problems, unseen, b - a, time.perf_counter() - b)
 
-    # Verifying holds the GIL (a hash per line); parsing (Arrow) does not: a segment is
-    # parsed in the background while the next one is verified.
-    pending: list[tuple[Path, Future[pa.Table]]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-parse") as pool:
-        for path in chosen:
-            a = time.perf_counter()
-            chk, data = read_segment(path)
-            t_verify += time.perf_counter() - a
-            w.problems += [f"{path.name}: {p}" for p in chk.problems]
-            if not data:
-                continue
-            pending.append((path, pool.submit(parse, data)))
-            if b'"unseen_categories"' in data:  # rare: only requests with values never seen
-                for line in data.split(b"\n"):
-                    if b'"unseen_categories"' in line:
-                        rec = json.loads(line)
-                        if t_from <= float(rec.get("time", -1)) < t_to:
-                            for k, v in rec["unseen_categories"].items():
-                                w.unseen[k] = w.unseen.get(k, 0) + int(v)
-        tables = [(path, fut.result()) for path, fut in pending]
-    t_parse = sum(parse_s)
+
+def _unseen_columnar(table: pa.Table, t_from: float, t_to: float, out: dict[str, int]) -> None:
+    tm = table.column("time").to_numpy(zero_copy_only=False)
+    uc = table.column("unseen_categories")
+    for i in np.flatnonzero(~np.asarray(uc.is_null().to_numpy(zero_copy_only=False), bool)):
+        if t_from <= tm[i] < t_to:
+            for k, v in uc[int(i)].as_py() or []:
+                out[k] = out.get(k, 0) + int(v)
+
+
+def chosen_segments(root: Path, t_from: float, t_to: float) -> list[Path]:
+    """The segments (either format) whose records may fall in ``[t_from, t_to)``."""
+    segs, _ = _listing(root)
+    return sorted(p for p in segs if _overlaps(p, t_from, t_to))
+
+
+def read_window(
+    root: Path,
+    t_from: float,
+    t_to: float,
+    *,
+    block_size: int = 1 << 24,
+    threads: int | None = None,
+) -> Window:
+    """The decisions answered in ``[t_from, t_to)`` (seconds since the epoch), verified.
+    Segments are verified and decoded on ``threads`` threads (default: the cores this
+    process is given, engine.kernels.cores)."""
+    w = Window(t_from, t_to)
+    t0 = time.perf_counter()
+    chosen = chosen_segments(root, t_from, t_to)
+    n = max(1, min(threads or cores.allowed(), len(chosen) or 1))
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="audit-read") as pool:
+        reads = list(
+            pool.map(lambda p: read_segment_table(p, t_from, t_to, block_size=block_size), chosen)
+        )
+    tables: list[tuple[Path, pa.Table]] = []
+    for r in reads:
+        w.problems += [f"{r.path.name}: {p}" for p in r.problems]
+        for k, v in r.unseen.items():
+            w.unseen[k] = w.unseen.get(k, 0) + v
+        if r.table is not None:
+            tables.append((r.path, r.table))
     w.segments_read = len(chosen)
+    read_s = time.perf_counter() - t0
     a = time.perf_counter()
     _assemble(w, tables)
     w.seconds = {
-        "verify": t_verify,
-        "parse": t_parse,  # in the background, while the next segment is verified
+        "verify": sum(r.verify_s for r in reads),  # CPU seconds, over the threads
+        "parse": sum(r.parse_s for r in reads),
+        "read": read_s,  # wall: listing, verifying and decoding on the threads
         "assemble": time.perf_counter() - a,
         "total": time.perf_counter() - t0,
+        "threads": float(n),
     }
     return w
 
@@ -346,12 +398,12 @@ def _inputs(
     rows_per_req = np.bincount(parent, minlength=n_req)
     row_start = np.zeros(n_req, np.int64)
     np.cumsum(rows_per_req[:-1], out=row_start[1:])
-    for col, part, store, kind in (
+    for name, part, store, kind in (
         ("x", 0, w.numeric, "num"),
         ("xc", 1, w.categorical, "cat"),
         ("g", 2, w.groups, "cat"),
     ):
-        column = d.column(col)
+        column = d.column(name)
         if column.null_count == n_req:
             continue
         at = 0

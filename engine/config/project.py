@@ -214,6 +214,12 @@ class ServeConfig(Model):
     )
     audit_inputs: Literal["values", "hash"] = "values"
     audit_fsync: bool = False
+    audit_format: Literal["columnar", "jsonl"] = Field(
+        default="columnar",
+        description="How served decisions are logged: 'columnar' (audit format 3, Arrow "
+        "record batches in hash-chained frames, read at memory speed by the monitor) or "
+        "'jsonl' (format 2, JSON lines). Both verify and read the same way.",
+    )
     admin_token_env: str = "INSIGHT_ADMIN_TOKEN"
 
 
