@@ -296,16 +296,8 @@ def _assemble(w: Window, tables: list[tuple[Path, pa.Table]]) -> None:
         )
         seq = d.column("seq").to_numpy()
         lo, hi = int(np.argmin(seq)), int(np.argmax(seq))
-        hsh = d.column("hash")
         w.covered.append(
-            Covered(
-                path.name,
-                int(seq[lo]),
-                int(seq[hi]),
-                hsh[lo].as_py(),
-                hsh[hi].as_py(),
-                d.num_rows,
-            )
+            Covered(path.name, int(seq[lo]), int(seq[hi]), _hash(d, lo), _hash(d, hi), d.num_rows)
         )
         parts.append(d.select(_WANTED))
     if not parts:
@@ -336,6 +328,14 @@ def _assemble(w: Window, tables: list[tuple[Path, pa.Table]]) -> None:
             pc.struct_field(shadow, "scores"), parent, n_req, w.rows, numeric=True
         )
     _inputs(w, d, layouts, parent)
+
+
+def _hash(d: pa.Table, i: int) -> str:
+    """A record's hash as the citation names it: format 2's line hash, format 3's row
+    hash (engine.audit.columnar), hex."""
+    if "hash" in d.schema.names:
+        return str(d.column("hash")[i].as_py())
+    return bytes(d.column("rh")[i].as_py()).hex()
 
 
 _WANTED = [

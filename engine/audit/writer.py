@@ -218,7 +218,7 @@ class AuditWriter:
             lines.append(line)
             self._seq += 1
             t = rec.get("time")
-            if isinstance(t, int | float):
+            if isinstance(t, int | float) and rec.get("kind") != "segment-open":
                 self._last_time = t = float(t)
                 self._t_min = t if self._t_min is None else min(self._t_min, t)
                 self._t_max = t if self._t_max is None else max(self._t_max, t)

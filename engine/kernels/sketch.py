@@ -189,8 +189,12 @@ class SketchDrift:
     nan_cur: int
 
 
-def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
-    """KS bracket and exact PSI of ``cur`` against a reference sketch, in one pass."""
+def sketch_counts(
+    sk: NumericSketch, cur: ArrayLike
+) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    """Counts of ``cur`` on the sketch's fine bins: per bin the values strictly inside
+    (``inner``) and equal to its upper edge (``atom``), and the NaNs. Counts of parts of a
+    sample add up to the counts of the whole: the monitor merges them per segment."""
     x = np.ascontiguousarray(cur, dtype=np.float64)
     if x.ndim != 1:
         raise ValueError(f"'cur' must be 1-D, got shape {x.shape}.")
@@ -198,6 +202,26 @@ def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
     chunks = max(1, min(cores.allowed(), x.size // 65_536))
     with cores.numba_threads():
         inner, atom, nan = _bin_pass(x, edges, code, lo_v, scale, chunks)
+    return inner, atom, int(nan)
+
+
+def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
+    """KS bracket and exact PSI of ``cur`` against a reference sketch, in one pass."""
+    x = np.ascontiguousarray(cur, dtype=np.float64)
+    return drift_from_counts(sk, *sketch_counts(sk, x), n_values=int(x.size))
+
+
+def drift_from_counts(
+    sk: NumericSketch,
+    inner: NDArray[np.int64],
+    atom: NDArray[np.int64],
+    nan: int,
+    *,
+    n_values: int,
+) -> SketchDrift:
+    """:func:`drift_vs_sketch` from the counts of :func:`sketch_counts` (``n_values``
+    values, NaNs included)."""
+    edges = np.asarray(sk.edges, dtype=np.float64)
     # PSI edges are fine edges: a value's PSI bin follows from its fine bin.
     psi_e = np.asarray(sk.psi_edges)
     psi_lt = np.searchsorted(psi_e, edges, side="left")  # PSI edges < e_j
@@ -205,7 +229,7 @@ def drift_vs_sketch(sk: NumericSketch, cur: ArrayLike) -> SketchDrift:
     inner_to = np.concatenate(([0], psi_le))  # inner values of bin j lie above e_{j-1}
     psi_c = np.bincount(inner_to, weights=inner, minlength=psi_e.size + 1)
     psi_c += np.bincount(psi_lt, weights=atom[:-1], minlength=psi_e.size + 1)
-    m = int(x.size - nan)
+    m = int(n_values - nan)
     if m == 0:
         raise ValueError(f"'cur' has no finite values ({nan} NaN).")
     n = sk.n

@@ -181,14 +181,14 @@ def join(
     by_ent = labels[labels["by"] == "entity"]
     if len(by_ent):
         rows = pd.DataFrame({"id": entity.astype(object), "time": row_time, "row": np.arange(n)})
-        rows = rows[rows["id"].notna()].astype({"id": str}).sort_values("time")
+        rows = rows[rows["id"].notna()].astype({"id": str}).sort_values("time", kind="stable")
         lab = by_ent.astype({"id": str})
         timed = lab[lab["time"].notna()] if "time" in lab.columns else lab.iloc[:0]
         untimed = lab[lab["time"].isna()] if "time" in lab.columns else lab
         hits = []
         if len(timed):
             m = pd.merge_asof(
-                timed.sort_values("time"),
+                timed.sort_values("time", kind="stable"),
                 rows,
                 on="time",
                 by="id",

@@ -222,6 +222,8 @@ class AuditRead(_Part):
     problems: list[str] = Field(default_factory=list)
     chain_ok: bool
     inputs_logged: bool
+    read_by: str | None = None  # "threads: N" or "ray: N tasks" (engine.monitor.partials)
+    segments_cached: int = 0  # segments whose partial aggregates came from the cache
 
 
 class Traffic(_Part):

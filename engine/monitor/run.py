@@ -78,6 +78,266 @@ def _profile(ws: Workspace, model: str, version: str) -> dict[str, Any] | None:
 
 
 def monitor_window(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    t_from: float,
+    t_to: float,
+    *,
+    app: str = "insight",
+    mode: str = "partials",
+    executor: str = "auto",
+    threads: int | None = None,
+    cache: bool = True,
+) -> MonitorResult:
+    """One monitor run over ``[t_from, t_to)``.
+
+    ``mode="partials"`` (the default) aggregates each segment on its own, in parallel, and
+    merges the parts (engine.monitor.partials); ``"single"`` reads the whole window into
+    memory and computes each statistic over it at once (the reference the parts are
+    tested against). ``executor``: ``threads`` (the cores this process is given), ``ray``
+    (one task per group of segments, on every node), or ``auto`` (Ray where Ray is wanted
+    anyway, engine.raycluster.ray_wanted, and there are many segments to read)."""
+    if mode == "single":
+        return _monitor_single(cfg, ws, t_from, t_to, app=app)
+    return _monitor_parts(
+        cfg, ws, t_from, t_to, app=app, executor=executor, threads=threads, cache=cache
+    )
+
+
+def _base_result(
+    cfg: ProjectConfig, ws: Workspace, app: str, t_from: float, t_to: float
+) -> MonitorResult:
+    return MonitorResult(
+        run_id=time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
+        project=cfg.name,
+        model=cfg.train.model_name,
+        window=TimeWindow.model_validate(
+            {"from": t_from, "to": t_to, "from_iso": iso(t_from), "to_iso": iso(t_to)}
+        ),
+        generated_at=iso(time.time()),
+        audit=AuditRead(
+            folder=str(ws.audit / app), segments_read=0, chain_ok=True, inputs_logged=True
+        ),
+        traffic=Traffic(requests=0, rows=0),
+        no_traffic=True,
+    )
+
+
+RAY_MIN_SEGMENTS = 8  # below this, Ray's task overhead outweighs a thread pool's
+
+
+def _monitor_parts(
+    cfg: ProjectConfig,
+    ws: Workspace,
+    t_from: float,
+    t_to: float,
+    *,
+    app: str,
+    executor: str,
+    threads: int | None,
+    cache: bool,
+) -> MonitorResult:
+    from engine.audit.window import chosen_segments
+    from engine.kernels import cores
+    from engine.monitor import partials as P
+    from engine.monitor.labels import join, load_labels
+
+    t0 = time.perf_counter()
+    mc = cfg.monitor
+    name = cfg.train.model_name
+    result = _base_result(cfg, ws, app, t_from, t_to)
+    chosen = chosen_segments(ws.audit / app, t_from, t_to)
+    labels = load_labels(ws)
+    keys = P.LabelKeys.of(labels)
+    attrs = list(cfg.sensitive)
+    from engine.tracking import use_workspace
+
+    use_workspace(ws)  # the roles and profiles come from this workspace's registry
+    role_of = roles(ws, app, name)
+    memo: dict[str, dict[str, Any] | None] = {}
+
+    def profile_of(v: str) -> dict[str, Any] | None:
+        if v not in memo:
+            memo[v] = _profile(ws, name, v)
+        return memo[v]
+
+    known = set(role_of) | _cached_profile_versions(ws, name)
+    for v in sorted(known):
+        profile_of(v)
+    ray_tasks = 0
+    if executor == "ray" or (executor == "auto" and len(chosen) >= RAY_MIN_SEGMENTS):
+        from engine.raycluster import ray_wanted, start_ray
+
+        if executor == "ray" or ray_wanted(ws):
+            import ray
+
+            start_ray(ws)
+            ray_tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    part_cache = None
+    if cache:
+        from engine.pii import load_key
+
+        part_cache = P.PartCache(
+            monitor_dir(ws) / "partials" / app,
+            load_key(ws.root),
+            P.context_fingerprint(dict(memo), keys, attrs),
+        )
+    parts, how = P.window_parts(
+        chosen,
+        t_from,
+        t_to,
+        dict(memo),
+        profile_of,
+        attrs,
+        keys,
+        cache=part_cache,
+        threads=threads or cores.allowed(),
+        ray_tasks=ray_tasks,
+    )
+    read_s = time.perf_counter() - t0
+    m = P.merge(parts, attrs)
+    result.audit = AuditRead(
+        folder=str(ws.audit / app),
+        segments_read=len(chosen),
+        covered=[Covered(**c.as_dict()) for c in m.covered],
+        problems=m.problems,
+        chain_ok=not m.problems,
+        inputs_logged=m.inputs_logged,
+        read_by=how,
+        segments_cached=sum(p.cached for p in parts),
+    )
+    result.traffic = Traffic(requests=m.requests, rows=m.rows)
+    result.no_traffic = m.rows == 0
+    seconds = {
+        k: sum(p.seconds.get(k, 0.0) for p in parts if not p.cached)
+        for k in ("verify", "parse", "assemble", "statistics")
+    }
+    if m.rows == 0:
+        result.seconds = {**seconds, "read": read_s, "total": time.perf_counter() - t0}
+        return result
+    a = time.perf_counter()
+    lab = m.labels
+    joined: dict[str, np.ndarray] = {}
+    if lab is not None and labels is not None:
+        n = lab.time.size
+        joined = join(labels, lab.request_id, np.arange(n), lab.entity, lab.time, seconds_of(mc))
+    result.labels = LabelsJoined(
+        available=0 if labels is None else len(labels),
+        joined_rows=int(np.isfinite(joined["y"]).sum()) if joined else 0,
+    )
+    for v in sorted(m.versions, key=lambda s: (s not in role_of, s)):
+        result.models[v] = _finish_version(
+            cfg, m, v, role_of.get(v, "other"), profile_of(v), lab, joined
+        )
+    result.seconds = {
+        **seconds,
+        "read": read_s,
+        "merge_and_finish": time.perf_counter() - a,
+        "total": time.perf_counter() - t0,
+    }
+    return result
+
+
+def seconds_of(mc: Any) -> float:
+    return seconds(mc.label_horizon)
+
+
+def _cached_profile_versions(ws: Workspace, model: str) -> set[str]:
+    folder = monitor_dir(ws) / "profiles"
+    prefix = f"{model}-v"
+    return {
+        p.stem[len(prefix) :] for p in folder.glob(f"{prefix}*.json") if p.stem.startswith(prefix)
+    }
+
+
+def _finish_version(
+    cfg: ProjectConfig,
+    m: Any,
+    v: str,
+    role: str,
+    prof: dict[str, Any] | None,
+    lab: Any,
+    joined: dict[str, np.ndarray],
+) -> VersionResult:
+    """A version's result from its merged part: the same as :func:`_version` over the
+    whole window (tests/test_monitor_partials.py)."""
+    from engine.monitor import partials as P
+
+    mc = cfg.monitor
+    vp = m.versions[v]
+    if lab is not None and joined:
+        on = lab.version == v
+        y, s, d = joined["y"][on], lab.score[on], lab.decision[on]
+        t, o = joined["t"][on], joined["o"][on]
+        groups = {a: g[on] for a, g in lab.groups.items()}
+    else:
+        y = s = t = o = np.empty(0)
+        d = np.empty(0, dtype=bool)
+        groups = {}
+    concept = stats.concept(y, s, prof or {}, mc.alpha, vp.rows, decisions=d)
+    common: dict[str, Any] = {
+        "role": role,
+        "rows": vp.rows,
+        "requests": vp.requests,
+        "profile": prof is not None,
+        "latency": stats.latency(P.latency_values(vp), mc.latency_slo_p95_ms),
+        "concept": concept,
+    }
+    if prof is None or vp.score is None:
+        return VersionResult(
+            **common,
+            score=ScoreStats(decision_rate=stats.rate(vp.decisions, vp.rows, mc.alpha)),
+            note="no reference profile for this version (registered before profiles): "
+            "drift not measured",
+        )
+    feats: dict[str, stats.NumericFeature | stats.CategoricalFeature] = {}
+    for f, ref in prof["features"].items():
+        part = vp.features.get(f)
+        if ref["kind"] == "numeric" and isinstance(part, stats.NumericPart):
+            feats[f] = stats.numeric_from_part(part, ref, mc.alpha)
+        elif ref["kind"] == "categorical" and isinstance(part, stats.CategoricalPart):
+            feats[f] = stats.categorical_from_part(part, ref, mc.alpha)
+    _decide(cfg, feats)
+    out = VersionResult(
+        **common,
+        score=stats.score_from_part(vp.score, prof["score"], mc.alpha),
+        features=feats,
+        drifted=[f for f, x in feats.items() if x.p_value is not None and x.drifted],
+    )
+    if not m.inputs_logged:
+        out.note = (
+            "inputs are logged as hashes (serve.audit_inputs: hash): input drift not measured"
+        )
+    lab_y = y
+    out.fairness = {}
+    for attr in cfg.sensitive:
+        if attr not in vp.groups:
+            continue
+        lg = groups.get(attr, np.full(y.size, None, dtype=object))
+        g_all, d_all, y_all = P.fairness_arrays(vp, attr, lg, d, lab_y)
+        out.fairness[attr] = stats.fairness_stats(
+            g_all, d_all, y_all, prof["groups"].get(attr, {}), mc.alpha, mc.min_rows
+        )
+    if t.size and np.isfinite(t).any():
+        out.uplift = stats.uplift_stats(o, t, prof.get("uplift"), mc.alpha)
+    return out
+
+
+def _decide(cfg: ProjectConfig, feats: dict[str, Any]) -> None:
+    """Benjamini-Hochberg across the tested features (engine.monitor.drift.decide)."""
+    tested = [f for f, s in feats.items() if s.p_value is not None]
+    dist = [feats[f].distance() for f in tested]
+    adj, verdict = decide(
+        [float(feats[f].p_value or 0.0) for f in tested],
+        [float("nan") if d is None or d.estimate is None else d.estimate for d in dist],
+        [feats[f].kind for f in tested],
+        cfg.drift,
+    )
+    for f, p_adj, drifted in zip(tested, adj, verdict, strict=True):
+        feats[f].p_adjusted, feats[f].drifted = p_adj, drifted
+
+
+def _monitor_single(
     cfg: ProjectConfig, ws: Workspace, t_from: float, t_to: float, *, app: str = "insight"
 ) -> MonitorResult:
     from engine.monitor.labels import join, load_labels
@@ -86,25 +346,18 @@ def monitor_window(
     mc = cfg.monitor
     w = read_window(ws.audit / app, t_from, t_to)
     name = cfg.train.model_name
-    result = MonitorResult(
-        run_id=time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6],
-        project=cfg.name,
-        model=name,
-        window=TimeWindow.model_validate(
-            {"from": t_from, "to": t_to, "from_iso": iso(t_from), "to_iso": iso(t_to)}
-        ),
-        generated_at=iso(time.time()),
-        audit=AuditRead(
-            folder=str(ws.audit / app),
-            segments_read=w.segments_read,
-            covered=[Covered(**c.as_dict()) for c in w.covered],
-            problems=w.problems,
-            chain_ok=not w.problems,
-            inputs_logged=w.inputs_logged,
-        ),
-        traffic=Traffic(requests=w.requests, rows=w.rows),
-        no_traffic=w.rows == 0,
+    result = _base_result(cfg, ws, app, t_from, t_to)
+    result.audit = AuditRead(
+        folder=str(ws.audit / app),
+        segments_read=w.segments_read,
+        covered=[Covered(**c.as_dict()) for c in w.covered],
+        problems=w.problems,
+        chain_ok=not w.problems,
+        inputs_logged=w.inputs_logged,
+        read_by=f"threads: {int(w.seconds.get('threads', 1))} (whole window in memory)",
     )
+    result.traffic = Traffic(requests=w.requests, rows=w.rows)
+    result.no_traffic = w.rows == 0
     if w.rows == 0:
         result.seconds = {**w.seconds, "total": time.perf_counter() - t0}
         return result
@@ -178,16 +431,8 @@ def _version(
             feats[f] = stats.numeric_feature(w.numeric[f][sel], ref, mc.alpha)
         elif ref["kind"] == "categorical" and f in w.categorical:
             feats[f] = stats.categorical_feature(w.categorical[f][sel], ref, mc.alpha)
+    _decide(cfg, feats)
     tested = [f for f, s in feats.items() if s.p_value is not None]
-    dist = [feats[f].distance() for f in tested]
-    adj, verdict = decide(
-        [float(feats[f].p_value or 0.0) for f in tested],
-        [float("nan") if d is None or d.estimate is None else d.estimate for d in dist],
-        [feats[f].kind for f in tested],
-        cfg.drift,
-    )
-    for f, p_adj, drifted in zip(tested, adj, verdict, strict=True):
-        feats[f].p_adjusted, feats[f].drifted = p_adj, drifted
     out = VersionResult(
         **common,
         score=stats.score_stats(w.score[sel], w.decision[sel], prof["score"], mc.alpha),

@@ -20,6 +20,7 @@ version, at ``drift.fdr`` (engine.monitor.drift.decide: the rule ``insight drift
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from engine.kernels._objects import value_counts
 from engine.kernels.drift import chi2_counts, jensen_shannon_counts
 from engine.kernels.intervals import fold, newcombe_diff, wilson, z_value
 from engine.kernels.scores import calibration, confusion, lift_top
-from engine.kernels.sketch import NumericSketch, drift_vs_sketch
+from engine.kernels.sketch import NumericSketch, drift_from_counts, sketch_counts
 from engine.monitor.result import (
     CategoricalFeature,
     Concept,
@@ -56,67 +57,183 @@ def rate(k: float, n: int, alpha: float) -> Stat:
     return stat(k / n, lo, hi, n)
 
 
-def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> NumericFeature:
-    x = np.asarray(values, dtype=np.float64)
-    finite = np.isfinite(x)
-    ok = x if finite.all() else x[finite]
-    n = int(x.size)
-    nulls = rate(n - ok.size, n, alpha).minus(ref["nulls"] / max(1, ref["n"]))
-    if ok.size == 0 or "sketch" not in ref:
-        return NumericFeature(rows=n, null_rate_change=nulls)
-    d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), ok)
-    outside = int(((ok < ref["min"]) | (ok > ref["max"])).sum())
-    return NumericFeature(
-        rows=n,
-        null_rate_change=nulls,
-        ks_low=d.ks_low,
-        ks_err=d.ks_err,
-        p_value=d.ks_pvalue,
-        psi=stat(d.psi, n=ok.size),
-        out_of_range_share=rate(outside, ok.size, alpha),
-        variance_change=_variance_change(ok, ref, alpha),
-        mean=float(np.mean(ok)),
-    )
+@dataclass
+class Moments:
+    """Count, mean and central moment sums (``m2 = sum (x - mean)^2``, m3, m4) of finite
+    values: the parts' moments merge exactly in real arithmetic (Pebay's formulas), so a
+    window's variance follows from its segments' up to float rounding."""
+
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    m3: float = 0.0
+    m4: float = 0.0
+
+    @classmethod
+    def of(cls, x: np.ndarray) -> Moments:
+        if x.size == 0:
+            return cls()
+        return cls(int(x.size), *_central(np.ascontiguousarray(x, dtype=np.float64)))
+
+    def merge(self, o: Moments) -> Moments:
+        if o.n == 0:
+            return self
+        if self.n == 0:
+            return o
+        na, nb = float(self.n), float(o.n)
+        n = na + nb
+        d = o.mean - self.mean
+        d2 = d * d
+        mean = self.mean + d * nb / n
+        m2 = self.m2 + o.m2 + d2 * na * nb / n
+        m3 = (
+            self.m3
+            + o.m3
+            + d * d2 * na * nb * (na - nb) / (n * n)
+            + 3.0 * d * (na * o.m2 - nb * self.m2) / n
+        )
+        m4 = (
+            self.m4
+            + o.m4
+            + d2 * d2 * na * nb * (na * na - na * nb + nb * nb) / (n * n * n)
+            + 6.0 * d2 * (na * na * o.m2 + nb * nb * self.m2) / (n * n)
+            + 4.0 * d * (na * o.m3 - nb * self.m3) / n
+        )
+        return Moments(self.n + o.n, mean, m2, m3, m4)
 
 
 @njit(cache=True, nogil=True)
-def _moments(x: np.ndarray) -> tuple[float, float, float]:
-    """Mean, variance (ddof 1) and fourth central moment, without temporaries."""
+def _central(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean and the sums of the 2nd, 3rd and 4th powers of deviations, no temporaries."""
     n = x.size
     mean = 0.0
     for i in range(n):
         mean += x[i]
     mean /= n
     m2 = 0.0
+    m3 = 0.0
     m4 = 0.0
     for i in range(n):
         d = x[i] - mean
         d2 = d * d
         m2 += d2
+        m3 += d2 * d
         m4 += d2 * d2
-    return mean, m2 / (n - 1), m4 / n
+    return mean, m2, m3, m4
 
 
-def _variance_change(ok: np.ndarray, ref: dict[str, Any], alpha: float) -> Stat:
+@dataclass
+class NumericPart:
+    """What a numeric feature's statistics need from part of a window: mergeable."""
+
+    rows: int
+    inner: np.ndarray | None = None  # counts on the reference sketch's fine bins
+    atom: np.ndarray | None = None
+    nan: int = 0
+    outside: int = 0
+    moments: Moments = field(default_factory=Moments)
+
+    def merge(self, o: NumericPart) -> NumericPart:
+        if self.inner is None or o.inner is None or self.atom is None or o.atom is None:
+            inner, atom = (
+                self.inner if o.inner is None else o.inner,
+                (self.atom if o.atom is None else o.atom),
+            )
+        else:
+            inner, atom = self.inner + o.inner, self.atom + o.atom
+        return NumericPart(
+            self.rows + o.rows,
+            inner,
+            atom,
+            self.nan + o.nan,
+            self.outside + o.outside,
+            self.moments.merge(o.moments),
+        )
+
+
+def numeric_part(values: np.ndarray, ref: dict[str, Any]) -> NumericPart:
+    x = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(x)
+    ok = x if finite.all() else x[finite]
+    out = NumericPart(rows=int(x.size), nan=int(x.size - ok.size))
+    if ok.size == 0 or "sketch" not in ref:
+        return out
+    inner, atom, _ = sketch_counts(NumericSketch.from_dict(ref["sketch"]), ok)
+    out.inner, out.atom = inner, atom
+    out.outside = int(((ok < ref["min"]) | (ok > ref["max"])).sum())
+    out.moments = Moments.of(ok)
+    return out
+
+
+def numeric_feature(values: np.ndarray, ref: dict[str, Any], alpha: float) -> NumericFeature:
+    return numeric_from_part(numeric_part(values, ref), ref, alpha)
+
+
+def numeric_from_part(p: NumericPart, ref: dict[str, Any], alpha: float) -> NumericFeature:
+    n = p.rows
+    finite = n - p.nan
+    nulls = rate(p.nan, n, alpha).minus(ref["nulls"] / max(1, ref["n"]))
+    if finite == 0 or "sketch" not in ref or p.inner is None or p.atom is None:
+        return NumericFeature(rows=n, null_rate_change=nulls)
+    d = drift_from_counts(
+        NumericSketch.from_dict(ref["sketch"]), p.inner, p.atom, 0, n_values=finite
+    )
+    return NumericFeature(
+        rows=n,
+        null_rate_change=nulls,
+        ks_low=d.ks_low,
+        ks_err=d.ks_err,
+        p_value=d.ks_pvalue,
+        psi=stat(d.psi, n=finite),
+        out_of_range_share=rate(p.outside, finite, alpha),
+        variance_change=_variance_change(p.moments, ref, alpha),
+        mean=float(p.moments.mean),
+    )
+
+
+def _variance_change(mo: Moments, ref: dict[str, Any], alpha: float) -> Stat:
     rv = float(ref.get("variance") or 0.0)
-    if ok.size < 3 or rv <= 0:
-        return stat(None, n=ok.size)
-    _, s2, m4 = _moments(np.ascontiguousarray(ok, dtype=np.float64))
-    se = math.sqrt(max(m4 - s2 * s2, 0.0) / ok.size)
+    if mo.n < 3 or rv <= 0:
+        return stat(None, n=mo.n)
+    s2, m4 = mo.m2 / (mo.n - 1), mo.m4 / mo.n
+    se = math.sqrt(max(m4 - s2 * s2, 0.0) / mo.n)
     z = z_value(alpha)
-    return stat(s2 / rv - 1, (s2 - z * se) / rv - 1, (s2 + z * se) / rv - 1, ok.size)
+    return stat(s2 / rv - 1, (s2 - z * se) / rv - 1, (s2 + z * se) / rv - 1, mo.n)
+
+
+@dataclass
+class CategoricalPart:
+    rows: int
+    nulls: int
+    counts: dict[str, int]
+
+    def merge(self, o: CategoricalPart) -> CategoricalPart:
+        c = dict(self.counts)
+        for k, v in o.counts.items():
+            c[k] = c.get(k, 0) + v
+        return CategoricalPart(self.rows + o.rows, self.nulls + o.nulls, c)
+
+
+def categorical_part(values: np.ndarray) -> CategoricalPart:
+    v = np.asarray(values, dtype=object)
+    vals, cnt, nulls = value_counts(v)  # by object identity first (engine.kernels._objects)
+    counts: dict[str, int] = {}
+    for x, c in zip(vals, cnt.tolist(), strict=True):
+        counts[str(x)] = counts.get(str(x), 0) + int(c)
+    return CategoricalPart(int(v.size), int(nulls), counts)
 
 
 def categorical_feature(
     values: np.ndarray, ref: dict[str, Any], alpha: float
 ) -> CategoricalFeature:
-    v = np.asarray(values, dtype=object)
+    return categorical_from_part(categorical_part(values), ref, alpha)
+
+
+def categorical_from_part(
+    p: CategoricalPart, ref: dict[str, Any], alpha: float
+) -> CategoricalFeature:
     known = [k for k in ref["counts"]]
-    vals, cnt, nulls = value_counts(v)  # by object identity first (engine.kernels._objects)
-    n = int(v.size)
-    counts: dict[str, int] = {}
-    for x, c in zip(vals, cnt.tolist(), strict=True):
-        counts[str(x)] = counts.get(str(x), 0) + int(c)
+    n, nulls, counts = p.rows, p.nulls, p.counts
     present = n - nulls
     unseen = sum(c for k, c in counts.items() if k not in ref["counts"])
     out = CategoricalFeature(
@@ -134,24 +251,49 @@ def categorical_feature(
     return out
 
 
+@dataclass
+class ScorePart:
+    decisions: int
+    scores: NumericPart
+
+    def merge(self, o: ScorePart) -> ScorePart:
+        return ScorePart(self.decisions + o.decisions, self.scores.merge(o.scores))
+
+
+def score_part(scores: np.ndarray, decisions: np.ndarray, ref: dict[str, Any]) -> ScorePart:
+    s = np.asarray(scores, dtype=np.float64)
+    return ScorePart(
+        int(np.sum(decisions)),
+        numeric_part(s, {"sketch": ref["sketch"], "min": -np.inf, "max": np.inf}),
+    )
+
+
 def score_stats(
     scores: np.ndarray, decisions: np.ndarray, ref: dict[str, Any], alpha: float
 ) -> ScoreStats:
-    s = np.asarray(scores, dtype=np.float64)
-    dr = rate(int(np.sum(decisions)), s.size, alpha)
-    if s.size == 0:
+    return score_from_part(score_part(scores, decisions, ref), ref, alpha)
+
+
+def score_from_part(p: ScorePart, ref: dict[str, Any], alpha: float) -> ScoreStats:
+    n = p.scores.rows
+    dr = rate(p.decisions, n, alpha)
+    if n == 0 or p.scores.inner is None or p.scores.atom is None:
         return ScoreStats(decision_rate=dr)
-    d = drift_vs_sketch(NumericSketch.from_dict(ref["sketch"]), s)
-    mean, rm = float(s.mean()), float(ref["mean"])
-    se = float(s.std(ddof=1) / math.sqrt(s.size)) if s.size > 1 else float("nan")
+    finite = n - p.scores.nan
+    d = drift_from_counts(
+        NumericSketch.from_dict(ref["sketch"]), p.scores.inner, p.scores.atom, 0, n_values=finite
+    )
+    mo = p.scores.moments
+    mean, rm = float(mo.mean), float(ref["mean"])
+    se = math.sqrt(mo.m2 / (mo.n - 1)) / math.sqrt(mo.n) if mo.n > 1 else float("nan")
     z = z_value(alpha)
     return ScoreStats(
         decision_rate=dr,
-        psi=stat(d.psi, n=s.size),
+        psi=stat(d.psi, n=finite),
         ks_low=d.ks_low,
         p_value=d.ks_pvalue,
         mean=mean,
-        mean_change=stat(mean / rm - 1, (mean - z * se) / rm - 1, (mean + z * se) / rm - 1, s.size)
+        mean_change=stat(mean / rm - 1, (mean - z * se) / rm - 1, (mean + z * se) / rm - 1, n)
         if rm > 0
         else stat(None),
     )
