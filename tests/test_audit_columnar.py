@@ -36,8 +36,10 @@ def _rec(i: int) -> dict[str, object]:
     }
 
 
-def _log(tmp_path: Path, n: int = 30, per: int = 5) -> Path:
-    w = AuditWriter(tmp_path / "audit", writer="t", anchor_every=5, columnar=True)
+def _log(tmp_path: Path, n: int = 30, per: int = 5, compact: bool = False) -> Path:
+    """A closed segment of ``n`` records in groups of ``per`` (one frame per group: as
+    written, before compaction unless ``compact``)."""
+    w = AuditWriter(tmp_path / "audit", writer="t", anchor_every=5, columnar=True, compact=compact)
     for i in range(0, n, per):
         w.append([_rec(j) for j in range(i, min(n, i + per))])
     w.close()
@@ -271,3 +273,44 @@ def test_live_columnar_writers_never_look_tampered(tmp_path: Path) -> None:
     assert not bad, bad[:3]
     final = verify(root)
     assert final.ok and final.records == sum(written) + len(final.segments)
+
+
+def test_a_closed_segment_is_compacted_and_still_verifies(tmp_path: Path) -> None:
+    """Compaction rewrites a closed segment's group-commit frames as one batch, records,
+    seq and row hashes unchanged, sealed with the head it had before."""
+    p = _log(tmp_path / "a", compact=True)
+    q = _log(tmp_path / "b", compact=False)
+    sp, sq = col.scan(segment_name(p), p.read_bytes()), col.scan(segment_name(q), q.read_bytes())
+    assert sp.seal is not None and sq.seal is None
+    assert [f.count for f in sp.frames if f.kind == col.K_BATCH] == [30]
+    assert len([f for f in sq.frames if f.kind == col.K_BATCH]) == 6
+    assert verify(p.parent).ok and verify(q.parent).ok
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
+    assert strip(read_records(p.parent)) == strip(read_records(q.parent))
+
+
+def test_compaction_between_its_two_renames_is_no_alarm(tmp_path: Path) -> None:
+    """The segment is replaced before its head: a reader may meet the new segment with the
+    old head for a moment. The seal names that head, so it is not tampering."""
+    p = _log(tmp_path, compact=False)
+    old_head = p.with_suffix(".head").read_text()
+    assert col.compact(p, json.loads(old_head))
+    p.with_suffix(".head").write_text(old_head)  # as if the head were not yet replaced
+    assert verify(p.parent).ok
+    head = json.loads(old_head)
+    head["hash"] = "1" * 64  # any other head is still an alarm
+    p.with_suffix(".head").write_text(json.dumps(head))
+    assert not verify(p.parent).ok
+
+
+def test_tampering_with_a_compacted_segment_is_named(tmp_path: Path) -> None:
+    p = _log(tmp_path, compact=True)
+    _rewrite(p, lambda b: _set_score(b, 12, 0.77), redigest=True)
+    problems = verify(p.parent).problems
+    assert any("record seq 12: content does not match its row hash" in x for x in problems), (
+        problems
+    )
+    q = _log(tmp_path / "seal", compact=True)  # the seal cut off
+    sc = col.scan(segment_name(q), q.read_bytes())
+    q.write_bytes(q.read_bytes()[: sc.frames[-1].start - col.HEADER.size])
+    assert not verify(q.parent).ok

@@ -43,7 +43,8 @@ SUFFIX = ".arrows"
 MAGIC = b"INSAUD3\n"
 HEADER = struct.Struct("<B7xQQQ32s")  # kind, length, first seq, count, digest: 64 bytes
 _LINK = struct.Struct("<BQQQ")
-K_OPEN, K_SCHEMA, K_BATCH = 1, 2, 3
+K_OPEN, K_SCHEMA, K_BATCH, K_SEAL = 1, 2, 3, 4
+COMPACT_ROWS = 65_536  # rows per batch frame in a compacted segment
 
 _S = pa.string()
 COLUMNS: list[tuple[str, pa.DataType]] = [
@@ -187,6 +188,7 @@ class Scan:
     last_digest: bytes = b""
     open_record: dict[str, Any] | None = None
     bad: list[Frame] = field(default_factory=list)  # frames whose digest did not match
+    seal: dict[str, Any] | None = None  # a compacted segment's seal (see compact)
 
 
 def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
@@ -206,7 +208,7 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
             break
         kind, length, first, count, digest = HEADER.unpack_from(mv, pos)
         start = pos + HEADER.size
-        if kind not in (K_OPEN, K_SCHEMA, K_BATCH):
+        if kind not in (K_OPEN, K_SCHEMA, K_BATCH, K_SEAL):
             out.problems.append(f"byte {pos}: not a frame header: modified")
             break
         if start + length > end:
@@ -225,6 +227,11 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
             )
         elif first < expect:
             out.problems.append(f"{where}: seq {first} after seq {expect - 1}: reordered")
+        if kind == K_SEAL:
+            try:
+                out.seal = json.loads(bytes(payload))
+            except ValueError:
+                out.problems.append("the compaction seal is not JSON: modified")
         if kind == K_OPEN:
             try:
                 rec = json.loads(bytes(payload))
@@ -253,7 +260,7 @@ def decode(buf: pa.Buffer | bytes, frames: list[Frame]) -> tuple[list[pa.RecordB
     problems: list[str] = []
     base = buf if isinstance(buf, pa.Buffer) else pa.py_buffer(buf)
     for f in frames:
-        if f.kind == K_OPEN:
+        if f.kind in (K_OPEN, K_SEAL):
             continue
         body = base.slice(f.start, f.length)
         try:
@@ -276,7 +283,10 @@ def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
     schema = [f for f in sc.frames if f.kind == K_SCHEMA]
     problems: list[str] = []
     for f in sc.bad:
-        if f.kind != K_BATCH:
+        if f.kind != K_BATCH:  # a seal or schema frame: the batch before it may be named
+            before = [g for g in sc.frames if g.kind == K_BATCH and g.start < f.start]
+            for pb in decode(buf, [*schema[:1], *before[-1:]])[0]:
+                problems += check_rows(pb, before[-1].first, before[-1].count)
             continue
         batches, bad = decode(buf, [*schema[:1], f])
         problems += bad
@@ -324,3 +334,62 @@ def read_file(path: Path) -> pa.Buffer:
     """The segment's bytes, memory-mapped (zero copy: batches point into the page cache)."""
     with pa.memory_map(str(path), "r") as mm:
         return mm.read_buffer()
+
+
+# ---- compaction ------------------------------------------------------------------------
+
+
+def compact(path: Path, head: dict[str, Any], *, rows: int = COMPACT_ROWS) -> bool:
+    """Rewrite a closed, intact segment as few large batch frames (group commit writes
+    as many frames as it had groups; a reader pays per frame). The records, their seq and
+    row hashes are unchanged; the frames are chained afresh from the genesis hash and end
+    with a *seal* frame naming the head the segment had before (seq, digest, frames), so a
+    reader that meets the old head with the new segment (the two files are replaced one
+    after the other) can tell compaction from tampering. Returns whether it rewrote."""
+    import os
+
+    from engine.workspace import atomic_write_bytes
+
+    segment = path.name.removesuffix(SUFFIX)
+    buf = read_file(path)
+    sc = scan(segment, buf)
+    if sc.problems or sc.fragment or sc.seal is not None or sc.open_record is None:
+        return False  # damaged, still written, or already compact: leave it as it is
+    if sc.last_seq != int(head["seq"]) or sc.last_digest.hex() != head["hash"]:
+        return False
+    n_batches = sum(1 for f in sc.frames if f.kind == K_BATCH)
+    if n_batches <= 1:
+        return False
+    batches, problems = decode(buf, sc.frames)
+    if problems:
+        return False
+    table = pa.Table.from_batches(batches, schema=SCHEMA).combine_chunks()
+    prev = genesis_bytes(segment)
+    parts = [MAGIC]
+    payload = json.dumps(sc.open_record, sort_keys=True, separators=(",", ":")).encode()
+    blob, prev = frame(prev, K_OPEN, 0, 1, payload)
+    parts.append(blob)
+    first = 1
+    blob, prev = frame(prev, K_SCHEMA, first, 0, SCHEMA.serialize().to_pybytes())
+    parts.append(blob)
+    for b in table.to_batches(max_chunksize=rows):
+        blob, prev = frame(prev, K_BATCH, first, b.num_rows, b.serialize().to_pybytes())
+        parts.append(blob)
+        first += b.num_rows
+    seal = {
+        "compacted": True,
+        "head_before": {"seq": head["seq"], "hash": head["hash"]},
+        "frames_before": len(sc.frames),
+    }
+    blob, prev = frame(prev, K_SEAL, first, 0, json.dumps(seal, sort_keys=True).encode())
+    parts.append(blob)
+    tmp = path.with_name(f".{path.name}.compact")
+    with tmp.open("wb") as f:
+        for p in parts:
+            f.write(p)
+        f.flush()
+        os.fsync(f.fileno())
+    new_head = {**head, "hash": prev.hex(), "compacted": True}
+    os.replace(tmp, path)  # the segment first, then its head (see the seal)
+    atomic_write_bytes(path.with_suffix(".head"), json.dumps(new_head, sort_keys=True).encode())
+    return True
