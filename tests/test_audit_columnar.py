@@ -59,23 +59,33 @@ def test_records_read_back_as_written(tmp_path: Path) -> None:
 
 
 def _rewrite(
-    p: Path, change: Callable[[pa.RecordBatch], pa.RecordBatch], *, redigest: bool
+    p: Path,
+    change: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    *,
+    redigest: bool,
+    lines: Callable[[list[bytes]], list[bytes]] | None = None,
 ) -> None:
-    """Replace the batch holding seq 12 by ``change(batch)``; with ``redigest`` its frame's
-    digest is recomputed (what a forger who knows the format does), else kept."""
+    """Replace the frame holding seq 12: a batch by ``change(batch)``, a rows frame by
+    ``lines(its lines)``; with ``redigest`` its digest is recomputed (what a forger who
+    knows the format does), else kept."""
     buf = p.read_bytes()
     sc = col.scan(segment_name(p), buf, check=False)
-    schema = pa.ipc.read_schema(
-        pa.py_buffer(buf[sc.frames[1].start : sc.frames[1].start + sc.frames[1].length])
-    )
+    schemas = [f for f in sc.frames if f.kind == col.K_SCHEMA]
     out = bytearray(buf[: len(col.MAGIC)])
     prev = col.genesis_bytes(segment_name(p))
     for f in sc.frames:
         payload = buf[f.start : f.start + f.length]
         digest = f.digest
-        if f.kind == col.K_BATCH and f.first <= 12 < f.first + f.count:
-            b = pa.ipc.read_record_batch(pa.py_buffer(payload), schema)
-            payload = change(b).serialize().to_pybytes()
+        if f.first <= 12 < f.first + f.count and f.kind in (col.K_BATCH, col.K_ROWS):
+            if f.kind == col.K_BATCH:
+                sf = schemas[0]
+                schema = pa.ipc.read_schema(pa.py_buffer(buf[sf.start : sf.start + sf.length]))
+                b = pa.ipc.read_record_batch(pa.py_buffer(payload), schema)
+                assert change is not None
+                payload = change(b).serialize().to_pybytes()
+            else:
+                assert lines is not None
+                payload = b"".join(x + b"\n" for x in lines(payload.split(b"\n")[:-1]))
             if redigest:
                 _, digest = col.frame(prev, f.kind, f.first, f.count, payload)
         out += col.HEADER.pack(f.kind, len(payload), f.first, f.count, digest) + payload
@@ -93,32 +103,62 @@ def _set_score(b: pa.RecordBatch, seq: int, score: float, fix_rh: bool = False) 
     return pa.RecordBatch.from_pylist(rows, schema=b.schema)
 
 
-def _tamper(tmp_path: Path, how: str) -> list[str]:
-    p = _log(tmp_path)
+def _edit_line(ls: list[bytes], rehash: bool = False) -> list[bytes]:
+    out = []
+    for line in ls:
+        rec = json.loads(line)
+        if rec["seq"] == 12:
+            rec["scores"] = [0.99]
+            h = rec.pop("hash")
+            if rehash:
+                line = col.encode_rows([{k: v for k, v in rec.items() if k != "seq"}], 12).rstrip()
+            else:
+                line = json.dumps({**rec, "hash": h}, separators=(",", ":")).encode()
+        out.append(line)
+    return out
+
+
+def _drop_line(ls: list[bytes]) -> list[bytes]:
+    return [x for x in ls if json.loads(x)["seq"] != 12]
+
+
+def _swap_lines(ls: list[bytes]) -> list[bytes]:
+    i = [json.loads(x)["seq"] for x in ls].index(12)
+    ls = list(ls)
+    ls[i], ls[i + 1] = ls[i + 1], ls[i]
+    return ls
+
+
+def _swap_rows(b: pa.RecordBatch) -> pa.RecordBatch:
+    i = b.column("seq").to_pylist().index(12)
+    order = list(range(b.num_rows))
+    order[i], order[i + 1] = order[i + 1], order[i]
+    return b.take(pa.array(order))
+
+
+def _tamper(tmp_path: Path, frames: str, how: str) -> list[str]:
+    p = _log(tmp_path, per=30 if frames == "batch" else 5, compact=frames == "batch")
+    batch = frames == "batch"
     if how == "modify":
-        _rewrite(p, lambda b: _set_score(b, 12, 0.99), redigest=False)
+        _rewrite(p, lambda b: _set_score(b, 12, 0.99), lines=_edit_line, redigest=False)
     elif how == "modify_redigest":  # the frame re-digested, the row hash not: still named
-        _rewrite(p, lambda b: _set_score(b, 12, 0.99), redigest=True)
+        _rewrite(p, lambda b: _set_score(b, 12, 0.99), lines=_edit_line, redigest=True)
     elif how == "remove":
+        keep = lambda b: b.filter(pa.array([s != 12 for s in b.column("seq").to_pylist()]))  # noqa: E731
+        _rewrite(p, keep, lines=_drop_line, redigest=False)
+    elif how == "reorder":
+        _rewrite(p, _swap_rows, lines=_swap_lines, redigest=False)
+    elif how == "rehash":  # row hash and frame digest recomputed: the next link breaks
         _rewrite(
             p,
-            lambda b: b.filter(pa.array([s != 12 for s in b.column("seq").to_pylist()])),
-            redigest=False,
+            lambda b: _set_score(b, 12, 0.99, fix_rh=True),
+            lines=lambda ls: _edit_line(ls, rehash=True),
+            redigest=True,
         )
-    elif how == "reorder":
-
-        def swap(b: pa.RecordBatch) -> pa.RecordBatch:
-            i = b.column("seq").to_pylist().index(12)
-            order = list(range(b.num_rows))
-            order[i], order[i + 1] = order[i + 1], order[i]
-            return b.take(pa.array(order))
-
-        _rewrite(p, swap, redigest=False)
-    elif how == "rehash":  # row hash and frame digest recomputed: the next link breaks
-        _rewrite(p, lambda b: _set_score(b, 12, 0.99, fix_rh=True), redigest=True)
     elif how == "truncate":
         sc = col.scan(segment_name(p), p.read_bytes())
-        p.write_bytes(p.read_bytes()[: sc.frames[-1].start - col.HEADER.size])
+        cut = sc.frames[-2] if batch else sc.frames[-1]  # the seal and the batch / last frame
+        p.write_bytes(p.read_bytes()[: cut.start - col.HEADER.size])
     elif how == "cut_mid_frame":
         p.write_bytes(p.read_bytes()[:-7])
     elif how == "delete_segment":
@@ -129,22 +169,25 @@ def _tamper(tmp_path: Path, how: str) -> list[str]:
     return verify(p.parent).problems
 
 
-@pytest.mark.parametrize(
-    ("how", "words"),
-    [
-        ("modify", "record seq 12: content does not match its row hash"),
-        ("modify_redigest", "record seq 12: content does not match its row hash"),
-        ("remove", "record seq 12: missing"),
-        ("reorder", "record seq 13 at the place of seq 12: reordered"),
-        ("rehash", "'prev' does not match"),
-        ("truncate", "removed from the end"),
-        ("cut_mid_frame", "incomplete"),
-        ("delete_segment", "segment file removed"),
-        ("replace", "moved or replaced"),
-    ],
-)
-def test_verify_detects_and_names_tampering(tmp_path: Path, how: str, words: str) -> None:
-    problems = _tamper(tmp_path, how)
+TAMPER = [
+    ("modify", "record seq 12: content does not match its row hash"),
+    ("modify_redigest", "record seq 12: content does not match its row hash"),
+    ("remove", "record seq 12: missing"),
+    ("reorder", "record seq 13 at the place of seq 12: reordered"),
+    ("rehash", "'prev' does not match"),
+    ("truncate", "removed from the end"),
+    ("cut_mid_frame", "incomplete"),
+    ("delete_segment", "segment file removed"),
+    ("replace", "moved or replaced"),
+]
+
+
+@pytest.mark.parametrize("frames", ["rows", "batch"], ids=["rows-frames", "compacted"])
+@pytest.mark.parametrize(("how", "words"), TAMPER, ids=[t[0] for t in TAMPER])
+def test_verify_detects_and_names_tampering(
+    tmp_path: Path, frames: str, how: str, words: str
+) -> None:
+    problems = _tamper(tmp_path, frames, how)
     assert problems and any(words in p for p in problems), problems
 
 
@@ -161,7 +204,7 @@ def test_a_frame_being_written_is_not_judged_until_the_segment_closes(tmp_path: 
 def test_group_commit_writes_concurrent_appends_together(tmp_path: Path) -> None:
     """Threads appending at once are written in fewer frames than appends, every record
     once, in one unbroken chain."""
-    w = AuditWriter(tmp_path / "audit", writer="g", columnar=True)
+    w = AuditWriter(tmp_path / "audit", writer="g", columnar=True, compact=False)
     n_threads, per = 8, 200
     start = threading.Barrier(n_threads)
 
@@ -177,7 +220,7 @@ def test_group_commit_writes_concurrent_appends_together(tmp_path: Path) -> None
         t.join(timeout=60)
     w.close()
     sc = col.scan(segment_name(w.path), w.path.read_bytes())
-    batches = [f for f in sc.frames if f.kind == col.K_BATCH]
+    batches = [f for f in sc.frames if f.kind == col.K_ROWS]
     assert not sc.problems and sc.records == 1 + n_threads * per
     assert len(batches) < n_threads * per  # grouped (typically far fewer)
     ids = [r["request_id"] for r in read_records(w.path.parent)]
@@ -188,7 +231,7 @@ def test_group_commit_writes_concurrent_appends_together(tmp_path: Path) -> None
 def test_async_appends_of_one_loop_turn_are_one_frame(tmp_path: Path) -> None:
     import asyncio
 
-    w = AuditWriter(tmp_path / "audit", writer="a", columnar=True)
+    w = AuditWriter(tmp_path / "audit", writer="a", columnar=True, compact=False)
 
     async def many() -> list[int]:
         return await asyncio.gather(*(w.append_async([_rec(i)]) for i in range(50)))
@@ -196,7 +239,7 @@ def test_async_appends_of_one_loop_turn_are_one_frame(tmp_path: Path) -> None:
     assert asyncio.run(many()) == [1] * 50
     w.close()
     sc = col.scan(segment_name(w.path), w.path.read_bytes())
-    assert [f.count for f in sc.frames if f.kind == col.K_BATCH] == [50]
+    assert [f.count for f in sc.frames if f.kind == col.K_ROWS] == [50]
     assert verify(w.path.parent).ok
 
 
@@ -221,7 +264,7 @@ def test_cli_verify_names_the_damage_in_a_columnar_segment(tmp_path: Path) -> No
     p = _log(tmp_path)
     ok = CliRunner().invoke(app, ["audit", "verify", "--path", str(p.parent)])
     assert ok.exit_code == 0 and "intact" in ok.output
-    _rewrite(p, lambda b: _set_score(b, 12, 0.5), redigest=False)
+    _rewrite(p, lines=_edit_line, redigest=False)
     bad = CliRunner().invoke(app, ["audit", "verify", "--path", str(p.parent)])
     assert bad.exit_code == 1 and "seq 12" in bad.output and "NOT intact" in bad.output
 
@@ -283,7 +326,7 @@ def test_a_closed_segment_is_compacted_and_still_verifies(tmp_path: Path) -> Non
     sp, sq = col.scan(segment_name(p), p.read_bytes()), col.scan(segment_name(q), q.read_bytes())
     assert sp.seal is not None and sq.seal is None
     assert [f.count for f in sp.frames if f.kind == col.K_BATCH] == [30]
-    assert len([f for f in sq.frames if f.kind == col.K_BATCH]) == 6
+    assert len([f for f in sq.frames if f.kind == col.K_ROWS]) == 6
     assert verify(p.parent).ok and verify(q.parent).ok
     strip = lambda rs: [{k: v for k, v in r.items() if k != "time"} for r in rs]  # noqa: E731
     assert strip(read_records(p.parent)) == strip(read_records(q.parent))
@@ -305,7 +348,7 @@ def test_compaction_between_its_two_renames_is_no_alarm(tmp_path: Path) -> None:
 
 def test_tampering_with_a_compacted_segment_is_named(tmp_path: Path) -> None:
     p = _log(tmp_path, compact=True)
-    _rewrite(p, lambda b: _set_score(b, 12, 0.77), redigest=True)
+    _rewrite(p, lambda b: _set_score(b, 12, 0.77), redigest=True)  # the seal's link breaks
     problems = verify(p.parent).problems
     assert any("record seq 12: content does not match its row hash" in x for x in problems), (
         problems

@@ -6,7 +6,12 @@ A segment ``<segment>.arrows`` is ``MAGIC`` followed by frames. A frame is a 64-
 - kind 1, *open*: the segment-open record as JSON (it names the segment; record seq 0);
 - kind 2, *schema*: an Arrow IPC schema message (every batch after it uses it);
 - kind 3, *batch*: an Arrow IPC record-batch message, one row per record, seq
-  ``first_seq .. first_seq + count - 1`` (a ``seq`` column repeats them).
+  ``first_seq .. first_seq + count - 1`` (a ``seq`` column repeats them);
+- kind 5, *rows*: the same records as JSON lines (each ends with its own SHA-256, as in
+  format 2): what a served request's group commit writes, since building an Arrow batch
+  costs ~130 us whatever its size and a request has 200 us in all; when the segment is
+  closed, compaction rewrites its rows frames as batches (see :func:`compact`);
+- kind 4, *seal*: ends a compacted segment, naming the head it had before.
 
 ``digest = SHA-256(previous frame's digest || kind, length, first_seq, count || payload)``;
 the first frame follows the segment's genesis hash (engine.audit.chain.genesis). Verifying a
@@ -43,7 +48,7 @@ SUFFIX = ".arrows"
 MAGIC = b"INSAUD3\n"
 HEADER = struct.Struct("<B7xQQQ32s")  # kind, length, first seq, count, digest: 64 bytes
 _LINK = struct.Struct("<BQQQ")
-K_OPEN, K_SCHEMA, K_BATCH, K_SEAL = 1, 2, 3, 4
+K_OPEN, K_SCHEMA, K_BATCH, K_SEAL, K_ROWS = 1, 2, 3, 4, 5
 COMPACT_ROWS = 65_536  # rows per batch frame in a compacted segment
 
 _S = pa.string()
@@ -141,6 +146,29 @@ def to_batch(records: list[dict[str, Any]], first_seq: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([*b.columns, rh], schema=SCHEMA)
 
 
+def table_batches(
+    table: pa.Table, first_seq: int, rows: int = COMPACT_ROWS
+) -> list[pa.RecordBatch]:
+    """Records already in columns (any subset of the schema's columns, ``seq`` and ``rh``
+    left out) as batches of at most ``rows`` rows, with ``seq`` from ``first_seq`` and each
+    row's hash: the bulk path (batch scoring, benchmarks) of :func:`to_batch`."""
+    n = table.num_rows
+    cols = []
+    for name, typ in COLUMNS:
+        if name == "seq":
+            cols.append(pa.array(range(first_seq, first_seq + n), pa.int64()))
+        elif name in table.column_names:
+            cols.append(table.column(name).cast(typ).combine_chunks())
+        else:
+            cols.append(pa.nulls(n, typ))
+    full = pa.Table.from_arrays(cols, schema=SCHEMA_NO_HASH)
+    out = []
+    for b in full.to_batches(max_chunksize=rows):
+        rh = pa.array([row_hash(v) for v in b.to_pylist()], pa.binary(32))
+        out.append(pa.RecordBatch.from_arrays([*b.columns, rh], schema=SCHEMA))
+    return out
+
+
 def _odd(rec: dict[str, Any], seq: int) -> dict[str, Any]:
     keep = {"kind": str(rec.get("kind", "")), "seq": seq}
     t = rec.get("time")
@@ -161,6 +189,118 @@ def to_records(table: pa.Table | pa.RecordBatch) -> Iterator[dict[str, Any]]:
         if "unseen_categories" in rec:
             rec["unseen_categories"] = dict(rec["unseen_categories"])
         yield rec
+
+
+# ---- rows frames (JSON lines) ----------------------------------------------------------
+
+JSON_SCHEMA = pa.schema(
+    [
+        ("kind", _S),
+        ("route", _S),
+        ("request_id", _S),
+        ("time", pa.float64()),
+        ("versions", pa.list_(_S)),
+        ("ids", pa.list_(_S)),
+        ("layout", _S),
+        ("numeric", pa.list_(_S)),
+        ("categorical", pa.list_(_S)),
+        ("groups", pa.list_(_S)),
+        ("x", pa.list_(pa.list_(pa.float64()))),
+        ("xc", pa.list_(pa.list_(_S))),
+        ("g", pa.list_(pa.list_(_S))),
+        ("input_policy", _S),
+        ("scores", pa.list_(pa.float64())),
+        ("decisions", pa.list_(pa.bool_())),
+        ("latency_ms", pa.float64()),
+        ("shadow", pa.struct([("version", _S), ("scores", pa.list_(pa.float64()))])),
+        ("seq", pa.int64()),
+        ("hash", _S),
+    ]
+)  # what the window reads of a JSON line (format 2 and rows frames)
+_HASH_KEY = b',"hash":"'
+
+
+def encode_rows(records: list[dict[str, Any]], first_seq: int) -> bytes:
+    """Records as the lines of a rows frame: compact JSON with ``seq`` last, then
+    ``"hash"``: SHA-256 of the line up to it, closed with ``}``."""
+    out = []
+    for i, rec in enumerate(records):
+        body = json.dumps(
+            {**rec, "seq": first_seq + i}, separators=(",", ":"), ensure_ascii=False, default=_plain
+        ).encode()
+        out.append(body[:-1] + _HASH_KEY + hashlib.sha256(body).hexdigest().encode() + b'"}\n')
+    return b"".join(out)
+
+
+def _line_ok(line: bytes) -> bool:
+    k = line.rfind(_HASH_KEY)
+    return (
+        k > 0
+        and line.endswith(b'"}')
+        and (hashlib.sha256(line[:k] + b"}").hexdigest().encode() == line[k + 9 : -2])
+    )
+
+
+def rows_records(payload: bytes) -> list[dict[str, Any]]:
+    """The records of a rows frame (``hash`` dropped)."""
+    out = []
+    for line in bytes(payload).split(b"\n"):
+        if line.strip():
+            rec = json.loads(line)
+            rec.pop("hash", None)
+            out.append(rec)
+    return out
+
+
+def rows_batch(payload: Any) -> pa.RecordBatch:
+    """A rows frame as a batch of :data:`SCHEMA` (what the window reads; ``extra`` and
+    ``unseen_categories`` are left null: :func:`rows_records` has every field)."""
+    import pyarrow.json as pj
+
+    t = pj.read_json(
+        pa.BufferReader(payload),
+        parse_options=pj.ParseOptions(
+            explicit_schema=JSON_SCHEMA, unexpected_field_behavior="ignore"
+        ),
+    )
+    n = t.num_rows
+    cols = []
+    for name, typ in COLUMNS:
+        cols.append(
+            t.column(name).combine_chunks()
+            if name in t.column_names and name != "hash"
+            else pa.nulls(n, typ)
+        )
+    rh = pa.array(
+        [bytes.fromhex(h) if h else None for h in t.column("hash").to_pylist()], pa.binary(32)
+    )
+    return pa.RecordBatch.from_arrays([*cols, rh], schema=SCHEMA)
+
+
+def check_lines(payload: bytes, first: int, count: int) -> list[str]:
+    """Each line of a rows frame against its hash, and the seq order: names the record."""
+    problems: list[str] = []
+    seqs: list[int | None] = []
+    for line in bytes(payload).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            seq = int(json.loads(line).get("seq"))
+        except (ValueError, TypeError, AttributeError):
+            seq = None
+        seqs.append(seq)
+        if not _line_ok(line):
+            problems.append(f"record seq {seq}: content does not match its row hash: modified")
+    want = list(range(first, first + count))
+    have = {q for q in seqs if q is not None}
+    gone = [q for q in want if q not in have]
+    if gone:
+        span = f"{gone[0]}" if len(gone) == 1 else f"{gone[0]}..{gone[-1]} ({len(gone)})"
+        problems.append(f"record seq {span}: missing: record(s) removed")
+    elif seqs != want[: len(seqs)]:
+        i = next(k for k, q in enumerate(seqs) if q != want[k])
+        problems.append(f"record seq {seqs[i]} at the place of seq {want[i]}: reordered")
+    return problems
 
 
 # ---- reading and verifying -------------------------------------------------------------
@@ -208,7 +348,7 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
             break
         kind, length, first, count, digest = HEADER.unpack_from(mv, pos)
         start = pos + HEADER.size
-        if kind not in (K_OPEN, K_SCHEMA, K_BATCH, K_SEAL):
+        if kind not in (K_OPEN, K_SCHEMA, K_BATCH, K_SEAL, K_ROWS):
             out.problems.append(f"byte {pos}: not a frame header: modified")
             break
         if start + length > end:
@@ -266,6 +406,8 @@ def decode(buf: pa.Buffer | bytes, frames: list[Frame]) -> tuple[list[pa.RecordB
         try:
             if f.kind == K_SCHEMA:
                 schema = pa.ipc.read_schema(body)
+            elif f.kind == K_ROWS:
+                out.append(rows_batch(body))
             elif schema is not None:
                 out.append(pa.ipc.read_record_batch(body, schema))
         except (pa.ArrowInvalid, OSError) as exc:
@@ -282,11 +424,23 @@ def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
     the chain broke before it (a frame before it was changed and its digest recomputed)."""
     schema = [f for f in sc.frames if f.kind == K_SCHEMA]
     problems: list[str] = []
+    mv = memoryview(buf)
     for f in sc.bad:
-        if f.kind != K_BATCH:  # a seal or schema frame: the batch before it may be named
-            before = [g for g in sc.frames if g.kind == K_BATCH and g.start < f.start]
-            for pb in decode(buf, [*schema[:1], *before[-1:]])[0]:
-                problems += check_rows(pb, before[-1].first, before[-1].count)
+        if f.kind in (K_ROWS, K_SEAL, K_SCHEMA):
+            rows = (
+                check_lines(bytes(mv[f.start : f.start + f.length]), f.first, f.count)
+                if f.kind == K_ROWS
+                else []
+            )
+            if not rows:  # intact: the frame before was re-digested; name its records
+                rows = [
+                    f"frame before seq {f.first}: the chain broke before it: a record before "
+                    "was modified and its frame's digest recomputed ('prev' does not match)"
+                ]
+                before = [g for g in sc.frames if g.kind in (K_BATCH, K_ROWS) and g.start < f.start]
+                if before:
+                    rows += _frame_rows(buf, schema, before[-1])
+            problems += rows
             continue
         batches, bad = decode(buf, [*schema[:1], f])
         problems += bad
@@ -304,6 +458,15 @@ def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
                         rows += check_rows(pb, before[-1].first, before[-1].count)
             problems += rows
     return problems
+
+
+def _frame_rows(buf: pa.Buffer | bytes, schema: list[Frame], f: Frame) -> list[str]:
+    if f.kind == K_ROWS:
+        return check_lines(bytes(memoryview(buf)[f.start : f.start + f.length]), f.first, f.count)
+    out: list[str] = []
+    for b in decode(buf, [*schema[:1], f])[0]:
+        out += check_rows(b, f.first, f.count)
+    return out
 
 
 def check_rows(b: pa.RecordBatch, first: int | None = None, count: int | None = None) -> list[str]:
@@ -328,6 +491,22 @@ def check_rows(b: pa.RecordBatch, first: int | None = None, count: int | None = 
         i = next(k for k, q in enumerate(seqs) if q != want[k])
         problems.append(f"record seq {seqs[i]} at the place of seq {want[i]}: reordered")
     return problems
+
+
+def records(buf: pa.Buffer | bytes, sc: Scan) -> Iterator[dict[str, Any]]:
+    """Every record of a scanned segment as a dict, in seq order (the open record first)."""
+    if sc.open_record is not None:
+        yield {**sc.open_record, "seq": 0}
+    mv = memoryview(buf)
+    schema: pa.Schema | None = None
+    for f in sc.frames:
+        body = mv[f.start : f.start + f.length]
+        if f.kind == K_SCHEMA:
+            schema = pa.ipc.read_schema(pa.py_buffer(bytes(body)))
+        elif f.kind == K_BATCH and schema is not None:
+            yield from to_records(pa.ipc.read_record_batch(pa.py_buffer(bytes(body)), schema))
+        elif f.kind == K_ROWS:
+            yield from rows_records(bytes(body))
 
 
 def read_file(path: Path) -> pa.Buffer:
@@ -357,11 +536,25 @@ def compact(path: Path, head: dict[str, Any], *, rows: int = COMPACT_ROWS) -> bo
         return False  # damaged, still written, or already compact: leave it as it is
     if sc.last_seq != int(head["seq"]) or sc.last_digest.hex() != head["hash"]:
         return False
+    n_rows = sum(1 for f in sc.frames if f.kind == K_ROWS)
     n_batches = sum(1 for f in sc.frames if f.kind == K_BATCH)
-    if n_batches <= 1:
-        return False
-    batches, problems = decode(buf, sc.frames)
-    if problems:
+    if not n_rows and n_batches <= max(1, -(-sc.records // rows)):
+        return False  # already in as few frames as compaction would write
+    schema: pa.Schema | None = None
+    batches: list[pa.RecordBatch] = []
+    mv = memoryview(buf)
+    for f in sc.frames:
+        body = mv[f.start : f.start + f.length]
+        if f.kind == K_SCHEMA:
+            schema = pa.ipc.read_schema(pa.py_buffer(bytes(body)))
+        elif f.kind == K_BATCH and schema is not None:
+            batches.append(pa.ipc.read_record_batch(pa.py_buffer(bytes(body)), schema))
+        elif f.kind == K_ROWS:
+            recs = rows_records(bytes(body))
+            for r in recs:
+                r.pop("seq", None)
+            batches.append(to_batch(recs, f.first))
+    if not batches:
         return False
     table = pa.Table.from_batches(batches, schema=SCHEMA).combine_chunks()
     prev = genesis_bytes(segment)
@@ -384,11 +577,11 @@ def compact(path: Path, head: dict[str, Any], *, rows: int = COMPACT_ROWS) -> bo
     blob, prev = frame(prev, K_SEAL, first, 0, json.dumps(seal, sort_keys=True).encode())
     parts.append(blob)
     tmp = path.with_name(f".{path.name}.compact")
-    with tmp.open("wb") as f:
+    with tmp.open("wb") as fh:
         for p in parts:
-            f.write(p)
-        f.flush()
-        os.fsync(f.fileno())
+            fh.write(p)
+        fh.flush()
+        os.fsync(fh.fileno())
     new_head = {**head, "hash": prev.hex(), "compacted": True}
     os.replace(tmp, path)  # the segment first, then its head (see the seal)
     atomic_write_bytes(path.with_suffix(".head"), json.dumps(new_head, sort_keys=True).encode())

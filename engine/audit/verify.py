@@ -294,12 +294,7 @@ def verify(root: Path) -> VerifyResult:
 def _records_of(p: Path) -> Iterator[dict[str, Any]]:
     if p.suffix == col.SUFFIX:
         buf = col.read_file(p)
-        sc = col.scan(segment_name(p), buf, check=False)
-        if sc.open_record is not None:
-            yield {**sc.open_record, "seq": 0}
-        batches, _ = col.decode(buf, sc.frames)
-        for b in batches:
-            yield from col.to_records(b)
+        yield from col.records(buf, col.scan(segment_name(p), buf, check=False))
         return
     lines, _ = _complete_lines(p.read_bytes())
     for line in lines:

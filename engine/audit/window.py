@@ -30,31 +30,7 @@ from engine.audit import columnar as col
 from engine.audit.verify import _listing, _read_head, read_columnar, read_segment
 from engine.kernels import cores
 
-_STR = pa.string()
-SCHEMA = pa.schema(
-    [
-        ("kind", _STR),
-        ("route", _STR),
-        ("request_id", _STR),
-        ("time", pa.float64()),
-        ("versions", pa.list_(_STR)),
-        ("ids", pa.list_(_STR)),
-        ("layout", _STR),
-        ("numeric", pa.list_(_STR)),
-        ("categorical", pa.list_(_STR)),
-        ("groups", pa.list_(_STR)),
-        ("x", pa.list_(pa.list_(pa.float64()))),
-        ("xc", pa.list_(pa.list_(_STR))),
-        ("g", pa.list_(pa.list_(_STR))),
-        ("input_policy", _STR),
-        ("scores", pa.list_(pa.float64())),
-        ("decisions", pa.list_(pa.bool_())),
-        ("latency_ms", pa.float64()),
-        ("shadow", pa.struct([("version", _STR), ("scores", pa.list_(pa.float64()))])),
-        ("seq", pa.int64()),
-        ("hash", _STR),
-    ]
-)
+SCHEMA = col.JSON_SCHEMA
 
 
 @dataclass

@@ -43,6 +43,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from engine.audit import columnar as col
 from engine.audit.chain import FORMAT, encode, genesis
 from engine.workspace import atomic_write_bytes
@@ -167,6 +170,79 @@ class AuditWriter:
             raise slot.error
         return slot.written
 
+    def append_table(self, table: pa.Table) -> int:
+        """Write records already in columns (format 3 only; engine.audit.columnar
+        ``table_batches``): the bulk path of batch scoring and the benchmarks. Rotates like
+        ``append``; returns how many records."""
+        if not self.columnar:
+            raise ValueError(
+                "append_table writes columnar segments: open the writer with columnar=True"
+            )
+        done = 0
+        with self._cv:
+            while self._leader:
+                self._cv.wait()
+            self._leader = True
+        try:
+            while done < table.num_rows:
+                room = self._max_records - self._seq - 2
+                if room <= 0:
+                    self._close_locked()
+                    self._open_segment()
+                    continue
+                part = table.slice(done, room)
+                if "layout" in part.column_names:  # a segment names its layouts first
+                    lids = [x for x in pc.unique(part.column("layout")).to_pylist() if x]
+                    new = [
+                        self._layouts[x]
+                        for x in lids
+                        if x in self._layouts and x not in self._emitted
+                    ]
+                    if new:
+                        self._write_frame(new)
+                        self._emitted.update(r["layout"] for r in new)
+                        part = table.slice(done, self._max_records - self._seq - 2)
+                self._write_batches(col.table_batches(part, self._seq))
+                done += part.num_rows
+        finally:
+            with self._cv:
+                self._leader = False
+                self._cv.notify_all()
+        return done
+
+    def _write_batches(self, batches: list[pa.RecordBatch]) -> None:
+        prev = bytes.fromhex(self._prev)
+        blob = b""
+        if not self._schema_written:
+            part, prev = col.frame(
+                prev, col.K_SCHEMA, self._seq, 0, col.SCHEMA.serialize().to_pybytes()
+            )
+            blob += part
+            self._schema_written = True
+        n = 0
+        for b in batches:
+            part, prev = col.frame(
+                prev, col.K_BATCH, self._seq + n, b.num_rows, b.serialize().to_pybytes()
+            )
+            blob += part
+            n += b.num_rows
+        self._fb.write(blob)
+        self._fb.flush()
+        if self._fsync:
+            os.fsync(self._fb.fileno())
+        self._seq += n
+        self._prev = prev.hex()
+        for b in batches:
+            tm = b.column("time")
+            if tm.null_count < len(tm):
+                lo, hi = pc.min(tm).as_py(), pc.max(tm).as_py()
+                self._last_time = float(tm[len(tm) - 1].as_py() or hi)
+                self._t_min = lo if self._t_min is None else min(self._t_min, lo)
+                self._t_max = hi if self._t_max is None else max(self._t_max, hi)
+        self._since_anchor += n
+        if self._since_anchor >= self._anchor_every:
+            self._anchor()
+
     async def append_async(self, records: Iterable[dict[str, Any]]) -> int:
         """``append`` from a coroutine: the records of every coroutine that appends in the
         same turn of the event loop are written together, once the turn ends."""
@@ -250,17 +326,8 @@ class AuditWriter:
             payload = json.dumps(recs[0], sort_keys=True, separators=(",", ":")).encode()
             blob, prev = col.frame(prev, col.K_OPEN, 0, 1, payload)
             first, recs = 1, recs[1:]
-        if recs and not self._schema_written:
-            part, prev = col.frame(
-                prev, col.K_SCHEMA, first, 0, col.SCHEMA.serialize().to_pybytes()
-            )
-            blob += part
-            self._schema_written = True
-        if recs:
-            batch = col.to_batch(recs, first)
-            part, prev = col.frame(
-                prev, col.K_BATCH, first, len(recs), batch.serialize().to_pybytes()
-            )
+        if recs:  # a rows frame: JSON lines, compacted into batches when the segment closes
+            part, prev = col.frame(prev, col.K_ROWS, first, len(recs), col.encode_rows(recs, first))
             blob += part
         self._fb.write(blob)
         self._fb.flush()
