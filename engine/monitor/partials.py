@@ -188,7 +188,7 @@ def segment_part(
         out.seconds["statistics"] = time.perf_counter() - b
         return out
     out.inputs_logged = w.inputs_logged
-    for v in sorted({str(x) for x in w.version}):
+    for v in sorted(str(x) for x in pd.unique(w.version)):
         m = w.version == v
         out.versions[v] = _version_part(w, m, profile_of(v), attrs)
     if keys is not None:

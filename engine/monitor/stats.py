@@ -151,6 +151,22 @@ class NumericPart:
         )
 
 
+_SKETCHES: dict[int, tuple[dict[str, Any], NumericSketch]] = {}
+
+
+def sketch_of(d: dict[str, Any]) -> NumericSketch:
+    """The sketch of a profile's dict, built once per dict (its binning table costs ~2 ms,
+    and the monitor bins every feature of every segment against it)."""
+    hit = _SKETCHES.get(id(d))
+    if hit is not None and hit[0] is d:
+        return hit[1]
+    sk = NumericSketch.from_dict(d)
+    if len(_SKETCHES) > 4096:
+        _SKETCHES.clear()
+    _SKETCHES[id(d)] = (d, sk)
+    return sk
+
+
 def numeric_part(values: np.ndarray, ref: dict[str, Any]) -> NumericPart:
     x = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(x)
@@ -158,7 +174,7 @@ def numeric_part(values: np.ndarray, ref: dict[str, Any]) -> NumericPart:
     out = NumericPart(rows=int(x.size), nan=int(x.size - ok.size))
     if ok.size == 0 or "sketch" not in ref:
         return out
-    inner, atom, _ = sketch_counts(NumericSketch.from_dict(ref["sketch"]), ok)
+    inner, atom, _ = sketch_counts(sketch_of(ref["sketch"]), ok)
     out.inner, out.atom = inner, atom
     out.outside = int(((ok < ref["min"]) | (ok > ref["max"])).sum())
     out.moments = Moments.of(ok)
@@ -175,9 +191,7 @@ def numeric_from_part(p: NumericPart, ref: dict[str, Any], alpha: float) -> Nume
     nulls = rate(p.nan, n, alpha).minus(ref["nulls"] / max(1, ref["n"]))
     if finite == 0 or "sketch" not in ref or p.inner is None or p.atom is None:
         return NumericFeature(rows=n, null_rate_change=nulls)
-    d = drift_from_counts(
-        NumericSketch.from_dict(ref["sketch"]), p.inner, p.atom, 0, n_values=finite
-    )
+    d = drift_from_counts(sketch_of(ref["sketch"]), p.inner, p.atom, 0, n_values=finite)
     return NumericFeature(
         rows=n,
         null_rate_change=nulls,
@@ -281,7 +295,7 @@ def score_from_part(p: ScorePart, ref: dict[str, Any], alpha: float) -> ScoreSta
         return ScoreStats(decision_rate=dr)
     finite = n - p.scores.nan
     d = drift_from_counts(
-        NumericSketch.from_dict(ref["sketch"]), p.scores.inner, p.scores.atom, 0, n_values=finite
+        sketch_of(ref["sketch"]), p.scores.inner, p.scores.atom, 0, n_values=finite
     )
     mo = p.scores.moments
     mean, rm = float(mo.mean), float(ref["mean"])
