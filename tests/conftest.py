@@ -131,14 +131,16 @@ def _no_stray_mlflow_store() -> Iterator[None]:
 # workers' finishing times (longest-first scheduling); the order inside a file is kept.
 _LONGEST_FIRST = (
     "test_demo_e2e.py",
-    "test_benchmarks_smoke.py",
     "test_user_tables_e2e.py",
+    "test_benchmarks_smoke_a.py",
     "test_serve.py",
     "test_forecast_e2e.py",
+    "test_benchmarks_smoke_b.py",
     "test_ingest_e2e.py",
     "test_train_ray.py",
     "test_jobs.py",
     "test_train_faults.py",
+    "test_benchmarks_smoke_c.py",
     "test_forecast_serve.py",
 )
 

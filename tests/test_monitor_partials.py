@@ -226,3 +226,17 @@ def test_new_labels_are_joined_even_where_parts_are_cached(tmp_path: Path) -> No
     assert none.audit.segments_cached == 0  # the labels changed: parts recomputed
     single = monitor_window(cfg, ws, T0 - 1, t_end + 1, mode="single")
     assert not _close(_plain(single), _plain(none))
+
+
+@pytest.mark.ray
+def test_ray_tasks_give_the_same_parts(tmp_path: Path, ray_local: Workspace) -> None:
+    """On a cluster the segments are read by Ray tasks (one per group of segments): the
+    result equals the threads' and the whole window's."""
+    from engine.monitor.run import monitor_window
+
+    cfg, ws, t_end = _workspace(tmp_path, 5, True)
+    single = monitor_window(cfg, ws, T0 - 1, t_end + 1, mode="single")
+    by_ray = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="ray", cache=False)
+    assert by_ray.audit.read_by is not None and by_ray.audit.read_by.startswith("ray: ")
+    diff = _close(_plain(single), _plain(by_ray))
+    assert not diff, diff[:10]

@@ -208,8 +208,8 @@ def score(
         str,
         typer.Option(
             help="ray (Ray Data over the cluster's CPUs), local (this process, batch by "
-            "batch) or auto: Ray when a cluster is named (--address, profile, RAY_ADDRESS) "
-            "or the input is over 256 MB, else local."
+            "batch) or auto: Ray when a cluster is named (--address, profile, RAY_ADDRESS), "
+            "else local."
         ),
     ] = "auto",
     project: ProjectOpt = None,

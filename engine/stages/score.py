@@ -28,7 +28,7 @@ from typing import Any
 
 from engine.config.project import ProjectConfig
 from engine.errors import ConfigError, DataError
-from engine.stages.score_engines import ENGINES, ScoringJob, score_here, score_on_ray, use_ray
+from engine.stages.score_engines import ENGINES, ScoringJob, choose, score_here, score_on_ray
 from engine.workspace import Workspace
 
 
@@ -159,12 +159,13 @@ def stage_score(
     job = ScoringJob(
         files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
     )
-    if use_ray(engine, ws, files):
+    on_ray, why = choose(engine, ws)
+    if on_ray:
         rows, positive, cpus = score_on_ray(ws, job)
-        where = f"on {cpus} CPU(s), Ray Data"
+        where = f"on {cpus} CPU(s), Ray Data; {why}"
     else:
         rows, positive = score_here(job)
-        cpus, where = 1, "in one process"
+        cpus, where = 1, f"in one process; {why}"
     decided = positive / rows if rows else 0.0
     secs = time.monotonic() - t0
     res = ScoreResult(

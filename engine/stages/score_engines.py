@@ -4,11 +4,13 @@ the same way, score each batch with :func:`score_batch`, and write Parquet into 
 folder beside the output that is renamed whole at the end; a scoring error is the same
 clear message, with nothing written.
 
-``auto``: Ray Data when Ray is wanted anyway (:func:`engine.raycluster.ray_wanted`: Ray
-already up here, or a cluster named) or the input is over :data:`LOCAL_MAX_BYTES`; else
-this process. On one machine a single process scores faster than Ray Data
-(benchmarks/NOTES.md), and a table of a few thousand rows does not wait ~10 s for a local
-Ray cluster to start.
+``auto``: Ray Data when a cluster is there to spread over (:func:`engine.raycluster.ray_wanted`:
+Ray already up here, or a cluster named: ``--address``, the profile's ``ray:``,
+``RAY_ADDRESS``, every submitted job); else this process, whatever the table's size (it
+streams batch by batch). On one machine a single process scores faster than Ray Data
+(benchmarks/RESULTS.md: Ray Data was 0.27x one process on 1,000,000 rows), and a table of a
+few thousand rows does not wait ~10 s for a local Ray cluster to start. ``--engine``
+overrides; the output says which ran and why.
 """
 
 from __future__ import annotations
@@ -27,9 +29,6 @@ import pandas as pd
 from engine.errors import DataError, InsightError
 from engine.workspace import Workspace
 
-# Above this many input bytes, `auto` scores on Ray Data even with no cluster named (the
-# process would otherwise be the only CPU busy for minutes).
-LOCAL_MAX_BYTES = 256 * 1024 * 1024
 ENGINES = ("auto", "ray", "local")
 
 
@@ -167,13 +166,21 @@ def _unparsed(folder: Path) -> int:
 
 
 def use_ray(engine: str, ws: Workspace, files: list[str]) -> bool:
-    """Ray Data for ``engine='ray'``; for ``auto``, when Ray is wanted anyway or the input
-    is large (see module)."""
+    """Ray Data for ``engine='ray'``; for ``auto``, when there is a cluster (see module)."""
+    return choose(engine, ws)[0]
+
+
+def choose(engine: str, ws: Workspace) -> tuple[bool, str]:
+    """Whether to score on Ray Data, and why (said in the output)."""
     from engine.raycluster import ray_wanted
 
-    if engine != "auto":
-        return engine == "ray"
-    return ray_wanted(ws) or sum(os.path.getsize(f) for f in files) > LOCAL_MAX_BYTES
+    if engine == "ray":
+        return True, "--engine ray"
+    if engine == "local":
+        return False, "--engine local"
+    if ray_wanted(ws):
+        return True, "auto: a Ray cluster is named or up (--engine local to score here)"
+    return False, "auto: one machine, no cluster named (--engine ray for Ray Data)"
 
 
 def _failed(src: Path, exc: BaseException, where: str = "") -> DataError:
