@@ -240,3 +240,15 @@ def test_ray_tasks_give_the_same_parts(tmp_path: Path, ray_local: Workspace) -> 
     assert by_ray.audit.read_by is not None and by_ray.audit.read_by.startswith("ray: ")
     diff = _close(_plain(single), _plain(by_ray))
     assert not diff, diff[:10]
+
+
+@pytest.mark.parametrize("seed", range(30), ids=lambda s: f"seed-{s}")
+def test_percentiles_from_counts_are_numpys_bit_for_bit(seed: int) -> None:
+    from engine.monitor.stats import percentiles_from_counts
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5000))
+    x = np.round(rng.lognormal(1, 1, n), int(rng.integers(0, 4)))  # many ties
+    u, c = np.unique(x, return_counts=True)
+    q = [50, 95, 99, float(rng.uniform(0, 100)), 0, 100]
+    assert percentiles_from_counts(u, c, q) == [float(v) for v in np.percentile(x, q)]

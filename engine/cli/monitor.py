@@ -60,7 +60,10 @@ def _print_run(r: MonitorRun) -> None:
     w, a = res.window, res.audit
     console.print(
         f"window {w.from_iso} .. {w.to_iso}: {res.traffic.requests:,} requests, "
-        f"{res.traffic.rows:,} rows; audit: {a.segments_read} segment(s) read, "
+        f"{res.traffic.rows:,} rows; audit: {a.segments_read} segment(s) read"
+        + (f" ({a.segments_cached} from the cache of closed segments)" if a.segments_cached else "")
+        + (f" on {a.read_by}" if a.read_by else "")
+        + ", "
         + (
             "[green]chains intact[/]"
             if a.chain_ok

@@ -308,11 +308,6 @@ def merge(parts: list[SegmentPart], attrs: list[str]) -> Merged:
     )
 
 
-def latency_values(vp: VersionPart) -> np.ndarray:
-    """The latencies of the version's requests (sorted), rebuilt from their counts."""
-    return np.repeat(vp.latency[0], vp.latency[1])
-
-
 def fairness_arrays(
     vp: VersionPart, attr: str, lab_groups: np.ndarray, lab_dec: np.ndarray, lab_y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -318,14 +318,47 @@ def latency(ms: np.ndarray, slo_p95: float) -> Latency:
     if a.size == 0:
         return Latency(requests=0)
     p50, p95, p99 = np.percentile(a, [50, 95, 99])
+    return _latency_stats(int(a.size), float(p50), float(p95), float(p99), slo_p95)
+
+
+def _latency_stats(n: int, p50: float, p95: float, p99: float, slo_p95: float) -> Latency:
     return Latency(
-        requests=int(a.size),
-        p50_ms=stat(p50, n=a.size),
-        p95_ms=stat(p95, n=a.size),
-        p99_ms=stat(p99, n=a.size),
+        requests=n,
+        p50_ms=stat(p50, n=n),
+        p95_ms=stat(p95, n=n),
+        p99_ms=stat(p99, n=n),
         slo_p95_ms=slo_p95,
         slo_met=bool(p95 <= slo_p95),
     )
+
+
+def latency_from_counts(values: np.ndarray, counts: np.ndarray, slo_p95: float) -> Latency:
+    """:func:`latency` from distinct latencies (ascending) and their counts: the same
+    percentiles as ``np.percentile`` over the expanded sample, bit for bit, without it."""
+    n = int(counts.sum())
+    if n == 0:
+        return Latency(requests=0)
+    p = percentiles_from_counts(values, counts, [50, 95, 99])
+    return _latency_stats(n, p[0], p[1], p[2], slo_p95)
+
+
+def percentiles_from_counts(values: np.ndarray, counts: np.ndarray, q: list[float]) -> list[float]:
+    """``np.percentile(np.repeat(values, counts), q)`` (method 'linear') from the counts:
+    the order statistics by cumulative count, then NumPy's own interpolation (its
+    ``_lerp``, which takes the upper neighbour's side from t >= 0.5)."""
+    n = int(counts.sum())
+    ends = np.cumsum(counts)  # order statistic k (0-based) is values[searchsorted(ends, k + 1)]
+    vi = np.true_divide(np.asarray(q, dtype=np.float64), 100) * (n - 1)
+    prev = np.floor(vi)
+    gamma = vi - prev
+    lo = np.clip(prev.astype(np.int64), 0, n - 1)
+    hi = np.clip(lo + 1, 0, n - 1)
+    a = values[np.searchsorted(ends, lo + 1)]
+    b = values[np.searchsorted(ends, hi + 1)]
+    diff = b - a
+    out = np.add(a, diff * gamma)
+    np.subtract(b, diff * (1 - gamma), out=out, where=gamma >= 0.5)
+    return [float(x) for x in out]
 
 
 def concept(
