@@ -280,7 +280,7 @@ def _finish_version(
         "rows": vp.rows,
         "requests": vp.requests,
         "profile": prof is not None,
-        "latency": stats.latency_from_counts(*vp.latency, mc.latency_slo_p95_ms),
+        "latency": stats.latency_from_counts(vp.latency[0], vp.latency[1], mc.latency_slo_p95_ms),
         "concept": concept,
     }
     if prof is None or vp.score is None:
