@@ -173,6 +173,9 @@ def _monitor_parts(
 
             start_ray(ws)
             ray_tasks = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            # Tasks cannot reach back for a profile: give them every registered version's.
+            for v in _registered_versions(name):
+                profile_of(v)
     part_cache = None
     if cache:
         from engine.pii import load_key
@@ -240,6 +243,15 @@ def _monitor_parts(
 
 def seconds_of(mc: Any) -> float:
     return seconds(mc.label_horizon)
+
+
+def _registered_versions(model: str) -> list[str]:
+    from engine.registry.models import list_versions
+
+    try:
+        return [str(r["version"]) for r in list_versions(model)]
+    except Exception:  # no registry or no such model here: the cached profiles only
+        return []
 
 
 def _cached_profile_versions(ws: Workspace, model: str) -> set[str]:
