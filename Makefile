@@ -83,15 +83,18 @@ $(OJ): | $(STAMP)
 		cp x/usr/lib/R/site-library/bayesm/data/orangeJuice.rda ../orangeJuice.rda && \
 		cd .. && rm -rf deb || { echo "could not fetch r-cran-bayesm (Debian) for the real-data tests"; exit 1; }
 
-# One pass, every test but the cluster tier, on three xdist workers over CI's two cores: a
-# worker is often waiting (a Ray or Serve start, a CLI subprocess, a poll), and the third
-# fills that time. A worker takes one test file at a time (--dist loadfile: a file's module
-# fixtures, such as a trained workspace or a running Serve app, are built once), the longest
-# files first (tests/conftest.py orders them; --no-loadscope-reorder keeps xdist from
-# re-sorting by test count), the short unit files last, filling in. Each worker starts its
-# own Ray cluster and Spark session on ports it picks; nothing assumes it is alone.
+# Two passes, together every test but the cluster tier: the pure tier (unit, stats) on both
+# cores, then the integration tiers (Spark, Ray, Serve, subprocesses, benchmarks), also on two
+# workers, one test file per worker at a time (a file's module fixtures, such as a trained
+# workspace or a running Serve app, are built once), the longest files first (tests/conftest.py
+# orders them; --no-loadscope-reorder keeps xdist from re-sorting by test count). Each
+# worker starts its own Ray cluster and Spark session on ports it picks; nothing in the tier
+# assumes it is alone on the machine.
+PURE := not spark and not ray and not serve and not process and not bench and not cluster
 test: lint typecheck browser axe realdata jdbc
-	$(VENV)/bin/pytest -n 3 --dist loadfile --no-loadscope-reorder -m "not cluster"
+	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
+	$(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder \
+		-m "(spark or ray or serve or process or bench) and not cluster"
 
 # The multi-node tier (about 5 minutes): Ray head + 2 worker nodes as separate `ray start`
 # processes, PostgreSQL + MLflow server, Spark standalone; all on the loopback interface.

@@ -353,7 +353,7 @@ def _window_cases(n: int, n_ref: int, args: Any, cases: list[dict[str, Any]]) ->
                     read_by=ray_t.result.audit.read_by,
                 )
             )
-        if n == (20_000 if args.smoke else 1_000_000):
+        if n == (20_000 if args.smoke else 1_000_000) and not args.cluster:
             _format2_and_evidently(cfg, ws, ref, n, n_threads, full, cases, args.smoke)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -71,7 +71,7 @@ def _workspace(tmp: Path, seed: int, columnar: bool) -> tuple[ProjectConfig, Wor
     (ws.root / "serve" / "rollout-insight.json").write_text(
         json.dumps({"champion": "1", "challenger": "2"})
     )
-    n_req = int(rng.integers(600, 1200))
+    n_req = int(rng.integers(400, 800))
     entities = [f"e{i}" for i in range(150)]
     t = T0
     req_ids: list[str] = []
@@ -178,7 +178,7 @@ def _close(a: Any, b: Any, path: str = "") -> list[str]:
 
 
 @pytest.mark.parametrize("columnar", [True, False], ids=["format3", "format2"])
-@pytest.mark.parametrize("seed", range(8), ids=lambda s: f"seed-{s}")
+@pytest.mark.parametrize("seed", range(6), ids=lambda s: f"seed-{s}")
 def test_partials_equal_the_whole_window(tmp_path: Path, seed: int, columnar: bool) -> None:
     from engine.monitor.run import monitor_window
 
@@ -188,13 +188,14 @@ def test_partials_equal_the_whole_window(tmp_path: Path, seed: int, columnar: bo
     hi = t_end + 1
     single = monitor_window(cfg, ws, lo, hi, mode="single")
     assert single.traffic.requests > 100 and single.labels is not None
+    assert single.audit.segments_read >= 4  # rotated: the window spans several segments
     assert single.labels.joined_rows > 0 and len(single.models) == 2
     assert any(m.fairness for m in single.models.values())
-    parts = monitor_window(cfg, ws, lo, hi, threads=2)
+    parts = monitor_window(cfg, ws, lo, hi, threads=2, executor="threads")
     diff = _close(_plain(single), _plain(parts))
     assert not diff, diff[:10]
     assert parts.audit.segments_cached == 0 and parts.audit.read_by == "threads: 2"
-    again = monitor_window(cfg, ws, lo, hi, threads=1)  # closed, wholly inside: cached
+    again = monitor_window(cfg, ws, lo, hi, threads=1, executor="threads")  # cached parts
     assert again.audit.segments_cached >= 1
     diff = _close(_plain(single), _plain(again))
     assert not diff, diff[:10]
@@ -204,13 +205,13 @@ def test_a_cached_part_not_signed_by_the_workspace_is_not_loaded(tmp_path: Path)
     from engine.monitor.run import monitor_window
 
     cfg, ws, t_end = _workspace(tmp_path, 0, True)
-    first = monitor_window(cfg, ws, T0 - 1, t_end + 1)
+    first = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
     parts = sorted((ws.root / "monitor" / "partials" / "insight").glob("*.part"))
     assert parts and first.audit.segments_cached == 0
     blob = bytearray(parts[0].read_bytes())
     blob[40] ^= 0xFF  # a flipped byte in the pickled body: the signature fails
     parts[0].write_bytes(bytes(blob))
-    second = monitor_window(cfg, ws, T0 - 1, t_end + 1)
+    second = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
     assert second.audit.segments_cached == len(parts) - 1
     assert not _close(_plain(first), _plain(second))
 
@@ -219,9 +220,9 @@ def test_new_labels_are_joined_even_where_parts_are_cached(tmp_path: Path) -> No
     from engine.monitor.run import monitor_window
 
     cfg, ws, t_end = _workspace(tmp_path, 3, True)
-    monitor_window(cfg, ws, T0 - 1, t_end + 1)
+    monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
     (ws.labels / "labels-test.parquet").unlink()
-    none = monitor_window(cfg, ws, T0 - 1, t_end + 1)
+    none = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
     assert none.labels is not None and none.labels.joined_rows == 0
     assert none.audit.segments_cached == 0  # the labels changed: parts recomputed
     single = monitor_window(cfg, ws, T0 - 1, t_end + 1, mode="single")

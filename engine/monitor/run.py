@@ -95,8 +95,8 @@ def monitor_window(
     merges the parts (engine.monitor.partials); ``"single"`` reads the whole window into
     memory and computes each statistic over it at once (the reference the parts are
     tested against). ``executor``: ``threads`` (the cores this process is given), ``ray``
-    (one task per group of segments, on every node), or ``auto`` (Ray where Ray is wanted
-    anyway, engine.raycluster.ray_wanted, and there are many segments to read)."""
+    (one task per group of segments, on every node), or ``auto`` (Ray where a cluster is
+    named: the profile's ``ray:`` or ``RAY_ADDRESS``, and 8 or more segments to read)."""
     if mode == "single":
         return _monitor_single(cfg, ws, t_from, t_to, app=app)
     return _monitor_parts(
@@ -166,9 +166,13 @@ def _monitor_parts(
         profile_of(v)
     ray_tasks = 0
     if executor == "ray" or (executor == "auto" and len(chosen) >= RAY_MIN_SEGMENTS):
-        from engine.raycluster import ray_wanted, start_ray
+        import os
 
-        if executor == "ray" or ray_wanted(ws):
+        from engine.raycluster import start_ray
+
+        # A named cluster (the profile's ray:, RAY_ADDRESS: every submitted job) has other
+        # nodes' cores; a local Ray adds none over this process's threads.
+        if executor == "ray" or ws.ray_address or os.environ.get("RAY_ADDRESS"):
             import ray
 
             start_ray(ws)
