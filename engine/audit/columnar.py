@@ -331,12 +331,41 @@ class Scan:
     seal: dict[str, Any] | None = None  # a compacted segment's seal (see compact)
 
 
+def _check_frame(out: Scan, fr: Frame, where: str, expect: int, segment: str, payload: Any) -> None:
+    """A frame's place in the seq order, and what its open or seal payload says."""
+    first = fr.first
+    if first > expect:
+        out.problems.append(
+            f"{where}: seq {first} follows seq {expect - 1}: "
+            f"{first - expect} record(s) removed (seq {expect}..{first - 1})"
+        )
+    elif first < expect:
+        out.problems.append(f"{where}: seq {first} after seq {expect - 1}: reordered")
+    if fr.kind not in (K_SEAL, K_OPEN):
+        return
+    try:
+        rec = json.loads(bytes(payload))
+    except ValueError:
+        what = "compaction seal" if fr.kind == K_SEAL else "segment-open frame"
+        out.problems.append(f"the {what} is not JSON: modified")
+        return
+    if fr.kind == K_SEAL:
+        out.seal = rec
+        return
+    out.open_record = rec
+    if rec.get("segment") != segment:
+        out.problems.append("the first record names another segment: moved or replaced")
+
+
 def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
     """Walk the frames of a segment's bytes, checking every digest (``check``) and the seq
     ranges; the payloads are not decoded."""
     out = Scan()
     mv = memoryview(buf)
     if bytes(mv[: len(MAGIC)]) != MAGIC:
+        if MAGIC.startswith(bytes(mv)):  # just created, its first frame not yet written
+            out.fragment = True
+            return out
         out.problems.append("not an audit segment of format 3 (its first bytes differ): modified")
         return out
     pos, end = len(MAGIC), len(mv)
@@ -360,26 +389,7 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
         if check and _digest(prev, kind, first, count, payload) != digest:
             out.problems.append(f"{where}: content does not match its digest: modified")
             out.bad.append(fr)
-        if first > expect:
-            out.problems.append(
-                f"{where}: seq {first} follows seq {expect - 1}: "
-                f"{first - expect} record(s) removed (seq {expect}..{first - 1})"
-            )
-        elif first < expect:
-            out.problems.append(f"{where}: seq {first} after seq {expect - 1}: reordered")
-        if kind == K_SEAL:
-            try:
-                out.seal = json.loads(bytes(payload))
-            except ValueError:
-                out.problems.append("the compaction seal is not JSON: modified")
-        if kind == K_OPEN:
-            try:
-                rec = json.loads(bytes(payload))
-                out.open_record = rec
-                if rec.get("segment") != segment:
-                    out.problems.append("the first record names another segment: moved or replaced")
-            except ValueError:
-                out.problems.append("the segment-open frame is not JSON: modified")
+        _check_frame(out, fr, where, expect, segment, payload)
         out.frames.append(fr)
         prev = digest
         expect = max(expect, first + count)
@@ -387,7 +397,7 @@ def scan(segment: str, buf: pa.Buffer | bytes, *, check: bool = True) -> Scan:
         out.last_seq = first + count - 1 if count else out.last_seq
         out.last_digest = digest
         pos = start + length
-    if not out.frames or out.frames[0].kind != K_OPEN:
+    if (out.frames and out.frames[0].kind != K_OPEN) or (not out.frames and not out.fragment):
         out.problems.append("the segment does not start with its open record: modified")
     return out
 
