@@ -159,6 +159,13 @@ def stage_score(
     job = ScoringJob(
         files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
     )
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The input's fingerprint (SHA-256 of every byte, for the audit record) is hashed in a
+    # thread while the rows are scored: OpenSSL releases the GIL.
+    hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-fingerprint")
+    input_fp = hasher.submit(fingerprint, src)
+    hasher.shutdown(wait=False)
     on_ray, why = choose(engine, ws)
     if on_ray:
         rows, positive, cpus = score_on_ray(ws, job)
@@ -173,7 +180,7 @@ def stage_score(
         version=ref.version,
         rows=int(rows),
         output=output,
-        input_fingerprint=fingerprint(src),
+        input_fingerprint=input_fp.result(),
         output_fingerprint=fingerprint(output),
         seconds=secs,
         rows_per_s=rows / secs if secs > 0 else 0.0,
