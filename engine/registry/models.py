@@ -237,8 +237,22 @@ def rollback(name: str) -> dict[str, str | None]:
     }
 
 
+_SCORERS: dict[tuple[str, str, str, str], Any] = {}
+
+
 def load_scorer(ref: ModelRef) -> Any:
-    """The model behind ``ref`` as its family's Scorer (probabilities of the positive class)."""
+    """The model behind ``ref`` as its family's Scorer (probabilities of the positive class).
+    A registered version never changes, so a process loads it once per registry (a warm
+    `insight score` or a long-lived job does not re-read it from MLflow)."""
+    import mlflow
+
     from engine.train.families import family
 
-    return family(ref.family).load_logged(ref.uri, load_schema(ref))
+    key = (mlflow.get_registry_uri(), ref.name, ref.version, ref.run_id)
+    hit = _SCORERS.get(key)
+    if hit is None:
+        hit = family(ref.family).load_logged(ref.uri, load_schema(ref))
+        if len(_SCORERS) >= 8:
+            _SCORERS.pop(next(iter(_SCORERS)))
+        _SCORERS[key] = hit
+    return hit
