@@ -48,8 +48,8 @@ SUFFIX = ".arrows"
 MAGIC = b"INSAUD3\n"
 HEADER = struct.Struct("<B7xQQQ32s")  # kind, length, first seq, count, digest: 64 bytes
 _LINK = struct.Struct("<BQQQ")
+BATCH_ROWS = 65_536  # rows per batch frame: bulk writes and compaction (engine.audit.compact)
 K_OPEN, K_SCHEMA, K_BATCH, K_SEAL, K_ROWS = 1, 2, 3, 4, 5
-COMPACT_ROWS = 65_536  # rows per batch frame in a compacted segment
 
 _S = pa.string()
 COLUMNS: list[tuple[str, pa.DataType]] = [
@@ -146,9 +146,7 @@ def to_batch(records: list[dict[str, Any]], first_seq: int) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([*b.columns, rh], schema=SCHEMA)
 
 
-def table_batches(
-    table: pa.Table, first_seq: int, rows: int = COMPACT_ROWS
-) -> list[pa.RecordBatch]:
+def table_batches(table: pa.Table, first_seq: int, rows: int = BATCH_ROWS) -> list[pa.RecordBatch]:
     """Records already in columns (any subset of the schema's columns, ``seq`` and ``rh``
     left out) as batches of at most ``rows`` rows, with ``seq`` from ``first_seq`` and each
     row's hash: the bulk path (batch scoring, benchmarks) of :func:`to_batch`."""
@@ -193,30 +191,14 @@ def to_records(table: pa.Table | pa.RecordBatch) -> Iterator[dict[str, Any]]:
 
 # ---- rows frames (JSON lines) ----------------------------------------------------------
 
+_JSON_FIELDS = (
+    "kind", "route", "request_id", "time", "versions", "ids", "layout", "numeric",
+    "categorical", "groups", "x", "xc", "g", "input_policy", "scores", "decisions",
+    "latency_ms", "shadow", "seq",
+)  # fmt: skip
 JSON_SCHEMA = pa.schema(
-    [
-        ("kind", _S),
-        ("route", _S),
-        ("request_id", _S),
-        ("time", pa.float64()),
-        ("versions", pa.list_(_S)),
-        ("ids", pa.list_(_S)),
-        ("layout", _S),
-        ("numeric", pa.list_(_S)),
-        ("categorical", pa.list_(_S)),
-        ("groups", pa.list_(_S)),
-        ("x", pa.list_(pa.list_(pa.float64()))),
-        ("xc", pa.list_(pa.list_(_S))),
-        ("g", pa.list_(pa.list_(_S))),
-        ("input_policy", _S),
-        ("scores", pa.list_(pa.float64())),
-        ("decisions", pa.list_(pa.bool_())),
-        ("latency_ms", pa.float64()),
-        ("shadow", pa.struct([("version", _S), ("scores", pa.list_(pa.float64()))])),
-        ("seq", pa.int64()),
-        ("hash", _S),
-    ]
-)  # what the window reads of a JSON line (format 2 and rows frames)
+    [(n, t) for n, t in COLUMNS if n in _JSON_FIELDS] + [("hash", _S)]
+)  # what the window reads of a JSON line (format 2 and rows frames): the same types
 _HASH_KEY = b',"hash":"'
 
 
@@ -291,16 +273,22 @@ def check_lines(payload: bytes, first: int, count: int) -> list[str]:
         seqs.append(seq)
         if not _line_ok(line):
             problems.append(f"record seq {seq}: content does not match its row hash: modified")
+    return problems + _seq_problems(seqs, first, count)
+
+
+def _seq_problems(seqs: list[int | None], first: int, count: int) -> list[str]:
+    """The records ``first .. first + count - 1`` against the seqs found, in order: the
+    first missing or moved one, named."""
     want = list(range(first, first + count))
     have = {q for q in seqs if q is not None}
     gone = [q for q in want if q not in have]
     if gone:
         span = f"{gone[0]}" if len(gone) == 1 else f"{gone[0]}..{gone[-1]} ({len(gone)})"
-        problems.append(f"record seq {span}: missing: record(s) removed")
-    elif seqs != want[: len(seqs)]:
+        return [f"record seq {span}: missing: record(s) removed"]
+    if seqs != want[: len(seqs)]:
         i = next(k for k, q in enumerate(seqs) if q != want[k])
-        problems.append(f"record seq {seqs[i]} at the place of seq {want[i]}: reordered")
-    return problems
+        return [f"record seq {seqs[i]} at the place of seq {want[i]}: reordered"]
+    return []
 
 
 # ---- reading and verifying -------------------------------------------------------------
@@ -430,51 +418,31 @@ def decode(buf: pa.Buffer | bytes, frames: list[Frame]) -> tuple[list[pa.RecordB
 
 def name_damage(buf: pa.Buffer | bytes, sc: Scan) -> list[str]:
     """For each frame whose digest did not match: which of its records, by seq, no longer
-    match their row hash, are missing or moved; or, when all its records are intact, that
-    the chain broke before it (a frame before it was changed and its digest recomputed)."""
-    schema = [f for f in sc.frames if f.kind == K_SCHEMA]
+    match their row hash, are missing or moved; or, when all its records are intact (or it
+    holds none: a seal), that the chain broke before it, and which records of the frame
+    before it were changed (a frame re-digested after an edit breaks the next link)."""
+    schema = [f for f in sc.frames if f.kind == K_SCHEMA][:1]
     problems: list[str] = []
-    mv = memoryview(buf)
     for f in sc.bad:
-        if f.kind in (K_ROWS, K_SEAL, K_SCHEMA):
-            rows = (
-                check_lines(bytes(mv[f.start : f.start + f.length]), f.first, f.count)
-                if f.kind == K_ROWS
-                else []
-            )
-            if not rows:  # intact: the frame before was re-digested; name its records
-                rows = [
-                    f"frame before seq {f.first}: the chain broke before it: a record before "
-                    "was modified and its frame's digest recomputed ('prev' does not match)"
-                ]
-                before = [g for g in sc.frames if g.kind in (K_BATCH, K_ROWS) and g.start < f.start]
-                if before:
-                    rows += _frame_rows(buf, schema, before[-1])
-            problems += rows
-            continue
-        batches, bad = decode(buf, [*schema[:1], f])
-        problems += bad
-        for b in batches:
-            rows = check_rows(b, f.first, f.count)
-            if not rows:  # intact: the frame before was re-digested; name its records
-                rows = [
-                    f"seq {f.first}..{f.first + f.count - 1}: every record matches its row "
-                    "hash, so the chain broke before them: a record before was modified and "
-                    "its frame's digest recomputed ('prev' does not match)"
-                ]
-                before = [g for g in sc.frames if g.kind == K_BATCH and g.start < f.start]
-                if before:
-                    for pb in decode(buf, [*schema[:1], before[-1]])[0]:
-                        rows += check_rows(pb, before[-1].first, before[-1].count)
-            problems += rows
+        rows = _frame_rows(buf, schema, f) if f.kind in (K_ROWS, K_BATCH) else []
+        if not rows:
+            rows = [
+                f"frame before seq {f.first}: the chain broke before it: a record before "
+                "was modified and its frame's digest recomputed ('prev' does not match)"
+            ]
+            before = [g for g in sc.frames if g.kind in (K_BATCH, K_ROWS) and g.start < f.start]
+            if before:
+                rows += _frame_rows(buf, schema, before[-1])
+        problems += rows
     return problems
 
 
 def _frame_rows(buf: pa.Buffer | bytes, schema: list[Frame], f: Frame) -> list[str]:
+    """What is wrong with the records of one frame (rows or batch), by seq."""
     if f.kind == K_ROWS:
         return check_lines(bytes(memoryview(buf)[f.start : f.start + f.length]), f.first, f.count)
-    out: list[str] = []
-    for b in decode(buf, [*schema[:1], f])[0]:
+    batches, out = decode(buf, [*schema, f])
+    for b in batches:
         out += check_rows(b, f.first, f.count)
     return out
 
@@ -491,16 +459,7 @@ def check_rows(b: pa.RecordBatch, first: int | None = None, count: int | None = 
             problems.append(f"record seq {v['seq']}: content does not match its row hash: modified")
     seqs = [v["seq"] for v in rows]
     lo = (seqs[0] if seqs else 0) if first is None else first
-    want = list(range(lo, lo + (len(seqs) if count is None else count)))
-    have = set(seqs)
-    gone = [q for q in want if q not in have]
-    if gone:
-        span = f"{gone[0]}" if len(gone) == 1 else f"{gone[0]}..{gone[-1]} ({len(gone)})"
-        problems.append(f"record seq {span}: missing: record(s) removed")
-    elif seqs != want[: len(seqs)]:
-        i = next(k for k, q in enumerate(seqs) if q != want[k])
-        problems.append(f"record seq {seqs[i]} at the place of seq {want[i]}: reordered")
-    return problems
+    return problems + _seq_problems(seqs, lo, len(seqs) if count is None else count)
 
 
 def records(buf: pa.Buffer | bytes, sc: Scan) -> Iterator[dict[str, Any]]:
@@ -523,76 +482,3 @@ def read_file(path: Path) -> pa.Buffer:
     """The segment's bytes, memory-mapped (zero copy: batches point into the page cache)."""
     with pa.memory_map(str(path), "r") as mm:
         return mm.read_buffer()
-
-
-# ---- compaction ------------------------------------------------------------------------
-
-
-def compact(path: Path, head: dict[str, Any], *, rows: int = COMPACT_ROWS) -> bool:
-    """Rewrite a closed, intact segment as few large batch frames (group commit writes
-    as many frames as it had groups; a reader pays per frame). The records, their seq and
-    row hashes are unchanged; the frames are chained afresh from the genesis hash and end
-    with a *seal* frame naming the head the segment had before (seq, digest, frames), so a
-    reader that meets the old head with the new segment (the two files are replaced one
-    after the other) can tell compaction from tampering. Returns whether it rewrote."""
-    import os
-
-    from engine.workspace import atomic_write_bytes
-
-    segment = path.name.removesuffix(SUFFIX)
-    buf = read_file(path)
-    sc = scan(segment, buf)
-    if sc.problems or sc.fragment or sc.seal is not None or sc.open_record is None:
-        return False  # damaged, still written, or already compact: leave it as it is
-    if sc.last_seq != int(head["seq"]) or sc.last_digest.hex() != head["hash"]:
-        return False
-    n_rows = sum(1 for f in sc.frames if f.kind == K_ROWS)
-    n_batches = sum(1 for f in sc.frames if f.kind == K_BATCH)
-    if not n_rows and n_batches <= max(1, -(-sc.records // rows)):
-        return False  # already in as few frames as compaction would write
-    schema: pa.Schema | None = None
-    batches: list[pa.RecordBatch] = []
-    mv = memoryview(buf)
-    for f in sc.frames:
-        body = mv[f.start : f.start + f.length]
-        if f.kind == K_SCHEMA:
-            schema = pa.ipc.read_schema(pa.py_buffer(bytes(body)))
-        elif f.kind == K_BATCH and schema is not None:
-            batches.append(pa.ipc.read_record_batch(pa.py_buffer(bytes(body)), schema))
-        elif f.kind == K_ROWS:
-            recs = rows_records(bytes(body))
-            for r in recs:
-                r.pop("seq", None)
-            batches.append(to_batch(recs, f.first))
-    if not batches:
-        return False
-    table = pa.Table.from_batches(batches, schema=SCHEMA).combine_chunks()
-    prev = genesis_bytes(segment)
-    parts = [MAGIC]
-    payload = json.dumps(sc.open_record, sort_keys=True, separators=(",", ":")).encode()
-    blob, prev = frame(prev, K_OPEN, 0, 1, payload)
-    parts.append(blob)
-    first = 1
-    blob, prev = frame(prev, K_SCHEMA, first, 0, SCHEMA.serialize().to_pybytes())
-    parts.append(blob)
-    for b in table.to_batches(max_chunksize=rows):
-        blob, prev = frame(prev, K_BATCH, first, b.num_rows, b.serialize().to_pybytes())
-        parts.append(blob)
-        first += b.num_rows
-    seal = {
-        "compacted": True,
-        "head_before": {"seq": head["seq"], "hash": head["hash"]},
-        "frames_before": len(sc.frames),
-    }
-    blob, prev = frame(prev, K_SEAL, first, 0, json.dumps(seal, sort_keys=True).encode())
-    parts.append(blob)
-    tmp = path.with_name(f".{path.name}.compact")
-    with tmp.open("wb") as fh:
-        for p in parts:
-            fh.write(p)
-        fh.flush()
-        os.fsync(fh.fileno())
-    new_head = {**head, "hash": prev.hex(), "compacted": True}
-    os.replace(tmp, path)  # the segment first, then its head (see the seal)
-    atomic_write_bytes(path.with_suffix(".head"), json.dumps(new_head, sort_keys=True).encode())
-    return True

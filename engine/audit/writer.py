@@ -18,7 +18,7 @@ Durability: each batch of records is one ``write`` followed by ``flush``, before
 answer is sent, so a killed process (SIGKILL) loses no answered record: the bytes are in the
 OS. ``fsync=True`` also survives a machine crash, at ~1 ms per batch.
 
-A closed columnar segment is compacted in the background (engine.audit.columnar.compact:
+A closed columnar segment is compacted in the background (engine.audit.compact:
 its group-commit frames rewritten as a few large ones, records unchanged, sealed), so the
 monitor reads it at memory speed.
 
@@ -390,14 +390,16 @@ class AuditWriter:
 
 
 def _compact_quietly(path: Path) -> None:
-    """Compact a closed columnar segment (engine.audit.columnar.compact); a failure leaves
+    """Compact a closed columnar segment (engine.audit.compact); a failure leaves
     the segment as written, which reads the same, only slower."""
     from engine.audit.verify import _read_head
 
     try:
         head, problem = _read_head(path.with_suffix(".head"))
         if head is not None and not problem and head.get("closed"):
-            col.compact(path, head)
+            from engine.audit.compact import compact
+
+            compact(path, head)
     except Exception:
         import logging
 
