@@ -1,5 +1,12 @@
 # Two commands: `make demo` and `make test`. Each bootstraps the environment first:
 # uv (installed with pip if missing) syncs .venv from uv.lock, using this machine's Python.
+#
+# Bytecode is compiled ahead: where Python runs with PYTHONDONTWRITEBYTECODE=1 (this
+# machine and CI do), no .pyc is ever written, so every process (each CLI call, each Ray
+# worker and Tune trial actor, each Spark Python worker) would compile every module it
+# imports from source: 4.4 of the 7.7 s `insight models card` took. uv compiles the
+# environment once at install (~25 s on 2 cores); `bytecode` compiles the project's own
+# code before each run (under a second; only what changed).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +16,7 @@ export UV_PYTHON_DOWNLOADS := never
 export RAY_USAGE_STATS_ENABLED := 0
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test bench env lint typecheck unit clean help browser axe realdata jdbc
+.PHONY: demo test bench env bytecode lint typecheck unit clean help browser axe realdata jdbc
 
 help:
 	@echo "make demo   set up .venv and run the whole loop on embedded defaults"
@@ -21,10 +28,13 @@ env: $(STAMP)
 $(STAMP): uv.lock pyproject.toml
 	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || \
 		{ echo "installing uv with pip"; $(PYTHON) -m pip install --quiet uv; }
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
-demo: env
+bytecode: env
+	@$(VENV)/bin/python -m compileall -q engine jobs benchmarks tests >/dev/null
+
+demo: env bytecode
 	$(VENV)/bin/insight demo
 
 lint: env
@@ -91,20 +101,20 @@ $(OJ): | $(STAMP)
 # worker starts its own Ray cluster and Spark session on ports it picks; nothing in the tier
 # assumes it is alone on the machine.
 PURE := not spark and not ray and not serve and not process and not bench and not cluster
-test: lint typecheck browser axe realdata jdbc
+test: lint typecheck browser axe realdata jdbc bytecode
 	$(VENV)/bin/pytest -n 2 -m "$(PURE)"
 	$(VENV)/bin/pytest -n 2 --dist loadfile --no-loadscope-reorder \
 		-m "(spark or ray or serve or process or bench) and not cluster"
 
 # The multi-node tier (about 5 minutes): Ray head + 2 worker nodes as separate `ray start`
 # processes, PostgreSQL + MLflow server, Spark standalone; all on the loopback interface.
-test-cluster: env
+test-cluster: env bytecode
 	$(VENV)/bin/pytest -m cluster
 
-unit: env browser axe realdata jdbc
+unit: env bytecode browser axe realdata jdbc
 	$(VENV)/bin/pytest -n 2 -m "not spark and not ray and not serve and not slow and not stats and not bench and not process and not cluster"
 
-bench: env
+bench: env bytecode
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:
