@@ -332,6 +332,32 @@ def test_a_closed_segment_is_compacted_and_still_verifies(tmp_path: Path) -> Non
     assert strip(read_records(p.parent)) == strip(read_records(q.parent))
 
 
+def test_compaction_merges_rows_frames_around_bulk_batches_in_seq_order(tmp_path: Path) -> None:
+    """Consecutive group commits are built as one batch, a bulk batch between them keeps
+    its place, and the segment is rewritten in batches of the batch size: records and seq
+    as written, the chain verifies."""
+    from engine.audit.compact import compact
+
+    w = AuditWriter(tmp_path / "audit", writer="t", columnar=True, compact=False)
+    for i in range(0, 10, 3):
+        w.append([_rec(j) for j in range(i, min(10, i + 3))])
+    w.append_table(pa.table({"kind": ["bulk"] * 4, "request_id": [f"b{i}" for i in range(4)]}))
+    for i in range(10, 17):
+        w.append([_rec(i)])
+    w.close()
+    p = w.path
+    before = list(read_records(p.parent, kind=None))[2:]  # after the open and layout records
+    assert compact(p, json.loads(p.with_suffix(".head").read_text()), rows=4)
+    sc = col.scan(segment_name(p), p.read_bytes())
+    assert not sc.problems and sc.seal is not None
+    counts = [f.count for f in sc.frames if f.kind == col.K_BATCH]
+    assert counts == [4, 4, 4, 4, 4, 1], counts  # layout + 10 rows, the bulk 4, then 7 rows
+    assert verify(p.parent).ok
+    after = list(read_records(p.parent, kind=None))[2:]
+    assert [r["seq"] for r in after] == [r["seq"] for r in before] == list(range(2, 22))
+    assert [r.get("request_id") for r in after] == [r.get("request_id") for r in before]
+
+
 def test_compaction_between_its_two_renames_is_no_alarm(tmp_path: Path) -> None:
     """The segment is replaced before its head: a reader may meet the new segment with the
     old head for a moment. The seal names that head, so it is not tampering."""
