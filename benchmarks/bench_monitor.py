@@ -17,7 +17,8 @@ reference profile of 200,000 training rows:
 5. appending one served request to the log (inputs, record, chained write), one writer
    thread at a time and 16 at once (group commit), against the budget of 0.2 ms
    (``within_budget``, reported; ``equal``: every record is in the log once and the chain
-   verifies).
+   verifies); then compacting that closed segment (the writer's background rewrite of its
+   group-commit frames as Arrow batches), per record, against the append.
 
 ``--cluster ADDRESS`` also runs the window as Ray tasks on that cluster against one node
 (tests/raynodes.py starts one on 127.0.0.1). Smoke: 20,000 requests, a 20,000-row reference.
@@ -426,7 +427,8 @@ def _append_cases(cases: list[dict[str, Any]], smoke: bool) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-append-"))
     try:
         cur = _frame(1, 2, 0.0)
-        w = AuditWriter(tmp / "append", writer="bench", columnar=True)
+        # compact=False: the segment stays as the group commits wrote it, for the case below
+        w = AuditWriter(tmp / "append", writer="bench", columnar=True, compact=False)
         lid = w.register_layout(NUM, CAT, [])
 
         def rec() -> dict[str, Any]:
@@ -498,8 +500,55 @@ def _append_cases(cases: list[dict[str, Any]], smoke: bool) -> None:
             row["equal"] = checked.ok and held == appended
             row["records_in_log"] = held
         cases.extend(rows)
+        cases.append(_compaction_case(w.path, rows[0]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _compaction_case(seg: Path, append_row: dict[str, Any]) -> dict[str, Any]:
+    """Compacting the closed segment the appends wrote (group-commit frames -> 64k-row Arrow
+    batches; engine.audit.compact, run by the writer in a background thread when a segment
+    closes): seconds a record, on a fresh copy each run, against the append of a record
+    from one thread (the cost it follows)."""
+    import json as _json
+
+    from engine.audit import columnar as col
+    from engine.audit.compact import compact
+    from engine.audit.verify import segment_name, verify
+
+    head = _json.loads(seg.with_suffix(".head").read_text())
+    sc = col.scan(segment_name(seg), seg.read_bytes())
+    n = sc.records
+    copies = []
+    for i in range(4):  # one warm-up, three timed
+        d = seg.parent.parent / f"compact{i}"
+        d.mkdir()
+        shutil.copy(seg, d / seg.name)
+        shutil.copy(seg.with_suffix(".head"), d / seg.with_suffix(".head").name)
+        copies.append(d / seg.name)
+    todo = list(copies)
+    per = measure(lambda: compact(todo.pop(0), head), 3)
+    for t in ("min", "median", "max"):
+        setattr(per, t, getattr(per, t) / n)
+    ok = bool(per.result) and all(verify(c.parent).ok for c in copies)
+    after = col.scan(segment_name(copies[-1]), copies[-1].read_bytes())
+    ok = ok and after.records == n
+    append = measure(lambda: append_row["engine_median_s"], 1, warmup=0)
+    append.min, append.median, append.max = (
+        append_row["engine_min_s"],
+        append_row["engine_median_s"],
+        append_row["engine_max_s"],
+    )
+    return case(
+        f"compact a closed segment of {n:,} group-commit records (background, per record)",
+        per,
+        "append one record, one writer thread",
+        append,
+        ok,
+        frames_before=len(sc.frames),
+        frames_after=len(after.frames),
+        per_record_us=round(per.median * 1e6, 1),
+    )
 
 
 def main() -> None:

@@ -229,6 +229,34 @@ def test_new_labels_are_joined_even_where_parts_are_cached(tmp_path: Path) -> No
     assert not _close(_plain(single), _plain(none))
 
 
+def test_a_new_version_keeps_the_parts_without_its_traffic(tmp_path: Path) -> None:
+    """A part depends on the reference profile of the versions it holds, not on every
+    registered one: a v3 registered (and rolled out as challenger) after the segments were
+    written leaves every cached part valid; a changed v2 reference recomputes those that
+    hold v2's traffic. Both results equal the whole window computed at once."""
+    from engine.monitor.run import monitor_window
+
+    cfg, ws, t_end = _workspace(tmp_path, 4, True)
+    first = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
+    n_parts = len(list((ws.root / "monitor" / "partials" / "insight").glob("*.part")))
+    assert n_parts >= 2 and first.audit.segments_cached == 0
+    prof_dir = ws.root / "monitor" / "profiles"
+    rng = np.random.default_rng(99)
+    (prof_dir / f"{cfg.train.model_name}-v3.json").write_text(json.dumps(_profile(rng)))
+    (ws.root / "serve" / "rollout-insight.json").write_text(
+        json.dumps({"champion": "1", "challenger": "3"})
+    )
+    v3 = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
+    assert v3.audit.segments_cached == n_parts
+    assert not _close(_plain(v3), _plain(monitor_window(cfg, ws, T0 - 1, t_end + 1, mode="single")))
+    (prof_dir / f"{cfg.train.model_name}-v2.json").write_text(json.dumps(_profile(rng)))
+    v2 = monitor_window(cfg, ws, T0 - 1, t_end + 1, executor="threads")
+    assert v2.audit.segments_cached == 0  # every segment holds some of v2's traffic
+    single = monitor_window(cfg, ws, T0 - 1, t_end + 1, mode="single")
+    assert not _close(_plain(v2), _plain(single))
+    assert _close(_plain(v3), _plain(v2)), "v2's new reference changed its statistics"
+
+
 @pytest.mark.ray
 def test_ray_tasks_give_the_same_parts(tmp_path: Path, ray_local: Workspace) -> None:
     """On a cluster the segments are read by Ray tasks (one per group of segments): the

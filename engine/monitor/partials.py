@@ -45,7 +45,7 @@ from engine.audit.window import Covered, Window, _assemble, read_segment_table
 from engine.kernels._objects import value_counts
 from engine.monitor import stats
 
-VERSION = 1  # of the partial's layout: a change invalidates every cached part
+VERSION = 2  # of the partial's layout: a change invalidates every cached part
 ProfileOf = Callable[[str], dict[str, Any] | None]
 
 
@@ -157,6 +157,10 @@ class SegmentPart:
     labels: LabelRows | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     cached: bool = False
+    # the reference profile each version's part was computed against (its fingerprint, or
+    # None without one): a cached part is used only while these still hold, so a new model
+    # version recomputes only the segments that hold its traffic
+    profiles: dict[str, str | None] = field(default_factory=dict)
 
 
 def _latency(ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +194,9 @@ def segment_part(
     out.inputs_logged = w.inputs_logged
     for v in sorted(str(x) for x in pd.unique(w.version)):
         m = w.version == v
-        out.versions[v] = _version_part(w, m, profile_of(v), attrs)
+        prof = profile_of(v)
+        out.versions[v] = _version_part(w, m, prof, attrs)
+        out.profiles[v] = profile_fingerprint(prof)
     if keys is not None:
         out.labels = _label_rows(w, keys, attrs)
     out.seconds["statistics"] = time.perf_counter() - b
@@ -332,12 +338,18 @@ def fairness_arrays(
 
 
 class PartCache:
-    """Parts of closed segments wholly inside a window, signed with the workspace's key."""
+    """Parts of closed segments wholly inside a window, signed with the workspace's key.
 
-    def __init__(self, folder: Path, key: bytes, context: str) -> None:
+    A part depends on its segment (head hash), the labels and the sensitive attributes (the
+    ``context`` in its file name) and on the reference profile of each version it holds
+    (checked on ``get``: a version registered later leaves parts without its traffic
+    valid)."""
+
+    def __init__(self, folder: Path, key: bytes, context: str, profile_of: ProfileOf) -> None:
         self.folder = folder
         self._key = hashlib.sha256(b"insight-monitor-partials:" + key).digest()
-        self.context = context  # profiles, labels, attributes: what a part depends on
+        self.context = context  # labels, attributes
+        self._profile_of = profile_of
 
     def _path(self, seg: Path) -> tuple[Path, str] | None:
         head, problem = _read_head(seg.with_suffix(".head"))
@@ -371,6 +383,9 @@ class PartCache:
         part = pickle.loads(body)
         if not isinstance(part, SegmentPart):
             return None
+        for v in part.versions:
+            if part.profiles.get(v, "?") != profile_fingerprint(self._profile_of(v)):
+                return None  # this version's reference changed since: recompute
         part.cached = True
         return part
 
@@ -389,21 +404,16 @@ class PartCache:
         atomic_write_bytes(where[0], mac + body)
 
 
-def context_fingerprint(
-    profiles: dict[str, dict[str, Any] | None], keys: LabelKeys | None, attrs: list[str]
-) -> str:
+def context_fingerprint(keys: LabelKeys | None, attrs: list[str]) -> str:
     blob = json.dumps(
-        {
-            "profiles": {v: p is not None and _profile_fp(p) for v, p in sorted(profiles.items())},
-            "labels": keys.fingerprint if keys else None,
-            "attrs": attrs,
-        },
-        sort_keys=True,
+        {"labels": keys.fingerprint if keys else None, "attrs": attrs}, sort_keys=True
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _profile_fp(p: dict[str, Any]) -> str:
+def profile_fingerprint(p: dict[str, Any] | None) -> str | None:
+    if p is None:
+        return None
     return hashlib.sha256(json.dumps(p, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

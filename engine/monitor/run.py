@@ -187,7 +187,8 @@ def _monitor_parts(
         part_cache = P.PartCache(
             monitor_dir(ws) / "partials" / app,
             load_key(ws.root),
-            P.context_fingerprint(dict(memo), keys, attrs),
+            P.context_fingerprint(keys, attrs),
+            profile_of,
         )
     parts, how = P.window_parts(
         chosen,
