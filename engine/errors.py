@@ -33,6 +33,13 @@ class StateError(InsightError):
     exit_code = 3
 
 
+class PolicyError(InsightError):
+    """The governance policy does not allow what was asked (engine.governance): a decision,
+    not a failure. Exit code 5."""
+
+    exit_code = 5
+
+
 class ServiceError(InsightError):
     """A service the engine talks to failed (a Ray cluster, an MLflow server, a database,
     a sink): not the user's input, though often the user's to restart. Exit code 4, so a

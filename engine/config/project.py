@@ -29,6 +29,7 @@ from engine.config.base import IDENT as _IDENT
 from engine.config.base import Model, read_yaml, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
 from engine.config.forecast import ForecastConfig, InventoryConfig
+from engine.config.governance import GovernanceConfig
 from engine.config.ingest import ScheduleConfig
 from engine.config.monitor import MonitorConfig
 from engine.config.source import (  # noqa: F401 (re-exported)
@@ -284,6 +285,10 @@ class ProjectConfig(Model):
         default_factory=ClusterConfig,
         description="Where each part runs (profiles), or a path to a YAML file with them.",
     )
+    governance: GovernanceConfig = Field(
+        default_factory=GovernanceConfig,
+        description="Consent by purpose and policy files (engine.config.governance).",
+    )
     # Set by load(): folder of the project file, for relative paths. Not part of the YAML.
     base_dir: str = Field(default=".", exclude=True)
 
@@ -382,6 +387,14 @@ def _check_refs(cfg: ProjectConfig) -> None:
         raise _ref_error("label.source", cfg.label.source, "source", cfg.sources)
     if cfg.treatment is not None and cfg.treatment.source not in cfg.sources:
         raise _ref_error("treatment.source", cfg.treatment.source, "source", cfg.sources)
+    consent = cfg.governance.consent
+    if consent is not None:
+        if consent.source not in cfg.sources:
+            raise _ref_error("governance.consent.source", consent.source, "source", cfg.sources)
+        for what in ("subject", "purpose", "status", "time"):
+            _check_declared(
+                cfg, f"governance.consent.{what}", consent.source, getattr(consent, what)
+            )
     _check_declared(cfg, "label.column", cfg.label.source, cfg.label.column)
     if cfg.label.horizon is not None and cfg.label.event_time is None:
         raise ValueError(

@@ -233,6 +233,9 @@ def build_card(
             "left_out": ts.excluded,
             "final_fit": final_fit,
             "label": ts.label,
+            # rows left out for want of consent to the training purpose (counts only: no
+            # subject's key reaches the registry); None: the policy asked for no consent
+            "consent": ts.consent,
         },
         "search": search,
         "metrics": metrics,

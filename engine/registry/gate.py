@@ -82,7 +82,7 @@ def run_gate(cfg: ProjectConfig, ws: Workspace, *, promote: bool = True) -> Gate
             [Check("challenger differs", False, f"v{ch.version} is already the champion")],
         )
     else:
-        ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
+        ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")), ws=ws)
         ts, overlap = unseen_by(champ, ts)
         y_all = ts.test[ts.label].to_numpy(dtype=np.float64)
         if len(ts.test) < g.min_test_rows or len(np.unique(y_all)) < 2:
@@ -207,7 +207,7 @@ def _floor(cfg: ProjectConfig, ws: Workspace, ch: models.ModelRef) -> list[Check
         return [*checks, Check("baselines", True, "train.gate.beat_baselines is off: not compared")]
     b = _card_baselines(ch, g.baseline_rule)
     if b is None:  # a card from before baselines: measure them on the same test rows
-        ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")))
+        ts = load_training_set(cfg, snap.find(ws, cfg.name, ch.tags.get("snapshot_id")), ws=ws)
         p = scores_on_test(models.load_scorer(ch), ts)
         refit = cfg.train.refit and cfg.train.backend == "tune"
         b = baselines(

@@ -64,6 +64,7 @@ def stage_train(
     """
     import mlflow
 
+    from engine.governance.enforce import consented_training_rows
     from engine.tracking import code_version, setup_mlflow
     from engine.train.dataset import load_training_set
     from engine.train.search import pending_search
@@ -80,7 +81,10 @@ def stage_train(
         snapshot_id = st["snapshot_id"]
     s = snap.find(ws, cfg.name, snapshot_id)
     frame = s.read_pandas()  # read once: the training set and the uplift join use it
-    ts = load_training_set(cfg, s, frame)
+    # Only rows with consent to the training purpose (where the policy asks for it): the
+    # training set and the uplift join read the same rows.
+    frame, consent = consented_training_rows(cfg, ws, s, frame)
+    ts = load_training_set(cfg, s, frame, consent=consent or {})
     # the campaign is read and joined before the search: its mistakes surface in seconds,
     # not after the whole search
     ud = _uplift_data(cfg, ws, ts, frame)
@@ -308,6 +312,10 @@ def _register(
         final_fit=final_fit,
     )
     log_card(card, ref.run_id)
+    if ts.consent is not None:  # the exclusion manifest, beside the model
+        import mlflow
+
+        mlflow.log_dict(ts.consent, "governance/consent_exclusions.json", run_id=ref.run_id)
     _log_profile(cfg, ts, scorer, uplift, ref)
     test_auc = card["metrics"]["auc"]
     client = MlflowClient()

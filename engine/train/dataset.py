@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from engine.errors import DataError
 from engine.features.snapshot import Snapshot
 from engine.features.views import parse_duration
 from engine.train.schema import InputSchema
+
+if TYPE_CHECKING:
+    from engine.workspace import Workspace
 
 PARTS = ("train", "valid", "test")
 
@@ -60,6 +64,8 @@ class TrainingSet:
     # whose outcome window ends before the test period starts
     valid_fit: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)  # said when training, kept in the card
+    # the consent check's exclusion manifest (engine.governance.enforce); None: no check
+    consent: dict[str, Any] | None = None
 
     def part(self, name: str) -> pd.DataFrame:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
@@ -163,12 +169,41 @@ def _random_parts(
     return tuple(np.sort(np.concatenate(p)) for p in parts)  # type: ignore[return-value]
 
 
+def _consented(
+    cfg: ProjectConfig,
+    snap: Snapshot,
+    df: pd.DataFrame,
+    ws: Workspace | None,
+    consent: dict[str, Any] | None,
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    if consent is not None:  # the caller applied it
+        return df, consent
+    if ws is None:
+        if cfg.governance.consent is not None:
+            raise ValueError("load_training_set: a project with consent needs ws= to check it")
+        return df, None
+    from engine.governance.enforce import consented_training_rows
+
+    return consented_training_rows(cfg, ws, snap, df)
+
+
 def load_training_set(
-    cfg: ProjectConfig, snap: Snapshot, frame: pd.DataFrame | None = None
+    cfg: ProjectConfig,
+    snap: Snapshot,
+    frame: pd.DataFrame | None = None,
+    *,
+    ws: Workspace | None = None,
+    consent: dict[str, Any] | None = None,
 ) -> TrainingSet:
     """The labeled rows of a snapshot (up to ``train.until`` when the labels have times),
-    split into train / valid / test as ``train.split`` says."""
+    split into train / valid / test as ``train.split`` says.
+
+    With ``ws``, only rows whose subject consented to the training purpose as of the label
+    time are used, where the governance policy asks for consent (engine.governance.enforce);
+    ``consent`` is that check's manifest when the caller has applied it to ``frame`` (``{}``:
+    applied, no consent obligation)."""
     df = snap.read_pandas() if frame is None else frame  # ``frame``: already read
+    df, consent = _consented(cfg, snap, df, ws, consent)
     lt = snap.manifest.get("label_time")
     y = cfg.label.column
     df = df[df[y].notna()]
@@ -265,6 +300,7 @@ def load_training_set(
         purged=purged,
         warnings=warnings,
         valid_fit=valid_fit,
+        consent=consent or None,
     )
 
 

@@ -1,0 +1,75 @@
+"""``governance:`` in a project file: where consents are recorded, which purpose each use of
+the data serves, and the policy files (Rego) that decide what each read may do.
+
+    governance:
+      consent:
+        source: consents          # a source of the project: one row per consent event
+        subject: customer_id      # whose consent (the entity key the other sources carry)
+        purpose: purpose          # e.g. model_training, profiling, marketing
+        status: status            # granted | withdrawn (the values below)
+        time: recorded_at         # when it was given or withdrawn
+      purposes:                   # the purpose each use of the data serves
+        training: model_training
+        serving: profiling
+        targeting: marketing
+      policy: policy/             # .rego files added to the engine's own (engine/governance)
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from engine.config.base import IDENT, Model
+
+PURPOSE = r"^[a-z][a-z0-9_]*$"
+
+
+class ConsentConfig(Model):
+    """The consent table: one row per event (a subject granted or withdrew consent for a
+    purpose at a time). A subject's consent for a purpose at time t is the status of their
+    last event at or before t; no event means no consent."""
+
+    source: str = Field(pattern=IDENT, description="The source holding the consent events.")
+    subject: str = Field(description="Column with the subject's key.")
+    purpose: str = Field(description="Column with the purpose consented to.")
+    status: str = Field(description="Column with the event's status.")
+    time: str = Field(description="Column with the event's time.")
+    granted: list[str] = Field(
+        default_factory=lambda: ["granted", "yes", "true", "1", "opt-in", "opt_in"],
+        min_length=1,
+        description="Status values that grant consent (compared case-insensitively).",
+    )
+    withdrawn: list[str] = Field(
+        default_factory=lambda: ["withdrawn", "revoked", "no", "false", "0", "opt-out", "opt_out"],
+        min_length=1,
+        description="Status values that withdraw it. Any other value is an error naming it.",
+    )
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ConsentConfig:
+        both = {v.lower() for v in self.granted} & {v.lower() for v in self.withdrawn}
+        if both:
+            raise ValueError(
+                f"status values {sorted(both)} are listed as both granted and withdrawn"
+            )
+        return self
+
+
+class PurposesConfig(Model):
+    """The purpose each use of personal data serves (what consent is checked for)."""
+
+    training: str = Field(default="model_training", pattern=PURPOSE)
+    serving: str = Field(default="profiling", pattern=PURPOSE)
+    targeting: str = Field(default="marketing", pattern=PURPOSE)
+
+
+class GovernanceConfig(Model):
+    consent: ConsentConfig | None = Field(
+        default=None, description="Where consents are recorded (none: consent is not checked)."
+    )
+    purposes: PurposesConfig = Field(default_factory=PurposesConfig)
+    policy: str | None = Field(
+        default=None,
+        description="A .rego file or a folder of them, added to the engine's own policy "
+        "(relative to the project file).",
+    )

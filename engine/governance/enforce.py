@@ -1,0 +1,135 @@
+"""Where the policy meets the data: the decision for a use of personal data, and its consent
+obligation applied to the rows (training: as of each label time)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from engine.errors import ConfigError, PolicyError
+from engine.governance.consent import NO_RECORD, WITHDRAWN, ConsentLedger
+from engine.governance.policy import Decision, PolicySet, policy_data
+
+if TYPE_CHECKING:
+    from engine.config.project import ProjectConfig
+    from engine.features.snapshot import Snapshot
+    from engine.workspace import Workspace
+
+_POLICIES: dict[str, PolicySet] = {}
+_LOCK = threading.Lock()
+
+
+def policy_of(cfg: ProjectConfig) -> PolicySet:
+    """The project's compiled policy (once per process and policy version)."""
+    extra = None
+    if cfg.governance.policy is not None:
+        p = Path(cfg.governance.policy)
+        extra = p if p.is_absolute() else Path(cfg.base_dir) / p
+    data = policy_data(cfg)
+    texts = ""
+    if extra is not None and extra.exists():
+        files = sorted(extra.glob("*.rego")) if extra.is_dir() else [extra]
+        texts = "".join(f.read_text(encoding="utf-8") for f in files)
+    key = f"{extra}|{hash(texts)}|{sorted(data.items())}"
+    with _LOCK:
+        ps = _POLICIES.get(key)
+        if ps is None:
+            ps = _POLICIES[key] = PolicySet.load(extra, data)
+    return ps
+
+
+def decide(cfg: ProjectConfig, action: str, purpose: str, **facts: Any) -> Decision:
+    """The decision, raising :class:`PolicyError` when the policy does not allow the use."""
+    d = policy_of(cfg).decide(action, purpose, pii=list(cfg.pii), **facts)
+    if not d.allow:
+        raise PolicyError(
+            f"the governance policy (version {d.policy_version}) does not allow {action} for "
+            f"purpose '{purpose}': {d.reason()}. Fix: change the policy "
+            "(governance.policy) or the purpose (governance.purposes)."
+        )
+    return d
+
+
+def load_ledger(cfg: ProjectConfig, root: Path, *, hashed: bool = False) -> ConsentLedger | None:
+    """The consent events of the project's consent source (None: none declared); with
+    ``hashed``, subjects as the keyed hash PII columns are stored under."""
+    c = cfg.governance.consent
+    if c is None:
+        return None
+    from engine.data.sources import read_frame
+
+    led = ConsentLedger.from_frame(
+        read_frame(cfg, c.source, root, [c.subject, c.purpose, c.status, c.time]), c
+    )
+    if hashed:
+        from engine.pii import hmac_hex, load_key
+
+        k = load_key(root)
+        led = ConsentLedger(
+            led.events.assign(subject=[hmac_hex(k, s) for s in led.events["subject"]]),
+            led.source,
+            led.fingerprint,
+        )
+    return led
+
+
+def key_is_hashed(cfg: ProjectConfig, key: str) -> bool:
+    """Whether the entity key reaches snapshots as its keyed hash (marked PII)."""
+    return any(key in cfg.pii_columns(s) for s in cfg.sources)
+
+
+def consented_training_rows(
+    cfg: ProjectConfig, ws: Workspace, snap: Snapshot, df: pd.DataFrame
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The rows training may use for its purpose, and the exclusion manifest (None when the
+    policy sets no consent obligation). Consent is checked as of each row's label time
+    (snapshots without label times: their ``label.as_of``, else the build time)."""
+    purpose = cfg.governance.purposes.training
+    d = decide(cfg, "train", purpose)
+    wanted = d.consent_purposes()
+    if not wanted:
+        return df, None
+    key = snap.manifest.get("entity")
+    if not key or key not in df:
+        raise ConfigError(
+            f"the policy asks for consent to {wanted}, but snapshot {snap.id} has no entity "
+            "key column to check it by. Fix: give the label source an entity."
+        )
+    led = load_ledger(cfg, ws.root, hashed=key_is_hashed(cfg, key))
+    if led is None:
+        raise ConfigError(
+            f"the policy asks for consent to {wanted}, but the project declares no consent "
+            "source. Fix: add governance.consent to insight.yaml."
+        )
+    lt = snap.manifest.get("label_time")
+    if lt and lt in df:
+        times: Any = df[lt]
+    else:
+        at = str(snap.manifest.get("label_as_of") or snap.manifest.get("created_at"))
+        times = pd.Series(pd.Timestamp(at), index=range(len(df)))
+    keep = pd.Series(True, index=df.index)
+    counts: dict[str, Any] = {}
+    for p in wanted:
+        chk = led.check(df[key].to_numpy(), pd.Series(times).to_numpy(), p)
+        keep &= chk.allowed
+        counts[p] = chk.counts
+    out = df[keep.to_numpy()]
+    dropped = df.loc[~keep.to_numpy(), key]
+    manifest = {
+        "purpose": purpose,
+        "consent_purposes": wanted,
+        "policy_version": d.policy_version,
+        "consent_source": led.source,
+        "ledger_fingerprint": led.fingerprint,
+        "checked_as_of": "label time" if lt and lt in df else "snapshot time",
+        "rows": len(df),
+        "rows_kept": len(out),
+        "rows_excluded": int(len(df) - len(out)),
+        "subjects_excluded": int(dropped.nunique()),
+        "by_purpose": counts,
+        "reasons": [NO_RECORD, WITHDRAWN],
+    }
+    return out, manifest
