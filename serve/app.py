@@ -83,6 +83,60 @@ def _cause(exc: BaseException) -> str:
     return str(cause if cause is not None else exc).strip().splitlines()[-1]
 
 
+def _live_consent(s: ServeSettings) -> Any:
+    """The replica's live consent view (engine.governance.live), or None."""
+    if s.consent is None:
+        return None
+    from engine.config.governance import ConsentConfig
+    from engine.config.source import SourceConfig
+    from engine.governance.live import LiveConsent
+
+    if s.workspace is None:
+        raise ValueError("consent checks need 'workspace' (where the consent log lives)")
+    root = Path(s.workspace)
+    c = s.consent
+    if c.consent is None or c.source is None or c.source_name is None:
+        return LiveConsent(None, None, None, root)
+    cfg = ConsentConfig.model_validate(c.consent)
+    name = c.source_name
+    one = _OneSource(name, SourceConfig.model_validate(c.source))
+
+    def read() -> pd.DataFrame:
+        from engine.data.sources import read_frame
+
+        return read_frame(one, name, root, [cfg.subject, cfg.purpose, cfg.status, cfg.time])
+
+    from engine.data.sources import source_path
+
+    return LiveConsent(cfg, read, source_path(one, name, root), root)
+
+
+class _OneSource:
+    """One source with its path already absolute (resolved at deploy): what the source
+    readers need (engine.config.base.HasSources)."""
+
+    def __init__(self, name: str, src: Any) -> None:
+        self._sources = {name: src}
+
+    @property
+    def sources(self) -> dict[str, Any]:
+        return self._sources
+
+    def resolve_path(self, path: str, workspace: Path) -> Path:
+        return Path(path.replace("{workspace}", str(workspace)))
+
+
+def _withheld_reasons(live: Any, ids: list[str], purposes: list[str]) -> list[str | None]:
+    """Per row, why no automated decision may be made (None: every purpose consented)."""
+    out: list[str | None] = [None] * len(ids)
+    for p in purposes:
+        chk = live.check(ids, p)
+        for i, r in enumerate(chk.reason):
+            if r is not None and out[i] is None:
+                out[i] = f"{r} for '{p}'"
+    return out
+
+
 @serve.deployment(
     name="model",
     # The same defaults as ServeSettings (and the project file): build_app sets both anyway.
@@ -151,6 +205,7 @@ class ModelServer:
         batched: Any = self._batched
         batched.set_max_batch_size(s.max_batch_size)
         batched.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
+        self.consent = _live_consent(s)
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="rollout-poll", daemon=True).start()
 
@@ -318,7 +373,11 @@ class ModelServer:
         x, ids = request_inputs(
             req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
         )
+        withheld, x, ids = self._consent_gate(x, ids)
         n = len(x)
+        if n == 0:  # every row withheld: nothing scored, the refusals audited
+            await self.audit.append_async([self._withheld_record(rid, withheld)])
+            return self._answer(rid, np.empty(0), np.empty(0, object), ids, withheld)
         to_chal = self._route(act, ids, n, rid)
         scores = np.empty(n)
         versions = np.full(n, act.champion.version, dtype=object)
@@ -338,23 +397,75 @@ class ModelServer:
             )
         else:
             scores = await self._score(act.champion, x, unseen)
-        decisions = scores >= self.threshold
         shadow_rec = None
         if shadow is not None and act.challenger is not None:
             shadow_rec = {"version": act.challenger.version, "scores": shadow.tolist()}
         rec = self._record(
             "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec, unseen
         )
-        await self.audit.append_async([rec])  # group commit: one write per loop turn
-        row_ids: list[str | None] = list(ids) if ids is not None else [None] * n
+        recs = [rec] if not withheld else [rec, self._withheld_record(rid, withheld)]
+        await self.audit.append_async(recs)  # group commit: one write per loop turn
+        return self._answer(rid, scores, versions, ids, withheld)
+
+    def _consent_gate(
+        self, x: pd.DataFrame, ids: list[str] | None
+    ) -> tuple[list[tuple[int, str, str]], pd.DataFrame, list[str] | None]:
+        """The rows without consent to the served purposes (position, id, why), and the
+        request's rows and ids without them. A request whose rows have no ids cannot be
+        checked: a client error naming the fix."""
+        if self.consent is None:
+            return [], x, ids
+        assert self.s.consent is not None
+        if ids is None:
+            raise ValueError(
+                "this model decides only for subjects who consented to "
+                f"{self.s.consent.purposes}: give each row its id ('ids', 'entities' or the "
+                "key field in each row)"
+            )
+        why = _withheld_reasons(self.consent, ids, self.s.consent.purposes)
+        gone = [(i, ids[i], w) for i, w in enumerate(why) if w is not None]
+        if not gone:
+            return [], x, ids
+        keep = np.array([w is None for w in why])
+        kept_ids = [i for i, k in zip(ids, keep, strict=True) if k]
+        return gone, x[keep].reset_index(drop=True), kept_ids
+
+    def _withheld_record(self, rid: str, withheld: list[tuple[int, str, str]]) -> dict[str, Any]:
+        """The audit record of the rows given no automated decision (ids hashed as the
+        decision records hash them)."""
+        assert self.s.consent is not None
+        return {
+            "kind": "withheld",
+            "route": "predict",
+            "request_id": rid,
+            "model": self.name,
+            "time": time.time(),
+            "ids": self._audit_ids([w[1] for w in withheld]),
+            "reasons": [w[2] for w in withheld],
+            "purposes": self.s.consent.purposes,
+            "policy_version": self.s.consent.policy_version,
+        }
+
+    def _answer(
+        self,
+        rid: str,
+        scores: np.ndarray,
+        versions: np.ndarray,
+        ids: list[str] | None,
+        withheld: list[tuple[int, str, str]],
+    ) -> PredictResponse:
+        """Predictions in the request's row order, the withheld rows in their places."""
+        row_ids: list[str | None] = list(ids) if ids is not None else [None] * len(scores)
+        out = [
+            Prediction(score=float(s), decision=bool(s >= self.threshold), version=str(v), id=i)
+            for s, v, i in zip(scores, versions, row_ids, strict=True)
+        ]
+        for pos, sid, why in withheld:  # ascending positions: each lands where it was
+            out.insert(
+                pos, Prediction(score=None, decision=None, version=None, id=sid, withheld=why)
+            )
         return PredictResponse(
-            request_id=rid,
-            model=self.name,
-            threshold=self.threshold,
-            predictions=[
-                Prediction(score=float(s), decision=bool(d), version=str(v), id=i)
-                for s, d, v, i in zip(scores, decisions, versions, row_ids, strict=True)
-            ],
+            request_id=rid, model=self.name, threshold=self.threshold, predictions=out
         )
 
     @api.post("/explain", response_model=ExplainResponse)
@@ -368,6 +479,13 @@ class ModelServer:
         x, ids = request_inputs(
             req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
         )
+        withheld, _, _ = self._consent_gate(x, ids)
+        if withheld:  # an explanation is profiling too: refused, and the refusal audited
+            await self.audit.append_async([self._withheld_record(rid, withheld)])
+            raise ValueError(
+                f"no explanation for {len(withheld)} row(s) whose subject has not consented: "
+                + "; ".join(f"row {p} ({sid}): {w}" for p, sid, w in withheld[:5])
+            )
         to_chal = self._route(act, ids, len(x), rid)
         out: list[Explained | None] = [None] * len(x)
         unseen: dict[str, int] = {}

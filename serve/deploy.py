@@ -86,8 +86,33 @@ def settings_for(
         "max_ongoing_requests": sc.max_ongoing_requests,
         "num_cpus": sc.replica_cpus,
     }
+    args["consent"] = consent_settings(cfg, ws.root)
     args.update(over)
     return ServeSettings.parse(args)
+
+
+def consent_settings(cfg: ProjectConfig, root: Path) -> dict[str, Any] | None:
+    """What replicas check before a decision, as the governance policy decides for the
+    serving purpose (a policy that does not allow serving stops the deploy here)."""
+    from engine.governance.enforce import decide
+
+    d = decide(cfg, "serve", cfg.governance.purposes.serving)
+    purposes = d.consent_purposes()
+    if not purposes:
+        return None
+    c = cfg.governance.consent
+    return {
+        "purposes": purposes,
+        "policy_version": d.policy_version,
+        "consent": c.model_dump(mode="json") if c else None,
+        "source_name": c.source if c else None,
+        # the path absolute: replicas read it without the project file
+        "source": cfg.sources[c.source]
+        .model_copy(update={"path": str(cfg.resolve_path(cfg.sources[c.source].path, root))})
+        .model_dump(mode="json")
+        if c
+        else None,
+    }
 
 
 def check_servable(cfg: ProjectConfig, ws: Workspace, alias: str) -> None:

@@ -57,12 +57,20 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    score: float = Field(description="Probability of the positive class.")
-    decision: bool = Field(description="score >= threshold")
-    version: str = Field(description="Model version that answered this row.")
+    score: float | None = Field(
+        description="Probability of the positive class; null where the decision was withheld."
+    )
+    decision: bool | None = Field(description="score >= threshold; null where withheld.")
+    version: str | None = Field(description="Model version that answered this row.")
     id: str | None = Field(
         default=None,
         description="The row's entity id: from `ids`, `entities` or the row's key field.",
+    )
+    withheld: str | None = Field(
+        default=None,
+        description='Why no automated decision was made for this row (e.g. "no consent on '
+        "record for 'profiling'\"): the subject has not consented to the purpose the model "
+        "serves. The row was not scored; the refusal is in the audit log.",
     )
 
 

@@ -18,6 +18,22 @@ from serve.inputs import RowFields
 _D = ServeConfig()
 
 
+class ConsentServing(BaseModel):
+    """What a replica checks before an automated decision: consent to these purposes, from
+    the project's consent source (if any) and the workspace's consent log
+    (engine.governance.live), as the policy of this version decided at deploy time."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    purposes: list[str] = Field(min_length=1)
+    policy_version: str
+    consent: dict[str, Any] | None = Field(
+        default=None, description="governance.consent of the project file (None: log only)."
+    )
+    source_name: str | None = None
+    source: dict[str, Any] | None = Field(default=None, description="That source's config.")
+
+
 class ServeSettings(BaseModel):
     """Everything a replica needs; ``serve run``/``serve deploy`` pass it as the app's args."""
 
@@ -59,6 +75,11 @@ class ServeSettings(BaseModel):
     autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     max_ongoing_requests: int = Field(default=_D.max_ongoing_requests, ge=1)
     num_cpus: float = Field(default=_D.replica_cpus, gt=0)
+    consent: ConsentServing | None = Field(
+        default=None,
+        description="Consent checked per row before a decision (engine.governance); None: "
+        "the policy asks for none.",
+    )
 
     def deployment_options(self) -> dict[str, Any]:
         """Options of the Serve deployment (sizing, not behaviour)."""

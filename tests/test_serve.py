@@ -877,3 +877,92 @@ def test_rollout_promotes_a_good_challenger_and_rolls_back_a_bad_one(served: Ser
         if find(name, "champion").version != champion:
             promote(name, champion, "test cleanup")
         _admin(s, "/admin/traffic", {"challenger": s.versions[1], "challenger_percent": 0})
+
+
+def test_no_decision_without_consent_and_a_withdrawal_reaches_every_replica(
+    served: Served,
+) -> None:
+    """A second app on the same Serve instance whose policy asks for consent to
+    'profiling' (two replicas): a subject without consent gets no automated decision (the
+    row answered with why, not scored, audited as withheld); a withdrawal written to the
+    workspace's consent log by another process takes effect on the next request of each
+    replica; an explanation for such a subject is refused and audited; the chain verifies."""
+    import datetime as dt
+    import subprocess
+    import sys
+
+    from ray import serve
+
+    from engine.audit import verify
+    from engine.audit.verify import _records_of, segments
+    from engine.config.project import AutoscalingConfig
+    from engine.governance.live import record_consent
+    from serve.app import build_app
+    from serve.deploy import kill_rollout, settings_for, wait_healthy
+
+    s = served
+    a, b, c = s.entities[10:13]
+    past = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    for e in (a, b):
+        record_consent(s.ws.root, e, "profiling", True, actor="test", at=past)
+    settings = settings_for(
+        s.cfg,
+        s.ws,
+        app="consent",
+        consent={"purposes": ["profiling"], "policy_version": "test"},
+        autoscaling=AutoscalingConfig(min_replicas=2, max_replicas=2),
+    )
+    Path(settings.rollout_path).unlink(missing_ok=True)
+    serve.run(build_app(settings), name="consent", route_prefix="/consent", blocking=False)
+    url = s.url.rstrip("/") + "/consent"
+    try:
+        wait_healthy(url)
+        r = httpx.post(f"{url}/predict", json={"entities": [a, c, b]}, timeout=30)
+        assert r.status_code == 200, r.text
+        p = r.json()["predictions"]
+        assert [x["id"] for x in p] == [a, c, b]
+        assert isinstance(p[0]["score"], float) and isinstance(p[2]["score"], float)
+        assert p[1] == {
+            "score": None,
+            "decision": None,
+            "version": None,
+            "id": c,
+            "withheld": "no consent on record for 'profiling'",
+        }
+        code = (
+            "import sys; from pathlib import Path; from engine.governance.live import "
+            "record_consent; record_consent(Path(sys.argv[1]), sys.argv[2], 'profiling', "
+            "False, actor='dpo')"
+        )
+        subprocess.run([sys.executable, "-c", code, str(s.ws.root), b], check=True)
+        root = s.ws.audit / "consent"
+        answered: list[dict[str, Any]] = []
+        for _ in range(200):  # until each replica has answered after the withdrawal
+            r = httpx.post(f"{url}/predict", json={"entities": [b]}, timeout=30)
+            answered.append(r.json()["predictions"][0])
+            writers = {
+                seg.name.rsplit("-", 2)[1]  # the writing process
+                for seg in segments(root)
+                if any(x.get("kind") == "withheld" and b in x["ids"] for x in _records_of(seg))
+            }
+            if len(writers) == 2:
+                break
+        assert len(writers) == 2, "both replicas answered after the withdrawal"
+        assert {x["withheld"] for x in answered} == {"consent withdrawn for 'profiling'"}
+        assert all(x["score"] is None for x in answered)
+        r = httpx.post(f"{url}/explain", json={"entities": [c]}, timeout=30)
+        assert r.status_code == 422 and "no explanation" in r.text, r.text
+        r = httpx.post(f"{url}/predict", json={"rows": s.rows[:1]}, timeout=30)
+        assert r.status_code == 422 and "give each row its id" in r.text, r.text
+    finally:
+        serve.delete("consent")
+        kill_rollout("consent")
+    res = verify(root)
+    assert res.ok, res.problems
+    recs = [x for seg in segments(root) for x in _records_of(seg)]
+    withheld = [x for x in recs if x.get("kind") == "withheld"]
+    assert sum(x["ids"].count(b) for x in withheld) == len(answered)
+    assert sum(x["ids"].count(c) for x in withheld) == 2  # the predict and the explain
+    assert all(x["policy_version"] == "test" for x in withheld)
+    decided = [i for x in recs if x.get("kind") == "decision" for i in x.get("ids") or []]
+    assert c not in decided and decided.count(b) == 1  # before the withdrawal only
