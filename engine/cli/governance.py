@@ -1,0 +1,144 @@
+"""``insight consent``: record a subject's consent to a purpose, or its withdrawal, in the
+workspace's consent log (engine.governance.live); served replicas read it on their next
+request. Each change is also an audit record naming the actor (the subject as its keyed
+hash)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.cli.alerts import _who
+from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
+from engine.cli.common import load as _load
+from engine.console import console
+
+consent_app = typer.Typer(
+    help="Consent by purpose: grant, withdraw, check (the workspace's consent log).",
+    no_args_is_help=True,
+)
+
+SubjectOpt = Annotated[str, typer.Option("--subject", "-s", help="The subject's key.")]
+PurposeOpt = Annotated[
+    str, typer.Option("--purpose", help="e.g. model_training, profiling, marketing.")
+]
+
+
+def _change(
+    granted: bool,
+    subject: str,
+    purpose: str,
+    reason: str,
+    by: str | None,
+    project: Path | None,
+    workspace: Path | None,
+    profile: str | None,
+) -> None:
+    import re
+
+    from engine.audit import AuditWriter
+    from engine.config.governance import PURPOSE
+    from engine.errors import ConfigError
+    from engine.governance.live import record_consent
+    from engine.pii import hmac_hex, load_key
+
+    if not re.match(PURPOSE, purpose):
+        raise ConfigError(
+            f"--purpose {purpose!r} is not a purpose name (lower case letters, digits, _). "
+            "Fix: e.g. --purpose marketing."
+        )
+    if not subject.strip():
+        raise ConfigError("--subject is blank. Fix: give the subject's key.")
+    _, ws = _load(project, workspace, profile)
+    actor = _who(by)
+    ev = record_consent(ws.root, subject.strip(), purpose, granted, actor=actor, reason=reason)
+    w = AuditWriter(ws.audit / "control", writer="consent")
+    try:
+        w.append(
+            [
+                {
+                    "kind": "consent",
+                    "event": ev["status"],
+                    "subject_hash": hmac_hex(load_key(ws.root), ev["subject"]),
+                    "purpose": purpose,
+                    "reason": reason,
+                    "by": actor,
+                    "effective": ev["time"],
+                    "time": time.time(),
+                }
+            ]
+        )
+    finally:
+        w.close()
+    console.print(
+        f"consent of subject {subject.strip()} to '{purpose}': {ev['status']} at {ev['time']} "
+        f"(by {actor}); served replicas apply it on their next request"
+    )
+
+
+@consent_app.command("grant")
+def grant(
+    subject: SubjectOpt,
+    purpose: PurposeOpt,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Record that the subject consents to the purpose, from now on."""
+    _change(True, subject, purpose, reason, by, project, workspace, profile)
+
+
+@consent_app.command("withdraw")
+def withdraw(
+    subject: SubjectOpt,
+    purpose: PurposeOpt,
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit log).")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Record that the subject withdraws consent to the purpose, from now on."""
+    _change(False, subject, purpose, reason, by, project, workspace, profile)
+
+
+@consent_app.command("check")
+def check(
+    subject: SubjectOpt,
+    purpose: PurposeOpt,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Whether the subject consents to the purpose now (the project's consent source and
+    the workspace's log together)."""
+    from engine.data.sources import source_path
+    from engine.governance.live import LiveConsent
+
+    cfg, ws = _load(project, workspace, profile)
+    c = cfg.governance.consent
+    if c is None:
+        live = LiveConsent(None, None, None, ws.root)
+    else:
+        from engine.data.sources import read_frame
+
+        cols = [c.subject, c.purpose, c.status, c.time]
+        live = LiveConsent(
+            c,
+            lambda: read_frame(cfg, c.source, ws.root, cols),
+            source_path(cfg, c.source, ws.root),
+            ws.root,
+        )
+    chk = live.check([subject.strip()], purpose)
+    why = chk.reason[0]
+    console.print(
+        f"subject {subject.strip()}, purpose '{purpose}': "
+        + ("consents" if why is None else f"no ({why})")
+    )
+    if why is not None:
+        raise typer.Exit(1)
