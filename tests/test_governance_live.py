@@ -55,3 +55,36 @@ def test_without_a_source_the_log_alone_decides(tmp_path: Path) -> None:
     record_consent(tmp_path, "a", "marketing", True, actor="t", at=past)
     assert live.check(["a", "b"], "marketing").reason.tolist() == [None, NO_RECORD]
     assert live.check(["a"], "profiling").reason.tolist() == [NO_RECORD]
+
+
+def test_the_consent_commands_record_check_and_audit(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine.audit.verify import read_records, verify
+    from engine.cli import app
+    from engine.pii import hmac_hex, load_key
+
+    ex = str(Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml")
+    where = ["--project", ex, "--workspace", str(tmp_path / ".insight")]
+    run = CliRunner().invoke
+    r = run(app, ["consent", "check", "-s", "C7", "--purpose", "marketing", *where])
+    assert r.exit_code == 1 and "no (no consent on record)" in r.output
+    r = run(app, ["consent", "grant", "-s", "C7", "--purpose", "marketing", "--by", "ana", *where])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["consent", "check", "-s", "C7", "--purpose", "marketing", *where])
+    assert r.exit_code == 0 and "consents" in r.output
+    args = ["consent", "withdraw", "-s", "C7", "--purpose", "marketing", "--reason", "phone"]
+    assert run(app, [*args, "--by", "dpo", *where]).exit_code == 0
+    r = run(app, ["consent", "check", "-s", "C7", "--purpose", "marketing", *where])
+    assert r.exit_code == 1 and "consent withdrawn" in r.output
+    r = run(app, ["consent", "grant", "-s", " ", "--purpose", "marketing", *where])
+    assert r.exit_code != 0 and "--subject is blank" in str(r.exception)  # CLI's main prints it
+    ctl = tmp_path / ".insight" / "audit" / "control"
+    assert verify(ctl).ok
+    recs = [x for x in read_records(ctl, kind="consent")]
+    assert [(x["event"], x["by"]) for x in recs] == [("granted", "ana"), ("withdrawn", "dpo")]
+    key = hmac_hex(load_key(tmp_path / ".insight"), "C7")
+    assert all(x["subject_hash"] == key for x in recs)
+    assert "C7" not in (ctl).joinpath(next(p.name for p in ctl.iterdir())).read_text(
+        errors="replace"
+    ), "the audit holds the keyed hash, not the key"
