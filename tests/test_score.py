@@ -197,3 +197,63 @@ def test_auto_engine_picks_ray_only_where_there_is_a_cluster(
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     assert sc.use_ray("auto", ws, [str(f)]) is True, "a named cluster is used"
     assert sc.use_ray("local", ws, [str(f)]) is False
+
+
+def test_no_decision_without_consent_in_batch_scoring(
+    scored_ws: tuple[ProjectConfig, Workspace, Any, Any], tmp_path: Path
+) -> None:
+    """With a consent source, rows whose subject has not consented to the serving purpose
+    get no score and no decision, and say why (column ``withheld``), on both engines; the
+    others are scored as without consent; the audit record counts the withheld rows."""
+    from engine.audit.verify import read_records
+    from engine.config.governance import ConsentConfig, GovernanceConfig
+    from engine.config.source import SourceConfig
+    from engine.stages.score import stage_score
+
+    cfg, ws, snap, _ = scored_ws
+    ids = sorted(snap.read_pandas()["customer_id"].unique())
+    rng = np.random.default_rng(5)
+    granted = set(rng.choice(ids, len(ids) // 2, replace=False).tolist())
+    withdrawn = set(rng.choice(sorted(granted), 20, replace=False).tolist())
+    ev = pd.DataFrame(
+        [(i, "profiling", "granted", "2020-01-01") for i in granted]
+        + [(i, "profiling", "withdrawn", "2021-01-01") for i in withdrawn]
+        + [(i, "marketing", "granted", "2020-01-01") for i in ids],  # another purpose
+        columns=["cid", "purpose", "status", "at"],
+    )
+    ev.to_csv(tmp_path / "consents.csv", index=False)
+    cfg2 = cfg.model_copy(
+        update={
+            "sources": {
+                **cfg.sources,
+                "consents": SourceConfig(path=str(tmp_path / "consents.csv"), format="csv"),
+            },
+            "governance": GovernanceConfig(
+                consent=ConsentConfig(
+                    source="consents", subject="cid", purpose="purpose", status="status", time="at"
+                )
+            ),
+        }
+    )
+    plain = pd.read_parquet(
+        stage_score(cfg, ws, snapshot="latest", output=tmp_path / "plain", record=False).output
+    )
+    allowed = granted - withdrawn
+    for engine in ("local", "ray"):
+        out = tmp_path / f"consent-{engine}"
+        stage_score(cfg2, ws, snapshot="latest", output=out, engine=engine, batch_size=97)
+        got = pd.read_parquet(out).sort_values(["customer_id", "score"]).reset_index(drop=True)
+        ok = got["customer_id"].isin(allowed)
+        assert got.loc[~ok, "score"].isna().all() and got.loc[~ok, "decision"].isna().all()
+        assert set(got.loc[~ok, "withheld"]) == {
+            "no consent on record for 'profiling'",
+            "consent withdrawn for 'profiling'",
+        }
+        assert got.loc[ok, "withheld"].isna().all() and ok.sum() > 0 and (~ok).sum() > 0
+        want = plain[plain["customer_id"].isin(allowed)].sort_values(["customer_id", "score"])
+        np.testing.assert_allclose(
+            got.loc[ok, "score"].to_numpy(), want["score"].to_numpy(), rtol=0, atol=1e-12
+        )
+    rec = [r for r in read_records(ws.audit / "batch", kind="batch") if r.get("withheld")][-1]
+    assert rec["withheld"]["rows"] == int((~ok).sum())
+    assert rec["withheld"]["purposes"] == ["profiling"]

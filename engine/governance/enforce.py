@@ -4,12 +4,14 @@ obligation applied to the rows (training: as of each label time)."""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
-from engine.errors import ConfigError, PolicyError
+from engine.errors import ConfigError, DataError, PolicyError
 from engine.governance.consent import NO_RECORD, WITHDRAWN, ConsentLedger
 from engine.governance.policy import Decision, PolicySet, policy_data
 
@@ -133,3 +135,80 @@ def consented_training_rows(
         "reasons": [NO_RECORD, WITHDRAWN],
     }
     return out, manifest
+
+
+@dataclass(frozen=True)
+class BatchConsent:
+    """What batch scoring checks per row (picklable: it travels to Ray Data's workers):
+    the ledger as it was when the job started, the purposes, the key column, the time."""
+
+    ledger: ConsentLedger
+    purposes: tuple[str, ...]
+    key: str
+    at: pd.Timestamp
+    policy_version: str
+
+    def reasons(self, subjects: Any) -> list[str | None]:
+        subj = list(subjects)
+        why: list[str | None] = [None] * len(subj)
+        for p in self.purposes:
+            chk = self.ledger.current(subj, p, at=self.at)
+            for i, r in enumerate(chk.reason):
+                if r is not None and why[i] is None:
+                    why[i] = f"{r} for '{p}'"
+        return why
+
+    def withhold(self, out: pd.DataFrame, subjects: Any) -> pd.DataFrame:
+        """``out`` with no score and no decision where consent is missing, and why
+        (column ``withheld``)."""
+        if subjects is None:
+            raise DataError(
+                f"consent to {list(self.purposes)} is checked per subject, but the table has "
+                f"no '{self.key}' column. Fix: score a table that carries each row's key."
+            )
+        why = self.reasons(subjects)
+        gone = np.array([w is not None for w in why], dtype=bool)
+        out = out.copy()
+        out["score"] = out["score"].mask(gone)
+        out["decision"] = pd.array(out["decision"].to_numpy(), dtype="boolean")
+        out.loc[gone, "decision"] = pd.NA
+        out["withheld"] = pd.array(why, dtype="string")
+        return out
+
+
+def batch_consent(
+    cfg: ProjectConfig, ws: Workspace, key: str | None, *, hashed: bool
+) -> BatchConsent | None:
+    """The consent check of a batch-scoring job for the serving purpose (None: the policy
+    asks for none); a policy that does not allow scoring stops the job here."""
+    d = decide(cfg, "score", cfg.governance.purposes.serving)
+    purposes = d.consent_purposes()
+    if not purposes:
+        return None
+    from engine.governance.live import LiveConsent
+
+    c = cfg.governance.consent
+    if c is None:
+        led = LiveConsent(None, None, None, ws.root).ledger()
+    else:
+        from engine.data.sources import read_frame, source_path
+
+        cols = [c.subject, c.purpose, c.status, c.time]
+        led = LiveConsent(
+            c,
+            lambda: read_frame(cfg, c.source, ws.root, cols),
+            source_path(cfg, c.source, ws.root),
+            ws.root,
+        ).ledger()
+    if hashed:
+        from engine.pii import hmac_hex, load_key
+
+        k = load_key(ws.root)
+        led = ConsentLedger(
+            led.events.assign(subject=[hmac_hex(k, s) for s in led.events["subject"]]),
+            led.source,
+            led.fingerprint,
+        )
+    return BatchConsent(
+        led, tuple(purposes), key or "", pd.Timestamp.now(tz="UTC"), d.policy_version
+    )

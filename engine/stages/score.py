@@ -156,6 +156,9 @@ def stage_score(
         "shap": shap,
         "fields": fields,
     }
+    consent = _consent(cfg, ws, fields, keep, snapshot is not None)
+    if consent is not None:
+        kw["consent"] = consent
     job = ScoringJob(
         files, csv_args, cols, load_scorer(ref), kw, output, src, batch_size, limit, log
     )
@@ -187,8 +190,21 @@ def stage_score(
         cpus=cpus,
         decision_rate=decided,
     )
+    withheld = None
+    if consent is not None:
+        from engine.stages.score_engines import withheld_count
+
+        withheld = {
+            "rows": withheld_count(output),
+            "purposes": list(consent.purposes),
+            "policy_version": consent.policy_version,
+        }
+        log(
+            f"no automated decision for {withheld['rows']:,} row(s) without consent to "
+            f"{list(consent.purposes)} (column withheld; score and decision left empty)"
+        )
     if record:
-        _record(ws, res, src, shap)
+        _record(ws, res, src, shap, withheld)
     log(
         f"scored {res.rows:,} rows with {name} v{ref.version} in {secs:.1f} s "
         f"({res.rows_per_s:,.0f} rows/s {where}); decision rate {decided:.3f} -> {output}"
@@ -249,7 +265,26 @@ def _reading(
     return fields, keep
 
 
-def _record(ws: Workspace, res: ScoreResult, src: Path, shap: bool) -> None:
+def _consent(
+    cfg: ProjectConfig, ws: Workspace, fields: Any, keep: list[str], snapshot: bool
+) -> Any:
+    """The job's consent check (engine.governance.enforce.batch_consent), keyed by the
+    user's table's key field or the snapshot's entity key (stored hashed where PII)."""
+    from engine.governance.enforce import batch_consent, key_is_hashed
+
+    keys = {e.key for e in cfg.entities.values()}
+    key = fields.key if fields is not None else next((k for k in keep if k in keys), None)
+    hashed = snapshot and key is not None and key_is_hashed(cfg, key)
+    return batch_consent(cfg, ws, key, hashed=hashed)
+
+
+def _record(
+    ws: Workspace,
+    res: ScoreResult,
+    src: Path,
+    shap: bool,
+    withheld: dict[str, Any] | None = None,
+) -> None:
     """One ``batch`` record in the audit log: what was scored, by which version, into what."""
     from engine.audit import AuditWriter
 
@@ -269,6 +304,7 @@ def _record(ws: Workspace, res: ScoreResult, src: Path, shap: bool) -> None:
                     "rows": res.rows,
                     "shap": shap,
                     "seconds": round(res.seconds, 3),
+                    "withheld": withheld,
                 }
             ]
         )

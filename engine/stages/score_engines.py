@@ -92,6 +92,7 @@ def score_batch(
     shap: bool,
     fields: Any = None,
     local: tuple[Any, dict[str, Any]] | None = None,
+    consent: Any = None,
 ) -> pd.DataFrame:
     """Score one pandas batch (a Ray Data task: fused with the read, on any CPU). The model
     comes through the object store: loaded from MLflow once, by the driver, not once per
@@ -126,6 +127,15 @@ def score_batch(
     p = np.asarray(scorer.proba(x), dtype=np.float64)
     out["score"] = p
     out["decision"] = p >= threshold
+    if consent is not None:  # no automated decision without consent (engine.governance)
+        subjects = (
+            ids
+            if fields is not None
+            else batch[consent.key].to_numpy()
+            if consent.key in batch
+            else None
+        )
+        out = consent.withhold(out, subjects)
     out["model"] = name
     out["model_version"] = version
     if shap:
@@ -152,6 +162,17 @@ def _counts(folder: Path) -> tuple[int, int]:
     rows = d.count_rows()
     decided = pc.sum(d.to_table(columns=["decision"])["decision"]).as_py() if rows else 0
     return int(rows), int(decided or 0)
+
+
+def withheld_count(folder: Path) -> int:
+    """Rows given no decision for want of consent (output column ``withheld``)."""
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    d = ds.dataset(str(folder), format="parquet")
+    if "withheld" not in d.schema.names or not d.count_rows():
+        return 0
+    return int(pc.sum(pc.is_valid(d.to_table(columns=["withheld"])["withheld"])).as_py() or 0)
 
 
 def _unparsed(folder: Path) -> int:
