@@ -156,6 +156,34 @@ def test_init_train_decide_on_a_campaign_table(
     assert r.exit_code == 0, r.output
     dec = pd.read_csv(out)
     assert dec.loc[dec["contact"], "cost"].sum() <= 30.0
+    # With a consent source: customers without consent to marketing are never selected
+    # (listed, with why); the budget is spent among the others.
+    rng = np.random.default_rng(3)
+    everyone = set(dec["customer_id"])
+    ok = set(rng.choice(sorted(everyone), 300, replace=False))
+    pd.DataFrame(
+        {"cust": sorted(ok), "purpose": "marketing", "status": "granted", "at": "2020-01-01"}
+    ).to_csv(tmp_path / "consents.csv", index=False)
+    raw = yaml.safe_load((tmp_path / "insight.yaml").read_text())
+    raw["sources"]["consents"] = {"path": "consents.csv", "format": "csv"}
+    raw["governance"] = {
+        "consent": {
+            "source": "consents", "subject": "cust", "purpose": "purpose", "status": "status",
+            "time": "at",
+        }
+    }  # fmt: skip
+    (tmp_path / "insight.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = CliRunner().invoke(
+        app, ["target", "decide", "--from", str(customers), "-o", str(out), "--contacts", "100"]
+    )
+    assert r.exit_code == 0, r.output
+    dec = pd.read_csv(out)
+    assert len(dec) == 500 and int(dec["contact"].sum()) == 100
+    assert set(dec.loc[dec["contact"], "customer_id"]) <= ok
+    gone = dec[dec["withheld"].notna()]
+    assert set(gone["customer_id"]) == everyone - ok
+    assert set(gone["withheld"]) == {"no consent on record for 'marketing'"}
+    assert not gone["contact"].any()
 
 
 def test_an_amount_outcome_and_a_parquet_table(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from engine.config.base import IDENT, Model, read_project_file, resolve_source_path
 from engine.config.cluster import ClusterConfig, load_cluster
+from engine.config.governance import GovernanceConfig
 from engine.config.ingest import ScheduleConfig
 from engine.config.monitor import MonitorConfig
 from engine.config.source import SourceConfig, complete_sources
@@ -228,6 +229,10 @@ class TargetProject(Model):
     sensitive: list[str] = Field(default_factory=list)
     sample: Any = None
     schedule: ScheduleConfig | None = None
+    governance: GovernanceConfig = Field(
+        default_factory=GovernanceConfig,
+        description="Consent by purpose and policy files (engine.config.governance).",
+    )
     base_dir: str = Field(default=".", exclude=True)
 
     @model_validator(mode="after")

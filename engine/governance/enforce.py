@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from engine.governance.policy import Decision, PolicySet, policy_data
 
 if TYPE_CHECKING:
     from engine.config.project import ProjectConfig
+    from engine.config.target import TargetProject
     from engine.features.snapshot import Snapshot
     from engine.workspace import Workspace
 
@@ -24,7 +25,10 @@ _POLICIES: dict[str, PolicySet] = {}
 _LOCK = threading.Lock()
 
 
-def policy_of(cfg: ProjectConfig) -> PolicySet:
+Governed = Union["ProjectConfig", "TargetProject"]  # a project file with governance:
+
+
+def policy_of(cfg: Governed) -> PolicySet:
     """The project's compiled policy (once per process and policy version)."""
     extra = None
     if cfg.governance.policy is not None:
@@ -43,7 +47,7 @@ def policy_of(cfg: ProjectConfig) -> PolicySet:
     return ps
 
 
-def decide(cfg: ProjectConfig, action: str, purpose: str, **facts: Any) -> Decision:
+def decide(cfg: Governed, action: str, purpose: str, **facts: Any) -> Decision:
     """The decision, raising :class:`PolicyError` when the policy does not allow the use."""
     d = policy_of(cfg).decide(action, purpose, pii=list(cfg.pii), **facts)
     if not d.allow:
@@ -55,7 +59,7 @@ def decide(cfg: ProjectConfig, action: str, purpose: str, **facts: Any) -> Decis
     return d
 
 
-def load_ledger(cfg: ProjectConfig, root: Path, *, hashed: bool = False) -> ConsentLedger | None:
+def load_ledger(cfg: Governed, root: Path, *, hashed: bool = False) -> ConsentLedger | None:
     """The consent events of the project's consent source (None: none declared); with
     ``hashed``, subjects as the keyed hash PII columns are stored under."""
     c = cfg.governance.consent
@@ -78,9 +82,9 @@ def load_ledger(cfg: ProjectConfig, root: Path, *, hashed: bool = False) -> Cons
     return led
 
 
-def key_is_hashed(cfg: ProjectConfig, key: str) -> bool:
+def key_is_hashed(cfg: Governed, key: str) -> bool:
     """Whether the entity key reaches snapshots as its keyed hash (marked PII)."""
-    return any(key in cfg.pii_columns(s) for s in cfg.sources)
+    return any(p.split(".", 1)[-1] == key for p in cfg.pii)
 
 
 def consented_training_rows(
@@ -177,11 +181,18 @@ class BatchConsent:
 
 
 def batch_consent(
-    cfg: ProjectConfig, ws: Workspace, key: str | None, *, hashed: bool
+    cfg: Governed,
+    ws: Workspace,
+    key: str | None,
+    *,
+    hashed: bool,
+    action: str = "score",
+    purpose: str | None = None,
 ) -> BatchConsent | None:
-    """The consent check of a batch-scoring job for the serving purpose (None: the policy
-    asks for none); a policy that does not allow scoring stops the job here."""
-    d = decide(cfg, "score", cfg.governance.purposes.serving)
+    """The consent check of a batch job (scoring: for the serving purpose; targeting: the
+    targeting purpose) (None: the policy asks for none); a policy that does not allow the
+    action stops the job here."""
+    d = decide(cfg, action, purpose or cfg.governance.purposes.serving)
     purposes = d.consent_purposes()
     if not purposes:
         return None

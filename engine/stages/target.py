@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from engine.config.target import Budget, TargetProject
 from engine.errors import ConfigError
@@ -255,9 +256,13 @@ def stage_target_decide(
             f"'{source.name}' lacks the model's feature column(s) {missing} (columns: "
             f"{', '.join(df.columns)}). Fix: pass a table with the campaign's attributes."
         )
+    keys = df[tg.key] if tg.key and tg.key in df.columns else None
+    df, withheld = _marketing_consent(proj, ws, df, keys, tg.key)
     x = df[tg.model.features]
     keys = df[tg.key] if tg.key and tg.key in df.columns else None
     dec = tg.decide(x, budget, keys)
+    if withheld is not None:  # listed, never contacted, and why
+        dec = pd.concat([dec, withheld], ignore_index=True)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     if output.suffix.lower() in (".parquet", ".pq"):
@@ -265,4 +270,38 @@ def stage_target_decide(
     else:
         dec.to_csv(tmp, index=False)
     os.replace(tmp, output)
-    return {"model": proj.model_name, "version": ref.version, **summary(dec, tg.econ)}
+    out = {"model": proj.model_name, "version": ref.version, **summary(dec, tg.econ)}
+    if withheld is not None:
+        out["withheld"] = len(withheld)
+    return out
+
+
+def _marketing_consent(
+    proj: TargetProject, ws: Workspace, df: pd.DataFrame, keys: pd.Series | None, key: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The customers the policy lets the campaign consider (consent to the targeting
+    purpose, now), and the others as rows that are never contacted, with why. The budget
+    is spent among the first only."""
+    from engine.governance.enforce import batch_consent
+
+    bc = batch_consent(
+        proj, ws, key, hashed=False, action="target", purpose=proj.governance.purposes.targeting
+    )
+    if bc is None:
+        return df, None
+    if keys is None:
+        raise ConfigError(
+            f"consent to '{proj.governance.purposes.targeting}' is checked per customer, but "
+            f"the table has no '{key}' column. Fix: pass a table with the customer key."
+        )
+    why = bc.reasons(keys.to_numpy())
+    gone = np.array([w is not None for w in why], dtype=bool)
+    withheld = pd.DataFrame(
+        {
+            key or "key": keys.to_numpy()[gone],
+            "contact": False,
+            "arm": "",
+            "withheld": [w for w in why if w is not None],
+        }
+    )
+    return df[~gone].reset_index(drop=True), withheld
