@@ -130,3 +130,17 @@ def test_status_lists_must_not_overlap() -> None:
             source="c", subject="s", purpose="p", status="st", time="t",
             granted=["yes"], withdrawn=["YES"],
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_current_equals_the_as_of_join_at_the_same_instant(seed: int) -> None:
+    """`current` (a lookup of each subject's last status) answers as `check` does at the
+    same time, before, between and after the events."""
+    rng = np.random.default_rng(seed)
+    led = ConsentLedger.from_frame(_ledger(rng, 300), CFG)
+    subjects = [str(x) for x in rng.integers(0, 45, 200)]
+    for at in (T0 - pd.Timedelta(days=1), T0 + pd.Timedelta(days=30), T0 + pd.Timedelta(days=99)):
+        for purpose in ("marketing", "model_training", "nothing_recorded"):
+            want = led.check(subjects, [at] * len(subjects), purpose)
+            got = led.current(subjects, purpose, at=at.tz_localize("UTC"))
+            assert got.reason.tolist() == want.reason.tolist(), (seed, at, purpose)

@@ -69,6 +69,11 @@ class ConsentLedger:
     events: pd.DataFrame
     source: str = ""
     fingerprint: str = field(default="")
+    # per purpose: each subject's last status and the purpose's last event time (what
+    # `current` answers from, a dictionary lookup per subject)
+    _latest: dict[str, tuple[dict[str, bool], pd.Timestamp]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, cfg: ConsentConfig) -> ConsentLedger:
@@ -159,8 +164,36 @@ class ConsentLedger:
         reason[allowed] = None
         return ConsentCheck(purpose, allowed, reason)
 
+    def latest(self, purpose: str) -> tuple[dict[str, bool], pd.Timestamp]:
+        hit = self._latest.get(purpose)
+        if hit is None:
+            ev = self.events[self.events["purpose"] == purpose]  # sorted by time
+            last = ev.drop_duplicates("subject", keep="last")
+            hit = (
+                dict(zip(last["subject"], last["granted"].astype(bool), strict=True)),
+                pd.Timestamp(ev["time"].max()) if len(ev) else pd.Timestamp.min,
+            )
+            self._latest[purpose] = hit
+        return hit
+
     def current(self, subjects: Any, purpose: str, at: pd.Timestamp | None = None) -> ConsentCheck:
-        """Consent now (or at ``at``): what serving checks for each request."""
+        """Consent now (or at ``at``): what serving checks for each request. At or after
+        the purpose's last event it is each subject's last status (a lookup); before, the
+        as-of join of :meth:`check`."""
         now = pd.Timestamp.now(tz="UTC") if at is None else pd.Timestamp(at)
-        n = len(pd.Series(subjects))
-        return self.check(subjects, pd.Series([now] * n), purpose)
+        now_naive = now.tz_convert("UTC").tz_localize(None) if now.tzinfo else now
+        status, last_t = self.latest(purpose)
+        if now_naive < last_t:
+            n = len(pd.Series(subjects))
+            return self.check(subjects, pd.Series([now] * n), purpose)
+        if isinstance(subjects, list) and all(type(x) is str for x in subjects):
+            keys: list[Any] = [x.strip() or None for x in subjects]  # a request's ids
+        else:
+            keys = subject_keys(subjects).tolist()
+        got = [status.get(k) if k is not None else None for k in keys]
+        allowed = np.array([g is True for g in got], dtype=bool)
+        reason = np.array(
+            [None if g is True else NO_RECORD if g is None else WITHDRAWN for g in got],
+            dtype=object,
+        )
+        return ConsentCheck(purpose, allowed, reason)
