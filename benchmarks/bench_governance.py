@@ -100,7 +100,7 @@ def _serving_case(cases: list[dict[str, Any]], subjects: int, tmp: Path) -> None
     live.check(["0"], "profiling")  # loaded once, as a replica does at its first request
     led: ConsentLedger = live.ledger()
     now = pd.Timestamp.now(tz="UTC")
-    reqs = [rng.integers(0, subjects * 1.1, 32).astype(str).tolist() for _ in range(200)]
+    reqs = [rng.integers(0, int(subjects * 1.1), 32).astype(str).tolist() for _ in range(200)]
 
     def engine_once(ids: list[str]) -> Any:
         return live.check(ids, "profiling")
