@@ -1,7 +1,7 @@
-"""Consent as a serving replica sees it: the project's consent source plus the workspace's
-own consent log (``insight consent grant|withdraw``, the admin route), re-read when either
-changes. Each request costs a few ``stat`` calls; a withdrawal written to the log takes
-effect on the next request of every replica that reads the workspace.
+"""Consent as a serving replica sees it: the project's consent source plus the
+workspace's own consent log (``insight consent grant`` and ``insight consent withdraw``),
+re-read when either changes. Each request costs a few ``stat`` calls; a withdrawal written
+to the log takes effect on the next request of every replica that reads the workspace.
 
 The log is append-only JSON lines under ``<workspace>/governance/consents/``, one file per
 writer process, each line one event: subject, purpose, status (granted or withdrawn), time,
