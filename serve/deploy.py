@@ -96,7 +96,7 @@ def consent_settings(cfg: ProjectConfig, root: Path) -> dict[str, Any] | None:
     serving purpose (a policy that does not allow serving stops the deploy here)."""
     from engine.governance.enforce import decide
 
-    d = decide(cfg, "serve", cfg.governance.purposes.serving)
+    d = decide(cfg, "serve", cfg.governance.purposes.serving, root=root)
     purposes = d.consent_purposes()
     if not purposes:
         return None

@@ -89,3 +89,66 @@ def test_decisions_are_cached_per_input_and_equal_an_evaluation() -> None:
     assert ps.decide("serve", "profiling", pii=["email"], role=None) is a
     assert ps.evaluate_uncached("serve", "profiling", pii=["email"], role=None) == a
     assert ps.decide("serve", "profiling", pii=[], role=None) != a
+
+
+def _project(tmp_path: Path, rego: str | None) -> tuple[object, object]:
+    from engine.config.governance import GovernanceConfig
+    from engine.config.project import ProjectConfig
+    from engine.workspace import Workspace
+
+    ex = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+    cfg = ProjectConfig.load(ex)
+    pol = None
+    if rego is not None:
+        pol = tmp_path / "ours.rego"
+        pol.write_text("package insight.governance\n\nimport rego.v1\n\n" + rego)
+    ws = Workspace(tmp_path / ".insight").ensure()
+    cfg = cfg.model_copy(
+        update={
+            "workspace": str(ws.root),
+            "governance": GovernanceConfig(policy=str(pol) if pol else None),
+        }
+    )
+    return cfg, ws
+
+
+@pytest.mark.parametrize(
+    ("rego", "message"),
+    [
+        ('deny contains "no snapshots this week" if input.action == "snapshot"\n',
+         "no snapshots this week"),
+        ('obligations contains {"kind": "hash", "column": "age"} if true\n',
+         r"says to hash \['age'\], which the project does not mark as PII"),
+        ('obligations contains {"kind": "drop", "column": "amount"} if true\n',
+         r"says to drop \['amount \(view txn\)'\]"),
+    ],
+)  # fmt: skip
+def test_a_snapshot_build_the_policy_forbids_reads_nothing(
+    tmp_path: Path, rego: str, message: str
+) -> None:
+    from engine.errors import PolicyError
+    from engine.stages.features import stage_features
+
+    cfg, ws = _project(tmp_path, rego)
+    with pytest.raises(PolicyError, match=message):
+        stage_features(cfg, ws)  # type: ignore[arg-type]
+    assert not list((ws.root / "features").glob("*/*")), "nothing built"  # type: ignore[attr-defined]
+
+
+def test_a_policy_change_is_an_audit_record_once(tmp_path: Path) -> None:
+    from engine.audit.verify import read_records, verify
+    from engine.governance.enforce import decide, policy_of
+
+    cfg, ws = _project(tmp_path, None)
+    root = ws.root  # type: ignore[attr-defined]
+    for _ in range(3):
+        decide(cfg, "train", "model_training", root=root)  # type: ignore[arg-type]
+    v1 = policy_of(cfg).version  # type: ignore[arg-type]
+    cfg2, _ = _project(tmp_path, 'deny contains "x" if input.action == "export"\n')
+    decide(cfg2, "train", "model_training", root=root)  # type: ignore[arg-type]
+    decide(cfg2, "train", "model_training", root=root)  # type: ignore[arg-type]
+    ctl = root / "audit" / "control"
+    recs = list(read_records(ctl, kind="policy"))
+    assert [(r["event"], r["from"]) for r in recs] == [("in force", None), ("changed", v1)]
+    assert recs[1]["to"] == policy_of(cfg2).version != v1  # type: ignore[arg-type]
+    assert "project/ours.rego" in recs[1]["files"] and verify(ctl).ok

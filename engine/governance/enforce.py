@@ -47,9 +47,16 @@ def policy_of(cfg: Governed) -> PolicySet:
     return ps
 
 
-def decide(cfg: Governed, action: str, purpose: str, **facts: Any) -> Decision:
-    """The decision, raising :class:`PolicyError` when the policy does not allow the use."""
-    d = policy_of(cfg).decide(action, purpose, pii=list(cfg.pii), **facts)
+def decide(
+    cfg: Governed, action: str, purpose: str, *, root: Path | None = None, **facts: Any
+) -> Decision:
+    """The decision, raising :class:`PolicyError` when the policy does not allow the use.
+    With ``root`` (a workspace), a policy version this workspace has not used before is an
+    audit record first (engine.governance.enforce.note_policy)."""
+    ps = policy_of(cfg)
+    if root is not None:
+        note_policy(root, ps)
+    d = ps.decide(action, purpose, pii=list(cfg.pii), **facts)
     if not d.allow:
         raise PolicyError(
             f"the governance policy (version {d.policy_version}) does not allow {action} for "
@@ -57,6 +64,46 @@ def decide(cfg: Governed, action: str, purpose: str, **facts: Any) -> Decision:
             "(governance.policy) or the purpose (governance.purposes)."
         )
     return d
+
+
+def note_policy(root: Path, ps: PolicySet) -> bool:
+    """Record a change of policy: when the version in force differs from the one this
+    workspace last used, an audit record (control log) names both versions and each file's
+    SHA-256, then the new version is kept (``governance/policy.json``). Returns whether it
+    changed."""
+    import hashlib
+    import json
+    import time
+
+    from engine.audit import AuditWriter
+    from engine.workspace import atomic_write_bytes
+
+    path = root / "governance" / "policy.json"
+    try:
+        last = json.loads(path.read_text()).get("version")
+    except (OSError, ValueError):
+        last = None
+    if last == ps.version:
+        return False
+    files = {n: hashlib.sha256(t.encode()).hexdigest() for n, t in sorted(ps.files.items())}
+    w = AuditWriter(root / "audit" / "control", writer="policy")
+    try:
+        w.append(
+            [
+                {
+                    "kind": "policy",
+                    "event": "in force" if last is None else "changed",
+                    "from": last,
+                    "to": ps.version,
+                    "files": files,
+                    "time": time.time(),
+                }
+            ]
+        )
+    finally:
+        w.close()
+    atomic_write_bytes(path, json.dumps({"version": ps.version, "files": files}).encode())
+    return True
 
 
 def load_ledger(cfg: Governed, root: Path, *, hashed: bool = False) -> ConsentLedger | None:
@@ -94,7 +141,7 @@ def consented_training_rows(
     policy sets no consent obligation). Consent is checked as of each row's label time
     (snapshots without label times: their ``label.as_of``, else the build time)."""
     purpose = cfg.governance.purposes.training
-    d = decide(cfg, "train", purpose)
+    d = decide(cfg, "train", purpose, root=ws.root)
     wanted = d.consent_purposes()
     if not wanted:
         return df, None
@@ -192,7 +239,7 @@ def batch_consent(
     """The consent check of a batch job (scoring: for the serving purpose; targeting: the
     targeting purpose) (None: the policy asks for none); a policy that does not allow the
     action stops the job here."""
-    d = decide(cfg, action, purpose or cfg.governance.purposes.serving)
+    d = decide(cfg, action, purpose or cfg.governance.purposes.serving, root=ws.root)
     purposes = d.consent_purposes()
     if not purposes:
         return None
@@ -223,3 +270,31 @@ def batch_consent(
     return BatchConsent(
         led, tuple(purposes), key or "", pd.Timestamp.now(tz="UTC"), d.policy_version
     )
+
+
+def check_snapshot(cfg: ProjectConfig, ws: Workspace) -> Decision:
+    """The snapshot build's decision: allowed, and its column obligations met by the
+    project as it is: a column the policy says to hash must be marked PII (hashed at read);
+    a column it says to drop must feed no feature. Otherwise a :class:`PolicyError` naming
+    the columns and the fix; nothing is read."""
+    d = decide(cfg, "snapshot", cfg.governance.purposes.training, root=ws.root)
+    pii = set(cfg.pii) | {p.split(".", 1)[-1] for p in cfg.pii}  # source.column, column
+    unhashed = [c for c in d.columns("hash") if c not in pii]
+    if unhashed:
+        raise PolicyError(
+            f"the governance policy (version {d.policy_version}) says to hash {unhashed}, "
+            "which the project does not mark as PII. Fix: add them to pii: (as "
+            "source.column) in insight.yaml."
+        )
+    used = {c: v.name for v in cfg.features.views for c in v.source_columns()}
+    dropped = [
+        f"{c} (view {used[c.split('.', 1)[-1]]})"
+        for c in d.columns("drop")
+        if c.split(".", 1)[-1] in used
+    ]
+    if dropped:
+        raise PolicyError(
+            f"the governance policy (version {d.policy_version}) says to drop {dropped}, "
+            "which a feature view reads. Fix: remove those features, or change the policy."
+        )
+    return d

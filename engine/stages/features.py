@@ -62,7 +62,11 @@ def stage_features(
     """Build (or reuse) the snapshot for the current sources and spec.
 
     Returns the snapshot and whether it already existed (then Spark is not started).
+    The governance policy decides first whether the build may read the sources.
     """
+    from engine.governance.enforce import check_snapshot
+
+    check_snapshot(cfg, ws)
     sid, fps, key, labels = plan_snapshot(cfg, ws)
     existing = [s for s in snap.list_snapshots(ws, cfg.name) if s.id == sid]
     if existing:
