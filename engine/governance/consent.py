@@ -74,6 +74,10 @@ class ConsentLedger:
     _latest: dict[str, tuple[dict[str, bool], pd.Timestamp]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # per purpose: the subjects' index and the events by integer code (what `check` joins)
+    _codes: dict[str, tuple[pd.Index, pd.DataFrame]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, cfg: ConsentConfig) -> ConsentLedger:
@@ -147,22 +151,44 @@ class ConsentLedger:
                 f"{int(t.isna().sum())} row(s) have no time to check consent at: consent is "
                 "checked as of each row's time (a label time, a request time)"
             )
-        q = pd.DataFrame({"subject": subj.fillna("\x00"), "time": t, "row": np.arange(len(t))})
-        ev = self.events[self.events["purpose"] == purpose][["subject", "time", "granted"]]
-        if q.empty:
+        if len(t) == 0:
             return ConsentCheck(purpose, np.zeros(0, bool), np.empty(0, object))
-        q = q.sort_values("time", kind="stable")
-        m = pd.merge_asof(
-            q, ev.sort_values("time", kind="stable"), on="time", by="subject",
-            direction="backward", allow_exact_matches=True,
-        )  # fmt: skip
-        m = m.sort_values("row")
-        g = m["granted"]
-        allowed = g.eq(True).to_numpy(dtype=bool)
+        index, ev = self._by_code(purpose)
+        code = index.get_indexer(pd.Index(subj.fillna("\x00")))
+        known = code >= 0  # a subject with no event for the purpose: no consent on record
+        g = np.full(len(t), -1, dtype=np.int8)  # -1 no event by then, 0 withdrawn, 1 granted
+        if known.any():
+            rows = np.flatnonzero(known)
+            q = pd.DataFrame({"code": code[known], "time": t.to_numpy()[known], "row": rows})
+            q = q.sort_values("time", kind="stable")
+            m = pd.merge_asof(
+                q, ev, on="time", by="code", direction="backward", allow_exact_matches=True
+            )
+            got = m["granted"].to_numpy(dtype=np.float64)  # NaN: no event by then
+            g[m["row"].to_numpy()] = np.where(np.isnan(got), -1, got).astype(np.int8)
+        allowed = g == 1
         reason = np.full(allowed.size, WITHDRAWN, dtype=object)
-        reason[g.isna().to_numpy(dtype=bool)] = NO_RECORD
+        reason[g == -1] = NO_RECORD
         reason[allowed] = None
         return ConsentCheck(purpose, allowed, reason)
+
+    def _by_code(self, purpose: str) -> tuple[pd.Index, pd.DataFrame]:
+        """The purpose's events with subjects as integer codes (sorted by time), and the
+        subjects' index: the as-of join by an integer key, not by text."""
+        hit = self._codes.get(purpose)
+        if hit is None:
+            ev = self.events[self.events["purpose"] == purpose]
+            codes, uniques = pd.factorize(ev["subject"], sort=False)
+            frame = pd.DataFrame(
+                {
+                    "code": codes.astype(np.int64),
+                    "time": ev["time"].to_numpy(),
+                    "granted": ev["granted"].to_numpy(dtype=np.float64),
+                }
+            ).sort_values("time", kind="stable")
+            hit = (pd.Index(uniques), frame)
+            self._codes[purpose] = hit
+        return hit
 
     def latest(self, purpose: str) -> tuple[dict[str, bool], pd.Timestamp]:
         hit = self._latest.get(purpose)
