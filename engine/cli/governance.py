@@ -142,3 +142,32 @@ def check(
     )
     if why is not None:
         raise typer.Exit(1)
+
+
+subject_app = typer.Typer(help="A subject's rights: access (export).", no_args_is_help=True)
+
+
+@subject_app.command("export")
+def export(
+    subject: SubjectOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="JSON file (default: subject-ID.json)")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Everything the engine holds about a subject: source and snapshot rows, every
+    decision with its time, model version, score and explanation, and the consents."""
+    from engine.governance.export import export_subject
+
+    cfg, ws = _load(project, workspace, profile)
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in subject.strip())
+    out = (output or Path(f"subject-{safe}.json")).resolve()
+    s = export_subject(cfg, ws, subject, out, actor=_who(by))
+    console.print(
+        f"subject {subject.strip()}: {s['source_rows']} source row(s), {s['snapshot_rows']} "
+        f"snapshot row(s), {s['decisions']} decision(s) with explanations, {s['withheld']} "
+        f"request(s) with no automated decision, {s['consents']} consent event(s) -> {out}"
+    )
