@@ -20,8 +20,6 @@ OpenAPI at ``/docs``; admin routes under ``/admin`` need ``Authorization: Bearer
 # FastAPI must resolve the request-model annotations at import time (else `req` becomes a
 # query parameter and every /predict is a 422).
 import asyncio
-import hashlib
-import hmac
 import logging
 import os
 import threading
@@ -518,8 +516,15 @@ class ModelServer:
         return ExplainResponse(request_id=rid, model=self.name, explanations=done)
 
     # ---- admin routes -------------------------------------------------------------------
-    def _admin(self, request: Request) -> None:
-        if not self._token:
+    def _admin(self, request: Request, need: str = "operator") -> tuple[str, str]:
+        """The caller's name and role, if their token's role is at least ``need``: 401
+        without a known token, 403 with too small a role (engine.governance.roles)."""
+        from engine.governance.roles import Role, holder
+
+        tokens = dict(self.s.tokens)
+        if self._token:
+            tokens[str(self._token)] = {"name": "admin-token", "role": "admin"}
+        if not tokens:
             raise HTTPException(
                 401,
                 "admin routes are disabled: no admin token was configured. Fix: set "
@@ -528,14 +533,38 @@ class ModelServer:
             )
         auth = request.headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
-        digest = hashlib.sha256(token.strip().encode()).hexdigest()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, str(self._token)):
+        who = holder(tokens, token.strip()) if scheme.lower() == "bearer" else None
+        if who is None:
             raise HTTPException(
                 401,
                 "missing or wrong admin token. Fix: send 'Authorization: Bearer <token>' "
-                "with the value of INSIGHT_ADMIN_TOKEN.",
+                "with the value of INSIGHT_ADMIN_TOKEN or a token of `insight tokens add`.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
+        name, role = who
+        if role < Role.parse(need):
+            raise HTTPException(
+                403,
+                f"'{name}' holds the role {role.name.lower()}; this needs {need} or above. "
+                "Fix: use a token with that role (`insight tokens add --role ...`).",
+            )
+        return name, role.name.lower()
+
+    async def _audit_admin(self, actor: tuple[str, str], action: str, change: Any) -> None:
+        """An admin action as an audit record naming its actor and role (never a token)."""
+        await self.audit.append_async(
+            [
+                {
+                    "kind": "admin",
+                    "action": action,
+                    "actor": actor[0],
+                    "role": actor[1],
+                    "change": change,
+                    "model": self.name,
+                    "time": time.time(),
+                }
+            ]
+        )
 
     async def _wait_applied(self, generation: int, timeout_s: float = 15.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
@@ -552,7 +581,7 @@ class ModelServer:
 
     @api.get("/admin/status")
     async def admin_status(self, request: Request) -> dict[str, Any]:
-        self._admin(request)
+        self._admin(request, "viewer")
         return {
             "state": await self.store.get.remote(),
             "replicas": await self.store.replicas.remote(),
@@ -562,7 +591,7 @@ class ModelServer:
     async def admin_traffic(self, change: TrafficChange, request: Request) -> dict[str, Any]:
         """Change the challenger's share, shadow mode, or the challenger itself (a registry
         version or alias). Answers once every live replica serves the new state."""
-        self._admin(request)
+        actor = self._admin(request, "operator")
         upd: dict[str, Any] = {}
         if change.challenger is not None:
             upd["challenger"] = await asyncio.to_thread(self._resolve_version, change.challenger)
@@ -580,6 +609,7 @@ class ModelServer:
             state = await self.store.set.remote(upd)
         except Exception as exc:
             raise HTTPException(422, _cause(exc)) from None
+        await self._audit_admin(actor, "traffic", upd)
         return {"state": state, **(await self._wait_applied(int(state["generation"])))}
 
     @api.post("/admin/promote")
@@ -587,7 +617,7 @@ class ModelServer:
         """The challenger becomes champion, in the registry (aliases) and in this app."""
         from engine.registry.models import promote
 
-        self._admin(request)
+        actor = self._admin(request, "operator")
         st = await self.store.get.remote()
         if not st.get("challenger"):
             raise HTTPException(409, "no challenger is deployed: nothing to promote")
@@ -596,6 +626,7 @@ class ModelServer:
         state = await self.store.set.remote(
             {"champion": v, "challenger": None, "challenger_percent": 0.0, "shadow": False}
         )
+        await self._audit_admin(actor, "promote", {"champion": v})
         return {"state": state, **(await self._wait_applied(int(state["generation"])))}
 
     def _resolve_version(self, v: str) -> str:

@@ -87,6 +87,9 @@ def settings_for(
         "num_cpus": sc.replica_cpus,
     }
     args["consent"] = consent_settings(cfg, ws.root)
+    from engine.governance.roles import load_tokens
+
+    args["tokens"] = load_tokens(ws.root)
     args.update(over)
     return ServeSettings.parse(args)
 

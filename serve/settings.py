@@ -53,6 +53,11 @@ class ServeSettings(BaseModel):
     admin_token_sha256: str | None = Field(
         default=None, description="SHA-256 of the admin token; replicas never see the token."
     )
+    tokens: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="SHA-256 of each named token -> its holder and role (viewer, operator, "
+        "admin): engine.governance.roles.",
+    )
     batching: bool = _D.batching
     max_batch_size: int = Field(default=_D.max_batch_size, ge=1)
     batch_wait_timeout_s: float = Field(default=_D.batch_wait_timeout_s, ge=0)

@@ -45,6 +45,7 @@ class Served:
     entities: list[str]
     table: Any  # OnlineTable
     rows: list[dict[str, float | None]]
+    tokens: dict[str, str]  # holder -> token (engine.governance.roles)
 
 
 def _register(
@@ -126,6 +127,9 @@ def served(
     materialize(cfg, ws, spark, tiny_snapshot.id)  # type: ignore[arg-type]
     table = OnlineTable.current(ws, cfg.name)
     os.environ[cfg.serve.admin_token_env] = TOKEN
+    from engine.governance.roles import add_token
+
+    tokens = {n: add_token(ws.root, n, r) for n, r in (("vera", "viewer"), ("otto", "operator"))}
     ep = serve_up(cfg, ws)
     from serve.inputs import request_rows
 
@@ -142,6 +146,7 @@ def served(
             [str(i) for i in table.frame.index[:300]],
             table,
             rows,
+            tokens,
         )
     finally:
         serve_down()
@@ -966,3 +971,29 @@ def test_no_decision_without_consent_and_a_withdrawal_reaches_every_replica(
     assert all(x["policy_version"] == "test" for x in withheld)
     decided = [i for x in recs if x.get("kind") == "decision" for i in x.get("ids") or []]
     assert c not in decided and decided.count(b) == 1  # before the withdrawal only
+
+
+def test_admin_roles_name_the_actor_and_never_log_the_token(served: Served) -> None:
+    """A viewer reads the status but may not change traffic (403 naming the role needed);
+    an operator may; the change is an audit record naming the operator, and no token
+    appears in the audit log."""
+    from engine.audit.verify import _records_of, segments
+
+    s = served
+    viewer, operator = s.tokens["vera"], s.tokens["otto"]
+    assert _admin(s, "/admin/status", token=viewer).status_code == 200
+    r = _admin(s, "/admin/traffic", {"challenger_percent": 0}, token=viewer)
+    assert r.status_code == 403 and "'vera' holds the role viewer" in r.text, r.text
+    assert "needs operator" in r.text
+    r = _admin(s, "/admin/traffic", {"challenger_percent": 0}, token=operator)
+    assert r.status_code == 200, r.text
+    assert _admin(s, "/admin/status", token="not-a-token").status_code == 401
+    root = s.ws.audit / "insight"
+    recs = [x for seg in segments(root) for x in _records_of(seg) if x.get("kind") == "admin"]
+    mine = [x for x in recs if x["actor"] == "otto"]
+    assert mine and mine[-1]["action"] == "traffic" and mine[-1]["role"] == "operator"
+    assert mine[-1]["change"] == {"challenger_percent": 0.0}
+    for seg in segments(root):
+        blob = seg.read_bytes()
+        assert viewer.encode() not in blob and operator.encode() not in blob
+        assert TOKEN.encode() not in blob

@@ -171,3 +171,54 @@ def export(
         f"snapshot row(s), {s['decisions']} decision(s) with explanations, {s['withheld']} "
         f"request(s) with no automated decision, {s['consents']} consent event(s) -> {out}"
     )
+
+
+tokens_app = typer.Typer(
+    help="Named tokens with a role (viewer, operator, admin) for the admin routes.",
+    no_args_is_help=True,
+)
+
+
+@tokens_app.command("add")
+def tokens_add(
+    name: Annotated[str, typer.Option(help="Whose token (named in the audit log).")],
+    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Create a token; it is printed once (the workspace keeps only its hash). Apps deployed
+    after this accept it."""
+    from engine.governance.roles import add_token
+
+    _, ws = _load(project, workspace, profile)
+    token = add_token(ws.root, name, role)
+    console.print(f"token for {name.strip()} ({role.strip().lower()}), shown once:")
+    console.print(token, soft_wrap=True, highlight=False)
+
+
+@tokens_app.command("list")
+def tokens_list(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
+    """The named tokens and their roles (never the tokens)."""
+    from engine.governance.roles import load_tokens
+
+    _, ws = _load(project, workspace, profile)
+    for v in sorted(load_tokens(ws.root).values(), key=lambda v: v["name"]):
+        console.print(f"{v['name']}: {v['role']}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    name: Annotated[str, typer.Option(help="Whose token.")],
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Remove a token (apps deployed after this refuse it)."""
+    from engine.governance.roles import revoke_token
+
+    _, ws = _load(project, workspace, profile)
+    revoke_token(ws.root, name)
+    console.print(f"token of {name.strip()} revoked")
