@@ -115,3 +115,34 @@ def test_a_subjects_export_has_their_data_decisions_explanations_and_consents(
     with pytest.raises(DataError, match="holds nothing about subject 'nobody'"):
         export_subject(cfg, ws, "nobody", tmp_path / "none.json", actor="dpo")
     assert not (tmp_path / "none.json").exists()
+
+
+def test_the_records_of_processing_name_purposes_categories_and_requests(
+    tmp_path: Path,
+) -> None:
+    from engine.config.project import ProjectConfig
+    from engine.data.retail import RetailParams, generate_retail
+    from engine.governance.export import export_subject
+    from engine.governance.records import governance_record, write_record
+    from engine.pii import load_key
+    from engine.workspace import Workspace
+
+    ex = Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml"
+    ws = Workspace(tmp_path / ".insight").ensure()
+    cfg = ProjectConfig.load(ex).model_copy(update={"workspace": str(ws.root)})
+    generate_retail(RetailParams(customers=100), ws.data / "retail")
+    me = str(pd.read_parquet(ws.data / "retail" / "customers.parquet")["customer_id"].iloc[0])
+    export_subject(cfg, ws, me, tmp_path / "e.json", actor="dpo")
+    r = governance_record(cfg, ws)
+    assert [p["purpose"] for p in r["purposes"]] == ["model_training", "profiling", "marketing"]
+    cats = {c["source"]: c for c in r["categories"]}
+    assert cats["customers"]["pii"] == ["email"] and cats["customers"]["subject_key"]
+    assert set(cfg.sensitive) <= set(cats["customers"]["sensitive"]) | set(
+        c for x in cats.values() for c in x["sensitive"]
+    )
+    [done] = r["requests"]["closed"]
+    assert done["kind"] == "access (export)" and done["by"] == "dpo" and done["within_gdpr"]
+    assert "not yet implemented" in r["requests"]["erasure"] and "nothing expires" in r["retention"]
+    j, m = write_record(cfg, ws)
+    text = m.read_text() + j.read_text()
+    assert "# Records of processing" in text and load_key(ws.root).decode() not in text

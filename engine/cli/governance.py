@@ -222,3 +222,19 @@ def tokens_revoke(
     _, ws = _load(project, workspace, profile)
     revoke_token(ws.root, name)
     console.print(f"token of {name.strip()} revoked")
+
+
+governance_app = typer.Typer(help="Governance records.", no_args_is_help=True)
+
+
+@governance_app.command("report")
+def governance_report(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
+    """Write the records of processing (purposes, data categories, recipients, retention,
+    security measures, requests and their times) as JSON and Markdown under reports/."""
+    from engine.governance.records import write_record
+
+    cfg, ws = _load(project, workspace, profile)
+    j, m = write_record(cfg, ws)
+    console.print(f"records of processing -> {m} (and {j.name}); open {m.name} first")
