@@ -29,7 +29,13 @@ from engine.cli.common import (
 )
 from engine.cli.common import load as _load
 from engine.cli.forecast import forecast_app
-from engine.cli.governance import consent_app, governance_app, subject_app, tokens_app
+from engine.cli.governance import (
+    consent_app,
+    governance_app,
+    retention_app,
+    subject_app,
+    tokens_app,
+)
 from engine.cli.ingest import ingest as ingest_cmd
 from engine.cli.ingest import ledger as ledger_cmd
 from engine.cli.ingest import lineage as lineage_cmd
@@ -73,6 +79,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(governance_app, name="governance")
+app.add_typer(retention_app, name="retention")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(target_app, name="target")
 app.command("ingest")(ingest_cmd)

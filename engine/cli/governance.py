@@ -238,3 +238,46 @@ def governance_report(
     cfg, ws = _load(project, workspace, profile)
     j, m = write_record(cfg, ws)
     console.print(f"records of processing -> {m} (and {j.name}); open {m.name} first")
+
+
+retention_app = typer.Typer(
+    help="Retention schedules (governance.retention).", no_args_is_help=True
+)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would go; delete nothing.")
+    ] = False,
+    include_needed: Annotated[
+        bool,
+        typer.Option(
+            "--include-needed", help="Also delete expired snapshots registered models need."
+        ),
+    ] = False,
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Delete what is older than its class's period, a receipt in the audit log for each."""
+    from engine.governance.retention import apply, plan
+
+    cfg, ws = _load(project, workspace, profile)
+    p = plan(cfg, ws, include_needed=include_needed)
+    for k in p.kept:
+        console.print(f"kept {k['class']} {Path(k['path']).name}: {k['why']}")
+    for d in p.delete:
+        lost = d.get("models_losing_it")
+        console.print(
+            f"{'would delete' if dry_run else 'deleting'} {d['class']} {Path(d['path']).name}"
+            + (f" (models lose their training data: {lost})" if lost else "")
+        )
+    if p.not_applied:
+        console.print(f"not applied yet: {', '.join(p.not_applied)} (their periods are kept)")
+    if dry_run:
+        console.print(f"dry run: {len(p.delete)} item(s) would be deleted, {len(p.kept)} kept")
+        return
+    n = apply(cfg, ws, p, actor=_who(by))
+    console.print(f"retention: {n} item(s) deleted, each with a receipt in the audit log")

@@ -13,6 +13,7 @@ the data serves, and the policy files (Rego) that decide what each read may do.
         serving: profiling
         targeting: marketing
       policy: policy/             # .rego files added to the engine's own (engine/governance)
+      retention: {snapshots: 365d, audit: 2555d, batch_outputs: 90d, monitor_history: 365d}
 """
 
 from __future__ import annotations
@@ -72,4 +73,10 @@ class GovernanceConfig(Model):
         default=None,
         description="A .rego file or a folder of them, added to the engine's own policy "
         "(relative to the project file).",
+    )
+    retention: dict[str, str] = Field(
+        default_factory=dict,
+        description="Period per class of data (snapshots, audit, batch_outputs, "
+        "monitor_history, labels, raw_events, mlflow_artifacts), e.g. '365d'; a class not "
+        "named is kept (engine.governance.retention).",
     )

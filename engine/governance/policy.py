@@ -123,6 +123,19 @@ class PolicySet:
             self._cache[key] = d
         return d
 
+    def document(self, action: str, purpose: str, **facts: Any) -> dict[str, Any]:
+        """The whole decision document for one input (what ``decide`` reads, and any other
+        rule a policy sets, such as ``retention``); ``{}`` where it decides nothing."""
+        from regopy.rego_shared import RegoError
+
+        with self._lock:
+            try:
+                self._rego.set_input({"action": action, "purpose": purpose, **facts})
+                doc = json.loads(str(self._rego.query_bundle(self._bundle)))["expressions"][0]
+            except (RegoError, ValueError, KeyError, IndexError, TypeError):
+                return {}
+        return doc if isinstance(doc, dict) else {}
+
     def evaluate_uncached(self, action: str, purpose: str, **facts: Any) -> Decision:
         """One evaluation, bypassing the cache (what the benchmark measures)."""
         with self._lock:
@@ -187,4 +200,5 @@ def policy_data(cfg: Any) -> dict[str, Any]:
     return {
         "purposes": gov.purposes.model_dump(),
         "consent_declared": gov.consent is not None,
+        "retention": dict(gov.retention),
     }

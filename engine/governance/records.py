@@ -92,6 +92,18 @@ def _requests(ws: Workspace) -> dict[str, Any]:
     }
 
 
+def _retention(cfg: ProjectConfig) -> dict[str, Any] | str:
+    from engine.governance.retention import APPLIED, periods
+
+    per = periods(cfg)
+    if not per:
+        return "no retention period configured (governance.retention): nothing expires"
+    return {
+        c: {"days": d.days, "applied_by": "insight retention apply" if c in APPLIED else "not yet"}
+        for c, d in per.items()
+    }
+
+
 def governance_record(cfg: ProjectConfig, ws: Workspace) -> dict[str, Any]:
     from engine.audit.verify import verify
     from engine.governance.enforce import policy_of
@@ -132,8 +144,7 @@ def governance_record(cfg: ProjectConfig, ws: Workspace) -> dict[str, Any]:
             "model_registry": ws.tracking_uri.split("@")[-1],  # no credentials
             "served_on": f"{cfg.serve.host} (the bound address)",
         },
-        "retention": "not configured: retention schedules are not yet implemented (issue 26, "
-        "item 4); nothing expires",
+        "retention": _retention(cfg),
         "security": {
             "pii_hashing": f"HMAC-SHA256 with the workspace key (fingerprint "
             f"{key_fingerprint(load_key(ws.root))}) before features and logs",

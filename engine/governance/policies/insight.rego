@@ -40,3 +40,7 @@ obligations contains {"kind": "consent", "purpose": input.purpose} if data.insig
 
 # Identifiers marked PII are hashed (keyed) before they reach features, logs or exports.
 obligations contains {"kind": "hash", "column": c} if some c in input.pii
+
+# How long each class of data is kept (governance.retention; a project's rule may set
+# retention[class] itself): engine.governance.retention deletes what is older.
+retention[c] := d if some c, d in data.insight.retention
