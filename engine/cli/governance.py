@@ -117,24 +117,10 @@ def check(
 ) -> None:
     """Whether the subject consents to the purpose now (the project's consent source and
     the workspace's log together)."""
-    from engine.data.sources import source_path
-    from engine.governance.live import LiveConsent
+    from engine.governance.enforce import live_consent
 
     cfg, ws = _load(project, workspace, profile)
-    c = cfg.governance.consent
-    if c is None:
-        live = LiveConsent(None, None, None, ws.root)
-    else:
-        from engine.data.sources import read_frame
-
-        cols = [c.subject, c.purpose, c.status, c.time]
-        live = LiveConsent(
-            c,
-            lambda: read_frame(cfg, c.source, ws.root, cols),
-            source_path(cfg, c.source, ws.root),
-            ws.root,
-        )
-    chk = live.check([subject.strip()], purpose)
+    chk = live_consent(cfg, ws.root).check([subject.strip()], purpose)
     why = chk.reason[0]
     console.print(
         f"subject {subject.strip()}, purpose '{purpose}': "

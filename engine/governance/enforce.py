@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.config.project import ProjectConfig
     from engine.config.target import TargetProject
     from engine.features.snapshot import Snapshot
+    from engine.governance.live import LiveConsent
     from engine.workspace import Workspace
 
 _POLICIES: dict[str, PolicySet] = {}
@@ -104,6 +105,21 @@ def note_policy(root: Path, ps: PolicySet) -> bool:
         w.close()
     atomic_write_bytes(path, json.dumps({"version": ps.version, "files": files}).encode())
     return True
+
+
+def live_consent(cfg: Governed, root: Path) -> LiveConsent:
+    """The project's consent source and the workspace's consent log, as one live view."""
+    from engine.governance.live import LiveConsent
+
+    c = cfg.governance.consent
+    if c is None:
+        return LiveConsent(None, None, None, root)
+    from engine.data.sources import read_frame, source_path
+
+    cols = [c.subject, c.purpose, c.status, c.time]
+    return LiveConsent(
+        c, lambda: read_frame(cfg, c.source, root, cols), source_path(cfg, c.source, root), root
+    )
 
 
 def load_ledger(cfg: Governed, root: Path, *, hashed: bool = False) -> ConsentLedger | None:
@@ -243,21 +259,7 @@ def batch_consent(
     purposes = d.consent_purposes()
     if not purposes:
         return None
-    from engine.governance.live import LiveConsent
-
-    c = cfg.governance.consent
-    if c is None:
-        led = LiveConsent(None, None, None, ws.root).ledger()
-    else:
-        from engine.data.sources import read_frame, source_path
-
-        cols = [c.subject, c.purpose, c.status, c.time]
-        led = LiveConsent(
-            c,
-            lambda: read_frame(cfg, c.source, ws.root, cols),
-            source_path(cfg, c.source, ws.root),
-            ws.root,
-        ).ledger()
+    led = live_consent(cfg, ws.root).ledger()
     if hashed:
         from engine.pii import hmac_hex, load_key
 
