@@ -33,6 +33,7 @@ from engine.cli.governance import (
     consent_app,
     governance_app,
     retention_app,
+    review_app,
     subject_app,
     tokens_app,
 )
@@ -80,6 +81,7 @@ app.add_typer(subject_app, name="subject")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(governance_app, name="governance")
 app.add_typer(retention_app, name="retention")
+app.add_typer(review_app, name="review")
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(target_app, name="target")
 app.command("ingest")(ingest_cmd)

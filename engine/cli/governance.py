@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -267,3 +267,94 @@ def retention_apply(
         return
     n = apply(cfg, ws, p, actor=_who(by))
     console.print(f"retention: {n} item(s) deleted, each with a receipt in the audit log")
+
+
+review_app = typer.Typer(help="Human review of served decisions.", no_args_is_help=True)
+
+
+@review_app.command("sample")
+def review_sample(
+    app_name: Annotated[str, typer.Option("--app", help="The served app's name.")] = "insight",
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Queue the decisions logged since the last run, at the rates of governance.review."""
+    from engine.governance.review import sample
+
+    cfg, ws = _load(project, workspace, profile)
+    s = sample(cfg, ws, app_name)
+    console.print(
+        f"review queue: {s['queued']} new item(s) from {s['rows_seen']} logged row(s); "
+        f"{s['queue']} in the queue"
+    )
+
+
+@review_app.command("next")
+def review_next(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
+    """The oldest item without a verdict, with its inputs and explanation."""
+    import json
+
+    from engine.governance.review import next_item
+
+    _, ws = _load(project, workspace, profile)
+    it = next_item(ws)
+    if it is None:
+        console.print("the review queue is empty")
+        return
+    console.print(json.dumps(it, indent=2, default=str), highlight=False, soft_wrap=True)
+
+
+def _verdict(item: str, verdict: str, reason: str, by: str | None, where: tuple[Any, ...]) -> None:
+    from engine.governance.review import record
+
+    _, ws = _load(*where)
+    record(ws, item, verdict, _who(by), reason)
+    console.print(f"{item}: {verdict}{'d' if verdict.endswith('e') else 'ed'} by {_who(by)}")
+
+
+@review_app.command("confirm")
+def review_confirm(
+    item: Annotated[str, typer.Argument(help="The item (from `insight review next`).")],
+    reason: Annotated[str, typer.Option(help="A note (optional).")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """The decision was right."""
+    _verdict(item, "confirm", reason, by, (project, workspace, profile))
+
+
+@review_app.command("dispute")
+def review_dispute(
+    item: Annotated[str, typer.Argument(help="The item (from `insight review next`).")],
+    reason: Annotated[str, typer.Option(help="What is wrong with the decision.")] = "",
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """The decision was wrong (a reason is required); it becomes a review label."""
+    _verdict(item, "dispute", reason, by, (project, workspace, profile))
+
+
+@review_app.command("stats")
+def review_stats(
+    project: ProjectOpt = None, workspace: WorkspaceOpt = None, profile: ProfileOpt = None
+) -> None:
+    """Queued, reviewed and disputed items; the dispute rate with its 95% interval."""
+    from engine.governance.review import stats
+
+    _, ws = _load(project, workspace, profile)
+    s = stats(ws)
+    r = s["dispute_rate"]
+    rate = (
+        r if isinstance(r, str) else f"{r['estimate']:.3f} (95% CI {r['low']:.3f}-{r['high']:.3f})"
+    )
+    console.print(
+        f"queued {s['queued']}, reviewed {s['reviewed']}, disputed {s['disputed']}, pending "
+        f"{s['pending']}; dispute rate {rate}"
+    )

@@ -64,6 +64,21 @@ class PurposesConfig(Model):
     targeting: str = Field(default="marketing", pattern=PURPOSE)
 
 
+class ReviewConfig(Model):
+    """Which served decisions go to the human review queue (engine.governance.review)."""
+
+    random_rate: float = Field(default=0.01, ge=0, le=1, description="Share of all rows.")
+    low_confidence_band: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="|score - threshold| at most this is 'low confidence'.",
+    )
+    low_confidence_rate: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the low-confidence rows."
+    )
+
+
 class GovernanceConfig(Model):
     consent: ConsentConfig | None = Field(
         default=None, description="Where consents are recorded (none: consent is not checked)."
@@ -74,6 +89,7 @@ class GovernanceConfig(Model):
         description="A .rego file or a folder of them, added to the engine's own policy "
         "(relative to the project file).",
     )
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     retention: dict[str, str] = Field(
         default_factory=dict,
         description="Period per class of data (snapshots, audit, batch_outputs, "
