@@ -96,6 +96,22 @@ def test_the_queue_samples_at_its_rates_and_verdicts_are_audited_labels(tmp_path
     recs = list(read_records(ws.audit / "control", kind="review"))  # type: ignore[attr-defined]
     assert [(r["reviewer"], r["verdict"]) for r in recs] == [("ana", "dispute"), ("ben", "confirm")]
     assert verify(ws.audit).ok  # type: ignore[attr-defined]
+    # the dispute rate is a monitored statistic an alert rule can fire on
+    from engine.config.monitor import RuleConfig
+    from engine.monitor.alerting.rules import judge
+    from engine.monitor.run import monitor_window
+
+    res = monitor_window(cfg, ws, 0.0, 4e9)  # type: ignore[arg-type]
+    assert res.review is not None and (res.review.estimate, res.review.n) == (0.5, 2)
+    rule = RuleConfig.model_validate(
+        {"name": "disputes", "statistic": "review.dispute_rate", "op": ">", "threshold": 0.05,
+         "min_rows": 2}
+    )  # fmt: skip
+    mc = cfg.monitor.model_copy(update={"rules": [rule]})  # type: ignore[attr-defined]
+    [j] = judge(mc, res)
+    assert j.holds and j.key == "insight|disputes|-|-"
+    strict = mc.model_copy(update={"rules": [rule.model_copy(update={"min_rows": 3})]})
+    assert not judge(strict, res)[0].holds, "too few reviews: not enough data"
 
 
 def test_the_dispute_rates_interval_covers_by_simulation() -> None:

@@ -44,6 +44,7 @@ STATISTICS: dict[str, tuple[str, str]] = {
     "fairness.selection_rate_gap": ("group", "max-min selection rate across groups"),
     "fairness.outcome_rate_gap": ("group", "max-min observed outcome rate across groups"),
     "fairness.outcome_rate_shift": ("group", "largest |outcome rate - training rate| of a group"),
+    "review.dispute_rate": ("app", "share of reviewed decisions analysts disputed (Wilson 95%)"),
     "uplift.ate": ("model", "live ATE of the logged treatment on the logged outcome"),
     "uplift.ate_change": ("model", "relative change of the live ATE vs the training ATE"),
     "forecast.mase": ("segment", "realized MASE of a series group's forecasts (actuals in)"),

@@ -269,6 +269,9 @@ class MonitorResult(_Part):
     labels: LabelsJoined | None = None
     seconds: dict[str, float] = Field(default_factory=dict)
     rules: RulesOutcome | None = None
+    # the human review queue's dispute rate (engine.governance.review), Wilson 95%; None
+    # until an analyst has reviewed a decision
+    review: Stat | None = None
 
     def dump(self) -> dict[str, Any]:
         """The JSON form (``runs/<run_id>.json``): field names as written, None kept."""

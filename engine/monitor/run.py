@@ -32,6 +32,7 @@ from engine.monitor.result import (
     LabelsJoined,
     MonitorResult,
     ScoreStats,
+    Stat,
     TimeWindow,
     Traffic,
     VersionResult,
@@ -120,7 +121,19 @@ def _base_result(
         ),
         traffic=Traffic(requests=0, rows=0),
         no_traffic=True,
+        review=_review(ws),
     )
+
+
+def _review(ws: Workspace) -> Stat | None:
+    """The review queue's dispute rate, for the rules (statistic review.dispute_rate)."""
+    from engine.governance.review import stats
+
+    st = stats(ws)
+    r = st["dispute_rate"]
+    if isinstance(r, str):
+        return None
+    return Stat.of(r["estimate"], r["low"], r["high"], st["reviewed"])
 
 
 RAY_MIN_SEGMENTS = 8  # below this, Ray's task overhead outweighs a thread pool's

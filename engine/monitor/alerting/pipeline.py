@@ -66,6 +66,12 @@ FIRST_STEP: dict[str, tuple[str, str]] = {
         "compare live lift with the card's ATE (uplift panel); pause targeting if it reversed",
         "uplift",
     ),
+    "review": (
+        "analysts dispute more decisions than the rule allows: read the disputes' reasons "
+        "(`insight review stats`, reviews.jsonl) and compare the disputed decisions' versions "
+        "with the model timeline before the next roll-out",
+        "models",
+    ),
     "target": (
         "open the report's targeting panel: the named segment's live lift against what the "
         "policy promised; if it reversed, stop contacting that segment (a new version without "

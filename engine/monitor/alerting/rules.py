@@ -41,6 +41,8 @@ _ALWAYS = 10**9  # app-scope counts are judged whatever the row count
 def _app_value(rule: RuleConfig, result: MonitorResult) -> Stat:
     from engine.monitor.result import Stat
 
+    if rule.statistic == "review.dispute_rate":
+        return result.review or Stat(n=0)
     if rule.statistic == "audit.problems":
         n = len(result.audit.problems)
     else:  # traffic.requests
