@@ -61,6 +61,8 @@ class TargetSettings(BaseModel):
     money: float | None = None
     threshold: float = 0.0  # least net value worth a contact
     admin_token_sha256: str | None = None  # admin routes need the bearer token
+    # SHA-256 of each named token -> holder and role (engine.governance.roles)
+    tokens: dict[str, dict[str, str]] = Field(default_factory=dict)
     hash_keys: bool = False  # the customer key is PII: audited as a keyed hash
     workspace: str = ""
 
@@ -187,19 +189,39 @@ class TargetServer:
             )
         return self.models[version]
 
-    def _admin(self, request: Request) -> None:
+    def _admin(self, request: Request, need: str = "operator") -> tuple[str, str]:
+        """The caller's holder name and role (engine.governance.roles): 401 without a known
+        token (compared in constant time), 403 with too small a role."""
         from fastapi import HTTPException
 
-        want = self.s.admin_token_sha256
-        got = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if want is None or hashlib.sha256(got.encode()).hexdigest() != want:
+        from engine.governance.roles import Role, holder
+
+        tokens = dict(self.s.tokens)
+        if self.s.admin_token_sha256:
+            tokens[self.s.admin_token_sha256] = {"name": "admin-token", "role": "admin"}
+        auth = request.headers.get("authorization", "")
+        scheme, _, got = auth.partition(" ")
+        who = holder(tokens, got.strip()) if tokens and scheme.lower() == "bearer" else None
+        if who is None:
             raise HTTPException(401, "admin routes need the bearer token (serve/admin.py)")
+        if who[1] < Role.parse(need):
+            raise HTTPException(
+                403, f"'{who[0]}' holds the role {who[1].name.lower()}; this needs {need}"
+            )
+        return who[0], who[1].name.lower()
+
+    def _audit_admin(self, actor: tuple[str, str], action: str, change: Any) -> None:
+        """An admin action as an audit record naming its actor and role (never a token)."""
+        self.audit.append(
+            [{"kind": "admin", "action": action, "actor": actor[0], "role": actor[1],
+              "change": change, "model": self.s.model, "time": time.time()}]
+        )  # fmt: skip
 
     @api.post("/admin/traffic")
     def admin_traffic(self, change: TrafficChange, request: Request) -> dict[str, Any]:
         """Give ``challenger_percent`` of the customers (by their key's hash: a customer
         stays with one version) to the ``challenger`` version."""
-        self._admin(request)
+        actor = self._admin(request)
         upd: dict[str, Any] = {"percent": float(change.challenger_percent)}
         if change.challenger is not None:
             from engine.registry.models import find
@@ -209,24 +231,28 @@ class TargetServer:
             except Exception as exc:
                 raise ClientError(f"challenger {change.challenger!r}: {exc}") from None
             self._targeter(upd["challenger"])  # loads before anyone is routed to it
-        return dict(ray.get(self.ledger.set_split.remote(upd)))
+        out = dict(ray.get(self.ledger.set_split.remote(upd)))
+        self._audit_admin(actor, "traffic", upd)
+        return out
 
     @api.post("/admin/promote")
     def admin_promote(self, request: Request) -> dict[str, Any]:
         """The challenger becomes the champion: registry alias and this app."""
         from engine.registry.models import promote
 
-        self._admin(request)
+        actor = self._admin(request)
         st = ray.get(self.ledger.split.remote())
         if not st.get("challenger"):
             raise ClientError("no challenger is deployed: nothing to promote")
         v = str(st["challenger"])
         promote(self.s.model, v, "promoted by the targeting roll-out")
-        return dict(
+        out = dict(
             ray.get(
                 self.ledger.set_split.remote({"champion": v, "challenger": None, "percent": 0.0})
             )
         )
+        self._audit_admin(actor, "promote", {"champion": v})
+        return out
 
     @api.get("/budget")
     def budget(self) -> dict[str, Any]:
@@ -364,6 +390,7 @@ def target_up(
     bearer token (replicas see only its SHA-256); without one the admin routes are shut."""
     from ray import serve
 
+    from engine.governance.roles import load_tokens
     from engine.stages.target import budget_cutoff, load_targeter
     from serve.deploy import free_port, wait_healthy
 
@@ -390,6 +417,7 @@ def target_up(
         "hash_keys": bool(tg.key) and f"{proj.target.source}.{tg.key}" in proj.pii,
         "workspace": str(ws.root),
         "admin_token_sha256": None if token is None else hashlib.sha256(token.encode()).hexdigest(),
+        "tokens": load_tokens(ws.root),
     }
     from ray.serve.context import _get_global_client
 

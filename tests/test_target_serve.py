@@ -171,12 +171,14 @@ def test_a_new_policy_rolls_out_in_steps_and_rolls_back_on_a_lift_breach(decide_
     answering. Then a v3 as good as v1 goes 50% -> 100% and is promoted."""
     from engine.audit import AuditWriter, verify
     from engine.config.target import Budget
+    from engine.governance.roles import add_token
     from engine.registry.models import resolve
     from engine.stages.target import stage_target_train
     from engine.targeting.rollout import rollout_policy
     from serve.target_app import target_up
 
     url, proj, ws = decide_url
+    viewer = add_token(ws.root, "vera", "viewer")  # known to the app deployed next
     # a budget that does not run out (the first test spent the other), more held out
     url = target_up(proj, ws, replicas=1, holdout=0.3, budget=Budget(contacts=10**6), token=TOKEN)
     champion = resolve(proj.model_name, "champion").version
@@ -220,3 +222,17 @@ def test_a_new_policy_rolls_out_in_steps_and_rolls_back_on_a_lift_breach(decide_
     # the admin routes need the token
     r401 = httpx.post(f"{url}/admin/traffic", json={"challenger_percent": 0}, timeout=60)
     assert r401.status_code == 401
+    # a viewer's token is known but may not change traffic; every change names its actor
+    r403 = httpx.post(
+        f"{url}/admin/traffic",
+        json={"challenger_percent": 0},
+        headers={"Authorization": f"Bearer {viewer}"},
+        timeout=60,
+    )
+    assert r403.status_code == 403 and "'vera' holds the role viewer" in r403.text, r403.text
+    from engine.audit.verify import read_records
+    from serve.target_app import APP_NAME
+
+    admin = list(read_records(ws.audit / APP_NAME, kind="admin"))
+    assert {a["action"] for a in admin} == {"traffic", "promote"}
+    assert {(a["actor"], a["role"]) for a in admin} == {("admin-token", "admin")}
