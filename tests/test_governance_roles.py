@@ -35,3 +35,41 @@ def test_tokens_are_kept_as_hashes_and_found_with_their_role(tmp_path: Path) -> 
     with pytest.raises(StateError, match="no token named 'ana'"):
         revoke_token(tmp_path, "ana")
     assert [v["name"] for v in json.loads(p.read_text()).values()] == ["ben"]
+
+
+def test_once_tokens_exist_state_changing_commands_need_one_with_the_role(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from engine.audit.verify import read_records
+    from engine.cli import app
+    from engine.errors import PolicyError
+
+    ex = str(Path(__file__).resolve().parent.parent / "examples" / "retail" / "insight.yaml")
+    where = ["--project", ex, "--workspace", str(tmp_path / ".insight")]
+    run = CliRunner().invoke
+    grant = ["consent", "grant", "-s", "C1", "--purpose", "marketing", *where]
+    monkeypatch.delenv("INSIGHT_TOKEN", raising=False)
+    assert run(app, [*grant, "--by", "solo"]).exit_code == 0, "no tokens: one person's"
+    r = run(app, ["tokens", "add", "--name", "root", "--role", "admin", *where])
+    assert r.exit_code == 0, r.output
+    admin = r.output.split("shown once:")[1].split()[0]
+    r = run(app, grant)
+    assert isinstance(r.exception, PolicyError) and "set INSIGHT_TOKEN" in str(r.exception)
+    monkeypatch.setenv("INSIGHT_TOKEN", admin)
+    r = run(app, ["tokens", "add", "--name", "vera", "--role", "viewer", *where])
+    viewer = r.output.split("shown once:")[1].split()[0]
+    r = run(app, ["tokens", "add", "--name", "otto", "--role", "operator", *where])
+    operator = r.output.split("shown once:")[1].split()[0]
+    monkeypatch.setenv("INSIGHT_TOKEN", viewer)
+    r = run(app, grant)
+    assert isinstance(r.exception, PolicyError) and "'vera' holds the role viewer" in str(
+        r.exception
+    )
+    r = run(app, ["tokens", "revoke", "--name", "otto", *where])
+    assert isinstance(r.exception, PolicyError), "revoking needs admin"
+    monkeypatch.setenv("INSIGHT_TOKEN", operator)
+    assert run(app, [*grant, "--by", "someone-else"]).exit_code == 0
+    recs = list(read_records(tmp_path / ".insight" / "audit" / "control", kind="consent"))
+    assert [x["by"] for x in recs] == ["solo", "otto"], "the token's holder, not --by"

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 
 import typer
 
-from engine.cli.alerts import _who
 from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
 from engine.cli.common import load as _load
 from engine.console import console
+from engine.governance.roles import cli_actor
 
 consent_app = typer.Typer(
     help="Consent by purpose: grant, withdraw, check (the workspace's consent log).",
@@ -53,7 +53,7 @@ def _change(
     if not subject.strip():
         raise ConfigError("--subject is blank. Fix: give the subject's key.")
     _, ws = _load(project, workspace, profile)
-    actor = _who(by)
+    actor = cli_actor(ws.root, "operator", by)
     ev = record_consent(ws.root, subject.strip(), purpose, granted, actor=actor, reason=reason)
     w = AuditWriter(ws.audit / "control", writer="consent")
     try:
@@ -151,7 +151,7 @@ def export(
     cfg, ws = _load(project, workspace, profile)
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in subject.strip())
     out = (output or Path(f"subject-{safe}.json")).resolve()
-    s = export_subject(cfg, ws, subject, out, actor=_who(by))
+    s = export_subject(cfg, ws, subject, out, actor=cli_actor(ws.root, "operator", by))
     console.print(
         f"subject {subject.strip()}: {s['source_rows']} source row(s), {s['snapshot_rows']} "
         f"snapshot row(s), {s['decisions']} decision(s) with explanations, {s['withheld']} "
@@ -175,9 +175,11 @@ def tokens_add(
 ) -> None:
     """Create a token; it is printed once (the workspace keeps only its hash). Apps deployed
     after this accept it."""
-    from engine.governance.roles import add_token
+    from engine.governance.roles import add_token, cli_actor, load_tokens
 
     _, ws = _load(project, workspace, profile)
+    if load_tokens(ws.root):  # the first token is made by the workspace's owner
+        cli_actor(ws.root, "admin")
     token = add_token(ws.root, name, role)
     console.print(f"token for {name.strip()} ({role.strip().lower()}), shown once:")
     console.print(token, soft_wrap=True, highlight=False)
@@ -203,9 +205,10 @@ def tokens_revoke(
     profile: ProfileOpt = None,
 ) -> None:
     """Remove a token (apps deployed after this refuse it)."""
-    from engine.governance.roles import revoke_token
+    from engine.governance.roles import cli_actor, revoke_token
 
     _, ws = _load(project, workspace, profile)
+    cli_actor(ws.root, "admin")
     revoke_token(ws.root, name)
     console.print(f"token of {name.strip()} revoked")
 
@@ -265,7 +268,7 @@ def retention_apply(
     if dry_run:
         console.print(f"dry run: {len(p.delete)} item(s) would be deleted, {len(p.kept)} kept")
         return
-    n = apply(cfg, ws, p, actor=_who(by))
+    n = apply(cfg, ws, p, actor=cli_actor(ws.root, "admin", by))
     console.print(f"retention: {n} item(s) deleted, each with a receipt in the audit log")
 
 
@@ -311,8 +314,9 @@ def _verdict(item: str, verdict: str, reason: str, by: str | None, where: tuple[
     from engine.governance.review import record
 
     _, ws = _load(*where)
-    record(ws, item, verdict, _who(by), reason)
-    console.print(f"{item}: {verdict}{'d' if verdict.endswith('e') else 'ed'} by {_who(by)}")
+    who = cli_actor(ws.root, "operator", by)
+    record(ws, item, verdict, who, reason)
+    console.print(f"{item}: {verdict}{'d' if verdict.endswith('e') else 'ed'} by {who}")
 
 
 @review_app.command("confirm")

@@ -86,11 +86,13 @@ def models_promote(
     profile: ProfileOpt = None,
 ) -> None:
     """Make a version the champion without the gate (the old champion becomes @previous)."""
+    from engine.governance.roles import cli_actor
     from engine.registry.models import find, promote
 
-    cfg, _ = _registry(project, workspace, profile)
+    cfg, ws = _registry(project, workspace, profile)
+    who = cli_actor(ws.root, "operator")
     n = name or cfg.train.model_name
-    r = promote(n, find(n, version).version, reason="manual promote")
+    r = promote(n, find(n, version).version, reason=f"manual promote by {who}")
     console.print(f"{n}: champion v{r['champion']} (previous: v{r['previous']})")
 
 
@@ -102,9 +104,11 @@ def models_rollback(
     profile: ProfileOpt = None,
 ) -> None:
     """Restore the prior champion in one step."""
+    from engine.governance.roles import cli_actor
     from engine.registry.models import rollback
 
-    cfg, _ = _registry(project, workspace, profile)
+    cfg, ws = _registry(project, workspace, profile)
+    cli_actor(ws.root, "operator")
     n = name or cfg.train.model_name
     r = rollback(n)
     console.print(f"{n}: champion v{r['champion']} restored (v{r['demoted']} demoted)")

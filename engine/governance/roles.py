@@ -99,3 +99,39 @@ def holder(tokens: dict[str, dict[str, str]], presented: str) -> tuple[str, Role
         if hmac.compare_digest(digest, h) and found is None:
             found = (v["name"], Role.parse(v["role"]))
     return found
+
+
+TOKEN_ENV = "INSIGHT_TOKEN"
+
+
+def cli_actor(root: Path, need: str, by: str | None = None) -> str:
+    """Who runs a state-changing command. A workspace without named tokens is one person's:
+    the actor is ``by`` or the login name. Once tokens exist, the command needs
+    ``INSIGHT_TOKEN`` holding one whose role is at least ``need``, and the actor is its
+    holder (a :class:`PolicyError` otherwise, naming the role and the fix)."""
+    import getpass
+    import os
+
+    from engine.errors import PolicyError
+
+    tokens = load_tokens(root)
+    if not tokens:
+        if by:
+            return by
+        try:
+            return getpass.getuser()
+        except (KeyError, OSError):
+            return "unknown"
+    presented = os.environ.get(TOKEN_ENV, "")
+    who = holder(tokens, presented.strip()) if presented.strip() else None
+    if who is None:
+        raise PolicyError(
+            f"this workspace has named tokens, so this command needs yours: set {TOKEN_ENV} "
+            f"(`insight tokens add --name NAME --role {need}` makes one; an admin runs it)."
+        )
+    if who[1] < Role.parse(need):
+        raise PolicyError(
+            f"'{who[0]}' holds the role {who[1].name.lower()}; this command needs {need} or "
+            "above. Fix: use a token with that role."
+        )
+    return who[0]
