@@ -43,3 +43,58 @@ def admin_call(
             detail = r.text
         raise InsightError(f"{method} {path} answered {r.status_code}: {detail}")
     return r.json()
+
+
+def authorize(
+    tokens: dict[str, dict[str, str]], admin_sha256: str | None, authorization: str, need: str
+) -> tuple[str, str]:
+    """The caller of an admin route, by the ``Authorization`` header: their holder name
+    and role if the role is at least ``need`` (engine.governance.roles; the project's admin
+    token is the role admin, holder ``admin-token``). 401 without a known token, compared
+    in constant time; 403 with too small a role. Every served app's admin routes use it."""
+    from fastapi import HTTPException
+
+    from engine.governance.roles import Role, holder
+
+    known = dict(tokens)
+    if admin_sha256:
+        known[admin_sha256] = {"name": "admin-token", "role": "admin"}
+    if not known:
+        raise HTTPException(
+            401,
+            "admin routes are disabled: no admin token was configured. Fix: set "
+            "INSIGHT_ADMIN_TOKEN before `insight serve up`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    scheme, _, token = authorization.partition(" ")
+    who = holder(known, token.strip()) if scheme.lower() == "bearer" else None
+    if who is None:
+        raise HTTPException(
+            401,
+            "missing or wrong admin token. Fix: send 'Authorization: Bearer <token>' "
+            "with the value of INSIGHT_ADMIN_TOKEN or a token of `insight tokens add`.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    name, role = who
+    if role < Role.parse(need):
+        raise HTTPException(
+            403,
+            f"'{name}' holds the role {role.name.lower()}; this needs {need} or above. "
+            "Fix: use a token with that role (`insight tokens add --role ...`).",
+        )
+    return name, role.name.lower()
+
+
+def admin_record(actor: tuple[str, str], action: str, change: Any, model: str) -> dict[str, Any]:
+    """An admin action's audit record: its actor and role, never a token."""
+    import time
+
+    return {
+        "kind": "admin",
+        "action": action,
+        "actor": actor[0],
+        "role": actor[1],
+        "change": change,
+        "model": model,
+        "time": time.time(),
+    }

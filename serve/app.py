@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
+from serve.consent import live_consent, withheld_reasons
 from serve.inputs import request_inputs
 from serve.models import Active, Loaded, explain_rows, score_many
 from serve.schemas import (
@@ -79,60 +80,6 @@ def _ordered(groups: dict[str, list[Any]] | None, names: list[str]) -> dict[str,
 def _cause(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)  # RayTaskError wraps the actor's exception
     return str(cause if cause is not None else exc).strip().splitlines()[-1]
-
-
-def _live_consent(s: ServeSettings) -> Any:
-    """The replica's live consent view (engine.governance.live), or None."""
-    if s.consent is None:
-        return None
-    from engine.config.governance import ConsentConfig
-    from engine.config.source import SourceConfig
-    from engine.governance.live import LiveConsent
-
-    if s.workspace is None:
-        raise ValueError("consent checks need 'workspace' (where the consent log lives)")
-    root = Path(s.workspace)
-    c = s.consent
-    if c.consent is None or c.source is None or c.source_name is None:
-        return LiveConsent(None, None, None, root)
-    cfg = ConsentConfig.model_validate(c.consent)
-    name = c.source_name
-    one = _OneSource(name, SourceConfig.model_validate(c.source))
-
-    def read() -> pd.DataFrame:
-        from engine.data.sources import read_frame
-
-        return read_frame(one, name, root, [cfg.subject, cfg.purpose, cfg.status, cfg.time])
-
-    from engine.data.sources import source_path
-
-    return LiveConsent(cfg, read, source_path(one, name, root), root)
-
-
-class _OneSource:
-    """One source with its path already absolute (resolved at deploy): what the source
-    readers need (engine.config.base.HasSources)."""
-
-    def __init__(self, name: str, src: Any) -> None:
-        self._sources = {name: src}
-
-    @property
-    def sources(self) -> dict[str, Any]:
-        return self._sources
-
-    def resolve_path(self, path: str, workspace: Path) -> Path:
-        return Path(path.replace("{workspace}", str(workspace)))
-
-
-def _withheld_reasons(live: Any, ids: list[str], purposes: list[str]) -> list[str | None]:
-    """Per row, why no automated decision may be made (None: every purpose consented)."""
-    out: list[str | None] = [None] * len(ids)
-    for p in purposes:
-        chk = live.check(ids, p)
-        for i, r in enumerate(chk.reason):
-            if r is not None and out[i] is None:
-                out[i] = f"{r} for '{p}'"
-    return out
 
 
 @serve.deployment(
@@ -203,7 +150,7 @@ class ModelServer:
         batched: Any = self._batched
         batched.set_max_batch_size(s.max_batch_size)
         batched.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
-        self.consent = _live_consent(s)
+        self.consent = live_consent(s)
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="rollout-poll", daemon=True).start()
 
@@ -420,7 +367,7 @@ class ModelServer:
                 f"{self.s.consent.purposes}: give each row its id ('ids', 'entities' or the "
                 "key field in each row)"
             )
-        why = _withheld_reasons(self.consent, ids, self.s.consent.purposes)
+        why = withheld_reasons(self.consent, ids, self.s.consent.purposes)
         gone = [(i, ids[i], w) for i, w in enumerate(why) if w is not None]
         if not gone:
             return [], x, ids
@@ -517,54 +464,14 @@ class ModelServer:
 
     # ---- admin routes -------------------------------------------------------------------
     def _admin(self, request: Request, need: str = "operator") -> tuple[str, str]:
-        """The caller's name and role, if their token's role is at least ``need``: 401
-        without a known token, 403 with too small a role (engine.governance.roles)."""
-        from engine.governance.roles import Role, holder
+        from serve.admin import authorize
 
-        tokens = dict(self.s.tokens)
-        if self._token:
-            tokens[str(self._token)] = {"name": "admin-token", "role": "admin"}
-        if not tokens:
-            raise HTTPException(
-                401,
-                "admin routes are disabled: no admin token was configured. Fix: set "
-                "INSIGHT_ADMIN_TOKEN before `insight serve up`.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        auth = request.headers.get("authorization", "")
-        scheme, _, token = auth.partition(" ")
-        who = holder(tokens, token.strip()) if scheme.lower() == "bearer" else None
-        if who is None:
-            raise HTTPException(
-                401,
-                "missing or wrong admin token. Fix: send 'Authorization: Bearer <token>' "
-                "with the value of INSIGHT_ADMIN_TOKEN or a token of `insight tokens add`.",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        name, role = who
-        if role < Role.parse(need):
-            raise HTTPException(
-                403,
-                f"'{name}' holds the role {role.name.lower()}; this needs {need} or above. "
-                "Fix: use a token with that role (`insight tokens add --role ...`).",
-            )
-        return name, role.name.lower()
+        return authorize(self.s.tokens, self._token, request.headers.get("authorization", ""), need)
 
     async def _audit_admin(self, actor: tuple[str, str], action: str, change: Any) -> None:
-        """An admin action as an audit record naming its actor and role (never a token)."""
-        await self.audit.append_async(
-            [
-                {
-                    "kind": "admin",
-                    "action": action,
-                    "actor": actor[0],
-                    "role": actor[1],
-                    "change": change,
-                    "model": self.name,
-                    "time": time.time(),
-                }
-            ]
-        )
+        from serve.admin import admin_record
+
+        await self.audit.append_async([admin_record(actor, action, change, self.name)])
 
     async def _wait_applied(self, generation: int, timeout_s: float = 15.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s

@@ -190,32 +190,15 @@ class TargetServer:
         return self.models[version]
 
     def _admin(self, request: Request, need: str = "operator") -> tuple[str, str]:
-        """The caller's holder name and role (engine.governance.roles): 401 without a known
-        token (compared in constant time), 403 with too small a role."""
-        from fastapi import HTTPException
+        from serve.admin import authorize
 
-        from engine.governance.roles import Role, holder
-
-        tokens = dict(self.s.tokens)
-        if self.s.admin_token_sha256:
-            tokens[self.s.admin_token_sha256] = {"name": "admin-token", "role": "admin"}
         auth = request.headers.get("authorization", "")
-        scheme, _, got = auth.partition(" ")
-        who = holder(tokens, got.strip()) if tokens and scheme.lower() == "bearer" else None
-        if who is None:
-            raise HTTPException(401, "admin routes need the bearer token (serve/admin.py)")
-        if who[1] < Role.parse(need):
-            raise HTTPException(
-                403, f"'{who[0]}' holds the role {who[1].name.lower()}; this needs {need}"
-            )
-        return who[0], who[1].name.lower()
+        return authorize(self.s.tokens, self.s.admin_token_sha256, auth, need)
 
     def _audit_admin(self, actor: tuple[str, str], action: str, change: Any) -> None:
-        """An admin action as an audit record naming its actor and role (never a token)."""
-        self.audit.append(
-            [{"kind": "admin", "action": action, "actor": actor[0], "role": actor[1],
-              "change": change, "model": self.s.model, "time": time.time()}]
-        )  # fmt: skip
+        from serve.admin import admin_record
+
+        self.audit.append([admin_record(actor, action, change, self.s.model)])
 
     @api.post("/admin/traffic")
     def admin_traffic(self, change: TrafficChange, request: Request) -> dict[str, Any]:

@@ -3,7 +3,6 @@ silences as Alertmanager has them (create, list, expire; each audited)."""
 
 from __future__ import annotations
 
-import getpass
 import time
 from typing import Annotated
 
@@ -13,17 +12,9 @@ from rich.table import Table
 from engine.cli.common import ProfileOpt, ProjectOpt, WorkspaceOpt
 from engine.cli.common import load as _load
 from engine.console import console
+from engine.governance.roles import cli_actor
 
 alerts_app = typer.Typer(help="Alerts: states, groups and silences.", no_args_is_help=True)
-
-
-def _who(by: str | None) -> str:
-    if by:
-        return by
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 @alerts_app.command("list")
@@ -70,7 +61,7 @@ def silence(
     from engine.monitor.alerting import silences
 
     _, ws = _load(project, workspace, profile)
-    s = silences.create(ws, match, for_, comment, _who(by))
+    s = silences.create(ws, match, for_, comment, cli_actor(ws.root, "operator", by))
     until = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(s.ends_at))
     console.print(
         f"silence {s.id}: {' '.join(str(m) for m in s.matchers)} until {until} ({comment})"
@@ -117,5 +108,5 @@ def expire(
     from engine.monitor.alerting import silences
 
     _, ws = _load(project, workspace, profile)
-    s = silences.expire(ws, silence_id, _who(by))
+    s = silences.expire(ws, silence_id, cli_actor(ws.root, "operator", by))
     console.print(f"silence {s.id} expired")
