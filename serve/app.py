@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 from ray.serve import Application
 
+from engine.errors import ServiceError
 from serve.consent import live_consent, withheld_reasons
 from serve.inputs import request_inputs
 from serve.models import Active, Loaded, explain_rows, score_many
@@ -62,6 +63,13 @@ api = FastAPI(
 @api.exception_handler(ValueError)
 async def _value_error(_: Request, exc: ValueError) -> JSONResponse:
     return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+@api.exception_handler(ServiceError)
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    # the server's side (the key store, say), not the client's: 503, the cause named
+    log.error("%s", exc)
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 _DEFAULT = ServeSettings.model_fields
@@ -151,6 +159,13 @@ class ModelServer:
         batched.set_max_batch_size(s.max_batch_size)
         batched.set_batch_wait_timeout_s(s.batch_wait_timeout_s)
         self.consent = live_consent(s)
+        self.keys = None
+        if s.seal:
+            from engine.governance.keys import shared, store_root
+
+            if s.workspace is None:
+                raise ValueError("seal needs 'workspace' (where the key store is)")
+            self.keys = shared(store_root(Path(s.workspace)))
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="rollout-poll", daemon=True).start()
 
@@ -237,6 +252,16 @@ class ModelServer:
 
         return [hmac_hex(self._pii_key, i) for i in ids]
 
+    async def _append(self, recs: list[dict[str, Any]]) -> None:
+        """Append to this replica's segment, each subject's part sealed under their key
+        (engine.governance.seal). A key store that cannot be reached is a 503: the answer
+        is not given, and nothing personal is written in the clear."""
+        if self.keys is not None:
+            from engine.governance.seal import seal_record
+
+            recs = [seal_record(r, self.keys) for r in recs]
+        await self.audit.append_async(recs)
+
     def _request_id(self, request: Request) -> str:
         rid = request.headers.get("x-request-id", "")
         return rid[:100] if rid else uuid.uuid4().hex
@@ -321,7 +346,7 @@ class ModelServer:
         withheld, x, ids = self._consent_gate(x, ids)
         n = len(x)
         if n == 0:  # every row withheld: nothing scored, the refusals audited
-            await self.audit.append_async([self._withheld_record(rid, withheld)])
+            await self._append([self._withheld_record(rid, withheld)])
             return self._answer(rid, np.empty(0), np.empty(0, object), ids, withheld)
         to_chal = self._route(act, ids, n, rid)
         scores = np.empty(n)
@@ -349,7 +374,7 @@ class ModelServer:
             "predict", rid, act, versions.tolist(), ids, x, scores.tolist(), t0, shadow_rec, unseen
         )
         recs = [rec] if not withheld else [rec, self._withheld_record(rid, withheld)]
-        await self.audit.append_async(recs)  # group commit: one write per loop turn
+        await self._append(recs)  # group commit: one write per loop turn
         return self._answer(rid, scores, versions, ids, withheld)
 
     def _consent_gate(
@@ -426,7 +451,7 @@ class ModelServer:
         )
         withheld, _, _ = self._consent_gate(x, ids)
         if withheld:  # an explanation is profiling too: refused, and the refusal audited
-            await self.audit.append_async([self._withheld_record(rid, withheld)])
+            await self._append([self._withheld_record(rid, withheld)])
             raise ValueError(
                 f"no explanation for {len(withheld)} row(s) whose subject has not consented: "
                 + "; ".join(f"row {p} ({sid}): {w}" for p, sid, w in withheld[:5])
@@ -453,7 +478,7 @@ class ModelServer:
                 )
         done = [o for o in out if o is not None]
         scores = [o.score for o in done]
-        await self.audit.append_async(
+        await self._append(
             [
                 self._record(
                     "explain", rid, act, [o.version for o in done], ids, x, scores, t0, None, unseen

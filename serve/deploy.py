@@ -87,6 +87,7 @@ def settings_for(
         "num_cpus": sc.replica_cpus,
     }
     args["consent"] = consent_settings(cfg, ws.root)
+    args["seal"] = cfg.governance.erasure.seal_audit
     from engine.governance.roles import load_tokens
 
     args["tokens"] = load_tokens(ws.root)

@@ -85,6 +85,11 @@ class ServeSettings(BaseModel):
         description="Consent checked per row before a decision (engine.governance); None: "
         "the policy asks for none.",
     )
+    seal: bool = Field(
+        default=False,
+        description="Seal each subject's part of a record under their own key "
+        "(engine.governance.seal; the key store is the workspace's).",
+    )
 
     def deployment_options(self) -> dict[str, Any]:
         """Options of the Serve deployment (sizing, not behaviour)."""

@@ -77,6 +77,8 @@ COLUMNS: list[tuple[str, pa.DataType]] = [
     ("latency_ms", pa.float64()),
     ("shadow", pa.struct([("version", _S), ("scores", pa.list_(pa.float64()))])),
     ("unseen_categories", pa.map_(_S, pa.int64())),
+    ("kids", pa.list_(_S)),  # a sealed record's key id per row (engine.governance.seal)
+    ("sealed", pa.list_(_S)),  # its rows' ciphertexts
     ("extra", _S),  # JSON of any other fields
 ]
 SCHEMA_NO_HASH = pa.schema(COLUMNS)
@@ -177,6 +179,19 @@ def _odd(rec: dict[str, Any], seq: int) -> dict[str, Any]:
     return keep
 
 
+def conform(b: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of a segment written before a column was added, with that column null:
+    every batch a reader gets has :data:`SCHEMA`."""
+    if b.schema.equals(SCHEMA):
+        return b
+    names = b.schema.names
+    cols = [
+        b.column(n).cast(t) if n in names else pa.nulls(b.num_rows, t)
+        for n, t in zip(SCHEMA.names, SCHEMA.types, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(cols, schema=SCHEMA)
+
+
 def to_records(table: pa.Table | pa.RecordBatch) -> Iterator[dict[str, Any]]:
     """Rows back as records (as format 2 reads them: fields present, ``seq`` included)."""
     for v in table.to_pylist():
@@ -194,7 +209,7 @@ def to_records(table: pa.Table | pa.RecordBatch) -> Iterator[dict[str, Any]]:
 _JSON_FIELDS = (
     "kind", "route", "request_id", "time", "versions", "ids", "layout", "numeric",
     "categorical", "groups", "x", "xc", "g", "input_policy", "scores", "decisions",
-    "latency_ms", "shadow", "seq",
+    "latency_ms", "shadow", "kids", "sealed", "seq",
 )  # fmt: skip
 JSON_SCHEMA = pa.schema(
     [(n, t) for n, t in COLUMNS if n in _JSON_FIELDS] + [("hash", _S)]

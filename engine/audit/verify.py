@@ -306,7 +306,8 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
     """Records of every segment (``kind=None``: all, including segment-open and layout
     records), as dicts; a decision's inputs are expanded to ``inputs`` (one list per row, in
     the layout's feature order: numeric, then categorical). A record still being written
-    (no newline yet) is not read. For analysis of large windows use
+    (no newline yet) is not read. Sealed records are read opened, less the rows of erased
+    subjects (engine.governance.seal). For analysis of large windows use
     :func:`engine.audit.window.read_window` (columnar)."""
     for p in segments(root):
         layouts: dict[str, dict[str, Any]] = {}
@@ -315,6 +316,11 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
                 layouts[rec["layout"]] = rec
             if kind is not None and rec.get("kind") != kind:
                 continue
+            if rec.get("sealed") is not None:  # engine.governance.seal: erased rows left out
+                from engine.governance.keys import for_audit
+                from engine.governance.seal import unseal_record
+
+                rec = unseal_record(rec, for_audit(root))
             if "x" in rec or "xc" in rec:
                 x, xc = rec.get("x") or [], rec.get("xc") or []
                 n = max(len(x), len(xc))

@@ -152,7 +152,7 @@ class SegmentRead:
 
 
 def read_segment_table(
-    path: Path, t_from: float, t_to: float, *, block_size: int = 1 << 24
+    path: Path, t_from: float, t_to: float, *, block_size: int = 1 << 24, unseal: bool = True
 ) -> SegmentRead:
     """Verify and decode one segment of either format (thread-safe: OpenSSL's hashing and
     Arrow's decoding release the GIL, so segments are read in parallel)."""
@@ -161,9 +161,15 @@ def read_segment_table(
     if path.suffix == col.SUFFIX:
         chk, batches = read_columnar(path)
         b = time.perf_counter()
-        table = pa.Table.from_batches(batches, schema=col.SCHEMA) if batches else None
+        table = (
+            pa.Table.from_batches([col.conform(b) for b in batches], schema=col.SCHEMA)
+            if batches
+            else None
+        )
         if table is not None and table.column("unseen_categories").null_count < table.num_rows:
             _unseen_columnar(table, t_from, t_to, unseen)
+        if unseal and table is not None and table.column("sealed").null_count < table.num_rows:
+            table = _unseal(path, table)
         return SegmentRead(path, table, chk.problems, unseen, b - a, time.perf_counter() - b)
     chk, data = read_segment(path)
     b = time.perf_counter()
@@ -183,7 +189,25 @@ def read_segment_table(
                     if t_from <= float(rec.get("time", -1)) < t_to:
                         for k, v in rec["unseen_categories"].items():
                             unseen[k] = unseen.get(k, 0) + int(v)
+        if unseal and b'"sealed"' in data:
+            table = _unseal(path, table)
     return SegmentRead(path, table, chk.problems, unseen, b - a, time.perf_counter() - b)
+
+
+def _unseal(path: Path, table: pa.Table) -> pa.Table:
+    """Sealed records opened with the workspace's key store (engine.governance.seal); rows
+    of erased subjects are left out. Format 2's table gets the columns it lacks first."""
+    from engine.governance.keys import for_audit
+    from engine.governance.seal import unseal_table
+
+    if "rh" not in table.column_names:  # format 2 / rows: the JSON reader's table
+        missing = [(n, t) for n, t in zip(col.SCHEMA.names, col.SCHEMA.types, strict=True)
+                   if n not in table.column_names]  # fmt: skip
+        for n, t in missing:
+            table = table.append_column(pa.field(n, t), pa.nulls(table.num_rows, t))
+        out = unseal_table(table, for_audit(path.parent))
+        return out.drop_columns([n for n, _ in missing])
+    return unseal_table(table, for_audit(path.parent))
 
 
 def _unseen_columnar(table: pa.Table, t_from: float, t_to: float, out: dict[str, int]) -> None:

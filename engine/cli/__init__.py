@@ -31,6 +31,7 @@ from engine.cli.common import load as _load
 from engine.cli.forecast import forecast_app
 from engine.cli.governance import (
     consent_app,
+    erase,
     governance_app,
     retention_app,
     review_app,
@@ -82,6 +83,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(governance_app, name="governance")
 app.add_typer(retention_app, name="retention")
 app.add_typer(review_app, name="review")
+app.command("erase")(erase)
 app.add_typer(forecast_app, name="forecast")
 app.add_typer(target_app, name="target")
 app.command("ingest")(ingest_cmd)

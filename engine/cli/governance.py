@@ -43,6 +43,7 @@ def _change(
     from engine.config.governance import PURPOSE
     from engine.errors import ConfigError
     from engine.governance.live import record_consent
+    from engine.governance.seal import seal_subject
     from engine.pii import hmac_hex, load_key
 
     if not re.match(PURPOSE, purpose):
@@ -59,16 +60,19 @@ def _change(
     try:
         w.append(
             [
-                {
-                    "kind": "consent",
-                    "event": ev["status"],
-                    "subject_hash": hmac_hex(load_key(ws.root), ev["subject"]),
-                    "purpose": purpose,
-                    "reason": reason,
-                    "by": actor,
-                    "effective": ev["time"],
-                    "time": time.time(),
-                }
+                seal_subject(
+                    {
+                        "kind": "consent",
+                        "event": ev["status"],
+                        "subject_hash": hmac_hex(load_key(ws.root), ev["subject"]),
+                        "purpose": purpose,
+                        "reason": reason,
+                        "by": actor,
+                        "effective": ev["time"],
+                        "time": time.time(),
+                    },
+                    ws.root,
+                )
             ]
         )
     finally:
@@ -362,3 +366,81 @@ def review_stats(
         f"queued {s['queued']}, reviewed {s['reviewed']}, disputed {s['disputed']}, pending "
         f"{s['pending']}; dispute rate {rate}"
     )
+
+
+def erase(
+    subject: Annotated[
+        str | None, typer.Option("--subject", "-s", help="The subject's key.")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option(help="What the request was (e.g. 'GDPR art. 17 request by e-mail').")
+    ] = "",
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A queue of requests: CSV with columns subject, reason "
+            "(and optionally request_id, requested_at as ISO time).",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Finish the requests a crash left pending.")
+    ] = False,
+    by: Annotated[str | None, typer.Option(help="Who (default: the login name).")] = None,
+    project: ProjectOpt = None,
+    workspace: WorkspaceOpt = None,
+    profile: ProfileOpt = None,
+) -> None:
+    """Erase a subject from every copy the engine keeps (sources in the workspace,
+    snapshots, online table, batch outputs, labels, review queue, consents; their audit
+    records made unreadable by deleting their key) and write the erasure receipt."""
+    import pandas as pd
+
+    from engine.errors import ConfigError
+    from engine.governance import erase as er
+
+    cfg, ws = _load(project, workspace, profile)
+    actor = cli_actor(ws.root, "admin", by)
+    todo: list[tuple[str, str, str | None, float | None]] = []
+    if from_file is not None:
+        if not from_file.is_file():
+            raise ConfigError(f"--from {from_file}: no such file. Fix: a CSV of requests.")
+        q = pd.read_csv(from_file, dtype=str, keep_default_na=False)
+        missing = [c for c in ("subject", "reason") if c not in q.columns]
+        if missing:
+            raise ConfigError(
+                f"--from {from_file}: no column(s) {missing} (columns: {list(q.columns)}). "
+                "Fix: a header line 'subject,reason[,request_id,requested_at]'."
+            )
+        for _, r in q.iterrows():
+            at = r.get("requested_at") or None
+            t = pd.Timestamp(at).timestamp() if at else None
+            todo.append((r["subject"], r["reason"], r.get("request_id") or None, t))
+    elif subject is not None:
+        todo.append((subject, reason, None, None))
+    elif not resume:
+        raise ConfigError(
+            "erase: say whom. Fix: --subject ID --reason TEXT, --from FILE or --resume."
+        )
+
+    def say(m: str) -> None:
+        console.print(f"  {m}")
+
+    done = []
+    if resume:
+        done += er.resume(cfg, ws, say)
+    for s, why, rid, at in todo:
+        console.print(f"erasing subject {s.strip()} ...")
+        done.append(
+            er.erase(cfg, ws, s, why, actor=actor, request_id=rid, requested_at=at, progress=say)
+        )
+    for e in done:
+        rcpt = e.receipt or {}
+        models = ", ".join(f"{m['model']} v{m['version']}: {m['decision']}" for m in e.models)
+        console.print(
+            f"request {e.request_id}: done in {rcpt.get('days', 0) * 86400:.1f} s; "
+            f"{len(e.touched)} store(s) touched; models trained on the subject: "
+            f"{models or 'none'}; receipt in the audit log (audit/control, kind 'erasure')"
+        )
+    if not done:
+        console.print("nothing to erase: no request given and none pending")

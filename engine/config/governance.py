@@ -18,6 +18,8 @@ the data serves, and the policy files (Rego) that decide what each read may do.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from engine.config.base import IDENT, Model
@@ -79,6 +81,35 @@ class ReviewConfig(Model):
     )
 
 
+class ErasureConfig(Model):
+    """How a subject is erased (engine.governance.erase) and how served records are kept
+    erasable (engine.governance.seal). The policy may override ``retrain`` and
+    ``legal_hold`` (its ``erasure`` rule)."""
+
+    seal_audit: bool = Field(
+        default=True,
+        description="Encrypt each subject's part of a served record under their own key "
+        "(deleted on erasure). Off: ids, inputs and scores are in the log in the clear, and "
+        "an erasure cannot reach them.",
+    )
+    retrain: Literal["now", "next_training"] = Field(
+        default="next_training",
+        description="What to do with a model trained on an erased subject: 'now' asks the "
+        "monitor loop for a retrain (run once, as a rule's retrain is); 'next_training' "
+        "leaves it to the next scheduled training.",
+    )
+    legal_hold: list[str] = Field(
+        default_factory=list,
+        description="Snapshot ids kept as they are under a legal hold (the erased subject "
+        "stays in them; the receipt says so). Others are rewritten without the subject.",
+    )
+    rewrite_sources: bool = Field(
+        default=False,
+        description="Also rewrite file sources outside the workspace without the subject "
+        "(sources inside it, such as generated data, are always rewritten).",
+    )
+
+
 class GovernanceConfig(Model):
     consent: ConsentConfig | None = Field(
         default=None, description="Where consents are recorded (none: consent is not checked)."
@@ -90,6 +121,7 @@ class GovernanceConfig(Model):
         "(relative to the project file).",
     )
     review: ReviewConfig = Field(default_factory=ReviewConfig)
+    erasure: ErasureConfig = Field(default_factory=ErasureConfig)
     retention: dict[str, str] = Field(
         default_factory=dict,
         description="Period per class of data (snapshots, audit, batch_outputs, "

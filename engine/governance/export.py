@@ -172,6 +172,7 @@ def export_subject(
     from engine.audit import AuditWriter
     from engine.governance.enforce import load_ledger
     from engine.governance.live import read_log
+    from engine.governance.seal import seal_subject
     from engine.pii import hmac_hex, load_key
     from engine.tracking import use_workspace
     from engine.workspace import atomic_write_bytes
@@ -222,13 +223,16 @@ def export_subject(
     try:
         w.append(
             [
-                {
-                    "kind": "subject_export",
-                    "subject_hash": hmac_hex(load_key(ws.root), subject),
-                    "by": actor,
-                    "counts": {k: v for k, v in summary.items() if k != "output"},
-                    "time": time.time(),
-                }
+                seal_subject(
+                    {
+                        "kind": "subject_export",
+                        "subject_hash": hmac_hex(load_key(ws.root), subject),
+                        "by": actor,
+                        "counts": {k: v for k, v in summary.items() if k != "output"},
+                        "time": time.time(),
+                    },
+                    ws.root,
+                )
             ]
         )
     finally:

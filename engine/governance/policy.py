@@ -201,4 +201,8 @@ def policy_data(cfg: Any) -> dict[str, Any]:
         "purposes": gov.purposes.model_dump(),
         "consent_declared": gov.consent is not None,
         "retention": dict(gov.retention),
+        "erasure": {
+            "retrain": gov.erasure.retrain,
+            "legal_hold": list(gov.erasure.legal_hold),
+        },
     }

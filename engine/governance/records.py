@@ -73,6 +73,21 @@ def _requests(ws: Workspace) -> dict[str, Any]:
                         "within_ccpa": True,
                     }
                 )
+            elif r.get("kind") == "erasure":
+                exports.append(
+                    {
+                        "kind": "erasure",
+                        "request_id": r.get("request_id"),
+                        "by": r.get("actor"),
+                        "requested": r.get("requested_at"),
+                        "done": r.get("done_at"),
+                        "days_to_done": r.get("days"),
+                        "within_gdpr": bool((r.get("within") or {}).get("gdpr_30d")),
+                        "within_ccpa": bool((r.get("within") or {}).get("ccpa_45d")),
+                        "stores": len(r.get("touched") or []),
+                        "models": r.get("models") or [],
+                    }
+                )
             elif r.get("kind") == "consent":
                 consents.append(
                     {
@@ -83,11 +98,20 @@ def _requests(ws: Workspace) -> dict[str, Any]:
                         "time": r.get("time"),
                     }
                 )
+    from engine.governance.erase import pending
+
+    now = time.time()
+    open_ = [
+        {"kind": "erasure", "request_id": e.request_id, "requested": e.requested_at,
+         "days_open": round((now - e.requested_at) / 86400, 3), "done_steps": e.done}
+        for e in pending(ws)
+    ]  # fmt: skip
+    erased = [x for x in exports if x["kind"] == "erasure"]
     return {
-        "open": [],  # every request the engine takes is done when it is recorded
+        "open": open_,  # erasures a crash left pending (`insight erase --resume`)
         "closed": exports,
         "consent_changes": consents,
-        "erasure": "not yet implemented (issue 26, item 3): no erasure request can be taken",
+        "erasure": f"{len(erased)} done, {len(open_)} open (`insight erase`)",
         "clocks_days": {"gdpr": GDPR_DAYS, "ccpa": CCPA_DAYS},
     }
 
@@ -198,8 +222,10 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
         "## Requests",
         "",
-        f"- closed: {len(r['requests']['closed'])} (all within the legal clocks: GDPR "
-        f"{GDPR_DAYS} days, CCPA {CCPA_DAYS} days); open: {len(r['requests']['open'])}",
+        f"- closed: {len(r['requests']['closed'])} ("
+        f"{sum(1 for c in r['requests']['closed'] if c['within_gdpr'])} within GDPR's "
+        f"{GDPR_DAYS} days, {sum(1 for c in r['requests']['closed'] if c['within_ccpa'])} "
+        f"within CCPA's {CCPA_DAYS}); open: {len(r['requests']['open'])}",
         f"- consent changes on record: {len(r['requests']['consent_changes'])}",
         f"- erasure: {r['requests']['erasure']}",
         "",

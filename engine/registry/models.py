@@ -46,6 +46,35 @@ def _client() -> Any:
     return MlflowClient()
 
 
+def example_rows(x: Any, categorical: list[str]) -> Any:
+    """Three rows of the inputs' shape that are nobody's: numbers at the quartiles rounded
+    to two significant digits, each category column at its most common value. MLflow keeps
+    the input example with the model; real rows there would be personal data an erasure
+    has to find (engine.governance.erase)."""
+    import numpy as np
+    import pandas as pd
+
+    out: dict[str, list[Any]] = {}
+    for c in x.columns:
+        col = x[c]
+        if c in categorical or not pd.api.types.is_numeric_dtype(col):
+            top = col.dropna().astype(str).mode()
+            out[c] = [str(top.iloc[0]) if len(top) else None] * 3
+            continue
+        q = col.astype(float).quantile([0.25, 0.5, 0.75]).to_numpy()
+        vals = [
+            float(f"{v:.2g}") if np.isfinite(v) else None for v in q
+        ]  # 2 significant digits: 1375.09 -> 1400.0
+        out[c] = vals
+    return pd.DataFrame(out, columns=list(x.columns)).astype(
+        {
+            c: x[c].dtype
+            for c in x.columns
+            if c not in categorical and pd.api.types.is_float_dtype(x[c])
+        }
+    )
+
+
 def register_model(
     *,
     model_name: str,
@@ -72,7 +101,7 @@ def register_model(
         scorer,
         name="model",
         signature=infer_signature(shown, proba),
-        input_example=shown.head(3),
+        input_example=example_rows(shown, scorer.schema.categorical),
         registered_model_name=model_name,
     )
     client = _client()

@@ -44,3 +44,11 @@ obligations contains {"kind": "hash", "column": c} if some c in input.pii
 # How long each class of data is kept (governance.retention; a project's rule may set
 # retention[class] itself): engine.governance.retention deletes what is older.
 retention[c] := d if some c, d in data.insight.retention
+
+# Erasure (engine.governance.erase): what is done with a model trained on an erased subject
+# ("now": a retrain is requested; "next_training": the next scheduled training), and which
+# snapshots a legal hold keeps as they are (governance.erasure; a project's rule may set
+# erasure.retrain or erasure.legal_hold itself).
+erasure["retrain"] := data.insight.erasure.retrain
+
+erasure["legal_hold"] := data.insight.erasure.legal_hold

@@ -1,0 +1,190 @@
+"""Sealed audit records: each subject's part of a record encrypted under their own key.
+
+A served record (``decision``, ``withheld``) answers for one or more rows, one subject each.
+Sealing moves everything per row that identifies or describes the subject into one AES-GCM
+ciphertext under that subject's key (engine.governance.keys):
+
+- ``ids``, ``x`` (numeric inputs), ``xc`` (categorical), ``g`` (sensitive groups),
+  ``input_hashes``, ``scores``, ``decisions``, the shadow's ``scores`` and the ``reasons``
+  of a withheld row;
+
+and leaves in the clear what is about the system: the route, request id, time, model,
+versions (per row), generation, layout, threshold, latency. The record gets ``kids`` (the
+key id of each row, random: see keys) and ``sealed`` (per row: base64 of a 12-byte nonce
+and the ciphertext; the associated data binds it to its key id, request and row, so a
+ciphertext moved to another record does not open).
+
+A record whose rows carry no ids is not sealed: there is no subject whose key it could be,
+and nobody could ask to erase it.
+
+Reading (:func:`unseal_record`, :func:`unseal_table`): every reader of the log (the
+monitor's window, exports, the review queue) sees records as they were written, except the
+rows of erased subjects: their key is gone, and the row is left out of the record (its
+version too), so a record of three rows of which one subject was erased reads as a record
+of two. Counted in ``erased_rows``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from engine.governance.keys import KeyStore
+
+# per row: record field -> short key in the sealed payload
+_LISTS = {"ids": "i", "x": "x", "xc": "c", "g": "g", "input_hashes": "h", "scores": "s",
+          "decisions": "d", "reasons": "r"}  # fmt: skip
+
+
+def _aad(kid: str, request_id: str, row: int) -> bytes:
+    return f"{kid}|{request_id}|{row}".encode()
+
+
+def seal_record(rec: dict[str, Any], keys: KeyStore) -> dict[str, Any]:
+    """The record with each row's personal fields sealed (see the module doc); a record
+    without ids is returned as it is. Raises KeyStoreError when the keys cannot be had:
+    nothing personal is then written at all."""
+    ids = rec.get("ids")
+    if not ids or rec.get("kids") is not None:
+        return rec
+    n = len(ids)
+    pairs = keys.keys_for([str(i) for i in ids])
+    shadow = rec.get("shadow")
+    per_row: list[dict[str, Any]] = [{} for _ in range(n)]
+    for field, short in _LISTS.items():
+        vals = rec.get(field)
+        if isinstance(vals, list) and len(vals) == n:
+            for i in range(n):
+                per_row[i][short] = vals[i]
+    if isinstance(shadow, dict) and isinstance(shadow.get("scores"), list):
+        for i, v in enumerate(shadow["scores"][:n]):
+            per_row[i]["sh"] = v
+    rid = str(rec.get("request_id", ""))
+    sealed, kids = [], []
+    for i, (kid, aead) in enumerate(pairs):
+        nonce = os.urandom(12)
+        blob = json.dumps(per_row[i], separators=(",", ":")).encode()
+        ct = aead.encrypt(nonce, blob, _aad(kid, rid, i))
+        sealed.append(base64.b64encode(nonce + ct).decode())
+        kids.append(kid)
+    out = {k: v for k, v in rec.items() if k not in _LISTS}
+    if isinstance(shadow, dict):
+        out["shadow"] = {"version": shadow.get("version"), "scores": None}
+    out["kids"] = kids
+    out["sealed"] = sealed
+    return out
+
+
+def open_rows(
+    kids: list[str], sealed: list[str], request_id: str, ciphers: dict[str, Any]
+) -> list[dict[str, Any] | None]:
+    """Each row's payload, or None where its key is gone (erased)."""
+    from cryptography.exceptions import InvalidTag
+
+    out: list[dict[str, Any] | None] = []
+    for i, (kid, s) in enumerate(zip(kids, sealed, strict=True)):
+        aead = ciphers.get(kid)
+        if aead is None:
+            out.append(None)
+            continue
+        raw = base64.b64decode(s)
+        try:
+            out.append(json.loads(aead.decrypt(raw[:12], raw[12:], _aad(kid, request_id, i))))
+        except InvalidTag:  # moved or changed: the chain check names it; unreadable here
+            out.append(None)
+    return out
+
+
+def unseal_record(
+    rec: dict[str, Any], keys: KeyStore | None, ciphers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The record as written, less the rows of erased subjects (see the module doc)."""
+    kids, sealed = rec.get("kids"), rec.get("sealed")
+    if not kids or sealed is None:
+        return rec
+    if ciphers is None:
+        ciphers = keys.ciphers(kids) if keys is not None else {}
+    rows = open_rows(kids, sealed, str(rec.get("request_id", "")), ciphers)
+    keep = [i for i, r in enumerate(rows) if r is not None]
+    out = {k: v for k, v in rec.items() if k not in ("kids", "sealed")}
+    for field, short in _LISTS.items():
+        if any(short in (rows[i] or {}) for i in keep) or (
+            field == "ids" and keep  # the ids are what sealed it: always there
+        ):
+            out[field] = [rows[i].get(short) for i in keep]  # type: ignore[union-attr]
+    if isinstance(out.get("versions"), list) and len(out["versions"]) == len(rows):
+        out["versions"] = [out["versions"][i] for i in keep]
+    shadow = out.get("shadow")
+    if isinstance(shadow, dict) and any("sh" in (rows[i] or {}) for i in keep):
+        out["shadow"] = {**shadow, "scores": [rows[i].get("sh") for i in keep]}  # type: ignore[union-attr]
+    if len(keep) < len(rows):
+        out["erased_rows"] = len(rows) - len(keep)
+    sf = out.get("subject_field")
+    if isinstance(sf, str) and out.get("kind") not in ("decision", "withheld"):
+        ids = out.pop("ids", None) or []
+        out.pop("subject_field", None)
+        if ids:
+            out[sf] = ids[0]
+        return out
+    if not keep:
+        out["ids"] = []
+        if out.get("kind") == "decision":
+            out["scores"], out["decisions"] = [], []
+    return out
+
+
+def unseal_table(table: pa.Table, keys: KeyStore | None) -> pa.Table:
+    """A segment's records (columns of engine.audit.columnar's schema) with their sealed
+    rows opened in place; the other records are untouched (one take over both parts)."""
+    if "sealed" not in table.column_names:
+        return table
+    has = pc.is_valid(table.column("sealed")).to_numpy(zero_copy_only=False)
+    if not has.any():
+        return table
+    idx = np.flatnonzero(has)
+    part = table.take(pa.array(idx))
+    kids = {k for ks in part.column("kids").to_pylist() if ks for k in ks}
+    ciphers = keys.ciphers(kids) if keys is not None else {}
+    recs = []
+    for v in part.to_pylist():
+        rh = v.pop("rh", None)
+        extra = v.get("extra")
+        body = {k: x for k, x in v.items() if x is not None}
+        opened = unseal_record(body, None, ciphers)
+        if "erased_rows" in opened:
+            rest = json.loads(extra) if extra else {}
+            rest["erased_rows"] = opened.pop("erased_rows")
+            opened["extra"] = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+        opened["rh"] = rh
+        recs.append(opened)
+    fixed = pa.Table.from_pylist(recs, schema=table.schema)
+    clear = np.flatnonzero(~has)
+    both = pa.concat_tables([table.take(pa.array(clear)), fixed])
+    order = np.empty(table.num_rows, np.int64)
+    order[clear] = np.arange(clear.size)
+    order[idx] = clear.size + np.arange(idx.size)
+    return both.take(pa.array(order))
+
+
+def seal_subject(
+    rec: dict[str, Any], workspace_root: Any, field: str = "subject_hash"
+) -> dict[str, Any]:
+    """A control record that names one subject (a consent change, an export) sealed the
+    same way: the field moves into the sealed part, under the subject's key, and reads back
+    as it was written (:func:`unseal_record`) until the subject is erased."""
+    from pathlib import Path
+
+    from engine.governance.keys import shared, store_root
+
+    value = rec.get(field)
+    if value is None:
+        return rec
+    body = {k: v for k, v in rec.items() if k != field}
+    body.update(ids=[str(value)], subject_field=field)
+    return seal_record(body, shared(store_root(Path(workspace_root))))
