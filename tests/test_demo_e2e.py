@@ -290,3 +290,50 @@ def test_the_live_dashboard_serves_the_same_page_in_chromium(demo: DemoRun, tmp_
         driver.quit()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRun) -> None:
+    """Runs last (it changes the demo's workspace): the customer served most often is
+    erased with the CLI; then no row of theirs is in any Parquet file (sources, snapshots,
+    online table, labels, batch outputs), no served record reads back with them, their
+    e-mail and keyed hash are in no file of the workspace (MLflow's database and artifacts
+    included), their sealed records still verify, and the receipt lists the models."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from engine.audit.verify import read_records, verify
+    from engine.pii import hmac_hex, load_key
+
+    assert demo.returncode == 0, demo.out[-3000:]
+    ws = demo.ws
+    served = [i for r in read_records(ws.audit / "insight") for i in r.get("ids") or []]
+    me = max(set(served), key=served.count)
+    cust = pd.read_parquet(ws / "data" / "retail" / "customers.parquet")
+    email = str(cust.loc[cust["customer_id"].astype(str) == me, "email"].iloc[0])
+    keyed = hmac_hex(load_key(ws), me)
+    raw = b"".join(p.read_bytes() for p in (ws / "audit" / "insight").iterdir())
+    assert f'"{me}"'.encode() not in raw  # sealed as served: never in the log in the clear
+    r = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "erase", "--subject", me, "--reason",
+         "GDPR art. 17 request", "--project", str(ROOT / "examples" / "retail" / "insight.yaml"),
+         "--workspace", str(ws)],
+        capture_output=True, text=True, check=False, timeout=300, cwd=ws.parent,
+    )  # fmt: skip
+    out = " ".join((r.stdout + r.stderr).split())
+    assert r.returncode == 0, out[-3000:]
+    assert "models trained on the subject: retail-churn v" in out
+    for p in ws.rglob("*.parquet"):
+        t = pq.read_table(p)
+        for c in ("customer_id", "id", "subject"):
+            if c in t.column_names:
+                assert me not in {str(v) for v in t.column(c).to_pylist()}, (p, c)
+    for p in ws.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert email.encode() not in data and keyed.encode() not in data, p
+    assert all(me not in (r.get("ids") or []) for r in read_records(ws.audit / "insight"))
+    assert verify(ws.audit / "insight").ok and verify(ws.audit / "control").ok
+    [receipt] = list(read_records(ws.audit / "control", kind="erasure"))
+    assert {m["decision"] for m in receipt["models"]} == {"next_training"}
+    stores = {t["store"] for t in receipt["touched"]}
+    assert {"source", "snapshot", "online table", "audit log"} <= stores
