@@ -306,7 +306,7 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
 
     assert demo.returncode == 0, demo.out[-3000:]
     ws = demo.ws
-    served = [i for r in read_records(ws.audit / "insight") for i in r.get("ids") or []]
+    served = [i for r in read_records(ws / "audit" / "insight") for i in r.get("ids") or []]
     me = max(set(served), key=served.count)
     cust = pd.read_parquet(ws / "data" / "retail" / "customers.parquet")
     email = str(cust.loc[cust["customer_id"].astype(str) == me, "email"].iloc[0])
@@ -331,9 +331,10 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
         if p.is_file():
             data = p.read_bytes()
             assert email.encode() not in data and keyed.encode() not in data, p
-    assert all(me not in (r.get("ids") or []) for r in read_records(ws.audit / "insight"))
-    assert verify(ws.audit / "insight").ok and verify(ws.audit / "control").ok
-    [receipt] = list(read_records(ws.audit / "control", kind="erasure"))
+    audit = ws / "audit"
+    assert all(me not in (r.get("ids") or []) for r in read_records(audit / "insight"))
+    assert verify(audit / "insight").ok and verify(audit / "control").ok
+    [receipt] = list(read_records(audit / "control", kind="erasure"))
     assert {m["decision"] for m in receipt["models"]} == {"next_training"}
     stores = {t["store"] for t in receipt["touched"]}
     assert {"source", "snapshot", "online table", "audit log"} <= stores

@@ -378,3 +378,55 @@ def test_a_crash_mid_erasure_resumes_finishes_and_writes_one_receipt(tmp_path: P
     assert r.returncode != 0 and "holds nothing about subject 'nobody-here'" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
     assert len(list(read_records(ws.audit / "control", kind="erasure"))) == 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_sealed_log_reads_as_the_clear_log_less_the_erased_subjects(
+    tmp_path: Path, seed: int
+) -> None:
+    """Oracle: the same records written in the clear, the erased subjects' rows dropped."""
+    from engine.audit import AuditWriter, decision_record
+    from engine.audit.window import read_window
+    from engine.governance.keys import KeyStore
+    from engine.governance.seal import seal_record
+
+    rng = np.random.default_rng(seed)
+    ks = KeyStore(tmp_path / "ws" / "keys")
+    sealed_w = AuditWriter(tmp_path / "ws" / "audit" / "s", writer="t", columnar=bool(seed % 2))
+    clear_w = AuditWriter(tmp_path / "clear" / "audit" / "c", writer="t", columnar=bool(seed % 2))
+    lids = [w.register_layout(["a", "b"], ["c"], ["gender"]) for w in (sealed_w, clear_w)]
+    assert lids[0] == lids[1]
+    for r in range(60):
+        k = int(rng.integers(1, 5))
+        ids = [f"s{int(i)}" for i in rng.integers(0, 30, k)]
+        x = [[float(v) if rng.random() > 0.1 else None for v in rng.normal(0, 1, 2)] for _ in ids]
+        rec = decision_record(
+            route="predict", request_id=f"r{r}", model="m",
+            versions=[str(int(v)) for v in rng.integers(1, 3, k)], generation=1, ids=ids,
+            layout=lids[0], inputs={"x": x, "xc": [[str(rng.choice(["p", "q"]))] for _ in ids]},
+            input_policy="values", scores=rng.random(k).round(6).tolist(), threshold=0.5,
+            latency_ms=1.0, groups={"gender": [str(rng.choice(["F", "M"])) for _ in ids]},
+            shadow={"version": "2", "scores": rng.random(k).round(6).tolist()} if r % 3 == 0 else None,
+        )  # fmt: skip
+        clear_w.append([rec])
+        sealed_w.append([seal_record(rec, ks)])
+    sealed_w.close()
+    clear_w.close()
+    gone = {f"s{i}" for i in rng.choice(30, 5, replace=False)}
+    for s in gone:
+        ks.erase(s)
+    a = read_window(tmp_path / "ws" / "audit" / "s", 0, time.time() + 10)
+    b = read_window(tmp_path / "clear" / "audit" / "c", 0, time.time() + 10)
+    keep = np.array([e not in gone for e in b.entity])
+    assert a.problems == [] and a.rows == int(keep.sum()) and a.requests == b.requests == 60
+    assert list(a.entity) == [e for e in b.entity if e not in gone]
+    np.testing.assert_array_equal(a.score, b.score[keep])
+    np.testing.assert_array_equal(a.decision, b.decision[keep])
+    np.testing.assert_array_equal(a.version, b.version[keep])
+    np.testing.assert_array_equal(a.shadow_score, b.shadow_score[keep])
+    np.testing.assert_array_equal(a.request_of_row, np.flatnonzero(keep) * 0 + a.request_of_row)
+    np.testing.assert_array_equal(b.request_of_row[keep], a.request_of_row)
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(a.numeric[name], b.numeric[name][keep])
+    assert list(a.categorical["c"]) == list(b.categorical["c"][keep])
+    assert list(a.groups["gender"]) == list(b.groups["gender"][keep])

@@ -142,9 +142,9 @@ def test_the_records_of_processing_name_purposes_categories_and_requests(
     )
     [done] = r["requests"]["closed"]
     assert done["kind"] == "access (export)" and done["by"] == "dpo" and done["within_gdpr"]
-    assert r["requests"]["erasure"] == "0 done, 0 open (`insight erase`)" and "nothing expires" in str(
-        r["retention"]
-    )
+    assert r["requests"][
+        "erasure"
+    ] == "0 done, 0 open (`insight erase`)" and "nothing expires" in str(r["retention"])
     j, m = write_record(cfg, ws)
     text = m.read_text() + j.read_text()
     assert "# Records of processing" in text and load_key(ws.root).decode() not in text

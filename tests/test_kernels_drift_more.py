@@ -214,3 +214,25 @@ def test_object_counts_equal_pandas_value_counts(
     assert vals == pd.unique(pd.Series(b, dtype=object).dropna()).tolist()
     np.testing.assert_array_equal(counts, want.reindex(vals).to_numpy())
     assert missing == mc
+
+
+def test_a_coarse_sketch_holds_no_sample_value_and_still_brackets_ks(seed: int) -> None:
+    """The sketch a saved profile holds (edges rounded to 4 significant digits, counts
+    exact at them): KS still bracketed (scipy), PSI equal to PSI over its own edges counted
+    by numpy, and no edge is a value of the sample (unless that value has 4 digits)."""
+    from engine.kernels.drift import psi_from_counts
+
+    rng = np.random.default_rng(seed)
+    a = rng.gamma(2.0, 300.0, size=int(rng.integers(200, 20_000)))
+    b = rng.gamma(2.1, 290.0, size=int(rng.integers(200, 20_000)))
+    sk = NumericSketch.from_dict(NumericSketch.coarse(a, 1000, 10, 4).to_dict())
+    d = drift_vs_sketch(sk, b)
+    exact = ks_2samp(a, b, method="asymp").statistic
+    assert d.ks_low - 1e-12 <= exact <= d.ks_low + d.ks_err + 1e-12
+    pe = np.asarray(sk.psi_edges)
+    ref = np.bincount(np.searchsorted(pe, a, side="left"), minlength=pe.size + 1)
+    cur = np.bincount(np.searchsorted(pe, b, side="left"), minlength=pe.size + 1)
+    want = psi_from_counts(ref, a.size, cur, b.size)
+    assert d.psi == pytest.approx(want, rel=1e-12, abs=1e-15)
+    assert set(sk.psi_edges) <= set(sk.edges)
+    assert not set(sk.edges) & {float(v) for v in a if float(f"{v:.4g}") != v}

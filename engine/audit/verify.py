@@ -292,6 +292,18 @@ def verify(root: Path) -> VerifyResult:
 
 
 def _records_of(p: Path) -> Iterator[dict[str, Any]]:
+    """A segment's records; sealed ones opened (engine.governance.seal: rows of erased
+    subjects left out)."""
+    for rec in _raw_records_of(p):
+        if rec.get("sealed") is not None:
+            from engine.governance.keys import for_audit
+            from engine.governance.seal import unseal_record
+
+            rec = unseal_record(rec, for_audit(p.parent))
+        yield rec
+
+
+def _raw_records_of(p: Path) -> Iterator[dict[str, Any]]:
     if p.suffix == col.SUFFIX:
         buf = col.read_file(p)
         yield from col.records(buf, col.scan(segment_name(p), buf, check=False))
@@ -316,11 +328,6 @@ def read_records(root: Path, kind: str | None = "decision") -> Iterator[dict[str
                 layouts[rec["layout"]] = rec
             if kind is not None and rec.get("kind") != kind:
                 continue
-            if rec.get("sealed") is not None:  # engine.governance.seal: erased rows left out
-                from engine.governance.keys import for_audit
-                from engine.governance.seal import unseal_record
-
-                rec = unseal_record(rec, for_audit(root))
             if "x" in rec or "xc" in rec:
                 x, xc = rec.get("x") or [], rec.get("xc") or []
                 n = max(len(x), len(xc))

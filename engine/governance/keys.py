@@ -243,5 +243,12 @@ def shared(root: Path, *, create: bool = True) -> KeyStore:
 
 def for_audit(audit_root: Path) -> KeyStore:
     """The key store of the workspace an audit folder (``<workspace>/audit/<app>``) is in,
-    for reading: it is never created by a reader."""
-    return shared(store_root(audit_root.resolve().parent.parent), create=False)
+    for reading (never created by a reader): the nearest folder above it that holds one."""
+    env = os.environ.get("INSIGHT_KEY_STORE")
+    if env:
+        return shared(Path(env), create=False)
+    root = audit_root.resolve()
+    for up in root.parents:
+        if (up / "keys" / STORE).is_file():
+            return shared(up / "keys", create=False)
+    return shared(store_root(root.parent.parent), create=False)

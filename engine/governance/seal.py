@@ -141,35 +141,145 @@ def unseal_record(
 
 def unseal_table(table: pa.Table, keys: KeyStore | None) -> pa.Table:
     """A segment's records (columns of engine.audit.columnar's schema) with their sealed
-    rows opened in place; the other records are untouched (one take over both parts)."""
+    rows opened in place; the other records are untouched (one take over the parts).
+    Decision records are opened column-wise (:func:`_open_decisions`: one decryption and
+    one JSON parse per row, the lists rebuilt as Arrow arrays); others (withheld, control
+    records: few) one by one."""
     if "sealed" not in table.column_names:
         return table
     has = pc.is_valid(table.column("sealed")).to_numpy(zero_copy_only=False)
     if not has.any():
         return table
-    idx = np.flatnonzero(has)
-    part = table.take(pa.array(idx))
-    kids = {k for ks in part.column("kids").to_pylist() if ks for k in ks}
-    ciphers = keys.ciphers(kids) if keys is not None else {}
+    is_dec = pc.equal(table.column("kind"), "decision").to_numpy(zero_copy_only=False)
+    is_dec = np.asarray(pc.fill_null(pa.array(is_dec), False).to_numpy(zero_copy_only=False))
+    fast = np.flatnonzero(has & is_dec)
+    slow = np.flatnonzero(has & ~is_dec)
+    all_kids = set(
+        pc.unique(pc.list_flatten(table.column("kids").combine_chunks())).to_pylist()
+    ) - {None}
+    ciphers = keys.ciphers(all_kids) if keys is not None else {}
+    pieces: list[pa.Table] = []
+    where: list[np.ndarray] = []
+    clear = np.flatnonzero(~has)
+    if clear.size:
+        pieces.append(table.take(pa.array(clear)))
+        where.append(clear)
+    if fast.size:
+        pieces.append(_open_decisions(table.take(pa.array(fast)), ciphers))
+        where.append(fast)
+    if slow.size:
+        pieces.append(_open_one_by_one(table.take(pa.array(slow)), ciphers, table.schema))
+        where.append(slow)
+    both = pa.concat_tables(pieces)
+    order = np.empty(table.num_rows, np.int64)
+    order[np.concatenate(where)] = np.arange(table.num_rows)
+    return both.take(pa.array(order))
+
+
+def _open_one_by_one(part: pa.Table, ciphers: dict[str, Any], schema: pa.Schema) -> pa.Table:
     recs = []
     for v in part.to_pylist():
         rh = v.pop("rh", None)
         extra = v.get("extra")
         body = {k: x for k, x in v.items() if x is not None}
+        if extra:
+            body.update(json.loads(extra))
         opened = unseal_record(body, None, ciphers)
-        if "erased_rows" in opened:
-            rest = json.loads(extra) if extra else {}
-            rest["erased_rows"] = opened.pop("erased_rows")
-            opened["extra"] = json.dumps(rest, sort_keys=True, separators=(",", ":"))
-        opened["rh"] = rh
-        recs.append(opened)
-    fixed = pa.Table.from_pylist(recs, schema=table.schema)
-    clear = np.flatnonzero(~has)
-    both = pa.concat_tables([table.take(pa.array(clear)), fixed])
-    order = np.empty(table.num_rows, np.int64)
-    order[clear] = np.arange(clear.size)
-    order[idx] = clear.size + np.arange(idx.size)
-    return both.take(pa.array(order))
+        rest = {k: x for k, x in opened.items() if k not in schema.names}
+        row = {k: x for k, x in opened.items() if k in schema.names}
+        row["extra"] = json.dumps(rest, sort_keys=True, separators=(",", ":")) if rest else None
+        row["rh"] = rh
+        recs.append(row)
+    return pa.Table.from_pylist(recs, schema=schema)
+
+
+def _open_decisions(part: pa.Table, ciphers: dict[str, Any]) -> pa.Table:
+    """Sealed decision records opened column-wise: each row decrypted, the per-row lists
+    (ids, inputs, groups, scores, decisions, versions, shadow scores) rebuilt without the
+    rows of erased subjects."""
+    from cryptography.exceptions import InvalidTag
+
+    kids_col = part.column("kids").combine_chunks()
+    n = part.num_rows
+    parent = pc.list_parent_indices(kids_col).to_numpy().astype(np.int64)
+    kids = pc.list_flatten(kids_col).to_pylist()
+    sealed = pc.list_flatten(part.column("sealed").combine_chunks()).to_pylist()
+    rids = part.column("request_id").to_pylist()
+    starts = np.asarray(kids_col.offsets.to_numpy(), np.int64)
+    pos = (np.arange(len(kids)) - starts[parent]).tolist()
+    par = parent.tolist()
+    b64 = base64.b64decode
+    loads = json.loads
+    rows: list[dict[str, Any] | None] = []
+    for i, kid in enumerate(kids):
+        aead = ciphers.get(kid)
+        if aead is None:
+            rows.append(None)
+            continue
+        raw = b64(sealed[i])
+        try:
+            blob = aead.decrypt(raw[:12], raw[12:], f"{kid}|{rids[par[i]]}|{pos[i]}".encode())
+        except InvalidTag:
+            rows.append(None)
+            continue
+        rows.append(loads(blob))
+    keep = np.fromiter((r is not None for r in rows), bool, len(rows))
+    kept = [r for r in rows if r is not None]
+    counts = np.bincount(parent[keep], minlength=n)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    first_row = {int(p): r for p, r in zip(parent.tolist(), rows, strict=True) if r is not None}
+
+    def present(short: str) -> pa.Array:
+        """Per record: whether the field was there (null where it was not)."""
+        return pa.array(
+            [short not in first_row[i] if i in first_row else (short != "i")
+             for i in range(n)], pa.bool_(),
+        )  # fmt: skip
+
+    out = part
+    for field, short in _LISTS.items():
+        if field not in part.column_names or field == "reasons":
+            continue
+        typ = part.schema.field(field).type
+        if not any(short in r for r in kept):
+            if field == "ids":
+                arr = pa.ListArray.from_arrays(offsets, pa.array([], pa.string()))
+            else:
+                continue
+        else:
+            vals = pa.array([r.get(short) for r in kept], typ.value_type)
+            arr = pa.ListArray.from_arrays(offsets, vals, mask=present(short))
+        out = out.set_column(out.schema.get_field_index(field), field, arr.cast(typ))
+    vers = part.column("versions").combine_chunks()
+    if vers.null_count < n and len(pc.list_flatten(vers)) == len(rows):
+        flat = pc.list_flatten(vers).filter(pa.array(keep))
+        arr = pa.ListArray.from_arrays(offsets, flat)
+        out = out.set_column(out.schema.get_field_index("versions"), "versions", arr)
+    sh = part.column("shadow").combine_chunks()
+    if sh.null_count < n and any("sh" in r for r in kept):
+        scores = pa.ListArray.from_arrays(
+            offsets, pa.array([r.get("sh") for r in kept], pa.float64()), mask=present("sh")
+        )
+        st = pa.StructArray.from_arrays(
+            [pc.struct_field(sh, "version"), scores], names=["version", "scores"],
+            mask=pc.is_null(sh),
+        )  # fmt: skip
+        out = out.set_column(out.schema.get_field_index("shadow"), "shadow", st.cast(sh.type))
+    if not keep.all():  # erased rows: counted in the record's extra fields
+        lost = np.bincount(parent[~keep], minlength=n)
+        extra = part.column("extra").to_pylist() if "extra" in part.column_names else None
+        if extra is not None:
+            for i in np.flatnonzero(lost):
+                rest = json.loads(extra[i]) if extra[i] else {}
+                rest["erased_rows"] = int(lost[i])
+                extra[i] = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+            out = out.set_column(
+                out.schema.get_field_index("extra"), "extra", pa.array(extra, pa.string())
+            )
+    for name in ("kids", "sealed"):
+        i = out.schema.get_field_index(name)
+        out = out.set_column(i, name, pa.nulls(n, out.schema.field(name).type))
+    return out
 
 
 def seal_subject(

@@ -80,6 +80,33 @@ class NumericSketch:
             nan,
         )
 
+    @classmethod
+    def coarse(
+        cls, ref: ArrayLike, fine_bins: int = 1000, psi_bins: int = 10, digits: int = 4
+    ) -> NumericSketch:
+        """As :meth:`from_sample`, with every edge rounded to ``digits`` significant digits
+        and the counts taken exactly at the rounded edges (so PSI stays exact and the KS
+        bracket holds). A reference profile saved with a model is built this way: its edges
+        are then nobody's value (an exact quantile is one row's value, which an erasure
+        would have to find), at a cost in KS resolution of the rounding."""
+        a, nan = as_float_1d(ref, "ref")
+        a = np.sort(a)
+
+        def rounded(v: NDArray[np.float64]) -> NDArray[np.float64]:
+            return np.unique(np.array([float(f"{x:.{digits}g}") for x in v], np.float64))
+
+        edges = rounded(a[_quantile_positions(a.size, fine_bins)])
+        psi_edges = rounded(a[_quantile_positions(a.size, psi_bins)])  # still fine edges
+        le = np.searchsorted(a, edges, side="right")
+        lt = np.searchsorted(a, edges, side="left")
+        psi_counts = np.bincount(
+            np.searchsorted(psi_edges, a, side="left"), minlength=psi_edges.size + 1
+        )
+        return cls(
+            int(a.size), edges.tolist(), le.tolist(), lt.tolist(), psi_edges.tolist(),
+            psi_counts.tolist(), nan,
+        )  # fmt: skip
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -27,6 +27,17 @@ PROFILE_ARTIFACT = "profile/reference_profile.json"
 FINE_BINS = 1000
 
 
+DIGITS = 4  # significant digits of a profile's edges, min and max
+
+
+def _outward(v: float, how: Any) -> float:
+    """``v`` rounded to DIGITS significant digits, down (floor) or up (ceil)."""
+    if v == 0 or not np.isfinite(v):
+        return v
+    scale = 10.0 ** (DIGITS - 1 - int(np.floor(np.log10(abs(v)))))
+    return float(how(v * scale) / scale)
+
+
 def _numeric(values: np.ndarray, psi_bins: int) -> dict[str, Any]:
     a = np.asarray(values, dtype=np.float64)
     ok = a[np.isfinite(a)]
@@ -36,12 +47,14 @@ def _numeric(values: np.ndarray, psi_bins: int) -> dict[str, Any]:
     mean = float(ok.mean())
     d = ok - mean
     out.update(
-        min=float(ok.min()),
-        max=float(ok.max()),
+        # rounded outward to DIGITS significant digits, and the sketch's edges rounded too
+        # (NumericSketch.coarse): the profile holds no row's exact value (erasure)
+        min=_outward(float(ok.min()), np.floor),
+        max=_outward(float(ok.max()), np.ceil),
         mean=mean,
         variance=float(ok.var(ddof=1)) if ok.size > 1 else 0.0,
         m4=float((d**4).mean()),
-        sketch=NumericSketch.from_sample(ok, FINE_BINS, psi_bins).to_dict(),
+        sketch=NumericSketch.coarse(ok, FINE_BINS, psi_bins, DIGITS).to_dict(),
     )
     return out
 
