@@ -307,10 +307,28 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
     assert demo.returncode == 0, demo.out[-3000:]
     ws = demo.ws
     served = [i for r in read_records(ws / "audit" / "insight") for i in r.get("ids") or []]
-    me = max(set(served), key=served.count)
+    me = min(set(served), key=lambda i: (-served.count(i), i))
     cust = pd.read_parquet(ws / "data" / "retail" / "customers.parquet")
     email = str(cust.loc[cust["customer_id"].astype(str) == me, "email"].iloc[0])
     keyed = hmac_hex(load_key(ws), me)
+    # their feature values that no other row has (and long enough to be told apart)
+    import struct
+
+    [snap] = [p for p in (ws / "features" / "retail").iterdir() if (p / "data").is_dir()]
+    rows = pd.read_parquet(snap / "data")
+    mine = rows["customer_id"].astype(str) == me
+    values = {
+        float(v)
+        for c in rows.columns
+        if rows[c].dtype.kind == "f"
+        for v in rows.loc[mine, c]
+        if len(repr(float(v))) > 9 and v not in set(rows.loc[~mine, c])
+    }
+    assert values, "the scan needs some of their values"
+    find = [email.encode(), keyed.encode()]
+    find += [repr(v).encode() for v in values] + [struct.pack("<d", v) for v in values]
+    held = b"".join(p.read_bytes() for p in (snap / "data").glob("*.parquet"))
+    assert any(struct.pack("<d", v) in held for v in values)  # the scan can find them
     raw = b"".join(p.read_bytes() for p in (ws / "audit" / "insight").iterdir())
     assert f'"{me}"'.encode() not in raw  # sealed as served: never in the log in the clear
     r = subprocess.run(
@@ -327,10 +345,10 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
         for c in ("customer_id", "id", "subject"):
             if c in t.column_names:
                 assert me not in {str(v) for v in t.column(c).to_pylist()}, (p, c)
-    for p in ws.rglob("*"):
+    for p in ws.rglob("*"):  # every byte: sources, snapshots, MLflow's database and artifacts
         if p.is_file():
             data = p.read_bytes()
-            assert email.encode() not in data and keyed.encode() not in data, p
+            assert not [b for b in find if b in data], p
     audit = ws / "audit"
     assert all(me not in (r.get("ids") or []) for r in read_records(audit / "insight"))
     assert verify(audit / "insight").ok and verify(audit / "control").ok

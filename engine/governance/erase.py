@@ -10,7 +10,8 @@ request through every store, each step idempotent:
    ``insight ingest`` lands; others with ``governance.erasure.rewrite_sources``), the consent
    log, every feature snapshot (its manifest records the erasure; a snapshot under a
    declared legal hold is kept as it is, and the receipt says so), the online tables, batch
-   outputs, labels, the review queue and its verdicts;
+   outputs, labels, the review queue and its verdicts, and the training scratch (Ray
+   Tune's trial checkpoints: models of the data);
 3. the subject's keys are deleted from the key store (engine.governance.keys): every sealed
    audit record about them stays, chained and verifiable, and can no longer be read.
    Records written in the clear (before sealing, or with ``seal_audit: false``) are counted
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
 
 GDPR_DAYS, CCPA_DAYS = 30, 45
 STEPS = ("sources", "consents", "snapshots", "online", "batch_outputs", "labels", "review",
-         "keys", "models", "receipt")  # fmt: skip
+         "scratch", "keys", "models", "receipt")  # fmt: skip
 
 
 @dataclass
@@ -308,6 +309,26 @@ def _review(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> N
             e.touched.append({"store": "review queue", "path": str(f), "rows": n})
 
 
+def _scratch(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> None:
+    """Models of the data in scratch folders: Ray Tune's trial checkpoints (kept to resume
+    an interrupted search; a search resumed after an erasure restarts its trials) and
+    leftover best-trial copies. The registered models are listed by the models step."""
+    import shutil
+
+    gone = 0
+    found = [*ws.tune.glob("*/*/checkpoint_*")] if ws.tune.is_dir() else []
+    found += [*ws.scratch.glob("best-*")] if ws.scratch.is_dir() else []
+    for d in found:
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+            gone += 1
+    if gone:
+        e.touched.append(
+            {"store": "training scratch", "path": str(ws.tune), "checkpoints_removed": gone,
+             "action": f"{gone} trial checkpoint(s) removed"}
+        )  # fmt: skip
+
+
 def _keys(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> None:
     from engine.governance.keys import KeyStore, store_root
 
@@ -425,7 +446,8 @@ def _receipt(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> 
 
 _STEP: dict[str, Callable[[ProjectConfig, Workspace, Erasure, list[str]], None]] = {
     "sources": _sources, "consents": _consents, "snapshots": _snapshots, "online": _online,
-    "batch_outputs": _batch_outputs, "labels": _labels, "review": _review, "keys": _keys,
+    "batch_outputs": _batch_outputs, "labels": _labels, "review": _review,
+    "scratch": _scratch, "keys": _keys,
     "models": _models, "receipt": _receipt,
 }  # fmt: skip
 

@@ -343,6 +343,15 @@ def _final_model(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tup
     quarter of its rows unused), else the best trial's own model. The test rows stay unseen
     either way. The data-parallel backend registers its one fit."""
 
+    import shutil
+
+    try:
+        return _fit_final(cfg, ts, out)
+    finally:  # the trial's copy in the scratch folder: a model of the data, not kept
+        shutil.rmtree(out.model_dir, ignore_errors=True)
+
+
+def _fit_final(cfg: ProjectConfig, ts: TrainingSet, out: SearchOutcome) -> tuple[Any, str]:
     from engine.train.families import family
 
     fam = family(out.family)
