@@ -269,7 +269,7 @@ def _open_decisions(part: pa.Table, ciphers: dict[str, Any]) -> pa.Table:
         lost = np.bincount(parent[~keep], minlength=n)
         extra = part.column("extra").to_pylist() if "extra" in part.column_names else None
         if extra is not None:
-            for i in np.flatnonzero(lost):
+            for i in np.flatnonzero(lost).tolist():
                 rest = json.loads(extra[i]) if extra[i] else {}
                 rest["erased_rows"] = int(lost[i])
                 extra[i] = json.dumps(rest, sort_keys=True, separators=(",", ":"))
