@@ -13,9 +13,17 @@ whom. Classes applied here:
   receipt names the segment, its record count and last hash, so ``insight audit verify``
   stays green and a reader can tell retention from tampering);
 - ``batch_outputs``: the outputs of ``insight score`` named in the audit log;
-- ``monitor_history``: lines of the monitor's history and its per-run folders.
+- ``monitor_history``: lines of the monitor's history and its per-run folders;
+- ``labels``: the label rows (``labels/*.parquet``, their ``time``) older than the period
+  (a file whose rows are all older is deleted, others rewritten without them);
+- ``raw_events``: the rows of the file sources inside the workspace (generated data, the
+  raw stores ``insight ingest`` lands) whose event time is older; sources outside the
+  workspace are the user's to keep, and the plan says so;
+- ``mlflow_artifacts``: the artifacts of MLflow runs that ended before the period, unless a
+  registered model version comes from the run (kept and said; ``--include-needed``
+  deletes them too): the run is marked deleted and its artifact folder removed.
 
-``labels``, ``raw_events`` and ``mlflow_artifacts`` are not applied yet: the plan says so.
+``insight monitor --every`` applies the schedule once a day (engine.stages.monitor).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ CLASSES = (
     "raw_events",
     "mlflow_artifacts",
 )
-APPLIED = ("snapshots", "audit", "batch_outputs", "monitor_history")
+APPLIED = CLASSES
 
 
 @dataclass
@@ -108,7 +116,134 @@ def plan(cfg: ProjectConfig, ws: Workspace, *, include_needed: bool = False) -> 
         _plan_batch(ws, old, p)
     if "monitor_history" in per:
         _plan_history(ws, old, p)
+    if "labels" in per:
+        _plan_labels(ws, per["labels"], now, p)
+    if "raw_events" in per:
+        _plan_raw(cfg, ws, per["raw_events"], now, p)
+    if "mlflow_artifacts" in per:
+        _plan_mlflow(ws, old, include_needed, p)
     return p
+
+
+def _old_rows(path: Path, column: str, cutoff: float) -> tuple[int, int, float | None]:
+    """Rows of a Parquet file whose ``column`` (seconds or a timestamp) is before
+    ``cutoff``: (old, all, oldest time)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path, columns=[column])
+    col = t.column(column)
+    if col.type != "double" and str(col.type).startswith("timestamp"):
+        secs = pc.divide(pc.cast(pc.cast(col, "timestamp[us]"), "int64"), 1e6)
+    else:
+        secs = pc.cast(col, "double")
+    old = pc.less(secs, cutoff)
+    n = int(pc.sum(old).as_py() or 0)
+    oldest = pc.min(secs).as_py()
+    return n, t.num_rows, None if oldest is None else float(oldest)
+
+
+def _plan_labels(ws: Workspace, period: dt.timedelta, now: float, p: Plan) -> None:
+    import pyarrow.parquet as pq
+
+    cutoff = now - period.total_seconds()
+    for f in sorted(ws.labels.glob("*.parquet")) if ws.labels.is_dir() else []:
+        if "time" not in pq.read_schema(f).names:
+            continue
+        n, total, oldest = _old_rows(f, "time", cutoff)
+        if n:
+            p.delete.append(
+                {"class": "labels", "path": str(f), "rows": n, "of": total, "time": oldest,
+                 "column": "time", "cutoff": cutoff}
+            )  # fmt: skip
+
+
+def _plan_raw(cfg: ProjectConfig, ws: Workspace, period: dt.timedelta, now: float, p: Plan) -> None:
+    import pyarrow.parquet as pq
+
+    from engine.data.sources import source_path
+
+    cutoff = now - period.total_seconds()
+    root = ws.root.resolve()
+    for name, src in cfg.sources.items():
+        if not src.event_time:
+            continue
+        path = source_path(cfg, name, ws.root).resolve()
+        if not path.is_relative_to(root):
+            p.kept.append(
+                {"class": "raw_events", "path": str(path), "id": name,
+                 "why": "a source outside the workspace: the user's to keep"}
+            )  # fmt: skip
+            continue
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        raw = {v: k for k, v in src.rename.items()}.get(src.event_time, src.event_time)
+        for f in files:
+            if f.suffix != ".parquet" or raw not in pq.read_schema(f).names:
+                continue
+            n, total, oldest = _old_rows(f, raw, cutoff)
+            if n:
+                p.delete.append(
+                    {"class": "raw_events", "path": str(f), "id": name, "rows": n,
+                     "of": total, "time": oldest, "column": raw, "cutoff": cutoff}
+                )  # fmt: skip
+
+
+def _plan_mlflow(ws: Workspace, old: Old, include_needed: bool, p: Plan) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from engine.tracking import use_workspace
+
+    if ws.shared_tracking:
+        p.kept.append(
+            {"class": "mlflow_artifacts", "path": ws.tracking_uri,
+             "why": "a shared MLflow server: its own retention applies"}
+        )  # fmt: skip
+        return
+    use_workspace(ws)
+    client = MlflowClient()
+    try:
+        needed = {mv.run_id: f"{mv.name} v{mv.version}" for mv in client.search_model_versions()}
+        exps = client.search_experiments()
+    except Exception:  # no store yet
+        return
+    for e in exps:
+        for r in client.search_runs([e.experiment_id], max_results=50_000):
+            end = (r.info.end_time or 0) / 1000 or None
+            if not old("mlflow_artifacts", end):
+                continue
+            path = _local(r.info.artifact_uri)
+            item = {"class": "mlflow_artifacts", "path": str(path), "id": r.info.run_id,
+                    "time": end}  # fmt: skip
+            if r.info.run_id in needed and not include_needed:
+                p.kept.append({**item, "why": f"registered model {needed[r.info.run_id]}"})
+            elif path.exists():
+                p.delete.append({**item, "models_losing_it": [needed.get(r.info.run_id)]})
+
+
+def _local(uri: str) -> Path:
+    from urllib.parse import unquote, urlparse
+
+    u = urlparse(uri)
+    return Path(unquote(u.path)) if u.scheme in ("", "file") else Path("/nonexistent") / u.path
+
+
+def _rewrite_without_old(path: Path, column: str, cutoff: float) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from engine.workspace import atomic_write_bytes
+
+    t = pq.read_table(path)
+    col = t.column(column)
+    if str(col.type).startswith("timestamp"):
+        secs = pc.divide(pc.cast(pc.cast(col, "timestamp[us]"), "int64"), 1e6)
+    else:
+        secs = pc.cast(col, "double")
+    keep = pc.invert(pc.fill_null(pc.less(secs, cutoff), False))
+    sink = pa.BufferOutputStream()
+    pq.write_table(t.filter(keep), sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 Old = Any  # (class, time) -> whether it is past its period
@@ -230,6 +365,16 @@ def apply(cfg: ProjectConfig, ws: Workspace, p: Plan, *, actor: str) -> int:
                     )
                 ]
                 atomic_write_bytes(path, ("\n".join(keep) + ("\n" if keep else "")).encode())
+            elif item["class"] in ("labels", "raw_events"):
+                if item["rows"] >= item["of"] and item["class"] == "labels":
+                    path.unlink()
+                else:
+                    _rewrite_without_old(path, item["column"], float(item["cutoff"]))
+            elif item["class"] == "mlflow_artifacts":
+                from mlflow.tracking import MlflowClient
+
+                shutil.rmtree(path, ignore_errors=True)
+                MlflowClient().delete_run(item["id"])
             elif path.is_dir():
                 shutil.rmtree(path)
             else:
@@ -239,4 +384,28 @@ def apply(cfg: ProjectConfig, ws: Workspace, p: Plan, *, actor: str) -> int:
             n += 1
     finally:
         w.close()
+    return n
+
+
+EVERY_S = 86_400.0  # how often the monitor loop applies the schedule
+
+
+def apply_if_due(
+    cfg: ProjectConfig, ws: Workspace, *, now: float | None = None, log: Any = print
+) -> int | None:
+    """The schedule applied by the monitor loop: once per :data:`EVERY_S` (the time of the
+    last application is kept in ``governance/retention.json``); None when not due or when
+    no period is set. The actor in the receipts is ``monitor``."""
+    from engine.workspace import atomic_write_text
+
+    if not cfg.governance.retention:
+        return None
+    now = time.time() if now is None else now
+    state = ws.root / "governance" / "retention.json"
+    last = json.loads(state.read_text()).get("applied_at", 0.0) if state.is_file() else 0.0
+    if now - float(last) < EVERY_S:
+        return None
+    n = apply(cfg, ws, plan(cfg, ws), actor="monitor")
+    atomic_write_text(state, json.dumps({"applied_at": now, "deleted": n}))
+    log(f"retention: {n} item(s) past their period deleted, each with a receipt")
     return n

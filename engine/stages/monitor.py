@@ -116,13 +116,17 @@ def every(
     log: Callable[[str], None] = print,
 ) -> int:
     """Run the monitor every ``period_s`` seconds (each run covers the time since the last
-    one) until Ctrl-C (or ``runs`` runs); returns how many ran."""
+    one) until Ctrl-C (or ``runs`` runs); returns how many ran. The retention schedule
+    (governance.retention) is applied once a day on the same loop."""
     done = 0
     try:
         while runs is None or done < runs:
             t = time.monotonic()
             r = stage_monitor(cfg, ws, app=app, log=log)
             done += 1
+            from engine.governance.retention import apply_if_due
+
+            apply_if_due(cfg, ws, log=log)  # the retention schedule, once a day
             if on_run is not None:
                 on_run(r)
             if runs is not None and done >= runs:
