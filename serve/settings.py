@@ -55,7 +55,7 @@ class ServeSettings(BaseModel):
     )
     tokens: dict[str, dict[str, str]] = Field(
         default_factory=dict,
-        description="SHA-256 of each named token -> its holder and role (viewer, operator, "
+        description="SHA-256 of each named token -> its holder and role (viewer, reviewer, operator, "
         "admin): engine.governance.roles.",
     )
     batching: bool = _D.batching

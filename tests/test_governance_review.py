@@ -124,3 +124,61 @@ def test_the_dispute_rates_interval_covers_by_simulation() -> None:
         k = rng.binomial(n, p, 2000)
         cover = np.mean([lo <= p <= hi for lo, hi in (wilson(x, n, 1.959963984540054) for x in k)])
         assert 0.92 <= cover <= 0.985, (p, n, cover)
+
+
+def test_the_reviewers_page_takes_verdicts_from_a_reviewer_only(tmp_path: Path) -> None:
+    """The live dashboard's /review: no token 401, a viewer 403, a reviewer sees the item
+    with its explanation and records a verdict in their name (audited); a form whose key
+    is not the token's is refused; a dispute without a reason is said; the rest of the
+    dashboard stays read-only."""
+    import re
+    import threading
+
+    import httpx
+
+    from engine.audit.verify import read_records
+    from engine.governance.review import next_item, sample
+    from engine.governance.roles import add_token
+    from engine.report.review_page import form_key
+    from engine.report.server import dashboard_url, serve_dashboard
+
+    cfg, ws, _ = _setup(tmp_path, n=60)
+    sample(cfg, ws)  # type: ignore[arg-type]
+    first = next_item(ws)  # type: ignore[arg-type]
+    assert first is not None
+    ana = add_token(ws.root, "ana", "reviewer")  # type: ignore[attr-defined]
+    vic = add_token(ws.root, "vic", "viewer")  # type: ignore[attr-defined]
+    srv = serve_dashboard(cfg, ws, port=0, log=lambda _: None)  # type: ignore[arg-type]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = dashboard_url(srv) + "review"
+    try:
+        with httpx.Client(timeout=30) as c:
+            assert c.get(url).status_code == 401
+            r = c.get(url, headers={"Authorization": f"Bearer {vic}"})
+            assert r.status_code == 403 and "needs the role reviewer" in r.text
+            r = c.get(url, params={"token": ana})
+            assert r.status_code == 200 and "insight_reviewer=" in r.headers["set-cookie"]
+            assert "form-action 'self'" in r.headers["content-security-policy"]
+            assert first["item"] in r.text and "Reviewer: <strong>ana</strong>" in r.text
+            assert "SHAP" in r.text
+            key = re.search(r"name='form_key' value='([0-9a-f]+)'", r.text).group(1)  # type: ignore[union-attr]
+            assert key == form_key(ana)
+            bad = c.post(url, data={"item": first["item"], "verdict": "confirm", "form_key": "x"})
+            assert bad.status_code == 403  # the cookie alone does not post a verdict
+            r = c.post(url, data={"item": first["item"], "verdict": "dispute", "form_key": key})
+            assert r.status_code == 400 and "needs --reason" in r.text
+            r = c.post(
+                url,
+                data={"item": first["item"], "verdict": "dispute", "form_key": key,
+                      "reason": "tenure was wrong"},
+            )  # fmt: skip
+            assert r.status_code == 200 and f"{first['item']}: dispute recorded, by ana" in r.text
+            again = c.post(url, data={"item": first["item"], "verdict": "confirm", "form_key": key})
+            assert again.status_code == 400 and "reviewed already" in again.text
+            assert c.post(dashboard_url(srv), data={}).status_code == 405
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    [rec] = list(read_records(ws.audit / "control", kind="review"))  # type: ignore[attr-defined]
+    assert rec["reviewer"] == "ana" and rec["verdict"] == "dispute"
+    assert rec["reason"] == "tenure was wrong"

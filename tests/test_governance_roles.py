@@ -26,7 +26,7 @@ def test_tokens_are_kept_as_hashes_and_found_with_their_role(tmp_path: Path) -> 
     assert Role.ADMIN > Role.OPERATOR > Role.VIEWER
     with pytest.raises(ConfigError, match="exists"):
         add_token(tmp_path, "ana", "admin")
-    with pytest.raises(ConfigError, match="not one of viewer, operator, admin"):
+    with pytest.raises(ConfigError, match="not one of viewer, reviewer, operator, admin"):
         add_token(tmp_path, "cy", "root")
     with pytest.raises(ConfigError, match="letters, digits"):
         add_token(tmp_path, "a b", "viewer")

@@ -164,7 +164,7 @@ def export(
 
 
 tokens_app = typer.Typer(
-    help="Named tokens with a role (viewer, operator, admin) for the admin routes.",
+    help="Named tokens with a role (viewer, reviewer, operator, admin).",
     no_args_is_help=True,
 )
 
@@ -172,7 +172,7 @@ tokens_app = typer.Typer(
 @tokens_app.command("add")
 def tokens_add(
     name: Annotated[str, typer.Option(help="Whose token (named in the audit log).")],
-    role: Annotated[str, typer.Option(help="viewer, operator or admin.")] = "viewer",
+    role: Annotated[str, typer.Option(help="viewer, reviewer, operator or admin.")] = "viewer",
     project: ProjectOpt = None,
     workspace: WorkspaceOpt = None,
     profile: ProfileOpt = None,
@@ -318,7 +318,7 @@ def _verdict(item: str, verdict: str, reason: str, by: str | None, where: tuple[
     from engine.governance.review import record
 
     _, ws = _load(*where)
-    who = cli_actor(ws.root, "operator", by)
+    who = cli_actor(ws.root, "reviewer", by)
     record(ws, item, verdict, who, reason)
     console.print(f"{item}: {verdict}{'d' if verdict.endswith('e') else 'ed'} by {who}")
 

@@ -27,9 +27,14 @@ from engine.errors import ConfigError, StateError
 
 
 class Role(enum.IntEnum):
+    """Each role can do what the ones below it can: a viewer reads; a reviewer also gives
+    verdicts on the review queue; an operator also changes serving and consents; an admin
+    also erases, applies retention and manages tokens."""
+
     VIEWER = 1
-    OPERATOR = 2
-    ADMIN = 3
+    REVIEWER = 2
+    OPERATOR = 3
+    ADMIN = 4
 
     @classmethod
     def parse(cls, text: str) -> Role:
@@ -37,7 +42,8 @@ class Role(enum.IntEnum):
             return cls[text.strip().upper()]
         except KeyError:
             raise ConfigError(
-                f"role {text!r} is not one of viewer, operator, admin. Fix: --role operator."
+                f"role {text!r} is not one of viewer, reviewer, operator, admin. Fix: --role "
+                "operator."
             ) from None
 
 

@@ -1,7 +1,8 @@
 """The live dashboard: the report page served on 127.0.0.1 (unless told otherwise), rebuilt
 when the monitor history, the alert state or the control log changed, and reloading itself
-every ``refresh_s`` seconds. Read-only (GET and HEAD; anything else is 405). It shows
-aggregates only, as the report does, so it needs no token; a deployment that wants one
+every ``refresh_s`` seconds. Read-only (GET and HEAD; anything else is 405), except the
+reviewer's page ``/review`` (engine.report.review_page), which takes verdicts from a named
+token with the role reviewer. The report pages show aggregates only, so they need no token; a deployment that wants one
 anyway sets ``token`` (``INSIGHT_DASHBOARD_TOKEN``) and every request must then carry it
 (``Authorization: Bearer ...`` or ``?token=...`` once, which sets a cookie).
 """
@@ -129,12 +130,48 @@ def current_pages(pages: Pages) -> tuple[dict[str, tuple[str, bytes]] | None, st
         return None, f"the report could not be built: {type(exc).__name__}: {exc}\n"
 
 
+def _csp(forms: bool) -> str:
+    """Everything is inline: no script or style from anywhere else may run; a form posts
+    only to this server, and only the review page has one."""
+    return (
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+        "img-src data:; base-uri 'none'; "
+        + ("form-action 'self'" if forms else "form-action 'none'")
+    )
+
+
+class _ReviewRoutes:
+    """The review page's routes (engine.report.review_page), mixed into the handler: GET
+    and POST ``/review``; any other POST is refused as the rest of the dashboard is
+    read-only."""
+
+    review_ws: Workspace
+    path: str
+    headers: Any
+    rfile: Any
+
+    def do_POST(self) -> None:
+        if urlparse(self.path).path != "/review":
+            return self._refuse()  # type: ignore[attr-defined,no-any-return]
+        n = min(int(self.headers.get("Content-Length") or 0), 16_385)
+        return self._review(self.rfile.read(n))
+
+    def _review(self, posted: bytes | None) -> None:
+        from engine.report.review_page import answer
+
+        send = self._send  # type: ignore[attr-defined]
+        if not self._host_ok():  # type: ignore[attr-defined]
+            return send(403, "text/plain; charset=utf-8", b"wrong Host\n")  # type: ignore[no-any-return]
+        code, ctype, body, cookie = answer(self.review_ws, self.path, self.headers, posted)
+        send(code, ctype, body, cookie, forms=True, cookie_name="insight_reviewer")
+
+
 def make_handler(
     pages: Pages, token: str | None, bound: str = "127.0.0.1"
 ) -> type[BaseHTTPRequestHandler]:
     allowed = allowed_hosts(bound)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(_ReviewRoutes, BaseHTTPRequestHandler):
         server_version = "insight-dashboard"
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet; no request log
@@ -146,21 +183,26 @@ def make_handler(
         def _host_ok(self) -> bool:
             return host_allowed(self.headers.get("Host"), allowed)
 
-        def _send(self, code: int, ctype: str, body: bytes, cookie: str | None = None) -> None:
+        def _send(
+            self,
+            code: int,
+            ctype: str,
+            body: bytes,
+            cookie: str | None = None,
+            *,
+            forms: bool = False,
+            cookie_name: str = "insight_token",
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.send_header("X-Content-Type-Options", "nosniff")
             # Everything is inline: no script or style from anywhere else may run.
-            self.send_header(
-                "Content-Security-Policy",
-                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                "img-src data:; base-uri 'none'; form-action 'none'",
-            )
+            self.send_header("Content-Security-Policy", _csp(forms))
             if cookie:
                 self.send_header(
-                    "Set-Cookie", f"insight_token={cookie}; HttpOnly; SameSite=Strict; Path=/"
+                    "Set-Cookie", f"{cookie_name}={cookie}; HttpOnly; SameSite=Strict; Path=/"
                 )
             self.end_headers()
             if self.command != "HEAD":
@@ -176,6 +218,8 @@ def make_handler(
                 )
             if path == "/healthz":
                 return self._send(200, "text/plain", b"ok\n")
+            if path == "/review":
+                return self._review(None)
             ok, cookie = self._authorized()
             if not ok:
                 return self._send(
@@ -204,7 +248,8 @@ def make_handler(
                 b"the dashboard is read-only: GET and HEAD only\n",
             )
 
-        do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
+        do_PUT = do_DELETE = do_PATCH = _refuse
+        review_ws = pages.ws
 
     return Handler
 
