@@ -259,7 +259,12 @@ class ModelServer:
         if self.keys is not None:
             from engine.governance.seal import seal_record
 
-            recs = [seal_record(r, self.keys) for r in recs]
+            ids = [str(i) for r in recs for i in (r.get("ids") or [])]
+            if self.keys.all_cached(ids):
+                recs = [seal_record(r, self.keys) for r in recs]
+            else:  # a new subject: its key is written to the store, off the event loop
+                keys = self.keys
+                recs = await asyncio.to_thread(lambda: [seal_record(r, keys) for r in recs])
         await self.audit.append_async(recs)
 
     def _request_id(self, request: Request) -> str:

@@ -997,3 +997,37 @@ def test_admin_roles_name_the_actor_and_never_log_the_token(served: Served) -> N
         blob = seg.read_bytes()
         assert viewer.encode() not in blob and operator.encode() not in blob
         assert TOKEN.encode() not in blob
+
+
+def test_a_key_store_that_cannot_be_written_answers_503_and_logs_nothing(served: Served) -> None:
+    """Another process holds the key store's lock past the wait: a request about a subject
+    whose key is not cached is refused with a 503 naming the cause, and nothing of it is
+    logged (no record in the clear, none at all); once the lock is gone, it is answered."""
+    import sqlite3
+
+    from engine.audit.verify import read_records
+    from engine.governance.keys import store_root
+
+    s = served
+    e = s.entities[290]  # asked about by no other test: its key is in no replica's cache
+    first = httpx.post(f"{s.url}/predict", json={"entities": [s.entities[291]]}, timeout=60)
+    assert first.status_code == 200, first.text  # the store exists (made on first use)
+    lock = sqlite3.connect(store_root(s.ws.root) / "subjects.db", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        r = httpx.post(
+            f"{s.url}/predict", json={"entities": [e]}, headers={"x-request-id": "ks-down"},
+            timeout=60,
+        )  # fmt: skip
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert r.status_code == 503, r.text
+    assert "not written in the clear" in r.json()["detail"]
+    assert not [x for x in read_records(s.ws.audit / "insight", kind=None)
+                if x.get("request_id") == "ks-down"]  # fmt: skip
+    raw = b"".join(p.read_bytes() for p in (s.ws.audit / "insight").iterdir() if p.is_file())
+    assert b"ks-down" not in raw
+    ok = httpx.post(f"{s.url}/predict", json={"entities": [e]}, timeout=60)
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["predictions"][0]["score"] is not None

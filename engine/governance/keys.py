@@ -42,6 +42,7 @@ from engine.errors import ServiceError
 from engine.workspace import atomic_write_bytes
 
 STORE = "subjects.db"
+LOCK_WAIT_S = 5.0  # how long a write waits for another process's lock before it fails
 
 
 class KeyStoreError(ServiceError):
@@ -88,7 +89,7 @@ class KeyStore:
                 raise FileNotFoundError(f"no {STORE} in it")
             path = self.root / STORE
             fresh = not path.exists()
-            db = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+            db = sqlite3.connect(str(path), timeout=LOCK_WAIT_S, check_same_thread=False)
             db.execute("PRAGMA secure_delete=ON")
             db.execute("PRAGMA journal_mode=DELETE")
             db.execute(
@@ -140,6 +141,19 @@ class KeyStore:
         self._conn()
         assert self._index_key is not None
         return hmac.new(self._index_key, subject.encode(), hashlib.sha256).hexdigest()
+
+    def all_cached(self, subjects: Iterable[str]) -> bool:
+        """Whether every subject's key is in this process's cache (no database access to
+        seal their rows; a caller on an event loop seals the others in a thread)."""
+        with self._lock:
+            self._fresh()
+            if self._index_key is None:
+                return False
+            k = self._index_key
+            return all(
+                hmac.new(k, s.encode(), hashlib.sha256).hexdigest() in self._by_ix
+                for s in subjects
+            )
 
     def keys_for(self, subjects: Iterable[str]) -> list[tuple[str, AESGCM]]:
         """Each subject's ``(kid, cipher)``, made on first use (one transaction for the new
