@@ -430,3 +430,70 @@ def test_a_sealed_log_reads_as_the_clear_log_less_the_erased_subjects(
         np.testing.assert_array_equal(a.numeric[name], b.numeric[name][keep])
     assert list(a.categorical["c"]) == list(b.categorical["c"][keep])
     assert list(a.groups["gender"]) == list(b.groups["gender"][keep])
+
+
+def test_erasure_on_tables_shaped_like_a_users(tmp_path: Path) -> None:
+    """CSV sources as people save them (semicolons, odd headers renamed, string ids with
+    blanks around them, a duplicate row, an empty cell), the entity key marked PII (the
+    snapshot and the online table hold its keyed hash): the subject's rows go from each,
+    the files keep their dialect, the other rows are byte-for-byte what they were."""
+    from engine.config.project import ProjectConfig
+    from engine.config.source import SourceConfig
+    from engine.governance.erase import erase
+    from engine.pii import hmac_hex, load_key
+    from engine.workspace import Workspace
+
+    ws = Workspace(tmp_path / ".insight").ensure()
+    d = ws.data / "mine"
+    d.mkdir(parents=True)
+    (d / "customers.csv").write_text(
+        "Cust ID;E-mail;Plan\n C-0001 ;a@x.org;gold\nC-0042;erase.me@x.org;\nC-0042;erase.me@x.org;\n"
+        "C-0007;b@x.org;basic\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    (d / "orders.csv").write_text(
+        "Cust ID;Order Time;Amount\nC-0042;2025-01-02 10:00;12,5\nC-0001;2025-01-03 11:00;7,25\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    ex = ProjectConfig.load(ROOT / "examples" / "retail" / "insight.yaml")
+    rename = {"Cust ID": "customer_id", "E-mail": "email", "Plan": "plan"}
+    sources = {
+        "customers": SourceConfig(path=str(d / "customers.csv"), format="csv", entity="customer",
+                                  delimiter=";", rename=rename),
+        "transactions": SourceConfig(path=str(d / "orders.csv"), format="csv", entity="customer",
+                                     delimiter=";", decimal=",", event_time="txn_time",
+                                     rename={"Cust ID": "customer_id", "Order Time": "txn_time",
+                                             "Amount": "amount"}),
+    }  # fmt: skip
+    cfg = ex.model_copy(
+        update={"workspace": str(ws.root), "sources": sources,
+                "pii": ["customers.customer_id", "customers.email"]}
+    )  # fmt: skip
+    key = load_key(ws.root)
+    hashed = {i: hmac_hex(key, i) for i in ("C-0001", "C-0042", "C-0007")}
+    snap = ws.features / "retail" / "snapuser0000001"
+    (snap / "data").mkdir(parents=True)
+    pd.DataFrame({"customer_id": list(hashed.values()), "f": [1.0, 2.0, 3.0]}).to_parquet(
+        snap / "data" / "part-0.parquet", index=False
+    )
+    (snap / "manifest.json").write_text(json.dumps({"entity": "customer_id"}))
+    online = ws.online / "retail" / "snapuser0000001-1"
+    online.mkdir(parents=True)
+    pd.DataFrame({"customer_id": list(hashed.values()), "f": [1.0, 2.0, 3.0]}).to_parquet(
+        online / "table.parquet", index=False
+    )
+    e = erase(cfg, ws, "C-0042", "art. 17", actor="dpo")  # type: ignore[arg-type]
+    assert (d / "customers.csv").read_text() == (
+        "Cust ID;E-mail;Plan\n C-0001 ;a@x.org;gold\nC-0007;b@x.org;basic\n"
+    )
+    assert (d / "orders.csv").read_text() == (
+        "Cust ID;Order Time;Amount\nC-0001;2025-01-03 11:00;7,25\n"
+    )
+    for p in (snap / "data" / "part-0.parquet", online / "table.parquet"):
+        assert pd.read_parquet(p)["customer_id"].tolist() == [hashed["C-0001"], hashed["C-0007"]]
+    rows = {t["store"]: t.get("rows") for t in e.touched}
+    assert rows["snapshot"] == 1 and rows["online table"] == 1
+    assert scan([ws.root], needles("C-0042", hashed["C-0042"], {"e": b"erase.me@x.org"})) == []
+    # the subject as the table wrote it, blanks around: the same subject
+    with pytest.raises(DataError, match="holds nothing about subject 'C-0042'"):
+        erase(cfg, ws, "  C-0042 ", "again", actor="dpo")  # type: ignore[arg-type]

@@ -137,19 +137,23 @@ def _rewrite_parquet(path: Path, columns: list[str], keys: list[str]) -> int:
 
 
 def _rewrite_csv(path: Path, column: str, keys: list[str]) -> int:
-    """The same for a CSV file: read as text (other rows written back as they were read)."""
+    """The same for a CSV file, in its own dialect (delimiter and encoding, as the engine
+    reads it: engine.data.csvfile.sniff); the other rows are written back as they were read
+    (as text: no number or date is reformatted)."""
     import pandas as pd
 
+    from engine.data.csvfile import sniff
     from engine.governance.consent import subject_keys
 
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
+    d = sniff(path)
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=d.delimiter, encoding=d.encoding)
     if column not in df.columns:
         return 0
     hit = subject_keys(df[column].replace("", None)).isin(keys).to_numpy(dtype=bool)
     n = int(hit.sum())
     if n:
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        atomic_write_text(path, df[~hit].to_csv(index=False, sep=sep))
+        text = df[~hit].to_csv(index=False, sep=d.delimiter)
+        atomic_write_bytes(path, text.encode(d.encoding))
     return n
 
 
@@ -477,9 +481,13 @@ def known(cfg: ProjectConfig, ws: Workspace, subject: str) -> bool:
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):
             import pandas as pd
 
+            from engine.data.csvfile import sniff
             from engine.governance.consent import subject_keys
 
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=None, engine="python")
+            d = sniff(path)
+            df = pd.read_csv(
+                path, dtype=str, keep_default_na=False, sep=d.delimiter, encoding=d.encoding
+            )
             if col in df and subject_keys(df[col].replace("", None)).isin(keys).any():
                 return True
         elif any(_holds(f, [col], keys) for f in _files(path, ".parquet")):

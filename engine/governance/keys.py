@@ -151,8 +151,7 @@ class KeyStore:
                 return False
             k = self._index_key
             return all(
-                hmac.new(k, s.encode(), hashlib.sha256).hexdigest() in self._by_ix
-                for s in subjects
+                hmac.new(k, s.encode(), hashlib.sha256).hexdigest() in self._by_ix for s in subjects
             )
 
     def keys_for(self, subjects: Iterable[str]) -> list[tuple[str, AESGCM]]:
