@@ -64,6 +64,12 @@ class PurposesConfig(Model):
     training: str = Field(default="model_training", pattern=PURPOSE)
     serving: str = Field(default="profiling", pattern=PURPOSE)
     targeting: str = Field(default="marketing", pattern=PURPOSE)
+    access: str = Field(
+        default="subject_access",
+        pattern=PURPOSE,
+        description="A subject's access request (insight subject export): the policy's "
+        "'export' use is decided for it.",
+    )
 
 
 class ReviewConfig(Model):

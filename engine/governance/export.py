@@ -170,13 +170,14 @@ def export_subject(
     """Write the subject's export to ``out`` (whole or not at all); returns its summary.
     A subject the engine holds nothing about is a :class:`DataError` saying so."""
     from engine.audit import AuditWriter
-    from engine.governance.enforce import load_ledger
+    from engine.governance.enforce import decide, load_ledger
     from engine.governance.live import read_log
     from engine.governance.seal import seal_subject
     from engine.pii import hmac_hex, load_key
     from engine.tracking import use_workspace
     from engine.workspace import atomic_write_bytes
 
+    decide(cfg, "export", cfg.governance.purposes.access, root=ws.root)  # default deny
     subject = subject.strip()
     use_workspace(ws)
     sources = _source_rows(cfg, ws, subject)

@@ -141,6 +141,7 @@ def governance_record(cfg: ProjectConfig, ws: Workspace) -> dict[str, Any]:
         "training": "snapshot build (allowed?), training rows (consent as of the label time)",
         "serving": "/predict and /explain (consent now), batch scoring (consent at the job)",
         "targeting": "target decide (consent now; never selected without it)",
+        "access": "insight subject export (the policy's 'export' use)",
     }
     sinks = [
         {"name": n, "kind": s.type} for n, s in sorted(cfg.monitor.sinks.items())
