@@ -134,7 +134,12 @@ def test_the_records_of_processing_name_purposes_categories_and_requests(
     me = str(pd.read_parquet(ws.data / "retail" / "customers.parquet")["customer_id"].iloc[0])
     export_subject(cfg, ws, me, tmp_path / "e.json", actor="dpo")
     r = governance_record(cfg, ws)
-    assert [p["purpose"] for p in r["purposes"]] == ["model_training", "profiling", "marketing"]
+    assert [p["purpose"] for p in r["purposes"]] == [
+        "model_training",
+        "profiling",
+        "marketing",
+        "subject_access",
+    ]
     cats = {c["source"]: c for c in r["categories"]}
     assert cats["customers"]["pii"] == ["email"] and cats["customers"]["subject_key"]
     assert set(cfg.sensitive) <= set(cats["customers"]["sensitive"]) | set(
