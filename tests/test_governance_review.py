@@ -182,3 +182,46 @@ def test_the_reviewers_page_takes_verdicts_from_a_reviewer_only(tmp_path: Path) 
     [rec] = list(read_records(ws.audit / "control", kind="review"))  # type: ignore[attr-defined]
     assert rec["reviewer"] == "ana" and rec["verdict"] == "dispute"
     assert rec["reason"] == "tenure was wrong"
+
+
+def test_drift_flagged_and_high_impact_rows_are_queued_at_their_rates(tmp_path: Path) -> None:
+    """Rates of 1 for one reason and 0 for the others: exactly the rows with an input out
+    of the version's profile range are queued as drift, then exactly the rows decided yes
+    as high impact; at 0.5, about half of them (binomial bounds)."""
+    from engine.config.governance import GovernanceConfig, ReviewConfig
+    from engine.governance.review import review_dir, sample
+    from engine.monitor.store import monitor_dir
+
+    cfg, ws, p = _setup(tmp_path, n=900)
+    profiles = monitor_dir(ws) / "profiles"  # type: ignore[arg-type]
+    profiles.mkdir(parents=True, exist_ok=True)
+    (profiles / "m-v1.json").write_text(json.dumps({"features": {
+        "a": {"kind": "numeric", "min": -1.0, "max": 1.0},
+        "b": {"kind": "numeric", "min": -5.0, "max": 5.0}}}))  # fmt: skip
+    from engine.audit.verify import read_records
+
+    a = [row[0] for r in read_records(ws.audit / "insight") for row in r["inputs"]]  # type: ignore[attr-defined]
+    out_of_range = set(np.flatnonzero(np.abs(np.asarray(a)) > 1.0).tolist())
+    assert 0 < len(out_of_range) < len(a)
+
+    def queued(**rates: float) -> dict[int, str]:
+        q = review_dir(ws) / "queue.jsonl"  # type: ignore[arg-type]
+        q.unlink(missing_ok=True)
+        base = {"random_rate": 0.0, "low_confidence_rate": 0.0, "drift_rate": 0.0,
+                "high_impact_rate": 0.0}  # fmt: skip
+        c = cfg.model_copy(
+            update={"governance": GovernanceConfig(review=ReviewConfig(**{**base, **rates}))}
+        )  # type: ignore[attr-defined]
+        sample(c, ws)  # type: ignore[arg-type]
+        items = [json.loads(x) for x in q.read_text().splitlines()] if q.is_file() else []
+        return {int(it["request_id"][1:]) + int(it["row"]): it["why"] for it in items}
+
+    got = queued(drift_rate=1.0)
+    assert set(got) == out_of_range and set(got.values()) == {"drift"}
+    got = queued(high_impact_rate=1.0)
+    assert set(got) == set(np.flatnonzero(p >= 0.5).tolist()) and set(got.values()) == {
+        "high impact"
+    }
+    half = queued(drift_rate=0.5)
+    n = len(out_of_range)
+    assert set(half) <= out_of_range and abs(len(half) - n / 2) <= 4 * np.sqrt(n / 4)

@@ -85,6 +85,20 @@ class ReviewConfig(Model):
     low_confidence_rate: float = Field(
         default=0.5, ge=0, le=1, description="Share of the low-confidence rows."
     )
+    drift_rate: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Share of the drift-flagged rows: an input outside the range its model "
+        "version was trained on (its reference profile), or a category it never saw.",
+    )
+    high_impact_rate: float = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Share of the rows whose automated decision acted (score at or above "
+        "the threshold).",
+    )
 
 
 class ErasureConfig(Model):

@@ -2,8 +2,11 @@
 
 ``sample`` adds to the queue the decisions logged since its last run: each row at random
 with probability ``random_rate``, and rows whose score lies within ``low_confidence_band``
-of the threshold with probability ``low_confidence_rate`` (``governance.review``). The
-draw is a hash of the request id and row, so a re-run picks the same rows and adds none
+of the threshold with probability ``low_confidence_rate``, drift-flagged rows (an input
+outside the range its model version was trained on, as its reference profile keeps it, or
+a category the model never saw) with probability ``drift_rate``, and rows whose automated
+decision acted (score at or above the threshold: high impact) with probability
+``high_impact_rate`` (``governance.review``). The draw is a hash of the request id and row, so a re-run picks the same rows and adds none
 twice. An item holds the decision (time, app, version, score, threshold, decision), the
 inputs as logged and the subject's keyed hash, never the raw id.
 
@@ -56,6 +59,46 @@ def _append(path: Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
+def _drifted(
+    ws: Workspace,
+    rec: dict[str, Any],
+    i: int,
+    ranges: dict[str, dict[str, tuple[float, float]] | None],
+) -> bool:
+    """Whether row ``i`` of a decision is drift-flagged: a numeric input outside the range
+    of the reference profile of the version that decided it, or (for the request) a
+    category the model never saw."""
+    if rec.get("unseen_categories"):
+        return True
+    versions = rec.get("versions") or []
+    v = str(versions[i]) if i < len(versions) else None
+    if v is None:
+        return False
+    key = f"{rec.get('model')}-v{v}"
+    if key not in ranges:
+        from engine.monitor.run import _profile
+
+        prof = _profile(ws, str(rec.get("model")), v)  # the monitor's cache, else MLflow
+        ranges[key] = (
+            None
+            if prof is None
+            else {
+                f: (float(d["min"]), float(d["max"]))
+                for f, d in (prof.get("features") or {}).items()
+                if d.get("kind") == "numeric" and "min" in d
+            }
+        )
+    rng = ranges[key]
+    inputs = rec.get("inputs") or []
+    if rng is None or i >= len(inputs):
+        return False
+    for f, x in zip(rec.get("input_features") or [], inputs[i], strict=False):
+        lo_hi = rng.get(f)
+        if lo_hi is not None and isinstance(x, int | float) and not lo_hi[0] <= x <= lo_hi[1]:
+            return True
+    return False
+
+
 def sample(cfg: ProjectConfig, ws: Workspace, app: str = "insight") -> dict[str, int]:
     """Add the decisions logged since the last run to the queue, as the rates say."""
     from engine.audit.verify import read_records
@@ -67,6 +110,7 @@ def sample(cfg: ProjectConfig, ws: Workspace, app: str = "insight") -> dict[str,
     key = load_key(ws.root)
     new: list[dict[str, Any]] = []
     seen = 0
+    ranges: dict[str, dict[str, tuple[float, float]] | None] = {}
     for rec in read_records(ws.audit / app, kind="decision"):
         scores, thr = rec.get("scores") or [], rec.get("threshold")
         for i, s in enumerate(scores):
@@ -81,6 +125,14 @@ def sample(cfg: ProjectConfig, ws: Workspace, app: str = "insight") -> dict[str,
                 and _draw(rid, i, "low_confidence") < rc.low_confidence_rate
             ):
                 why = "low confidence"
+            elif _drifted(ws, rec, i, ranges) and _draw(rid, i, "drift") < rc.drift_rate:
+                why = "drift"
+            elif (
+                thr is not None
+                and float(s) >= float(thr)
+                and _draw(rid, i, "high_impact") < rc.high_impact_rate
+            ):
+                why = "high impact"
             item = f"{app}:{rid}:{i}"
             if why is None or item in have:
                 continue
