@@ -64,6 +64,7 @@ class KeyStore:
         self._lock = threading.Lock()
         self._by_ix: dict[str, tuple[str, AESGCM]] = {}
         self._by_kid: dict[str, AESGCM | None] = {}
+        self._ix: dict[str, str] = {}  # subject -> its index (an HMAC: 1.5 us saved a row)
         self._stamp: tuple[int, int] | None = None
         self._db: sqlite3.Connection | None = None
         self._create = create
@@ -132,15 +133,22 @@ class KeyStore:
         if stamp != self._stamp:
             self._by_ix.clear()
             self._by_kid.clear()
+            self._ix.clear()
             self._stamp = stamp
 
     # ---- use --------------------------------------------------------------------------
 
     def index(self, subject: str) -> str:
         """The store's name for a subject (an HMAC under its own key, never the id)."""
-        self._conn()
-        assert self._index_key is not None
-        return hmac.new(self._index_key, subject.encode(), hashlib.sha256).hexdigest()
+        ix = self._ix.get(subject)
+        if ix is None:
+            self._conn()
+            assert self._index_key is not None
+            ix = hmac.new(self._index_key, subject.encode(), hashlib.sha256).hexdigest()
+            if len(self._ix) > 1_000_000:
+                self._ix.clear()
+            self._ix[subject] = ix
+        return ix
 
     def all_cached(self, subjects: Iterable[str]) -> bool:
         """Whether every subject's key is in this process's cache (no database access to
@@ -234,6 +242,7 @@ class KeyStore:
             atomic_write_bytes(self.root / "generation", f"{time.time_ns()}\n".encode())
             self._by_ix.pop(ix, None)
             self._by_kid.pop(str(row[0]), None)
+            self._ix.pop(subject, None)
             return str(row[0])
 
     def count(self) -> int:

@@ -42,6 +42,52 @@ _LISTS = {"ids": "i", "x": "x", "xc": "c", "g": "g", "input_hashes": "h", "score
           "decisions": "d", "reasons": "r"}  # fmt: skip
 
 
+_FLOATS = ("s", "sh", "x")  # packed as float64 after the head (None as NaN)
+
+
+def _pack(row: dict[str, Any]) -> bytes:
+    """A row's payload: version byte 1, the head's length (2 bytes), the head as JSON (the
+    id, categories, groups, decision, reasons), then the numbers as float64 (score, shadow
+    score, inputs; a missing one as NaN, which the log never holds otherwise: engine.audit
+    logs a NaN input as missing). About three times cheaper than all of it as JSON."""
+    head = {k: v for k, v in row.items() if k not in _FLOATS}
+    nums: list[Any] = []
+    flags = []
+    for k in ("s", "sh"):
+        if k in row:
+            flags.append(1)
+            nums.append(row[k])
+        else:
+            flags.append(0)
+    x = row.get("x")
+    flags.append(-1 if x is None else len(x))
+    if x:
+        nums.extend(x)
+    head["n"] = flags
+    hb = json.dumps(head, separators=(",", ":")).encode()
+    fb = np.asarray(nums, dtype=np.float64).tobytes() if nums else b""
+    return b"\x01" + len(hb).to_bytes(2, "little") + hb + fb
+
+
+def _unpack(blob: bytes) -> dict[str, Any]:
+    if blob[:1] == b"{":  # all JSON (what the first sealed records were)
+        return dict(json.loads(blob))
+    hl = int.from_bytes(blob[1:3], "little")
+    row: dict[str, Any] = json.loads(blob[3 : 3 + hl])
+    has_s, has_sh, nx = row.pop("n")
+    vals = np.frombuffer(blob, dtype="<f8", offset=3 + hl).tolist()
+    k = 0
+    if has_s:
+        row["s"] = vals[0]
+        k = 1
+    if has_sh:
+        row["sh"] = vals[k]
+        k += 1
+    if nx >= 0:
+        row["x"] = [None if v != v else v for v in vals[k : k + nx]]
+    return row
+
+
 def _aad(kid: str, request_id: str, row: int) -> bytes:
     return f"{kid}|{request_id}|{row}".encode()
 
@@ -69,8 +115,7 @@ def seal_record(rec: dict[str, Any], keys: KeyStore) -> dict[str, Any]:
     sealed, kids = [], []
     for i, (kid, aead) in enumerate(pairs):
         nonce = os.urandom(12)
-        blob = json.dumps(per_row[i], separators=(",", ":")).encode()
-        ct = aead.encrypt(nonce, blob, _aad(kid, rid, i))
+        ct = aead.encrypt(nonce, _pack(per_row[i]), _aad(kid, rid, i))
         sealed.append(base64.b64encode(nonce + ct).decode())
         kids.append(kid)
     out = {k: v for k, v in rec.items() if k not in _LISTS}
@@ -95,7 +140,7 @@ def open_rows(
             continue
         raw = base64.b64decode(s)
         try:
-            out.append(json.loads(aead.decrypt(raw[:12], raw[12:], _aad(kid, request_id, i))))
+            out.append(_unpack(aead.decrypt(raw[:12], raw[12:], _aad(kid, request_id, i))))
         except InvalidTag:  # moved or changed: the chain check names it; unreadable here
             out.append(None)
     return out
@@ -209,7 +254,7 @@ def _open_decisions(part: pa.Table, ciphers: dict[str, Any]) -> pa.Table:
     pos = (np.arange(len(kids)) - starts[parent]).tolist()
     par = parent.tolist()
     b64 = base64.b64decode
-    loads = json.loads
+    loads = _unpack
     rows: list[dict[str, Any] | None] = []
     for i, kid in enumerate(kids):
         aead = ciphers.get(kid)
