@@ -137,11 +137,10 @@ class ModelServer:
         }
         self.store = get_or_create(s.app, s.rollout_path, initial)
         self.active = self._activate(ray.get(self.store.get.remote(), timeout=60))
-        self.online = None
+        self.online: Any = None  # engine.features.online.OnlineTable
+        self._online_stamp: tuple[int, int] | None = None
         if s.online_path:
-            from engine.features.online import OnlineTable
-
-            self.online = OnlineTable.load(Path(s.online_path))
+            self._fresh_online()
         self._pii_key: bytes | None = None
         if s.hash_entity_ids:
             from engine.pii import load_key
@@ -252,6 +251,21 @@ class ModelServer:
 
         return [hmac_hex(self._pii_key, i) for i in ids]
 
+    def _fresh_online(self) -> None:
+        """The online table, re-read when its file changed (an erasure rewrites it): one
+        ``stat`` per request; a subject erased is not looked up again by any replica."""
+        from engine.features.online import OnlineTable
+
+        path = Path(str(self.s.online_path))
+        try:
+            st = (path / "table.parquet").stat()
+        except OSError:
+            return  # gone: keep what is loaded (a new table comes with a redeploy)
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._online_stamp:
+            self.online = OnlineTable.load(path)
+            self._online_stamp = stamp
+
     async def _append(self, recs: list[dict[str, Any]]) -> None:
         """Append to this replica's segment, each subject's part sealed under their key
         (engine.governance.seal). A key store that cannot be reached is a 503: the answer
@@ -345,6 +359,8 @@ class ModelServer:
         t0 = time.perf_counter()
         act = self.active  # one consistent state for the whole request
         rid = self._request_id(request)
+        if self.s.online_path:
+            self._fresh_online()
         x, ids = request_inputs(
             req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
         )
@@ -451,6 +467,8 @@ class ModelServer:
         act = self.active
         rid = self._request_id(request)
         features = act.champion.ref.features
+        if self.s.online_path:
+            self._fresh_online()
         x, ids = request_inputs(
             req, act.champion.scorer.schema, self.online, self.max_rows, self.fields
         )

@@ -1031,3 +1031,26 @@ def test_a_key_store_that_cannot_be_written_answers_503_and_logs_nothing(served:
     ok = httpx.post(f"{s.url}/predict", json={"entities": [e]}, timeout=60)
     assert ok.status_code == 200, ok.text
     assert ok.json()["predictions"][0]["score"] is not None
+
+
+def test_an_erased_subject_is_not_looked_up_again_by_any_replica(served: Served) -> None:
+    """Runs last (it erases a customer of the module's workspace): after `erase`, the
+    online table is rewritten and every replica re-reads it on its next request, so the
+    subject's features are not served again (a 404 naming the unknown id); their sealed
+    records no longer read back, and the log still verifies."""
+    from engine.audit import verify
+    from engine.audit.verify import read_records
+    from engine.governance.erase import erase
+
+    s = served
+    e = s.entities[295]
+    before = httpx.post(f"{s.url}/predict", json={"entities": [e]}, timeout=60)
+    assert before.status_code == 200, before.text
+    assert any(e in (r.get("ids") or []) for r in read_records(s.ws.audit / "insight"))
+    done = erase(s.cfg, s.ws, e, "GDPR art. 17", actor="test")
+    assert "online table" in {t["store"] for t in done.touched}
+    for _ in range(6):  # requests land on either replica
+        r = httpx.post(f"{s.url}/predict", json={"entities": [e]}, timeout=60)
+        assert r.status_code == 404 and "unknown entity id" in r.text and e in r.text, r.text
+    assert not any(e in (r.get("ids") or []) for r in read_records(s.ws.audit / "insight"))
+    assert verify(s.ws.audit).ok
