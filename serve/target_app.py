@@ -38,6 +38,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
+from engine.errors import ServiceError
 from engine.targeting.targeter import online_decisions
 
 api = FastAPI(title="Insight Engine: whom to contact", version="1")
@@ -65,6 +66,9 @@ class TargetSettings(BaseModel):
     tokens: dict[str, dict[str, str]] = Field(default_factory=dict)
     hash_keys: bool = False  # the customer key is PII: audited as a keyed hash
     workspace: str = ""
+    # each customer's key, inputs and decision sealed under their own key
+    # (engine.governance.seal): erasable
+    seal: bool = False
 
 
 class DecideRequest(BaseModel):
@@ -87,6 +91,12 @@ class ClientError(ValueError):
 @api.exception_handler(ClientError)
 async def _client_error(_: Request, exc: ClientError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+@api.exception_handler(ServiceError)
+async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+    # the key store, say: the server's side; nothing personal was written in the clear
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
 
 
 @ray.remote(num_cpus=0)
@@ -163,6 +173,11 @@ class TargetServer:
 
             self.pii_key = load_key(Path(s.workspace))
         self.audit = AuditWriter(Path(s.audit_dir), writer=f"decide-{uuid.uuid4().hex[:8]}")
+        self.keys = None
+        if s.seal:
+            from engine.governance.keys import shared, store_root
+
+            self.keys = shared(store_root(Path(s.workspace)))
 
     @api.get("/healthz")
     def healthz(self) -> dict[str, Any]:
@@ -309,36 +324,37 @@ class TargetServer:
                 answer[p] = {key: k, **answer[p]}
         rid = uuid.uuid4().hex
         latency = (time.perf_counter() - t0) * 1000
-        self.audit.append(
-            [
+        rec = {
+            "kind": "decide",
+            "route": "decide",
+            "request_id": rid,
+            "time": time.time(),
+            "model": self.s.model,
+            "versions": sorted({a["version"] for a in answer}),
+            "inputs": [{f: c.get(f) for f in self.t.model.features} for c in req.customers],
+            "keys": None if keys is None else [self._key(k) for k in keys],
+            "decisions": [
                 {
-                    "kind": "decide",
-                    "route": "decide",
-                    "request_id": rid,
-                    "time": time.time(),
-                    "model": self.s.model,
-                    "versions": sorted({a["version"] for a in answer}),
-                    "inputs": [{f: c.get(f) for f in self.t.model.features} for c in req.customers],
-                    "keys": None if keys is None else [self._key(k) for k in keys],
-                    "decisions": [
-                        {
-                            k: a[k]
-                            for k in (
-                                "contact",
-                                "arm",
-                                "best_arm",
-                                "expected_lift",
-                                "held_out",
-                                "segment",
-                                "version",
-                            )
-                        }
-                        for a in answer
-                    ],
-                    "latency_ms": latency,
+                    k: a[k]
+                    for k in (
+                        "contact",
+                        "arm",
+                        "best_arm",
+                        "expected_lift",
+                        "held_out",
+                        "segment",
+                        "version",
+                    )
                 }
-            ]
-        )
+                for a in answer
+            ],
+            "latency_ms": latency,
+        }
+        if self.keys is not None:  # each customer's part under their own key
+            from engine.governance.seal import seal_record
+
+            rec = seal_record(rec, self.keys)
+        self.audit.append([rec])
         return {
             "request_id": rid,
             "model": self.s.model,
@@ -399,6 +415,7 @@ def target_up(
         "threshold": budget_cutoff(tg),
         "hash_keys": bool(tg.key) and f"{proj.target.source}.{tg.key}" in proj.pii,
         "workspace": str(ws.root),
+        "seal": proj.governance.erasure.seal_audit,
         "admin_token_sha256": None if token is None else hashlib.sha256(token.encode()).hexdigest(),
         "tokens": load_tokens(ws.root),
     }

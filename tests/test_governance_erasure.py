@@ -497,3 +497,38 @@ def test_erasure_on_tables_shaped_like_a_users(tmp_path: Path) -> None:
     # the subject as the table wrote it, blanks around: the same subject
     with pytest.raises(DataError, match="holds nothing about subject 'C-0042'"):
         erase(cfg, ws, "  C-0042 ", "again", actor="dpo")  # type: ignore[arg-type]
+
+
+def test_a_targeting_decision_is_sealed_per_customer_and_erased_per_customer(
+    tmp_path: Path,
+) -> None:
+    """The /decide app's record (keys, inputs and decisions per customer): sealed, it reads
+    back as written; one customer erased, it reads as the record of the others."""
+    from engine.audit import AuditWriter
+    from engine.audit.verify import read_records, verify
+    from engine.governance.keys import KeyStore
+    from engine.governance.seal import seal_record
+
+    ks = KeyStore(tmp_path / "ws" / "keys")
+    rec = {
+        "kind": "decide", "route": "decide", "request_id": "d1", "time": time.time(),
+        "model": "u", "versions": ["1"], "keys": ["k1", "k2"],
+        "inputs": [{"age": 41.5, "plan": "gold"}, {"age": AMOUNT, "plan": "basic"}],
+        "decisions": [{"contact": True, "arm": "email"}, {"contact": False, "arm": None}],
+        "latency_ms": 2.0,
+    }  # fmt: skip
+    root = tmp_path / "ws" / "audit" / "decide"
+    w = AuditWriter(root, writer="t")
+    w.append([seal_record(dict(rec), ks)])
+    w.close()
+    raw = b"".join(p.read_bytes() for p in root.iterdir())
+    assert b"k2" not in raw and b"basic" not in raw and repr(AMOUNT).encode() not in raw
+    [got] = list(read_records(root, kind="decide"))
+    assert {k: got[k] for k in ("keys", "inputs", "decisions")} == {
+        k: rec[k] for k in ("keys", "inputs", "decisions")
+    }
+    ks.erase("k2")
+    [got] = list(read_records(root, kind="decide"))
+    assert got["keys"] == ["k1"] and got["inputs"] == rec["inputs"][:1]  # type: ignore[index]
+    assert got["decisions"] == rec["decisions"][:1] and got["versions"] == ["1"]  # type: ignore[index]
+    assert verify(root).ok

@@ -88,6 +88,16 @@ def _unpack(blob: bytes) -> dict[str, Any]:
     return row
 
 
+# per kind of record: the field naming each row's subject, and the per-row fields sealed
+_KINDS: dict[str, tuple[str, dict[str, str]]] = {
+    "decide": ("keys", {"keys": "i", "inputs": "in", "decisions": "dd"}),  # targeting
+}
+
+
+def _fields(rec: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    return _KINDS.get(str(rec.get("kind")), ("ids", _LISTS))
+
+
 def _aad(kid: str, request_id: str, row: int) -> bytes:
     return f"{kid}|{request_id}|{row}".encode()
 
@@ -96,14 +106,15 @@ def seal_record(rec: dict[str, Any], keys: KeyStore) -> dict[str, Any]:
     """The record with each row's personal fields sealed (see the module doc); a record
     without ids is returned as it is. Raises KeyStoreError when the keys cannot be had:
     nothing personal is then written at all."""
-    ids = rec.get("ids")
+    id_field, lists = _fields(rec)
+    ids = rec.get(id_field)
     if not ids or rec.get("kids") is not None:
         return rec
     n = len(ids)
     pairs = keys.keys_for([str(i) for i in ids])
     shadow = rec.get("shadow")
     per_row: list[dict[str, Any]] = [{} for _ in range(n)]
-    for field, short in _LISTS.items():
+    for field, short in lists.items():
         vals = rec.get(field)
         if isinstance(vals, list) and len(vals) == n:
             for i in range(n):
@@ -118,7 +129,7 @@ def seal_record(rec: dict[str, Any], keys: KeyStore) -> dict[str, Any]:
         ct = aead.encrypt(nonce, _pack(per_row[i]), _aad(kid, rid, i))
         sealed.append(base64.b64encode(nonce + ct).decode())
         kids.append(kid)
-    out = {k: v for k, v in rec.items() if k not in _LISTS}
+    out = {k: v for k, v in rec.items() if k not in lists}
     if isinstance(shadow, dict):
         out["shadow"] = {"version": shadow.get("version"), "scores": None}
     out["kids"] = kids
@@ -158,12 +169,15 @@ def unseal_record(
     rows = open_rows(kids, sealed, str(rec.get("request_id", "")), ciphers)
     keep = [i for i, r in enumerate(rows) if r is not None]
     out = {k: v for k, v in rec.items() if k not in ("kids", "sealed")}
-    for field, short in _LISTS.items():
+    id_field, lists = _fields(rec)
+    for field, short in lists.items():
         if any(short in (rows[i] or {}) for i in keep) or (
-            field == "ids" and keep  # the ids are what sealed it: always there
+            field == id_field and keep  # the ids are what sealed it: always there
         ):
             out[field] = [rows[i].get(short) for i in keep]  # type: ignore[union-attr]
-    if isinstance(out.get("versions"), list) and len(out["versions"]) == len(rows):
+    if out.get("kind") == "decide":  # its versions are the set used, not one per row
+        pass
+    elif isinstance(out.get("versions"), list) and len(out["versions"]) == len(rows):
         out["versions"] = [out["versions"][i] for i in keep]
     shadow = out.get("shadow")
     if isinstance(shadow, dict) and any("sh" in (rows[i] or {}) for i in keep):
@@ -178,9 +192,11 @@ def unseal_record(
             out[sf] = ids[0]
         return out
     if not keep:
-        out["ids"] = []
+        out[id_field] = []
         if out.get("kind") == "decision":
             out["scores"], out["decisions"] = [], []
+        if out.get("kind") == "decide":
+            out["inputs"], out["decisions"] = [], []
     return out
 
 
