@@ -250,9 +250,13 @@ def _snapshots(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -
                 )  # fmt: skip
                 continue
             n = sum(_rewrite_parquet(f, cols, keys) for f in _files(snap / "data", ".parquet"))
-            man.setdefault("erasures", []).append(
-                {"request": e.request_id, "rows_removed": n, "at": time.time()}
-            )
+            done = [x for x in man.setdefault("erasures", []) if x["request"] == e.request_id]
+            if done:  # a resumed request: one entry, its rows summed
+                done[0]["rows_removed"] += n
+            else:
+                man["erasures"].append(
+                    {"request": e.request_id, "rows_removed": n, "at": time.time()}
+                )
             atomic_write_text(snap / "manifest.json", json.dumps(man, indent=2, default=str))
             e.touched.append({"store": "snapshot", "id": snap.name, "path": str(snap), "rows": n})
 
