@@ -286,10 +286,49 @@ def test_the_live_dashboard_serves_the_same_page_in_chromium(demo: DemoRun, tmp_
         time.sleep(1.2)
         after = httpx.get(url + "data.json", timeout=30).json()["header"]["monitor_runs"]
         assert after == before + 1
+        _review_in_chromium(driver, url, demo.ws)
     finally:
         driver.quit()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def _review_in_chromium(driver: Any, url: str, ws: Path) -> None:
+    """The reviewer's page of the same dashboard: the demo's served decisions queued, a
+    reviewer's token opens /review; the page passes axe; a dispute typed into the form and
+    submitted is recorded in the reviewer's name."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from engine.audit.verify import read_records
+    from engine.config.governance import GovernanceConfig, ReviewConfig
+    from engine.config.project import ProjectConfig
+    from engine.governance.review import sample
+    from engine.governance.roles import add_token
+    from engine.workspace import Workspace
+    from tests.test_report import axe_violations
+
+    cfg = ProjectConfig.load(ROOT / "examples" / "retail" / "insight.yaml")
+    cfg = cfg.model_copy(
+        update={"workspace": str(ws),
+                "governance": GovernanceConfig(review=ReviewConfig(random_rate=1.0))}
+    )  # fmt: skip
+    w = Workspace(ws)
+    assert sample(cfg, w)["queued"] > 0
+    token = add_token(ws, "ana", "reviewer")
+    driver.get(f"{url}review?token={token}")
+    assert driver.find_element(By.TAG_NAME, "h1").text == "Review queue"
+    assert "Reviewer: ana" in driver.find_element(By.TAG_NAME, "main").text
+    assert axe_violations(driver) == []
+    item = driver.find_element(By.NAME, "item").get_attribute("value")
+    driver.find_element(By.CSS_SELECTOR, "input[value='dispute']").click()
+    driver.find_element(By.ID, "reason").send_keys("the tenure looks wrong")
+    driver.find_element(By.CSS_SELECTOR, "button[type='submit']").click()
+    WebDriverWait(driver, 30).until(
+        lambda d: "dispute recorded, by ana" in d.find_element(By.TAG_NAME, "main").text
+    )
+    [rec] = [r for r in read_records(ws / "audit" / "control", kind="review") if r["item"] == item]
+    assert rec["reviewer"] == "ana" and rec["reason"] == "the tenure looks wrong"
 
 
 def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRun) -> None:

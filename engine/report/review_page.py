@@ -27,6 +27,8 @@ def form_key(token: str) -> str:
 
 
 def _num(v: Any) -> str:
+    if v is None:
+        return "<em>missing</em>"
     return f"{v:.4g}" if isinstance(v, float) else escape(str(v))
 
 
