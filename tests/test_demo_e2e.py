@@ -370,11 +370,15 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
     assert any(struct.pack("<d", v) in held for v in values)  # the scan can find them
     raw = b"".join(p.read_bytes() for p in (ws / "audit" / "insight").iterdir())
     assert f'"{me}"'.encode() not in raw  # sealed as served: never in the log in the clear
+    from engine.governance.roles import add_token
+
+    admin = add_token(ws, "dpo", "admin")  # with named tokens, erasing needs an admin's
     r = subprocess.run(
         [sys.executable, "-m", "engine.cli", "erase", "--subject", me, "--reason",
          "GDPR art. 17 request", "--project", str(ROOT / "examples" / "retail" / "insight.yaml"),
          "--workspace", str(ws)],
         capture_output=True, text=True, check=False, timeout=300, cwd=ws.parent,
+        env={**os.environ, "INSIGHT_TOKEN": admin},
     )  # fmt: skip
     out = " ".join((r.stdout + r.stderr).split())
     assert r.returncode == 0, out[-3000:]
@@ -393,5 +397,9 @@ def test_erasing_a_served_customer_reaches_every_copy_the_demo_made(demo: DemoRu
     assert verify(audit / "insight").ok and verify(audit / "control").ok
     [receipt] = list(read_records(audit / "control", kind="erasure"))
     assert {m["decision"] for m in receipt["models"]} == {"next_training"}
+    assert receipt["actor"] == "dpo"  # the token's holder
+    assert admin.encode() not in b"".join(
+        p.read_bytes() for p in (audit / "control").iterdir() if p.is_file()
+    )  # the token itself is never logged
     stores = {t["store"] for t in receipt["touched"]}
     assert {"source", "snapshot", "online table", "audit log"} <= stores
