@@ -279,8 +279,9 @@ def _erasure_cases(cases: list[dict[str, Any]], tmp: Path, requests: int, custom
 
     from engine.audit.verify import segments, verify
     from engine.audit.window import read_window
-    from engine.governance.erase import _clear_records, _rewrite_parquet
+    from engine.governance.erase import clear_records
     from engine.governance.keys import KeyStore
+    from engine.governance.rows import drop_rows
     from engine.workspace import Workspace
 
     t0 = time.perf_counter()
@@ -320,8 +321,8 @@ def _erasure_cases(cases: list[dict[str, Any]], tmp: Path, requests: int, custom
 
     def erase_one() -> dict[str, Any]:
         kid = ks.erase(target)
-        clear = _clear_records(ws, [target])
-        rows = _rewrite_parquet(table, ["customer_id"], [target])
+        clear = clear_records(ws, [target])
+        rows = drop_rows(table, ["customer_id"], [target])
         return {"kid": kid, "clear": clear, "rows": rows}
 
     def rewrite_log() -> int:

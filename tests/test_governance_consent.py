@@ -144,3 +144,15 @@ def test_current_equals_the_as_of_join_at_the_same_instant(seed: int) -> None:
             want = led.check(subjects, [at] * len(subjects), purpose)
             got = led.current(subjects, purpose, at=at.tz_localize("UTC"))
             assert got.reason.tolist() == want.reason.tolist(), (seed, at, purpose)
+
+
+def test_subject_keys_read_integer_ids_the_same_however_a_table_wrote_them() -> None:
+    """A Stata or pandas export writes 233 as "233.0": the same subject as 233 and "233";
+    text ids stay as they are (only blanks around them go)."""
+    import pandas as pd
+
+    from engine.governance.consent import subject_keys
+
+    got = subject_keys(pd.Series(["233.0", " 7 ", "x.0", "12.50", "-4.00", "", None]))
+    assert got.tolist() == ["233", "7", "x.0", "12.50", "-4", None, None]
+    assert subject_keys(pd.Series([233.0, 7.0])).tolist() == ["233", "7"]

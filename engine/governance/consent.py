@@ -28,11 +28,12 @@ WITHDRAWN = "consent withdrawn"
 
 def subject_keys(values: Any) -> pd.Series:
     """Subject keys as text, the same whichever type a table read them as: integers stored
-    as floats (a column with blanks) lose their '.0'; blanks stay missing."""
+    as floats (a column with blanks) lose their '.0', also when read as text ("233.0", as
+    a Stata or pandas export writes them); blanks stay missing."""
     s = pd.Series(values)
     if pd.api.types.is_float_dtype(s) and s.dropna().eq(s.dropna().round()).all():
         s = s.astype("Int64")
-    out = s.astype("string").str.strip()
+    out = s.astype("string").str.strip().str.replace(r"^(-?\d+)\.0+$", r"\1", regex=True)
     out = out.mask(out.eq(""))
     vals = out.astype(object).to_numpy()
     vals[out.isna().to_numpy(dtype=bool)] = None

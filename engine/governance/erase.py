@@ -36,17 +36,24 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from engine.errors import DataError
-from engine.workspace import atomic_write_bytes, atomic_write_text
+from engine.governance.rows import (
+    csv_holds,
+    drop_csv_rows,
+    drop_lines,
+    drop_rows,
+    files,
+    holds,
+)
+from engine.workspace import atomic_write_text
 
 if TYPE_CHECKING:
     from engine.config.project import ProjectConfig
@@ -103,84 +110,11 @@ def pending(ws: Workspace) -> list[Erasure]:
 
 def forms(cfg: ProjectConfig, ws: Workspace, subject: str) -> list[str]:
     """The subject as the stores hold them: the id, and its keyed hash (PII columns)."""
+    from engine.governance.consent import subject_keys
     from engine.pii import hmac_hex, load_key
 
-    s = subject.strip()
+    s = str(subject_keys([subject]).iloc[0] or "")  # "233.0" is subject 233, as tables say
     return [s, hmac_hex(load_key(ws.root), s)]
-
-
-def _match(col: pa.ChunkedArray | pa.Array, keys: list[str]) -> pa.Array:
-    """Rows whose key is one of ``keys`` (compared as text, '7.0' equal to '7')."""
-    from engine.governance.consent import subject_keys
-
-    vals = subject_keys(col.to_pandas() if hasattr(col, "to_pandas") else col)
-    return pa.array(vals.isin(keys).to_numpy(dtype=bool))
-
-
-def _rewrite_parquet(path: Path, columns: list[str], keys: list[str]) -> int:
-    """Drop the rows whose ``columns`` (any present) hold one of ``keys``; the file rewritten
-    whole (temp, then rename). Returns the rows removed."""
-    t = pq.read_table(path)
-    present = [c for c in columns if c in t.column_names]
-    if not present or t.num_rows == 0:
-        return 0
-    hit = _match(t.column(present[0]), keys)
-    for c in present[1:]:
-        hit = pc.or_(hit, _match(t.column(c), keys))
-    n = int(pc.sum(hit).as_py() or 0)
-    if n:
-        kept = t.filter(pc.invert(hit))
-        sink = pa.BufferOutputStream()
-        pq.write_table(kept, sink)
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
-    return n
-
-
-def _rewrite_csv(path: Path, column: str, keys: list[str]) -> int:
-    """The same for a CSV file, in its own dialect (delimiter and encoding, as the engine
-    reads it: engine.data.csvfile.sniff); the other rows are written back as they were read
-    (as text: no number or date is reformatted)."""
-    import pandas as pd
-
-    from engine.data.csvfile import sniff
-    from engine.governance.consent import subject_keys
-
-    d = sniff(path)
-    df = pd.read_csv(path, dtype=str, keep_default_na=False, sep=d.delimiter, encoding=d.encoding)
-    if column not in df.columns:
-        return 0
-    hit = subject_keys(df[column].replace("", None)).isin(keys).to_numpy(dtype=bool)
-    n = int(hit.sum())
-    if n:
-        text = df[~hit].to_csv(index=False, sep=d.delimiter)
-        atomic_write_bytes(path, text.encode(d.encoding))
-    return n
-
-
-def _rewrite_jsonl(path: Path, fields: list[str], keys: list[str]) -> int:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    keep, n = [], 0
-    for line in lines:
-        if line.strip():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                keep.append(line)
-                continue
-            if any(str(rec.get(f)) in keys for f in fields if rec.get(f) is not None):
-                n += 1
-                continue
-        keep.append(line)
-    if n:
-        atomic_write_text(path, "".join(x + "\n" for x in keep))
-    return n
-
-
-def _files(path: Path, suffix: str) -> Iterator[Path]:
-    if path.is_dir():
-        yield from sorted(p for p in path.rglob(f"*{suffix}") if not p.name.startswith("."))
-    elif path.is_file():
-        yield path
 
 
 # ---- the stores -----------------------------------------------------------------------
@@ -206,17 +140,17 @@ def _sources(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> 
         if not (inside or cfg.governance.erasure.rewrite_sources):
             e.touched.append(
                 {"store": "source", "name": name, "path": str(path), "action": "not managed",
-                 "note": "outside the workspace: erase it where it is kept (or set "
-                 "governance.erasure.rewrite_sources)"}
+                 "note": f"{path} is outside the workspace: erase the subject there, or set "
+                 "governance.erasure.rewrite_sources: true to let the engine rewrite it"}
             )  # fmt: skip
             continue
         n = 0
         if src.format == "csv" or path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            for f in _files(path, path.suffix or ".csv"):
-                n += _rewrite_csv(f, cols[0], keys)
+            for f in files(path, path.suffix or ".csv"):
+                n += drop_csv_rows(f, cols[0], keys)
         else:
-            for f in _files(path, ".parquet"):
-                n += _rewrite_parquet(f, cols, keys)
+            for f in files(path, ".parquet"):
+                n += drop_rows(f, cols, keys)
         if n:
             e.touched.append({"store": "source", "name": name, "path": str(path), "rows": n})
 
@@ -224,7 +158,7 @@ def _sources(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> 
 def _consents(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> None:
     from engine.governance.live import log_dir
 
-    n = sum(_rewrite_jsonl(p, ["subject"], keys) for p in _files(log_dir(ws.root), ".jsonl"))
+    n = sum(drop_lines(p, ["subject"], keys) for p in files(log_dir(ws.root), ".jsonl"))
     if n:
         e.touched.append({"store": "consent log", "path": str(log_dir(ws.root)), "rows": n})
 
@@ -238,7 +172,7 @@ def _snapshots(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -
             man = json.loads((snap / "manifest.json").read_text(encoding="utf-8"))
             ent = str(man.get("entity") or "")
             cols = [x for x in (ent, "subject", "id") if x]
-            had = any(_holds(f, cols, keys) for f in _files(snap / "data", ".parquet"))
+            had = any(holds(f, cols, keys) for f in files(snap / "data", ".parquet"))
             if not had:
                 continue
             if snap.name not in e.snapshots_held:
@@ -249,7 +183,7 @@ def _snapshots(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -
                      "action": "kept: legal hold (governance.erasure.legal_hold)"}
                 )  # fmt: skip
                 continue
-            n = sum(_rewrite_parquet(f, cols, keys) for f in _files(snap / "data", ".parquet"))
+            n = sum(drop_rows(f, cols, keys) for f in files(snap / "data", ".parquet"))
             done = [x for x in man.setdefault("erasures", []) if x["request"] == e.request_id]
             if done:  # a resumed request: one entry, its rows summed
                 done[0]["rows_removed"] += n
@@ -261,19 +195,10 @@ def _snapshots(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -
             e.touched.append({"store": "snapshot", "id": snap.name, "path": str(snap), "rows": n})
 
 
-def _holds(path: Path, cols: list[str], keys: list[str]) -> bool:
-    names = pq.read_schema(path).names
-    present = [c for c in cols if c in names]
-    if not present:
-        return False
-    t = pq.read_table(path, columns=present)
-    return any(bool(pc.any(_match(t.column(c), keys)).as_py()) for c in present)
-
-
 def _online(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> None:
     cols = sorted({ent.key for ent in cfg.entities.values()})
-    for f in _files(ws.online, ".parquet"):
-        n = _rewrite_parquet(f, cols, keys)
+    for f in files(ws.online, ".parquet"):
+        n = drop_rows(f, cols, keys)
         if n:
             e.touched.append({"store": "online table", "path": str(f.parent), "rows": n})
 
@@ -292,17 +217,17 @@ def _batch_outputs(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str
         seen.add(str(out))
         n = 0
         if out.suffix.lower() == ".csv":
-            n = sum(_rewrite_csv(out, c, keys) for c in cols)
+            n = sum(drop_csv_rows(out, c, keys) for c in cols)
         else:
-            n = sum(_rewrite_parquet(f, cols, keys) for f in _files(out, ".parquet"))
+            n = sum(drop_rows(f, cols, keys) for f in files(out, ".parquet"))
         if n:
             e.touched.append({"store": "batch output", "path": str(out), "rows": n})
 
 
 def _labels(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> None:
     cols = ["id", "subject", *sorted({ent.key for ent in cfg.entities.values()})]
-    for f in _files(ws.labels, ".parquet"):
-        n = _rewrite_parquet(f, cols, keys)
+    for f in files(ws.labels, ".parquet"):
+        n = drop_rows(f, cols, keys)
         if n:
             e.touched.append({"store": "labels", "path": str(f), "rows": n})
 
@@ -311,8 +236,8 @@ def _review(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> N
     from engine.governance.review import review_dir
 
     d = review_dir(ws)
-    for f in _files(d, ".jsonl"):
-        n = _rewrite_jsonl(f, ["subject_hash", "subject", "id"], keys)
+    for f in files(d, ".jsonl"):
+        n = drop_lines(f, ["subject_hash", "subject", "id"], keys)
         if n:
             e.touched.append({"store": "review queue", "path": str(f), "rows": n})
 
@@ -348,7 +273,7 @@ def _keys(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> Non
             gone = sum(1 for k in keys if ks.erase(k) is not None)
         finally:
             ks.close()
-    clear = _clear_records(ws, keys)
+    clear = clear_records(ws, keys)
     e.touched.append(
         {"store": "audit log", "path": str(ws.audit), "keys_deleted": gone,
          "action": "sealed records unreadable (their key deleted); chain unchanged",
@@ -356,7 +281,7 @@ def _keys(cfg: ProjectConfig, ws: Workspace, e: Erasure, keys: list[str]) -> Non
     )  # fmt: skip
 
 
-def _clear_records(ws: Workspace, keys: list[str]) -> int:
+def clear_records(ws: Workspace, keys: list[str]) -> int:
     """Served records that name the subject in the clear (not sealed): written before
     sealing or with it off. They stay (the chain would break); the receipt counts them."""
     from engine.audit.verify import segments
@@ -483,28 +408,19 @@ def known(cfg: ProjectConfig, ws: Workspace, subject: str) -> bool:
         raw = {v: k for k, v in src.rename.items()}
         col = raw.get(cfg.entities[src.entity].key, cfg.entities[src.entity].key)
         if path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            import pandas as pd
-
-            from engine.data.csvfile import sniff
-            from engine.governance.consent import subject_keys
-
-            d = sniff(path)
-            df = pd.read_csv(
-                path, dtype=str, keep_default_na=False, sep=d.delimiter, encoding=d.encoding
-            )
-            if col in df and subject_keys(df[col].replace("", None)).isin(keys).any():
+            if csv_holds(path, col, keys):
                 return True
-        elif any(_holds(f, [col], keys) for f in _files(path, ".parquet")):
+        elif any(holds(f, [col], keys) for f in files(path, ".parquet")):
             return True
     for base in (ws.features, ws.online, ws.labels):
-        if any(_holds(f, ent_cols, keys) for f in _files(base, ".parquet")):
+        if any(holds(f, ent_cols, keys) for f in files(base, ".parquet")):
             return True
     from engine.governance.live import log_dir
 
-    for f in _files(log_dir(ws.root), ".jsonl"):
+    for f in files(log_dir(ws.root), ".jsonl"):
         if any(f'"{k}"' in line for line in f.read_text().splitlines() for k in keys):
             return True
-    return _clear_records(ws, keys) > 0  # served records in the clear (seal_audit: false)
+    return clear_records(ws, keys) > 0  # served records in the clear (seal_audit: false)
 
 
 def erase(
@@ -578,4 +494,6 @@ def _say(t: dict[str, Any]) -> str:
     extra = ""
     if "keys_deleted" in t:
         extra = f"; {t['keys_deleted']} key(s) deleted, {t['records_in_clear']} clear record(s)"
+    if "note" in t:
+        extra += f" ({t['note']})"
     return f"{t['store']} {where}: {what}{extra}"

@@ -131,14 +131,11 @@ def _old_rows(path: Path, column: str, cutoff: float) -> tuple[int, int, float |
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
+    from engine.governance.rows import seconds
+
     t = pq.read_table(path, columns=[column])
-    col = t.column(column)
-    if col.type != "double" and str(col.type).startswith("timestamp"):
-        secs = pc.divide(pc.cast(pc.cast(col, "timestamp[us]"), "int64"), 1e6)
-    else:
-        secs = pc.cast(col, "double")
-    old = pc.less(secs, cutoff)
-    n = int(pc.sum(old).as_py() or 0)
+    secs = seconds(t.column(column))
+    n = int(pc.sum(pc.less(secs, cutoff)).as_py() or 0)
     oldest = pc.min(secs).as_py()
     return n, t.num_rows, None if oldest is None else float(oldest)
 
@@ -190,6 +187,7 @@ def _plan_raw(cfg: ProjectConfig, ws: Workspace, period: dt.timedelta, now: floa
 
 def _plan_mlflow(ws: Workspace, old: Old, include_needed: bool, p: Plan) -> None:
     from mlflow.tracking import MlflowClient
+    from mlflow.utils.file_utils import local_file_uri_to_path
 
     from engine.tracking import use_workspace
 
@@ -211,7 +209,7 @@ def _plan_mlflow(ws: Workspace, old: Old, include_needed: bool, p: Plan) -> None
             end = (r.info.end_time or 0) / 1000 or None
             if not old("mlflow_artifacts", end):
                 continue
-            path = _local(r.info.artifact_uri)
+            path = Path(local_file_uri_to_path(r.info.artifact_uri))
             item = {"class": "mlflow_artifacts", "path": str(path), "id": r.info.run_id,
                     "time": end}  # fmt: skip
             if r.info.run_id in needed and not include_needed:
@@ -220,30 +218,15 @@ def _plan_mlflow(ws: Workspace, old: Old, include_needed: bool, p: Plan) -> None
                 p.delete.append({**item, "models_losing_it": [needed.get(r.info.run_id)]})
 
 
-def _local(uri: str) -> Path:
-    from urllib.parse import unquote, urlparse
-
-    u = urlparse(uri)
-    return Path(unquote(u.path)) if u.scheme in ("", "file") else Path("/nonexistent") / u.path
-
-
 def _rewrite_without_old(path: Path, column: str, cutoff: float) -> None:
-    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from engine.workspace import atomic_write_bytes
+    from engine.governance.rows import seconds, write_parquet
 
     t = pq.read_table(path)
-    col = t.column(column)
-    if str(col.type).startswith("timestamp"):
-        secs = pc.divide(pc.cast(pc.cast(col, "timestamp[us]"), "int64"), 1e6)
-    else:
-        secs = pc.cast(col, "double")
-    keep = pc.invert(pc.fill_null(pc.less(secs, cutoff), False))
-    sink = pa.BufferOutputStream()
-    pq.write_table(t.filter(keep), sink)
-    atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    keep = pc.invert(pc.fill_null(pc.less(seconds(t.column(column)), cutoff), False))
+    write_parquet(path, t.filter(keep))
 
 
 Old = Any  # (class, time) -> whether it is past its period

@@ -141,20 +141,27 @@ def open_rows(
     kids: list[str], sealed: list[str], request_id: str, ciphers: dict[str, Any]
 ) -> list[dict[str, Any] | None]:
     """Each row's payload, or None where its key is gone (erased)."""
+    return [
+        _open(ciphers, kid, s, request_id, i)
+        for i, (kid, s) in enumerate(zip(kids, sealed, strict=True))
+    ]
+
+
+def _open(
+    ciphers: dict[str, Any], kid: str, sealed: str, request_id: str, row: int
+) -> dict[str, Any] | None:
+    """One row's payload; None where its key is gone, or where the ciphertext does not
+    open here (moved or changed: the chain check names that record)."""
     from cryptography.exceptions import InvalidTag
 
-    out: list[dict[str, Any] | None] = []
-    for i, (kid, s) in enumerate(zip(kids, sealed, strict=True)):
-        aead = ciphers.get(kid)
-        if aead is None:
-            out.append(None)
-            continue
-        raw = base64.b64decode(s)
-        try:
-            out.append(_unpack(aead.decrypt(raw[:12], raw[12:], _aad(kid, request_id, i))))
-        except InvalidTag:  # moved or changed: the chain check names it; unreadable here
-            out.append(None)
-    return out
+    aead = ciphers.get(kid)
+    if aead is None:
+        return None
+    raw = base64.b64decode(sealed)
+    try:
+        return _unpack(aead.decrypt(raw[:12], raw[12:], _aad(kid, request_id, row)))
+    except InvalidTag:
+        return None
 
 
 def unseal_record(
@@ -258,7 +265,6 @@ def _open_decisions(part: pa.Table, ciphers: dict[str, Any]) -> pa.Table:
     """Sealed decision records opened column-wise: each row decrypted, the per-row lists
     (ids, inputs, groups, scores, decisions, versions, shadow scores) rebuilt without the
     rows of erased subjects."""
-    from cryptography.exceptions import InvalidTag
 
     kids_col = part.column("kids").combine_chunks()
     n = part.num_rows
@@ -269,21 +275,7 @@ def _open_decisions(part: pa.Table, ciphers: dict[str, Any]) -> pa.Table:
     starts = np.asarray(kids_col.offsets.to_numpy(), np.int64)
     pos = (np.arange(len(kids)) - starts[parent]).tolist()
     par = parent.tolist()
-    b64 = base64.b64decode
-    loads = _unpack
-    rows: list[dict[str, Any] | None] = []
-    for i, kid in enumerate(kids):
-        aead = ciphers.get(kid)
-        if aead is None:
-            rows.append(None)
-            continue
-        raw = b64(sealed[i])
-        try:
-            blob = aead.decrypt(raw[:12], raw[12:], f"{kid}|{rids[par[i]]}|{pos[i]}".encode())
-        except InvalidTag:
-            rows.append(None)
-            continue
-        rows.append(loads(blob))
+    rows = [_open(ciphers, kid, sealed[i], rids[par[i]], pos[i]) for i, kid in enumerate(kids)]
     keep = np.fromiter((r is not None for r in rows), bool, len(rows))
     kept = [r for r in rows if r is not None]
     counts = np.bincount(parent[keep], minlength=n)
